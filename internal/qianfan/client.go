@@ -1,0 +1,347 @@
+package qianfan
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"golang.org/x/time/rate"
+)
+
+// Endpoint paths (V1 model management).
+const (
+	PathBatchDeleteModels        = "/wenxinworkshop/modelrepo/model/batchDelete"
+	PathBatchDeleteModelVersions = "/wenxinworkshop/modelrepo/model/version/batchDelete"
+)
+
+// DefaultBaseURL is Qianfan's public endpoint.
+const DefaultBaseURL = "https://qianfan.baidubce.com"
+
+// IDs is a list of model IDs of one type. It is sealed: only IntIDs and
+// StringIDs implement it, so one list cannot mix ints and strings.
+type IDs interface {
+	Len() int
+	isIDs()
+}
+
+// IntIDs are numeric model IDs; they marshal as JSON numbers.
+type IntIDs []int64
+
+// StringIDs are string model IDs (e.g. "am-xxx"); they marshal as JSON strings.
+type StringIDs []string
+
+// Len returns the number of IDs.
+func (ids IntIDs) Len() int { return len(ids) }
+func (IntIDs) isIDs()       {}
+
+// Len returns the number of IDs.
+func (ids StringIDs) Len() int { return len(ids) }
+func (StringIDs) isIDs()       {}
+
+// Credentials are an IAM access key pair. String, GoString and LogValue
+// mask the secret so it cannot leak through fmt or slog.
+type Credentials struct {
+	AccessKey string
+	SecretKey string
+}
+
+func (c Credentials) masked() string {
+	sk := ""
+	if c.SecretKey != "" {
+		sk = "****"
+	}
+	return "{AccessKey:" + c.AccessKey + " SecretKey:" + sk + "}"
+}
+
+// String masks the secret key.
+func (c Credentials) String() string { return c.masked() }
+
+// GoString masks the secret key for %#v.
+func (c Credentials) GoString() string { return "qianfan.Credentials" + c.masked() }
+
+// LogValue masks the secret key in slog output.
+func (c Credentials) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("access_key", c.AccessKey), slog.String("secret_key", "****"))
+}
+
+// Limiter paces calls; *rate.Limiter satisfies it.
+type Limiter interface {
+	Wait(ctx context.Context) error
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithBaseURL sets the API root. Defaults to DefaultBaseURL.
+func WithBaseURL(u string) Option { return func(c *Client) { c.baseURL = u } }
+
+// WithHTTPClient sets the HTTP client. Defaults to a new http.Client with no
+// overall timeout (each attempt has its own, see WithAttemptTimeout).
+func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
+
+// WithAttemptTimeout bounds one HTTP attempt, body read included. Defaults to 30s.
+func WithAttemptTimeout(d time.Duration) Option { return func(c *Client) { c.attemptTimeout = d } }
+
+// WithMaxElapsed bounds the time one call spends retrying; a wait that would
+// cross it is not started and the last error is returned. 0 disables
+// retries (one attempt). Defaults to 2m, well under an asynq task timeout.
+func WithMaxElapsed(d time.Duration) Option {
+	return func(c *Client) { c.maxElapsed = d; c.maxElapsedSet = true }
+}
+
+// WithRetryInterval sets the first and the largest wait between attempts
+// after a transient error; throttled errors wait ThrottleFactor times longer.
+// Defaults to 300ms and 10s.
+func WithRetryInterval(initial, max time.Duration) Option {
+	return func(c *Client) { c.initialInterval, c.maxInterval = initial, max }
+}
+
+// ThrottleFactor is how much longer the client waits after a throttled answer
+// than after a transient one.
+const ThrottleFactor = 4
+
+// WithQPS caps this process's attempts per second with a token bucket.
+// qps <= 0 turns it off (the default); burst < 1 is taken as 1.
+func WithQPS(qps float64, burst int) Option {
+	return func(c *Client) {
+		if qps <= 0 {
+			c.qps = nil
+			return
+		}
+		c.qps = rate.NewLimiter(rate.Limit(qps), max(burst, 1))
+	}
+}
+
+// WithLimiter adds a limiter waited on before every attempt, after the QPS
+// cap (e.g. a fleet-wide budget). May be given more than once.
+func WithLimiter(l Limiter) Option {
+	return func(c *Client) {
+		if l != nil {
+			c.limiters = append(c.limiters, l)
+		}
+	}
+}
+
+// WithLogger sets the logger. Defaults to discarding logs.
+func WithLogger(l *slog.Logger) Option { return func(c *Client) { c.log = l } }
+
+// WithClock sets the time source used for signing. Defaults to time.Now.
+func WithClock(now func() time.Time) Option { return func(c *Client) { c.now = now } }
+
+// WithExpireSeconds sets how long each signature is valid. Defaults to
+// DefaultExpireSeconds.
+func WithExpireSeconds(s int) Option { return func(c *Client) { c.expireSeconds = s } }
+
+// Client calls Qianfan's batch-delete endpoints. It is safe for concurrent use.
+type Client struct {
+	creds           Credentials
+	baseURL         string
+	base            *url.URL
+	hc              *http.Client
+	attemptTimeout  time.Duration
+	maxElapsed      time.Duration
+	maxElapsedSet   bool
+	initialInterval time.Duration
+	maxInterval     time.Duration
+	qps             *rate.Limiter
+	limiters        []Limiter
+	log             *slog.Logger
+	now             func() time.Time
+	expireSeconds   int
+}
+
+// New returns a Client. It fails on an empty access or secret key or a bad base URL.
+func New(creds Credentials, opts ...Option) (*Client, error) {
+	if creds.AccessKey == "" || creds.SecretKey == "" {
+		return nil, errors.New("qianfan: access key and secret key are required")
+	}
+	c := &Client{
+		creds:           creds,
+		baseURL:         DefaultBaseURL,
+		attemptTimeout:  30 * time.Second,
+		initialInterval: 300 * time.Millisecond,
+		maxInterval:     10 * time.Second,
+		expireSeconds:   DefaultExpireSeconds,
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	if !c.maxElapsedSet {
+		c.maxElapsed = 2 * time.Minute
+	}
+	if c.hc == nil {
+		c.hc = &http.Client{}
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if c.initialInterval <= 0 {
+		c.initialInterval = 300 * time.Millisecond
+	}
+	c.maxInterval = max(c.maxInterval, c.initialInterval)
+	u, err := url.Parse(c.baseURL)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, fmt.Errorf("qianfan: bad base URL %q", c.baseURL)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	c.base = u
+	silenceBCELog()
+	return c, nil
+}
+
+// Result describes a successful call.
+type Result struct {
+	LogID    string // Baidu's log_id; keep it with the outcome, support asks for it
+	Attempts int    // HTTP attempts made by this call
+	// Ambiguous: an earlier attempt of this call may have been applied by the
+	// server but its answer was lost (the request was sent, then the
+	// connection broke or timed out). Dial errors are not ambiguous.
+	Ambiguous bool
+}
+
+// BatchDeleteModels deletes models by ID in one request; the server rejects
+// the whole batch if any ID is bad (500001).
+// API: https://cloud.baidu.com/doc/WENXINWORKSHOP/s/Dlmxf2u4b
+func (c *Client) BatchDeleteModels(ctx context.Context, ids IDs) (Result, error) {
+	return c.call(ctx, PathBatchDeleteModels, "modelIDs", ids)
+}
+
+// BatchDeleteModelVersions deletes model versions by ID in one request.
+// API: https://cloud.baidu.com/doc/WENXINWORKSHOP/s/ylmxf3xb0
+func (c *Client) BatchDeleteModelVersions(ctx context.Context, ids IDs) (Result, error) {
+	return c.call(ctx, PathBatchDeleteModelVersions, "modelVersionIds", ids)
+}
+
+// call runs attempts until success, a non-retryable error, a done ctx or
+// the MaxElapsed budget.
+func (c *Client) call(ctx context.Context, path, key string, ids IDs) (Result, error) {
+	if ids == nil || ids.Len() == 0 {
+		return Result{}, ErrNoIDs
+	}
+	body, err := json.Marshal(map[string]IDs{key: ids})
+	if err != nil {
+		return Result{}, fmt.Errorf("qianfan: encoding IDs: %w", err)
+	}
+	log := c.log.With("path", path, "batch_size", ids.Len())
+	start := time.Now()
+	transient := c.newBackOff(1)
+	throttled := c.newBackOff(ThrottleFactor)
+	var attempts int
+	var ambiguous bool
+	fail := func(e *Error) (Result, error) {
+		e.Attempts, e.Ambiguous = attempts, ambiguous
+		return Result{Attempts: attempts, Ambiguous: ambiguous}, e
+	}
+	for {
+		if err := c.waitLimiters(ctx); err != nil {
+			return fail(newTransportError(ctx, err))
+		}
+		attempts++
+		logID, e, sent := c.attempt(ctx, path, body)
+		if e == nil {
+			log.Debug("qianfan call ok", "log_id", logID, "attempts", attempts)
+			return Result{LogID: logID, Attempts: attempts, Ambiguous: ambiguous}, nil
+		}
+		// A sent request without a readable answer may have been applied.
+		if (sent && e.HTTPStatus == 0) || e.unparsed {
+			ambiguous = true
+		}
+		if ctx.Err() != nil {
+			return fail(newTransportError(ctx, ctx.Err()))
+		}
+		class := e.class()
+		var wait time.Duration
+		switch {
+		case class == ClassTransient:
+			wait = transient.NextBackOff()
+		case class == ClassThrottled && e.Code != codeDailyLimit:
+			wait = throttled.NextBackOff()
+		default:
+			log.Debug("qianfan call failed", "class", class, "code", e.Code, "log_id", e.LogID, "attempts", attempts)
+			return fail(e)
+		}
+		wait = max(wait, e.RetryAfter)
+		if c.maxElapsed <= 0 || time.Since(start)+wait > c.maxElapsed {
+			log.Warn("qianfan retry budget spent", "class", class, "code", e.Code, "log_id", e.LogID, "attempts", attempts)
+			return fail(e)
+		}
+		log.Info("qianfan retrying", "class", class, "code", e.Code, "http_status", e.HTTPStatus,
+			"log_id", e.LogID, "attempts", attempts, "wait", wait, "ambiguous", ambiguous)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fail(newTransportError(ctx, ctx.Err()))
+		case <-t.C:
+		}
+	}
+}
+
+func (c *Client) newBackOff(factor time.Duration) *backoff.ExponentialBackOff {
+	return backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(c.initialInterval*factor),
+		backoff.WithMaxInterval(c.maxInterval*factor),
+		backoff.WithMultiplier(2),
+		backoff.WithRandomizationFactor(0.5),
+		backoff.WithMaxElapsedTime(0), // the call loop enforces the budget
+	)
+}
+
+func (c *Client) waitLimiters(ctx context.Context) error {
+	if c.qps != nil {
+		if err := c.qps.Wait(ctx); err != nil {
+			return err
+		}
+	}
+	for _, l := range c.limiters {
+		if err := l.Wait(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// attempt makes one signed HTTP request. sent reports whether the request
+// was fully written, which makes a later transport error ambiguous.
+func (c *Client) attempt(ctx context.Context, path string, body []byte) (logID string, e *Error, sent bool) {
+	actx, cancel := context.WithTimeout(ctx, c.attemptTimeout)
+	defer cancel()
+	var wrote atomic.Bool
+	actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
+		WroteRequest: func(i httptrace.WroteRequestInfo) { wrote.Store(i.Err == nil) },
+	})
+	u := *c.base
+	u.Path += path
+	req, err := http.NewRequestWithContext(actx, http.MethodPost, u.String(), bytes.NewReader(body))
+	if err != nil {
+		return "", &Error{Err: err, Message: err.Error()}, false
+	}
+	date := c.now().UTC().Truncate(time.Second)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Bce-Date", date.Format(time.RFC3339))
+	req.Header.Set("Authorization", signRequest(c.creds, http.MethodPost, u.Path, nil, map[string]string{
+		"host":         req.Host,
+		"content-type": "application/json",
+		"x-bce-date":   date.Format(time.RFC3339),
+	}, signedHeaders, date, c.expireSeconds))
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return "", newTransportError(ctx, err), wrote.Load()
+	}
+	defer resp.Body.Close()
+	logID, e = newResponseError(resp)
+	return logID, e, wrote.Load()
+}
