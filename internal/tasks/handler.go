@@ -1,0 +1,490 @@
+package tasks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/qfpurge/qfpurge/internal/qianfan"
+)
+
+// Deleter makes one batchDelete call for IDs of one kind and one type.
+type Deleter interface {
+	BatchDelete(ctx context.Context, k Kind, ids []ID) (qianfan.Result, error)
+}
+
+// Enqueuer is the part of *asynq.Client the handler needs.
+type Enqueuer interface {
+	EnqueueContext(ctx context.Context, t *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
+}
+
+// Observer is told what the handler does, for metrics. All methods must be
+// safe for concurrent use.
+type Observer interface {
+	// Call reports one API call: its outcome ("ok" or the error class and
+	// code), how many IDs it carried and how long it took.
+	Call(k Kind, t IDType, outcome string, ids int, d time.Duration)
+	// Outcome reports IDs reaching an end state (StateDeleted, ...).
+	Outcome(k Kind, t IDType, state string, ids int)
+	// Split reports a batch split; why is "bisect" or "oversize".
+	Split(k Kind, why string)
+	// Retry reports a batch handed back to Asynq; why is "transient",
+	// "throttled" or "unknown".
+	Retry(k Kind, why string)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Call(Kind, IDType, string, int, time.Duration) {}
+func (nopObserver) Outcome(Kind, IDType, string, int)             {}
+func (nopObserver) Split(Kind, string)                            {}
+func (nopObserver) Retry(Kind, string)                            {}
+
+// HandlerConfig configures a Handler.
+type HandlerConfig struct {
+	// BatchSize is the most IDs sent in one call. Defaults to DefaultBatchSize.
+	BatchSize int
+	// Options are given to the batches the handler enqueues.
+	Options Options
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Observer defaults to one that ignores everything.
+	Observer Observer
+}
+
+// Handler processes TypeDelete and TypeDeleteBatch tasks. Each execution
+// makes at most one API call, so an Asynq retry repeats exactly one call.
+//
+// Qianfan answers "500001 param invalid" for a whole list when one ID in it
+// is bad, and most likely for an ID that is already gone. So:
+//   - IDs the ledger knows as deleted are never sent again;
+//   - a rejected batch of several IDs is bisected into two new batches, so
+//     every good ID is still deleted and only bad ones end up dead;
+//   - a rejected single ID is dead-lettered, unless an earlier call that
+//     covered it lost its answer and nothing since has shown that call
+//     failed: then that call most likely deleted it, and it is recorded as
+//     presumed deleted instead.
+type Handler struct {
+	del    Deleter
+	q      Enqueuer
+	ledger *Ledger
+	cfg    HandlerConfig
+	log    *slog.Logger
+	obs    Observer
+}
+
+// NewHandler returns a Handler.
+func NewHandler(del Deleter, q Enqueuer, ledger *Ledger, cfg HandlerConfig) *Handler {
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = DefaultBatchSize
+	}
+	h := &Handler{del: del, q: q, ledger: ledger, cfg: cfg, log: cfg.Logger, obs: cfg.Observer}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	if h.obs == nil {
+		h.obs = nopObserver{}
+	}
+	return h
+}
+
+// Action is what the queue does with a batch after its call.
+type Action int
+
+// The actions Decide chooses from.
+const (
+	ActComplete   Action = iota + 1 // deleted: record and finish
+	ActRetry                        // hand back to Asynq; uses up a retry
+	ActThrottle                     // hand back to Asynq; does not use up a retry
+	ActBisect                       // split in two and enqueue the halves
+	ActDeadLetter                   // dead-letter every ID of the batch
+)
+
+func (a Action) String() string {
+	switch a {
+	case ActComplete:
+		return "complete"
+	case ActRetry:
+		return "retry"
+	case ActThrottle:
+		return "throttle"
+	case ActBisect:
+		return "bisect"
+	case ActDeadLetter:
+		return "dead-letter"
+	}
+	return "action(" + strconv.Itoa(int(a)) + ")"
+}
+
+// Decide maps a call's outcome on a batch of n IDs to what the queue does.
+// Unknown error codes are retried a bounded number of times, then
+// dead-lettered with their code: safer than guessing either way.
+func Decide(err error, n int) Action {
+	if err == nil {
+		return ActComplete
+	}
+	switch qianfan.Classify(err) {
+	case qianfan.ClassThrottled:
+		return ActThrottle
+	case qianfan.ClassInvalidIDs:
+		if n > 1 {
+			return ActBisect
+		}
+		return ActDeadLetter
+	case qianfan.ClassRequest:
+		return ActDeadLetter
+	default: // transient, unknown, context
+		return ActRetry
+	}
+}
+
+// ThrottleError hands a throttled batch back to Asynq without using up a
+// retry; RetryDelay waits Wait.
+type ThrottleError struct {
+	Wait time.Duration
+	Err  error
+}
+
+func (e *ThrottleError) Error() string { return "throttled: " + e.Err.Error() }
+func (e *ThrottleError) Unwrap() error { return e.Err }
+
+// IsFailure tells Asynq which errors use up a retry: all but throttling.
+func IsFailure(err error) bool {
+	var te *ThrottleError
+	return !errors.As(err, &te)
+}
+
+// RetryDelay is the Asynq RetryDelayFunc: exponential from 5s, doubling to a
+// 10 minute cap, with ±20% jitter; throttled batches wait what the error says.
+func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
+	var te *ThrottleError
+	if errors.As(err, &te) && te.Wait > 0 {
+		return jitter(te.Wait)
+	}
+	d := 5 * time.Second << min(n, 7)
+	return jitter(min(d, 10*time.Minute))
+}
+
+func jitter(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+// throttleWait is how long a throttled batch waits in the queue. The client
+// already backed off inside the call, so the queue waits longer.
+func throttleWait(err error) time.Duration {
+	var qe *qianfan.Error
+	if errors.As(err, &qe) {
+		if qe.RetryAfter > 0 {
+			return max(qe.RetryAfter, time.Second)
+		}
+		if qe.Code == 17 { // daily limit: nothing will pass for a long while
+			return time.Hour
+		}
+	}
+	return 30 * time.Second
+}
+
+// batchResult is written as the task's result: asynqmon's completed tab is
+// the audit trail.
+type batchResult struct {
+	Kind           Kind     `json:"kind"`
+	Deleted        []ID     `json:"deleted,omitempty"`
+	AlreadyDeleted []ID     `json:"already_deleted,omitempty"`
+	Presumed       []ID     `json:"presumed_deleted,omitempty"`
+	Dead           []ID     `json:"dead,omitempty"`
+	SplitInto      []string `json:"split_into,omitempty"`
+	Reason         string   `json:"reason,omitempty"`
+	LogID          string   `json:"log_id,omitempty"`
+	Attempts       int      `json:"attempts,omitempty"`
+	At             string   `json:"at"`
+}
+
+// ProcessTask implements asynq.Handler.
+func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	taskID, _ := asynq.GetTaskID(ctx)
+	p, err := DecodePayload(t.Payload())
+	if err != nil {
+		return h.unreadable(ctx, taskID, string(t.Payload()), err)
+	}
+	if len(p.Rejected) > 0 {
+		for _, raw := range p.Rejected {
+			if err := h.unreadable(ctx, taskID, raw, errors.New("a job in this group could not be read")); err != nil && !errors.Is(err, asynq.SkipRetry) {
+				return err
+			}
+		}
+		if len(p.IDs) == 0 {
+			return nil
+		}
+	}
+	ids := Dedupe(p.IDs)
+	ints, strs := SplitByType(ids)
+	if len(ids) > h.cfg.BatchSize || (len(ints) > 0 && len(strs) > 0) {
+		return h.fanOut(ctx, t, taskID, p, ints, strs)
+	}
+	gone, err := h.ledger.Gone(ctx, p.Kind, ids)
+	if err != nil {
+		return err
+	}
+	res := batchResult{Kind: p.Kind}
+	pending := ids[:0:0]
+	for _, id := range ids {
+		if gone[id] {
+			res.AlreadyDeleted = append(res.AlreadyDeleted, id)
+		} else {
+			pending = append(pending, id)
+		}
+	}
+	if len(pending) == 0 {
+		return h.finish(t, res)
+	}
+	return h.call(ctx, t, taskID, p, pending, res)
+}
+
+func (h *Handler) call(ctx context.Context, t *asynq.Task, taskID string, p Payload, ids []ID, res batchResult) error {
+	idType := ids[0].Type()
+	log := h.log.With("task_id", taskID, "kind", p.Kind, "id_type", idType, "batch_size", len(ids))
+	if n, ok := asynq.GetRetryCount(ctx); ok && n > 0 {
+		log = log.With("retry", n)
+	}
+	start := time.Now()
+	out, err := h.del.BatchDelete(ctx, p.Kind, ids)
+	elapsed := time.Since(start)
+	if ctx.Err() != nil {
+		// Shutting down or timed out: Asynq requeues or retries the batch.
+		return ctx.Err()
+	}
+	var qe *qianfan.Error
+	errors.As(err, &qe)
+	ambiguous := out.Ambiguous || (qe != nil && qe.Ambiguous)
+	if ambiguous {
+		if err := h.ledger.MarkUncertain(ctx, taskID); err != nil {
+			return err
+		}
+	}
+	logID, attempts := out.LogID, out.Attempts
+	if qe != nil {
+		logID, attempts = qe.LogID, qe.Attempts
+	}
+	res.LogID, res.Attempts = logID, attempts
+	if logID != "" {
+		log = log.With("log_id", logID)
+	}
+	act := Decide(err, len(ids))
+	h.obs.Call(p.Kind, idType, callOutcome(err), len(ids), elapsed)
+
+	switch act {
+	case ActComplete:
+		now := time.Now()
+		outs := make([]Outcome, len(ids))
+		for i, id := range ids {
+			outs[i] = Outcome{Kind: p.Kind, ID: id, State: StateDeleted, LogID: logID, TaskID: taskID, Attempts: attempts, At: now}
+		}
+		if err := h.ledger.Write(ctx, outs); err != nil {
+			return err
+		}
+		// This call deleted IDs that earlier lost-answer calls also covered,
+		// so those calls deleted nothing.
+		if err := h.ledger.Refute(ctx, p.Uncertain); err != nil {
+			return err
+		}
+		h.obs.Outcome(p.Kind, idType, StateDeleted, len(ids))
+		log.Info("batch deleted", "attempts", attempts, "ambiguous", ambiguous)
+		res.Deleted = ids
+		return h.finish(t, res)
+
+	case ActThrottle:
+		h.obs.Retry(p.Kind, "throttled")
+		log.Warn("batch throttled", "err", err)
+		return &ThrottleError{Wait: throttleWait(err), Err: err}
+
+	case ActRetry:
+		why := "transient"
+		if qianfan.Classify(err) == qianfan.ClassUnknown {
+			why = "unknown"
+		}
+		retried, _ := asynq.GetRetryCount(ctx)
+		maxRetry, _ := asynq.GetMaxRetry(ctx)
+		if retried >= maxRetry {
+			log.Error("batch dead-lettered: retries used up", "err", err, "retried", retried)
+			return h.deadLetter(ctx, taskID, p.Kind, ids, qe, err, retried+1)
+		}
+		h.obs.Retry(p.Kind, why)
+		log.Warn("batch failed, Asynq will retry", "err", err, "class", qianfan.Classify(err))
+		return err
+
+	case ActBisect:
+		uncertain, err2 := h.uncertainLineage(ctx, taskID, p.Uncertain, ambiguous)
+		if err2 != nil {
+			return err2
+		}
+		half := len(ids) / 2
+		res.Reason = err.Error()
+		children, err2 := h.enqueueChildren(ctx, t, taskID, p.Kind, [][]ID{ids[:half], ids[half:]}, uncertain, "bisect")
+		if err2 != nil {
+			return err2
+		}
+		h.obs.Split(p.Kind, "bisect")
+		log.Warn("batch rejected, bisecting", "err", err, "halves", children)
+		res.SplitInto = children
+		return h.finish(t, res)
+	}
+
+	// ActDeadLetter.
+	if qianfan.Classify(err) == qianfan.ClassInvalidIDs {
+		// One ID: maybe gone already by another batch, or by a lost-answer call.
+		gone, err2 := h.ledger.Gone(ctx, p.Kind, ids)
+		if err2 != nil {
+			return err2
+		}
+		if gone[ids[0]] {
+			res.AlreadyDeleted = ids
+			return h.finish(t, res)
+		}
+		uncertain, err2 := h.uncertainLineage(ctx, taskID, p.Uncertain, ambiguous)
+		if err2 != nil {
+			return err2
+		}
+		if len(uncertain) > 0 {
+			msg := "presumed deleted by an earlier call whose answer was lost; a repeat call answered " + err.Error()
+			o := Outcome{Kind: p.Kind, ID: ids[0], State: StatePresumed, LogID: logID, Message: msg, TaskID: taskID, Attempts: attempts}
+			if qe != nil {
+				o.Code = qe.Code
+			}
+			if err := h.ledger.Write(ctx, []Outcome{o}); err != nil {
+				return err
+			}
+			h.obs.Outcome(p.Kind, idType, StatePresumed, 1)
+			log.Warn("ID presumed deleted", "id", ids[0].String(), "uncertain_calls", uncertain)
+			res.Presumed, res.Reason = ids, msg
+			return h.finish(t, res)
+		}
+	} else {
+		log.Error("batch rejected for the whole request: check credentials and permissions", "err", err)
+	}
+	retried, _ := asynq.GetRetryCount(ctx)
+	return h.deadLetter(ctx, taskID, p.Kind, ids, qe, err, retried+1)
+}
+
+// uncertainLineage returns the lost-answer calls (this task's own, and its
+// ancestors') that nothing has yet shown to have failed.
+func (h *Handler) uncertainLineage(ctx context.Context, taskID string, lineage []string, ambiguousNow bool) ([]string, error) {
+	self := ambiguousNow
+	if !self {
+		var err error
+		if self, err = h.ledger.Uncertain(ctx, taskID); err != nil {
+			return nil, err
+		}
+	}
+	all := lineage
+	if self {
+		all = append(append([]string(nil), lineage...), taskID)
+	}
+	return h.ledger.Unrefuted(ctx, all)
+}
+
+// deadLetter records every ID as dead and archives the task with the reason.
+func (h *Handler) deadLetter(ctx context.Context, taskID string, k Kind, ids []ID, qe *qianfan.Error, err error, attempts int) error {
+	now := time.Now()
+	outs := make([]Outcome, len(ids))
+	for i, id := range ids {
+		o := Outcome{Kind: k, ID: id, State: StateDead, Message: err.Error(), TaskID: taskID, Attempts: attempts, At: now}
+		if qe != nil {
+			o.Code, o.Message, o.LogID = qe.Code, qe.Message, qe.LogID
+			if o.Code == 0 && qe.HTTPStatus != 0 {
+				o.Code = qe.HTTPStatus
+			}
+			if o.Message == "" {
+				o.Message = err.Error()
+			}
+		}
+		outs[i] = o
+	}
+	if werr := h.ledger.Write(ctx, outs); werr != nil {
+		return werr // retried; the dead letters are written next time
+	}
+	if len(ids) > 0 {
+		h.obs.Outcome(k, ids[0].Type(), StateDead, len(ids))
+	}
+	return fmt.Errorf("%s: %w", err.Error(), asynq.SkipRetry)
+}
+
+// unreadable dead-letters a payload nobody can act on, keeping its text.
+func (h *Handler) unreadable(ctx context.Context, taskID, raw string, cause error) error {
+	if len(raw) > 512 {
+		raw = raw[:512] + "…"
+	}
+	h.log.Error("unreadable task payload dead-lettered", "task_id", taskID, "err", cause)
+	o := Outcome{Kind: "", ID: StringID("unreadable"), State: StateDead, Message: cause.Error() + ": " + raw, TaskID: taskID, Attempts: 1}
+	if err := h.ledger.Write(ctx, []Outcome{o}); err != nil {
+		return err
+	}
+	return fmt.Errorf("%s: %w", cause.Error(), asynq.SkipRetry)
+}
+
+// fanOut splits a batch that is too big or mixes ID types into ready
+// batches, without calling the API.
+func (h *Handler) fanOut(ctx context.Context, t *asynq.Task, taskID string, p Payload, ints, strs []ID) error {
+	chunks := append(Chunk(ints, h.cfg.BatchSize), Chunk(strs, h.cfg.BatchSize)...)
+	children, err := h.enqueueChildren(ctx, t, taskID, p.Kind, chunks, p.Uncertain, "oversize")
+	if err != nil {
+		return err
+	}
+	h.obs.Split(p.Kind, "oversize")
+	h.log.Info("batch split before calling", "task_id", taskID, "kind", p.Kind, "ids", len(ints)+len(strs), "batches", len(children))
+	return h.finish(t, batchResult{Kind: p.Kind, SplitInto: children, Reason: "over the batch size or mixed ID types"})
+}
+
+// enqueueChildren enqueues chunks as batches whose task IDs derive from the
+// parent's, so a parent delivered twice enqueues each child once.
+func (h *Handler) enqueueChildren(ctx context.Context, t *asynq.Task, parent string, k Kind, chunks [][]ID, uncertain []string, why string) ([]string, error) {
+	var ids []string
+	for i, c := range chunks {
+		id := parent + "/" + strconv.Itoa(i)
+		task, err := NewBatchTask(Payload{Kind: k, IDs: c, Uncertain: uncertain, Parent: parent, Split: why}, h.cfg.Options, asynq.TaskID(id))
+		if err != nil {
+			return nil, err
+		}
+		if _, err := h.q.EnqueueContext(ctx, task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+			return nil, fmt.Errorf("enqueue split batch %s: %w", id, err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+func (h *Handler) finish(t *asynq.Task, res batchResult) error {
+	res.At = time.Now().UTC().Format(time.RFC3339)
+	b, err := json.Marshal(res)
+	if err != nil {
+		return err
+	}
+	if w := t.ResultWriter(); w != nil {
+		if _, err := w.Write(b); err != nil {
+			h.log.Warn("could not write task result", "err", err)
+		}
+	}
+	return nil
+}
+
+func callOutcome(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	var qe *qianfan.Error
+	if errors.As(err, &qe) {
+		switch {
+		case qe.Code != 0:
+			return strconv.Itoa(qe.Code)
+		case qe.HTTPStatus != 0:
+			return "http_" + strconv.Itoa(qe.HTTPStatus)
+		}
+	}
+	return qianfan.Classify(err).String()
+}

@@ -1,0 +1,198 @@
+// Package tasks holds qfpurge's Asynq task types, their payloads, the group
+// aggregator that turns many small delete jobs into batches, and the batch
+// handler that makes one signed Qianfan call per execution.
+//
+// Two task types carry deletions:
+//
+//   - TypeDelete: a small job (fewer IDs than a batch). It is enqueued into an
+//     Asynq group named after its kind, ID type and a shard, and the
+//     aggregator merges a group's jobs into one TypeDeleteBatch task.
+//   - TypeDeleteBatch: a ready batch. The producer cuts large jobs into these
+//     directly, so bulk purges skip aggregation; bisection and oversize splits
+//     enqueue them too.
+//
+// Both types are handled by the same handler: a batch holding one kind and one
+// ID type, and no more than the batch size, is deleted with one API call;
+// anything else is first split into such batches.
+package tasks
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+)
+
+// Task type names, in Asynq's domain:verb habit.
+const (
+	TypeDelete      = "qianfan:delete"
+	TypeDeleteBatch = "qianfan:delete-batch"
+)
+
+// Queue is the Asynq queue all qfpurge tasks use.
+const Queue = "qfpurge"
+
+// MaxShards caps how many groups one kind and ID type is spread over; the
+// worker's stranded-group sweeper knows every possible group name by it.
+const MaxShards = 64
+
+// DefaultBatchSize is the number of IDs sent in one batchDelete call.
+const DefaultBatchSize = 100
+
+// Payload is the JSON body of both task types. IDs sit under "model_ids" so
+// asynqmon shows them readably.
+type Payload struct {
+	Kind Kind `json:"kind"`
+	IDs  []ID `json:"model_ids"`
+	// Uncertain lists batches (task IDs) whose calls covered these IDs and
+	// lost their answer: such a call may have deleted them. See Handler.
+	Uncertain []string `json:"uncertain,omitempty"`
+	// Parent is the task this batch was split from, and Split says why.
+	Parent string `json:"parent,omitempty"`
+	Split  string `json:"split,omitempty"`
+	// Rejected holds payloads the aggregator could not read; the handler
+	// dead-letters them so nothing is dropped silently.
+	Rejected []string `json:"rejected,omitempty"`
+}
+
+// DecodePayload reads and checks a task payload.
+func DecodePayload(b []byte) (Payload, error) {
+	var p Payload
+	if err := json.Unmarshal(b, &p); err != nil {
+		return p, fmt.Errorf("decode payload: %w", err)
+	}
+	if _, err := ParseKind(string(p.Kind)); err != nil {
+		return p, fmt.Errorf("decode payload: %w", err)
+	}
+	for _, id := range p.IDs {
+		if err := id.Validate(); err != nil {
+			return p, fmt.Errorf("decode payload: %w", err)
+		}
+	}
+	if len(p.IDs) == 0 && len(p.Rejected) == 0 {
+		return p, errors.New("decode payload: no model_ids")
+	}
+	return p, nil
+}
+
+// Options are the Asynq options every qfpurge task carries.
+type Options struct {
+	// MaxRetry counts failed attempts before a batch is dead-lettered.
+	// Throttling does not use them up. Defaults to 12.
+	MaxRetry int
+	// Timeout bounds one execution. Defaults to 5m.
+	Timeout time.Duration
+	// Retention keeps completed batches and their results visible in
+	// asynqmon as an audit trail. Defaults to 7 days.
+	Retention time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.MaxRetry == 0 {
+		o.MaxRetry = 12
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 5 * time.Minute
+	}
+	if o.Retention == 0 {
+		o.Retention = 7 * 24 * time.Hour
+	}
+	return o
+}
+
+func (o Options) asynq() []asynq.Option {
+	o = o.withDefaults()
+	return []asynq.Option{
+		asynq.Queue(Queue),
+		asynq.MaxRetry(o.MaxRetry),
+		asynq.Timeout(o.Timeout),
+		asynq.Retention(o.Retention),
+	}
+}
+
+// NewBatchTask returns a ready batch task. Extra options (TaskID, ProcessAt)
+// are appended.
+func NewBatchTask(p Payload, o Options, extra ...asynq.Option) (*asynq.Task, error) {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	return asynq.NewTask(TypeDeleteBatch, b, append(o.asynq(), extra...)...), nil
+}
+
+// NewDeleteTask returns a small job that waits in its group for aggregation.
+func NewDeleteTask(p Payload, group string, o Options) (*asynq.Task, error) {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	return asynq.NewTask(TypeDelete, b, append(o.asynq(), asynq.Group(group))...), nil
+}
+
+// GroupName names the Asynq group of a kind, ID type and shard, e.g.
+// "model/int/03".
+func GroupName(k Kind, t IDType, shard int) string {
+	return fmt.Sprintf("%s/%s/%02d", k, t, shard)
+}
+
+// ParseGroupName is the inverse of GroupName.
+func ParseGroupName(g string) (Kind, IDType, int, error) {
+	parts := strings.Split(g, "/")
+	if len(parts) != 3 {
+		return "", "", 0, fmt.Errorf("group %q is not kind/type/shard", g)
+	}
+	k, err := ParseKind(parts[0])
+	if err != nil {
+		return "", "", 0, err
+	}
+	t := IDType(parts[1])
+	if t != IDInt && t != IDString {
+		return "", "", 0, fmt.Errorf("group %q: unknown ID type", g)
+	}
+	n, err := strconv.Atoi(parts[2])
+	if err != nil || n < 0 || n >= MaxShards {
+		return "", "", 0, fmt.Errorf("group %q: bad shard", g)
+	}
+	return k, t, n, nil
+}
+
+// AllGroupNames lists every group name the producer can use.
+func AllGroupNames() []string {
+	var names []string
+	for _, k := range []Kind{KindModel, KindVersion} {
+		for _, t := range []IDType{IDInt, IDString} {
+			for s := range MaxShards {
+				names = append(names, GroupName(k, t, s))
+			}
+		}
+	}
+	return names
+}
+
+// Shard picks a stable shard for an ID, spreading load evenly over groups.
+func Shard(id ID, shards int) int {
+	if shards <= 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	h.Write([]byte(id.String()))
+	return int(h.Sum32() % uint32(shards))
+}
+
+// Chunk cuts ids into slices of at most size.
+func Chunk(ids []ID, size int) [][]ID {
+	var out [][]ID
+	for len(ids) > size {
+		out = append(out, ids[:size:size])
+		ids = ids[size:]
+	}
+	if len(ids) > 0 {
+		out = append(out, ids)
+	}
+	return out
+}
