@@ -1,0 +1,149 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/qfpurge/qfpurge/internal/redisconn"
+	"github.com/qfpurge/qfpurge/internal/tasks"
+)
+
+// config is the worker's resolved configuration: the environment gives
+// defaults and flags override them.
+type config struct {
+	RedisURL     string
+	AccessKey    string
+	SecretKey    string
+	BaseURL      string
+	Concurrency  int
+	BatchSize    int
+	BatchWait    time.Duration
+	BatchMaxWait time.Duration
+	QPS          float64
+	MaxRetry     int
+	Retention    time.Duration
+	LedgerTTL    time.Duration
+	EventsMaxLen int64
+	Shutdown     time.Duration
+	SweepEvery   time.Duration
+	LogLevel     string
+	LogFormat    string
+	Demo         bool
+	EmbeddedAddr string
+}
+
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	c := config{
+		RedisURL:  getenv("REDIS_URL"),
+		AccessKey: getenv("QIANFAN_ACCESS_KEY"),
+		SecretKey: getenv("QIANFAN_SECRET_KEY"),
+		BaseURL:   getenv("QIANFAN_BASE_URL"),
+	}
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "Redis URL (env REDIS_URL); empty starts an in-memory Redis on --embedded-addr")
+	fs.StringVar(&c.BaseURL, "qianfan-base-url", or(c.BaseURL, "https://qianfan.baidubce.com"), "Qianfan API base URL (env QIANFAN_BASE_URL)")
+	fs.IntVar(&c.Concurrency, "concurrency", 10, "batches processed at once")
+	fs.IntVar(&c.BatchSize, "batch-size", tasks.DefaultBatchSize, "most IDs per API call (keep equal to the producers' batch size)")
+	fs.DurationVar(&c.BatchWait, "batch-wait", 2*time.Second, "aggregation grace period: a group is batched once no job arrived for this long (whole seconds, at least 1s)")
+	fs.DurationVar(&c.BatchMaxWait, "batch-max-wait", 10*time.Second, "longest a job waits in its group before its batch is formed")
+	fs.Float64Var(&c.QPS, "qps", 10, "most API calls per second from this worker; 0 for no cap")
+	fs.IntVar(&c.MaxRetry, "max-retry", 12, "failed attempts before a batch is dead-lettered (throttling does not count)")
+	fs.DurationVar(&c.Retention, "retention", 7*24*time.Hour, "how long completed batches stay visible in the monitor")
+	fs.DurationVar(&c.LedgerTTL, "ledger-ttl", 30*24*time.Hour, "how long each ID's outcome is remembered")
+	fs.Int64Var(&c.EventsMaxLen, "events-max-len", 100_000, "approximate cap of the qfpurge:events stream; -1 for none")
+	fs.DurationVar(&c.Shutdown, "shutdown-timeout", 30*time.Second, "how long running batches may finish on SIGTERM before they are requeued")
+	fs.DurationVar(&c.SweepEvery, "sweep-interval", 30*time.Second, "how often stranded Asynq groups are looked for")
+	fs.StringVar(&c.LogLevel, "log-level", or(getenv("QFPURGE_LOG_LEVEL"), "info"), "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", or(getenv("QFPURGE_LOG_FORMAT"), "text"), "text or json")
+	fs.BoolVar(&c.Demo, "demo", false, "start a fake Qianfan and enqueue sample IDs (one of them bad) to show batching, retries and a dead letter")
+	fs.StringVar(&c.EmbeddedAddr, "embedded-addr", "127.0.0.1:6379", "where the in-memory Redis listens when no Redis URL is given")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return c, nil
+}
+
+func (c config) validate() error {
+	var errs []error
+	if c.AccessKey == "" || c.SecretKey == "" {
+		errs = append(errs, errors.New("QIANFAN_ACCESS_KEY and QIANFAN_SECRET_KEY must be set (or try --demo, which runs against a fake Qianfan)"))
+	}
+	if c.Concurrency < 1 {
+		errs = append(errs, fmt.Errorf("--concurrency %d must be at least 1", c.Concurrency))
+	}
+	if c.BatchSize < 1 {
+		errs = append(errs, fmt.Errorf("--batch-size %d must be at least 1", c.BatchSize))
+	}
+	if c.BatchWait < time.Second {
+		errs = append(errs, fmt.Errorf("--batch-wait %s must be at least 1s (Asynq's minimum grace period)", c.BatchWait))
+	}
+	if c.BatchMaxWait < c.BatchWait {
+		errs = append(errs, fmt.Errorf("--batch-max-wait %s must not be shorter than --batch-wait %s", c.BatchMaxWait, c.BatchWait))
+	}
+	if c.QPS < 0 {
+		errs = append(errs, fmt.Errorf("--qps %g must not be negative", c.QPS))
+	}
+	if c.MaxRetry < 0 {
+		errs = append(errs, fmt.Errorf("--max-retry %d must not be negative", c.MaxRetry))
+	}
+	if c.SweepEvery <= 0 {
+		errs = append(errs, fmt.Errorf("--sweep-interval %s must be positive", c.SweepEvery))
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("--log-format %q: want text or json", c.LogFormat))
+	}
+	return errors.Join(errs...)
+}
+
+// LogValue masks secrets, so the config can be logged once at start.
+func (c config) LogValue() slog.Value {
+	redis := "embedded in-memory on " + c.EmbeddedAddr
+	if c.RedisURL != "" {
+		redis = redisconn.Redact(c.RedisURL)
+	}
+	secret := "unset"
+	if c.SecretKey != "" {
+		secret = "set (masked)"
+	}
+	return slog.GroupValue(
+		slog.String("redis", redis),
+		slog.String("qianfan_base_url", c.BaseURL),
+		slog.String("access_key", c.AccessKey),
+		slog.String("secret_key", secret),
+		slog.Int("concurrency", c.Concurrency),
+		slog.Int("batch_size", c.BatchSize),
+		slog.Duration("batch_wait", c.BatchWait),
+		slog.Duration("batch_max_wait", c.BatchMaxWait),
+		slog.Float64("qps", c.QPS),
+		slog.Int("max_retry", c.MaxRetry),
+		slog.Duration("retention", c.Retention),
+		slog.Duration("ledger_ttl", c.LedgerTTL),
+		slog.Bool("demo", c.Demo),
+	)
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
