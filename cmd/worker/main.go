@@ -23,6 +23,7 @@ import (
 	"github.com/qfpurge/qfpurge/internal/qianfan"
 	"github.com/qfpurge/qfpurge/internal/redisconn"
 	"github.com/qfpurge/qfpurge/internal/tasks"
+	"github.com/qfpurge/qfpurge/producer"
 )
 
 func main() {
@@ -109,6 +110,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer close(sweepDone)
 		tasks.RunSweeper(sweepCtx, rdb, cfg.SweepEvery, log.With("component", "sweeper"))
 	}()
+	prod, err := producer.New(rdb, producer.Config{BatchSize: cfg.BatchSize, MaxRetry: cfg.MaxRetry, Retention: cfg.Retention})
+	if err != nil {
+		srv.Shutdown()
+		return err
+	}
+	stopExtras, err := startExtras(ctx, cfg, deps{
+		rdb: rdb, log: log, ledger: ledger, producer: prod, inspector: asynq.NewInspectorFromRedisClient(rdb),
+	})
+	if err != nil {
+		srv.Shutdown()
+		stopSweep()
+		return err
+	}
 	log.Info("qfpurge worker running", "queue", tasks.Queue)
 	if demo != nil {
 		go demo.Run(ctx, rdb, cfg, stdout)
@@ -116,6 +130,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	<-ctx.Done()
 	log.Info("shutting down: finishing running batches", "timeout", cfg.Shutdown)
+	stopExtras()
 	srv.Shutdown()
 	stopSweep()
 	<-sweepDone

