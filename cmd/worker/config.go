@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/qfpurge/qfpurge/internal/httpapi"
 	"github.com/qfpurge/qfpurge/internal/redisconn"
 	"github.com/qfpurge/qfpurge/internal/tasks"
 )
@@ -34,6 +35,10 @@ type config struct {
 	LogFormat    string
 	Demo         bool
 	EmbeddedAddr string
+	// HTTP API (issue 5): off unless APIAddr is set.
+	APIAddr    string
+	APIMaxBody int64
+	APITokens  []string // from QFPURGE_API_TOKENS; never logged
 }
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
@@ -42,6 +47,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		AccessKey: getenv("QIANFAN_ACCESS_KEY"),
 		SecretKey: getenv("QIANFAN_SECRET_KEY"),
 		BaseURL:   getenv("QIANFAN_BASE_URL"),
+		APITokens: httpapi.ParseTokens(getenv(httpapi.TokensEnv)),
 	}
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -62,6 +68,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.LogFormat, "log-format", or(getenv("QFPURGE_LOG_FORMAT"), "text"), "text or json")
 	fs.BoolVar(&c.Demo, "demo", false, "start a fake Qianfan and enqueue sample IDs (one of them bad) to show batching, retries and a dead letter")
 	fs.StringVar(&c.EmbeddedAddr, "embedded-addr", "127.0.0.1:6379", "where the in-memory Redis listens when no Redis URL is given")
+	fs.StringVar(&c.APIAddr, "api-addr", "", "serve the authenticated HTTP API on this address (e.g. 127.0.0.1:8080); off when empty; needs "+httpapi.TokensEnv)
+	fs.Int64Var(&c.APIMaxBody, "api-max-body", 1<<20, "largest HTTP API request body in bytes; larger bodies answer 413")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -97,6 +105,12 @@ func (c config) validate() error {
 	if c.SweepEvery <= 0 {
 		errs = append(errs, fmt.Errorf("--sweep-interval %s must be positive", c.SweepEvery))
 	}
+	if c.APIAddr != "" && len(c.APITokens) == 0 {
+		errs = append(errs, fmt.Errorf("--api-addr %s: %w", c.APIAddr, httpapi.ErrNoTokens))
+	}
+	if c.APIMaxBody < 1 {
+		errs = append(errs, fmt.Errorf("--api-max-body %d must be positive", c.APIMaxBody))
+	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
 	}
@@ -130,6 +144,8 @@ func (c config) LogValue() slog.Value {
 		slog.Duration("retention", c.Retention),
 		slog.Duration("ledger_ttl", c.LedgerTTL),
 		slog.Bool("demo", c.Demo),
+		slog.String("api_addr", c.APIAddr),
+		slog.Int("api_tokens", len(c.APITokens)),
 	)
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 
 	"github.com/hibiken/asynq"
@@ -29,6 +30,14 @@ func startExtras(ctx context.Context, cfg config, d deps) (stop func(), err erro
 		for i := len(stops) - 1; i >= 0; i-- {
 			stops[i]()
 		}
+	}
+	if cfg.APIAddr != "" {
+		stopAPI, err := startAPI(cfg, d)
+		if err != nil {
+			stop()
+			return nil, fmt.Errorf("http api: %w", err)
+		}
+		stops = append(stops, stopAPI)
 	}
 	_ = ctx
 	return stop, nil

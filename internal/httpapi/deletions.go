@@ -1,0 +1,193 @@
+package httpapi
+
+import (
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+	"unicode"
+
+	"github.com/qfpurge/qfpurge/internal/tasks"
+	"github.com/qfpurge/qfpurge/producer"
+)
+
+// deletionRequest is the body of POST /v1/deletions.
+type deletionRequest struct {
+	// ModelIDs: JSON numbers are int IDs, JSON strings are string IDs.
+	ModelIDs  []json.RawMessage `json:"model_ids"`
+	Kind      string            `json:"kind"`
+	ProcessAt string            `json:"process_at"`
+	ProcessIn string            `json:"process_in"`
+	Key       string            `json:"key"`
+}
+
+// maxDelay bounds process_at and process_in.
+const maxDelay = 365 * 24 * time.Hour
+
+// maxKeyLen bounds the idempotency key.
+const maxKeyLen = 200
+
+// deletionResponse is the 202 answer: the producer's receipt, flattened.
+type deletionResponse struct {
+	producer.Receipt
+	// Warning is set when the IDs were enqueued but not marked pending.
+	Warning string `json:"warning,omitempty"`
+}
+
+func (a *API) postDeletions(w http.ResponseWriter, r *http.Request) {
+	started := time.Now()
+	var body deletionRequest
+	if !a.decodeBody(w, r, &body) {
+		return
+	}
+	req, invalid, err := body.request(started)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error(), invalid)
+		return
+	}
+	ctx, cancel := requestContext(r)
+	defer cancel()
+	pe := &pendingEnqueuer{a: a, started: started}
+	rc, err := pe.Enqueue(ctx, req)
+	if err != nil {
+		if ie, ok := errors.AsType[*producer.InvalidIDsError](err); ok {
+			writeError(w, http.StatusBadRequest, ie.Error(), ie.Invalid)
+			return
+		}
+		a.log.Error("enqueue failed", "kind", req.Kind, "ids", len(req.IDs), "batches_enqueued", len(rc.Batches), "err", err)
+		writeJSON(w, http.StatusInternalServerError, struct {
+			Error   string           `json:"error"`
+			Receipt producer.Receipt `json:"receipt"`
+		}{"enqueue failed part-way (sending the same request again is safe): " + err.Error(), rc})
+		return
+	}
+	resp := deletionResponse{Receipt: rc}
+	if pe.warn != nil {
+		resp.Warning = "enqueued, but the IDs could not be marked pending: " + pe.warn.Error()
+	}
+	a.log.Info("deletions enqueued", "kind", rc.Kind, "ids", rc.IDs, "batches", len(rc.Batches))
+	writeJSON(w, http.StatusAccepted, resp)
+}
+
+// request checks the body and turns it into a producer request. On invalid
+// IDs it returns them all (nothing is enqueued).
+func (b deletionRequest) request(now time.Time) (producer.Request, []producer.InvalidID, error) {
+	var req producer.Request
+	kind := b.Kind
+	if kind == "" {
+		kind = string(tasks.KindModel)
+	}
+	k, err := tasks.ParseKind(kind)
+	if err != nil {
+		return req, nil, err
+	}
+	req.Kind = k
+	if len(b.ModelIDs) == 0 {
+		return req, nil, errors.New("model_ids: " + producer.ErrNoIDs.Error())
+	}
+	var bad []producer.InvalidID
+	for i, raw := range b.ModelIDs {
+		var id tasks.ID
+		if err := id.UnmarshalJSON(raw); err != nil {
+			bad = append(bad, producer.InvalidID{Index: i, Text: string(raw), Reason: err.Error()})
+			continue
+		}
+		if err := id.Validate(); err != nil {
+			bad = append(bad, producer.InvalidID{Index: i, Text: id.String(), Reason: err.Error()})
+			continue
+		}
+		req.IDs = append(req.IDs, id)
+	}
+	if len(bad) > 0 {
+		return req, bad, &producer.InvalidIDsError{Invalid: bad}
+	}
+	switch {
+	case b.ProcessAt != "" && b.ProcessIn != "":
+		return req, nil, errors.New("give process_at or process_in, not both")
+	case b.ProcessAt != "":
+		t, err := time.Parse(time.RFC3339, b.ProcessAt)
+		if err != nil {
+			return req, nil, fmt.Errorf("process_at %q: want RFC 3339, e.g. 2026-01-02T15:04:05Z", b.ProcessAt)
+		}
+		if t.Sub(now) > maxDelay {
+			return req, nil, fmt.Errorf("process_at %q is more than %s ahead", b.ProcessAt, maxDelay)
+		}
+		req.ProcessAt = t
+	case b.ProcessIn != "":
+		d, err := time.ParseDuration(b.ProcessIn)
+		if err != nil || d < 0 || d > maxDelay {
+			return req, nil, fmt.Errorf("process_in %q: want a duration such as \"90s\" or \"10m\", from 0 to %s", b.ProcessIn, maxDelay)
+		}
+		if d > 0 {
+			req.ProcessAt = now.Add(d)
+		}
+	}
+	if len(b.Key) > maxKeyLen {
+		return req, nil, fmt.Errorf("key is %d bytes long; at most %d", len(b.Key), maxKeyLen)
+	}
+	for _, c := range b.Key {
+		if unicode.IsControl(c) || unicode.IsSpace(c) {
+			return req, nil, errors.New("key must not hold spaces or control characters")
+		}
+	}
+	req.Key = b.Key
+	return req, nil, nil
+}
+
+// deletionState is the answer of GET /v1/deletions/{id}.
+type deletionState struct {
+	Kind    tasks.Kind `json:"kind"`
+	ID      tasks.ID   `json:"id"`
+	IDType  string     `json:"id_type"`
+	State   string     `json:"state"`
+	LogID   string     `json:"log_id,omitempty"`
+	Code    int        `json:"code,omitempty"`
+	Message string     `json:"message,omitempty"`
+	TaskID  string     `json:"task_id,omitempty"`
+	At      *time.Time `json:"at,omitempty"`
+}
+
+// StateUnknown is answered for IDs the ledger holds nothing about.
+const StateUnknown = "unknown"
+
+func (a *API) getDeletion(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	k, err := tasks.ParseKind(cmp.Or(q.Get("kind"), string(tasks.KindModel)))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error(), nil)
+		return
+	}
+	raw := r.PathValue("id")
+	var id tasks.ID
+	switch t := q.Get("id_type"); t {
+	case "", string(tasks.IDInt), string(tasks.IDString):
+		id, err = tasks.ParseID(raw, t == string(tasks.IDString))
+		if err == nil && t == string(tasks.IDInt) && id.Type() != tasks.IDInt {
+			err = fmt.Errorf("%q is not an int ID", raw)
+		}
+	default:
+		err = fmt.Errorf("id_type %q: want int or string", t)
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error(), nil)
+		return
+	}
+	ctx, cancel := requestContext(r)
+	defer cancel()
+	rec, ok, err := a.d.Ledger.Lookup(ctx, k, id)
+	if err != nil {
+		a.log.Error("ledger lookup failed", "err", err)
+		writeError(w, http.StatusInternalServerError, "ledger lookup failed: "+err.Error(), nil)
+		return
+	}
+	st := deletionState{Kind: k, ID: id, IDType: string(id.Type()), State: StateUnknown}
+	if ok {
+		st.State, st.LogID, st.Code, st.Message, st.TaskID = rec.State, rec.LogID, rec.Code, rec.Message, rec.TaskID
+		if !rec.At.IsZero() {
+			st.At = &rec.At
+		}
+	}
+	writeJSON(w, http.StatusOK, st)
+}
