@@ -57,6 +57,11 @@ type HandlerConfig struct {
 	Logger *slog.Logger
 	// Observer defaults to one that ignores everything.
 	Observer Observer
+	// VerdictDeferrals is how many times a single ID that answered 500001
+	// after a lost answer waits VerdictWait for sibling batches before it is
+	// presumed deleted. Defaults to 2 and 10s.
+	VerdictDeferrals int
+	VerdictWait      time.Duration
 }
 
 // Handler processes TypeDelete and TypeDeleteBatch tasks. Each execution
@@ -84,6 +89,12 @@ type Handler struct {
 func NewHandler(del Deleter, q Enqueuer, ledger *Ledger, cfg HandlerConfig) *Handler {
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = DefaultBatchSize
+	}
+	if cfg.VerdictDeferrals == 0 {
+		cfg.VerdictDeferrals = 2
+	}
+	if cfg.VerdictWait == 0 {
+		cfg.VerdictWait = 10 * time.Second
 	}
 	h := &Handler{del: del, q: q, ledger: ledger, cfg: cfg, log: cfg.Logger, obs: cfg.Observer}
 	if h.log == nil {
@@ -206,9 +217,24 @@ type batchResult struct {
 	At             string   `json:"at"`
 }
 
+// attempt is what Asynq tells a handler about the current execution.
+type attempt struct {
+	taskID   string
+	retried  int
+	maxRetry int
+}
+
 // ProcessTask implements asynq.Handler.
 func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
-	taskID, _ := asynq.GetTaskID(ctx)
+	var a attempt
+	a.taskID, _ = asynq.GetTaskID(ctx)
+	a.retried, _ = asynq.GetRetryCount(ctx)
+	a.maxRetry, _ = asynq.GetMaxRetry(ctx)
+	return h.process(ctx, t, a)
+}
+
+func (h *Handler) process(ctx context.Context, t *asynq.Task, a attempt) error {
+	taskID := a.taskID
 	p, err := DecodePayload(t.Payload())
 	if err != nil {
 		return h.unreadable(ctx, taskID, string(t.Payload()), err)
@@ -244,18 +270,32 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if len(pending) == 0 {
 		return h.finish(t, res)
 	}
-	return h.call(ctx, t, taskID, p, pending, res)
+	return h.call(ctx, t, a, p, pending, res)
 }
 
-func (h *Handler) call(ctx context.Context, t *asynq.Task, taskID string, p Payload, ids []ID, res batchResult) error {
+func (h *Handler) call(ctx context.Context, t *asynq.Task, a attempt, p Payload, ids []ID, res batchResult) error {
+	taskID := a.taskID
 	idType := ids[0].Type()
 	log := h.log.With("task_id", taskID, "kind", p.Kind, "id_type", idType, "batch_size", len(ids))
-	if n, ok := asynq.GetRetryCount(ctx); ok && n > 0 {
-		log = log.With("retry", n)
+	if a.retried > 0 {
+		log = log.With("retry", a.retried)
 	}
-	start := time.Now()
-	out, err := h.del.BatchDelete(ctx, p.Kind, ids)
-	elapsed := time.Since(start)
+	var (
+		out     qianfan.Result
+		err     error
+		elapsed time.Duration
+	)
+	if pend, perr := h.ledger.PendingVerdict(ctx, taskID); perr != nil {
+		return perr
+	} else if pend != nil && len(ids) == 1 {
+		// Already answered 500001; only the verdict was deferred. Calling
+		// again would only repeat that answer.
+		err = pend
+	} else {
+		start := time.Now()
+		out, err = h.del.BatchDelete(ctx, p.Kind, ids)
+		elapsed = time.Since(start)
+	}
 	if ctx.Err() != nil {
 		// Shutting down or timed out: Asynq requeues or retries the batch.
 		return ctx.Err()
@@ -277,7 +317,9 @@ func (h *Handler) call(ctx context.Context, t *asynq.Task, taskID string, p Payl
 		log = log.With("log_id", logID)
 	}
 	act := Decide(err, len(ids))
-	h.obs.Call(p.Kind, idType, callOutcome(err), len(ids), elapsed)
+	if elapsed > 0 {
+		h.obs.Call(p.Kind, idType, callOutcome(err), len(ids), elapsed)
+	}
 
 	switch act {
 	case ActComplete:
@@ -309,11 +351,9 @@ func (h *Handler) call(ctx context.Context, t *asynq.Task, taskID string, p Payl
 		if qianfan.Classify(err) == qianfan.ClassUnknown {
 			why = "unknown"
 		}
-		retried, _ := asynq.GetRetryCount(ctx)
-		maxRetry, _ := asynq.GetMaxRetry(ctx)
-		if retried >= maxRetry {
-			log.Error("batch dead-lettered: retries used up", "err", err, "retried", retried)
-			return h.deadLetter(ctx, taskID, p.Kind, ids, qe, err, retried+1)
+		if a.retried >= a.maxRetry {
+			log.Error("batch dead-lettered: retries used up", "err", err, "retried", a.retried)
+			return h.deadLetter(ctx, taskID, p.Kind, ids, qe, err, a.retried+1)
 		}
 		h.obs.Retry(p.Kind, why)
 		log.Warn("batch failed, Asynq will retry", "err", err, "class", qianfan.Classify(err))
@@ -352,6 +392,17 @@ func (h *Handler) call(ctx context.Context, t *asynq.Task, taskID string, p Payl
 			return err2
 		}
 		if len(uncertain) > 0 {
+			// A sibling batch may yet show the lost-answer call failed:
+			// wait for it a little before deciding.
+			n, err2 := h.ledger.DeferVerdict(ctx, taskID, qe)
+			if err2 != nil {
+				return err2
+			}
+			if n <= h.cfg.VerdictDeferrals {
+				h.obs.Retry(p.Kind, "verdict")
+				log.Info("ID answered param invalid after a lost answer; waiting for sibling batches", "id", ids[0].String(), "deferral", n)
+				return &ThrottleError{Wait: h.cfg.VerdictWait, Err: fmt.Errorf("deciding whether %s was deleted by an earlier call: %w", ids[0], err)}
+			}
 			msg := "presumed deleted by an earlier call whose answer was lost; a repeat call answered " + err.Error()
 			o := Outcome{Kind: p.Kind, ID: ids[0], State: StatePresumed, LogID: logID, Message: msg, TaskID: taskID, Attempts: attempts}
 			if qe != nil {
@@ -368,8 +419,7 @@ func (h *Handler) call(ctx context.Context, t *asynq.Task, taskID string, p Payl
 	} else {
 		log.Error("batch rejected for the whole request: check credentials and permissions", "err", err)
 	}
-	retried, _ := asynq.GetRetryCount(ctx)
-	return h.deadLetter(ctx, taskID, p.Kind, ids, qe, err, retried+1)
+	return h.deadLetter(ctx, taskID, p.Kind, ids, qe, err, a.retried+1)
 }
 
 // uncertainLineage returns the lost-answer calls (this task's own, and its
@@ -447,11 +497,11 @@ func (h *Handler) enqueueChildren(ctx context.Context, t *asynq.Task, parent str
 	var ids []string
 	for i, c := range chunks {
 		id := parent + "/" + strconv.Itoa(i)
-		task, err := NewBatchTask(Payload{Kind: k, IDs: c, Uncertain: uncertain, Parent: parent, Split: why}, h.cfg.Options, asynq.TaskID(id))
+		task, err := NewBatchTask(Payload{Kind: k, IDs: c, Uncertain: uncertain, Parent: parent, Split: why}, h.cfg.Options)
 		if err != nil {
 			return nil, err
 		}
-		if _, err := h.q.EnqueueContext(ctx, task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		if _, err := h.q.EnqueueContext(ctx, task, asynq.TaskID(id)); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 			return nil, fmt.Errorf("enqueue split batch %s: %w", id, err)
 		}
 		ids = append(ids, id)

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/qfpurge/qfpurge/internal/qianfan"
 )
 
 // Redis keys owned by qfpurge (Asynq keeps its own under "asynq:").
@@ -20,6 +22,7 @@ const (
 	keyID       = "qfpurge:id:"
 	keyUncert   = "qfpurge:uncertain:"
 	keyRefuted  = "qfpurge:refuted:"
+	keyVerdict  = "qfpurge:verdict:"
 )
 
 // States of an ID in the ledger.
@@ -282,4 +285,31 @@ func parseDeadLetter(m redis.XMessage) DeadLetter {
 	d.Attempts, _ = strconv.Atoi(str("attempts"))
 	d.At, _ = time.Parse(time.RFC3339, str("time"))
 	return d
+}
+
+// DeferVerdict records that task taskID (one ID) answered qe after a lost
+// answer and its verdict waits; it returns how many times it has waited.
+func (l *Ledger) DeferVerdict(ctx context.Context, taskID string, qe *qianfan.Error) (int, error) {
+	key := keyVerdict + taskID
+	pipe := l.rdb.TxPipeline()
+	if qe != nil {
+		pipe.HSet(ctx, key, "code", qe.Code, "msg", qe.Message, "log_id", qe.LogID)
+	}
+	n := pipe.HIncrBy(ctx, key, "n", 1)
+	pipe.Expire(ctx, key, l.cfg.TTL)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, fmt.Errorf("ledger: %w", err)
+	}
+	return int(n.Val()), nil
+}
+
+// PendingVerdict returns the answer a deferred task got, or nil.
+func (l *Ledger) PendingVerdict(ctx context.Context, taskID string) (*qianfan.Error, error) {
+	m, err := l.rdb.HGetAll(ctx, keyVerdict+taskID).Result()
+	if err != nil || len(m) == 0 {
+		return nil, err
+	}
+	qe := &qianfan.Error{Message: m["msg"], LogID: m["log_id"]}
+	qe.Code, _ = strconv.Atoi(m["code"])
+	return qe, nil
 }

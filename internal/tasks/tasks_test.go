@@ -1,0 +1,490 @@
+package tasks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/google/go-cmp/cmp"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/qfpurge/qfpurge/internal/qianfan"
+)
+
+func TestDecide(t *testing.T) {
+	invalid := &qianfan.Error{Code: 500001, Message: "param invalid"}
+	tests := []struct {
+		name string
+		err  error
+		n    int
+		want Action
+	}{
+		{"success", nil, 5, ActComplete},
+		{"503 is retried", &qianfan.Error{HTTPStatus: 503}, 5, ActRetry},
+		{"336100 high load is retried", &qianfan.Error{Code: 336100}, 5, ActRetry},
+		{"connection reset is retried", &qianfan.Error{Err: errors.New("connection reset by peer")}, 5, ActRetry},
+		{"qps limit throttles", &qianfan.Error{Code: 18}, 5, ActThrottle},
+		{"rpm limit throttles", &qianfan.Error{Code: 336501}, 5, ActThrottle},
+		{"429 throttles", &qianfan.Error{HTTPStatus: 429}, 5, ActThrottle},
+		{"param invalid on many IDs bisects", invalid, 2, ActBisect},
+		{"param invalid on one ID dead-letters", invalid, 1, ActDeadLetter},
+		{"bad credentials dead-letter the batch", &qianfan.Error{HTTPStatus: 401, GatewayCode: "SignatureDoesNotMatch"}, 50, ActDeadLetter},
+		{"no permission dead-letters the batch", &qianfan.Error{Code: 6}, 50, ActDeadLetter},
+		{"unknown code is retried", &qianfan.Error{Code: 987654, Message: "new"}, 5, ActRetry},
+		{"context cancelled is retried", context.Canceled, 5, ActRetry},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Decide(tt.err, tt.n); got != tt.want {
+				t.Errorf("Decide(%v, %d) = %v, want %v", tt.err, tt.n, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseID(t *testing.T) {
+	tests := []struct {
+		in       string
+		asString bool
+		want     ID
+		wantErr  bool
+	}{
+		{"585", false, IntID(585), false},
+		{"585", true, StringID("585"), false},
+		{"am-xyz", false, StringID("am-xyz"), false},
+		{"0", false, ID{}, true},
+		{"-3", false, ID{}, true},
+		{"99999999999999999999", false, ID{}, true},
+		{"", false, ID{}, true},
+		{"am x", false, ID{}, true},
+		{"am\x01x", false, ID{}, true},
+		{string(make([]byte, MaxStringIDLen+1)), false, ID{}, true},
+	}
+	for _, tt := range tests {
+		got, err := ParseID(tt.in, tt.asString)
+		if (err != nil) != tt.wantErr {
+			t.Errorf("ParseID(%q) error = %v, wantErr %v", tt.in, err, tt.wantErr)
+			continue
+		}
+		if !tt.wantErr && got != tt.want {
+			t.Errorf("ParseID(%q) = %#v, want %#v", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestIDJSONKeepsType(t *testing.T) {
+	in := []ID{IntID(585), StringID("am-1"), StringID("586")}
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(b), `[585,"am-1","586"]`; got != want {
+		t.Errorf("marshal = %s, want %s", got, want)
+	}
+	var out []ID
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(in, out, cmp.AllowUnexported(ID{})); diff != "" {
+		t.Errorf("round trip (-want +got):\n%s", diff)
+	}
+	if err := json.Unmarshal([]byte(`[1.5]`), &out); err == nil {
+		t.Error("1.5 was accepted as an ID")
+	}
+}
+
+func TestGroupNames(t *testing.T) {
+	names := AllGroupNames()
+	if len(names) != 4*MaxShards {
+		t.Fatalf("%d group names, want %d", len(names), 4*MaxShards)
+	}
+	for _, n := range names {
+		k, ty, s, err := ParseGroupName(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if GroupName(k, ty, s) != n {
+			t.Errorf("round trip of %q gave %q", n, GroupName(k, ty, s))
+		}
+	}
+	if _, _, _, err := ParseGroupName("model/int/64"); err == nil {
+		t.Error("shard 64 accepted")
+	}
+}
+
+func TestShardSpreadsIDs(t *testing.T) {
+	counts := make([]int, 16)
+	for n := int64(1); n <= 16000; n++ {
+		counts[Shard(IntID(n), 16)]++
+	}
+	for s, c := range counts {
+		if c < 700 || c > 1300 {
+			t.Errorf("shard %d got %d of 16000 IDs; want about 1000", s, c)
+		}
+	}
+}
+
+func TestAggregatorMergesAndKeepsUnreadable(t *testing.T) {
+	a := &Aggregator{}
+	job := func(ids ...ID) *asynq.Task {
+		b, _ := json.Marshal(Payload{Kind: KindModel, IDs: ids})
+		return asynq.NewTask(TypeDelete, b)
+	}
+	got := a.Aggregate("model/int/00", []*asynq.Task{
+		job(IntID(1), IntID(2)),
+		job(IntID(2), IntID(3)),
+		asynq.NewTask(TypeDelete, []byte("not json")),
+		job(),
+	})
+	if got == nil {
+		t.Fatal("Aggregate returned nil")
+	}
+	if got.Type() != TypeDeleteBatch {
+		t.Errorf("type %q, want %q", got.Type(), TypeDeleteBatch)
+	}
+	p, err := DecodePayload(got.Payload())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]ID{IntID(1), IntID(2), IntID(3)}, p.IDs, cmp.AllowUnexported(ID{})); diff != "" {
+		t.Errorf("IDs (-want +got):\n%s", diff)
+	}
+	if len(p.Rejected) != 2 {
+		t.Errorf("rejected %q, want the two unreadable jobs", p.Rejected)
+	}
+	if got := a.Aggregate("model/int/00", nil); got == nil {
+		t.Error("Aggregate of no tasks returned nil")
+	}
+}
+
+// fakeDeleter answers calls from a script and records them.
+type fakeDeleter struct {
+	mu     sync.Mutex
+	calls  [][]ID
+	answer func(ids []ID) (qianfan.Result, error)
+}
+
+func (f *fakeDeleter) BatchDelete(_ context.Context, _ Kind, ids []ID) (qianfan.Result, error) {
+	f.mu.Lock()
+	f.calls = append(f.calls, append([]ID(nil), ids...))
+	f.mu.Unlock()
+	return f.answer(ids)
+}
+
+// recordingQueue keeps enqueued tasks instead of sending them to Redis.
+type recordingQueue struct {
+	tasks []*asynq.Task
+	ids   map[string]bool
+}
+
+func (q *recordingQueue) EnqueueContext(_ context.Context, t *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error) {
+	id := ""
+	for _, o := range opts {
+		if o.Type() == asynq.TaskIDOpt {
+			id = o.Value().(string)
+		}
+	}
+	if q.ids == nil {
+		q.ids = map[string]bool{}
+	}
+	if q.ids[id] {
+		return nil, asynq.ErrTaskIDConflict
+	}
+	q.ids[id] = true
+	q.tasks = append(q.tasks, t)
+	return &asynq.TaskInfo{ID: id}, nil
+}
+
+type bundle struct {
+	h      *Handler
+	del    *fakeDeleter
+	q      *recordingQueue
+	ledger *Ledger
+	rdb    *redis.Client
+}
+
+func setup(t *testing.T, answer func([]ID) (qianfan.Result, error)) *bundle {
+	t.Helper()
+	m := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	t.Cleanup(func() { rdb.Close() })
+	b := &bundle{del: &fakeDeleter{answer: answer}, q: &recordingQueue{}, rdb: rdb}
+	b.ledger = NewLedger(rdb, LedgerConfig{})
+	b.h = NewHandler(b.del, b.q, b.ledger, HandlerConfig{BatchSize: 4, Logger: slog.New(slog.DiscardHandler)})
+	return b
+}
+
+func batch(t *testing.T, p Payload) *asynq.Task {
+	t.Helper()
+	tk, err := NewBatchTask(p, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tk
+}
+
+var errInvalid = &qianfan.Error{Code: 500001, Message: "param invalid", LogID: "77"}
+
+// badIDs answers 500001 for any list holding one of bad, like Qianfan.
+func badIDs(bad ...ID) func([]ID) (qianfan.Result, error) {
+	return func(ids []ID) (qianfan.Result, error) {
+		for _, id := range ids {
+			for _, b := range bad {
+				if id == b {
+					return qianfan.Result{}, errInvalid
+				}
+			}
+		}
+		return qianfan.Result{LogID: "42", Attempts: 1}, nil
+	}
+}
+
+func TestHandlerDeletesAndRecords(t *testing.T) {
+	b := setup(t, badIDs())
+	ctx := context.Background()
+	ids := []ID{IntID(1), IntID(2), IntID(2)}
+	if err := b.h.process(ctx, batch(t, Payload{Kind: KindModel, IDs: ids}), attempt{taskID: "t1", maxRetry: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([][]ID{{IntID(1), IntID(2)}}, b.del.calls, cmp.AllowUnexported(ID{})); diff != "" {
+		t.Errorf("calls (-want +got):\n%s", diff)
+	}
+	r, ok, err := b.ledger.Lookup(ctx, KindModel, IntID(2))
+	if err != nil || !ok || r.State != StateDeleted || r.LogID != "42" {
+		t.Errorf("ledger for 2 = %+v, %v, %v; want deleted with log_id 42", r, ok, err)
+	}
+	// A redelivered batch makes no call: its IDs are known to be gone.
+	if err := b.h.process(ctx, batch(t, Payload{Kind: KindModel, IDs: ids}), attempt{taskID: "t1", maxRetry: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.del.calls) != 1 {
+		t.Errorf("redelivery made %d calls in all, want 1", len(b.del.calls))
+	}
+	if n := b.rdb.XLen(ctx, EventStream).Val(); n != 2 {
+		t.Errorf("%d events, want 2", n)
+	}
+}
+
+func TestHandlerBisectsAndDeadLettersOneID(t *testing.T) {
+	b := setup(t, badIDs(IntID(3)))
+	ctx := context.Background()
+	err := b.h.process(ctx, batch(t, Payload{Kind: KindModel, IDs: []ID{IntID(1), IntID(2), IntID(3), IntID(4)}}), attempt{taskID: "p", maxRetry: 3})
+	if err != nil {
+		t.Fatalf("bisecting batch returned %v", err)
+	}
+	if len(b.q.tasks) != 2 {
+		t.Fatalf("enqueued %d halves, want 2", len(b.q.tasks))
+	}
+	// Run the queue until it is empty, as a worker would.
+	var dead []error
+	for i := 0; i < len(b.q.tasks); i++ {
+		tk := b.q.tasks[i]
+		p, _ := DecodePayload(tk.Payload())
+		if p.Parent == "" {
+			t.Fatalf("child %d has no parent", i)
+		}
+		id := p.Parent + "/" + fmt.Sprint(i)
+		if err := b.h.process(ctx, tk, attempt{taskID: id, maxRetry: 3}); err != nil {
+			dead = append(dead, err)
+		}
+	}
+	if len(dead) != 1 || !errors.Is(dead[0], asynq.SkipRetry) {
+		t.Fatalf("errors %v, want one SkipRetry for the bad ID", dead)
+	}
+	if got, want := dead[0].Error(), "500001 param invalid (log_id 77)"; len(got) < len(want) || got[:len(want)] != want {
+		t.Errorf("archived error %q, want it to start with %q", got, want)
+	}
+	dls, err := b.ledger.DeadLetters(ctx, "", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dls) != 1 || dls[0].ID != IntID(3) || dls[0].Code != 500001 || dls[0].LogID != "77" {
+		t.Fatalf("dead letters %+v, want only ID 3 with 500001 and log_id 77", dls)
+	}
+	for _, id := range []ID{IntID(1), IntID(2), IntID(4)} {
+		if r, _, _ := b.ledger.Lookup(ctx, KindModel, id); r.State != StateDeleted {
+			t.Errorf("ID %s is %q, want deleted", id, r.State)
+		}
+	}
+}
+
+func TestHandlerLostAnswerThenInvalidIsPresumedDeleted(t *testing.T) {
+	// The first call deleted the IDs but its answer was lost; every later
+	// call answers 500001, as Qianfan does for IDs that are gone.
+	calls := 0
+	b := setup(t, func(ids []ID) (qianfan.Result, error) {
+		calls++
+		if calls == 1 {
+			return qianfan.Result{}, &qianfan.Error{Err: errors.New("connection reset"), Ambiguous: true, Attempts: 1}
+		}
+		e := *errInvalid
+		return qianfan.Result{}, &e
+	})
+	ctx := context.Background()
+	tk := batch(t, Payload{Kind: KindModel, IDs: []ID{IntID(1), IntID(2)}})
+	if err := b.h.process(ctx, tk, attempt{taskID: "p", maxRetry: 3}); err == nil || errors.Is(err, asynq.SkipRetry) {
+		t.Fatalf("lost answer returned %v, want a retryable error", err)
+	}
+	// Asynq's retry of the same task: 500001, bisect with the uncertainty inherited.
+	if err := b.h.process(ctx, tk, attempt{taskID: "p", retried: 1, maxRetry: 3}); err != nil {
+		t.Fatal(err)
+	}
+	callsBefore := calls
+	for i, child := range b.q.tasks {
+		// The verdict waits twice for sibling batches, without calling again.
+		for try := 0; ; try++ {
+			err := b.h.process(ctx, child, attempt{taskID: fmt.Sprintf("p/%d", i), maxRetry: 3})
+			if err == nil {
+				break
+			}
+			var te *ThrottleError
+			if !errors.As(err, &te) || try == 2 {
+				t.Fatalf("child %d try %d: %v", i, try, err)
+			}
+		}
+	}
+	if got := calls - callsBefore; got != 2 {
+		t.Errorf("children made %d calls, want 2 (one each; deferred verdicts do not call)", got)
+	}
+	for _, id := range []ID{IntID(1), IntID(2)} {
+		if r, _, _ := b.ledger.Lookup(ctx, KindModel, id); r.State != StatePresumed {
+			t.Errorf("ID %s is %q, want presumed", id, r.State)
+		}
+	}
+	if n, _ := b.ledger.DeadLetterCount(ctx); n != 0 {
+		t.Errorf("%d dead letters, want none", n)
+	}
+}
+
+func TestHandlerRefutedLostAnswerStillDeadLetters(t *testing.T) {
+	// The lost-answer call deleted nothing (ID 2 is bad); deleting ID 1
+	// later proves it, so ID 2 is dead, not presumed deleted.
+	calls := 0
+	bad := badIDs(IntID(2))
+	b := setup(t, func(ids []ID) (qianfan.Result, error) {
+		calls++
+		if calls == 1 {
+			return qianfan.Result{}, &qianfan.Error{Err: errors.New("connection reset"), Ambiguous: true}
+		}
+		return bad(ids)
+	})
+	ctx := context.Background()
+	tk := batch(t, Payload{Kind: KindModel, IDs: []ID{IntID(1), IntID(2)}})
+	_ = b.h.process(ctx, tk, attempt{taskID: "p", maxRetry: 3})
+	if err := b.h.process(ctx, tk, attempt{taskID: "p", retried: 1, maxRetry: 3}); err != nil {
+		t.Fatal(err)
+	}
+	var errs []error
+	for i, child := range b.q.tasks {
+		if err := b.h.process(ctx, child, attempt{taskID: fmt.Sprintf("p/%d", i), maxRetry: 3}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) != 1 || !errors.Is(errs[0], asynq.SkipRetry) {
+		t.Fatalf("errors %v, want ID 2 dead-lettered", errs)
+	}
+	if r, _, _ := b.ledger.Lookup(ctx, KindModel, IntID(2)); r.State != StateDead {
+		t.Errorf("ID 2 is %q, want dead", r.State)
+	}
+}
+
+func TestHandlerThrottleDoesNotUseRetries(t *testing.T) {
+	b := setup(t, func([]ID) (qianfan.Result, error) {
+		return qianfan.Result{}, &qianfan.Error{Code: 18, Message: "Open api qps request limit reached", RetryAfter: 3 * time.Second}
+	})
+	err := b.h.process(context.Background(), batch(t, Payload{Kind: KindModel, IDs: []ID{IntID(1)}}), attempt{taskID: "t", maxRetry: 3})
+	var te *ThrottleError
+	if !errors.As(err, &te) {
+		t.Fatalf("got %v, want a ThrottleError", err)
+	}
+	if IsFailure(err) {
+		t.Error("a throttled batch uses up a retry")
+	}
+	if d := RetryDelay(0, err, nil); d < 2*time.Second || d > 4*time.Second {
+		t.Errorf("throttled retry waits %s, want about the 3s Retry-After", d)
+	}
+}
+
+func TestHandlerRequestErrorDeadLettersWholeBatch(t *testing.T) {
+	b := setup(t, func([]ID) (qianfan.Result, error) {
+		return qianfan.Result{}, &qianfan.Error{HTTPStatus: 403, GatewayCode: "AccessDenied", GatewayMessage: "no permission"}
+	})
+	ctx := context.Background()
+	err := b.h.process(ctx, batch(t, Payload{Kind: KindVersion, IDs: []ID{StringID("amv-1"), StringID("amv-2")}}), attempt{taskID: "t", maxRetry: 3})
+	if !errors.Is(err, asynq.SkipRetry) {
+		t.Fatalf("got %v, want SkipRetry", err)
+	}
+	if len(b.del.calls) != 1 || len(b.q.tasks) != 0 {
+		t.Errorf("%d calls and %d enqueued; want one call and no bisection", len(b.del.calls), len(b.q.tasks))
+	}
+	if n, _ := b.ledger.DeadLetterCount(ctx); n != 2 {
+		t.Errorf("%d dead letters, want 2", n)
+	}
+}
+
+func TestHandlerRetriesUsedUpDeadLetters(t *testing.T) {
+	b := setup(t, func([]ID) (qianfan.Result, error) { return qianfan.Result{}, &qianfan.Error{HTTPStatus: 503} })
+	ctx := context.Background()
+	tk := batch(t, Payload{Kind: KindModel, IDs: []ID{IntID(1)}})
+	if err := b.h.process(ctx, tk, attempt{taskID: "t", retried: 1, maxRetry: 3}); err == nil || errors.Is(err, asynq.SkipRetry) || !IsFailure(err) {
+		t.Fatalf("first failure returned %v, want a counted retry", err)
+	}
+	if err := b.h.process(ctx, tk, attempt{taskID: "t", retried: 3, maxRetry: 3}); !errors.Is(err, asynq.SkipRetry) {
+		t.Fatalf("last failure returned %v, want SkipRetry", err)
+	}
+	if n, _ := b.ledger.DeadLetterCount(ctx); n != 1 {
+		t.Errorf("%d dead letters, want 1", n)
+	}
+}
+
+func TestHandlerSplitsOversizeAndMixedBatches(t *testing.T) {
+	b := setup(t, badIDs())
+	ids := []ID{IntID(1), IntID(2), IntID(3), IntID(4), IntID(5), StringID("am-1")}
+	tk := batch(t, Payload{Kind: KindModel, IDs: ids})
+	for range 2 { // a second delivery enqueues nothing new
+		if err := b.h.process(context.Background(), tk, attempt{taskID: "big", maxRetry: 3}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(b.del.calls) != 0 {
+		t.Errorf("split made %d calls, want 0", len(b.del.calls))
+	}
+	var sizes []int
+	for _, c := range b.q.tasks {
+		p, _ := DecodePayload(c.Payload())
+		sizes = append(sizes, len(p.IDs))
+	}
+	if diff := cmp.Diff([]int{4, 1, 1}, sizes); diff != "" {
+		t.Errorf("child sizes (-want +got):\n%s", diff)
+	}
+}
+
+func TestSweepGroupsReRegistersStrandedGroup(t *testing.T) {
+	m := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	defer rdb.Close()
+	ctx := context.Background()
+	// A group holding a task whose name is missing from the groups set, as
+	// Asynq leaves it after reclaiming a crashed worker's aggregation set.
+	rdb.ZAdd(ctx, "asynq:{qfpurge}:g:model/int/03", redis.Z{Score: 1, Member: "task-1"})
+	added, err := SweepGroups(ctx, rdb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"model/int/03"}, added); diff != "" {
+		t.Errorf("added (-want +got):\n%s", diff)
+	}
+	if !rdb.SIsMember(ctx, "asynq:{qfpurge}:groups", "model/int/03").Val() {
+		t.Error("group not in the groups set")
+	}
+	if added, _ := SweepGroups(ctx, rdb); len(added) != 0 {
+		t.Errorf("second sweep added %v, want nothing", added)
+	}
+}
