@@ -1,0 +1,371 @@
+// Package schedule runs qfpurge's scheduled purges: a YAML file of named
+// entries, each a cron spec with a time zone, a kind and the IDs to delete
+// (inline, or from a file re-read at each run).
+//
+// Entries are registered with Asynq's PeriodicTaskManager, so they show in
+// `asynq cron ls` and asynqmon. At each tick the manager enqueues a small
+// trigger task (TypeScheduledPurge); its Handler reads the IDs and enqueues
+// them through the producer. Every replica running the same schedule enqueues
+// its own trigger, and the handler lets only the first trigger of each tick
+// through (see Handler), so a fleet purges once per tick.
+package schedule
+
+import (
+	"bytes"
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/qfpurge/qfpurge/internal/tasks"
+)
+
+// Entry is one scheduled purge.
+type Entry struct {
+	// Name identifies the entry; it keys the once-per-tick claim in Redis.
+	Name string
+	// Cron is the 5-field spec (or an @descriptor such as @daily or
+	// @every 1h) without its time zone.
+	Cron string
+	// Timezone is the IANA zone the spec is read in. Defaults to UTC.
+	Timezone string
+	// Kind is what the IDs are: models or model versions.
+	Kind tasks.Kind
+	// IDs are the inline IDs; empty when File is set.
+	IDs []tasks.ID
+	// File holds the IDs (one per line, or JSON), re-read at each run. A
+	// relative path is resolved against the schedule file's directory.
+	File string
+	// StringIDs reads bare numbers in File as string IDs.
+	StringIDs bool
+	// Line is where the entry starts in the schedule file.
+	Line int
+}
+
+// Spec returns the cron spec handed to Asynq, with the time zone as a
+// CRON_TZ= prefix (@every intervals have no time zone).
+func (e Entry) Spec() string {
+	if strings.HasPrefix(e.Cron, "@every") {
+		return e.Cron
+	}
+	return "CRON_TZ=" + cmp.Or(e.Timezone, "UTC") + " " + e.Cron
+}
+
+// LineError is a problem at one line of a schedule file.
+type LineError struct {
+	File string
+	Line int
+	Msg  string
+}
+
+func (e *LineError) Error() string {
+	if e.File == "" {
+		return fmt.Sprintf("line %d: %s", e.Line, e.Msg)
+	}
+	return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+}
+
+// Load reads and validates a schedule file. Every problem is reported as a
+// *LineError (joined with errors.Join), so a bad file fails with its lines.
+func Load(path string) ([]Entry, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("schedule: %w", err)
+	}
+	return Parse(data, path)
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// entryFields are the keys an entry may have.
+var entryFields = map[string]bool{
+	"name": true, "cron": true, "timezone": true, "kind": true,
+	"ids": true, "file": true, "string": true,
+}
+
+// Parse validates a schedule document. path names the file in errors and
+// anchors relative file: paths; it may be empty.
+//
+// The document is a mapping with one key, schedules, holding a list of
+// entries:
+//
+//	schedules:
+//	  - name: nightly-models
+//	    cron: "0 3 * * *"
+//	    timezone: Asia/Shanghai
+//	    kind: model
+//	    ids: [585, "am-xyz"]
+func Parse(data []byte, path string) ([]Entry, error) {
+	p := &parser{file: path}
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, p.at(1, "the file is empty: want a mapping with a schedules: list")
+		}
+		return nil, p.yamlErr(err)
+	}
+	root := &doc
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		root = root.Content[0]
+	}
+	if root.Kind != yaml.MappingNode {
+		return nil, p.at(root.Line, "want a mapping with a schedules: list")
+	}
+	var list *yaml.Node
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i], root.Content[i+1]
+		if k.Value != "schedules" {
+			p.add(k.Line, "unknown field %q (want schedules)", k.Value)
+			continue
+		}
+		list = v
+	}
+	if list == nil {
+		if len(p.errs) == 0 {
+			p.add(root.Line, "no schedules: list")
+		}
+		return nil, errors.Join(p.errs...)
+	}
+	if list.Kind != yaml.SequenceNode {
+		p.add(list.Line, "schedules must be a list of entries")
+		return nil, errors.Join(p.errs...)
+	}
+	var entries []Entry
+	seen := map[string]int{}
+	for _, n := range list.Content {
+		e, ok := p.entry(n)
+		if !ok {
+			continue
+		}
+		if first, dup := seen[e.Name]; dup {
+			p.add(e.Line, "duplicate name %q (first at line %d)", e.Name, first)
+			continue
+		}
+		seen[e.Name] = e.Line
+		entries = append(entries, e)
+	}
+	if len(p.errs) > 0 {
+		return nil, errors.Join(p.errs...)
+	}
+	return entries, nil
+}
+
+type parser struct {
+	file string
+	errs []error
+}
+
+func (p *parser) at(line int, format string, args ...any) error {
+	return &LineError{File: p.file, Line: line, Msg: fmt.Sprintf(format, args...)}
+}
+
+func (p *parser) add(line int, format string, args ...any) {
+	p.errs = append(p.errs, p.at(line, format, args...))
+}
+
+// yamlErr turns yaml.v3's "yaml: line N: msg" into a LineError.
+func (p *parser) yamlErr(err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if i := strings.Index(rest, ":"); i > 0 {
+			if n, convErr := strconv.Atoi(rest[:i]); convErr == nil {
+				return p.at(n, "%s", strings.TrimSpace(rest[i+1:]))
+			}
+		}
+	}
+	return p.at(1, "%s", msg)
+}
+
+func (p *parser) entry(n *yaml.Node) (Entry, bool) {
+	e := Entry{Line: n.Line}
+	if n.Kind != yaml.MappingNode {
+		p.add(n.Line, "an entry must be a mapping with name, cron, kind and ids or file")
+		return e, false
+	}
+	before := len(p.errs)
+	fields := map[string]*yaml.Node{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if !entryFields[k.Value] {
+			p.add(k.Line, "unknown field %q (want name, cron, timezone, kind, ids, file or string)", k.Value)
+			continue
+		}
+		if _, dup := fields[k.Value]; dup {
+			p.add(k.Line, "field %q given twice", k.Value)
+			continue
+		}
+		fields[k.Value] = v
+	}
+	str := func(key string) (string, *yaml.Node) {
+		v := fields[key]
+		if v == nil {
+			return "", nil
+		}
+		if v.Kind != yaml.ScalarNode {
+			p.add(v.Line, "%s must be a single value", key)
+			return "", v
+		}
+		return strings.TrimSpace(v.Value), v
+	}
+
+	name, nn := str("name")
+	switch {
+	case nn == nil:
+		p.add(n.Line, "entry has no name")
+	case !nameRE.MatchString(name):
+		p.add(nn.Line, "bad name %q: use up to 64 letters, digits, '.', '_' or '-'", name)
+	}
+	e.Name = name
+	where := "entry"
+	if name != "" {
+		where = fmt.Sprintf("entry %q", name)
+	}
+
+	kind, kn := str("kind")
+	if kn == nil {
+		p.add(n.Line, "%s has no kind (want model or version)", where)
+	} else if k, err := tasks.ParseKind(kind); err != nil {
+		p.add(kn.Line, "%s: bad kind %q: want model or version", where, kind)
+	} else {
+		e.Kind = k
+	}
+
+	tz, tzn := str("timezone")
+	spec, cn := str("cron")
+	if cn == nil {
+		p.add(n.Line, "%s has no cron spec", where)
+	} else {
+		if prefix, rest, ok := cutTZ(spec); ok {
+			if tzn != nil && tz != prefix {
+				p.add(cn.Line, "%s: time zone given twice (timezone: %q and %q in cron)", where, tz, prefix)
+			}
+			tz, spec, tzn = prefix, rest, cn
+		}
+		e.Cron = spec
+	}
+	if tzn != nil {
+		if tz == "" {
+			p.add(tzn.Line, "%s: empty timezone", where)
+		} else if _, err := time.LoadLocation(tz); err != nil {
+			p.add(tzn.Line, "%s: bad timezone %q: want an IANA name such as Asia/Shanghai or UTC", where, tz)
+		} else {
+			e.Timezone = tz
+		}
+	}
+	if cn != nil && (tzn == nil || e.Timezone != "") {
+		if _, err := parseSpec(e.Spec()); err != nil {
+			p.add(cn.Line, "%s: bad cron %q: %v (want 5 fields: minute hour day-of-month month day-of-week, or @hourly, @daily, @every 1h ...)", where, e.Cron, err)
+		}
+	}
+
+	idsNode, fileNode := fields["ids"], fields["file"]
+	switch {
+	case idsNode == nil && fileNode == nil:
+		p.add(n.Line, "%s has no ids and no file", where)
+	case idsNode != nil && fileNode != nil:
+		p.add(fileNode.Line, "%s has both ids and file: choose one", where)
+	case idsNode != nil:
+		e.IDs = p.inlineIDs(idsNode, where)
+	default:
+		f, _ := str("file")
+		if f == "" {
+			p.add(fileNode.Line, "%s: empty file", where)
+		} else {
+			if !filepath.IsAbs(f) && p.file != "" {
+				f = filepath.Join(filepath.Dir(p.file), f)
+			}
+			e.File = f
+		}
+	}
+	if s, sn := str("string"); sn != nil {
+		b, err := strconv.ParseBool(s)
+		switch {
+		case err != nil || sn.Tag != "!!bool":
+			p.add(sn.Line, "%s: string must be true or false", where)
+		case fileNode == nil:
+			p.add(sn.Line, "%s: string only applies to file: (quote inline string IDs instead)", where)
+		default:
+			e.StringIDs = b
+		}
+	}
+	return e, len(p.errs) == before
+}
+
+// inlineIDs reads a YAML list with JSON-like typing: plain whole numbers are
+// int IDs, strings (quoted, or plain text that is not a number) are string IDs.
+func (p *parser) inlineIDs(n *yaml.Node, where string) []tasks.ID {
+	if n.Kind != yaml.SequenceNode {
+		p.add(n.Line, "%s: ids must be a list, e.g. [585, \"am-xyz\"]", where)
+		return nil
+	}
+	if len(n.Content) == 0 {
+		p.add(n.Line, "%s: ids is empty", where)
+		return nil
+	}
+	var ids []tasks.ID
+	for _, v := range n.Content {
+		if v.Kind != yaml.ScalarNode {
+			p.add(v.Line, "%s: invalid inline ID: want a number or a string", where)
+			continue
+		}
+		var id tasks.ID
+		switch v.Tag {
+		case "!!int":
+			n, err := strconv.ParseInt(v.Value, 10, 64)
+			if err != nil {
+				p.add(v.Line, "%s: invalid inline ID %s: want a decimal whole number (quote it to make a string ID)", where, v.Value)
+				continue
+			}
+			id = tasks.IntID(n)
+		case "!!str":
+			if v.Value == "" {
+				p.add(v.Line, "%s: invalid inline ID: empty string", where)
+				continue
+			}
+			id = tasks.StringID(v.Value)
+		default:
+			p.add(v.Line, "%s: invalid inline ID %q: want a whole number or a string, not %s", where, v.Value, strings.TrimPrefix(v.Tag, "!!"))
+			continue
+		}
+		if err := id.Validate(); err != nil {
+			p.add(v.Line, "%s: invalid inline ID %q: %v", where, v.Value, err)
+			continue
+		}
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// cutTZ splits a "CRON_TZ=Zone spec" (or "TZ=Zone spec") prefix off.
+func cutTZ(spec string) (tz, rest string, ok bool) {
+	for _, pre := range []string{"CRON_TZ=", "TZ="} {
+		if r, found := strings.CutPrefix(spec, pre); found {
+			tz, rest, _ = strings.Cut(r, " ")
+			return tz, strings.TrimSpace(rest), true
+		}
+	}
+	return "", spec, false
+}
+
+// parseSpec parses a spec the way Asynq's scheduler does (robfig/cron's
+// standard parser) and rejects specs that never fire.
+func parseSpec(spec string) (cron.Schedule, error) {
+	s, err := cron.ParseStandard(spec)
+	if err != nil {
+		return nil, err
+	}
+	if s.Next(time.Now()).IsZero() {
+		return nil, errors.New("it never fires")
+	}
+	return s, nil
+}

@@ -1,0 +1,179 @@
+package schedule
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/qfpurge/qfpurge/internal/tasks"
+	"github.com/qfpurge/qfpurge/producer"
+)
+
+// TypeScheduledPurge is the trigger task the scheduler enqueues at each tick.
+const TypeScheduledPurge = "qianfan:scheduled-purge"
+
+// Trigger is the payload of a TypeScheduledPurge task. It carries the entry,
+// not the IDs of a file: the handler re-reads File at each run.
+type Trigger struct {
+	Name string     `json:"name"`
+	Kind tasks.Kind `json:"kind"`
+	// IDs sit under "model_ids", as in delete tasks, so asynqmon shows them.
+	IDs       []tasks.ID `json:"model_ids,omitempty"`
+	File      string     `json:"file,omitempty"`
+	StringIDs bool       `json:"string_ids,omitempty"`
+	// Cron is the spec as registered, time zone included.
+	Cron string `json:"cron"`
+}
+
+func (e Entry) trigger() Trigger {
+	return Trigger{Name: e.Name, Kind: e.Kind, IDs: e.IDs, File: e.File, StringIDs: e.StringIDs, Cron: e.Spec()}
+}
+
+// Redis keys.
+const (
+	claimPrefix = "qfpurge:schedule:"       // + name + ":" + tick unix seconds
+	firedPrefix = "qfpurge:schedule:fired:" // + trigger task ID → fire time (unix ns)
+)
+
+func claimKey(name string, tick time.Time) string {
+	return claimPrefix + name + ":" + strconv.FormatInt(tick.Unix(), 10)
+}
+
+// Enqueuer is the part of *producer.Producer the handler uses.
+type Enqueuer interface {
+	Enqueue(ctx context.Context, r producer.Request) (producer.Receipt, error)
+}
+
+// HandlerConfig configures a Handler.
+type HandlerConfig struct {
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Handler processes TypeScheduledPurge triggers: it finds the tick the
+// trigger belongs to, claims the tick in Redis (SET NX
+// qfpurge:schedule:<name>:<tick unix>), and only the claimant reads the IDs
+// and enqueues them, with producer Key "schedule:<name>:<tick unix>".
+//
+// The tick is computed from the spec and the time the trigger was enqueued,
+// which the Scheduler records per trigger task (the handler's own clock is
+// used when that record is missing, which only happens when the handler runs
+// right after the enqueue). So triggers from every replica, even with clocks
+// a few seconds apart or handled after a backlog, map to the same tick.
+type Handler struct {
+	rdb redis.UniversalClient
+	enq Enqueuer
+	log *slog.Logger
+	now func() time.Time
+}
+
+// NewHandler returns a Handler that enqueues through enq.
+func NewHandler(rdb redis.UniversalClient, enq Enqueuer, cfg HandlerConfig) *Handler {
+	return &Handler{rdb: rdb, enq: enq, log: cmpLogger(cfg.Logger), now: time.Now}
+}
+
+// ProcessTask implements asynq.Handler.
+func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	var tr Trigger
+	if err := json.Unmarshal(t.Payload(), &tr); err != nil {
+		return fmt.Errorf("scheduled purge: decode payload: %v: %w", err, asynq.SkipRetry)
+	}
+	s, err := parseSpec(tr.Cron)
+	if err != nil {
+		return fmt.Errorf("scheduled purge %q: cron %q: %v: %w", tr.Name, tr.Cron, err, asynq.SkipRetry)
+	}
+	taskID, _ := asynq.GetTaskID(ctx)
+	ref := h.now()
+	if v, err := h.rdb.Get(ctx, firedPrefix+taskID).Int64(); err == nil {
+		ref = time.Unix(0, v)
+	} else if !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("scheduled purge %q: read fire time: %w", tr.Name, err)
+	}
+	tick, period := Tick(s, ref)
+	log := h.log.With("schedule", tr.Name, "tick", tick.UTC().Format(time.RFC3339), "task_id", taskID)
+
+	key := claimKey(tr.Name, tick)
+	won, err := h.rdb.SetNX(ctx, key, taskID, claimTTL(period)).Result()
+	if err != nil {
+		return fmt.Errorf("scheduled purge %q: claim tick: %w", tr.Name, err)
+	}
+	if !won {
+		owner, err := h.rdb.Get(ctx, key).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return fmt.Errorf("scheduled purge %q: read claim: %w", tr.Name, err)
+		}
+		if owner != taskID { // a retry of the claimant goes on
+			log.Debug("scheduled purge: tick already run by another trigger", "claimed_by", owner)
+			h.forget(ctx, taskID)
+			return nil
+		}
+	}
+
+	ids, err := tr.read()
+	if err != nil {
+		log.Error("scheduled purge failed: cannot read IDs", "file", tr.File, "err", err)
+		var inv *producer.InvalidIDsError
+		if errors.As(err, &inv) {
+			return fmt.Errorf("scheduled purge %q: %w: %w", tr.Name, err, asynq.SkipRetry)
+		}
+		return fmt.Errorf("scheduled purge %q: %w", tr.Name, err)
+	}
+	if len(ids) == 0 {
+		log.Info("scheduled purge: no IDs to delete", "file", tr.File)
+		h.forget(ctx, taskID)
+		return nil
+	}
+	rc, err := h.enq.Enqueue(ctx, producer.Request{
+		Kind: tr.Kind,
+		IDs:  ids,
+		Key:  "schedule:" + tr.Name + ":" + strconv.FormatInt(tick.Unix(), 10),
+	})
+	if err != nil {
+		var inv *producer.InvalidIDsError
+		if errors.As(err, &inv) || errors.Is(err, producer.ErrNoIDs) {
+			return fmt.Errorf("scheduled purge %q: %w: %w", tr.Name, err, asynq.SkipRetry)
+		}
+		return fmt.Errorf("scheduled purge %q: enqueue: %w", tr.Name, err)
+	}
+	log.Info("scheduled purge enqueued", "kind", tr.Kind, "ids", rc.IDs, "batches", len(rc.Batches), "file", tr.File)
+	if b, err := json.Marshal(rc); err == nil {
+		_, _ = t.ResultWriter().Write(b)
+	}
+	h.forget(ctx, taskID)
+	return nil
+}
+
+// forget drops the fire-time record of a handled trigger.
+func (h *Handler) forget(ctx context.Context, taskID string) {
+	if taskID != "" {
+		_ = h.rdb.Del(ctx, firedPrefix+taskID).Err()
+	}
+}
+
+// read returns the inline IDs, or reads the file again.
+func (tr Trigger) read() ([]tasks.ID, error) {
+	if tr.File == "" {
+		return tr.IDs, nil
+	}
+	data, err := os.ReadFile(tr.File)
+	if err != nil {
+		return nil, err
+	}
+	return producer.ParseIDs(bytes.NewReader(data), tr.StringIDs)
+}
+
+func cmpLogger(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.Default()
+	}
+	return l
+}
