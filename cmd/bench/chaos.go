@@ -1,0 +1,324 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
+	"github.com/qfpurge/qfpurge/internal/tasks"
+)
+
+// chaosConfig sizes the chaos scenario.
+type chaosConfig struct {
+	IDs       int // in all, invalid ones included
+	Invalid   int
+	Kills     int
+	Seed      uint64
+	QPS       int // the fake's cap and the worker's --qps
+	Producers int
+	Timeout   time.Duration // bound on the whole drain
+	Log       io.Writer
+}
+
+// chaosFaults are the transient faults: 10% of calls in all.
+func chaosFaults(seed uint64) qianfantest.Faults {
+	return qianfantest.Faults{
+		Rate503: 0.03, Rate336100: 0.02, Rate500000: 0.01, RateReset: 0.02, RateDropAfterDelete: 0.02,
+		Latency: fakeLatency, Seed: int64(seed >> 1),
+	}
+}
+
+type chaosResult struct {
+	Cfg      chaosConfig
+	Valid    int
+	Drain    time.Duration
+	Finished bool   // every ID reached an end state and the queue is empty
+	Kills    []time.Duration
+	Restarts int
+
+	Lost             int // valid IDs the fake never deleted
+	Unfinished       int // IDs without an end state in the ledger
+	DeletedTwice     int // valid IDs the fake deleted more than once
+	ValidDead        int // valid IDs dead-lettered (wrongly)
+	ValidPresumed    int // valid IDs recorded as presumed (deleted by a lost-answer call)
+	InvalidDeadOnce  int // invalid IDs with exactly one dead letter
+	InvalidDeadMulti int // invalid IDs dead-lettered more than once
+	InvalidPresumed  int // invalid IDs wrongly presumed deleted (reset race)
+	InvalidNotDead   int // invalid IDs with no dead letter
+	OtherDead        int // dead letters naming no ID of the run
+
+	Calls         map[string]int
+	TotalCalls    int
+	RepeatDeletes int
+}
+
+// failures lists what breaks the scenario's guarantees: an ID lost or
+// unfinished, a valid ID dead-lettered, an invalid ID dead more than once.
+func (r chaosResult) failures() []string {
+	var f []string
+	if r.Lost > 0 {
+		f = append(f, fmt.Sprintf("%d valid IDs lost (never deleted at the fake)", r.Lost))
+	}
+	if r.Unfinished > 0 {
+		f = append(f, fmt.Sprintf("%d IDs without an end state in the ledger", r.Unfinished))
+	}
+	if r.ValidDead > 0 {
+		f = append(f, fmt.Sprintf("%d valid IDs dead-lettered", r.ValidDead))
+	}
+	if r.InvalidDeadMulti > 0 {
+		f = append(f, fmt.Sprintf("%d invalid IDs dead-lettered more than once", r.InvalidDeadMulti))
+	}
+	if r.DeletedTwice > 0 {
+		f = append(f, fmt.Sprintf("%d IDs deleted twice at the fake", r.DeletedTwice))
+	}
+	return f
+}
+
+func chaosIDs(c chaosConfig) (valid, invalid []tasks.ID) {
+	for i := range c.Invalid {
+		if i%2 == 0 {
+			invalid = append(invalid, tasks.IntID(int64(900_000_000+i)))
+		} else {
+			invalid = append(invalid, tasks.StringID(fmt.Sprintf("am-invalid-%02d", i)))
+		}
+	}
+	valid = burstIDs(c.IDs-c.Invalid, "chaos")
+	return valid, invalid
+}
+
+func runChaos(ctx context.Context, e *env, c chaosConfig) (chaosResult, error) {
+	r := chaosResult{Cfg: c}
+	if c.Log == nil {
+		c.Log = io.Discard
+	}
+	if err := e.reset(ctx); err != nil {
+		return r, err
+	}
+	rng := rand.New(rand.NewPCG(c.Seed, 0xc4a05))
+	valid, invalid := chaosIDs(c)
+	r.Valid = len(valid)
+	all := append(append([]tasks.ID(nil), valid...), invalid...)
+	rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+	keys := make([]string, len(invalid))
+	for i, id := range invalid {
+		keys[i] = fakeKey(id)
+	}
+	f, err := e.startFake(ctx, "chaos-fake", fakeConfig{QPS: c.QPS, Latency: fakeLatency, Invalid: keys})
+	if err != nil {
+		return r, err
+	}
+	defer f.Kill()
+	if err := f.SetFaults(ctx, chaosFaults(c.Seed)); err != nil {
+		return r, err
+	}
+	wc := workerConfig{QPS: float64(c.QPS), BatchSize: batchSize, Concurrency: concurrency}
+	w, err := e.startWorker("chaos-worker", f, wc)
+	if err != nil {
+		return r, err
+	}
+	defer func() { w.Stop(10 * time.Second) }()
+	if err := waitWorkerUp(ctx, e, w); err != nil {
+		return r, err
+	}
+
+	t0 := time.Now()
+	enq := make(chan error, 1)
+	go func() { enq <- enqueueSingles(ctx, e.rdb, all, c.Producers) }()
+	// SIGKILL the worker at random moments and restart it at once.
+	for k := range c.Kills {
+		wait := time.Duration(500+rng.IntN(6000)) * time.Millisecond
+		if err := sleepUntil(ctx, time.Now().Add(wait)); err != nil {
+			return r, err
+		}
+		if err := w.exited(); err != nil {
+			return r, err
+		}
+		w.Kill()
+		r.Kills = append(r.Kills, time.Since(t0))
+		fmt.Fprintf(c.Log, "chaos: SIGKILL %d of %d at %.1f s\n", k+1, c.Kills, time.Since(t0).Seconds())
+		if w, err = e.startWorker("chaos-worker", f, wc); err != nil {
+			return r, err
+		}
+		r.Restarts++
+	}
+	if err := <-enq; err != nil {
+		return r, err
+	}
+
+	insp := asynq.NewInspectorFromRedisClient(e.rdb)
+	done := func() (bool, error) {
+		if err := w.exited(); err != nil {
+			return false, err
+		}
+		if !queueEmpty(insp, tasks.Queue) {
+			return false, nil
+		}
+		states, err := ledgerStates(ctx, e.rdb, all)
+		if err != nil {
+			return false, err
+		}
+		for _, s := range states {
+			if s == "" {
+				return false, nil
+			}
+		}
+		return true, nil
+	}
+	werr := waitFor(ctx, c.Timeout-time.Since(t0), 500*time.Millisecond, done)
+	if ctx.Err() != nil {
+		return r, ctx.Err()
+	}
+	r.Finished = werr == nil
+	r.Drain = time.Since(t0)
+	if !r.Finished {
+		fmt.Fprintf(c.Log, "chaos: not finished: %v\n", werr)
+	}
+	return r, r.collect(ctx, e.rdb, f, valid, invalid)
+}
+
+// collect fills the counts from the fake's per-ID delete counts, the ledger
+// and the dead-letter stream.
+func (r *chaosResult) collect(ctx context.Context, rdb *redis.Client, f *fake, valid, invalid []tasks.ID) error {
+	vk := make([]string, len(valid))
+	for i, id := range valid {
+		vk[i] = fakeKey(id)
+	}
+	counts, err := f.DeleteCounts(ctx, qianfantest.KindModel, vk)
+	if err != nil {
+		return err
+	}
+	for _, n := range counts {
+		if n == 0 {
+			r.Lost++
+		}
+		if n > 1 {
+			r.DeletedTwice++
+		}
+	}
+	all := append(append([]tasks.ID(nil), valid...), invalid...)
+	states, err := ledgerStates(ctx, rdb, all)
+	if err != nil {
+		return err
+	}
+	for i, s := range states {
+		switch {
+		case s == "":
+			r.Unfinished++
+		case i < len(valid) && s == tasks.StatePresumed:
+			r.ValidPresumed++
+		case i >= len(valid) && s == tasks.StatePresumed:
+			r.InvalidPresumed++
+		}
+	}
+	dead := map[string]int{}
+	msgs, err := rdb.XRange(ctx, tasks.DeadLetterStream, "-", "+").Result()
+	if err != nil {
+		return err
+	}
+	for _, m := range msgs {
+		id, _ := m.Values["id"].(string)
+		typ, _ := m.Values["id_type"].(string)
+		dead[typ+":"+id]++
+	}
+	key := func(id tasks.ID) string { return string(id.Type()) + ":" + id.String() }
+	seen := 0
+	for _, id := range valid {
+		if n := dead[key(id)]; n > 0 {
+			r.ValidDead++
+			seen += n
+		}
+	}
+	for _, id := range invalid {
+		n := dead[key(id)]
+		seen += n
+		switch {
+		case n == 1:
+			r.InvalidDeadOnce++
+		case n > 1:
+			r.InvalidDeadMulti++
+		default:
+			r.InvalidNotDead++
+		}
+	}
+	r.OtherDead = len(msgs) - seen
+	st, err := f.Stats(ctx)
+	if err != nil {
+		return err
+	}
+	r.Calls, r.TotalCalls, r.RepeatDeletes = st.Calls, sum(st.Calls), st.RepeatDeletes
+	return nil
+}
+
+// ledgerStates reads the ledger state of each ID ("" when none), pipelined.
+func ledgerStates(ctx context.Context, rdb *redis.Client, ids []tasks.ID) ([]string, error) {
+	out := make([]string, len(ids))
+	const chunk = 5000
+	for lo := 0; lo < len(ids); lo += chunk {
+		hi := min(lo+chunk, len(ids))
+		pipe := rdb.Pipeline()
+		cmds := make([]*redis.StringCmd, hi-lo)
+		for i, id := range ids[lo:hi] {
+			// The ledger's documented key: qfpurge:id:<kind>:<type>:<id>.
+			cmds[i] = pipe.HGet(ctx, "qfpurge:id:"+string(tasks.KindModel)+":"+string(id.Type())+":"+id.String(), "state")
+		}
+		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+			return nil, err
+		}
+		for i, c := range cmds {
+			out[lo+i] = c.Val()
+		}
+	}
+	return out, nil
+}
+
+func (r chaosResult) rows(t *table) {
+	c := r.Cfg
+	t.add("chaos", fmt.Sprintf("IDs (%d invalid), single-ID jobs; faults 10%% (3%% 503, 2%% 336100, 1%% 500000, 2%% reset, 2%% drop after delete)", c.Invalid),
+		itoa(c.IDs), fmt.Sprintf("fake cap and --qps %d", c.QPS), "", "")
+	ks := make([]string, len(r.Kills))
+	for i, k := range r.Kills {
+		ks[i] = fmt.Sprintf("%.1f s", k.Seconds())
+	}
+	t.add("chaos", "SIGKILLs of the worker (each restarted at once)", itoa(len(r.Kills)), "at "+strings.Join(ks, ", "), "", "")
+	fin := "yes"
+	if !r.Finished {
+		fin = "NO (timed out)"
+	}
+	t.add("chaos", "drain: first enqueue → all IDs in an end state", dur(r.Drain), "finished: "+fin, "", "")
+	t.add("chaos", "valid IDs lost (never deleted at the fake)", itoa(r.Lost), "", "0", verdict(r.Lost == 0))
+	t.add("chaos", "IDs without an end state", itoa(r.Unfinished), "", "0", verdict(r.Unfinished == 0))
+	t.add("chaos", "valid IDs dead-lettered", itoa(r.ValidDead), "", "0", verdict(r.ValidDead == 0))
+	t.add("chaos", "valid IDs presumed deleted (lost answer, then 500001)", itoa(r.ValidPresumed), "count as deleted", "", "")
+	t.add("chaos", "invalid IDs dead exactly once", fmt.Sprintf("%d of %d", r.InvalidDeadOnce, c.Invalid), "", "all", verdict(r.InvalidDeadOnce == c.Invalid))
+	t.add("chaos", "invalid IDs dead more than once / not dead", fmt.Sprintf("%d / %d", r.InvalidDeadMulti, r.InvalidNotDead), "", "0 / 0", verdict(r.InvalidDeadMulti == 0 && r.InvalidNotDead == 0))
+	t.add("chaos", "invalid IDs wrongly presumed deleted (reset race)", itoa(r.InvalidPresumed), "", "report", "")
+	t.add("chaos", "IDs deleted twice at the fake", itoa(r.DeletedTwice), "", "0", verdict(r.DeletedTwice == 0))
+	t.add("chaos", "API calls in all; successful", fmt.Sprintf("%d; %d", r.TotalCalls, r.Calls["ok"]),
+		fmt.Sprintf("%.1f calls per 100 IDs", float64(r.TotalCalls)*100/float64(c.IDs)), "", "")
+	t.add("chaos", "repeat calls: IDs sent again after deletion (calls answering 500001)", itoa(r.RepeatDeletes),
+		fmt.Sprintf("%d calls answered 500001", r.Calls["500001"]), "", "")
+	t.add("chaos", "calls by outcome", fmtCalls(r.Calls), "", "", "")
+	if r.OtherDead > 0 {
+		t.add("chaos", "other dead letters (no ID of this run)", itoa(r.OtherDead), "", "0", verdict(false))
+	}
+}
+
+func fmtCalls(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slicesSort(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s:%d", k, m[k])
+	}
+	return strings.Join(parts, " ")
+}

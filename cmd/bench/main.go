@@ -1,0 +1,176 @@
+// Command bench is qfpurge's benchmark and fault harness. It starts a real
+// redis-server on a free port, a fake Qianfan (qianfantest in a child
+// process) and workers as separate processes, runs the scenarios of issue 6
+// and prints a table in which every timing figure is also a ratio to its
+// limit or to a baseline measured in the same run.
+//
+//	go run ./cmd/bench                       # every scenario, full scale
+//	go run ./cmd/bench -quick                # smaller, about two minutes
+//	go run ./cmd/bench -scenarios burst,chaos
+//
+// The same binary also plays the child roles the harness starts (the fake
+// Qianfan, the naive worker, the worker with Asynq's default group
+// settings); the environment variable QFPURGE_BENCH_ROLE selects one.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	if role := os.Getenv(roleEnv); role != "" {
+		err = runRole(ctx, role, os.Args[1:], os.Stdout, os.Stderr)
+	} else {
+		err = run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	}
+	if err != nil {
+		if errors.Is(err, errUsage) {
+			os.Exit(2)
+		}
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+var errUsage = errors.New("usage")
+
+// allScenarios in the order they run.
+var allScenarios = []string{"burst", "baseline", "bulk", "footprint", "trickle", "chaos"}
+
+// scale holds the sizes a run uses; -quick shrinks them.
+type scale struct {
+	BurstIDs     int
+	Producers    int
+	BulkIDs      int
+	TrickleFor   time.Duration
+	TrickleEvery time.Duration
+	Window       time.Duration // baseline window
+	ChaosIDs     int
+	ChaosInvalid int
+	ChaosKills   int
+}
+
+func fullScale() scale {
+	return scale{BurstIDs: 20_000, Producers: 16, BulkIDs: 100_000, TrickleFor: 30 * time.Second,
+		TrickleEvery: 100 * time.Millisecond, Window: 90 * time.Second, ChaosIDs: 20_000, ChaosInvalid: 10, ChaosKills: 3}
+}
+
+func quickScale() scale {
+	return scale{BurstIDs: 4_000, Producers: 16, BulkIDs: 20_000, TrickleFor: 10 * time.Second,
+		TrickleEvery: 100 * time.Millisecond, Window: 30 * time.Second, ChaosIDs: 2_000, ChaosInvalid: 10, ChaosKills: 2}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	scen := fs.String("scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios: "+strings.Join(allScenarios, ", "))
+	quick := fs.Bool("quick", false, "smaller sizes (4,000 burst IDs, 20,000 bulk IDs, 10 s trickle, 30 s baseline window, 2,000 chaos IDs)")
+	seed := fs.Uint64("seed", 0, "seed for fault injection and kill moments; 0 picks one (printed)")
+	window := fs.Duration("window", 0, "baseline window; defaults to 90s (30s with -quick)")
+	keep := fs.Bool("keep", false, "keep the work directory (process logs) after the run")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	sc := fullScale()
+	if *quick {
+		sc = quickScale()
+	}
+	if *window > 0 {
+		sc.Window = *window
+	}
+	var picked []string
+	for _, s := range strings.Split(*scen, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if !slices.Contains(allScenarios, s) {
+			fmt.Fprintf(stderr, "unknown scenario %q (want %s)\n", s, strings.Join(allScenarios, ", "))
+			return errUsage
+		}
+		picked = append(picked, s)
+	}
+	if *seed == 0 {
+		*seed = rand.Uint64()
+	}
+	want := func(s string) bool { return slices.Contains(picked, s) }
+
+	env, err := newEnv(ctx, stderr, *keep)
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+	fmt.Fprintf(stdout, "qfpurge bench: seed %d, work dir %s\n", *seed, env.dir)
+	fmt.Fprintf(stdout, "machine: %s\n", machine())
+
+	t := &table{}
+	var burst *burstResult
+	if want("burst") || want("baseline") {
+		r, err := runBurst(ctx, env, sc)
+		if err != nil {
+			return fmt.Errorf("burst: %w", err)
+		}
+		burst = &r
+		if want("burst") {
+			r.rows(t)
+		}
+		fmt.Fprintln(stdout, "burst done")
+	}
+	if want("baseline") {
+		r, err := runBaselines(ctx, env, sc, burst.idsPerSec())
+		if err != nil {
+			return fmt.Errorf("baseline: %w", err)
+		}
+		r.rows(t)
+		fmt.Fprintln(stdout, "baselines done")
+	}
+	if want("bulk") || want("footprint") {
+		r, err := runBulk(ctx, env, sc)
+		if err != nil {
+			return fmt.Errorf("bulk: %w", err)
+		}
+		if want("bulk") {
+			r.rows(t)
+		}
+		if want("footprint") {
+			r.footprintRows(t)
+		}
+		fmt.Fprintln(stdout, "bulk done")
+	}
+	if want("trickle") {
+		r, err := runTrickle(ctx, env, sc)
+		if err != nil {
+			return fmt.Errorf("trickle: %w", err)
+		}
+		r.rows(t)
+		fmt.Fprintln(stdout, "trickle done")
+	}
+	if want("chaos") {
+		r, err := runChaos(ctx, env, chaosConfig{
+			IDs: sc.ChaosIDs, Invalid: sc.ChaosInvalid, Kills: sc.ChaosKills, Seed: *seed,
+			QPS: 50, Producers: sc.Producers, Timeout: 8 * time.Minute, Log: stdout,
+		})
+		if err != nil {
+			return fmt.Errorf("chaos: %w", err)
+		}
+		r.rows(t)
+		fmt.Fprintln(stdout, "chaos done")
+	}
+	fmt.Fprintln(stdout)
+	t.print(stdout)
+	return nil
+}

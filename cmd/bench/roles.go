@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/qfpurge/qfpurge/internal/qianfan"
+	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
+	"github.com/qfpurge/qfpurge/internal/tasks"
+)
+
+// roleEnv selects a child role of this binary.
+const roleEnv = "QFPURGE_BENCH_ROLE"
+
+// The child roles.
+const (
+	roleFake     = "fake"           // the fake Qianfan
+	roleNaive    = "naive-worker"   // one task and one call per ID
+	roleDefaults = "asynq-defaults" // the pipeline with Asynq's default group settings
+)
+
+// naiveType and naiveQueue are the naive worker's task type and queue.
+const (
+	naiveType  = "bench:naive-delete"
+	naiveQueue = "bench-naive"
+)
+
+// naivePayload is one ID of the naive worker's tasks.
+type naivePayload struct {
+	ID tasks.ID `json:"id"`
+}
+
+func runRole(ctx context.Context, role string, args []string, stdout, stderr io.Writer) error {
+	switch role {
+	case roleFake:
+		return runFake(ctx, args, stdout, stderr)
+	case roleNaive, roleDefaults:
+		return runBaselineWorker(ctx, role, args, stderr)
+	}
+	return fmt.Errorf("unknown %s %q", roleEnv, role)
+}
+
+// countsRequest asks the fake wrapper for per-ID delete counts.
+type countsRequest struct {
+	Kind string   `json:"kind"`
+	IDs  []string `json:"ids"` // "i:<n>" or "s:<text>"
+}
+
+func parseFakeID(s string) (any, error) {
+	switch {
+	case strings.HasPrefix(s, "i:"):
+		return strconv.ParseInt(s[2:], 10, 64)
+	case strings.HasPrefix(s, "s:"):
+		return s[2:], nil
+	}
+	return nil, fmt.Errorf("fake ID %q: want i:<n> or s:<text>", s)
+}
+
+// fakeKey renders an ID the way the fake wrapper reads it.
+func fakeKey(id tasks.ID) string {
+	if n, ok := id.Int(); ok {
+		return "i:" + strconv.FormatInt(n, 10)
+	}
+	return "s:" + id.String()
+}
+
+// runFake serves qianfantest on 127.0.0.1 until ctx is done, plus
+// POST /_bench/counts (per-ID delete counts, which /_fake/stats lacks).
+func runFake(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("fake", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:0", "listen address")
+	qps := fs.Int("qps", 0, "calls per second cap; 0 for none")
+	maxIDs := fs.Int("max-ids", 0, "longest list accepted; 0 for no limit")
+	latency := fs.Duration("latency", 0, "latency of every call")
+	invalidFile := fs.String("invalid-file", "", "file of IDs that do not exist, one per line as i:<n> or s:<text>")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	var invalid []any
+	if *invalidFile != "" {
+		b, err := os.ReadFile(*invalidFile)
+		if err != nil {
+			return err
+		}
+		for _, l := range strings.Fields(string(b)) {
+			id, err := parseFakeID(l)
+			if err != nil {
+				return err
+			}
+			invalid = append(invalid, id)
+		}
+	}
+	cfg := qianfantest.Config{QPS: *qps, MaxIDs: *maxIDs, Faults: qianfantest.Faults{Latency: *latency}}
+	if len(invalid) > 0 {
+		cfg.Invalid = qianfantest.InvalidIDs(invalid...)
+	}
+	srv := qianfantest.New(cfg)
+	mux := http.NewServeMux()
+	mux.Handle("/", srv)
+	mux.HandleFunc("POST /_bench/counts", func(w http.ResponseWriter, r *http.Request) {
+		var req countsRequest
+		if err := json.NewDecoder(io.LimitReader(r.Body, 64<<20)).Decode(&req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		out := make([]int, len(req.IDs))
+		for i, s := range req.IDs {
+			id, err := parseFakeID(s)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			out[i] = srv.DeleteCount(req.Kind, id)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(out)
+	})
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+	}()
+	if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// runBaselineWorker runs one of the two baselines as an Asynq server until
+// ctx is done. Both call the same signed client with the same QPS cap as
+// the real worker; only what is batched, and how, differs.
+func runBaselineWorker(ctx context.Context, role string, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet(role, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	redisURL := fs.String("redis-url", "", "Redis URL")
+	baseURL := fs.String("base-url", "", "fake Qianfan URL")
+	qps := fs.Float64("qps", 20, "API calls per second")
+	conc := fs.Int("concurrency", 10, "tasks processed at once")
+	batch := fs.Int("batch-size", tasks.DefaultBatchSize, "most IDs per call (asynq-defaults only)")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	opt, err := redis.ParseURL(*redisURL)
+	if err != nil {
+		return err
+	}
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	qc, err := qianfan.New(qianfan.Credentials{AccessKey: qianfantest.DefaultAccessKey, SecretKey: qianfantest.DefaultSecretKey},
+		qianfan.WithBaseURL(*baseURL), qianfan.WithQPS(*qps, 1))
+	if err != nil {
+		return err
+	}
+	cfg := asynq.Config{Concurrency: *conc, LogLevel: asynq.WarnLevel}
+	mux := asynq.NewServeMux()
+	if role == roleNaive {
+		cfg.Queues = map[string]int{naiveQueue: 1}
+		mux.HandleFunc(naiveType, func(ctx context.Context, t *asynq.Task) error {
+			var p naivePayload
+			if err := json.Unmarshal(t.Payload(), &p); err != nil {
+				return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+			}
+			_, err := tasks.QianfanDeleter{Client: qc}.BatchDelete(ctx, tasks.KindModel, []tasks.ID{p.ID})
+			return err
+		})
+	} else {
+		// Asynq's defaults: GroupGracePeriod 1m, GroupMaxDelay and
+		// GroupMaxSize unlimited. Everything else as in cmd/worker.
+		opts := tasks.Options{}
+		ledger := tasks.NewLedger(rdb, tasks.LedgerConfig{})
+		h := tasks.NewHandler(tasks.QianfanDeleter{Client: qc}, asynq.NewClientFromRedisClient(rdb), ledger,
+			tasks.HandlerConfig{BatchSize: *batch, Options: opts, Logger: log})
+		cfg.Queues = map[string]int{tasks.Queue: 1}
+		cfg.GroupAggregator = &tasks.Aggregator{Options: opts, Logger: log}
+		cfg.RetryDelayFunc = tasks.RetryDelay
+		cfg.IsFailure = tasks.IsFailure
+		mux.Handle(tasks.TypeDelete, h)
+		mux.Handle(tasks.TypeDeleteBatch, h)
+	}
+	srv := asynq.NewServerFromRedisClient(rdb, cfg)
+	if err := srv.Start(mux); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	srv.Shutdown()
+	return nil
+}

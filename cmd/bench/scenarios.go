@@ -1,0 +1,599 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/qfpurge/qfpurge/internal/tasks"
+	"github.com/qfpurge/qfpurge/producer"
+)
+
+// The set-ups of the table.
+const (
+	burstQPS     = 20
+	bulkQPS      = 50
+	fakeLatency  = 20 * time.Millisecond
+	batchSize    = 100
+	concurrency  = 10
+	workerBatch  = 2 * time.Second  // cmd/worker's --batch-wait default
+	workerMaxBat = 10 * time.Second // cmd/worker's --batch-max-wait default
+)
+
+// burstIDs returns n IDs, even positions int and odd ones string.
+func burstIDs(n int, prefix string) []tasks.ID {
+	ids := make([]tasks.ID, n)
+	for i := range ids {
+		if i%2 == 0 {
+			ids[i] = tasks.IntID(int64(i + 1))
+		} else {
+			ids[i] = tasks.StringID(fmt.Sprintf("am-%s-%06d", prefix, i+1))
+		}
+	}
+	return ids
+}
+
+// enqueueSingles enqueues one single-ID job per ID from n concurrent
+// producers, as other systems would, and returns when all are in.
+func enqueueSingles(ctx context.Context, rdb redis.UniversalClient, ids []tasks.ID, n int) error {
+	p, err := producer.New(rdb, producer.Config{BatchSize: batchSize})
+	if err != nil {
+		return err
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for w := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(ids) || ctx.Err() != nil {
+					return
+				}
+				if _, err := p.Enqueue(ctx, producer.Request{Kind: producer.KindModel, IDs: []producer.ID{ids[i]}}); err != nil {
+					errs[w] = err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// waitWorkerUp waits until an Asynq server has registered its heartbeat.
+func waitWorkerUp(ctx context.Context, e *env, p *proc) error {
+	insp := asynq.NewInspectorFromRedisClient(e.rdb)
+	return waitFor(ctx, 15*time.Second, 50*time.Millisecond, func() (bool, error) {
+		if err := p.exited(); err != nil {
+			return false, err
+		}
+		s, err := insp.Servers()
+		return err == nil && len(s) > 0, nil
+	})
+}
+
+// waitDeleted waits until the fake has deleted n IDs.
+func waitDeleted(ctx context.Context, f *fake, n int, limit time.Duration, procs ...*proc) error {
+	return waitFor(ctx, limit, 50*time.Millisecond, func() (bool, error) {
+		for _, p := range procs {
+			if err := p.exited(); err != nil {
+				return false, err
+			}
+		}
+		st, err := f.Stats(ctx)
+		if err != nil {
+			return false, err
+		}
+		return st.IDsDeleted >= n, nil
+	})
+}
+
+type burstResult struct {
+	IDs        int
+	Drain      time.Duration
+	EnqueueFor time.Duration
+	Calls      int
+	OKCalls    int
+	Rejected   int
+	Deleted    int
+	Largest    int
+	PeakRSS    int64
+}
+
+func (r burstResult) idsPerSec() float64 { return float64(r.IDs) / r.Drain.Seconds() }
+
+func runBurst(ctx context.Context, e *env, sc scale) (burstResult, error) {
+	r := burstResult{IDs: sc.BurstIDs}
+	if err := e.reset(ctx); err != nil {
+		return r, err
+	}
+	f, err := e.startFake(ctx, "burst-fake", fakeConfig{QPS: burstQPS, Latency: fakeLatency})
+	if err != nil {
+		return r, err
+	}
+	defer f.Kill()
+	w, err := e.startWorker("burst-worker", f, workerConfig{QPS: burstQPS, BatchSize: batchSize, Concurrency: concurrency})
+	if err != nil {
+		return r, err
+	}
+	defer w.Stop(10 * time.Second)
+	if err := waitWorkerUp(ctx, e, w); err != nil {
+		return r, err
+	}
+	ids := burstIDs(sc.BurstIDs, "burst")
+	t0 := time.Now()
+	if err := enqueueSingles(ctx, e.rdb, ids, sc.Producers); err != nil {
+		return r, err
+	}
+	r.EnqueueFor = time.Since(t0)
+	if err := waitDeleted(ctx, f, len(ids), 10*time.Minute, w); err != nil {
+		return r, fmt.Errorf("waiting for %d deletions: %w", len(ids), err)
+	}
+	last, err := lastEventTime(ctx, e.rdb)
+	if err != nil {
+		return r, err
+	}
+	r.Drain = last.Sub(t0)
+	st, err := f.Stats(ctx)
+	if err != nil {
+		return r, err
+	}
+	r.Calls, r.OKCalls, r.Rejected, r.Deleted, r.Largest = sum(st.Calls), st.Calls["ok"], st.Calls["18"], st.IDsDeleted, st.LargestBatch
+	r.PeakRSS = w.peakRSS()
+	return r, nil
+}
+
+func (r burstResult) rows(t *table) {
+	limit := float64(burstQPS * batchSize)
+	t.add("burst", "IDs (single-ID jobs, 16 producers, int+string)", itoa(r.IDs), "", "", "")
+	t.add("burst", "drain: first enqueue → last deletion", dur(r.Drain), "", "", "")
+	t.add("burst", "drain rate, fraction of API limit (20×100 IDs/s)", fmt.Sprintf("%.0f IDs/s", r.idsPerSec()),
+		ratio(r.idsPerSec()/limit), "≥ 0.85", verdict(r.idsPerSec()/limit >= 0.85))
+	t.add("burst", "enqueue time (16 producers)", dur(r.EnqueueFor), fmt.Sprintf("%.0f jobs/s", float64(r.IDs)/r.EnqueueFor.Seconds()), "", "")
+	t.add("burst", "API calls (all outcomes)", itoa(r.Calls), "", "", "")
+	mean := float64(r.Deleted) / float64(max(r.OKCalls, 1))
+	t.add("burst", "mean IDs per successful call", fmt.Sprintf("%.1f", mean), ratio(mean/batchSize), "≥ 95", verdict(mean >= 95))
+	t.add("burst", "calls rejected for QPS (code 18), worker --qps 20", itoa(r.Rejected), "", "0", verdict(r.Rejected == 0))
+}
+
+type baselineResult struct {
+	Ours                float64
+	Window              time.Duration
+	NaiveDeleted        int
+	NaiveRejected       int
+	DefaultsDeleted     int // within the window
+	DefaultsDrain       time.Duration
+	DefaultsDrainedIDs  int
+	DefaultsFirstDelete time.Duration
+}
+
+func runBaselines(ctx context.Context, e *env, sc scale, ours float64) (baselineResult, error) {
+	r := baselineResult{Ours: ours, Window: sc.Window}
+	ids := burstIDs(sc.BurstIDs, "base")
+
+	// Naive: one task and one call per ID.
+	if err := e.reset(ctx); err != nil {
+		return r, err
+	}
+	f, err := e.startFake(ctx, "naive-fake", fakeConfig{QPS: burstQPS, Latency: fakeLatency})
+	if err != nil {
+		return r, err
+	}
+	w, err := e.start("naive-worker", []string{roleEnv + "=" + roleNaive}, nil, e.self,
+		"-redis-url", e.redis.URL(), "-base-url", f.URL, "-qps", strconv.Itoa(burstQPS), "-concurrency", strconv.Itoa(concurrency))
+	if err != nil {
+		f.Kill()
+		return r, err
+	}
+	err = func() error {
+		defer f.Kill()
+		defer w.Stop(10 * time.Second)
+		if err := waitWorkerUp(ctx, e, w); err != nil {
+			return err
+		}
+		c := asynq.NewClientFromRedisClient(e.rdb)
+		t0 := time.Now()
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		var failed atomic.Pointer[error]
+		for range sc.Producers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					i := int(next.Add(1) - 1)
+					if i >= len(ids) || ctx.Err() != nil || time.Since(t0) > sc.Window {
+						return
+					}
+					b, _ := json.Marshal(naivePayload{ID: ids[i]})
+					if _, err := c.EnqueueContext(ctx, asynq.NewTask(naiveType, b, asynq.Queue(naiveQueue))); err != nil {
+						failed.Store(&err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if p := failed.Load(); p != nil {
+			return *p
+		}
+		if err := sleepUntil(ctx, t0.Add(sc.Window)); err != nil {
+			return err
+		}
+		st, err := f.Stats(ctx)
+		if err != nil {
+			return err
+		}
+		r.NaiveDeleted, r.NaiveRejected = st.IDsDeleted, st.Calls["18"]
+		return nil
+	}()
+	if err != nil {
+		return r, fmt.Errorf("naive: %w", err)
+	}
+
+	// This pipeline with Asynq's default group settings.
+	if err := e.reset(ctx); err != nil {
+		return r, err
+	}
+	f, err = e.startFake(ctx, "defaults-fake", fakeConfig{QPS: burstQPS, Latency: fakeLatency})
+	if err != nil {
+		return r, err
+	}
+	w, err = e.start("defaults-worker", []string{roleEnv + "=" + roleDefaults}, nil, e.self,
+		"-redis-url", e.redis.URL(), "-base-url", f.URL, "-qps", strconv.Itoa(burstQPS),
+		"-concurrency", strconv.Itoa(concurrency), "-batch-size", strconv.Itoa(batchSize))
+	if err != nil {
+		f.Kill()
+		return r, err
+	}
+	err = func() error {
+		defer f.Kill()
+		defer w.Stop(10 * time.Second)
+		if err := waitWorkerUp(ctx, e, w); err != nil {
+			return err
+		}
+		t0 := time.Now()
+		if err := enqueueSingles(ctx, e.rdb, ids, sc.Producers); err != nil {
+			return err
+		}
+		if err := sleepUntil(ctx, t0.Add(sc.Window)); err != nil {
+			return err
+		}
+		st, err := f.Stats(ctx)
+		if err != nil {
+			return err
+		}
+		r.DefaultsDeleted = st.IDsDeleted
+		// Then let it finish, bounded, to show when it would have.
+		_ = waitDeleted(ctx, f, len(ids), 3*time.Minute, w)
+		st, err = f.Stats(ctx)
+		if err != nil {
+			return err
+		}
+		r.DefaultsDrainedIDs = st.IDsDeleted
+		if last, err := lastEventTime(ctx, e.rdb); err == nil && !last.IsZero() {
+			r.DefaultsDrain = last.Sub(t0)
+		}
+		if first, err := e.rdb.XRangeN(ctx, tasks.EventStream, "-", "+", 1).Result(); err == nil && len(first) > 0 {
+			r.DefaultsFirstDelete = streamTime(first[0].ID).Sub(t0)
+		}
+		return nil
+	}()
+	if err != nil {
+		return r, fmt.Errorf("asynq defaults: %w", err)
+	}
+	return r, nil
+}
+
+func (r baselineResult) rows(t *table) {
+	w := r.Window.Seconds()
+	naive := float64(r.NaiveDeleted) / w
+	t.add("baseline", "ours (burst drain rate)", fmt.Sprintf("%.0f IDs/s", r.Ours), "", "", "")
+	t.add("baseline", fmt.Sprintf("naive worker, %s window: IDs deleted", r.Window), itoa(r.NaiveDeleted),
+		fmt.Sprintf("%.1f IDs/s", naive), "", "")
+	t.add("baseline", "ours ÷ naive", fmt.Sprintf("%.0f×", r.Ours/naive), "", "≥ 50×", verdict(r.Ours/naive >= 50))
+	t.add("baseline", "naive: calls rejected for QPS (code 18)", itoa(r.NaiveRejected), "", "", "")
+	def := float64(r.DefaultsDeleted) / w
+	t.add("baseline", fmt.Sprintf("Asynq default group settings, %s window: IDs deleted", r.Window), itoa(r.DefaultsDeleted),
+		fmt.Sprintf("%.1f IDs/s", def), "", "")
+	if def > 0 {
+		t.add("baseline", "ours ÷ Asynq defaults (window)", fmt.Sprintf("%.1f×", r.Ours/def), "", "", "")
+	} else {
+		t.add("baseline", "ours ÷ Asynq defaults (window)", "∞ (nothing deleted in the window)", "", "", "")
+	}
+	if r.DefaultsDrain > 0 {
+		rate := float64(r.DefaultsDrainedIDs) / r.DefaultsDrain.Seconds()
+		t.add("baseline", "Asynq defaults: first deletion after", dur(r.DefaultsFirstDelete), "", "", "")
+		t.add("baseline", fmt.Sprintf("Asynq defaults: %d IDs drained in", r.DefaultsDrainedIDs), dur(r.DefaultsDrain),
+			fmt.Sprintf("%.0f IDs/s; ours ÷ it %.1f×", rate, r.Ours/rate), "", "")
+	}
+}
+
+func sleepUntil(ctx context.Context, t time.Time) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(time.Until(t)):
+		return nil
+	}
+}
+
+type bulkResult struct {
+	IDs        int
+	Via        string
+	EnqueueFor time.Duration
+	Tasks      int
+	MemBefore  int64
+	MemAfter   int64
+	Drain      time.Duration
+	Calls      int
+	Rejected   int
+	PeakRSS    int64
+}
+
+func runBulk(ctx context.Context, e *env, sc scale) (bulkResult, error) {
+	r := bulkResult{IDs: sc.BulkIDs}
+	if err := e.reset(ctx); err != nil {
+		return r, err
+	}
+	var b bytes.Buffer
+	for i := 1; i <= sc.BulkIDs; i++ {
+		b.WriteString(strconv.Itoa(1_000_000 + i))
+		b.WriteByte('\n')
+	}
+	file := filepath.Join(e.dir, "bulk-ids.txt")
+	if err := os.WriteFile(file, b.Bytes(), 0o644); err != nil {
+		return r, err
+	}
+	var err error
+	if r.MemBefore, err = usedMemory(ctx, e.rdb); err != nil {
+		return r, err
+	}
+	if e.enqueue != "" {
+		r.Via = "cmd/enqueue -f FILE --json"
+		cmd := exec.CommandContext(ctx, e.enqueue, "-f", file, "--json", "--batch-size", strconv.Itoa(batchSize),
+			"--redis-url", e.redis.URL(), "--progress", "never")
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		t0 := time.Now()
+		err := cmd.Run()
+		r.EnqueueFor = time.Since(t0)
+		if err != nil {
+			return r, fmt.Errorf("cmd/enqueue: %w: %s", err, errb.String())
+		}
+		var rc producer.Receipt
+		if err := json.Unmarshal(out.Bytes(), &rc); err != nil {
+			return r, fmt.Errorf("cmd/enqueue --json output: %w", err)
+		}
+		r.Tasks = len(rc.Batches)
+	} else {
+		r.Via = "producer package (cmd/enqueue not in the tree)"
+		p, err := producer.New(e.rdb, producer.Config{BatchSize: batchSize})
+		if err != nil {
+			return r, err
+		}
+		t0 := time.Now()
+		ids, err := producer.ParseIDs(bytes.NewReader(b.Bytes()), false)
+		if err != nil {
+			return r, err
+		}
+		rc, err := p.Enqueue(ctx, producer.Request{Kind: producer.KindModel, IDs: ids})
+		r.EnqueueFor = time.Since(t0)
+		if err != nil {
+			return r, err
+		}
+		r.Tasks = len(rc.Batches)
+	}
+	if r.MemAfter, err = usedMemory(ctx, e.rdb); err != nil {
+		return r, err
+	}
+
+	f, err := e.startFake(ctx, "bulk-fake", fakeConfig{QPS: bulkQPS, Latency: fakeLatency})
+	if err != nil {
+		return r, err
+	}
+	defer f.Kill()
+	t0 := time.Now()
+	w, err := e.startWorker("bulk-worker", f, workerConfig{QPS: bulkQPS, BatchSize: batchSize, Concurrency: concurrency})
+	if err != nil {
+		return r, err
+	}
+	defer w.Stop(10 * time.Second)
+	if err := waitDeleted(ctx, f, sc.BulkIDs, 10*time.Minute, w); err != nil {
+		return r, fmt.Errorf("waiting for %d deletions: %w", sc.BulkIDs, err)
+	}
+	last, err := lastEventTime(ctx, e.rdb)
+	if err != nil {
+		return r, err
+	}
+	r.Drain = last.Sub(t0)
+	st, err := f.Stats(ctx)
+	if err != nil {
+		return r, err
+	}
+	r.Calls, r.Rejected = sum(st.Calls), st.Calls["18"]
+	r.PeakRSS = w.peakRSS()
+	return r, nil
+}
+
+func (r bulkResult) rows(t *table) {
+	rate := float64(r.IDs) / r.EnqueueFor.Seconds()
+	t.add("bulk", "IDs in one file, enqueued via "+r.Via, itoa(r.IDs), "", "", "")
+	t.add("bulk", "enqueue (process start to exit)", dur(r.EnqueueFor), "", "", "")
+	t.add("bulk", "enqueue rate", fmt.Sprintf("%.0f IDs/s", rate), ratio(rate/200_000), "≥ 200,000 IDs/s", verdict(rate >= 200_000))
+	t.add("bulk", "tasks created", itoa(r.Tasks), "", "", "")
+	drain := float64(r.IDs) / r.Drain.Seconds()
+	limit := float64(bulkQPS * batchSize)
+	t.add("bulk", "drain: worker start → last deletion", dur(r.Drain), "", "", "")
+	t.add("bulk", "drain rate, fraction of API limit (50×100 IDs/s)", fmt.Sprintf("%.0f IDs/s", drain),
+		ratio(drain/limit), "≥ 0.85", verdict(drain/limit >= 0.85))
+	t.add("bulk", "API calls; rejected for QPS (code 18)", fmt.Sprintf("%d; %d", r.Calls, r.Rejected), "", "", "")
+}
+
+func (r bulkResult) footprintRows(t *table) {
+	if r.PeakRSS > 0 {
+		mb := float64(r.PeakRSS) / (1 << 20)
+		t.add("footprint", "worker peak RSS (VmHWM) during bulk", fmt.Sprintf("%.1f MiB", mb), ratio(mb/100), "≤ 100 MB", verdict(mb <= 100))
+	} else {
+		t.add("footprint", "worker peak RSS (VmHWM) during bulk", "n/a (no /proc)", "", "≤ 100 MB", "")
+	}
+	per := float64(r.MemAfter-r.MemBefore) / float64(r.IDs)
+	t.add("footprint", "Redis used_memory per pending ID (bulk, 100-ID tasks)", fmt.Sprintf("%.1f B", per),
+		fmt.Sprintf("%.1f MiB for %d IDs", float64(r.MemAfter-r.MemBefore)/(1<<20), r.IDs), "report", "")
+}
+
+type trickleResult struct {
+	IDs           int
+	P50, P99, Max time.Duration
+	Missing       int
+}
+
+func runTrickle(ctx context.Context, e *env, sc scale) (trickleResult, error) {
+	var r trickleResult
+	if err := e.reset(ctx); err != nil {
+		return r, err
+	}
+	f, err := e.startFake(ctx, "trickle-fake", fakeConfig{QPS: burstQPS, Latency: fakeLatency})
+	if err != nil {
+		return r, err
+	}
+	defer f.Kill()
+	w, err := e.startWorker("trickle-worker", f, workerConfig{QPS: burstQPS, BatchSize: batchSize, Concurrency: concurrency})
+	if err != nil {
+		return r, err
+	}
+	defer w.Stop(10 * time.Second)
+	if err := waitWorkerUp(ctx, e, w); err != nil {
+		return r, err
+	}
+	p, err := producer.New(e.rdb, producer.Config{BatchSize: batchSize})
+	if err != nil {
+		return r, err
+	}
+	n := int(sc.TrickleFor / sc.TrickleEvery)
+	sent := map[string]time.Time{}
+	tick := time.NewTicker(sc.TrickleEvery)
+	defer tick.Stop()
+	for i := range n {
+		id := tasks.IntID(int64(5_000_000 + i))
+		sent[id.String()] = time.Now()
+		if _, err := p.Enqueue(ctx, producer.Request{Kind: producer.KindModel, IDs: []producer.ID{id}}); err != nil {
+			return r, err
+		}
+		select {
+		case <-ctx.Done():
+			return r, ctx.Err()
+		case <-tick.C:
+		}
+	}
+	r.IDs = n
+	_ = waitDeleted(ctx, f, n, 2*time.Minute, w)
+	msgs, err := e.rdb.XRange(ctx, tasks.EventStream, "-", "+").Result()
+	if err != nil {
+		return r, err
+	}
+	var lat []time.Duration
+	for _, m := range msgs {
+		id, _ := m.Values["id"].(string)
+		if at, ok := sent[id]; ok && m.Values["outcome"] == tasks.StateDeleted {
+			lat = append(lat, streamTime(m.ID).Sub(at))
+			delete(sent, id)
+		}
+	}
+	r.Missing = len(sent)
+	if len(lat) == 0 {
+		return r, errors.New("no deletions recorded")
+	}
+	slices.Sort(lat)
+	r.P50, r.P99, r.Max = pct(lat, 0.50), pct(lat, 0.99), lat[len(lat)-1]
+	return r, nil
+}
+
+func pct(sorted []time.Duration, p float64) time.Duration {
+	i := int(float64(len(sorted))*p+0.5) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+func (r trickleResult) rows(t *table) {
+	limit := workerMaxBat + workerBatch + time.Second
+	t.add("trickle", "IDs (one every 100 ms), not deleted in time", fmt.Sprintf("%d, %d", r.IDs, r.Missing), "", "0 missing", verdict(r.Missing == 0))
+	t.add("trickle", "enqueue → deletion p50", dur(r.P50), ratio(r.P50.Seconds()/limit.Seconds()), "", "")
+	t.add("trickle", "enqueue → deletion p99", dur(r.P99), ratio(r.P99.Seconds()/limit.Seconds()),
+		"≤ "+limit.String()+" (max-wait+wait+1s)", verdict(r.P99 <= limit))
+	t.add("trickle", "enqueue → deletion max", dur(r.Max), ratio(r.Max.Seconds()/limit.Seconds()), "", "")
+}
+
+func sum(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// table is the printed result.
+type table struct{ rows [][6]string }
+
+func (t *table) add(scenario, figure, value, ratio, target, verdict string) {
+	t.rows = append(t.rows, [6]string{scenario, figure, value, ratio, target, verdict})
+}
+
+func (t *table) print(w interface{ Write([]byte) (int, error) }) {
+	head := [6]string{"scenario", "figure", "value", "ratio / context", "target", "met"}
+	all := append([][6]string{head}, t.rows...)
+	var width [6]int
+	for _, r := range all {
+		for i, c := range r {
+			width[i] = max(width[i], len([]rune(c)))
+		}
+	}
+	for n, r := range all {
+		var b strings.Builder
+		for i, c := range r {
+			b.WriteString("| ")
+			b.WriteString(c)
+			b.WriteString(strings.Repeat(" ", width[i]-len([]rune(c))+1))
+		}
+		b.WriteString("|\n")
+		w.Write([]byte(b.String()))
+		if n == 0 {
+			var s strings.Builder
+			for i := range r {
+				s.WriteString("|" + strings.Repeat("-", width[i]+2))
+			}
+			s.WriteString("|\n")
+			w.Write([]byte(s.String()))
+		}
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+func dur(d time.Duration) string {
+	return strconv.FormatFloat(d.Seconds(), 'f', 2, 64) + " s"
+}
+func ratio(x float64) string { return strconv.FormatFloat(x, 'f', 2, 64) }
+func verdict(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "NO"
+}
+
+func slicesSort(s []string) { slices.Sort(s) }
