@@ -39,7 +39,7 @@ type chaosResult struct {
 	Cfg      chaosConfig
 	Valid    int
 	Drain    time.Duration
-	Finished bool   // every ID reached an end state and the queue is empty
+	Finished bool // every ID reached an end state and the queue is empty
 	Kills    []time.Duration
 	Restarts int
 
