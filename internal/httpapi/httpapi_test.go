@@ -1,0 +1,448 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/qfpurge/qfpurge/internal/redistest"
+	"github.com/qfpurge/qfpurge/internal/tasks"
+	"github.com/qfpurge/qfpurge/producer"
+)
+
+func TestMain(m *testing.M) {
+	// bce-sdk-go's logger starts its writer goroutine in an init func.
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/baidubce/bce-sdk-go/util/log.NewLogger.func1"))
+}
+
+const (
+	tokenOld = "old-token-0123456789abcdef"
+	tokenNew = "new-token-fedcba9876543210"
+)
+
+type testBundle struct {
+	api    *API
+	rdb    *redis.Client
+	ledger *tasks.Ledger
+	insp   *asynq.Inspector
+	logs   *bytes.Buffer
+}
+
+func setup(t *testing.T) testBundle {
+	t.Helper()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	ledger := tasks.NewLedger(rdb, tasks.LedgerConfig{})
+	prod, err := producer.New(rdb, producer.Config{BatchSize: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	logs := &bytes.Buffer{}
+	api, err := New(Config{
+		Tokens:       []string{tokenOld, tokenNew},
+		MaxBodyBytes: 512,
+		Logger:       slog.New(slog.NewTextHandler(logs, nil)),
+	}, Deps{Redis: rdb, Ledger: ledger, Producer: prod, Archive: insp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testBundle{api: api, rdb: rdb, ledger: ledger, insp: insp, logs: logs}
+}
+
+func (b testBundle) do(t *testing.T, method, target, token, body string) *httptest.ResponseRecorder {
+	t.Helper()
+	r := httptest.NewRequest(method, target, strings.NewReader(body))
+	if token != "" {
+		r.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != "" {
+		r.Header.Set("Content-Type", "application/json")
+	}
+	w := httptest.NewRecorder()
+	b.api.ServeHTTP(w, r)
+	return w
+}
+
+// asynqKeys counts Asynq's keys: zero means nothing was ever enqueued.
+func (b testBundle) asynqKeys(t *testing.T) int {
+	t.Helper()
+	keys, err := b.rdb.Keys(context.Background(), "asynq:*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(keys)
+}
+
+func decode[T any](t *testing.T, w *httptest.ResponseRecorder) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal(w.Body.Bytes(), &v); err != nil {
+		t.Fatalf("decode %q: %v", w.Body.String(), err)
+	}
+	return v
+}
+
+func TestNewRefusesWithoutTokens(t *testing.T) {
+	t.Parallel()
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer rdb.Close()
+	deps := Deps{Redis: rdb, Ledger: tasks.NewLedger(rdb, tasks.LedgerConfig{}), Producer: nopEnqueuer{}}
+	if _, err := New(Config{}, deps); !errors.Is(err, ErrNoTokens) {
+		t.Fatalf("no tokens: got %v, want ErrNoTokens", err)
+	}
+	if _, err := New(Config{Tokens: ParseTokens(" , ,")}, deps); !errors.Is(err, ErrNoTokens) {
+		t.Fatalf("blank tokens: got %v, want ErrNoTokens", err)
+	}
+	_, err := New(Config{Tokens: []string{"short-secret"}}, deps)
+	if err == nil || strings.Contains(err.Error(), "short-secret") {
+		t.Fatalf("short token: got %v, want an error that does not echo the token", err)
+	}
+}
+
+type nopEnqueuer struct{}
+
+func (nopEnqueuer) Enqueue(context.Context, producer.Request) (producer.Receipt, error) {
+	return producer.Receipt{}, nil
+}
+
+func TestParseTokens(t *testing.T) {
+	t.Parallel()
+	got := ParseTokens(" a , b,,c ")
+	if diff := cmp.Diff([]string{"a", "b", "c"}, got); diff != "" {
+		t.Fatalf("(-want +got)\n%s", diff)
+	}
+}
+
+func TestAuthentication(t *testing.T) {
+	b := setup(t)
+	body := `{"model_ids":[1,2]}`
+	for _, tc := range []struct {
+		name, header string
+		wantError    bool // WWW-Authenticate names invalid_token
+	}{
+		{name: "no header"},
+		{name: "basic scheme", header: "Basic dXNlcjpwYXNz"},
+		{name: "empty bearer", header: "Bearer "},
+		{name: "wrong token", header: "Bearer " + tokenOld + "x", wantError: true},
+		{name: "prefix of a token", header: "Bearer " + tokenOld[:20], wantError: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest("POST", "/v1/deletions", strings.NewReader(body))
+			if tc.header != "" {
+				r.Header.Set("Authorization", tc.header)
+			}
+			w := httptest.NewRecorder()
+			b.api.ServeHTTP(w, r)
+			if w.Code != http.StatusUnauthorized {
+				t.Fatalf("status %d, want 401: %s", w.Code, w.Body)
+			}
+			h := w.Header().Get("WWW-Authenticate")
+			if !strings.HasPrefix(h, "Bearer") || strings.Contains(h, "invalid_token") != tc.wantError {
+				t.Errorf("WWW-Authenticate %q", h)
+			}
+			if e := decode[errorBody](t, w); e.Error == "" {
+				t.Errorf("no JSON error: %s", w.Body)
+			}
+		})
+	}
+	for _, path := range []string{"/v1/deletions/1", "/v1/deadletters"} {
+		if w := b.do(t, "GET", path, "", ""); w.Code != http.StatusUnauthorized {
+			t.Errorf("GET %s without token: %d", path, w.Code)
+		}
+	}
+	if n := b.asynqKeys(t); n != 0 {
+		t.Fatalf("%d Asynq keys after refused requests, want 0", n)
+	}
+	// Both rotation tokens work.
+	for _, tok := range []string{tokenOld, tokenNew} {
+		if w := b.do(t, "GET", "/v1/deletions/1", tok, ""); w.Code != http.StatusOK {
+			t.Errorf("valid token: %d %s", w.Code, w.Body)
+		}
+	}
+	if strings.Contains(b.logs.String(), tokenOld[:12]) || strings.Contains(b.logs.String(), tokenNew[:12]) {
+		t.Fatal("a token reached the log")
+	}
+}
+
+func TestPostDeletionsRejects(t *testing.T) {
+	b := setup(t)
+	for _, tc := range []struct {
+		name, body  string
+		status      int
+		wantInvalid []producer.InvalidID
+	}{
+		{name: "bad JSON", body: `{"model_ids":[1,`, status: 400},
+		{name: "not an object", body: `[1,2]`, status: 400},
+		{name: "unknown field", body: `{"model_ids":[1],"kinds":"model"}`, status: 400},
+		{name: "trailing data", body: `{"model_ids":[1]} {}`, status: 400},
+		{name: "unknown kind", body: `{"model_ids":[1],"kind":"dataset"}`, status: 400},
+		{name: "no IDs", body: `{"model_ids":[]}`, status: 400},
+		{name: "both delays", body: `{"model_ids":[1],"process_in":"1m","process_at":"2030-01-01T00:00:00Z"}`, status: 400},
+		{name: "bad process_in", body: `{"model_ids":[1],"process_in":"-1m"}`, status: 400},
+		{name: "bad process_at", body: `{"model_ids":[1],"process_at":"tomorrow"}`, status: 400},
+		{name: "key with space", body: `{"model_ids":[1],"key":"a b"}`, status: 400},
+		{
+			name: "invalid IDs", body: `{"model_ids":[5, -3, 1.5, "", "am ok", "am-fine", true]}`, status: 400,
+			wantInvalid: []producer.InvalidID{
+				{Index: 1, Text: "-3", Reason: "int ID -3 must be positive"},
+				{Index: 2, Text: "1.5", Reason: "ID 1.5 is neither a whole number nor a string"},
+				{Index: 3, Text: `""`, Reason: "string ID is empty"},
+				{Index: 4, Text: "am ok", Reason: `string ID "am ok" holds a control or space character`},
+				{Index: 6, Text: "true", Reason: "ID true is neither a whole number nor a string"},
+			},
+		},
+		{name: "oversize", body: `{"model_ids":[` + strings.Repeat("12345,", 200) + `1]}`, status: 413},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := b.do(t, "POST", "/v1/deletions", tokenNew, tc.body)
+			if w.Code != tc.status {
+				t.Fatalf("status %d, want %d: %s", w.Code, tc.status, w.Body)
+			}
+			e := decode[struct {
+				Error   string               `json:"error"`
+				Invalid []producer.InvalidID `json:"invalid"`
+			}](t, w)
+			if e.Error == "" {
+				t.Errorf("no error message: %s", w.Body)
+			}
+			if diff := cmp.Diff(tc.wantInvalid, e.Invalid); diff != "" {
+				t.Errorf("invalid (-want +got)\n%s", diff)
+			}
+		})
+	}
+	if n := b.asynqKeys(t); n != 0 {
+		t.Fatalf("%d Asynq keys after rejected requests, want 0", n)
+	}
+}
+
+func TestPostDeletionsAndState(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	// Batch size 2: two int IDs form a ready batch, one string ID waits in a group.
+	w := b.do(t, "POST", "/v1/deletions", tokenOld, `{"model_ids":[585, 586, "am-x", 585],"kind":"model","key":"job-1"}`)
+	if w.Code != http.StatusAccepted {
+		t.Fatalf("status %d: %s", w.Code, w.Body)
+	}
+	rc := decode[producer.Receipt](t, w)
+	if rc.IDs != 3 || rc.IntIDs != 2 || rc.StringIDs != 1 || rc.Duplicates != 1 || len(rc.Batches) != 2 {
+		t.Fatalf("receipt %+v", rc)
+	}
+	if rc.Batches[0].TaskID != "job-1/0" || rc.Batches[1].Group == "" {
+		t.Fatalf("batches %+v", rc.Batches)
+	}
+	q, err := b.insp.GetQueueInfo(tasks.Queue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Pending != 1 || q.Aggregating != 1 {
+		t.Fatalf("queue: pending %d aggregating %d, want 1 and 1", q.Pending, q.Aggregating)
+	}
+	// The same key again adds nothing.
+	w = b.do(t, "POST", "/v1/deletions", tokenOld, `{"model_ids":[585, 586],"key":"job-1"}`)
+	if rc := decode[producer.Receipt](t, w); w.Code != 202 || !rc.Batches[0].Existing {
+		t.Fatalf("repeat: %d %s", w.Code, w.Body)
+	}
+
+	state := func(path string) deletionState {
+		t.Helper()
+		w := b.do(t, "GET", path, tokenOld, "")
+		if w.Code != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", path, w.Code, w.Body)
+		}
+		return decode[deletionState](t, w)
+	}
+	for _, path := range []string{"/v1/deletions/585", "/v1/deletions/am-x?kind=model", "/v1/deletions/586?id_type=int"} {
+		if st := state(path); st.State != StatePending || st.At == nil {
+			t.Errorf("GET %s: %+v, want pending with a time", path, st)
+		}
+	}
+	for _, path := range []string{"/v1/deletions/585?kind=version", "/v1/deletions/585?id_type=string", "/v1/deletions/999"} {
+		if st := state(path); st.State != StateUnknown || st.At != nil {
+			t.Errorf("GET %s: %+v, want unknown", path, st)
+		}
+	}
+	for _, path := range []string{"/v1/deletions/am-x?id_type=int", "/v1/deletions/-1", "/v1/deletions/1?kind=x", "/v1/deletions/1?id_type=x"} {
+		if w := b.do(t, "GET", path, tokenOld, ""); w.Code != http.StatusBadRequest {
+			t.Errorf("GET %s: %d, want 400", path, w.Code)
+		}
+	}
+
+	// A worker records outcomes; pending is replaced.
+	at := time.Now().Add(-time.Minute).Truncate(time.Second)
+	if err := b.ledger.Write(ctx, []tasks.Outcome{
+		{Kind: tasks.KindModel, ID: tasks.IntID(585), State: tasks.StateDeleted, LogID: "L-1", TaskID: "job-1/0", At: at},
+		{Kind: tasks.KindModel, ID: tasks.StringID("am-x"), State: tasks.StateDead, Code: 500001, Message: "param invalid", LogID: "L-2", At: at},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got := state("/v1/deletions/585")
+	want := deletionState{Kind: tasks.KindModel, ID: tasks.IntID(585), IDType: "int", State: tasks.StateDeleted, LogID: "L-1", TaskID: "job-1/0", At: got.At}
+	if diff := cmp.Diff(want, got, cmp.AllowUnexported(tasks.ID{})); diff != "" || got.At == nil || !got.At.Equal(at) {
+		t.Errorf("deleted (-want +got)\n%s at %v", diff, got.At)
+	}
+	if st := state("/v1/deletions/am-x"); st.State != tasks.StateDead || st.Code != 500001 || st.Message != "param invalid" {
+		t.Errorf("dead: %+v", st)
+	}
+	// Enqueuing again: a deleted ID stays deleted, an earlier dead one is pending again.
+	w = b.do(t, "POST", "/v1/deletions", tokenOld, `{"model_ids":[585, "am-x"],"process_in":"1h"}`)
+	if w.Code != http.StatusAccepted {
+		t.Fatalf("status %d: %s", w.Code, w.Body)
+	}
+	if st := state("/v1/deletions/585"); st.State != tasks.StateDeleted {
+		t.Errorf("deleted ID after a new request: %+v", st)
+	}
+	if st := state("/v1/deletions/am-x"); st.State != StatePending {
+		t.Errorf("dead ID enqueued again: %+v, want pending", st)
+	}
+	ttl := b.rdb.TTL(ctx, "qfpurge:id:model:string:am-x").Val()
+	if ttl < 30*24*time.Hour {
+		t.Errorf("pending marker TTL %s, want at least the ledger TTL", ttl)
+	}
+}
+
+func TestDeadLetters(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	// An archived Asynq task that dead-lettered ID 7.
+	task, err := tasks.NewBatchTask(tasks.Payload{Kind: tasks.KindModel, IDs: []tasks.ID{tasks.IntID(7)}}, tasks.Options{}, asynq.TaskID("t-7"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := asynq.NewClientFromRedisClient(b.rdb)
+	if _, err := client.Enqueue(task); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.insp.ArchiveTask(tasks.Queue, "t-7"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Add(-time.Minute)
+	outs := []tasks.Outcome{
+		{Kind: tasks.KindModel, ID: tasks.IntID(7), State: tasks.StateDead, Code: 500001, Message: "param invalid", TaskID: "t-7", At: now},
+		{Kind: tasks.KindVersion, ID: tasks.StringID("v-8"), State: tasks.StateDead, Code: 500001, Message: "param invalid", At: now},
+		{Kind: "", ID: tasks.StringID("unreadable"), State: tasks.StateDead, Message: "decode payload", At: now},
+	}
+	if err := b.ledger.Write(ctx, outs); err != nil {
+		t.Fatal(err)
+	}
+
+	w := b.do(t, "GET", "/v1/deadletters?limit=2", tokenOld, "")
+	page := decode[deadLetterPage](t, w)
+	if w.Code != 200 || len(page.DeadLetters) != 2 || page.Total != 3 || page.Next != page.DeadLetters[1].EntryID {
+		t.Fatalf("page 1: %d %s", w.Code, w.Body)
+	}
+	w = b.do(t, "GET", "/v1/deadletters?limit=2&after="+page.Next, tokenOld, "")
+	page2 := decode[deadLetterPage](t, w)
+	if len(page2.DeadLetters) != 1 || page2.Next != "" || page2.DeadLetters[0].Kind != "" {
+		t.Fatalf("page 2: %s", w.Body)
+	}
+	for _, q := range []string{"limit=0", "limit=5000", "after=x"} {
+		if w := b.do(t, "GET", "/v1/deadletters?"+q, tokenOld, ""); w.Code != 400 {
+			t.Errorf("%s: %d, want 400", q, w.Code)
+		}
+	}
+	for _, body := range []string{`{}`, `{"all":true,"entry_ids":["1-0"]}`, `{"entry_ids":["nope"]}`} {
+		if w := b.do(t, "POST", "/v1/deadletters/requeue", tokenOld, body); w.Code != 400 {
+			t.Errorf("requeue %s: %d, want 400", body, w.Code)
+		}
+	}
+
+	// Requeue the first entry and one that does not exist.
+	first := page.DeadLetters[0]
+	w = b.do(t, "POST", "/v1/deadletters/requeue", tokenOld, `{"entry_ids":["`+first.EntryID+`","1-0"]}`)
+	if w.Code != 200 {
+		t.Fatalf("requeue: %d %s", w.Code, w.Body)
+	}
+	res := decode[requeueResponse](t, w)
+	if res.Requeued != 1 || res.ArchivedDeleted != 1 || len(res.Receipts) != 1 || res.Receipts[0].IDs != 1 {
+		t.Fatalf("requeue result %s", w.Body)
+	}
+	if diff := cmp.Diff([]string{"1-0"}, res.Missing); diff != "" {
+		t.Errorf("missing (-want +got)\n%s", diff)
+	}
+	if _, err := b.insp.GetTaskInfo(tasks.Queue, "t-7"); !errors.Is(err, asynq.ErrTaskNotFound) {
+		t.Errorf("archived task after requeue: %v, want ErrTaskNotFound", err)
+	}
+	if st := decode[deletionState](t, b.do(t, "GET", "/v1/deletions/7", tokenOld, "")); st.State != StatePending {
+		t.Errorf("requeued ID: %+v, want pending", st)
+	}
+	if n, _ := b.ledger.DeadLetterCount(ctx); n != 2 {
+		t.Fatalf("%d dead letters left, want 2", n)
+	}
+	// All: the unreadable one is skipped and stays.
+	w = b.do(t, "POST", "/v1/deadletters/requeue", tokenOld, `{"all":true}`)
+	res = decode[requeueResponse](t, w)
+	if w.Code != 200 || res.Requeued != 1 || len(res.Skipped) != 1 || res.Receipts[0].Kind != tasks.KindVersion {
+		t.Fatalf("requeue all: %d %s", w.Code, w.Body)
+	}
+	if n, _ := b.ledger.DeadLetterCount(ctx); n != 1 {
+		t.Fatalf("%d dead letters left, want the unreadable one", n)
+	}
+	q, err := b.insp.GetQueueInfo(tasks.Queue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Aggregating != 2 {
+		t.Errorf("%d tasks aggregating after requeue, want 2", q.Aggregating)
+	}
+}
+
+// TestOpenAPICoversRoutes checks that docs/openapi.yaml documents every
+// route the API registers, and nothing else.
+func TestOpenAPICoversRoutes(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("../../docs/openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		OpenAPI string                    `yaml:"openapi"`
+		Paths   map[string]map[string]any `yaml:"paths"`
+	}
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(doc.OpenAPI, "3.") {
+		t.Fatalf("openapi %q, want 3.x", doc.OpenAPI)
+	}
+	var documented []string
+	for path, ops := range doc.Paths {
+		for method := range ops {
+			if method == "parameters" || method == "summary" || method == "description" {
+				continue
+			}
+			documented = append(documented, strings.ToUpper(method)+" "+path)
+		}
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer rdb.Close()
+	api, err := New(Config{Tokens: []string{tokenOld}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		Deps{Redis: rdb, Ledger: tasks.NewLedger(rdb, tasks.LedgerConfig{}), Producer: nopEnqueuer{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sortStrings := cmp.Transformer("sort", func(in []string) []string {
+		out := append([]string(nil), in...)
+		slices.Sort(out)
+		return out
+	})
+	if diff := cmp.Diff(api.Routes(), documented, sortStrings); diff != "" {
+		t.Fatalf("routes (-registered +documented)\n%s", diff)
+	}
+}
