@@ -1,0 +1,274 @@
+// Package monitor is the worker's operator listener: the asynqmon web UI
+// under /monitoring/, Prometheus metrics on /metrics, and /healthz and
+// /readyz for orchestrators.
+//
+// asynqmon can delete and run tasks, so a listener beyond loopback must be
+// given credentials (a bearer token, or a user and password for basic auth);
+// New refuses one without. /healthz and /readyz never ask for credentials.
+package monitor
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/hibiken/asynqmon"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+)
+
+// RootPath is where asynqmon is mounted.
+const RootPath = "/monitoring"
+
+// DefaultAddr is where the monitor listens unless told otherwise.
+const DefaultAddr = "127.0.0.1:8080"
+
+// ErrNoCredentials is returned by New for a non-loopback address without
+// credentials.
+var ErrNoCredentials = errors.New("monitor: listening beyond loopback needs credentials")
+
+// Config configures a Server.
+type Config struct {
+	// Addr is host:port to listen on. Defaults to DefaultAddr.
+	Addr string
+	// ReadOnly hides asynqmon's buttons that change tasks and queues.
+	// Defaults to false.
+	ReadOnly bool
+	// Token, when set, is accepted as "Authorization: Bearer <Token>".
+	// Defaults to "" (no bearer token).
+	Token string
+	// User and Password, when both set, are accepted as basic auth (what a
+	// browser asks for). Defaults to "" (no basic auth).
+	User, Password string
+	// ServerHost and ServerPID identify this process's Asynq server among
+	// Inspector.Servers() for /readyz. Default to os.Hostname() and
+	// os.Getpid(), which is what Asynq records.
+	ServerHost string
+	ServerPID  int
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Addr == "" {
+		c.Addr = DefaultAddr
+	}
+	if c.ServerHost == "" {
+		c.ServerHost, _ = os.Hostname()
+		if c.ServerHost == "" {
+			c.ServerHost = "unknown-host"
+		}
+	}
+	if c.ServerPID == 0 {
+		c.ServerPID = os.Getpid()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+func (c Config) hasCredentials() bool { return c.Token != "" || (c.User != "" && c.Password != "") }
+
+func (c Config) validate() error {
+	if (c.User == "") != (c.Password == "") {
+		return errors.New("monitor: set both the user and the password for basic auth, or neither")
+	}
+	loop, err := IsLoopback(c.Addr)
+	if err != nil {
+		return err
+	}
+	if !loop && !c.hasCredentials() {
+		return fmt.Errorf("%w: %s is reachable from other machines and asynqmon can delete and run tasks; "+
+			"set QFPURGE_MONITOR_TOKEN, or QFPURGE_MONITOR_USER and QFPURGE_MONITOR_PASSWORD, or listen on 127.0.0.1",
+			ErrNoCredentials, c.Addr)
+	}
+	return nil
+}
+
+// IsLoopback reports whether a host:port listens on loopback only. An empty
+// host (":8080") or 0.0.0.0 listens everywhere.
+func IsLoopback(addr string) (bool, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false, fmt.Errorf("monitor: address %q: %w", addr, err)
+	}
+	if host == "localhost" {
+		return true, nil
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback(), nil
+}
+
+// Server is the monitor listener.
+type Server struct {
+	cfg  Config
+	rdb  redis.UniversalClient
+	insp *asynq.Inspector
+	log  *slog.Logger
+	srv  *http.Server
+	ln   net.Listener
+	done chan struct{}
+}
+
+// New checks cfg and builds the handler; Start listens. rdb is the shared
+// client (asynqmon uses it too and never closes it), insp an Inspector on it.
+func New(rdb redis.UniversalClient, insp *asynq.Inspector, m *Metrics, cfg Config) (*Server, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if rdb == nil || insp == nil || m == nil {
+		return nil, errors.New("monitor: a Redis client, an Inspector and Metrics are required")
+	}
+	s := &Server{cfg: cfg, rdb: rdb, insp: insp, log: cfg.Logger}
+	ui := asynqmon.New(asynqmon.Options{
+		RootPath:         RootPath,
+		RedisConnOpt:     sharedConn{rdb},
+		ReadOnly:         cfg.ReadOnly,
+		PayloadFormatter: asynqmon.PayloadFormatterFunc(FormatPayload),
+		ResultFormatter:  asynqmon.ResultFormatterFunc(FormatResult),
+	})
+	mux := http.NewServeMux()
+	mux.Handle(RootPath+"/", s.auth(ui))
+	mux.Handle("GET "+RootPath, http.RedirectHandler(RootPath+"/", http.StatusMovedPermanently))
+	mux.Handle("GET /metrics", s.auth(promhttp.HandlerFor(m.Registry(), promhttp.HandlerOpts{
+		ErrorHandling: promhttp.ContinueOnError,
+		ErrorLog:      promLogger{s.log},
+	})))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", s.ready)
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, RootPath+"/", http.StatusFound)
+	})
+	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return s, nil
+}
+
+// Start listens on cfg.Addr and serves in the background.
+func (s *Server) Start() error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("monitor: listen on %s: %w", s.cfg.Addr, err)
+	}
+	s.ln = ln
+	s.done = make(chan struct{})
+	go func() {
+		defer close(s.done)
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("monitor stopped", "err", err)
+		}
+	}()
+	s.log.Info("monitor listening", "ui", "http://"+ln.Addr().String()+RootPath+"/",
+		"metrics", "/metrics", "auth", s.authKind(), "read_only", s.cfg.ReadOnly)
+	return nil
+}
+
+// Addr is the address listened on, once started.
+func (s *Server) Addr() string {
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// Shutdown stops the listener, letting requests in flight finish until ctx
+// is done.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.ln == nil {
+		return nil
+	}
+	err := s.srv.Shutdown(ctx)
+	<-s.done
+	return err
+}
+
+func (s *Server) authKind() string {
+	var kinds []string
+	if s.cfg.Token != "" {
+		kinds = append(kinds, "bearer")
+	}
+	if s.cfg.User != "" {
+		kinds = append(kinds, "basic")
+	}
+	if len(kinds) == 0 {
+		return "none (loopback only)"
+	}
+	return strings.Join(kinds, "+")
+}
+
+// auth lets a request through when no credentials are configured, or when it
+// carries one of the configured ones. Comparisons are constant-time.
+func (s *Server) auth(h http.Handler) http.Handler {
+	if !s.cfg.hasCredentials() {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.Token != "" {
+			if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && equal(tok, s.cfg.Token) {
+				h.ServeHTTP(w, r)
+				return
+			}
+		}
+		if s.cfg.User != "" {
+			if u, p, ok := r.BasicAuth(); ok && equal(u, s.cfg.User) && equal(p, s.cfg.Password) {
+				h.ServeHTTP(w, r)
+				return
+			}
+			w.Header().Set("WWW-Authenticate", `Basic realm="qfpurge monitor", charset="UTF-8"`)
+		} else {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="qfpurge monitor"`)
+		}
+		http.Error(w, "unauthorized", http.StatusUnauthorized)
+	})
+}
+
+// equal compares in constant time, whatever the lengths.
+func equal(got, want string) bool {
+	a, b := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(want))
+	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
+}
+
+// ready answers 200 when Redis answers PING and this process's Asynq server
+// is registered (its heartbeat, which also runs aggregation, is alive).
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		s.log.Warn("readyz: redis is not reachable", "err", err)
+		http.Error(w, "redis is not reachable", http.StatusServiceUnavailable)
+		return
+	}
+	servers, err := s.insp.Servers()
+	if err != nil {
+		s.log.Warn("readyz: listing asynq servers", "err", err)
+		http.Error(w, "cannot list asynq servers", http.StatusServiceUnavailable)
+		return
+	}
+	for _, si := range servers {
+		if si.Host == s.cfg.ServerHost && si.PID == s.cfg.ServerPID && si.Status == "active" {
+			fmt.Fprintf(w, "ok: redis reachable, asynq server %s active\n", si.ID)
+			return
+		}
+	}
+	http.Error(w, "this worker's asynq server is not registered (not started, stopping, or its heartbeat expired)", http.StatusServiceUnavailable)
+}
+
+// sharedConn hands asynqmon the worker's own Redis client.
+type sharedConn struct{ c redis.UniversalClient }
+
+func (s sharedConn) MakeRedisClient() any { return s.c }
+
+// promLogger sends promhttp's errors to slog.
+type promLogger struct{ l *slog.Logger }
+
+func (p promLogger) Println(v ...any) { p.l.Warn("metrics: " + fmt.Sprint(v...)) }
