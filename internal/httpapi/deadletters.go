@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/qfpurge/qfpurge/internal/deadletter"
 	"github.com/qfpurge/qfpurge/internal/tasks"
@@ -81,7 +80,6 @@ type requeueResponse struct {
 }
 
 func (a *API) requeue(w http.ResponseWriter, r *http.Request) {
-	started := time.Now()
 	var body requeueRequest
 	if !a.decodeBody(w, r, &body) {
 		return
@@ -120,7 +118,7 @@ func (a *API) requeue(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "read dead letters: "+err.Error(), nil)
 		return
 	}
-	pe := &pendingEnqueuer{a: a, started: started}
+	pe := &pendingEnqueuer{a: a}
 	res, err := deadletter.Requeue(ctx, a.d.Ledger, pe, a.d.Archive, entries)
 	resp := requeueResponse{Result: res, Missing: missing}
 	if pe.warn != nil {

@@ -49,7 +49,7 @@ func (a *API) postDeletions(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := requestContext(r)
 	defer cancel()
-	pe := &pendingEnqueuer{a: a, started: started}
+	pe := &pendingEnqueuer{a: a}
 	rc, err := pe.Enqueue(ctx, req)
 	if err != nil {
 		if ie, ok := errors.AsType[*producer.InvalidIDsError](err); ok {

@@ -446,3 +446,46 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 		t.Fatalf("routes (-registered +documented)\n%s", diff)
 	}
 }
+
+// TestMarkPendingKeepsNewOutcomes: an outcome written between the snapshot
+// and the marking (a fast worker) is kept; the ledger reads what is marked.
+func TestMarkPendingKeepsNewOutcomes(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	old := time.Now().Add(-time.Hour)
+	ids := []tasks.ID{tasks.IntID(1), tasks.IntID(2), tasks.IntID(3), tasks.IntID(4), tasks.IntID(5)}
+	if err := b.ledger.Write(ctx, []tasks.Outcome{
+		{Kind: tasks.KindModel, ID: ids[1], State: tasks.StateDead, TaskID: "old", At: old},
+		{Kind: tasks.KindModel, ID: ids[2], State: tasks.StateDead, TaskID: "old", At: old},
+		{Kind: tasks.KindModel, ID: ids[3], State: tasks.StatePresumed, TaskID: "old", At: old},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := snapshotStates(ctx, b.rdb, tasks.KindModel, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The worker is faster than the marking for IDs 3 and 5.
+	if err := b.ledger.Write(ctx, []tasks.Outcome{
+		{Kind: tasks.KindModel, ID: ids[2], State: tasks.StateDead, TaskID: "new", At: old},
+		{Kind: tasks.KindModel, ID: ids[4], State: tasks.StateDeleted, TaskID: "new", LogID: "L"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := markPending(ctx, b.rdb, tasks.KindModel, ids, before, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, id := range ids {
+		rec, ok, err := b.ledger.Lookup(ctx, tasks.KindModel, id)
+		if err != nil || !ok {
+			t.Fatalf("lookup %s: %v %v", id, ok, err)
+		}
+		got = append(got, rec.State)
+	}
+	want := []string{StatePending, StatePending, tasks.StateDead, tasks.StatePresumed, tasks.StateDeleted}
+	if diff := cmp.Diff(want, got); diff != "" || n != 2 {
+		t.Fatalf("marked %d, states (-want +got)\n%s", n, diff)
+	}
+}
