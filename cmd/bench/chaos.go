@@ -17,14 +17,18 @@ import (
 
 // chaosConfig sizes the chaos scenario.
 type chaosConfig struct {
-	IDs       int // in all, invalid ones included
-	Invalid   int
-	Kills     int
-	Seed      uint64
-	QPS       int // the fake's cap and the worker's --qps
-	Producers int
-	Timeout   time.Duration // bound on the whole drain
-	Log       io.Writer
+	IDs     int // in all, invalid ones included
+	Invalid int
+	Kills   int
+	// KillWithin: each SIGKILL comes at a random moment between 0.5 s and
+	// this long after the previous start of the worker, at the first
+	// moment after it when a batch is running.
+	KillWithin time.Duration
+	Seed       uint64
+	QPS        int // the fake's cap and the worker's --qps
+	Producers  int
+	Timeout    time.Duration // bound on the whole drain
+	Log        io.Writer
 }
 
 // chaosFaults are the transient faults: 10% of calls in all.
@@ -128,15 +132,22 @@ func runChaos(ctx context.Context, e *env, c chaosConfig) (chaosResult, error) {
 		return r, err
 	}
 
+	insp := asynq.NewInspectorFromRedisClient(e.rdb)
 	t0 := time.Now()
 	enq := make(chan error, 1)
 	go func() { enq <- enqueueSingles(ctx, e.rdb, all, c.Producers) }()
 	// SIGKILL the worker at random moments and restart it at once.
 	for k := range c.Kills {
-		wait := time.Duration(500+rng.IntN(6000)) * time.Millisecond
+		wait := 500*time.Millisecond + time.Duration(rng.Int64N(int64(max(c.KillWithin-500*time.Millisecond, time.Millisecond))))
 		if err := sleepUntil(ctx, time.Now().Add(wait)); err != nil {
 			return r, err
 		}
+		// Then at the next moment a batch is running (bounded), so the kill
+		// hits the pipeline at work, not an idle worker.
+		_ = waitFor(ctx, 10*time.Second, 5*time.Millisecond, func() (bool, error) {
+			q, err := insp.GetQueueInfo(tasks.Queue)
+			return err == nil && q.Active > 0, nil
+		})
 		if err := w.exited(); err != nil {
 			return r, err
 		}
@@ -152,7 +163,6 @@ func runChaos(ctx context.Context, e *env, c chaosConfig) (chaosResult, error) {
 		return r, err
 	}
 
-	insp := asynq.NewInspectorFromRedisClient(e.rdb)
 	done := func() (bool, error) {
 		if err := w.exited(); err != nil {
 			return false, err

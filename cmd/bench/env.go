@@ -41,7 +41,7 @@ type env struct {
 	procs map[*proc]bool
 }
 
-func newEnv(ctx context.Context, log io.Writer, keep bool) (*env, error) {
+func newEnv(ctx context.Context, log io.Writer, keep, withEnqueue bool) (*env, error) {
 	dir, err := os.MkdirTemp("", "qfpurge-bench-")
 	if err != nil {
 		return nil, err
@@ -64,7 +64,7 @@ func newEnv(ctx context.Context, log io.Writer, keep bool) (*env, error) {
 	if err := goBuild(ctx, root, e.worker, "./cmd/worker"); err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(filepath.Join(root, "cmd", "enqueue", "main.go")); err == nil {
+	if _, err := os.Stat(filepath.Join(root, "cmd", "enqueue", "main.go")); err == nil && withEnqueue {
 		e.enqueue = filepath.Join(dir, "enqueue")
 		if err := goBuild(ctx, root, e.enqueue, "./cmd/enqueue"); err != nil {
 			return nil, err
@@ -93,6 +93,7 @@ func (e *env) Close() {
 	for _, p := range ps {
 		p.Kill()
 	}
+	httpc.CloseIdleConnections()
 	if e.rdb != nil {
 		e.rdb.Close()
 	}

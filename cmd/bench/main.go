@@ -109,7 +109,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	want := func(s string) bool { return slices.Contains(picked, s) }
 
-	env, err := newEnv(ctx, stderr, *keep)
+	env, err := newEnv(ctx, stderr, *keep, want("bulk") || want("footprint"))
 	if err != nil {
 		return err
 	}
@@ -162,7 +162,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if want("chaos") {
 		r, err := runChaos(ctx, env, chaosConfig{
 			IDs: sc.ChaosIDs, Invalid: sc.ChaosInvalid, Kills: sc.ChaosKills, Seed: *seed,
-			QPS: 50, Producers: sc.Producers, Timeout: 8 * time.Minute, Log: stdout,
+			QPS: 50, Producers: sc.Producers, KillWithin: 6 * time.Second, Timeout: 8 * time.Minute, Log: stdout,
 		})
 		if err != nil {
 			return fmt.Errorf("chaos: %w", err)
@@ -173,4 +173,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fmt.Fprintln(stdout)
 	t.print(stdout)
 	return nil
+}
+
+// signalContext is done on SIGINT or SIGTERM.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
