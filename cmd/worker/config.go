@@ -31,6 +31,7 @@ type config struct {
 	EventsMaxLen int64
 	Shutdown     time.Duration
 	SweepEvery   time.Duration
+	VerdictWait  time.Duration
 	LogLevel     string
 	LogFormat    string
 	Demo         bool
@@ -39,6 +40,8 @@ type config struct {
 	APIAddr    string
 	APIMaxBody int64
 	APITokens  []string // from QFPURGE_API_TOKENS; never logged
+	// Monitor (issue 4): asynqmon, /metrics, /healthz, /readyz; see monitor.go.
+	Monitor monitorConfig
 }
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
@@ -57,22 +60,25 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.IntVar(&c.BatchSize, "batch-size", tasks.DefaultBatchSize, "most IDs per API call (keep equal to the producers' batch size)")
 	fs.DurationVar(&c.BatchWait, "batch-wait", 2*time.Second, "aggregation grace period: a group is batched once no job arrived for this long (whole seconds, at least 1s)")
 	fs.DurationVar(&c.BatchMaxWait, "batch-max-wait", 10*time.Second, "longest a job waits in its group before its batch is formed")
-	fs.Float64Var(&c.QPS, "qps", 10, "most API calls per second from this worker; 0 for no cap")
+	fs.Float64Var(&c.QPS, "qps", 10, "most API calls per second across every worker sharing this Redis (per Qianfan endpoint and access key); 0 for no cap")
 	fs.IntVar(&c.MaxRetry, "max-retry", 12, "failed attempts before a batch is dead-lettered (throttling does not count)")
 	fs.DurationVar(&c.Retention, "retention", 7*24*time.Hour, "how long completed batches stay visible in the monitor")
 	fs.DurationVar(&c.LedgerTTL, "ledger-ttl", 30*24*time.Hour, "how long each ID's outcome is remembered")
 	fs.Int64Var(&c.EventsMaxLen, "events-max-len", 100_000, "approximate cap of the qfpurge:events stream; -1 for none")
 	fs.DurationVar(&c.Shutdown, "shutdown-timeout", 30*time.Second, "how long running batches may finish on SIGTERM before they are requeued")
 	fs.DurationVar(&c.SweepEvery, "sweep-interval", 30*time.Second, "how often stranded Asynq groups are looked for")
+	fs.DurationVar(&c.VerdictWait, "verdict-wait", 10*time.Second, "how long an ID that answered 500001 after a lost answer waits (twice) for sibling batches before it is presumed deleted")
 	fs.StringVar(&c.LogLevel, "log-level", or(getenv("QFPURGE_LOG_LEVEL"), "info"), "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", or(getenv("QFPURGE_LOG_FORMAT"), "text"), "text or json")
 	fs.BoolVar(&c.Demo, "demo", false, "start a fake Qianfan and enqueue sample IDs (one of them bad) to show batching, retries and a dead letter")
 	fs.StringVar(&c.EmbeddedAddr, "embedded-addr", "127.0.0.1:6379", "where the in-memory Redis listens when no Redis URL is given")
 	fs.StringVar(&c.APIAddr, "api-addr", "", "serve the authenticated HTTP API on this address (e.g. 127.0.0.1:8080); off when empty; needs "+httpapi.TokensEnv)
 	fs.Int64Var(&c.APIMaxBody, "api-max-body", 1<<20, "largest HTTP API request body in bytes; larger bodies answer 413")
+	c.Monitor.addFlags(fs, getenv)
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
+	c.Monitor.resolve(fs, getenv)
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
@@ -101,6 +107,9 @@ func (c config) validate() error {
 	}
 	if c.MaxRetry < 0 {
 		errs = append(errs, fmt.Errorf("--max-retry %d must not be negative", c.MaxRetry))
+	}
+	if c.VerdictWait <= 0 {
+		errs = append(errs, fmt.Errorf("--verdict-wait %s must be positive", c.VerdictWait))
 	}
 	if c.SweepEvery <= 0 {
 		errs = append(errs, fmt.Errorf("--sweep-interval %s must be positive", c.SweepEvery))
@@ -146,6 +155,7 @@ func (c config) LogValue() slog.Value {
 		slog.Bool("demo", c.Demo),
 		slog.String("api_addr", c.APIAddr),
 		slog.Int("api_tokens", len(c.APITokens)),
+		slog.Any("monitor", c.Monitor),
 	)
 }
 

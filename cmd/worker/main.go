@@ -20,6 +20,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/qfpurge/qfpurge/internal/monitor"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
 	"github.com/qfpurge/qfpurge/internal/redisconn"
 	"github.com/qfpurge/qfpurge/internal/tasks"
@@ -72,9 +73,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log.Info("qfpurge worker starting", "config", cfg)
 
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	met := monitor.NewMetrics(rdb, insp, log.With("component", "metrics"))
+	// --qps is a budget for the whole fleet sharing this Redis (see monitor.go).
+	fleet, err := newFleetLimiter(rdb, cfg, met)
+	if err != nil {
+		return err
+	}
 	qc, err := qianfan.New(qianfan.Credentials{AccessKey: cfg.AccessKey, SecretKey: cfg.SecretKey},
 		qianfan.WithBaseURL(cfg.BaseURL),
-		qianfan.WithQPS(cfg.QPS, 1),
+		qianfan.WithLimiter(fleet),
 		qianfan.WithLogger(log.With("component", "qianfan")),
 	)
 	if err != nil {
@@ -83,7 +91,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	opts := tasks.Options{MaxRetry: cfg.MaxRetry, Retention: cfg.Retention}
 	ledger := tasks.NewLedger(rdb, tasks.LedgerConfig{TTL: cfg.LedgerTTL, EventsMaxLen: cfg.EventsMaxLen})
 	handler := tasks.NewHandler(tasks.QianfanDeleter{Client: qc}, asynq.NewClientFromRedisClient(rdb), ledger,
-		tasks.HandlerConfig{BatchSize: cfg.BatchSize, Options: opts, Logger: log})
+		tasks.HandlerConfig{BatchSize: cfg.BatchSize, Options: opts, Logger: log, VerdictWait: cfg.VerdictWait, Observer: met})
 
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency:      cfg.Concurrency,
@@ -98,6 +106,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Logger:           asynqLogger{log.With("component", "asynq")},
 		LogLevel:         asynqLevel(level),
 	})
+	prod, err := producer.New(rdb, producer.Config{BatchSize: cfg.BatchSize, MaxRetry: cfg.MaxRetry, Retention: cfg.Retention})
+	if err != nil {
+		return err
+	}
 	mux := asynq.NewServeMux()
 	mux.Handle(tasks.TypeDelete, handler)
 	mux.Handle(tasks.TypeDeleteBatch, handler)
@@ -110,13 +122,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer close(sweepDone)
 		tasks.RunSweeper(sweepCtx, rdb, cfg.SweepEvery, log.With("component", "sweeper"))
 	}()
-	prod, err := producer.New(rdb, producer.Config{BatchSize: cfg.BatchSize, MaxRetry: cfg.MaxRetry, Retention: cfg.Retention})
-	if err != nil {
-		srv.Shutdown()
-		return err
-	}
 	stopExtras, err := startExtras(ctx, cfg, deps{
-		rdb: rdb, log: log, ledger: ledger, producer: prod, inspector: asynq.NewInspectorFromRedisClient(rdb),
+		rdb: rdb, log: log, ledger: ledger, producer: prod, inspector: insp, metrics: met,
 	})
 	if err != nil {
 		srv.Shutdown()

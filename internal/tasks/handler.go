@@ -292,14 +292,21 @@ func (h *Handler) call(ctx context.Context, t *asynq.Task, a attempt, p Payload,
 		// again would only repeat that answer.
 		err = pend
 	} else {
+		// Write ahead: if this process dies during the call, the next
+		// execution finds the mark and knows the call may have been applied.
+		if err := h.ledger.BeginCall(ctx, taskID); err != nil {
+			return err
+		}
 		start := time.Now()
 		out, err = h.del.BatchDelete(ctx, p.Kind, ids)
 		elapsed = time.Since(start)
 	}
 	if ctx.Err() != nil {
-		// Shutting down or timed out: Asynq requeues or retries the batch.
+		// Shutting down or timed out: Asynq requeues or retries the batch,
+		// and the write-ahead mark stays, since the call may have gone through.
 		return ctx.Err()
 	}
+	defer h.ledger.EndCall(context.WithoutCancel(ctx), taskID)
 	var qe *qianfan.Error
 	errors.As(err, &qe)
 	ambiguous := out.Ambiguous || (qe != nil && qe.Ambiguous)

@@ -23,6 +23,7 @@ const (
 	keyUncert   = "qfpurge:uncertain:"
 	keyRefuted  = "qfpurge:refuted:"
 	keyVerdict  = "qfpurge:verdict:"
+	keyInflight = "qfpurge:inflight:"
 )
 
 // States of an ID in the ledger.
@@ -174,6 +175,25 @@ func (l *Ledger) Write(ctx context.Context, outs []Outcome) error {
 // MarkUncertain remembers that a call made by task taskID lost its answer.
 func (l *Ledger) MarkUncertain(ctx context.Context, taskID string) error {
 	return l.rdb.Set(ctx, keyUncert+taskID, 1, l.cfg.TTL).Err()
+}
+
+// BeginCall marks a call of taskID as under way. A mark left by an earlier
+// execution means that execution died (or was stopped) during its call:
+// the call is then recorded as uncertain.
+func (l *Ledger) BeginCall(ctx context.Context, taskID string) error {
+	ok, err := l.rdb.SetNX(ctx, keyInflight+taskID, 1, l.cfg.TTL).Result()
+	if err != nil {
+		return fmt.Errorf("ledger: %w", err)
+	}
+	if !ok {
+		return l.MarkUncertain(ctx, taskID)
+	}
+	return nil
+}
+
+// EndCall clears the mark once the call's answer has been acted on.
+func (l *Ledger) EndCall(ctx context.Context, taskID string) {
+	l.rdb.Del(ctx, keyInflight+taskID)
 }
 
 // Uncertain reports whether a call of taskID ever lost its answer.

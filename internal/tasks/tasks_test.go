@@ -488,3 +488,24 @@ func TestSweepGroupsReRegistersStrandedGroup(t *testing.T) {
 		t.Errorf("second sweep added %v, want nothing", added)
 	}
 }
+
+func TestHandlerCallCutShortByCrashIsUncertain(t *testing.T) {
+	b := setup(t, func([]ID) (qianfan.Result, error) { e := *errInvalid; return qianfan.Result{}, &e })
+	ctx := context.Background()
+	// An execution that died during its call leaves its write-ahead mark.
+	if err := b.ledger.BeginCall(ctx, "p"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.h.process(ctx, batch(t, Payload{Kind: KindModel, IDs: []ID{IntID(1), IntID(2)}}), attempt{taskID: "p", maxRetry: 3}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range b.q.tasks {
+		p, _ := DecodePayload(c.Payload())
+		if diff := cmp.Diff([]string{"p"}, p.Uncertain); diff != "" {
+			t.Errorf("half inherits uncertainty (-want +got):\n%s", diff)
+		}
+	}
+	if len(b.q.tasks) != 2 {
+		t.Errorf("%d halves, want 2", len(b.q.tasks))
+	}
+}
