@@ -246,6 +246,9 @@ func (c *Client) call(ctx context.Context, path, key string, ids IDs) (Result, e
 		return Result{Attempts: attempts, Ambiguous: ambiguous}, e
 	}
 	for {
+		if ctx.Err() != nil {
+			return fail(newTransportError(ctx, ctx.Err()))
+		}
 		if err := c.waitLimiters(ctx); err != nil {
 			return fail(newTransportError(ctx, err))
 		}

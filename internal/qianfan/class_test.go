@@ -1,0 +1,194 @@
+package qianfan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+const testSecret = "s3cr3t-never-shown"
+
+func jsonAnswer(status int, body string, hdr ...string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		for i := 0; i+1 < len(hdr); i += 2 {
+			w.Header().Set(hdr[i], hdr[i+1])
+		}
+		w.WriteHeader(status)
+		fmt.Fprint(w, body)
+	}
+}
+
+func codeAnswer(code int) http.HandlerFunc {
+	return jsonAnswer(200, fmt.Sprintf(`{"error_code":%d,"error_msg":"m%d","log_id":77}`, code, code))
+}
+
+func TestClassification(t *testing.T) {
+	t.Parallel()
+	type row struct {
+		name    string
+		handler http.HandlerFunc
+		ctx     func(t *testing.T) context.Context // defaults to t.Context()
+		want    Class
+		check   func(t *testing.T, e *Error)
+	}
+	rows := []row{}
+	// Every code of the facts table.
+	for code, want := range map[int]Class{
+		1: ClassTransient, 2: ClassTransient, 3: ClassRequest, 4: ClassThrottled, 6: ClassRequest,
+		13: ClassRequest, 14: ClassRequest, 15: ClassRequest, 17: ClassThrottled, 18: ClassThrottled,
+		19: ClassThrottled, 100: ClassInvalidIDs, 110: ClassRequest, 111: ClassRequest,
+		336000: ClassTransient, 336001: ClassInvalidIDs, 336002: ClassInvalidIDs, 336003: ClassInvalidIDs,
+		336004: ClassRequest, 336005: ClassRequest, 336100: ClassTransient, 336101: ClassRequest,
+		336501: ClassThrottled, 336502: ClassThrottled, 500000: ClassTransient, 500001: ClassInvalidIDs,
+		424242: ClassUnknown,
+	} {
+		rows = append(rows, row{name: fmt.Sprintf("code %d", code), handler: codeAnswer(code), want: want,
+			check: func(t *testing.T, e *Error) {
+				if e.Code != code || e.LogID != "77" || e.HTTPStatus != 200 || e.Message != fmt.Sprintf("m%d", code) {
+					t.Errorf("got %+v", e)
+				}
+			}})
+	}
+	oversized := `{"log_id":"1","result":{},"pad":"` + strings.Repeat("x", maxBodyBytes) + `"}`
+	rows = append(rows,
+		row{name: "401 gateway headers", want: ClassRequest,
+			handler: jsonAnswer(401, `{"requestId":"r-1","code":"SignatureDoesNotMatch","message":"bad"}`,
+				"X-Bce-Error-Code", "SignatureDoesNotMatch", "X-Bce-Error-Message", "bad sig"),
+			check: func(t *testing.T, e *Error) {
+				if e.GatewayCode != "SignatureDoesNotMatch" || e.GatewayMessage != "bad sig" || e.HTTPStatus != 401 || e.LogID != "r-1" {
+					t.Errorf("got %+v", e)
+				}
+			}},
+		row{name: "403 gateway headers, empty body", want: ClassRequest,
+			handler: jsonAnswer(403, "", "X-Bce-Error-Code", "AccessDenied", "X-Bce-Error-Message", "no"),
+			check: func(t *testing.T, e *Error) {
+				if e.GatewayCode != "AccessDenied" || e.HTTPStatus != 403 {
+					t.Errorf("got %+v", e)
+				}
+			}},
+		row{name: "429 retry-after", want: ClassThrottled, handler: jsonAnswer(429, "slow down", "Retry-After", "7"),
+			check: func(t *testing.T, e *Error) {
+				if e.RetryAfter != 7*time.Second {
+					t.Errorf("RetryAfter = %v, want 7s", e.RetryAfter)
+				}
+			}},
+		row{name: "502 HTML", want: ClassTransient, handler: jsonAnswer(502, "<html><body>Bad Gateway</body></html>")},
+		row{name: "404 no code", want: ClassRequest, handler: jsonAnswer(404, "")},
+		row{name: "200 malformed JSON", want: ClassUnknown, handler: jsonAnswer(200, `{"log_id":`),
+			check: wantAmbiguous},
+		row{name: "200 empty body", want: ClassUnknown, handler: jsonAnswer(200, ""), check: wantAmbiguous},
+		row{name: "200 neither result nor error_code", want: ClassUnknown, handler: jsonAnswer(200, `{"log_id":5}`),
+			check: wantAmbiguous},
+		row{name: "200 body over limit", want: ClassUnknown, handler: jsonAnswer(200, oversized), check: wantAmbiguous},
+		row{name: "500 body over limit", want: ClassTransient, handler: jsonAnswer(500, oversized)},
+		row{name: "connection reset", want: ClassTransient,
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				conn, _, _ := http.NewResponseController(w).Hijack()
+				conn.(*net.TCPConn).SetLinger(0)
+				conn.Close()
+			},
+			check: func(t *testing.T, e *Error) {
+				if e.Err == nil || !e.Ambiguous {
+					t.Errorf("want transport cause and Ambiguous, got %+v", e)
+				}
+			}},
+		row{name: "attempt timeout", want: ClassTransient,
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				io.Copy(io.Discard, r.Body) // lets the server notice the client hanging up
+				<-r.Context().Done()
+			},
+			check: func(t *testing.T, e *Error) {
+				if !e.Ambiguous || !errors.Is(e, context.DeadlineExceeded) {
+					t.Errorf("want Ambiguous deadline error, got %+v", e)
+				}
+			}},
+		row{name: "cancelled context", want: ClassTransient, handler: codeAnswer(500001),
+			ctx: func(t *testing.T) context.Context {
+				ctx, cancel := context.WithCancel(t.Context())
+				cancel()
+				return ctx
+			},
+			check: func(t *testing.T, e *Error) {
+				if !errors.Is(e, context.Canceled) || e.Attempts != 0 {
+					t.Errorf("want context.Canceled before any attempt, got %+v", e)
+				}
+			}},
+	)
+	for _, tt := range rows {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(tt.handler)
+			defer srv.Close()
+			c, err := New(Credentials{"ak", testSecret}, WithBaseURL(srv.URL),
+				WithMaxElapsed(0), WithAttemptTimeout(100*time.Millisecond))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := t.Context()
+			if tt.ctx != nil {
+				ctx = tt.ctx(t)
+			}
+			_, err = c.BatchDeleteModels(ctx, IntIDs{1})
+			if got := Classify(err); got != tt.want {
+				t.Fatalf("Classify = %v, want %v (err %v)", got, tt.want, err)
+			}
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("want *Error, got %T %v", err, err)
+			}
+			if s := err.Error(); strings.Contains(s, testSecret) || strings.Contains(s, "bce-auth-v1") {
+				t.Errorf("error string leaks credentials: %s", s)
+			}
+			if tt.check != nil {
+				tt.check(t, e)
+			}
+		})
+	}
+}
+
+func wantAmbiguous(t *testing.T, e *Error) {
+	t.Helper()
+	if !e.Ambiguous {
+		t.Errorf("want Ambiguous, got %+v", e)
+	}
+}
+
+func TestClassifyPlainErrors(t *testing.T) {
+	t.Parallel()
+	wrapped := fmt.Errorf("task: %w", &Error{Code: 18})
+	for _, tt := range []struct {
+		err  error
+		want Class
+	}{
+		{nil, 0},
+		{context.Canceled, ClassTransient},
+		{fmt.Errorf("x: %w", context.DeadlineExceeded), ClassTransient},
+		{wrapped, ClassThrottled},
+		{ErrNoIDs, ClassRequest},
+		{errors.New("other"), ClassUnknown},
+		{&Error{HTTPStatus: 401, Code: 336100}, ClassRequest},
+		{&Error{HTTPStatus: 503, Code: 500001}, ClassInvalidIDs},
+	} {
+		if got := Classify(tt.err); got != tt.want {
+			t.Errorf("Classify(%v) = %v, want %v", tt.err, got, tt.want)
+		}
+	}
+	if !IsThrottled(wrapped) || IsTransient(wrapped) || IsInvalidIDs(wrapped) || IsRequestError(wrapped) {
+		t.Error("predicates disagree with Classify")
+	}
+}
+
+func TestErrorString(t *testing.T) {
+	t.Parallel()
+	e := &Error{HTTPStatus: 200, Code: 500001, Message: "param invalid", LogID: "2443985832"}
+	if got, want := e.Error(), "500001 param invalid (log_id 2443985832)"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
