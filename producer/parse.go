@@ -152,11 +152,11 @@ func decodeJSONIDs(raw json.RawMessage) ([]ID, []elemErr) {
 		errs []elemErr
 	)
 	for dec.More() {
-		off := dec.InputOffset()
 		var el json.RawMessage
 		if err := dec.Decode(&el); err != nil {
-			return ids, append(errs, elemErr{off, "", "malformed JSON: " + err.Error()})
+			return ids, append(errs, elemErr{dec.InputOffset(), "", "malformed JSON: " + err.Error()})
 		}
+		off := dec.InputOffset() - int64(len(el))
 		id, err := oneJSONID(el)
 		if err != nil {
 			errs = append(errs, elemErr{off, clip(string(el)), err.Error()})

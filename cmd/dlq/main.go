@@ -1,0 +1,290 @@
+// Command dlq reads and acts on qfpurge's dead letters: the IDs Qianfan
+// refused for good (e.g. "500001 param invalid") or that ran out of retries.
+//
+//	dlq list [--json] [--limit N] [--after ENTRY]   show dead letters, oldest first
+//	dlq count                                      how many there are
+//	dlq export [-o FILE]                           every dead letter as JSON lines
+//	dlq requeue (--all | ENTRY...)                 enqueue the IDs again and remove the entries
+//	dlq purge (--all --yes | ENTRY...)             remove entries without requeuing
+//
+// Dead letters live in the Redis stream qfpurge:deadletters, which has no
+// cap; each is also an archived task in Asynq (shown by asynqmon and the
+// asynq CLI), whose archive keeps only the newest 10,000 per queue.
+//
+// Exit status: 0 success, 1 runtime failure, 2 usage.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/qfpurge/qfpurge/internal/deadletter"
+	"github.com/qfpurge/qfpurge/internal/redisconn"
+	"github.com/qfpurge/qfpurge/internal/tasks"
+	"github.com/qfpurge/qfpurge/producer"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+	case errors.As(err, new(usageError)):
+		fmt.Fprintln(os.Stderr, "dlq:", err)
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "dlq:", err)
+		os.Exit(1)
+	}
+}
+
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+
+const usage = `usage: dlq [--redis-url URL] COMMAND [flags]
+
+commands:
+  list     show dead letters, oldest first (--json, --limit N, --after ENTRY)
+  count    print how many dead letters there are
+  export   write every dead letter as JSON lines (-o FILE, default stdout)
+  requeue  enqueue dead IDs again and remove their entries (--all or ENTRY...)
+  purge    remove entries without requeuing (--all --yes, or ENTRY...)`
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("dlq", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprintln(stderr, usage); fs.PrintDefaults() }
+	redisURL := fs.String("redis-url", cmpOr(getenv("REDIS_URL"), "redis://127.0.0.1:6379"), "Redis URL (env REDIS_URL)")
+	batchSize := fs.Int("batch-size", tasks.DefaultBatchSize, "batch size for requeued IDs; keep equal to the workers'")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return usageError{errors.New("no command given")}
+	}
+	cmd, rest := fs.Arg(0), fs.Args()[1:]
+	sub := flag.NewFlagSet("dlq "+cmd, flag.ContinueOnError)
+	sub.SetOutput(stderr)
+	var (
+		asJSON = sub.Bool("json", false, "print JSON")
+		limit  = sub.Int64("limit", 100, "list at most this many")
+		after  = sub.String("after", "", "list entries after this entry ID")
+		out    = sub.String("o", "", "export to this `FILE` instead of stdout")
+		all    = sub.Bool("all", false, "act on every dead letter")
+		yes    = sub.Bool("yes", false, "confirm purging every dead letter")
+	)
+	switch cmd {
+	case "list", "count", "export", "requeue", "purge":
+	default:
+		return usageError{fmt.Errorf("unknown command %q\n%s", cmd, usage)}
+	}
+	if err := sub.Parse(rest); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+
+	rdb, err := redisconn.Open(*redisURL)
+	if err != nil {
+		return usageError{err}
+	}
+	defer rdb.Close()
+	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err = rdb.Ping(pingCtx).Err()
+	cancel()
+	if err != nil {
+		return fmt.Errorf("cannot reach Redis %s: %w", redisconn.Redact(*redisURL), err)
+	}
+	ledger := tasks.NewLedger(rdb, tasks.LedgerConfig{})
+
+	switch cmd {
+	case "count":
+		n, err := ledger.DeadLetterCount(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, n)
+		return nil
+	case "list":
+		if *limit < 1 {
+			return usageError{errors.New("--limit must be at least 1")}
+		}
+		dls, err := ledger.DeadLetters(ctx, *after, *limit)
+		if err != nil {
+			return err
+		}
+		return list(ctx, stdout, ledger, dls, *asJSON)
+	case "export":
+		w := stdout
+		if *out != "" {
+			f, err := os.Create(*out)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			w = f
+		}
+		n, err := export(ctx, w, ledger)
+		if err != nil {
+			return err
+		}
+		if *out != "" {
+			fmt.Fprintf(stderr, "exported %d dead letters to %s\n", n, *out)
+		}
+		return nil
+	}
+
+	// requeue and purge act on entries.
+	entries, err := pick(ctx, ledger, sub.Args(), *all)
+	if err != nil {
+		return err
+	}
+	if len(entries) == 0 {
+		fmt.Fprintln(stdout, "no dead letters")
+		return nil
+	}
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	if cmd == "purge" {
+		if *all && !*yes {
+			return usageError{fmt.Errorf("purge --all removes %d dead letters for good; add --yes to confirm", len(entries))}
+		}
+		return purge(ctx, stdout, ledger, insp, entries)
+	}
+	p, err := producer.New(rdb, producer.Config{BatchSize: *batchSize})
+	if err != nil {
+		return usageError{err}
+	}
+	res, err := deadletter.Requeue(ctx, ledger, p, insp, entries)
+	if *asJSON {
+		_ = json.NewEncoder(stdout).Encode(res)
+	} else {
+		fmt.Fprintf(stdout, "requeued %d dead letters (%d archived tasks removed)\n", res.Requeued, res.ArchivedDeleted)
+		for _, s := range res.Skipped {
+			fmt.Fprintf(stdout, "  left %s: %s\n", s.EntryID, s.Reason)
+		}
+	}
+	return err
+}
+
+func pick(ctx context.Context, ledger *tasks.Ledger, ids []string, all bool) ([]tasks.DeadLetter, error) {
+	switch {
+	case all && len(ids) > 0:
+		return nil, usageError{errors.New("give --all or entry IDs, not both")}
+	case all:
+		return deadletter.All(ctx, ledger, 1000)
+	case len(ids) == 0:
+		return nil, usageError{errors.New("name entry IDs (from dlq list) or --all")}
+	}
+	found, missing, err := deadletter.Get(ctx, ledger, ids)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	if len(missing) > 0 {
+		return nil, usageError{fmt.Errorf("no dead letter with entry ID %s", strings.Join(missing, ", "))}
+	}
+	return found, nil
+}
+
+func list(ctx context.Context, w io.Writer, ledger *tasks.Ledger, dls []tasks.DeadLetter, asJSON bool) error {
+	if asJSON {
+		if dls == nil {
+			dls = []tasks.DeadLetter{}
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(dls)
+	}
+	total, err := ledger.DeadLetterCount(ctx)
+	if err != nil {
+		return err
+	}
+	if len(dls) == 0 {
+		fmt.Fprintf(w, "no dead letters here (%d in all)\n", total)
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ENTRY\tTIME\tKIND\tID\tREASON\tATTEMPTS\tTASK")
+	for _, d := range dls {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", d.EntryID, d.At.Format(time.RFC3339), d.Kind, d.ID, d.Reason(), d.Attempts, d.TaskID)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if int64(len(dls)) < total {
+		fmt.Fprintf(w, "showing %d of %d; next page: dlq list --after %s\n", len(dls), total, dls[len(dls)-1].EntryID)
+	}
+	return nil
+}
+
+func export(ctx context.Context, w io.Writer, ledger *tasks.Ledger) (int, error) {
+	enc := json.NewEncoder(w)
+	after, n := "", 0
+	for {
+		dls, err := ledger.DeadLetters(ctx, after, 1000)
+		if err != nil {
+			return n, err
+		}
+		if len(dls) == 0 {
+			return n, nil
+		}
+		for _, d := range dls {
+			if err := enc.Encode(d); err != nil {
+				return n, err
+			}
+			n++
+		}
+		after = dls[len(dls)-1].EntryID
+	}
+}
+
+// purge removes entries and the archived tasks that hold them.
+func purge(ctx context.Context, w io.Writer, ledger *tasks.Ledger, insp *asynq.Inspector, entries []tasks.DeadLetter) error {
+	ids := make([]string, len(entries))
+	taskIDs := map[string]bool{}
+	for i, e := range entries {
+		ids[i] = e.EntryID
+		if e.TaskID != "" {
+			taskIDs[e.TaskID] = true
+		}
+	}
+	if err := ledger.DeleteDeadLetters(ctx, ids...); err != nil {
+		return err
+	}
+	removed := 0
+	for id := range taskIDs {
+		if info, err := insp.GetTaskInfo(tasks.Queue, id); err == nil && info.State == asynq.TaskStateArchived {
+			if err := insp.DeleteTask(tasks.Queue, id); err == nil {
+				removed++
+			}
+		}
+	}
+	fmt.Fprintf(w, "purged %d dead letters (%d archived tasks removed)\n", len(ids), removed)
+	return nil
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+

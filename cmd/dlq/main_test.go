@@ -1,0 +1,100 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/qfpurge/qfpurge/internal/redistest"
+	"github.com/qfpurge/qfpurge/internal/tasks"
+)
+
+func TestDLQCommands(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	ctx := context.Background()
+	ledger := tasks.NewLedger(rdb, tasks.LedgerConfig{})
+	dead := []tasks.Outcome{
+		{Kind: tasks.KindModel, ID: tasks.IntID(404), State: tasks.StateDead, Code: 500001, Message: "param invalid", LogID: "2443985832", TaskID: "t1", Attempts: 1},
+		{Kind: tasks.KindModel, ID: tasks.StringID("am-gone"), State: tasks.StateDead, Code: 500001, Message: "param invalid", LogID: "2443985833", TaskID: "t2", Attempts: 1},
+		{Kind: tasks.KindVersion, ID: tasks.StringID("amv-9"), State: tasks.StateDead, Code: 6, Message: "no permission", TaskID: "t3", Attempts: 1},
+	}
+	if err := ledger.Write(ctx, dead); err != nil {
+		t.Fatal(err)
+	}
+	env := func(k string) string {
+		if k == "REDIS_URL" {
+			return srv.URL()
+		}
+		return ""
+	}
+	dlq := func(args ...string) (string, error) {
+		var out, errb bytes.Buffer
+		err := run(ctx, args, env, &out, &errb)
+		return out.String() + errb.String(), err
+	}
+
+	out, err := dlq("list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "500001 param invalid (log_id 2443985832)") || !strings.Contains(out, "am-gone") {
+		t.Errorf("list output lacks the reasons:\n%s", out)
+	}
+	out, err = dlq("list", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed []tasks.DeadLetter
+	if err := json.Unmarshal([]byte(out), &listed); err != nil {
+		t.Fatalf("list --json: %v\n%s", err, out)
+	}
+	if len(listed) != 3 || listed[0].ID != tasks.IntID(404) || listed[0].LogID != "2443985832" {
+		t.Fatalf("list --json = %+v", listed)
+	}
+	out, err = dlq("export")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(strings.TrimSpace(out), "\n") + 1; n != 3 {
+		t.Errorf("export wrote %d lines, want 3:\n%s", n, out)
+	}
+
+	if _, err := dlq("requeue", listed[0].EntryID); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := dlq("count"); strings.TrimSpace(out) != "2" {
+		t.Errorf("count after requeue = %q, want 2", out)
+	}
+	q, err := asynq.NewInspectorFromRedisClient(rdb).GetQueueInfo(tasks.Queue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Size != 1 {
+		t.Errorf("queue holds %d tasks after requeuing one ID, want 1", q.Size)
+	}
+
+	if _, err := dlq("purge", "--all"); !errors.As(err, new(usageError)) {
+		t.Errorf("purge --all without --yes: %v, want a usage error", err)
+	}
+	if out, _ := dlq("count"); strings.TrimSpace(out) != "2" {
+		t.Errorf("unconfirmed purge removed entries: count %q", out)
+	}
+	if _, err := dlq("purge", "--all", "--yes"); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := dlq("count"); strings.TrimSpace(out) != "0" {
+		t.Errorf("count after purge = %q, want 0", out)
+	}
+	if _, err := dlq("requeue", "1-1"); !errors.As(err, new(usageError)) {
+		t.Errorf("requeue of an unknown entry: %v, want a usage error", err)
+	}
+	if _, err := dlq("frobnicate"); !errors.As(err, new(usageError)) {
+		t.Errorf("unknown command: %v, want a usage error", err)
+	}
+}
