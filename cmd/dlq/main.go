@@ -287,4 +287,3 @@ func cmpOr(a, b string) string {
 	}
 	return b
 }
-
