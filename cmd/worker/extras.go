@@ -8,6 +8,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/qfpurge/qfpurge/internal/monitor"
 	"github.com/qfpurge/qfpurge/internal/tasks"
 	"github.com/qfpurge/qfpurge/producer"
 )
@@ -20,6 +21,7 @@ type deps struct {
 	ledger    *tasks.Ledger
 	producer  *producer.Producer
 	inspector *asynq.Inspector
+	metrics   *monitor.Metrics
 }
 
 // startExtras starts the optional listeners and the scheduler that cfg
@@ -31,6 +33,11 @@ func startExtras(ctx context.Context, cfg config, d deps) (stop func(), err erro
 			stops[i]()
 		}
 	}
+	stopMonitor, err := startMonitor(cfg, d)
+	if err != nil {
+		return nil, fmt.Errorf("monitor: %w", err)
+	}
+	stops = append(stops, stopMonitor)
 	if cfg.APIAddr != "" {
 		stopAPI, err := startAPI(cfg, d)
 		if err != nil {

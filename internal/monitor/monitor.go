@@ -80,17 +80,17 @@ func (c Config) withDefaults() Config {
 func (c Config) hasCredentials() bool { return c.Token != "" || (c.User != "" && c.Password != "") }
 
 func (c Config) validate() error {
-	if (c.User == "") != (c.Password == "") {
-		return errors.New("monitor: set both the user and the password for basic auth, or neither")
-	}
 	loop, err := IsLoopback(c.Addr)
 	if err != nil {
 		return err
 	}
 	if !loop && !c.hasCredentials() {
 		return fmt.Errorf("%w: %s is reachable from other machines and asynqmon can delete and run tasks; "+
-			"set QFPURGE_MONITOR_TOKEN, or QFPURGE_MONITOR_USER and QFPURGE_MONITOR_PASSWORD, or listen on 127.0.0.1",
+			"set QFPURGE_MONITOR_TOKEN, or both QFPURGE_MONITOR_USER and QFPURGE_MONITOR_PASSWORD, or listen on 127.0.0.1",
 			ErrNoCredentials, c.Addr)
+	}
+	if (c.User == "") != (c.Password == "") {
+		return errors.New("monitor: set both the user and the password for basic auth, or neither")
 	}
 	return nil
 }
