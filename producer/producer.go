@@ -51,6 +51,9 @@ func StringID(s string) ID { return tasks.StringID(s) }
 // ParseKind accepts "model" and "version".
 func ParseKind(s string) (Kind, error) { return tasks.ParseKind(s) }
 
+// DefaultShards is the number of groups per kind and ID type.
+const DefaultShards = 4
+
 // Config configures a Producer.
 type Config struct {
 	// BatchSize is the most IDs per API call; keep it equal to the worker's
@@ -58,8 +61,11 @@ type Config struct {
 	BatchSize int
 	// Shards spreads small jobs of one kind and ID type over this many
 	// Asynq groups. Asynq forms at most one batch per group per aggregation
-	// tick, so throughput for small jobs is about
-	// Shards × BatchSize / batch-wait. Defaults to 16; at most 64.
+	// tick (the worker's --batch-wait), taking up to the worker's
+	// --group-max-size jobs, so small jobs drain at up to about
+	// Shards × group-max-size / batch-wait per kind and ID type. Each group
+	// also ends a burst with one part-filled batch, so fewer shards mean
+	// fuller calls. Defaults to 4; at most 64.
 	Shards int
 	// MaxRetry, Timeout and Retention are given to every task; see
 	// tasks.Options. Defaults to 12, 5m and 7 days.
@@ -73,7 +79,7 @@ func (c Config) withDefaults() Config {
 		c.BatchSize = tasks.DefaultBatchSize
 	}
 	if c.Shards == 0 {
-		c.Shards = 16
+		c.Shards = DefaultShards
 	}
 	return c
 }

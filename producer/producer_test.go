@@ -191,7 +191,7 @@ func TestBulkTaskCount(t *testing.T) {
 	if q.Size != 1001 || len(rc.Batches) != 1001 {
 		t.Errorf("%d tasks in the queue, %d in the receipt; want 1001", q.Size, len(rc.Batches))
 	}
-	groups := 4 * 16 // kinds × ID types × default shards
+	groups := 4 * producer.DefaultShards // kinds × ID types × shards
 	if limit := (len(ids)+99)/100 + groups; q.Size > limit {
 		t.Errorf("%d tasks, over the bound %d", q.Size, limit)
 	}

@@ -87,7 +87,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		asJSON    = fs.Bool("json", false, "print what was enqueued as JSON")
 		redisURL  = fs.String("redis-url", cmpOr(getenv("REDIS_URL"), "redis://127.0.0.1:6379"), "Redis URL (env REDIS_URL)")
 		batchSize = fs.Int("batch-size", tasks.DefaultBatchSize, "most IDs per API call; keep equal to the workers' --batch-size")
-		shards    = fs.Int("shards", 16, fmt.Sprintf("groups per kind and ID type for small jobs (1-%d)", tasks.MaxShards))
+		shards    = fs.Int("shards", producer.DefaultShards, fmt.Sprintf("groups per kind and ID type for small jobs (1-%d)", tasks.MaxShards))
 		key       = fs.String("key", "", "idempotency key: enqueuing the same key again adds nothing")
 		progress  = fs.String("progress", "auto", "progress bar on stderr: auto (terminal and large input), always or never")
 	)

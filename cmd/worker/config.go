@@ -22,6 +22,7 @@ type config struct {
 	BaseURL      string
 	Concurrency  int
 	BatchSize    int
+	GroupMaxSize int
 	BatchWait    time.Duration
 	BatchMaxWait time.Duration
 	QPS          float64
@@ -58,6 +59,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.BaseURL, "qianfan-base-url", or(c.BaseURL, "https://qianfan.baidubce.com"), "Qianfan API base URL (env QIANFAN_BASE_URL)")
 	fs.IntVar(&c.Concurrency, "concurrency", 10, "batches processed at once")
 	fs.IntVar(&c.BatchSize, "batch-size", tasks.DefaultBatchSize, "most IDs per API call (keep equal to the producers' batch size)")
+	fs.IntVar(&c.GroupMaxSize, "group-max-size", 10*tasks.DefaultBatchSize, "most queued jobs merged from one group per aggregation tick; above --batch-size the merged set is cut into full batches, which raises throughput per group")
 	fs.DurationVar(&c.BatchWait, "batch-wait", 2*time.Second, "aggregation grace period: a group is batched once no job arrived for this long (whole seconds, at least 1s)")
 	fs.DurationVar(&c.BatchMaxWait, "batch-max-wait", 10*time.Second, "longest a job waits in its group before its batch is formed")
 	fs.Float64Var(&c.QPS, "qps", 10, "most API calls per second across every worker sharing this Redis (per Qianfan endpoint and access key); 0 for no cap")
@@ -95,6 +97,9 @@ func (c config) validate() error {
 	}
 	if c.BatchSize < 1 {
 		errs = append(errs, fmt.Errorf("--batch-size %d must be at least 1", c.BatchSize))
+	}
+	if c.GroupMaxSize < c.BatchSize {
+		errs = append(errs, fmt.Errorf("--group-max-size %d must be at least --batch-size %d", c.GroupMaxSize, c.BatchSize))
 	}
 	if c.BatchWait < time.Second {
 		errs = append(errs, fmt.Errorf("--batch-wait %s must be at least 1s (Asynq's minimum grace period)", c.BatchWait))
@@ -146,6 +151,7 @@ func (c config) LogValue() slog.Value {
 		slog.String("secret_key", secret),
 		slog.Int("concurrency", c.Concurrency),
 		slog.Int("batch_size", c.BatchSize),
+		slog.Int("group_max_size", c.GroupMaxSize),
 		slog.Duration("batch_wait", c.BatchWait),
 		slog.Duration("batch_max_wait", c.BatchMaxWait),
 		slog.Float64("qps", c.QPS),
