@@ -54,7 +54,8 @@ func (e *pipeEnv) env() map[string]string {
 
 // pipeFastFlags keep tests quick: short aggregation waits, no QPS cap.
 var pipeFastFlags = []string{"--batch-wait", "1s", "--batch-max-wait", "2s", "--qps", "0",
-	"--verdict-wait", "1s", "--sweep-interval", "2s", "--shutdown-timeout", "5s", "--log-level", "warn"}
+	"--verdict-wait", "1s", "--sweep-interval", "2s", "--shutdown-timeout", "5s", "--log-level", "warn",
+	"--monitor-addr", ""}
 
 // startWorker runs the worker in-process until the test ends.
 func (e *pipeEnv) startWorker(t *testing.T, extra ...string) {
