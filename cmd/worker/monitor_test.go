@@ -199,3 +199,67 @@ func TestMonitorConfig(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkFleetQPS is the fleet figure: two workers with --qps 5
+// share one Redis and drain 3,000 IDs (30 calls of 100) against a fake that
+// rejects the 6th call in any second. It reports the drain time against the
+// 5 calls/s floor and the code-18 rejections. Run it with
+//
+//	go test -run '^$' -bench FleetQPS -benchtime 1x ./cmd/worker
+func BenchmarkFleetQPS(b *testing.B) {
+	for range b.N {
+		srv := redistest.Start(b)
+		fake := qianfantest.New(qianfantest.Config{QPS: 5})
+		api := httptest.NewServer(fake)
+		env := map[string]string{
+			"REDIS_URL": srv.URL(), "QIANFAN_BASE_URL": api.URL,
+			"QIANFAN_ACCESS_KEY": qianfantest.DefaultAccessKey, "QIANFAN_SECRET_KEY": qianfantest.DefaultSecretKey,
+		}
+		args := []string{"--monitor-addr", "", "--qps", "5", "--shutdown-timeout", "5s", "--log-level", "error"}
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		for range 2 {
+			wg.Go(func() {
+				if err := run(ctx, args, func(k string) string { return env[k] }, io.Discard, io.Discard); err != nil {
+					b.Error(err)
+				}
+			})
+		}
+		p, err := producer.New(srv.Client(b), producer.Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ids := make([]producer.ID, 3000)
+		for i := range ids {
+			ids[i] = producer.IntID(int64(100000 + i))
+		}
+		start := time.Now()
+		if _, err := p.Enqueue(ctx, producer.Request{Kind: producer.KindModel, IDs: ids}); err != nil {
+			b.Fatal(err)
+		}
+		var drained time.Duration
+		for deadline := start.Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if fake.Stats().IDsDeleted >= len(ids) {
+				drained = time.Since(start)
+				break
+			}
+		}
+		cancel()
+		wg.Wait()
+		api.Close()
+		st := fake.Stats()
+		if drained == 0 {
+			b.Fatalf("not drained in 2 minutes: %+v", st)
+		}
+		calls := st.Calls["ok"]
+		floor := time.Duration(calls-1) * time.Second / 5 // first call at 0, then one per 200 ms
+		b.ReportMetric(drained.Seconds(), "drain-s")
+		b.ReportMetric(drained.Seconds()/floor.Seconds(), "x-limit")
+		b.ReportMetric(float64(st.Calls["18"]), "code18")
+		b.Logf("2 workers, --qps 5: %d IDs in %d calls drained in %s; the 5 calls/s limit allows %s at best (%.0f%% over); code-18 rejections: %d; all calls: %v",
+			st.IDsDeleted, calls, drained.Round(time.Millisecond), floor, 100*(drained.Seconds()/floor.Seconds()-1), st.Calls["18"], st.Calls)
+		if st.Calls["18"] != 0 {
+			b.Errorf("%d calls were rejected with code 18", st.Calls["18"])
+		}
+	}
+}
