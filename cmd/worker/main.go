@@ -125,7 +125,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	sweepDone := make(chan struct{})
 	go func() {
 		defer close(sweepDone)
-		tasks.RunSweeper(sweepCtx, rdb, cfg.SweepEvery, log.With("component", "sweeper"))
+		tasks.RunSweeper(sweepCtx, rdb, ledger, cfg.SweepEvery, log.With("component", "sweeper"))
 	}()
 	stopExtras, err := startExtras(ctx, cfg, deps{
 		rdb: rdb, log: log, ledger: ledger, producer: prod, inspector: insp, metrics: met,

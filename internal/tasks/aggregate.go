@@ -115,10 +115,12 @@ func SweepGroups(ctx context.Context, rdb redis.UniversalClient) ([]string, erro
 	return res, nil
 }
 
-// RunSweeper calls SweepGroups every interval until ctx is done.
-func RunSweeper(ctx context.Context, rdb redis.UniversalClient, every time.Duration, log *slog.Logger) {
+// RunSweeper calls SweepGroups and ReconcileArchive every interval until
+// ctx is done.
+func RunSweeper(ctx context.Context, rdb redis.UniversalClient, l *Ledger, every time.Duration, log *slog.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()
+	insp := asynq.NewInspectorFromRedisClient(rdb)
 	for {
 		if added, err := SweepGroups(ctx, rdb); err != nil {
 			if ctx.Err() == nil {
@@ -126,6 +128,13 @@ func RunSweeper(ctx context.Context, rdb redis.UniversalClient, every time.Durat
 			}
 		} else if len(added) > 0 {
 			log.Warn("re-registered stranded groups", "groups", added)
+		}
+		if n, err := ReconcileArchive(ctx, rdb, insp, l); err != nil {
+			if ctx.Err() == nil {
+				log.Warn("archive reconciliation failed", "err", err)
+			}
+		} else if n > 0 {
+			log.Error("recorded dead letters for batches Asynq archived after a crash", "ids", n)
 		}
 		select {
 		case <-ctx.Done():
