@@ -35,7 +35,7 @@ func startExtras(ctx context.Context, cfg config, d deps) (stop func(), err erro
 	}
 	stopMonitor, err := startMonitor(cfg, d)
 	if err != nil {
-		return nil, fmt.Errorf("monitor: %w", err)
+		return nil, err // already says "monitor: ..."
 	}
 	stops = append(stops, stopMonitor)
 	if cfg.APIAddr != "" {
