@@ -74,6 +74,8 @@ type Handler struct {
 	enq Enqueuer
 	log *slog.Logger
 	now func() time.Time
+	// observe, when set, sees every trigger's tick and whether it ran.
+	observe func(name string, tick time.Time, ran bool)
 }
 
 // NewHandler returns a Handler that enqueues through enq.
@@ -83,6 +85,14 @@ func NewHandler(rdb redis.UniversalClient, enq Enqueuer, cfg HandlerConfig) *Han
 
 // ProcessTask implements asynq.Handler.
 func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	taskID, _ := asynq.GetTaskID(ctx)
+	return h.process(ctx, t, taskID)
+}
+
+func (h *Handler) process(ctx context.Context, t *asynq.Task, taskID string) error {
+	if taskID == "" {
+		return fmt.Errorf("scheduled purge: no task ID: %w", asynq.SkipRetry)
+	}
 	var tr Trigger
 	if err := json.Unmarshal(t.Payload(), &tr); err != nil {
 		return fmt.Errorf("scheduled purge: decode payload: %v: %w", err, asynq.SkipRetry)
@@ -91,7 +101,6 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return fmt.Errorf("scheduled purge %q: cron %q: %v: %w", tr.Name, tr.Cron, err, asynq.SkipRetry)
 	}
-	taskID, _ := asynq.GetTaskID(ctx)
 	ref := h.now()
 	if v, err := h.rdb.Get(ctx, firedPrefix+taskID).Int64(); err == nil {
 		ref = time.Unix(0, v)
@@ -114,9 +123,11 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		if owner != taskID { // a retry of the claimant goes on
 			log.Debug("scheduled purge: tick already run by another trigger", "claimed_by", owner)
 			h.forget(ctx, taskID)
+			h.seen(tr.Name, tick, false)
 			return nil
 		}
 	}
+	h.seen(tr.Name, tick, true)
 
 	ids, err := tr.read()
 	if err != nil {
@@ -145,11 +156,19 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("scheduled purge %q: enqueue: %w", tr.Name, err)
 	}
 	log.Info("scheduled purge enqueued", "kind", tr.Kind, "ids", rc.IDs, "batches", len(rc.Batches), "file", tr.File)
-	if b, err := json.Marshal(rc); err == nil {
-		_, _ = t.ResultWriter().Write(b)
+	if rw := t.ResultWriter(); rw != nil {
+		if b, err := json.Marshal(rc); err == nil {
+			_, _ = rw.Write(b)
+		}
 	}
 	h.forget(ctx, taskID)
 	return nil
+}
+
+func (h *Handler) seen(name string, tick time.Time, ran bool) {
+	if h.observe != nil {
+		h.observe(name, tick, ran)
+	}
 }
 
 // forget drops the fire-time record of a handled trigger.
