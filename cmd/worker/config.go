@@ -43,6 +43,9 @@ type config struct {
 	APITokens  []string // from QFPURGE_API_TOKENS; never logged
 	// Monitor (issue 4): asynqmon, /metrics, /healthz, /readyz; see monitor.go.
 	Monitor monitorConfig
+	// Scheduled purges (issue 4): see schedule.go and docs/schedule.md.
+	Schedule     string
+	ScheduleSync time.Duration
 }
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
@@ -77,6 +80,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.APIAddr, "api-addr", "", "serve the authenticated HTTP API on this address (e.g. 127.0.0.1:8080); off when empty; needs "+httpapi.TokensEnv)
 	fs.Int64Var(&c.APIMaxBody, "api-max-body", 1<<20, "largest HTTP API request body in bytes; larger bodies answer 413")
 	c.Monitor.addFlags(fs, getenv)
+	fs.StringVar(&c.Schedule, "schedule", getenv("QFPURGE_SCHEDULE"), "YAML file of scheduled purges (env QFPURGE_SCHEDULE); see docs/schedule.md; off when empty")
+	fs.DurationVar(&c.ScheduleSync, "schedule-sync", 30*time.Second, "how often the --schedule file is read again for changes")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -118,6 +123,9 @@ func (c config) validate() error {
 	}
 	if c.SweepEvery <= 0 {
 		errs = append(errs, fmt.Errorf("--sweep-interval %s must be positive", c.SweepEvery))
+	}
+	if c.ScheduleSync <= 0 {
+		errs = append(errs, fmt.Errorf("--schedule-sync %s must be positive", c.ScheduleSync))
 	}
 	if c.APIAddr != "" && len(c.APITokens) == 0 {
 		errs = append(errs, fmt.Errorf("--api-addr %s: %w", c.APIAddr, httpapi.ErrNoTokens))
@@ -162,6 +170,7 @@ func (c config) LogValue() slog.Value {
 		slog.String("api_addr", c.APIAddr),
 		slog.Int("api_tokens", len(c.APITokens)),
 		slog.Any("monitor", c.Monitor),
+		slog.String("schedule", c.Schedule),
 	)
 }
 

@@ -46,6 +46,14 @@ func startExtras(ctx context.Context, cfg config, d deps) (stop func(), err erro
 		}
 		stops = append(stops, stopAPI)
 	}
+	if cfg.Schedule != "" {
+		stopSchedule, err := startSchedule(cfg, d)
+		if err != nil {
+			stop()
+			return nil, err // already says "schedule: ..." or "FILE:LINE: ..."
+		}
+		stops = append(stops, stopSchedule)
+	}
 	_ = ctx
 	return stop, nil
 }

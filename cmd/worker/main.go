@@ -118,6 +118,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	mux := asynq.NewServeMux()
 	mux.Handle(tasks.TypeDelete, handler)
 	mux.Handle(tasks.TypeDeleteBatch, handler)
+	registerSchedule(mux, rdb, prod, log)
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start asynq server: %w", err)
 	}
