@@ -45,12 +45,12 @@ func (w logWriter) Write(b []byte) (int, error) {
 // valid ID is lost, left without an end state or dead-lettered, or an
 // invalid ID is dead-lettered more than once.
 //
-// It takes about 70 s: the batches a killed worker was running come back
+// It takes about 100 s on 2 CPUs: the batches a killed worker was running come back
 // only when Asynq's recoverer finds their lease expired (30 s lease, 30 s
-// more grace, checked once a minute; fixed in Asynq v0.26.0).
+// more grace, checked once a minute; hard-coded in Asynq v0.26.0).
 func TestChaos(t *testing.T) {
 	if testing.Short() {
-		t.Skip("chaos test takes about 70 s")
+		t.Skip("the chaos test takes about 100 s")
 	}
 	if redistest.Binary() == "" {
 		if os.Getenv("CI") == "true" {
