@@ -166,6 +166,14 @@ type ThrottleError struct {
 func (e *ThrottleError) Error() string { return "throttled: " + e.Err.Error() }
 func (e *ThrottleError) Unwrap() error { return e.Err }
 
+// deadError archives a task at once. Its text is only the reason, e.g.
+// "500001 param invalid (log_id 2443985832)", which is what asynqmon and the
+// asynq CLI show as the archived task's error.
+type deadError struct{ reason string }
+
+func (e deadError) Error() string { return e.reason }
+func (e deadError) Unwrap() error { return asynq.SkipRetry }
+
 // IsFailure tells Asynq which errors use up a retry: all but throttling.
 func IsFailure(err error) bool {
 	var te *ThrottleError
@@ -469,7 +477,7 @@ func (h *Handler) deadLetter(ctx context.Context, taskID string, k Kind, ids []I
 	if len(ids) > 0 {
 		h.obs.Outcome(k, ids[0].Type(), StateDead, len(ids))
 	}
-	return fmt.Errorf("%s: %w", err.Error(), asynq.SkipRetry)
+	return deadError{err.Error()}
 }
 
 // unreadable dead-letters a payload nobody can act on, keeping its text.
@@ -482,7 +490,7 @@ func (h *Handler) unreadable(ctx context.Context, taskID, raw string, cause erro
 	if err := h.ledger.Write(ctx, []Outcome{o}); err != nil {
 		return err
 	}
-	return fmt.Errorf("%s: %w", cause.Error(), asynq.SkipRetry)
+	return deadError{cause.Error()}
 }
 
 // fanOut splits a batch that is too big or mixes ID types into ready
