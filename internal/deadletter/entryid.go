@@ -1,6 +1,7 @@
 package deadletter
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -8,7 +9,7 @@ import (
 )
 
 // ErrBadEntryID is wrapped by errors about malformed stream entry IDs.
-var ErrBadEntryID = fmt.Errorf("bad dead-letter entry ID")
+var ErrBadEntryID = errors.New("bad dead-letter entry ID")
 
 // ParseEntryID checks a Redis stream entry ID ("1732680000000-0").
 func ParseEntryID(s string) (ms, seq uint64, err error) {
