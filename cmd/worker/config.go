@@ -77,7 +77,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.LogFormat, "log-format", or(getenv("QFPURGE_LOG_FORMAT"), "text"), "text or json")
 	fs.BoolVar(&c.Demo, "demo", false, "start a fake Qianfan and enqueue sample IDs (one of them bad) to show batching, retries and a dead letter")
 	fs.StringVar(&c.EmbeddedAddr, "embedded-addr", "127.0.0.1:6379", "where the in-memory Redis listens when no Redis URL is given")
-	fs.StringVar(&c.APIAddr, "api-addr", "", "serve the authenticated HTTP API on this address (e.g. 127.0.0.1:8080); off when empty; needs "+httpapi.TokensEnv)
+	fs.StringVar(&c.APIAddr, "api-addr", "", "serve the authenticated HTTP API on this address (e.g. 127.0.0.1:8081); off when empty; needs "+httpapi.TokensEnv)
 	fs.Int64Var(&c.APIMaxBody, "api-max-body", 1<<20, "largest HTTP API request body in bytes; larger bodies answer 413")
 	c.Monitor.addFlags(fs, getenv)
 	fs.StringVar(&c.Schedule, "schedule", getenv("QFPURGE_SCHEDULE"), "YAML file of scheduled purges (env QFPURGE_SCHEDULE); see docs/schedule.md; off when empty")

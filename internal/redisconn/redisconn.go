@@ -14,7 +14,7 @@ import (
 //
 //	redis://[user:password@]host:port[/db]         one server
 //	rediss://...                                   one server over TLS
-//	redis+sentinel://[user:pass@]s1:26379?master_name=mymaster&addr=s2:26379
+//	redis+sentinel://[user:pass@]s1:26379?master_name=mymaster&addr=s2:26379[&sentinel_password=…]
 //	redis+cluster://[user:pass@]n1:6379?addr=n2:6379   (rediss+cluster:// for TLS)
 //
 // go-redis does the parsing, so the username, TLS and its query options
@@ -32,7 +32,7 @@ func Open(rawURL string) (redis.UniversalClient, error) {
 		}
 		return redis.NewClient(o), nil
 	case "redis+sentinel", "rediss+sentinel":
-		o, err := redis.ParseFailoverURL(strings.Replace(rawURL, "+sentinel", "", 1))
+		o, err := failoverOptions(u)
 		if err != nil {
 			return nil, fmt.Errorf("REDIS_URL %s: %w", Redact(rawURL), err)
 		}
@@ -64,4 +64,27 @@ func Redact(rawURL string) string {
 	}
 	u.RawQuery = q.Encode()
 	return u.Redacted()
+}
+
+// failoverOptions parses a redis+sentinel URL. go-redis gives a failover
+// URL's user:password to the sentinels; here, as in every other form, they
+// are the data nodes' credentials, and the sentinels' own come from
+// sentinel_username and sentinel_password.
+func failoverOptions(u *url.URL) (*redis.FailoverOptions, error) {
+	v := *u
+	v.Scheme = strings.TrimSuffix(u.Scheme, "+sentinel")
+	q := v.Query()
+	sUser, sPass := q.Get("sentinel_username"), q.Get("sentinel_password")
+	q.Del("sentinel_username")
+	q.Del("sentinel_password")
+	v.RawQuery = q.Encode()
+	o, err := redis.ParseFailoverURL(v.String())
+	if err != nil {
+		return nil, err
+	}
+	if o.Username == "" && o.Password == "" {
+		o.Username, o.Password = o.SentinelUsername, o.SentinelPassword
+	}
+	o.SentinelUsername, o.SentinelPassword = sUser, sPass
+	return o, nil
 }

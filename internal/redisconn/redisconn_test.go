@@ -53,10 +53,9 @@ func TestOpen(t *testing.T) {
 		{"password only", "redis://:s3cret@r:6379/0", opened{Kind: "single", Addrs: []string{"r:6379"}, Password: "s3cret"}},
 		{"user and password", "redis://app:s3cret@r:6379/1", opened{Kind: "single", Addrs: []string{"r:6379"}, Username: "app", Password: "s3cret", DB: 1}},
 		{"tls", "rediss://app:s3cret@r.example:6380", opened{Kind: "single", Addrs: []string{"r.example:6380"}, Username: "app", Password: "s3cret", TLS: true}},
-		// go-redis's ParseFailoverURL gives the URL's user:password to the
-		// sentinels only; the master's credentials go in ?username=&password=.
-		{"sentinel userinfo is for the sentinels", "redis+sentinel://app:s3cret@s1:26379?master_name=mymaster&addr=s2:26379",
-			opened{Kind: "failover", Addrs: []string{"FailoverClient"}}},
+		// The URL's user:password are the data nodes' credentials in every form.
+		{"sentinel userinfo is for the data nodes", "redis+sentinel://app:s3cret@s1:26379?master_name=mymaster&addr=s2:26379",
+			opened{Kind: "failover", Addrs: []string{"FailoverClient"}, Username: "app", Password: "s3cret"}},
 		{"sentinel master credentials", "redis+sentinel://s1:26379?master_name=mymaster&addr=s2:26379&username=app&password=s3cret&db=2",
 			opened{Kind: "failover", Addrs: []string{"FailoverClient"}, Username: "app", Password: "s3cret", DB: 2}},
 		{"sentinel tls", "rediss+sentinel://s1:26379?master_name=mymaster",
