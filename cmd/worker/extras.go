@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 
@@ -26,7 +25,7 @@ type deps struct {
 
 // startExtras starts the optional listeners and the scheduler that cfg
 // enables. stop shuts them down before the Asynq server stops.
-func startExtras(ctx context.Context, cfg config, d deps) (stop func(), err error) {
+func startExtras(cfg config, d deps) (stop func(), err error) {
 	var stops []func()
 	stop = func() {
 		for i := len(stops) - 1; i >= 0; i-- {
@@ -54,6 +53,5 @@ func startExtras(ctx context.Context, cfg config, d deps) (stop func(), err erro
 		}
 		stops = append(stops, stopSchedule)
 	}
-	_ = ctx
 	return stop, nil
 }

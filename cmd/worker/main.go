@@ -128,7 +128,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer close(sweepDone)
 		tasks.RunSweeper(sweepCtx, rdb, ledger, cfg.SweepEvery, log.With("component", "sweeper"))
 	}()
-	stopExtras, err := startExtras(ctx, cfg, deps{
+	stopExtras, err := startExtras(cfg, deps{
 		rdb: rdb, log: log, ledger: ledger, producer: prod, inspector: insp, metrics: met,
 	})
 	if err != nil {
