@@ -33,7 +33,8 @@ type Observer interface {
 	Call(k Kind, t IDType, outcome string, ids int, d time.Duration)
 	// Outcome reports IDs reaching an end state (StateDeleted, ...).
 	Outcome(k Kind, t IDType, state string, ids int)
-	// Split reports a batch split; why is "bisect" or "oversize".
+	// Split reports a batch split; why is "bisect", "isolate" (one batch
+	// per ID, after a lost answer) or "oversize".
 	Split(k Kind, why string)
 	// Retry reports a batch handed back to Asynq; why is "transient",
 	// "throttled" or "unknown".
@@ -379,14 +380,20 @@ func (h *Handler) call(ctx context.Context, t *asynq.Task, a attempt, p Payload,
 		if err2 != nil {
 			return err2
 		}
-		half := len(ids) / 2
 		res.Reason = err.Error()
-		children, err2 := h.enqueueChildren(ctx, t, taskID, p.Kind, [][]ID{ids[:half], ids[half:]}, uncertain, "bisect")
+		chunks, why := [][]ID{ids[:len(ids)/2], ids[len(ids)/2:]}, "bisect"
+		if len(uncertain) > 0 {
+			// Most likely the lost-answer call deleted the whole batch, and
+			// then every ID answers 500001 however it is split: only one call
+			// per ID can show it, so go straight there (n calls, not 2n-1).
+			chunks, why = Chunk(ids, 1), "isolate"
+		}
+		children, err2 := h.enqueueChildren(ctx, t, taskID, p.Kind, chunks, uncertain, why)
 		if err2 != nil {
 			return err2
 		}
-		h.obs.Split(p.Kind, "bisect")
-		log.Warn("batch rejected, bisecting", "err", err, "halves", children)
+		h.obs.Split(p.Kind, why)
+		log.Warn("batch rejected, splitting", "err", err, "how", why, "children", len(children), "uncertain_calls", uncertain)
 		res.SplitInto = children
 		return h.finish(t, res)
 	}

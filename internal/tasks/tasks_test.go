@@ -509,3 +509,22 @@ func TestHandlerCallCutShortByCrashIsUncertain(t *testing.T) {
 		t.Errorf("%d halves, want 2", len(b.q.tasks))
 	}
 }
+
+func TestHandlerLostAnswerIsolatesIDs(t *testing.T) {
+	b := setup(t, func([]ID) (qianfan.Result, error) {
+		return qianfan.Result{}, &qianfan.Error{Code: 500001, Message: "param invalid", Ambiguous: true, Attempts: 2}
+	})
+	ids := []ID{IntID(1), IntID(2), IntID(3), IntID(4)}
+	if err := b.h.process(context.Background(), batch(t, Payload{Kind: KindModel, IDs: ids}), attempt{taskID: "p", maxRetry: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.q.tasks) != len(ids) {
+		t.Fatalf("%d children, want one per ID after a lost answer", len(b.q.tasks))
+	}
+	for i, c := range b.q.tasks {
+		p, _ := DecodePayload(c.Payload())
+		if len(p.IDs) != 1 || p.IDs[0] != ids[i] || p.Split != "isolate" || len(p.Uncertain) != 1 {
+			t.Errorf("child %d: %+v", i, p)
+		}
+	}
+}
