@@ -352,6 +352,9 @@ func (h *Handler) call(ctx context.Context, t *asynq.Task, a attempt, p Payload,
 		if err := h.ledger.Refute(ctx, p.Uncertain); err != nil {
 			return err
 		}
+		if err := h.ledger.Clear(ctx, p.Suspect, ids); err != nil {
+			return err
+		}
 		h.obs.Outcome(p.Kind, idType, StateDeleted, len(ids))
 		log.Info("batch deleted", "attempts", attempts, "ambiguous", ambiguous)
 		res.Deleted = ids
@@ -381,14 +384,21 @@ func (h *Handler) call(ctx context.Context, t *asynq.Task, a attempt, p Payload,
 			return err2
 		}
 		res.Reason = err.Error()
+		lineage := p
+		lineage.Uncertain = uncertain
 		chunks, why := [][]ID{ids[:len(ids)/2], ids[len(ids)/2:]}, "bisect"
 		if len(uncertain) > 0 {
 			// Most likely the lost-answer call deleted the whole batch, and
 			// then every ID answers 500001 however it is split: only one call
 			// per ID can show it, so go straight there (n calls, not 2n-1).
 			chunks, why = Chunk(ids, 1), "isolate"
+		} else {
+			// A rejection with no doubt about earlier calls: one of these
+			// IDs was bad at this moment. Once all but one are deleted, the
+			// last one is that bad ID, whatever happens to its own calls.
+			lineage.Suspect, lineage.SuspectSize = taskID, len(ids)
 		}
-		children, err2 := h.enqueueChildren(ctx, t, taskID, p.Kind, chunks, uncertain, why)
+		children, err2 := h.enqueueChildren(ctx, taskID, lineage, chunks, why)
 		if err2 != nil {
 			return err2
 		}
@@ -412,6 +422,18 @@ func (h *Handler) call(ctx context.Context, t *asynq.Task, a attempt, p Payload,
 		uncertain, err2 := h.uncertainLineage(ctx, taskID, p.Uncertain, ambiguous)
 		if err2 != nil {
 			return err2
+		}
+		if len(uncertain) > 0 && p.Suspect != "" {
+			// The rest of the batch that was rejected without doubt has
+			// been deleted: this ID was the bad one before any lost answer.
+			n, err2 := h.ledger.Cleared(ctx, p.Suspect)
+			if err2 != nil {
+				return err2
+			}
+			if n >= p.SuspectSize-1 {
+				log.Info("ID is the bad one of its batch; the lost answer did not delete it", "id", ids[0].String(), "batch", p.Suspect)
+				uncertain = nil
+			}
 		}
 		if len(uncertain) > 0 {
 			// A sibling batch may yet show the lost-answer call failed:
@@ -504,7 +526,7 @@ func (h *Handler) unreadable(ctx context.Context, taskID, raw string, cause erro
 // batches, without calling the API.
 func (h *Handler) fanOut(ctx context.Context, t *asynq.Task, taskID string, p Payload, ints, strs []ID) error {
 	chunks := append(Chunk(ints, h.cfg.BatchSize), Chunk(strs, h.cfg.BatchSize)...)
-	children, err := h.enqueueChildren(ctx, t, taskID, p.Kind, chunks, p.Uncertain, "oversize")
+	children, err := h.enqueueChildren(ctx, taskID, p, chunks, "oversize")
 	if err != nil {
 		return err
 	}
@@ -515,11 +537,14 @@ func (h *Handler) fanOut(ctx context.Context, t *asynq.Task, taskID string, p Pa
 
 // enqueueChildren enqueues chunks as batches whose task IDs derive from the
 // parent's, so a parent delivered twice enqueues each child once.
-func (h *Handler) enqueueChildren(ctx context.Context, t *asynq.Task, parent string, k Kind, chunks [][]ID, uncertain []string, why string) ([]string, error) {
+// lineage carries what the children must know of their ancestors (Kind,
+// Uncertain, Suspect, SuspectSize).
+func (h *Handler) enqueueChildren(ctx context.Context, parent string, lineage Payload, chunks [][]ID, why string) ([]string, error) {
 	var ids []string
 	for i, c := range chunks {
 		id := parent + "/" + strconv.Itoa(i)
-		task, err := NewBatchTask(Payload{Kind: k, IDs: c, Uncertain: uncertain, Parent: parent, Split: why}, h.cfg.Options)
+		task, err := NewBatchTask(Payload{Kind: lineage.Kind, IDs: c, Uncertain: lineage.Uncertain,
+			Suspect: lineage.Suspect, SuspectSize: lineage.SuspectSize, Parent: parent, Split: why}, h.cfg.Options)
 		if err != nil {
 			return nil, err
 		}

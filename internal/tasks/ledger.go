@@ -24,6 +24,7 @@ const (
 	keyRefuted  = "qfpurge:refuted:"
 	keyVerdict  = "qfpurge:verdict:"
 	keyInflight = "qfpurge:inflight:"
+	keyCleared  = "qfpurge:cleared:"
 )
 
 // States of an ID in the ledger.
@@ -194,6 +195,29 @@ func (l *Ledger) BeginCall(ctx context.Context, taskID string) error {
 // EndCall clears the mark once the call's answer has been acted on.
 func (l *Ledger) EndCall(ctx context.Context, taskID string) {
 	l.rdb.Del(ctx, keyInflight+taskID)
+}
+
+// Clear records that ids, descended from the rejected batch suspect, were
+// deleted. No-op when suspect is empty.
+func (l *Ledger) Clear(ctx context.Context, suspect string, ids []ID) error {
+	if suspect == "" || len(ids) == 0 {
+		return nil
+	}
+	members := make([]any, len(ids))
+	for i, id := range ids {
+		members[i] = string(id.Type()) + ":" + id.String()
+	}
+	pipe := l.rdb.TxPipeline()
+	pipe.SAdd(ctx, keyCleared+suspect, members...)
+	pipe.Expire(ctx, keyCleared+suspect, l.cfg.TTL)
+	_, err := pipe.Exec(ctx)
+	return err
+}
+
+// Cleared counts the IDs of the rejected batch suspect deleted since.
+func (l *Ledger) Cleared(ctx context.Context, suspect string) (int, error) {
+	n, err := l.rdb.SCard(ctx, keyCleared+suspect).Result()
+	return int(n), err
 }
 
 // Uncertain reports whether a call of taskID ever lost its answer.

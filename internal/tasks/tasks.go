@@ -52,6 +52,11 @@ type Payload struct {
 	// Uncertain lists batches (task IDs) whose calls covered these IDs and
 	// lost their answer: such a call may have deleted them. See Handler.
 	Uncertain []string `json:"uncertain,omitempty"`
+	// Suspect is the nearest ancestor batch that was rejected with 500001
+	// while no lost answer could explain it, and SuspectSize its number of
+	// IDs: it held a bad ID then. See Handler.
+	Suspect     string `json:"suspect,omitempty"`
+	SuspectSize int    `json:"suspect_size,omitempty"`
 	// Parent is the task this batch was split from, and Split says why.
 	Parent string `json:"parent,omitempty"`
 	Split  string `json:"split,omitempty"`

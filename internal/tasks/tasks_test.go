@@ -528,3 +528,37 @@ func TestHandlerLostAnswerIsolatesIDs(t *testing.T) {
 		}
 	}
 }
+
+func TestHandlerBadIDWithItsOwnLostAnswerIsStillDead(t *testing.T) {
+	// {1, 2} is rejected with no doubt, so one of them was bad then. ID 1 is
+	// deleted; ID 2's own call then loses its answer and its retry answers
+	// 500001. ID 2 must be dead, not presumed deleted by that call.
+	bad := badIDs(IntID(2))
+	lost := true
+	b := setup(t, func(ids []ID) (qianfan.Result, error) {
+		if len(ids) == 1 && ids[0] == IntID(2) && lost {
+			lost = false
+			e := *errInvalid
+			e.Ambiguous = true
+			return qianfan.Result{}, &e
+		}
+		return bad(ids)
+	})
+	ctx := context.Background()
+	if err := b.h.process(ctx, batch(t, Payload{Kind: KindModel, IDs: []ID{IntID(1), IntID(2)}}), attempt{taskID: "p", maxRetry: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.q.tasks) != 2 {
+		t.Fatalf("%d children, want 2 halves", len(b.q.tasks))
+	}
+	if err := b.h.process(ctx, b.q.tasks[0], attempt{taskID: "p/0", maxRetry: 3}); err != nil {
+		t.Fatal(err)
+	}
+	err := b.h.process(ctx, b.q.tasks[1], attempt{taskID: "p/1", maxRetry: 3})
+	if !errors.Is(err, asynq.SkipRetry) {
+		t.Fatalf("ID 2 returned %v, want it dead-lettered at once", err)
+	}
+	if r, _, _ := b.ledger.Lookup(ctx, KindModel, IntID(2)); r.State != StateDead || r.Code != 500001 {
+		t.Errorf("ID 2 is %q (code %d), want dead with 500001", r.State, r.Code)
+	}
+}
