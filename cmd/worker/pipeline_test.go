@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -421,4 +423,64 @@ func swapOrder(call string) string {
 		return call
 	}
 	return call[:i+1] + parts[1] + "," + parts[0] + call[j:]
+}
+
+// TestBlackBoxThousandIDsBaiduVerified runs the 1,000-ID scenario as a user
+// would: IDs in a file handed to the enqueue binary, a worker process, and a
+// Qianfan whose every request must pass Baidu's own signer first.
+func TestBlackBoxThousandIDsBaiduVerified(t *testing.T) {
+	t.Parallel()
+	bin := pipeBinaries(t)
+	ids, invalid := pipeIDs(1000)
+	fake := qianfantest.New(qianfantest.Config{
+		Invalid: qianfantest.InvalidIDs(fakeIDs(invalid)...),
+		Faults:  qianfantest.Faults{Rate503: 0.08, Rate336100: 0.06, Rate500000: 0.06, Seed: 4},
+	})
+	verifier := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := verifyWithBaiduSigner(r, qianfantest.DefaultAccessKey, qianfantest.DefaultSecretKey)
+		if err != nil {
+			t.Errorf("Baidu's signer rejects the request: %v", err)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		fake.ServeHTTP(w, r)
+	}))
+	t.Cleanup(verifier.Close)
+	e := &pipeEnv{redis: redistest.Start(t), fake: fake, url: verifier.URL}
+	e.rdb = e.redis.Client(t)
+
+	// JSON lines keep each ID's type.
+	var file bytes.Buffer
+	for _, id := range ids {
+		b, _ := json.Marshal(id)
+		file.Write(append(b, '\n'))
+	}
+	path := filepath.Join(t.TempDir(), "ids.jsonl")
+	if err := os.WriteFile(path, file.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.command(filepath.Join(bin, "enqueue"), "-f", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("enqueue: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "enqueued 1000 model IDs (600 int, 400 string") {
+		t.Errorf("enqueue said %q", out)
+	}
+
+	worker := e.command(filepath.Join(bin, "worker"), pipeFastFlags...)
+	var log bytes.Buffer
+	worker.Stderr = &log
+	if err := worker.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = worker.Process.Signal(syscall.SIGTERM)
+		_ = worker.Wait()
+		if t.Failed() {
+			t.Logf("worker log:\n%s", log.String())
+		}
+	})
+	e.waitSettled(t, ids, 3*time.Minute)
+	e.checkOutcomes(t, ids, invalid)
 }
