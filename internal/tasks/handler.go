@@ -282,7 +282,7 @@ func (h *Handler) process(ctx context.Context, t *asynq.Task, a attempt) error {
 	return h.call(ctx, t, a, p, pending, res)
 }
 
-func (h *Handler) call(ctx context.Context, t *asynq.Task, a attempt, p Payload, ids []ID, res batchResult) error {
+func (h *Handler) call(ctx context.Context, t *asynq.Task, a attempt, p Payload, ids []ID, res batchResult) (ret error) {
 	taskID := a.taskID
 	idType := ids[0].Type()
 	log := h.log.With("task_id", taskID, "kind", p.Kind, "id_type", idType, "batch_size", len(ids))
@@ -315,7 +315,18 @@ func (h *Handler) call(ctx context.Context, t *asynq.Task, a attempt, p Payload,
 		// and the write-ahead mark stays, since the call may have gone through.
 		return ctx.Err()
 	}
-	defer h.ledger.EndCall(context.WithoutCancel(ctx), taskID)
+	// Clear the write-ahead mark once the answer has been acted on: a
+	// recorded outcome, a wait, or the API's own error handed back for a
+	// retry. If recording failed, the mark stays, so the retry knows the
+	// call may have been applied.
+	apiErr := err
+	defer func() {
+		var te *ThrottleError
+		var de deadError
+		if ret == nil || ret == apiErr || errors.As(ret, &te) || errors.As(ret, &de) {
+			h.ledger.EndCall(context.WithoutCancel(ctx), taskID)
+		}
+	}()
 	var qe *qianfan.Error
 	errors.As(err, &qe)
 	ambiguous := out.Ambiguous || (qe != nil && qe.Ambiguous)

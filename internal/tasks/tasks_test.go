@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -560,5 +561,44 @@ func TestHandlerBadIDWithItsOwnLostAnswerIsStillDead(t *testing.T) {
 	}
 	if r, _, _ := b.ledger.Lookup(ctx, KindModel, IntID(2)); r.State != StateDead || r.Code != 500001 {
 		t.Errorf("ID 2 is %q (code %d), want dead with 500001", r.State, r.Code)
+	}
+}
+
+func TestHandlerKeepsCallMarkWhenRecordingFails(t *testing.T) {
+	b := setup(t, badIDs())
+	ctx := context.Background()
+	// Redis refuses the ledger write right after the call succeeded: the
+	// outcome is not recorded, so the write-ahead mark must stay.
+	var failWrites atomic.Bool
+	b.rdb.AddHook(failHSet{&failWrites})
+	b.del.answer = func([]ID) (qianfan.Result, error) {
+		failWrites.Store(true)
+		return qianfan.Result{LogID: "1", Attempts: 1}, nil
+	}
+	err := b.h.process(ctx, batch(t, Payload{Kind: KindModel, IDs: []ID{IntID(1), IntID(2)}}), attempt{taskID: "p", maxRetry: 3})
+	if err == nil {
+		t.Fatal("a failed ledger write was not reported")
+	}
+	failWrites.Store(false)
+	if n := b.rdb.Exists(ctx, keyInflight+"p").Val(); n != 1 {
+		t.Errorf("write-ahead mark gone after a failed recording (err %v)", err)
+	}
+}
+
+// failHSet makes pipelines holding HSET fail while on is set.
+type failHSet struct{ on *atomic.Bool }
+
+func (failHSet) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (failHSet) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (f failHSet) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if f.on.Load() {
+			for _, c := range cmds {
+				if c.Name() == "hset" {
+					return errors.New("injected: Redis refused the write")
+				}
+			}
+		}
+		return next(ctx, cmds)
 	}
 }
