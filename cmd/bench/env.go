@@ -34,8 +34,10 @@ type env struct {
 	worker   string // built cmd/worker
 	enqueue  string // built cmd/enqueue, "" when the command is not in the tree
 	addrFlag []string
-	redis    *redistest.Server
-	rdb      *redis.Client
+	// batchWait is given to every worker as --batch-wait.
+	batchWait time.Duration
+	redis     *redistest.Server
+	rdb       *redis.Client
 
 	mu    sync.Mutex
 	procs map[*proc]bool
@@ -46,7 +48,7 @@ func newEnv(ctx context.Context, log io.Writer, keep, withEnqueue bool) (*env, e
 	if err != nil {
 		return nil, err
 	}
-	e := &env{dir: dir, keep: keep, log: log, procs: map[*proc]bool{}}
+	e := &env{dir: dir, keep: keep, log: log, procs: map[*proc]bool{}, batchWait: 2 * time.Second}
 	ok := false
 	defer func() {
 		if !ok {
@@ -375,6 +377,7 @@ func (e *env) startWorker(name string, f *fake, c workerConfig) (*proc, error) {
 		"--qps", strconv.FormatFloat(c.QPS, 'f', -1, 64),
 		"--batch-size", strconv.Itoa(c.BatchSize),
 		"--concurrency", strconv.Itoa(c.Concurrency),
+		"--batch-wait", e.batchWait.String(),
 	}
 	args = append(args, e.addrFlag...)
 	args = append(args, c.Extra...)

@@ -82,6 +82,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	seed := fs.Uint64("seed", 0, "seed for fault injection and kill moments; 0 picks one (printed)")
 	window := fs.Duration("window", 0, "baseline window; defaults to 90s (30s with -quick)")
 	keep := fs.Bool("keep", false, "keep the work directory (process logs) after the run")
+	batchWait := fs.Duration("batch-wait", 2*time.Second, "the workers' --batch-wait (the worker's default is 2s; the trickle target follows it)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -114,7 +115,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer env.Close()
-	fmt.Fprintf(stdout, "qfpurge bench: seed %d, work dir %s\n", *seed, env.dir)
+	env.batchWait = *batchWait
+	fmt.Fprintf(stdout, "qfpurge bench: seed %d, work dir %s, workers' --batch-wait %s\n", *seed, env.dir, env.batchWait)
 	fmt.Fprintf(stdout, "machine: %s\n", machine())
 
 	t := &table{}

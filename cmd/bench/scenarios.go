@@ -30,7 +30,6 @@ const (
 	fakeLatency  = 20 * time.Millisecond
 	batchSize    = 100
 	concurrency  = 10
-	workerBatch  = 2 * time.Second  // cmd/worker's --batch-wait default
 	workerMaxBat = 10 * time.Second // cmd/worker's --batch-max-wait default
 )
 
@@ -463,10 +462,11 @@ type trickleResult struct {
 	IDs           int
 	P50, P99, Max time.Duration
 	Missing       int
+	BatchWait     time.Duration // the workers' --batch-wait
 }
 
 func runTrickle(ctx context.Context, e *env, sc scale) (trickleResult, error) {
-	var r trickleResult
+	r := trickleResult{BatchWait: e.batchWait}
 	if err := e.reset(ctx); err != nil {
 		return r, err
 	}
@@ -532,7 +532,7 @@ func pct(sorted []time.Duration, p float64) time.Duration {
 }
 
 func (r trickleResult) rows(t *table) {
-	limit := workerMaxBat + workerBatch + time.Second
+	limit := workerMaxBat + r.BatchWait + time.Second
 	t.add("trickle", "IDs (one every 100 ms), not deleted in time", fmt.Sprintf("%d, %d", r.IDs, r.Missing), "", "0 missing", verdict(r.Missing == 0))
 	t.add("trickle", "enqueue → deletion p50", dur(r.P50), ratio(r.P50.Seconds()/limit.Seconds()), "", "")
 	t.add("trickle", "enqueue → deletion p99", dur(r.P99), ratio(r.P99.Seconds()/limit.Seconds()),
