@@ -118,24 +118,36 @@ type burstResult struct {
 
 func (r burstResult) idsPerSec() float64 { return float64(r.IDs) / r.Drain.Seconds() }
 
+// startBurstRig resets Redis and starts the burst set-up's fake (20 calls/s
+// cap) and one worker with --qps 20, waiting until the worker is up.
+func startBurstRig(ctx context.Context, e *env, name string) (*fake, *proc, func(), error) {
+	if err := e.reset(ctx); err != nil {
+		return nil, nil, nil, err
+	}
+	f, err := e.startFake(ctx, name+"-fake", fakeConfig{QPS: burstQPS, Latency: fakeLatency})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	w, err := e.startWorker(name+"-worker", f, workerConfig{QPS: burstQPS, BatchSize: batchSize, Concurrency: concurrency})
+	if err != nil {
+		f.Kill()
+		return nil, nil, nil, err
+	}
+	stop := func() { w.Stop(10 * time.Second); f.Kill() }
+	if err := waitWorkerUp(ctx, e, w); err != nil {
+		stop()
+		return nil, nil, nil, err
+	}
+	return f, w, stop, nil
+}
+
 func runBurst(ctx context.Context, e *env, sc scale) (burstResult, error) {
 	r := burstResult{IDs: sc.BurstIDs}
-	if err := e.reset(ctx); err != nil {
-		return r, err
-	}
-	f, err := e.startFake(ctx, "burst-fake", fakeConfig{QPS: burstQPS, Latency: fakeLatency})
+	f, w, stop, err := startBurstRig(ctx, e, "burst")
 	if err != nil {
 		return r, err
 	}
-	defer f.Kill()
-	w, err := e.startWorker("burst-worker", f, workerConfig{QPS: burstQPS, BatchSize: batchSize, Concurrency: concurrency})
-	if err != nil {
-		return r, err
-	}
-	defer w.Stop(10 * time.Second)
-	if err := waitWorkerUp(ctx, e, w); err != nil {
-		return r, err
-	}
+	defer stop()
 	ids := burstIDs(sc.BurstIDs, "burst")
 	t0 := time.Now()
 	if err := enqueueSingles(ctx, e.rdb, ids, sc.Producers); err != nil {
@@ -467,22 +479,11 @@ type trickleResult struct {
 
 func runTrickle(ctx context.Context, e *env, sc scale) (trickleResult, error) {
 	r := trickleResult{BatchWait: e.batchWait}
-	if err := e.reset(ctx); err != nil {
-		return r, err
-	}
-	f, err := e.startFake(ctx, "trickle-fake", fakeConfig{QPS: burstQPS, Latency: fakeLatency})
+	f, w, stop, err := startBurstRig(ctx, e, "trickle")
 	if err != nil {
 		return r, err
 	}
-	defer f.Kill()
-	w, err := e.startWorker("trickle-worker", f, workerConfig{QPS: burstQPS, BatchSize: batchSize, Concurrency: concurrency})
-	if err != nil {
-		return r, err
-	}
-	defer w.Stop(10 * time.Second)
-	if err := waitWorkerUp(ctx, e, w); err != nil {
-		return r, err
-	}
+	defer stop()
 	p, err := producer.New(e.rdb, producer.Config{BatchSize: batchSize})
 	if err != nil {
 		return r, err
