@@ -159,10 +159,13 @@ func (e *pipeEnv) waitSettled(t *testing.T, ids []producer.ID, timeout time.Dura
 	deadline := time.Now().Add(timeout)
 	ctx := context.Background()
 	for {
-		open := 0
-		for _, id := range ids {
-			if _, ok, _ := ledger.Lookup(ctx, tasks.KindModel, id); !ok {
-				open++
+		open := len(ids)
+		if recs, err := ledger.LookupMany(ctx, tasks.KindModel, ids); err == nil {
+			open = 0
+			for _, r := range recs {
+				if r.State == "" {
+					open++
+				}
 			}
 		}
 		q, err := insp.GetQueueInfo(tasks.Queue)

@@ -85,12 +85,34 @@ func (l *Ledger) Lookup(ctx context.Context, k Kind, id ID) (r Record, ok bool, 
 	if err != nil || len(m) == 0 {
 		return Record{}, false, err
 	}
-	r = Record{Kind: k, ID: id, State: m["state"], LogID: m["log_id"], Message: m["msg"], TaskID: m["task"]}
+	return recordFrom(k, id, m), true, nil
+}
+
+// LookupMany returns the records of ids, in order, with one round trip; an
+// ID with no record gets a Record with an empty State.
+func (l *Ledger) LookupMany(ctx context.Context, k Kind, ids []ID) ([]Record, error) {
+	pipe := l.rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.HGetAll(ctx, idKey(k, id))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("ledger: %w", err)
+	}
+	out := make([]Record, len(ids))
+	for i, c := range cmds {
+		out[i] = recordFrom(k, ids[i], c.Val())
+	}
+	return out, nil
+}
+
+func recordFrom(k Kind, id ID, m map[string]string) Record {
+	r := Record{Kind: k, ID: id, State: m["state"], LogID: m["log_id"], Message: m["msg"], TaskID: m["task"]}
 	r.Code, _ = strconv.Atoi(m["code"])
 	if sec, err := strconv.ParseInt(m["at"], 10, 64); err == nil {
 		r.At = time.Unix(sec, 0).UTC()
 	}
-	return r, true, nil
+	return r
 }
 
 // Gone reports which of ids are already deleted or presumed deleted, with one

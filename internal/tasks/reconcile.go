@@ -65,13 +65,15 @@ func reconcileTask(ctx context.Context, insp *asynq.Inspector, l *Ledger, taskID
 	if err != nil {
 		return 0, nil // unreadable payloads are dead-lettered by the handler
 	}
+	ids := Dedupe(p.IDs)
+	recs, err := l.LookupMany(ctx, p.Kind, ids)
+	if err != nil {
+		return 0, err
+	}
 	var outs []Outcome
-	for _, id := range Dedupe(p.IDs) {
-		r, ok, err := l.Lookup(ctx, p.Kind, id)
-		if err != nil {
-			return 0, err
-		}
-		if ok && (r.State == StateDeleted || r.State == StatePresumed || (r.State == StateDead && r.TaskID == taskID)) {
+	for i, id := range ids {
+		r := recs[i]
+		if r.State == StateDeleted || r.State == StatePresumed || (r.State == StateDead && r.TaskID == taskID) {
 			continue
 		}
 		outs = append(outs, Outcome{Kind: p.Kind, ID: id, State: StateDead, TaskID: taskID, Attempts: info.Retried + 1,
