@@ -9,7 +9,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/qfpurge/qfpurge/internal/tasks"
+	"github.com/qfpurge/qfpurge/internal/modelid"
 )
 
 // maxLine bounds one input line; no valid ID comes near it.
@@ -70,7 +70,7 @@ func parseLines(r io.Reader, asString bool) ([]ID, error) {
 			got, err = decodeJSONValue([]byte(text))
 		} else {
 			var id ID
-			id, err = tasks.ParseID(text, asString)
+			id, err = modelid.ParseID(text, asString)
 			got = []ID{id}
 		}
 		if err != nil {

@@ -27,29 +27,30 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/tasks"
 )
 
 // Kind is the resource a deletion targets.
-type Kind = tasks.Kind
+type Kind = modelid.Kind
 
 // The kinds.
 const (
-	KindModel   = tasks.KindModel
-	KindVersion = tasks.KindVersion
+	KindModel   = modelid.KindModel
+	KindVersion = modelid.KindVersion
 )
 
 // ID is one model or model version ID, int or string.
-type ID = tasks.ID
+type ID = modelid.ID
 
 // IntID returns an int ID such as 585.
-func IntID(n int64) ID { return tasks.IntID(n) }
+func IntID(n int64) ID { return modelid.IntID(n) }
 
 // StringID returns a string ID such as "am-xxx".
-func StringID(s string) ID { return tasks.StringID(s) }
+func StringID(s string) ID { return modelid.StringID(s) }
 
 // ParseKind accepts "model" and "version".
-func ParseKind(s string) (Kind, error) { return tasks.ParseKind(s) }
+func ParseKind(s string) (Kind, error) { return modelid.ParseKind(s) }
 
 // DefaultShards is the number of groups per kind and ID type.
 const DefaultShards = 4
@@ -188,7 +189,7 @@ var ErrNoIDs = errors.New("no IDs to delete")
 
 // Validate checks a request without enqueuing anything.
 func Validate(r Request) error {
-	if _, err := tasks.ParseKind(string(r.Kind)); err != nil {
+	if _, err := modelid.ParseKind(string(r.Kind)); err != nil {
 		return err
 	}
 	if len(r.IDs) == 0 {
@@ -213,13 +214,13 @@ func (p *Producer) Enqueue(ctx context.Context, r Request) (Receipt, error) {
 	if err := Validate(r); err != nil {
 		return Receipt{}, err
 	}
-	ids := tasks.Dedupe(r.IDs)
-	ints, strs := tasks.SplitByType(ids)
+	ids := modelid.Dedupe(r.IDs)
+	ints, strs := modelid.SplitByType(ids)
 	rc := Receipt{Kind: r.Kind, IDs: len(ids), IntIDs: len(ints), StringIDs: len(strs), Duplicates: len(r.IDs) - len(ids)}
 	delayed := r.ProcessAt.After(time.Now())
 	done := 0
 	for _, list := range [][]ID{ints, strs} {
-		chunks := tasks.Chunk(list, p.cfg.BatchSize)
+		chunks := modelid.Chunk(list, p.cfg.BatchSize)
 		for i, c := range chunks {
 			b, err := p.enqueueOne(ctx, r, c, len(c) == p.cfg.BatchSize || delayed, len(rc.Batches))
 			if err != nil {

@@ -11,7 +11,8 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
+	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
+	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/tasks"
 )
 
@@ -32,8 +33,8 @@ type chaosConfig struct {
 }
 
 // chaosFaults are the transient faults: 10% of calls in all.
-func chaosFaults(seed uint64) qianfantest.Faults {
-	return qianfantest.Faults{
+func chaosFaults(seed uint64) fakeqianfan.Faults {
+	return fakeqianfan.Faults{
 		Rate503: 0.03, Rate336100: 0.02, Rate500000: 0.01, RateReset: 0.02, RateDropAfterDelete: 0.02,
 		Latency: fakeLatency, Seed: int64(seed >> 1),
 	}
@@ -85,12 +86,12 @@ func (r chaosResult) failures() []string {
 	return f
 }
 
-func chaosIDs(c chaosConfig) (valid, invalid []tasks.ID) {
+func chaosIDs(c chaosConfig) (valid, invalid []modelid.ID) {
 	for i := range c.Invalid {
 		if i%2 == 0 {
-			invalid = append(invalid, tasks.IntID(int64(900_000_000+i)))
+			invalid = append(invalid, modelid.IntID(int64(900_000_000+i)))
 		} else {
-			invalid = append(invalid, tasks.StringID(fmt.Sprintf("am-invalid-%02d", i)))
+			invalid = append(invalid, modelid.StringID(fmt.Sprintf("am-invalid-%02d", i)))
 		}
 	}
 	valid = burstIDs(c.IDs-c.Invalid, "chaos")
@@ -108,7 +109,7 @@ func runChaos(ctx context.Context, e *env, c chaosConfig) (chaosResult, error) {
 	rng := rand.New(rand.NewPCG(c.Seed, 0xc4a05))
 	valid, invalid := chaosIDs(c)
 	r.Valid = len(valid)
-	all := append(append([]tasks.ID(nil), valid...), invalid...)
+	all := append(append([]modelid.ID(nil), valid...), invalid...)
 	rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
 	keys := make([]string, len(invalid))
 	for i, id := range invalid {
@@ -195,12 +196,12 @@ func runChaos(ctx context.Context, e *env, c chaosConfig) (chaosResult, error) {
 
 // collect fills the counts from the fake's per-ID delete counts, the ledger
 // and the dead-letter stream.
-func (r *chaosResult) collect(ctx context.Context, rdb *redis.Client, f *fake, valid, invalid []tasks.ID) error {
+func (r *chaosResult) collect(ctx context.Context, rdb *redis.Client, f *fake, valid, invalid []modelid.ID) error {
 	vk := make([]string, len(valid))
 	for i, id := range valid {
 		vk[i] = fakeKey(id)
 	}
-	counts, err := f.DeleteCounts(ctx, qianfantest.KindModel, vk)
+	counts, err := f.DeleteCounts(ctx, fakeqianfan.KindModel, vk)
 	if err != nil {
 		return err
 	}
@@ -212,7 +213,7 @@ func (r *chaosResult) collect(ctx context.Context, rdb *redis.Client, f *fake, v
 			r.DeletedTwice++
 		}
 	}
-	all := append(append([]tasks.ID(nil), valid...), invalid...)
+	all := append(append([]modelid.ID(nil), valid...), invalid...)
 	states, err := ledgerStates(ctx, rdb, all)
 	if err != nil {
 		return err
@@ -237,7 +238,7 @@ func (r *chaosResult) collect(ctx context.Context, rdb *redis.Client, f *fake, v
 		typ, _ := m.Values["id_type"].(string)
 		dead[typ+":"+id]++
 	}
-	key := func(id tasks.ID) string { return string(id.Type()) + ":" + id.String() }
+	key := func(id modelid.ID) string { return string(id.Type()) + ":" + id.String() }
 	seen := 0
 	for _, id := range valid {
 		if n := dead[key(id)]; n > 0 {
@@ -267,7 +268,7 @@ func (r *chaosResult) collect(ctx context.Context, rdb *redis.Client, f *fake, v
 }
 
 // ledgerStates reads the ledger state of each ID ("" when none), pipelined.
-func ledgerStates(ctx context.Context, rdb *redis.Client, ids []tasks.ID) ([]string, error) {
+func ledgerStates(ctx context.Context, rdb *redis.Client, ids []modelid.ID) ([]string, error) {
 	out := make([]string, len(ids))
 	const chunk = 5000
 	for lo := 0; lo < len(ids); lo += chunk {
@@ -276,7 +277,7 @@ func ledgerStates(ctx context.Context, rdb *redis.Client, ids []tasks.ID) ([]str
 		cmds := make([]*redis.StringCmd, hi-lo)
 		for i, id := range ids[lo:hi] {
 			// The ledger's documented key: qfpurge:id:<kind>:<type>:<id>.
-			cmds[i] = pipe.HGet(ctx, "qfpurge:id:"+string(tasks.KindModel)+":"+string(id.Type())+":"+id.String(), "state")
+			cmds[i] = pipe.HGet(ctx, "qfpurge:id:"+string(modelid.KindModel)+":"+string(id.Type())+":"+id.String(), "state")
 		}
 		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 			return nil, err

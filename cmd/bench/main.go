@@ -1,5 +1,5 @@
 // Command bench is qfpurge's benchmark and fault harness. It starts a real
-// redis-server on a free port, a fake Qianfan (qianfantest in a child
+// redis-server on a free port, a fake Qianfan (fakeqianfan in a child
 // process) and workers as separate processes, runs the scenarios of issue 6
 // and prints a table in which every timing figure is also a ratio to its
 // limit or to a baseline measured in the same run.

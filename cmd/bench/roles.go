@@ -18,8 +18,9 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
+	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
-	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
 	"github.com/qfpurge/qfpurge/internal/tasks"
 )
 
@@ -41,7 +42,7 @@ const (
 
 // naivePayload is one ID of the naive worker's tasks.
 type naivePayload struct {
-	ID tasks.ID `json:"id"`
+	ID modelid.ID `json:"id"`
 }
 
 func runRole(ctx context.Context, role string, args []string, stdout, stderr io.Writer) error {
@@ -71,14 +72,14 @@ func parseFakeID(s string) (any, error) {
 }
 
 // fakeKey renders an ID the way the fake wrapper reads it.
-func fakeKey(id tasks.ID) string {
+func fakeKey(id modelid.ID) string {
 	if n, ok := id.Int(); ok {
 		return "i:" + strconv.FormatInt(n, 10)
 	}
 	return "s:" + id.String()
 }
 
-// runFake serves qianfantest on 127.0.0.1 until ctx is done, plus
+// runFake serves fakeqianfan on 127.0.0.1 until ctx is done, plus
 // POST /_bench/counts (per-ID delete counts, which /_fake/stats lacks).
 func runFake(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("fake", flag.ContinueOnError)
@@ -105,11 +106,11 @@ func runFake(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			invalid = append(invalid, id)
 		}
 	}
-	cfg := qianfantest.Config{QPS: *qps, MaxIDs: *maxIDs, Faults: qianfantest.Faults{Latency: *latency}}
+	cfg := fakeqianfan.Config{QPS: *qps, MaxIDs: *maxIDs, Faults: fakeqianfan.Faults{Latency: *latency}}
 	if len(invalid) > 0 {
-		cfg.Invalid = qianfantest.InvalidIDs(invalid...)
+		cfg.Invalid = fakeqianfan.InvalidIDs(invalid...)
 	}
-	srv := qianfantest.New(cfg)
+	srv := fakeqianfan.New(cfg)
 	mux := http.NewServeMux()
 	mux.Handle("/", srv)
 	mux.HandleFunc("POST /_bench/counts", func(w http.ResponseWriter, r *http.Request) {
@@ -169,7 +170,7 @@ func runBaselineWorker(ctx context.Context, role string, args []string, stderr i
 	}
 	rdb := redis.NewClient(opt)
 	defer rdb.Close()
-	qc, err := qianfan.New(qianfan.Credentials{AccessKey: qianfantest.DefaultAccessKey, SecretKey: qianfantest.DefaultSecretKey},
+	qc, err := qianfan.New(qianfan.Credentials{AccessKey: fakeqianfan.DefaultAccessKey, SecretKey: fakeqianfan.DefaultSecretKey},
 		qianfan.WithBaseURL(*baseURL), qianfan.WithQPS(*qps, 1))
 	if err != nil {
 		return err
@@ -183,7 +184,7 @@ func runBaselineWorker(ctx context.Context, role string, args []string, stderr i
 			if err := json.Unmarshal(t.Payload(), &p); err != nil {
 				return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 			}
-			_, err := tasks.QianfanDeleter{Client: qc}.BatchDelete(ctx, tasks.KindModel, []tasks.ID{p.ID})
+			_, err := tasks.QianfanDeleter{Client: qc}.BatchDelete(ctx, modelid.KindModel, []modelid.ID{p.ID})
 			return err
 		})
 	} else {

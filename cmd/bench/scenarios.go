@@ -19,6 +19,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/tasks"
 	"github.com/qfpurge/qfpurge/producer"
 )
@@ -34,13 +35,13 @@ const (
 )
 
 // burstIDs returns n IDs, even positions int and odd ones string.
-func burstIDs(n int, prefix string) []tasks.ID {
-	ids := make([]tasks.ID, n)
+func burstIDs(n int, prefix string) []modelid.ID {
+	ids := make([]modelid.ID, n)
 	for i := range ids {
 		if i%2 == 0 {
-			ids[i] = tasks.IntID(int64(i + 1))
+			ids[i] = modelid.IntID(int64(i + 1))
 		} else {
-			ids[i] = tasks.StringID(fmt.Sprintf("am-%s-%06d", prefix, i+1))
+			ids[i] = modelid.StringID(fmt.Sprintf("am-%s-%06d", prefix, i+1))
 		}
 	}
 	return ids
@@ -48,7 +49,7 @@ func burstIDs(n int, prefix string) []tasks.ID {
 
 // enqueueSingles enqueues one single-ID job per ID from n concurrent
 // producers, as other systems would, and returns when all are in.
-func enqueueSingles(ctx context.Context, rdb redis.UniversalClient, ids []tasks.ID, n int) error {
+func enqueueSingles(ctx context.Context, rdb redis.UniversalClient, ids []modelid.ID, n int) error {
 	p, err := producer.New(rdb, producer.Config{BatchSize: batchSize})
 	if err != nil {
 		return err
@@ -493,7 +494,7 @@ func runTrickle(ctx context.Context, e *env, sc scale) (trickleResult, error) {
 	tick := time.NewTicker(sc.TrickleEvery)
 	defer tick.Stop()
 	for i := range n {
-		id := tasks.IntID(int64(5_000_000 + i))
+		id := modelid.IntID(int64(5_000_000 + i))
 		sent[id.String()] = time.Now()
 		if _, err := p.Enqueue(ctx, producer.Request{Kind: producer.KindModel, IDs: []producer.ID{id}}); err != nil {
 			return r, err

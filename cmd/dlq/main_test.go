@@ -10,6 +10,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/redistest"
 	"github.com/qfpurge/qfpurge/internal/tasks"
 )
@@ -20,9 +21,9 @@ func TestDLQCommands(t *testing.T) {
 	ctx := context.Background()
 	ledger := tasks.NewLedger(rdb, tasks.LedgerConfig{})
 	dead := []tasks.Outcome{
-		{Kind: tasks.KindModel, ID: tasks.IntID(404), State: tasks.StateDead, Code: 500001, Message: "param invalid", LogID: "2443985832", TaskID: "t1", Attempts: 1},
-		{Kind: tasks.KindModel, ID: tasks.StringID("am-gone"), State: tasks.StateDead, Code: 500001, Message: "param invalid", LogID: "2443985833", TaskID: "t2", Attempts: 1},
-		{Kind: tasks.KindVersion, ID: tasks.StringID("amv-9"), State: tasks.StateDead, Code: 6, Message: "no permission", TaskID: "t3", Attempts: 1},
+		{Kind: modelid.KindModel, ID: modelid.IntID(404), State: tasks.StateDead, Code: 500001, Message: "param invalid", LogID: "2443985832", TaskID: "t1", Attempts: 1},
+		{Kind: modelid.KindModel, ID: modelid.StringID("am-gone"), State: tasks.StateDead, Code: 500001, Message: "param invalid", LogID: "2443985833", TaskID: "t2", Attempts: 1},
+		{Kind: modelid.KindVersion, ID: modelid.StringID("amv-9"), State: tasks.StateDead, Code: 6, Message: "no permission", TaskID: "t3", Attempts: 1},
 	}
 	if err := ledger.Write(ctx, dead); err != nil {
 		t.Fatal(err)
@@ -54,7 +55,7 @@ func TestDLQCommands(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &listed); err != nil {
 		t.Fatalf("list --json: %v\n%s", err, out)
 	}
-	if len(listed) != 3 || listed[0].ID != tasks.IntID(404) || listed[0].LogID != "2443985832" {
+	if len(listed) != 3 || listed[0].ID != modelid.IntID(404) || listed[0].LogID != "2443985832" {
 		t.Fatalf("list --json = %+v", listed)
 	}
 	out, err = dlq("export")

@@ -29,6 +29,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
+	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/redisconn"
 	"github.com/qfpurge/qfpurge/internal/tasks"
 	"github.com/qfpurge/qfpurge/producer"
@@ -171,7 +172,7 @@ func readIDs(args []string, file string, asString bool, stdin io.Reader) ([]prod
 		bad []string
 	)
 	for i, a := range args {
-		id, err := tasks.ParseID(a, asString)
+		id, err := modelid.ParseID(a, asString)
 		if err != nil {
 			bad = append(bad, fmt.Sprintf("argument %d %q: %v", i+1, a, err))
 			continue

@@ -1,4 +1,4 @@
-// Command fakeqianfan serves the qianfantest fake of Qianfan's batch-delete
+// Command fakeqianfan serves the fakeqianfan fake of Qianfan's batch-delete
 // API for demos, docker-compose and benchmarks. It prints
 // "listening on http://ADDR" once ready, so -addr 127.0.0.1:0 works in scripts.
 package main
@@ -19,7 +19,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
+	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
 )
 
 func main() {
@@ -35,12 +35,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs := flag.NewFlagSet("fakeqianfan", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:8300", "listen address")
-	ak := fs.String("access-key", orDefault(getenv("QIANFAN_ACCESS_KEY"), qianfantest.DefaultAccessKey), "accepted access key (env QIANFAN_ACCESS_KEY)")
-	sk := fs.String("secret-key", orDefault(getenv("QIANFAN_SECRET_KEY"), qianfantest.DefaultSecretKey), "its secret key (env QIANFAN_SECRET_KEY)")
+	ak := fs.String("access-key", orDefault(getenv("QIANFAN_ACCESS_KEY"), fakeqianfan.DefaultAccessKey), "accepted access key (env QIANFAN_ACCESS_KEY)")
+	sk := fs.String("secret-key", orDefault(getenv("QIANFAN_SECRET_KEY"), fakeqianfan.DefaultSecretKey), "its secret key (env QIANFAN_SECRET_KEY)")
 	qps := fs.Int("qps", 0, "answer error_code 18 above this many calls per second (0 = off)")
 	maxIDs := fs.Int("max-ids", 0, "answer 500001 for longer lists (0 = unlimited)")
 	invalid := fs.String("invalid", "", "comma-separated IDs that do not exist (numbers are int IDs)")
-	var f qianfantest.Faults
+	var f fakeqianfan.Faults
 	fs.DurationVar(&f.Latency, "latency", 0, "added latency per call")
 	fs.Float64Var(&f.Rate503, "rate-503", 0, "rate of HTTP 503")
 	fs.Float64Var(&f.Rate336100, "rate-336100", 0, "rate of error_code 336100")
@@ -64,9 +64,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	srv := &http.Server{
-		Handler: qianfantest.New(qianfantest.Config{
+		Handler: fakeqianfan.New(fakeqianfan.Config{
 			Credentials: map[string]string{*ak: *sk},
-			Invalid:     qianfantest.InvalidIDs(ids...),
+			Invalid:     fakeqianfan.InvalidIDs(ids...),
 			MaxIDs:      *maxIDs,
 			QPS:         *qps,
 			Faults:      f,

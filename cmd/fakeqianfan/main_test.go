@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
-	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
 	"go.uber.org/goleak"
 )
 
@@ -58,7 +58,7 @@ func TestRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st qianfantest.Stats
+	var st fakeqianfan.Stats
 	err = json.NewDecoder(resp.Body).Decode(&st)
 	resp.Body.Close()
 	if err != nil || st.IDsDeleted != 1 || st.Calls["ok"] != 1 || st.Calls["500001"] != 1 {

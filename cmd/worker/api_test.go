@@ -18,7 +18,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
+	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
 	"github.com/qfpurge/qfpurge/internal/redistest"
 	"github.com/qfpurge/qfpurge/internal/tasks"
 )
@@ -34,7 +34,7 @@ type apiWorker struct {
 	base string
 	rdb  *redis.Client
 	srv  *redistest.Server
-	fake *qianfantest.Server
+	fake *fakeqianfan.Server
 }
 
 // addrWriter collects the worker's JSON logs and reports the API address.
@@ -77,13 +77,13 @@ func startAPIWorker(t *testing.T) *apiWorker {
 	t.Helper()
 	w := &apiWorker{srv: redistest.Start(t)}
 	w.rdb = w.srv.Client(t)
-	w.fake = qianfantest.New(qianfantest.Config{Invalid: qianfantest.InvalidIDs(apiPoisonID)})
+	w.fake = fakeqianfan.New(fakeqianfan.Config{Invalid: fakeqianfan.InvalidIDs(apiPoisonID)})
 	fake := httptest.NewServer(w.fake)
 	t.Cleanup(fake.Close)
 	env := map[string]string{
 		"REDIS_URL":          w.srv.URL(),
-		"QIANFAN_ACCESS_KEY": qianfantest.DefaultAccessKey,
-		"QIANFAN_SECRET_KEY": qianfantest.DefaultSecretKey,
+		"QIANFAN_ACCESS_KEY": fakeqianfan.DefaultAccessKey,
+		"QIANFAN_SECRET_KEY": fakeqianfan.DefaultSecretKey,
 		"QIANFAN_BASE_URL":   fake.URL,
 		"QFPURGE_API_TOKENS": apiTestToken + ", " + apiTestToken2,
 	}
@@ -248,7 +248,7 @@ func TestAPIEndToEnd(t *testing.T) {
 		t.Errorf("poison ID: %+v, want dead with code 500001", st)
 	}
 	for _, id := range []any{int64(101), int64(102), int64(103), "am-a", "am-b"} {
-		if n := w.fake.DeleteCount(qianfantest.KindModel, id); n != 1 {
+		if n := w.fake.DeleteCount(fakeqianfan.KindModel, id); n != 1 {
 			t.Errorf("fake deleted %v %d times, want 1", id, n)
 		}
 	}

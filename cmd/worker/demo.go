@@ -12,7 +12,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
+	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
 	"github.com/qfpurge/qfpurge/internal/tasks"
 	"github.com/qfpurge/qfpurge/producer"
 )
@@ -22,16 +22,16 @@ const demoBadID = 404404
 
 // demoEnv is a fake Qianfan started for --demo.
 type demoEnv struct {
-	fake *qianfantest.Server
+	fake *fakeqianfan.Server
 	srv  *http.Server
 	log  *slog.Logger
 }
 
 func startDemo(cfg *config, log *slog.Logger) (*demoEnv, error) {
-	fake := qianfantest.New(qianfantest.Config{
-		Invalid: qianfantest.InvalidIDs(int64(demoBadID)),
+	fake := fakeqianfan.New(fakeqianfan.Config{
+		Invalid: fakeqianfan.InvalidIDs(int64(demoBadID)),
 		// A few transient failures so retries show in the log.
-		Faults: qianfantest.Faults{Rate503: 0.25, Latency: 30 * time.Millisecond, Seed: 7},
+		Faults: fakeqianfan.Faults{Rate503: 0.25, Latency: 30 * time.Millisecond, Seed: 7},
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -40,7 +40,7 @@ func startDemo(cfg *config, log *slog.Logger) (*demoEnv, error) {
 	srv := &http.Server{Handler: fake, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	cfg.BaseURL = "http://" + ln.Addr().String()
-	cfg.AccessKey, cfg.SecretKey = qianfantest.DefaultAccessKey, qianfantest.DefaultSecretKey
+	cfg.AccessKey, cfg.SecretKey = fakeqianfan.DefaultAccessKey, fakeqianfan.DefaultSecretKey
 	log.Warn("DEMO: deleting against a fake Qianfan at " + cfg.BaseURL + ", not Baidu")
 	return &demoEnv{fake: fake, srv: srv, log: log}, nil
 }

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
 	"github.com/qfpurge/qfpurge/internal/monitor"
-	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
 	"github.com/qfpurge/qfpurge/internal/redistest"
 	"github.com/qfpurge/qfpurge/producer"
 )
@@ -62,13 +62,13 @@ func monGet(t *testing.T, url string) (int, string) {
 func TestWorkerMonitor(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
-	fake := qianfantest.New(qianfantest.Config{Invalid: qianfantest.InvalidIDs(int64(7))})
+	fake := fakeqianfan.New(fakeqianfan.Config{Invalid: fakeqianfan.InvalidIDs(int64(7))})
 	api := httptest.NewServer(fake)
 	defer api.Close()
 	addr := monFreeAddr(t)
 	env := map[string]string{
 		"REDIS_URL": srv.URL(), "QIANFAN_BASE_URL": api.URL,
-		"QIANFAN_ACCESS_KEY": qianfantest.DefaultAccessKey, "QIANFAN_SECRET_KEY": qianfantest.DefaultSecretKey,
+		"QIANFAN_ACCESS_KEY": fakeqianfan.DefaultAccessKey, "QIANFAN_SECRET_KEY": fakeqianfan.DefaultSecretKey,
 	}
 	args := []string{"--monitor-addr", addr, "--qps", "50", "--batch-wait", "1s", "--batch-max-wait", "1s",
 		"--shutdown-timeout", "2s", "--sweep-interval", "1s", "--max-retry", "0", "--log-level", "warn"}
@@ -209,11 +209,11 @@ func TestMonitorConfig(t *testing.T) {
 func BenchmarkFleetQPS(b *testing.B) {
 	for range b.N {
 		srv := redistest.Start(b)
-		fake := qianfantest.New(qianfantest.Config{QPS: 5})
+		fake := fakeqianfan.New(fakeqianfan.Config{QPS: 5})
 		api := httptest.NewServer(fake)
 		env := map[string]string{
 			"REDIS_URL": srv.URL(), "QIANFAN_BASE_URL": api.URL,
-			"QIANFAN_ACCESS_KEY": qianfantest.DefaultAccessKey, "QIANFAN_SECRET_KEY": qianfantest.DefaultSecretKey,
+			"QIANFAN_ACCESS_KEY": fakeqianfan.DefaultAccessKey, "QIANFAN_SECRET_KEY": fakeqianfan.DefaultSecretKey,
 		}
 		args := []string{"--monitor-addr", "", "--qps", "5", "--shutdown-timeout", "5s", "--log-level", "error"}
 		ctx, cancel := context.WithCancel(context.Background())

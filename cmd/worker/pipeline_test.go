@@ -20,7 +20,8 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
+	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
+	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/redistest"
 	"github.com/qfpurge/qfpurge/internal/tasks"
 	"github.com/qfpurge/qfpurge/producer"
@@ -30,15 +31,15 @@ import (
 type pipeEnv struct {
 	redis *redistest.Server
 	rdb   *redis.Client
-	fake  *qianfantest.Server
+	fake  *fakeqianfan.Server
 	url   string
 }
 
-func newPipeEnv(t *testing.T, fc qianfantest.Config) *pipeEnv {
+func newPipeEnv(t *testing.T, fc fakeqianfan.Config) *pipeEnv {
 	t.Helper()
 	e := &pipeEnv{redis: redistest.Start(t)}
 	e.rdb = e.redis.Client(t)
-	e.fake = qianfantest.New(fc)
+	e.fake = fakeqianfan.New(fc)
 	srv := httptest.NewServer(e.fake)
 	t.Cleanup(srv.Close)
 	e.url = srv.URL
@@ -48,8 +49,8 @@ func newPipeEnv(t *testing.T, fc qianfantest.Config) *pipeEnv {
 func (e *pipeEnv) env() map[string]string {
 	return map[string]string{
 		"REDIS_URL":          e.redis.URL(),
-		"QIANFAN_ACCESS_KEY": qianfantest.DefaultAccessKey,
-		"QIANFAN_SECRET_KEY": qianfantest.DefaultSecretKey,
+		"QIANFAN_ACCESS_KEY": fakeqianfan.DefaultAccessKey,
+		"QIANFAN_SECRET_KEY": fakeqianfan.DefaultSecretKey,
 		"QIANFAN_BASE_URL":   e.url,
 	}
 }
@@ -160,7 +161,7 @@ func (e *pipeEnv) waitSettled(t *testing.T, ids []producer.ID, timeout time.Dura
 	ctx := context.Background()
 	for {
 		open := len(ids)
-		if recs, err := ledger.LookupMany(ctx, tasks.KindModel, ids); err == nil {
+		if recs, err := ledger.LookupMany(ctx, modelid.KindModel, ids); err == nil {
 			open = 0
 			for _, r := range recs {
 				if r.State == "" {
@@ -209,12 +210,12 @@ func (e *pipeEnv) checkOutcomes(t *testing.T, ids, invalid []producer.ID) {
 			if deadCount[id] != 1 {
 				t.Errorf("invalid ID %s dead-lettered %d times, want once", id, deadCount[id])
 			}
-			if n := e.fake.DeleteCount(qianfantest.KindModel, fakeID(id)); n != 0 {
+			if n := e.fake.DeleteCount(fakeqianfan.KindModel, fakeID(id)); n != 0 {
 				t.Errorf("invalid ID %s deleted %d times", id, n)
 			}
 			continue
 		}
-		if n := e.fake.DeleteCount(qianfantest.KindModel, fakeID(id)); n != 1 {
+		if n := e.fake.DeleteCount(fakeqianfan.KindModel, fakeID(id)); n != 1 {
 			t.Errorf("valid ID %s deleted %d times at the fake, want 1", id, n)
 		}
 	}
@@ -236,15 +237,15 @@ func TestPipeline1000IDs(t *testing.T) {
 	ids, invalid := pipeIDs(1000)
 	tests := []struct {
 		name   string
-		faults qianfantest.Faults
+		faults fakeqianfan.Faults
 	}{
-		{"20% transient faults", qianfantest.Faults{Rate503: 0.08, Rate336100: 0.06, Rate500000: 0.06, Seed: 1}},
-		{"20% dropped responses", qianfantest.Faults{RateDropAfterDelete: 0.2, Seed: 2}},
+		{"20% transient faults", fakeqianfan.Faults{Rate503: 0.08, Rate336100: 0.06, Rate500000: 0.06, Seed: 1}},
+		{"20% dropped responses", fakeqianfan.Faults{RateDropAfterDelete: 0.2, Seed: 2}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			e := newPipeEnv(t, qianfantest.Config{Invalid: qianfantest.InvalidIDs(fakeIDs(invalid)...), Faults: tt.faults})
+			e := newPipeEnv(t, fakeqianfan.Config{Invalid: fakeqianfan.InvalidIDs(fakeIDs(invalid)...), Faults: tt.faults})
 			e.enqueueMixed(t, ids)
 			e.startWorker(t)
 			e.waitSettled(t, ids, 3*time.Minute)
@@ -303,9 +304,9 @@ func TestWorkerKilledMidwayLosesNothing(t *testing.T) {
 	t.Parallel()
 	bin := pipeBinaries(t)
 	ids, invalid := pipeIDs(1000)
-	e := newPipeEnv(t, qianfantest.Config{
-		Invalid: qianfantest.InvalidIDs(fakeIDs(invalid)...),
-		Faults:  qianfantest.Faults{Latency: 20 * time.Millisecond, Rate503: 0.1, Seed: 3},
+	e := newPipeEnv(t, fakeqianfan.Config{
+		Invalid: fakeqianfan.InvalidIDs(fakeIDs(invalid)...),
+		Faults:  fakeqianfan.Faults{Latency: 20 * time.Millisecond, Rate503: 0.1, Seed: 3},
 	})
 	e.enqueueMixed(t, ids)
 
@@ -366,7 +367,7 @@ func TestEnqueueToSignedCallsBlackBox(t *testing.T) {
 		calls []string
 	)
 	verifier := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := verifyWithBaiduSigner(r, qianfantest.DefaultAccessKey, qianfantest.DefaultSecretKey)
+		body, err := verifyWithBaiduSigner(r, fakeqianfan.DefaultAccessKey, fakeqianfan.DefaultSecretKey)
 		if err != nil {
 			w.Header().Set("X-Bce-Error-Code", "SignatureDoesNotMatch")
 			w.WriteHeader(http.StatusUnauthorized)
@@ -435,12 +436,12 @@ func TestBlackBoxThousandIDsBaiduVerified(t *testing.T) {
 	t.Parallel()
 	bin := pipeBinaries(t)
 	ids, invalid := pipeIDs(1000)
-	fake := qianfantest.New(qianfantest.Config{
-		Invalid: qianfantest.InvalidIDs(fakeIDs(invalid)...),
-		Faults:  qianfantest.Faults{Rate503: 0.08, Rate336100: 0.06, Rate500000: 0.06, Seed: 4},
+	fake := fakeqianfan.New(fakeqianfan.Config{
+		Invalid: fakeqianfan.InvalidIDs(fakeIDs(invalid)...),
+		Faults:  fakeqianfan.Faults{Rate503: 0.08, Rate336100: 0.06, Rate500000: 0.06, Seed: 4},
 	})
 	verifier := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := verifyWithBaiduSigner(r, qianfantest.DefaultAccessKey, qianfantest.DefaultSecretKey)
+		body, err := verifyWithBaiduSigner(r, fakeqianfan.DefaultAccessKey, fakeqianfan.DefaultSecretKey)
 		if err != nil {
 			t.Errorf("Baidu's signer rejects the request: %v", err)
 			w.WriteHeader(http.StatusUnauthorized)

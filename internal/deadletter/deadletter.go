@@ -18,6 +18,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/tasks"
 	"github.com/qfpurge/qfpurge/producer"
 )
@@ -62,9 +63,9 @@ type Result struct {
 // entries again is safe.
 func Requeue(ctx context.Context, l *tasks.Ledger, p Enqueuer, archive Archive, entries []tasks.DeadLetter) (Result, error) {
 	res := Result{Receipts: []producer.Receipt{}}
-	byKind := map[tasks.Kind][]tasks.DeadLetter{}
+	byKind := map[modelid.Kind][]tasks.DeadLetter{}
 	for _, e := range entries {
-		if _, err := tasks.ParseKind(string(e.Kind)); err != nil {
+		if _, err := modelid.ParseKind(string(e.Kind)); err != nil {
 			res.Skipped = append(res.Skipped, Skipped{EntryID: e.EntryID, Reason: "no kind: " + e.Message})
 			continue
 		}
@@ -74,12 +75,12 @@ func Requeue(ctx context.Context, l *tasks.Ledger, p Enqueuer, archive Archive, 
 		}
 		byKind[e.Kind] = append(byKind[e.Kind], e)
 	}
-	for _, k := range []tasks.Kind{tasks.KindModel, tasks.KindVersion} {
+	for _, k := range []modelid.Kind{modelid.KindModel, modelid.KindVersion} {
 		es := byKind[k]
 		if len(es) == 0 {
 			continue
 		}
-		ids := make([]tasks.ID, len(es))
+		ids := make([]modelid.ID, len(es))
 		for i, e := range es {
 			ids[i] = e.ID
 		}
@@ -91,7 +92,7 @@ func Requeue(ctx context.Context, l *tasks.Ledger, p Enqueuer, archive Archive, 
 	}
 	var done []string
 	var taskIDs []string
-	for _, k := range []tasks.Kind{tasks.KindModel, tasks.KindVersion} {
+	for _, k := range []modelid.Kind{modelid.KindModel, modelid.KindVersion} {
 		for _, e := range byKind[k] {
 			done = append(done, e.EntryID)
 			if e.TaskID != "" && !slices.Contains(taskIDs, e.TaskID) {

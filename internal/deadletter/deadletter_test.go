@@ -10,6 +10,7 @@ import (
 	"github.com/hibiken/asynq"
 	"go.uber.org/goleak"
 
+	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/redistest"
 	"github.com/qfpurge/qfpurge/internal/tasks"
 	"github.com/qfpurge/qfpurge/producer"
@@ -86,11 +87,11 @@ func TestRequeue(t *testing.T) {
 	l := tasks.NewLedger(rdb, tasks.LedgerConfig{})
 	at := time.Now()
 	if err := l.Write(ctx, []tasks.Outcome{
-		{Kind: tasks.KindModel, ID: tasks.IntID(1), State: tasks.StateDead, TaskID: "a", At: at},
-		{Kind: tasks.KindModel, ID: tasks.StringID("s-1"), State: tasks.StateDead, TaskID: "a", At: at},
-		{Kind: tasks.KindVersion, ID: tasks.IntID(2), State: tasks.StateDead, TaskID: "b", At: at},
-		{Kind: tasks.KindModel, ID: tasks.IntID(3), State: tasks.StateDead, TaskID: "gone", At: at},
-		{Kind: "", ID: tasks.StringID("unreadable"), State: tasks.StateDead, TaskID: "c", At: at},
+		{Kind: modelid.KindModel, ID: modelid.IntID(1), State: tasks.StateDead, TaskID: "a", At: at},
+		{Kind: modelid.KindModel, ID: modelid.StringID("s-1"), State: tasks.StateDead, TaskID: "a", At: at},
+		{Kind: modelid.KindVersion, ID: modelid.IntID(2), State: tasks.StateDead, TaskID: "b", At: at},
+		{Kind: modelid.KindModel, ID: modelid.IntID(3), State: tasks.StateDead, TaskID: "gone", At: at},
+		{Kind: "", ID: modelid.StringID("unreadable"), State: tasks.StateDead, TaskID: "c", At: at},
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -114,10 +115,10 @@ func TestRequeue(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantReqs := []producer.Request{
-		{Kind: tasks.KindModel, IDs: []tasks.ID{tasks.IntID(1), tasks.StringID("s-1"), tasks.IntID(3)}},
-		{Kind: tasks.KindVersion, IDs: []tasks.ID{tasks.IntID(2)}},
+		{Kind: modelid.KindModel, IDs: []modelid.ID{modelid.IntID(1), modelid.StringID("s-1"), modelid.IntID(3)}},
+		{Kind: modelid.KindVersion, IDs: []modelid.ID{modelid.IntID(2)}},
 	}
-	if diff := cmp.Diff(wantReqs, enq.reqs, cmp.AllowUnexported(tasks.ID{})); diff != "" {
+	if diff := cmp.Diff(wantReqs, enq.reqs, cmp.AllowUnexported(modelid.ID{})); diff != "" {
 		t.Errorf("requests (-want +got)\n%s", diff)
 	}
 	// Only the archived task is deleted; "b" is not archived, "gone" is unknown.

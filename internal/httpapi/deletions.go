@@ -9,7 +9,7 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/qfpurge/qfpurge/internal/tasks"
+	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/producer"
 )
 
@@ -77,9 +77,9 @@ func (b deletionRequest) request(now time.Time) (producer.Request, []producer.In
 	var req producer.Request
 	kind := b.Kind
 	if kind == "" {
-		kind = string(tasks.KindModel)
+		kind = string(modelid.KindModel)
 	}
-	k, err := tasks.ParseKind(kind)
+	k, err := modelid.ParseKind(kind)
 	if err != nil {
 		return req, nil, err
 	}
@@ -89,7 +89,7 @@ func (b deletionRequest) request(now time.Time) (producer.Request, []producer.In
 	}
 	var bad []producer.InvalidID
 	for i, raw := range b.ModelIDs {
-		var id tasks.ID
+		var id modelid.ID
 		if err := id.UnmarshalJSON(raw); err != nil {
 			bad = append(bad, producer.InvalidID{Index: i, Text: string(raw), Reason: err.Error()})
 			continue
@@ -138,15 +138,15 @@ func (b deletionRequest) request(now time.Time) (producer.Request, []producer.In
 
 // deletionState is the answer of GET /v1/deletions/{id}.
 type deletionState struct {
-	Kind    tasks.Kind `json:"kind"`
-	ID      tasks.ID   `json:"id"`
-	IDType  string     `json:"id_type"`
-	State   string     `json:"state"`
-	LogID   string     `json:"log_id,omitempty"`
-	Code    int        `json:"code,omitempty"`
-	Message string     `json:"message,omitempty"`
-	TaskID  string     `json:"task_id,omitempty"`
-	At      *time.Time `json:"at,omitempty"`
+	Kind    modelid.Kind `json:"kind"`
+	ID      modelid.ID   `json:"id"`
+	IDType  string       `json:"id_type"`
+	State   string       `json:"state"`
+	LogID   string       `json:"log_id,omitempty"`
+	Code    int          `json:"code,omitempty"`
+	Message string       `json:"message,omitempty"`
+	TaskID  string       `json:"task_id,omitempty"`
+	At      *time.Time   `json:"at,omitempty"`
 }
 
 // StateUnknown is answered for IDs the ledger holds nothing about.
@@ -154,17 +154,17 @@ const StateUnknown = "unknown"
 
 func (a *API) getDeletion(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	k, err := tasks.ParseKind(cmp.Or(q.Get("kind"), string(tasks.KindModel)))
+	k, err := modelid.ParseKind(cmp.Or(q.Get("kind"), string(modelid.KindModel)))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error(), nil)
 		return
 	}
 	raw := r.PathValue("id")
-	var id tasks.ID
+	var id modelid.ID
 	switch t := q.Get("id_type"); t {
-	case "", string(tasks.IDInt), string(tasks.IDString):
-		id, err = tasks.ParseID(raw, t == string(tasks.IDString))
-		if err == nil && t == string(tasks.IDInt) && id.Type() != tasks.IDInt {
+	case "", string(modelid.IDInt), string(modelid.IDString):
+		id, err = modelid.ParseID(raw, t == string(modelid.IDString))
+		if err == nil && t == string(modelid.IDInt) && id.Type() != modelid.IDInt {
 			err = fmt.Errorf("%q is not an int ID", raw)
 		}
 	default:

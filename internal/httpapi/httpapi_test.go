@@ -21,6 +21,7 @@ import (
 	"go.uber.org/goleak"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/redistest"
 	"github.com/qfpurge/qfpurge/internal/tasks"
 	"github.com/qfpurge/qfpurge/producer"
@@ -287,14 +288,14 @@ func TestPostDeletionsAndState(t *testing.T) {
 	// A worker records outcomes; pending is replaced.
 	at := time.Now().Add(-time.Minute).Truncate(time.Second)
 	if err := b.ledger.Write(ctx, []tasks.Outcome{
-		{Kind: tasks.KindModel, ID: tasks.IntID(585), State: tasks.StateDeleted, LogID: "L-1", TaskID: "job-1/0", At: at},
-		{Kind: tasks.KindModel, ID: tasks.StringID("am-x"), State: tasks.StateDead, Code: 500001, Message: "param invalid", LogID: "L-2", At: at},
+		{Kind: modelid.KindModel, ID: modelid.IntID(585), State: tasks.StateDeleted, LogID: "L-1", TaskID: "job-1/0", At: at},
+		{Kind: modelid.KindModel, ID: modelid.StringID("am-x"), State: tasks.StateDead, Code: 500001, Message: "param invalid", LogID: "L-2", At: at},
 	}); err != nil {
 		t.Fatal(err)
 	}
 	got := state("/v1/deletions/585")
-	want := deletionState{Kind: tasks.KindModel, ID: tasks.IntID(585), IDType: "int", State: tasks.StateDeleted, LogID: "L-1", TaskID: "job-1/0", At: got.At}
-	if diff := cmp.Diff(want, got, cmp.AllowUnexported(tasks.ID{})); diff != "" || got.At == nil || !got.At.Equal(at) {
+	want := deletionState{Kind: modelid.KindModel, ID: modelid.IntID(585), IDType: "int", State: tasks.StateDeleted, LogID: "L-1", TaskID: "job-1/0", At: got.At}
+	if diff := cmp.Diff(want, got, cmp.AllowUnexported(modelid.ID{})); diff != "" || got.At == nil || !got.At.Equal(at) {
 		t.Errorf("deleted (-want +got)\n%s at %v", diff, got.At)
 	}
 	if st := state("/v1/deletions/am-x"); st.State != tasks.StateDead || st.Code != 500001 || st.Message != "param invalid" {
@@ -321,7 +322,7 @@ func TestDeadLetters(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
 	// An archived Asynq task that dead-lettered ID 7.
-	task, err := tasks.NewBatchTask(tasks.Payload{Kind: tasks.KindModel, IDs: []tasks.ID{tasks.IntID(7)}}, tasks.Options{}, asynq.TaskID("t-7"))
+	task, err := tasks.NewBatchTask(tasks.Payload{Kind: modelid.KindModel, IDs: []modelid.ID{modelid.IntID(7)}}, tasks.Options{}, asynq.TaskID("t-7"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,9 +335,9 @@ func TestDeadLetters(t *testing.T) {
 	}
 	now := time.Now().Add(-time.Minute)
 	outs := []tasks.Outcome{
-		{Kind: tasks.KindModel, ID: tasks.IntID(7), State: tasks.StateDead, Code: 500001, Message: "param invalid", TaskID: "t-7", At: now},
-		{Kind: tasks.KindVersion, ID: tasks.StringID("v-8"), State: tasks.StateDead, Code: 500001, Message: "param invalid", At: now},
-		{Kind: "", ID: tasks.StringID("unreadable"), State: tasks.StateDead, Message: "decode payload", At: now},
+		{Kind: modelid.KindModel, ID: modelid.IntID(7), State: tasks.StateDead, Code: 500001, Message: "param invalid", TaskID: "t-7", At: now},
+		{Kind: modelid.KindVersion, ID: modelid.StringID("v-8"), State: tasks.StateDead, Code: 500001, Message: "param invalid", At: now},
+		{Kind: "", ID: modelid.StringID("unreadable"), State: tasks.StateDead, Message: "decode payload", At: now},
 	}
 	if err := b.ledger.Write(ctx, outs); err != nil {
 		t.Fatal(err)
@@ -388,7 +389,7 @@ func TestDeadLetters(t *testing.T) {
 	// All: the unreadable one is skipped and stays.
 	w = b.do(t, "POST", "/v1/deadletters/requeue", tokenOld, `{"all":true}`)
 	res = decode[requeueResponse](t, w)
-	if w.Code != 200 || res.Requeued != 1 || len(res.Skipped) != 1 || res.Receipts[0].Kind != tasks.KindVersion {
+	if w.Code != 200 || res.Requeued != 1 || len(res.Skipped) != 1 || res.Receipts[0].Kind != modelid.KindVersion {
 		t.Fatalf("requeue all: %d %s", w.Code, w.Body)
 	}
 	if n, _ := b.ledger.DeadLetterCount(ctx); n != 1 {
@@ -453,32 +454,32 @@ func TestMarkPendingKeepsNewOutcomes(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
 	old := time.Now().Add(-time.Hour)
-	ids := []tasks.ID{tasks.IntID(1), tasks.IntID(2), tasks.IntID(3), tasks.IntID(4), tasks.IntID(5)}
+	ids := []modelid.ID{modelid.IntID(1), modelid.IntID(2), modelid.IntID(3), modelid.IntID(4), modelid.IntID(5)}
 	if err := b.ledger.Write(ctx, []tasks.Outcome{
-		{Kind: tasks.KindModel, ID: ids[1], State: tasks.StateDead, TaskID: "old", At: old},
-		{Kind: tasks.KindModel, ID: ids[2], State: tasks.StateDead, TaskID: "old", At: old},
-		{Kind: tasks.KindModel, ID: ids[3], State: tasks.StatePresumed, TaskID: "old", At: old},
+		{Kind: modelid.KindModel, ID: ids[1], State: tasks.StateDead, TaskID: "old", At: old},
+		{Kind: modelid.KindModel, ID: ids[2], State: tasks.StateDead, TaskID: "old", At: old},
+		{Kind: modelid.KindModel, ID: ids[3], State: tasks.StatePresumed, TaskID: "old", At: old},
 	}); err != nil {
 		t.Fatal(err)
 	}
-	before, err := snapshotStates(ctx, b.rdb, tasks.KindModel, ids)
+	before, err := snapshotStates(ctx, b.rdb, modelid.KindModel, ids)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The worker is faster than the marking for IDs 3 and 5.
 	if err := b.ledger.Write(ctx, []tasks.Outcome{
-		{Kind: tasks.KindModel, ID: ids[2], State: tasks.StateDead, TaskID: "new", At: old},
-		{Kind: tasks.KindModel, ID: ids[4], State: tasks.StateDeleted, TaskID: "new", LogID: "L"},
+		{Kind: modelid.KindModel, ID: ids[2], State: tasks.StateDead, TaskID: "new", At: old},
+		{Kind: modelid.KindModel, ID: ids[4], State: tasks.StateDeleted, TaskID: "new", LogID: "L"},
 	}); err != nil {
 		t.Fatal(err)
 	}
-	n, err := markPending(ctx, b.rdb, tasks.KindModel, ids, before, time.Hour)
+	n, err := markPending(ctx, b.rdb, modelid.KindModel, ids, before, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var got []string
 	for _, id := range ids {
-		rec, ok, err := b.ledger.Lookup(ctx, tasks.KindModel, id)
+		rec, ok, err := b.ledger.Lookup(ctx, modelid.KindModel, id)
 		if err != nil || !ok {
 			t.Fatalf("lookup %s: %v %v", id, ok, err)
 		}

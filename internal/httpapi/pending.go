@@ -8,7 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/qfpurge/qfpurge/internal/tasks"
+	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/producer"
 )
 
@@ -40,7 +40,7 @@ end
 return 0
 `)
 
-func pendingKey(k tasks.Kind, id tasks.ID) string {
+func pendingKey(k modelid.Kind, id modelid.ID) string {
 	return keyID + string(k) + ":" + string(id.Type()) + ":" + id.String()
 }
 
@@ -48,7 +48,7 @@ func pendingKey(k tasks.Kind, id tasks.ID) string {
 type snapshot struct{ state, at, task string }
 
 // snapshotStates reads state, at and task of each ID, pipelined.
-func snapshotStates(ctx context.Context, rdb redis.UniversalClient, k tasks.Kind, ids []tasks.ID) ([]snapshot, error) {
+func snapshotStates(ctx context.Context, rdb redis.UniversalClient, k modelid.Kind, ids []modelid.ID) ([]snapshot, error) {
 	pipe := rdb.Pipeline()
 	cmds := make([]*redis.SliceCmd, len(ids))
 	for i, id := range ids {
@@ -69,7 +69,7 @@ func snapshotStates(ctx context.Context, rdb redis.UniversalClient, k tasks.Kind
 // markPending records ids as pending, one script call per key (so it works
 // on Redis Cluster), pipelined. before is snapshotStates' answer from before
 // enqueuing. It returns how many were marked.
-func markPending(ctx context.Context, rdb redis.UniversalClient, k tasks.Kind, ids []tasks.ID, before []snapshot, ttl time.Duration) (int, error) {
+func markPending(ctx context.Context, rdb redis.UniversalClient, k modelid.Kind, ids []modelid.ID, before []snapshot, ttl time.Duration) (int, error) {
 	if len(ids) == 0 {
 		return 0, nil
 	}
@@ -107,7 +107,7 @@ func (p *pendingEnqueuer) Enqueue(ctx context.Context, r producer.Request) (prod
 	if err := producer.Validate(r); err != nil {
 		return producer.Receipt{}, err
 	}
-	ids := tasks.Dedupe(r.IDs)
+	ids := modelid.Dedupe(r.IDs)
 	before, snapErr := snapshotStates(ctx, p.a.d.Redis, r.Kind, ids)
 	rc, err := p.a.d.Producer.Enqueue(ctx, r)
 	if err != nil {

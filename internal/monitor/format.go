@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/tasks"
 )
 
@@ -42,16 +43,16 @@ func FormatPayload(taskType string, payload []byte) string {
 
 // result mirrors the JSON the tasks handler writes as a task result.
 type result struct {
-	Kind           tasks.Kind `json:"kind"`
-	Deleted        []tasks.ID `json:"deleted"`
-	AlreadyDeleted []tasks.ID `json:"already_deleted"`
-	Presumed       []tasks.ID `json:"presumed_deleted"`
-	Dead           []tasks.ID `json:"dead"`
-	SplitInto      []string   `json:"split_into"`
-	Reason         string     `json:"reason"`
-	LogID          string     `json:"log_id"`
-	Attempts       int        `json:"attempts"`
-	At             string     `json:"at"`
+	Kind           modelid.Kind `json:"kind"`
+	Deleted        []modelid.ID `json:"deleted"`
+	AlreadyDeleted []modelid.ID `json:"already_deleted"`
+	Presumed       []modelid.ID `json:"presumed_deleted"`
+	Dead           []modelid.ID `json:"dead"`
+	SplitInto      []string     `json:"split_into"`
+	Reason         string       `json:"reason"`
+	LogID          string       `json:"log_id"`
+	Attempts       int          `json:"attempts"`
+	At             string       `json:"at"`
 }
 
 // FormatResult renders a finished batch's result for asynqmon, e.g.
@@ -66,7 +67,7 @@ func FormatResult(taskType string, res []byte) string {
 		return clip(string(res), 2000)
 	}
 	var parts []string
-	add := func(what string, ids []tasks.ID) {
+	add := func(what string, ids []modelid.ID) {
 		if len(ids) > 0 {
 			parts = append(parts, what+" "+idList(ids))
 		}
@@ -97,7 +98,7 @@ func FormatResult(taskType string, res []byte) string {
 }
 
 // idList renders "3 int IDs: 1, 2, 3", listing at most maxShownIDs.
-func idList(ids []tasks.ID) string {
+func idList(ids []modelid.ID) string {
 	typ := ids[0].Type()
 	for _, id := range ids[1:] {
 		if id.Type() != typ {

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/tasks"
 )
 
@@ -86,22 +87,22 @@ func NewMetrics(rdb redis.UniversalClient, insp *asynq.Inspector, log *slog.Logg
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
 // Call implements tasks.Observer.
-func (m *Metrics) Call(k tasks.Kind, t tasks.IDType, outcome string, ids int, d time.Duration) {
+func (m *Metrics) Call(k modelid.Kind, t modelid.IDType, outcome string, ids int, d time.Duration) {
 	m.calls.WithLabelValues(string(k), string(t), outcome).Inc()
 	m.latency.WithLabelValues(string(k)).Observe(d.Seconds())
 	m.batchSize.WithLabelValues(string(k)).Observe(float64(ids))
 }
 
 // Outcome implements tasks.Observer.
-func (m *Metrics) Outcome(k tasks.Kind, t tasks.IDType, state string, ids int) {
+func (m *Metrics) Outcome(k modelid.Kind, t modelid.IDType, state string, ids int) {
 	m.ids.WithLabelValues(string(k), string(t), state).Add(float64(ids))
 }
 
 // Split implements tasks.Observer.
-func (m *Metrics) Split(k tasks.Kind, why string) { m.splits.WithLabelValues(string(k), why).Inc() }
+func (m *Metrics) Split(k modelid.Kind, why string) { m.splits.WithLabelValues(string(k), why).Inc() }
 
 // Retry implements tasks.Observer.
-func (m *Metrics) Retry(k tasks.Kind, why string) { m.retries.WithLabelValues(string(k), why).Inc() }
+func (m *Metrics) Retry(k modelid.Kind, why string) { m.retries.WithLabelValues(string(k), why).Inc() }
 
 // LimiterWait records one wait on the fleet QPS limiter (fleetlimit.Config.Observe).
 func (m *Metrics) LimiterWait(d time.Duration) { m.waits.Observe(d.Seconds()) }

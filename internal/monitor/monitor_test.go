@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
+	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/monitor"
 	"github.com/qfpurge/qfpurge/internal/redistest"
 	"github.com/qfpurge/qfpurge/internal/tasks"
@@ -106,18 +107,18 @@ func TestMonitorEndpoints(t *testing.T) {
 	b := setup(t, monitor.Config{})
 	b.startAsynq(t)
 	// A scheduled batch sits in the qfpurge queue while the test looks.
-	task, err := tasks.NewBatchTask(tasks.Payload{Kind: tasks.KindModel, IDs: []tasks.ID{tasks.IntID(1001), tasks.IntID(1002)}}, tasks.Options{})
+	task, err := tasks.NewBatchTask(tasks.Payload{Kind: modelid.KindModel, IDs: []modelid.ID{modelid.IntID(1001), modelid.IntID(1002)}}, tasks.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := asynq.NewClientFromRedisClient(b.rdb).Enqueue(task, asynq.ProcessIn(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	b.met.Call(tasks.KindModel, tasks.IDInt, "ok", 2, 120*time.Millisecond)
-	b.met.Outcome(tasks.KindModel, tasks.IDInt, tasks.StateDeleted, 2)
-	b.met.Outcome(tasks.KindModel, tasks.IDString, tasks.StateDead, 1)
-	b.met.Split(tasks.KindModel, "bisect")
-	b.met.Retry(tasks.KindVersion, "throttled")
+	b.met.Call(modelid.KindModel, modelid.IDInt, "ok", 2, 120*time.Millisecond)
+	b.met.Outcome(modelid.KindModel, modelid.IDInt, tasks.StateDeleted, 2)
+	b.met.Outcome(modelid.KindModel, modelid.IDString, tasks.StateDead, 1)
+	b.met.Split(modelid.KindModel, "bisect")
+	b.met.Retry(modelid.KindVersion, "throttled")
 	b.met.LimiterWait(50 * time.Millisecond)
 	if err := b.rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: tasks.DeadLetterStream, Values: map[string]any{"id": "x"}}).Err(); err != nil {
 		t.Fatal(err)

@@ -26,7 +26,7 @@ import (
 	"github.com/robfig/cron/v3"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/qfpurge/qfpurge/internal/tasks"
+	"github.com/qfpurge/qfpurge/internal/modelid"
 )
 
 // Entry is one scheduled purge.
@@ -39,9 +39,9 @@ type Entry struct {
 	// Timezone is the IANA zone the spec is read in. Defaults to UTC.
 	Timezone string
 	// Kind is what the IDs are: models or model versions.
-	Kind tasks.Kind
+	Kind modelid.Kind
 	// IDs are the inline IDs; empty when File is set.
-	IDs []tasks.ID
+	IDs []modelid.ID
 	// File holds the IDs (one per line, or JSON), re-read at each run. A
 	// relative path is resolved against the schedule file's directory.
 	File string
@@ -234,7 +234,7 @@ func (p *parser) entry(n *yaml.Node) (Entry, bool) {
 	kind, kn := str("kind")
 	if kn == nil {
 		p.add(n.Line, "%s has no kind (want model or version)", where)
-	} else if k, err := tasks.ParseKind(kind); err != nil {
+	} else if k, err := modelid.ParseKind(kind); err != nil {
 		p.add(kn.Line, "%s: bad kind %q: want model or version", where, kind)
 	} else {
 		e.Kind = k
@@ -303,7 +303,7 @@ func (p *parser) entry(n *yaml.Node) (Entry, bool) {
 
 // inlineIDs reads a YAML list with JSON-like typing: plain whole numbers are
 // int IDs, strings (quoted, or plain text that is not a number) are string IDs.
-func (p *parser) inlineIDs(n *yaml.Node, where string) []tasks.ID {
+func (p *parser) inlineIDs(n *yaml.Node, where string) []modelid.ID {
 	if n.Kind != yaml.SequenceNode {
 		p.add(n.Line, "%s: ids must be a list, e.g. [585, \"am-xyz\"]", where)
 		return nil
@@ -312,13 +312,13 @@ func (p *parser) inlineIDs(n *yaml.Node, where string) []tasks.ID {
 		p.add(n.Line, "%s: ids is empty", where)
 		return nil
 	}
-	var ids []tasks.ID
+	var ids []modelid.ID
 	for _, v := range n.Content {
 		if v.Kind != yaml.ScalarNode {
 			p.add(v.Line, "%s: invalid inline ID: want a number or a string", where)
 			continue
 		}
-		var id tasks.ID
+		var id modelid.ID
 		switch v.Tag {
 		case "!!int":
 			n, err := strconv.ParseInt(v.Value, 10, 64)
@@ -326,13 +326,13 @@ func (p *parser) inlineIDs(n *yaml.Node, where string) []tasks.ID {
 				p.add(v.Line, "%s: invalid inline ID %s: want a decimal whole number (quote it to make a string ID)", where, v.Value)
 				continue
 			}
-			id = tasks.IntID(n)
+			id = modelid.IntID(n)
 		case "!!str":
 			if v.Value == "" {
 				p.add(v.Line, "%s: invalid inline ID: empty string", where)
 				continue
 			}
-			id = tasks.StringID(v.Value)
+			id = modelid.StringID(v.Value)
 		default:
 			p.add(v.Line, "%s: invalid inline ID %q: want a whole number or a string, not %s", where, v.Value, strings.TrimPrefix(v.Tag, "!!"))
 			continue

@@ -10,7 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/robfig/cron/v3"
 
-	"github.com/qfpurge/qfpurge/internal/tasks"
+	"github.com/qfpurge/qfpurge/internal/modelid"
 )
 
 func TestParseValid(t *testing.T) {
@@ -37,13 +37,13 @@ schedules:
 		t.Fatal(err)
 	}
 	want := []Entry{
-		{Name: "nightly-models", Cron: "0 3 * * *", Timezone: "Asia/Shanghai", Kind: tasks.KindModel,
-			IDs: []tasks.ID{tasks.IntID(585), tasks.StringID("586"), tasks.StringID("am-xyz")}, Line: 3},
-		{Name: "weekly-versions", Cron: "30 2 * * 1", Timezone: "Europe/Berlin", Kind: tasks.KindVersion,
+		{Name: "nightly-models", Cron: "0 3 * * *", Timezone: "Asia/Shanghai", Kind: modelid.KindModel,
+			IDs: []modelid.ID{modelid.IntID(585), modelid.StringID("586"), modelid.StringID("am-xyz")}, Line: 3},
+		{Name: "weekly-versions", Cron: "30 2 * * 1", Timezone: "Europe/Berlin", Kind: modelid.KindVersion,
 			File: filepath.FromSlash("/etc/qfpurge/versions.txt"), StringIDs: true, Line: 8},
-		{Name: "fast", Cron: "@every 1s", Kind: tasks.KindModel, File: "/abs/ids.json", Line: 13},
+		{Name: "fast", Cron: "@every 1s", Kind: modelid.KindModel, File: "/abs/ids.json", Line: 13},
 	}
-	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b tasks.ID) bool { return a == b })); diff != "" {
+	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b modelid.ID) bool { return a == b })); diff != "" {
 		t.Errorf("Parse (-want +got):\n%s", diff)
 	}
 	if s := got[0].Spec(); s != "CRON_TZ=Asia/Shanghai 0 3 * * *" {

@@ -14,7 +14,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/qfpurge/qfpurge/internal/tasks"
+	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/producer"
 )
 
@@ -24,12 +24,12 @@ const TypeScheduledPurge = "qianfan:scheduled-purge"
 // Trigger is the payload of a TypeScheduledPurge task. It carries the entry,
 // not the IDs of a file: the handler re-reads File at each run.
 type Trigger struct {
-	Name string     `json:"name"`
-	Kind tasks.Kind `json:"kind"`
+	Name string       `json:"name"`
+	Kind modelid.Kind `json:"kind"`
 	// IDs sit under "model_ids", as in delete tasks, so asynqmon shows them.
-	IDs       []tasks.ID `json:"model_ids,omitempty"`
-	File      string     `json:"file,omitempty"`
-	StringIDs bool       `json:"string_ids,omitempty"`
+	IDs       []modelid.ID `json:"model_ids,omitempty"`
+	File      string       `json:"file,omitempty"`
+	StringIDs bool         `json:"string_ids,omitempty"`
 	// Cron is the spec as registered, time zone included.
 	Cron string `json:"cron"`
 }
@@ -179,7 +179,7 @@ func (h *Handler) forget(ctx context.Context, taskID string) {
 }
 
 // read returns the inline IDs, or reads the file again.
-func (tr Trigger) read() ([]tasks.ID, error) {
+func (tr Trigger) read() ([]modelid.ID, error) {
 	if tr.File == "" {
 		return tr.IDs, nil
 	}

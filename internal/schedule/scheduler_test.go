@@ -18,6 +18,7 @@ import (
 	"github.com/hibiken/asynq"
 	"go.uber.org/goleak"
 
+	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/redistest"
 	"github.com/qfpurge/qfpurge/internal/tasks"
 	"github.com/qfpurge/qfpurge/producer"
@@ -347,7 +348,7 @@ func TestHandlerReadsFileAtEachRun(t *testing.T) {
 	h := NewHandler(rdb, enq, HandlerConfig{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	now := time.Date(2026, 3, 10, 3, 0, 0, 5e6, time.UTC)
 	h.now = func() time.Time { return now }
-	task := newTrigger(t, Trigger{Name: "nightly", Kind: tasks.KindModel, File: ids, Cron: "CRON_TZ=UTC 0 3 * * *"})
+	task := newTrigger(t, Trigger{Name: "nightly", Kind: modelid.KindModel, File: ids, Cron: "CRON_TZ=UTC 0 3 * * *"})
 	ctx := context.Background()
 
 	if err := h.process(ctx, task, "t1"); err != nil {

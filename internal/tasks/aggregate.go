@@ -9,6 +9,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
 )
 
@@ -50,7 +51,7 @@ func (a *Aggregator) Aggregate(group string, ts []*asynq.Task) (out *asynq.Task)
 	if p.Kind == "" {
 		p.Kind = cmpKind(kind)
 	}
-	p.IDs = Dedupe(p.IDs)
+	p.IDs = modelid.Dedupe(p.IDs)
 	t, err := NewBatchTask(p, a.Options)
 	if err != nil {
 		log.Error("aggregator could not build a batch", "group", group, "err", err)
@@ -60,15 +61,15 @@ func (a *Aggregator) Aggregate(group string, ts []*asynq.Task) (out *asynq.Task)
 	return t
 }
 
-func cmpKind(k Kind) Kind {
+func cmpKind(k modelid.Kind) modelid.Kind {
 	if k == "" {
-		return KindModel
+		return modelid.KindModel
 	}
 	return k
 }
 
 // fallback keeps every job's raw payload so the handler dead-letters them.
-func (a *Aggregator) fallback(ts []*asynq.Task, k Kind) *asynq.Task {
+func (a *Aggregator) fallback(ts []*asynq.Task, k modelid.Kind) *asynq.Task {
 	p := Payload{Kind: cmpKind(k)}
 	for _, t := range ts {
 		p.Rejected = append(p.Rejected, string(t.Payload()))
@@ -148,17 +149,17 @@ func RunSweeper(ctx context.Context, rdb redis.UniversalClient, l *Ledger, every
 type QianfanDeleter struct{ Client *qianfan.Client }
 
 // BatchDelete calls the endpoint for k with ids.
-func (d QianfanDeleter) BatchDelete(ctx context.Context, k Kind, ids []ID) (qianfan.Result, error) {
+func (d QianfanDeleter) BatchDelete(ctx context.Context, k modelid.Kind, ids []modelid.ID) (qianfan.Result, error) {
 	list := ToQianfan(ids)
-	if k == KindVersion {
+	if k == modelid.KindVersion {
 		return d.Client.BatchDeleteModelVersions(ctx, list)
 	}
 	return d.Client.BatchDeleteModels(ctx, list)
 }
 
 // ToQianfan converts IDs of one type to the client's list type.
-func ToQianfan(ids []ID) qianfan.IDs {
-	if len(ids) > 0 && ids[0].Type() == IDString {
+func ToQianfan(ids []modelid.ID) qianfan.IDs {
+	if len(ids) > 0 && ids[0].Type() == modelid.IDString {
 		out := make(qianfan.StringIDs, len(ids))
 		for i, id := range ids {
 			out[i] = id.String()

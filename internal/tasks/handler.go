@@ -12,12 +12,13 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
 )
 
 // Deleter makes one batchDelete call for IDs of one kind and one type.
 type Deleter interface {
-	BatchDelete(ctx context.Context, k Kind, ids []ID) (qianfan.Result, error)
+	BatchDelete(ctx context.Context, k modelid.Kind, ids []modelid.ID) (qianfan.Result, error)
 }
 
 // Enqueuer is the part of *asynq.Client the handler needs.
@@ -30,23 +31,23 @@ type Enqueuer interface {
 type Observer interface {
 	// Call reports one API call: its outcome ("ok" or the error class and
 	// code), how many IDs it carried and how long it took.
-	Call(k Kind, t IDType, outcome string, ids int, d time.Duration)
+	Call(k modelid.Kind, t modelid.IDType, outcome string, ids int, d time.Duration)
 	// Outcome reports IDs reaching an end state (StateDeleted, ...).
-	Outcome(k Kind, t IDType, state string, ids int)
+	Outcome(k modelid.Kind, t modelid.IDType, state string, ids int)
 	// Split reports a batch split; why is "bisect", "isolate" (one batch
 	// per ID, after a lost answer) or "oversize".
-	Split(k Kind, why string)
+	Split(k modelid.Kind, why string)
 	// Retry reports a batch handed back to Asynq; why is "transient",
 	// "throttled" or "unknown".
-	Retry(k Kind, why string)
+	Retry(k modelid.Kind, why string)
 }
 
 type nopObserver struct{}
 
-func (nopObserver) Call(Kind, IDType, string, int, time.Duration) {}
-func (nopObserver) Outcome(Kind, IDType, string, int)             {}
-func (nopObserver) Split(Kind, string)                            {}
-func (nopObserver) Retry(Kind, string)                            {}
+func (nopObserver) Call(modelid.Kind, modelid.IDType, string, int, time.Duration) {}
+func (nopObserver) Outcome(modelid.Kind, modelid.IDType, string, int)             {}
+func (nopObserver) Split(modelid.Kind, string)                                    {}
+func (nopObserver) Retry(modelid.Kind, string)                                    {}
 
 // HandlerConfig configures a Handler.
 type HandlerConfig struct {
@@ -214,16 +215,16 @@ func throttleWait(err error) time.Duration {
 // batchResult is written as the task's result: asynqmon's completed tab is
 // the audit trail.
 type batchResult struct {
-	Kind           Kind     `json:"kind"`
-	Deleted        []ID     `json:"deleted,omitempty"`
-	AlreadyDeleted []ID     `json:"already_deleted,omitempty"`
-	Presumed       []ID     `json:"presumed_deleted,omitempty"`
-	Dead           []ID     `json:"dead,omitempty"`
-	SplitInto      []string `json:"split_into,omitempty"`
-	Reason         string   `json:"reason,omitempty"`
-	LogID          string   `json:"log_id,omitempty"`
-	Attempts       int      `json:"attempts,omitempty"`
-	At             string   `json:"at"`
+	Kind           modelid.Kind `json:"kind"`
+	Deleted        []modelid.ID `json:"deleted,omitempty"`
+	AlreadyDeleted []modelid.ID `json:"already_deleted,omitempty"`
+	Presumed       []modelid.ID `json:"presumed_deleted,omitempty"`
+	Dead           []modelid.ID `json:"dead,omitempty"`
+	SplitInto      []string     `json:"split_into,omitempty"`
+	Reason         string       `json:"reason,omitempty"`
+	LogID          string       `json:"log_id,omitempty"`
+	Attempts       int          `json:"attempts,omitempty"`
+	At             string       `json:"at"`
 }
 
 // attempt is what Asynq tells a handler about the current execution.
@@ -258,8 +259,8 @@ func (h *Handler) process(ctx context.Context, t *asynq.Task, a attempt) error {
 			return nil
 		}
 	}
-	ids := Dedupe(p.IDs)
-	ints, strs := SplitByType(ids)
+	ids := modelid.Dedupe(p.IDs)
+	ints, strs := modelid.SplitByType(ids)
 	if len(ids) > h.cfg.BatchSize || (len(ints) > 0 && len(strs) > 0) {
 		return h.fanOut(ctx, t, taskID, p, ints, strs)
 	}
@@ -282,7 +283,7 @@ func (h *Handler) process(ctx context.Context, t *asynq.Task, a attempt) error {
 	return h.call(ctx, t, a, p, pending, res)
 }
 
-func (h *Handler) call(ctx context.Context, t *asynq.Task, a attempt, p Payload, ids []ID, res batchResult) (ret error) {
+func (h *Handler) call(ctx context.Context, t *asynq.Task, a attempt, p Payload, ids []modelid.ID, res batchResult) (ret error) {
 	taskID := a.taskID
 	idType := ids[0].Type()
 	log := h.log.With("task_id", taskID, "kind", p.Kind, "id_type", idType, "batch_size", len(ids))
@@ -397,12 +398,12 @@ func (h *Handler) call(ctx context.Context, t *asynq.Task, a attempt, p Payload,
 		res.Reason = err.Error()
 		lineage := p
 		lineage.Uncertain = uncertain
-		chunks, why := [][]ID{ids[:len(ids)/2], ids[len(ids)/2:]}, "bisect"
+		chunks, why := [][]modelid.ID{ids[:len(ids)/2], ids[len(ids)/2:]}, "bisect"
 		if len(uncertain) > 0 {
 			// Most likely the lost-answer call deleted the whole batch, and
 			// then every ID answers 500001 however it is split: only one call
 			// per ID can show it, so go straight there (n calls, not 2n-1).
-			chunks, why = Chunk(ids, 1), "isolate"
+			chunks, why = modelid.Chunk(ids, 1), "isolate"
 		} else {
 			// A rejection with no doubt about earlier calls: one of these
 			// IDs was bad at this moment. Once all but one are deleted, the
@@ -495,7 +496,7 @@ func (h *Handler) uncertainLineage(ctx context.Context, taskID string, lineage [
 }
 
 // deadLetter records every ID as dead and archives the task with the reason.
-func (h *Handler) deadLetter(ctx context.Context, taskID string, k Kind, ids []ID, qe *qianfan.Error, err error, attempts int) error {
+func (h *Handler) deadLetter(ctx context.Context, taskID string, k modelid.Kind, ids []modelid.ID, qe *qianfan.Error, err error, attempts int) error {
 	now := time.Now()
 	outs := make([]Outcome, len(ids))
 	for i, id := range ids {
@@ -526,7 +527,7 @@ func (h *Handler) unreadable(ctx context.Context, taskID, raw string, cause erro
 		raw = raw[:512] + "…"
 	}
 	h.log.Error("unreadable task payload dead-lettered", "task_id", taskID, "err", cause)
-	o := Outcome{Kind: "", ID: StringID("unreadable"), State: StateDead, Message: cause.Error() + ": " + raw, TaskID: taskID, Attempts: 1}
+	o := Outcome{Kind: "", ID: modelid.StringID("unreadable"), State: StateDead, Message: cause.Error() + ": " + raw, TaskID: taskID, Attempts: 1}
 	if err := h.ledger.Write(ctx, []Outcome{o}); err != nil {
 		return err
 	}
@@ -535,8 +536,8 @@ func (h *Handler) unreadable(ctx context.Context, taskID, raw string, cause erro
 
 // fanOut splits a batch that is too big or mixes ID types into ready
 // batches, without calling the API.
-func (h *Handler) fanOut(ctx context.Context, t *asynq.Task, taskID string, p Payload, ints, strs []ID) error {
-	chunks := append(Chunk(ints, h.cfg.BatchSize), Chunk(strs, h.cfg.BatchSize)...)
+func (h *Handler) fanOut(ctx context.Context, t *asynq.Task, taskID string, p Payload, ints, strs []modelid.ID) error {
+	chunks := append(modelid.Chunk(ints, h.cfg.BatchSize), modelid.Chunk(strs, h.cfg.BatchSize)...)
 	children, err := h.enqueueChildren(ctx, taskID, p, chunks, "oversize")
 	if err != nil {
 		return err
@@ -550,7 +551,7 @@ func (h *Handler) fanOut(ctx context.Context, t *asynq.Task, taskID string, p Pa
 // parent's, so a parent delivered twice enqueues each child once.
 // lineage carries what the children must know of their ancestors (Kind,
 // Uncertain, Suspect, SuspectSize).
-func (h *Handler) enqueueChildren(ctx context.Context, parent string, lineage Payload, chunks [][]ID, why string) ([]string, error) {
+func (h *Handler) enqueueChildren(ctx context.Context, parent string, lineage Payload, chunks [][]modelid.ID, why string) ([]string, error) {
 	var ids []string
 	for i, c := range chunks {
 		id := parent + "/" + strconv.Itoa(i)

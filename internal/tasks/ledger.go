@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
 )
 
@@ -63,24 +64,24 @@ func NewLedger(rdb redis.UniversalClient, cfg LedgerConfig) *Ledger {
 	return &Ledger{rdb: rdb, cfg: cfg}
 }
 
-func idKey(k Kind, id ID) string {
+func idKey(k modelid.Kind, id modelid.ID) string {
 	return keyID + string(k) + ":" + string(id.Type()) + ":" + id.String()
 }
 
 // Record is what the ledger knows of one ID.
 type Record struct {
-	Kind    Kind      `json:"kind"`
-	ID      ID        `json:"id"`
-	State   string    `json:"state"`
-	LogID   string    `json:"log_id,omitempty"`
-	Code    int       `json:"code,omitempty"`
-	Message string    `json:"message,omitempty"`
-	TaskID  string    `json:"task_id,omitempty"`
-	At      time.Time `json:"at"`
+	Kind    modelid.Kind `json:"kind"`
+	ID      modelid.ID   `json:"id"`
+	State   string       `json:"state"`
+	LogID   string       `json:"log_id,omitempty"`
+	Code    int          `json:"code,omitempty"`
+	Message string       `json:"message,omitempty"`
+	TaskID  string       `json:"task_id,omitempty"`
+	At      time.Time    `json:"at"`
 }
 
 // Lookup returns the record of one ID; ok is false when none is kept.
-func (l *Ledger) Lookup(ctx context.Context, k Kind, id ID) (r Record, ok bool, err error) {
+func (l *Ledger) Lookup(ctx context.Context, k modelid.Kind, id modelid.ID) (r Record, ok bool, err error) {
 	m, err := l.rdb.HGetAll(ctx, idKey(k, id)).Result()
 	if err != nil || len(m) == 0 {
 		return Record{}, false, err
@@ -90,7 +91,7 @@ func (l *Ledger) Lookup(ctx context.Context, k Kind, id ID) (r Record, ok bool, 
 
 // LookupMany returns the records of ids, in order, with one round trip; an
 // ID with no record gets a Record with an empty State.
-func (l *Ledger) LookupMany(ctx context.Context, k Kind, ids []ID) ([]Record, error) {
+func (l *Ledger) LookupMany(ctx context.Context, k modelid.Kind, ids []modelid.ID) ([]Record, error) {
 	pipe := l.rdb.Pipeline()
 	cmds := make([]*redis.MapStringStringCmd, len(ids))
 	for i, id := range ids {
@@ -106,7 +107,7 @@ func (l *Ledger) LookupMany(ctx context.Context, k Kind, ids []ID) ([]Record, er
 	return out, nil
 }
 
-func recordFrom(k Kind, id ID, m map[string]string) Record {
+func recordFrom(k modelid.Kind, id modelid.ID, m map[string]string) Record {
 	r := Record{Kind: k, ID: id, State: m["state"], LogID: m["log_id"], Message: m["msg"], TaskID: m["task"]}
 	r.Code, _ = strconv.Atoi(m["code"])
 	if sec, err := strconv.ParseInt(m["at"], 10, 64); err == nil {
@@ -117,7 +118,7 @@ func recordFrom(k Kind, id ID, m map[string]string) Record {
 
 // Gone reports which of ids are already deleted or presumed deleted, with one
 // round trip.
-func (l *Ledger) Gone(ctx context.Context, k Kind, ids []ID) (map[ID]bool, error) {
+func (l *Ledger) Gone(ctx context.Context, k modelid.Kind, ids []modelid.ID) (map[modelid.ID]bool, error) {
 	pipe := l.rdb.Pipeline()
 	cmds := make([]*redis.StringCmd, len(ids))
 	for i, id := range ids {
@@ -126,7 +127,7 @@ func (l *Ledger) Gone(ctx context.Context, k Kind, ids []ID) (map[ID]bool, error
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("ledger: %w", err)
 	}
-	gone := make(map[ID]bool)
+	gone := make(map[modelid.ID]bool)
 	for i, c := range cmds {
 		if s := c.Val(); s == StateDeleted || s == StatePresumed {
 			gone[ids[i]] = true
@@ -138,8 +139,8 @@ func (l *Ledger) Gone(ctx context.Context, k Kind, ids []ID) (map[ID]bool, error
 // Outcome is one ID's end, written to the ledger and the event stream, and
 // for dead IDs to the dead-letter stream.
 type Outcome struct {
-	Kind     Kind
-	ID       ID
+	Kind     modelid.Kind
+	ID       modelid.ID
 	State    string
 	LogID    string
 	Code     int
@@ -221,7 +222,7 @@ func (l *Ledger) EndCall(ctx context.Context, taskID string) {
 
 // Clear records that ids, descended from the rejected batch suspect, were
 // deleted. No-op when suspect is empty.
-func (l *Ledger) Clear(ctx context.Context, suspect string, ids []ID) error {
+func (l *Ledger) Clear(ctx context.Context, suspect string, ids []modelid.ID) error {
 	if suspect == "" || len(ids) == 0 {
 		return nil
 	}
@@ -289,15 +290,15 @@ func (l *Ledger) Unrefuted(ctx context.Context, taskIDs []string) ([]string, err
 
 // DeadLetter is one entry of DeadLetterStream.
 type DeadLetter struct {
-	EntryID  string    `json:"entry_id"`
-	Kind     Kind      `json:"kind"`
-	ID       ID        `json:"id"`
-	Code     int       `json:"code"`
-	Message  string    `json:"message"`
-	LogID    string    `json:"log_id,omitempty"`
-	TaskID   string    `json:"task_id,omitempty"`
-	Attempts int       `json:"attempts"`
-	At       time.Time `json:"time"`
+	EntryID  string       `json:"entry_id"`
+	Kind     modelid.Kind `json:"kind"`
+	ID       modelid.ID   `json:"id"`
+	Code     int          `json:"code"`
+	Message  string       `json:"message"`
+	LogID    string       `json:"log_id,omitempty"`
+	TaskID   string       `json:"task_id,omitempty"`
+	Attempts int          `json:"attempts"`
+	At       time.Time    `json:"time"`
 }
 
 // Reason renders the dead letter's cause, e.g. "500001 param invalid (log_id 2443985832)".
@@ -345,8 +346,8 @@ func (l *Ledger) DeleteDeadLetters(ctx context.Context, entryIDs ...string) erro
 
 func parseDeadLetter(m redis.XMessage) DeadLetter {
 	str := func(k string) string { s, _ := m.Values[k].(string); return s }
-	d := DeadLetter{EntryID: m.ID, Kind: Kind(str("kind")), Message: str("message"), LogID: str("log_id"), TaskID: str("task_id")}
-	d.ID, _ = ParseID(str("id"), str("id_type") == string(IDString))
+	d := DeadLetter{EntryID: m.ID, Kind: modelid.Kind(str("kind")), Message: str("message"), LogID: str("log_id"), TaskID: str("task_id")}
+	d.ID, _ = modelid.ParseID(str("id"), str("id_type") == string(modelid.IDString))
 	d.Code, _ = strconv.Atoi(str("code"))
 	d.Attempts, _ = strconv.Atoi(str("attempts"))
 	d.At, _ = time.Parse(time.RFC3339, str("time"))

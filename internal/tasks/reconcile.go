@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -65,7 +66,7 @@ func reconcileTask(ctx context.Context, insp *asynq.Inspector, l *Ledger, taskID
 	if err != nil {
 		return 0, nil // unreadable payloads are dead-lettered by the handler
 	}
-	ids := Dedupe(p.IDs)
+	ids := modelid.Dedupe(p.IDs)
 	recs, err := l.LookupMany(ctx, p.Kind, ids)
 	if err != nil {
 		return 0, err

@@ -6,6 +6,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/redistest"
 )
 
@@ -19,8 +20,8 @@ func TestReconcileArchiveRecordsWhatAsynqArchivedAlone(t *testing.T) {
 
 	// Two batches end archived: one the handler dead-lettered itself, one
 	// archived by Asynq alone (as its recoverer does after a crash).
-	recorded, _ := NewBatchTask(Payload{Kind: KindModel, IDs: []ID{IntID(1)}}, Options{})
-	alone, _ := NewBatchTask(Payload{Kind: KindModel, IDs: []ID{IntID(2), IntID(3)}}, Options{})
+	recorded, _ := NewBatchTask(Payload{Kind: modelid.KindModel, IDs: []modelid.ID{modelid.IntID(1)}}, Options{})
+	alone, _ := NewBatchTask(Payload{Kind: modelid.KindModel, IDs: []modelid.ID{modelid.IntID(2), modelid.IntID(3)}}, Options{})
 	for id, tk := range map[string]*asynq.Task{"recorded": recorded, "alone": alone} {
 		if _, err := c.EnqueueContext(ctx, tk, asynq.TaskID(id)); err != nil {
 			t.Fatal(err)
@@ -29,11 +30,11 @@ func TestReconcileArchiveRecordsWhatAsynqArchivedAlone(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := l.Write(ctx, []Outcome{{Kind: KindModel, ID: IntID(1), State: StateDead, Code: 500001, TaskID: "recorded"}}); err != nil {
+	if err := l.Write(ctx, []Outcome{{Kind: modelid.KindModel, ID: modelid.IntID(1), State: StateDead, Code: 500001, TaskID: "recorded"}}); err != nil {
 		t.Fatal(err)
 	}
 	// ID 3 was deleted by an earlier batch: not a dead letter.
-	if err := l.Write(ctx, []Outcome{{Kind: KindModel, ID: IntID(3), State: StateDeleted, TaskID: "other"}}); err != nil {
+	if err := l.Write(ctx, []Outcome{{Kind: modelid.KindModel, ID: modelid.IntID(3), State: StateDeleted, TaskID: "other"}}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -45,7 +46,7 @@ func TestReconcileArchiveRecordsWhatAsynqArchivedAlone(t *testing.T) {
 		t.Fatalf("recorded %d IDs, want 1 (ID 2)", n)
 	}
 	dls, _ := l.DeadLetters(ctx, "", 10)
-	if len(dls) != 2 || dls[1].ID != IntID(2) || dls[1].TaskID != "alone" {
+	if len(dls) != 2 || dls[1].ID != modelid.IntID(2) || dls[1].TaskID != "alone" {
 		t.Fatalf("dead letters %+v, want ID 1 then ID 2 from task alone", dls)
 	}
 	if n, err := ReconcileArchive(ctx, rdb, insp, l); err != nil || n != 0 {

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/qfpurge/qfpurge/internal/modelid"
 )
 
 // Task type names, in Asynq's domain:verb habit.
@@ -47,8 +48,8 @@ const DefaultBatchSize = 100
 // Payload is the JSON body of both task types. IDs sit under "model_ids" so
 // asynqmon shows them readably.
 type Payload struct {
-	Kind Kind `json:"kind"`
-	IDs  []ID `json:"model_ids"`
+	Kind modelid.Kind `json:"kind"`
+	IDs  []modelid.ID `json:"model_ids"`
 	// Uncertain lists batches (task IDs) whose calls covered these IDs and
 	// lost their answer: such a call may have deleted them. See Handler.
 	Uncertain []string `json:"uncertain,omitempty"`
@@ -71,7 +72,7 @@ func DecodePayload(b []byte) (Payload, error) {
 	if err := json.Unmarshal(b, &p); err != nil {
 		return p, fmt.Errorf("decode payload: %w", err)
 	}
-	if _, err := ParseKind(string(p.Kind)); err != nil {
+	if _, err := modelid.ParseKind(string(p.Kind)); err != nil {
 		return p, fmt.Errorf("decode payload: %w", err)
 	}
 	for _, id := range p.IDs {
@@ -141,22 +142,22 @@ func NewDeleteTask(p Payload, group string, o Options) (*asynq.Task, error) {
 
 // GroupName names the Asynq group of a kind, ID type and shard, e.g.
 // "model/int/03".
-func GroupName(k Kind, t IDType, shard int) string {
+func GroupName(k modelid.Kind, t modelid.IDType, shard int) string {
 	return fmt.Sprintf("%s/%s/%02d", k, t, shard)
 }
 
 // ParseGroupName is the inverse of GroupName.
-func ParseGroupName(g string) (Kind, IDType, int, error) {
+func ParseGroupName(g string) (modelid.Kind, modelid.IDType, int, error) {
 	parts := strings.Split(g, "/")
 	if len(parts) != 3 {
 		return "", "", 0, fmt.Errorf("group %q is not kind/type/shard", g)
 	}
-	k, err := ParseKind(parts[0])
+	k, err := modelid.ParseKind(parts[0])
 	if err != nil {
 		return "", "", 0, err
 	}
-	t := IDType(parts[1])
-	if t != IDInt && t != IDString {
+	t := modelid.IDType(parts[1])
+	if t != modelid.IDInt && t != modelid.IDString {
 		return "", "", 0, fmt.Errorf("group %q: unknown ID type", g)
 	}
 	n, err := strconv.Atoi(parts[2])
@@ -169,8 +170,8 @@ func ParseGroupName(g string) (Kind, IDType, int, error) {
 // AllGroupNames lists every group name the producer can use.
 func AllGroupNames() []string {
 	var names []string
-	for _, k := range []Kind{KindModel, KindVersion} {
-		for _, t := range []IDType{IDInt, IDString} {
+	for _, k := range []modelid.Kind{modelid.KindModel, modelid.KindVersion} {
+		for _, t := range []modelid.IDType{modelid.IDInt, modelid.IDString} {
 			for s := range MaxShards {
 				names = append(names, GroupName(k, t, s))
 			}
@@ -180,24 +181,11 @@ func AllGroupNames() []string {
 }
 
 // Shard picks a stable shard for an ID, spreading load evenly over groups.
-func Shard(id ID, shards int) int {
+func Shard(id modelid.ID, shards int) int {
 	if shards <= 1 {
 		return 0
 	}
 	h := fnv.New32a()
 	h.Write([]byte(id.String()))
 	return int(h.Sum32() % uint32(shards))
-}
-
-// Chunk cuts ids into slices of at most size.
-func Chunk(ids []ID, size int) [][]ID {
-	var out [][]ID
-	for len(ids) > size {
-		out = append(out, ids[:size:size])
-		ids = ids[size:]
-	}
-	if len(ids) > 0 {
-		out = append(out, ids)
-	}
-	return out
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
 )
 
@@ -50,57 +51,6 @@ func TestDecide(t *testing.T) {
 	}
 }
 
-func TestParseID(t *testing.T) {
-	tests := []struct {
-		in       string
-		asString bool
-		want     ID
-		wantErr  bool
-	}{
-		{"585", false, IntID(585), false},
-		{"585", true, StringID("585"), false},
-		{"am-xyz", false, StringID("am-xyz"), false},
-		{"0", false, ID{}, true},
-		{"-3", false, ID{}, true},
-		{"99999999999999999999", false, ID{}, true},
-		{"", false, ID{}, true},
-		{"am x", false, ID{}, true},
-		{"am\x01x", false, ID{}, true},
-		{string(make([]byte, MaxStringIDLen+1)), false, ID{}, true},
-	}
-	for _, tt := range tests {
-		got, err := ParseID(tt.in, tt.asString)
-		if (err != nil) != tt.wantErr {
-			t.Errorf("ParseID(%q) error = %v, wantErr %v", tt.in, err, tt.wantErr)
-			continue
-		}
-		if !tt.wantErr && got != tt.want {
-			t.Errorf("ParseID(%q) = %#v, want %#v", tt.in, got, tt.want)
-		}
-	}
-}
-
-func TestIDJSONKeepsType(t *testing.T) {
-	in := []ID{IntID(585), StringID("am-1"), StringID("586")}
-	b, err := json.Marshal(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, want := string(b), `[585,"am-1","586"]`; got != want {
-		t.Errorf("marshal = %s, want %s", got, want)
-	}
-	var out []ID
-	if err := json.Unmarshal(b, &out); err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(in, out, cmp.AllowUnexported(ID{})); diff != "" {
-		t.Errorf("round trip (-want +got):\n%s", diff)
-	}
-	if err := json.Unmarshal([]byte(`[1.5]`), &out); err == nil {
-		t.Error("1.5 was accepted as an ID")
-	}
-}
-
 func TestGroupNames(t *testing.T) {
 	names := AllGroupNames()
 	if len(names) != 4*MaxShards {
@@ -123,7 +73,7 @@ func TestGroupNames(t *testing.T) {
 func TestShardSpreadsIDs(t *testing.T) {
 	counts := make([]int, 16)
 	for n := int64(1); n <= 16000; n++ {
-		counts[Shard(IntID(n), 16)]++
+		counts[Shard(modelid.IntID(n), 16)]++
 	}
 	for s, c := range counts {
 		if c < 700 || c > 1300 {
@@ -134,13 +84,13 @@ func TestShardSpreadsIDs(t *testing.T) {
 
 func TestAggregatorMergesAndKeepsUnreadable(t *testing.T) {
 	a := &Aggregator{}
-	job := func(ids ...ID) *asynq.Task {
-		b, _ := json.Marshal(Payload{Kind: KindModel, IDs: ids})
+	job := func(ids ...modelid.ID) *asynq.Task {
+		b, _ := json.Marshal(Payload{Kind: modelid.KindModel, IDs: ids})
 		return asynq.NewTask(TypeDelete, b)
 	}
 	got := a.Aggregate("model/int/00", []*asynq.Task{
-		job(IntID(1), IntID(2)),
-		job(IntID(2), IntID(3)),
+		job(modelid.IntID(1), modelid.IntID(2)),
+		job(modelid.IntID(2), modelid.IntID(3)),
 		asynq.NewTask(TypeDelete, []byte("not json")),
 		job(),
 	})
@@ -154,7 +104,7 @@ func TestAggregatorMergesAndKeepsUnreadable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]ID{IntID(1), IntID(2), IntID(3)}, p.IDs, cmp.AllowUnexported(ID{})); diff != "" {
+	if diff := cmp.Diff([]modelid.ID{modelid.IntID(1), modelid.IntID(2), modelid.IntID(3)}, p.IDs, cmp.AllowUnexported(modelid.ID{})); diff != "" {
 		t.Errorf("IDs (-want +got):\n%s", diff)
 	}
 	if len(p.Rejected) != 2 {
@@ -168,13 +118,13 @@ func TestAggregatorMergesAndKeepsUnreadable(t *testing.T) {
 // fakeDeleter answers calls from a script and records them.
 type fakeDeleter struct {
 	mu     sync.Mutex
-	calls  [][]ID
-	answer func(ids []ID) (qianfan.Result, error)
+	calls  [][]modelid.ID
+	answer func(ids []modelid.ID) (qianfan.Result, error)
 }
 
-func (f *fakeDeleter) BatchDelete(_ context.Context, _ Kind, ids []ID) (qianfan.Result, error) {
+func (f *fakeDeleter) BatchDelete(_ context.Context, _ modelid.Kind, ids []modelid.ID) (qianfan.Result, error) {
 	f.mu.Lock()
-	f.calls = append(f.calls, append([]ID(nil), ids...))
+	f.calls = append(f.calls, append([]modelid.ID(nil), ids...))
 	f.mu.Unlock()
 	return f.answer(ids)
 }
@@ -211,7 +161,7 @@ type bundle struct {
 	rdb    *redis.Client
 }
 
-func setup(t *testing.T, answer func([]ID) (qianfan.Result, error)) *bundle {
+func setup(t *testing.T, answer func([]modelid.ID) (qianfan.Result, error)) *bundle {
 	t.Helper()
 	m := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
@@ -234,8 +184,8 @@ func batch(t *testing.T, p Payload) *asynq.Task {
 var errInvalid = &qianfan.Error{Code: 500001, Message: "param invalid", LogID: "77"}
 
 // badIDs answers 500001 for any list holding one of bad, like Qianfan.
-func badIDs(bad ...ID) func([]ID) (qianfan.Result, error) {
-	return func(ids []ID) (qianfan.Result, error) {
+func badIDs(bad ...modelid.ID) func([]modelid.ID) (qianfan.Result, error) {
+	return func(ids []modelid.ID) (qianfan.Result, error) {
 		for _, id := range ids {
 			for _, b := range bad {
 				if id == b {
@@ -250,19 +200,19 @@ func badIDs(bad ...ID) func([]ID) (qianfan.Result, error) {
 func TestHandlerDeletesAndRecords(t *testing.T) {
 	b := setup(t, badIDs())
 	ctx := context.Background()
-	ids := []ID{IntID(1), IntID(2), IntID(2)}
-	if err := b.h.process(ctx, batch(t, Payload{Kind: KindModel, IDs: ids}), attempt{taskID: "t1", maxRetry: 3}); err != nil {
+	ids := []modelid.ID{modelid.IntID(1), modelid.IntID(2), modelid.IntID(2)}
+	if err := b.h.process(ctx, batch(t, Payload{Kind: modelid.KindModel, IDs: ids}), attempt{taskID: "t1", maxRetry: 3}); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([][]ID{{IntID(1), IntID(2)}}, b.del.calls, cmp.AllowUnexported(ID{})); diff != "" {
+	if diff := cmp.Diff([][]modelid.ID{{modelid.IntID(1), modelid.IntID(2)}}, b.del.calls, cmp.AllowUnexported(modelid.ID{})); diff != "" {
 		t.Errorf("calls (-want +got):\n%s", diff)
 	}
-	r, ok, err := b.ledger.Lookup(ctx, KindModel, IntID(2))
+	r, ok, err := b.ledger.Lookup(ctx, modelid.KindModel, modelid.IntID(2))
 	if err != nil || !ok || r.State != StateDeleted || r.LogID != "42" {
 		t.Errorf("ledger for 2 = %+v, %v, %v; want deleted with log_id 42", r, ok, err)
 	}
 	// A redelivered batch makes no call: its IDs are known to be gone.
-	if err := b.h.process(ctx, batch(t, Payload{Kind: KindModel, IDs: ids}), attempt{taskID: "t1", maxRetry: 3}); err != nil {
+	if err := b.h.process(ctx, batch(t, Payload{Kind: modelid.KindModel, IDs: ids}), attempt{taskID: "t1", maxRetry: 3}); err != nil {
 		t.Fatal(err)
 	}
 	if len(b.del.calls) != 1 {
@@ -274,9 +224,9 @@ func TestHandlerDeletesAndRecords(t *testing.T) {
 }
 
 func TestHandlerBisectsAndDeadLettersOneID(t *testing.T) {
-	b := setup(t, badIDs(IntID(3)))
+	b := setup(t, badIDs(modelid.IntID(3)))
 	ctx := context.Background()
-	err := b.h.process(ctx, batch(t, Payload{Kind: KindModel, IDs: []ID{IntID(1), IntID(2), IntID(3), IntID(4)}}), attempt{taskID: "p", maxRetry: 3})
+	err := b.h.process(ctx, batch(t, Payload{Kind: modelid.KindModel, IDs: []modelid.ID{modelid.IntID(1), modelid.IntID(2), modelid.IntID(3), modelid.IntID(4)}}), attempt{taskID: "p", maxRetry: 3})
 	if err != nil {
 		t.Fatalf("bisecting batch returned %v", err)
 	}
@@ -306,11 +256,11 @@ func TestHandlerBisectsAndDeadLettersOneID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(dls) != 1 || dls[0].ID != IntID(3) || dls[0].Code != 500001 || dls[0].LogID != "77" {
+	if len(dls) != 1 || dls[0].ID != modelid.IntID(3) || dls[0].Code != 500001 || dls[0].LogID != "77" {
 		t.Fatalf("dead letters %+v, want only ID 3 with 500001 and log_id 77", dls)
 	}
-	for _, id := range []ID{IntID(1), IntID(2), IntID(4)} {
-		if r, _, _ := b.ledger.Lookup(ctx, KindModel, id); r.State != StateDeleted {
+	for _, id := range []modelid.ID{modelid.IntID(1), modelid.IntID(2), modelid.IntID(4)} {
+		if r, _, _ := b.ledger.Lookup(ctx, modelid.KindModel, id); r.State != StateDeleted {
 			t.Errorf("ID %s is %q, want deleted", id, r.State)
 		}
 	}
@@ -320,7 +270,7 @@ func TestHandlerLostAnswerThenInvalidIsPresumedDeleted(t *testing.T) {
 	// The first call deleted the IDs but its answer was lost; every later
 	// call answers 500001, as Qianfan does for IDs that are gone.
 	calls := 0
-	b := setup(t, func(ids []ID) (qianfan.Result, error) {
+	b := setup(t, func(ids []modelid.ID) (qianfan.Result, error) {
 		calls++
 		if calls == 1 {
 			return qianfan.Result{}, &qianfan.Error{Err: errors.New("connection reset"), Ambiguous: true, Attempts: 1}
@@ -329,7 +279,7 @@ func TestHandlerLostAnswerThenInvalidIsPresumedDeleted(t *testing.T) {
 		return qianfan.Result{}, &e
 	})
 	ctx := context.Background()
-	tk := batch(t, Payload{Kind: KindModel, IDs: []ID{IntID(1), IntID(2)}})
+	tk := batch(t, Payload{Kind: modelid.KindModel, IDs: []modelid.ID{modelid.IntID(1), modelid.IntID(2)}})
 	if err := b.h.process(ctx, tk, attempt{taskID: "p", maxRetry: 3}); err == nil || errors.Is(err, asynq.SkipRetry) {
 		t.Fatalf("lost answer returned %v, want a retryable error", err)
 	}
@@ -354,8 +304,8 @@ func TestHandlerLostAnswerThenInvalidIsPresumedDeleted(t *testing.T) {
 	if got := calls - callsBefore; got != 2 {
 		t.Errorf("children made %d calls, want 2 (one each; deferred verdicts do not call)", got)
 	}
-	for _, id := range []ID{IntID(1), IntID(2)} {
-		if r, _, _ := b.ledger.Lookup(ctx, KindModel, id); r.State != StatePresumed {
+	for _, id := range []modelid.ID{modelid.IntID(1), modelid.IntID(2)} {
+		if r, _, _ := b.ledger.Lookup(ctx, modelid.KindModel, id); r.State != StatePresumed {
 			t.Errorf("ID %s is %q, want presumed", id, r.State)
 		}
 	}
@@ -368,8 +318,8 @@ func TestHandlerRefutedLostAnswerStillDeadLetters(t *testing.T) {
 	// The lost-answer call deleted nothing (ID 2 is bad); deleting ID 1
 	// later proves it, so ID 2 is dead, not presumed deleted.
 	calls := 0
-	bad := badIDs(IntID(2))
-	b := setup(t, func(ids []ID) (qianfan.Result, error) {
+	bad := badIDs(modelid.IntID(2))
+	b := setup(t, func(ids []modelid.ID) (qianfan.Result, error) {
 		calls++
 		if calls == 1 {
 			return qianfan.Result{}, &qianfan.Error{Err: errors.New("connection reset"), Ambiguous: true}
@@ -377,7 +327,7 @@ func TestHandlerRefutedLostAnswerStillDeadLetters(t *testing.T) {
 		return bad(ids)
 	})
 	ctx := context.Background()
-	tk := batch(t, Payload{Kind: KindModel, IDs: []ID{IntID(1), IntID(2)}})
+	tk := batch(t, Payload{Kind: modelid.KindModel, IDs: []modelid.ID{modelid.IntID(1), modelid.IntID(2)}})
 	_ = b.h.process(ctx, tk, attempt{taskID: "p", maxRetry: 3})
 	if err := b.h.process(ctx, tk, attempt{taskID: "p", retried: 1, maxRetry: 3}); err != nil {
 		t.Fatal(err)
@@ -391,16 +341,16 @@ func TestHandlerRefutedLostAnswerStillDeadLetters(t *testing.T) {
 	if len(errs) != 1 || !errors.Is(errs[0], asynq.SkipRetry) {
 		t.Fatalf("errors %v, want ID 2 dead-lettered", errs)
 	}
-	if r, _, _ := b.ledger.Lookup(ctx, KindModel, IntID(2)); r.State != StateDead {
+	if r, _, _ := b.ledger.Lookup(ctx, modelid.KindModel, modelid.IntID(2)); r.State != StateDead {
 		t.Errorf("ID 2 is %q, want dead", r.State)
 	}
 }
 
 func TestHandlerThrottleDoesNotUseRetries(t *testing.T) {
-	b := setup(t, func([]ID) (qianfan.Result, error) {
+	b := setup(t, func([]modelid.ID) (qianfan.Result, error) {
 		return qianfan.Result{}, &qianfan.Error{Code: 18, Message: "Open api qps request limit reached", RetryAfter: 3 * time.Second}
 	})
-	err := b.h.process(context.Background(), batch(t, Payload{Kind: KindModel, IDs: []ID{IntID(1)}}), attempt{taskID: "t", maxRetry: 3})
+	err := b.h.process(context.Background(), batch(t, Payload{Kind: modelid.KindModel, IDs: []modelid.ID{modelid.IntID(1)}}), attempt{taskID: "t", maxRetry: 3})
 	var te *ThrottleError
 	if !errors.As(err, &te) {
 		t.Fatalf("got %v, want a ThrottleError", err)
@@ -414,11 +364,11 @@ func TestHandlerThrottleDoesNotUseRetries(t *testing.T) {
 }
 
 func TestHandlerRequestErrorDeadLettersWholeBatch(t *testing.T) {
-	b := setup(t, func([]ID) (qianfan.Result, error) {
+	b := setup(t, func([]modelid.ID) (qianfan.Result, error) {
 		return qianfan.Result{}, &qianfan.Error{HTTPStatus: 403, GatewayCode: "AccessDenied", GatewayMessage: "no permission"}
 	})
 	ctx := context.Background()
-	err := b.h.process(ctx, batch(t, Payload{Kind: KindVersion, IDs: []ID{StringID("amv-1"), StringID("amv-2")}}), attempt{taskID: "t", maxRetry: 3})
+	err := b.h.process(ctx, batch(t, Payload{Kind: modelid.KindVersion, IDs: []modelid.ID{modelid.StringID("amv-1"), modelid.StringID("amv-2")}}), attempt{taskID: "t", maxRetry: 3})
 	if !errors.Is(err, asynq.SkipRetry) {
 		t.Fatalf("got %v, want SkipRetry", err)
 	}
@@ -431,9 +381,9 @@ func TestHandlerRequestErrorDeadLettersWholeBatch(t *testing.T) {
 }
 
 func TestHandlerRetriesUsedUpDeadLetters(t *testing.T) {
-	b := setup(t, func([]ID) (qianfan.Result, error) { return qianfan.Result{}, &qianfan.Error{HTTPStatus: 503} })
+	b := setup(t, func([]modelid.ID) (qianfan.Result, error) { return qianfan.Result{}, &qianfan.Error{HTTPStatus: 503} })
 	ctx := context.Background()
-	tk := batch(t, Payload{Kind: KindModel, IDs: []ID{IntID(1)}})
+	tk := batch(t, Payload{Kind: modelid.KindModel, IDs: []modelid.ID{modelid.IntID(1)}})
 	if err := b.h.process(ctx, tk, attempt{taskID: "t", retried: 1, maxRetry: 3}); err == nil || errors.Is(err, asynq.SkipRetry) || !IsFailure(err) {
 		t.Fatalf("first failure returned %v, want a counted retry", err)
 	}
@@ -447,8 +397,8 @@ func TestHandlerRetriesUsedUpDeadLetters(t *testing.T) {
 
 func TestHandlerSplitsOversizeAndMixedBatches(t *testing.T) {
 	b := setup(t, badIDs())
-	ids := []ID{IntID(1), IntID(2), IntID(3), IntID(4), IntID(5), StringID("am-1")}
-	tk := batch(t, Payload{Kind: KindModel, IDs: ids})
+	ids := []modelid.ID{modelid.IntID(1), modelid.IntID(2), modelid.IntID(3), modelid.IntID(4), modelid.IntID(5), modelid.StringID("am-1")}
+	tk := batch(t, Payload{Kind: modelid.KindModel, IDs: ids})
 	for range 2 { // a second delivery enqueues nothing new
 		if err := b.h.process(context.Background(), tk, attempt{taskID: "big", maxRetry: 3}); err != nil {
 			t.Fatal(err)
@@ -491,13 +441,13 @@ func TestSweepGroupsReRegistersStrandedGroup(t *testing.T) {
 }
 
 func TestHandlerCallCutShortByCrashIsUncertain(t *testing.T) {
-	b := setup(t, func([]ID) (qianfan.Result, error) { e := *errInvalid; return qianfan.Result{}, &e })
+	b := setup(t, func([]modelid.ID) (qianfan.Result, error) { e := *errInvalid; return qianfan.Result{}, &e })
 	ctx := context.Background()
 	// An execution that died during its call leaves its write-ahead mark.
 	if err := b.ledger.BeginCall(ctx, "p"); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.h.process(ctx, batch(t, Payload{Kind: KindModel, IDs: []ID{IntID(1), IntID(2)}}), attempt{taskID: "p", maxRetry: 3}); err != nil {
+	if err := b.h.process(ctx, batch(t, Payload{Kind: modelid.KindModel, IDs: []modelid.ID{modelid.IntID(1), modelid.IntID(2)}}), attempt{taskID: "p", maxRetry: 3}); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range b.q.tasks {
@@ -512,11 +462,11 @@ func TestHandlerCallCutShortByCrashIsUncertain(t *testing.T) {
 }
 
 func TestHandlerLostAnswerIsolatesIDs(t *testing.T) {
-	b := setup(t, func([]ID) (qianfan.Result, error) {
+	b := setup(t, func([]modelid.ID) (qianfan.Result, error) {
 		return qianfan.Result{}, &qianfan.Error{Code: 500001, Message: "param invalid", Ambiguous: true, Attempts: 2}
 	})
-	ids := []ID{IntID(1), IntID(2), IntID(3), IntID(4)}
-	if err := b.h.process(context.Background(), batch(t, Payload{Kind: KindModel, IDs: ids}), attempt{taskID: "p", maxRetry: 3}); err != nil {
+	ids := []modelid.ID{modelid.IntID(1), modelid.IntID(2), modelid.IntID(3), modelid.IntID(4)}
+	if err := b.h.process(context.Background(), batch(t, Payload{Kind: modelid.KindModel, IDs: ids}), attempt{taskID: "p", maxRetry: 3}); err != nil {
 		t.Fatal(err)
 	}
 	if len(b.q.tasks) != len(ids) {
@@ -534,10 +484,10 @@ func TestHandlerBadIDWithItsOwnLostAnswerIsStillDead(t *testing.T) {
 	// {1, 2} is rejected with no doubt, so one of them was bad then. ID 1 is
 	// deleted; ID 2's own call then loses its answer and its retry answers
 	// 500001. ID 2 must be dead, not presumed deleted by that call.
-	bad := badIDs(IntID(2))
+	bad := badIDs(modelid.IntID(2))
 	lost := true
-	b := setup(t, func(ids []ID) (qianfan.Result, error) {
-		if len(ids) == 1 && ids[0] == IntID(2) && lost {
+	b := setup(t, func(ids []modelid.ID) (qianfan.Result, error) {
+		if len(ids) == 1 && ids[0] == modelid.IntID(2) && lost {
 			lost = false
 			e := *errInvalid
 			e.Ambiguous = true
@@ -546,7 +496,7 @@ func TestHandlerBadIDWithItsOwnLostAnswerIsStillDead(t *testing.T) {
 		return bad(ids)
 	})
 	ctx := context.Background()
-	if err := b.h.process(ctx, batch(t, Payload{Kind: KindModel, IDs: []ID{IntID(1), IntID(2)}}), attempt{taskID: "p", maxRetry: 3}); err != nil {
+	if err := b.h.process(ctx, batch(t, Payload{Kind: modelid.KindModel, IDs: []modelid.ID{modelid.IntID(1), modelid.IntID(2)}}), attempt{taskID: "p", maxRetry: 3}); err != nil {
 		t.Fatal(err)
 	}
 	if len(b.q.tasks) != 2 {
@@ -559,7 +509,7 @@ func TestHandlerBadIDWithItsOwnLostAnswerIsStillDead(t *testing.T) {
 	if !errors.Is(err, asynq.SkipRetry) {
 		t.Fatalf("ID 2 returned %v, want it dead-lettered at once", err)
 	}
-	if r, _, _ := b.ledger.Lookup(ctx, KindModel, IntID(2)); r.State != StateDead || r.Code != 500001 {
+	if r, _, _ := b.ledger.Lookup(ctx, modelid.KindModel, modelid.IntID(2)); r.State != StateDead || r.Code != 500001 {
 		t.Errorf("ID 2 is %q (code %d), want dead with 500001", r.State, r.Code)
 	}
 }
@@ -571,11 +521,11 @@ func TestHandlerKeepsCallMarkWhenRecordingFails(t *testing.T) {
 	// outcome is not recorded, so the write-ahead mark must stay.
 	var failWrites atomic.Bool
 	b.rdb.AddHook(failHSet{&failWrites})
-	b.del.answer = func([]ID) (qianfan.Result, error) {
+	b.del.answer = func([]modelid.ID) (qianfan.Result, error) {
 		failWrites.Store(true)
 		return qianfan.Result{LogID: "1", Attempts: 1}, nil
 	}
-	err := b.h.process(ctx, batch(t, Payload{Kind: KindModel, IDs: []ID{IntID(1), IntID(2)}}), attempt{taskID: "p", maxRetry: 3})
+	err := b.h.process(ctx, batch(t, Payload{Kind: modelid.KindModel, IDs: []modelid.ID{modelid.IntID(1), modelid.IntID(2)}}), attempt{taskID: "p", maxRetry: 3})
 	if err == nil {
 		t.Fatal("a failed ledger write was not reported")
 	}

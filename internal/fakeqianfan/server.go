@@ -1,4 +1,4 @@
-// Package qianfantest is a faithful in-memory fake of Qianfan's V1 model
+// Package fakeqianfan is a faithful in-memory fake of Qianfan's V1 model
 // batch-delete endpoints, for tests (wrap it in httptest.NewServer) and as
 // the cmd/fakeqianfan binary.
 //
@@ -8,7 +8,7 @@
 // a maximum list length, injects faults by seeded rates, and counts
 // outcomes for assertions. Besides the API it serves GET /_fake/stats (Stats
 // as JSON) and POST /_fake/faults (Faults as JSON) for other processes.
-package qianfantest
+package fakeqianfan
 
 import (
 	"bytes"

@@ -1,4 +1,7 @@
-package tasks
+// Package modelid is the vocabulary every part of qfpurge shares: what may be
+// deleted (Kind), a model or version ID in Baidu's int or string form (ID),
+// and how IDs are read and grouped. It imports nothing of the project.
+package modelid
 
 import (
 	"bytes"
@@ -183,4 +186,17 @@ func SplitByType(ids []ID) (ints, strs []ID) {
 		}
 	}
 	return ints, strs
+}
+
+// Chunk cuts ids into slices of at most size.
+func Chunk(ids []ID, size int) [][]ID {
+	var out [][]ID
+	for len(ids) > size {
+		out = append(out, ids[:size:size])
+		ids = ids[size:]
+	}
+	if len(ids) > 0 {
+		out = append(out, ids)
+	}
+	return out
 }

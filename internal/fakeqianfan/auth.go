@@ -1,4 +1,4 @@
-package qianfantest
+package fakeqianfan
 
 import (
 	"crypto/hmac"
