@@ -1,8 +1,7 @@
 // Package producer enqueues Qianfan model deletions for qfpurge workers.
-// Other Go services import it to hand deletions over without shelling out;
-// cmd/enqueue and the worker's HTTP API are built on it.
+// Other Go services import it to hand deletions over without shelling out:
 //
-//	p := producer.New(rdb, producer.Config{})
+//	p, err := producer.New(rdb, producer.Config{})
 //	rcpt, err := p.Enqueue(ctx, producer.Request{
 //		Kind: producer.KindModel,
 //		IDs:  []producer.ID{producer.IntID(585), producer.StringID("am-xyz")},
@@ -10,25 +9,17 @@
 //
 // IDs of both types are split by type (Qianfan rejects mixed lists),
 // duplicates collapse, and invalid IDs reject the whole request before
-// anything is enqueued. A request holding a full batch or more is cut into
-// ready batches that skip Asynq's group aggregation; the rest goes into a
-// group keyed by kind, ID type and shard, where the worker merges it with
-// other small jobs.
+// anything is enqueued. It is the public face of qfpurge's internal enqueue
+// and modelid packages: every name here is theirs.
 package producer
 
 import (
-	"context"
-	"errors"
-	"fmt"
-	"strconv"
-	"strings"
-	"time"
+	"io"
 
-	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/qfpurge/qfpurge/internal/enqueue"
 	"github.com/qfpurge/qfpurge/internal/modelid"
-	"github.com/qfpurge/qfpurge/internal/tasks"
 )
 
 // Kind is the resource a deletion targets.
@@ -52,222 +43,39 @@ func StringID(s string) ID { return modelid.StringID(s) }
 // ParseKind accepts "model" and "version".
 func ParseKind(s string) (Kind, error) { return modelid.ParseKind(s) }
 
-// DefaultShards is the number of groups per kind and ID type.
-const DefaultShards = 4
+// ParseIDs reads IDs from text; see modelid.ParseIDs.
+func ParseIDs(r io.Reader, asString bool) ([]ID, error) { return modelid.ParseIDs(r, asString) }
+
+// InvalidID is one rejected ID.
+type InvalidID = modelid.InvalidID
+
+// InvalidIDsError rejects a request; nothing was enqueued.
+type InvalidIDsError = modelid.InvalidIDsError
 
 // Config configures a Producer.
-type Config struct {
-	// BatchSize is the most IDs per API call; keep it equal to the worker's
-	// --batch-size. Defaults to 100.
-	BatchSize int
-	// Shards spreads small jobs of one kind and ID type over this many
-	// Asynq groups. Asynq forms at most one batch per group per aggregation
-	// tick (the worker's --batch-wait), taking up to the worker's
-	// --group-max-size jobs, so small jobs drain at up to about
-	// Shards × group-max-size / batch-wait per kind and ID type. Each group
-	// also ends a burst with one part-filled batch, so fewer shards mean
-	// fuller calls. Defaults to 4; at most 64.
-	Shards int
-	// MaxRetry, Timeout and Retention are given to every task; see
-	// tasks.Options. Defaults to 12, 5m and 7 days.
-	MaxRetry  int
-	Timeout   time.Duration
-	Retention time.Duration
-}
+type Config = enqueue.Config
 
-func (c Config) withDefaults() Config {
-	if c.BatchSize == 0 {
-		c.BatchSize = tasks.DefaultBatchSize
-	}
-	if c.Shards == 0 {
-		c.Shards = DefaultShards
-	}
-	return c
-}
-
-func (c Config) validate() error {
-	if c.BatchSize < 1 {
-		return fmt.Errorf("producer: BatchSize %d must be at least 1", c.BatchSize)
-	}
-	if c.Shards < 1 || c.Shards > tasks.MaxShards {
-		return fmt.Errorf("producer: Shards %d must be between 1 and %d", c.Shards, tasks.MaxShards)
-	}
-	return nil
-}
+// DefaultShards is the number of groups per kind and ID type.
+const DefaultShards = enqueue.DefaultShards
 
 // Producer enqueues deletions. It is safe for concurrent use.
-type Producer struct {
-	c   *asynq.Client
-	cfg Config
-	opt tasks.Options
-}
+type Producer = enqueue.Producer
+
+// Request is one deletion job.
+type Request = enqueue.Request
+
+// Receipt says what a request enqueued.
+type Receipt = enqueue.Receipt
+
+// Batch is one enqueued task.
+type Batch = enqueue.Batch
+
+// ErrNoIDs rejects an empty request.
+var ErrNoIDs = enqueue.ErrNoIDs
 
 // New returns a Producer on a go-redis client, which the caller keeps
 // owning and closes.
-func New(rdb redis.UniversalClient, cfg Config) (*Producer, error) {
-	cfg = cfg.withDefaults()
-	if err := cfg.validate(); err != nil {
-		return nil, err
-	}
-	return &Producer{
-		c:   asynq.NewClientFromRedisClient(rdb),
-		cfg: cfg,
-		opt: tasks.Options{MaxRetry: cfg.MaxRetry, Timeout: cfg.Timeout, Retention: cfg.Retention},
-	}, nil
-}
-
-// Request is one deletion job.
-type Request struct {
-	Kind Kind
-	IDs  []ID
-	// ProcessAt delays the deletion; zero means now.
-	ProcessAt time.Time
-	// Key, when set, makes the request idempotent: enqueuing the same key
-	// again adds nothing while its tasks are still known to Asynq.
-	Key string
-	// Progress, when set, is called after each task with the number of IDs
-	// enqueued so far.
-	Progress func(done int)
-}
-
-// Batch is one enqueued task.
-type Batch struct {
-	TaskID string    `json:"task_id"`
-	IDType string    `json:"id_type"`
-	IDs    int       `json:"ids"`
-	Group  string    `json:"group,omitempty"` // set when it waits for aggregation
-	At     time.Time `json:"process_at,omitzero"`
-	// Existing is set when Key made this a repeat of an earlier request.
-	Existing bool `json:"existing,omitempty"`
-}
-
-// Receipt says what a request enqueued.
-type Receipt struct {
-	Kind       Kind    `json:"kind"`
-	IDs        int     `json:"ids"`
-	IntIDs     int     `json:"int_ids"`
-	StringIDs  int     `json:"string_ids"`
-	Duplicates int     `json:"duplicates"`
-	Batches    []Batch `json:"batches"`
-}
-
-// InvalidID is one rejected ID.
-type InvalidID struct {
-	// Index is the ID's position in Request.IDs, or a 1-based line number
-	// when the ID came from text (see ParseIDs).
-	Index  int    `json:"index"`
-	Text   string `json:"text"`
-	Reason string `json:"reason"`
-}
-
-// InvalidIDsError rejects a request; nothing was enqueued.
-type InvalidIDsError struct {
-	Invalid []InvalidID
-	// Line is true when Index values are line numbers.
-	Line bool
-}
-
-func (e *InvalidIDsError) Error() string {
-	where := "ID #"
-	if e.Line {
-		where = "line "
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d invalid ID(s), nothing enqueued", len(e.Invalid))
-	for i, v := range e.Invalid {
-		if i == 5 {
-			fmt.Fprintf(&b, "; and %d more", len(e.Invalid)-5)
-			break
-		}
-		fmt.Fprintf(&b, "; %s%d %q: %s", where, v.Index, v.Text, v.Reason)
-	}
-	return b.String()
-}
-
-// ErrNoIDs rejects an empty request.
-var ErrNoIDs = errors.New("no IDs to delete")
+func New(rdb redis.UniversalClient, cfg Config) (*Producer, error) { return enqueue.New(rdb, cfg) }
 
 // Validate checks a request without enqueuing anything.
-func Validate(r Request) error {
-	if _, err := modelid.ParseKind(string(r.Kind)); err != nil {
-		return err
-	}
-	if len(r.IDs) == 0 {
-		return ErrNoIDs
-	}
-	var bad []InvalidID
-	for i, id := range r.IDs {
-		if err := id.Validate(); err != nil {
-			bad = append(bad, InvalidID{Index: i, Text: id.String(), Reason: err.Error()})
-		}
-	}
-	if len(bad) > 0 {
-		return &InvalidIDsError{Invalid: bad}
-	}
-	return nil
-}
-
-// Enqueue validates r and enqueues it. On a Redis failure part-way, the
-// receipt lists what was enqueued before it; enqueuing the rest again is
-// safe because workers skip IDs they already deleted.
-func (p *Producer) Enqueue(ctx context.Context, r Request) (Receipt, error) {
-	if err := Validate(r); err != nil {
-		return Receipt{}, err
-	}
-	ids := modelid.Dedupe(r.IDs)
-	ints, strs := modelid.SplitByType(ids)
-	rc := Receipt{Kind: r.Kind, IDs: len(ids), IntIDs: len(ints), StringIDs: len(strs), Duplicates: len(r.IDs) - len(ids)}
-	delayed := r.ProcessAt.After(time.Now())
-	done := 0
-	for _, list := range [][]ID{ints, strs} {
-		chunks := modelid.Chunk(list, p.cfg.BatchSize)
-		for i, c := range chunks {
-			b, err := p.enqueueOne(ctx, r, c, len(c) == p.cfg.BatchSize || delayed, len(rc.Batches))
-			if err != nil {
-				return rc, fmt.Errorf("enqueue batch %d of %d (%s IDs): %w", i+1, len(chunks), c[0].Type(), err)
-			}
-			rc.Batches = append(rc.Batches, b)
-			done += len(c)
-			if r.Progress != nil {
-				r.Progress(done)
-			}
-		}
-	}
-	return rc, nil
-}
-
-func (p *Producer) enqueueOne(ctx context.Context, r Request, ids []ID, ready bool, n int) (Batch, error) {
-	b := Batch{IDType: string(ids[0].Type()), IDs: len(ids)}
-	pl := tasks.Payload{Kind: r.Kind, IDs: ids}
-	var extra []asynq.Option
-	if r.Key != "" {
-		extra = append(extra, asynq.TaskID(r.Key+"/"+strconv.Itoa(n)))
-	}
-	var (
-		t   *asynq.Task
-		err error
-	)
-	if ready {
-		if !r.ProcessAt.IsZero() {
-			extra = append(extra, asynq.ProcessAt(r.ProcessAt))
-			b.At = r.ProcessAt.UTC()
-		}
-		t, err = tasks.NewBatchTask(pl, p.opt, extra...)
-	} else {
-		b.Group = tasks.GroupName(r.Kind, ids[0].Type(), tasks.Shard(ids[0], p.cfg.Shards))
-		t, err = tasks.NewDeleteTask(pl, b.Group, p.opt)
-	}
-	if err != nil {
-		return b, err
-	}
-	info, err := p.c.EnqueueContext(ctx, t, extra...)
-	if errors.Is(err, asynq.ErrTaskIDConflict) {
-		b.TaskID, b.Existing = r.Key+"/"+strconv.Itoa(n), true
-		return b, nil
-	}
-	if err != nil {
-		return b, err
-	}
-	b.TaskID = info.ID
-	return b, nil
-}
+func Validate(r Request) error { return enqueue.Validate(r) }

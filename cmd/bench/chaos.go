@@ -11,9 +11,11 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/qfpurge/qfpurge/internal/asynqlayout"
+	"github.com/qfpurge/qfpurge/internal/deadletter"
 	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
+	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
-	"github.com/qfpurge/qfpurge/internal/tasks"
 )
 
 // chaosConfig sizes the chaos scenario.
@@ -146,7 +148,7 @@ func runChaos(ctx context.Context, e *env, c chaosConfig) (chaosResult, error) {
 		// Then at the next moment a batch is running (bounded), so the kill
 		// hits the pipeline at work, not an idle worker.
 		_ = waitFor(ctx, 10*time.Second, 5*time.Millisecond, func() (bool, error) {
-			q, err := insp.GetQueueInfo(tasks.Queue)
+			q, err := insp.GetQueueInfo(asynqlayout.Queue)
 			return err == nil && q.Active > 0, nil
 		})
 		if err := w.exited(); err != nil {
@@ -168,7 +170,7 @@ func runChaos(ctx context.Context, e *env, c chaosConfig) (chaosResult, error) {
 		if err := w.exited(); err != nil {
 			return false, err
 		}
-		if !queueEmpty(insp, tasks.Queue) {
+		if !queueEmpty(insp, asynqlayout.Queue) {
 			return false, nil
 		}
 		states, err := ledgerStates(ctx, e.rdb, all)
@@ -222,14 +224,14 @@ func (r *chaosResult) collect(ctx context.Context, rdb *redis.Client, f *fake, v
 		switch {
 		case s == "":
 			r.Unfinished++
-		case i < len(valid) && s == tasks.StatePresumed:
+		case i < len(valid) && s == ledger.StatePresumed:
 			r.ValidPresumed++
-		case i >= len(valid) && s == tasks.StatePresumed:
+		case i >= len(valid) && s == ledger.StatePresumed:
 			r.InvalidPresumed++
 		}
 	}
 	dead := map[string]int{}
-	msgs, err := rdb.XRange(ctx, tasks.DeadLetterStream, "-", "+").Result()
+	msgs, err := rdb.XRange(ctx, deadletter.Stream, "-", "+").Result()
 	if err != nil {
 		return err
 	}
@@ -268,22 +270,17 @@ func (r *chaosResult) collect(ctx context.Context, rdb *redis.Client, f *fake, v
 }
 
 // ledgerStates reads the ledger state of each ID ("" when none), pipelined.
-func ledgerStates(ctx context.Context, rdb *redis.Client, ids []modelid.ID) ([]string, error) {
-	out := make([]string, len(ids))
+func ledgerStates(ctx context.Context, rdb *redis.Client, ids []modelid.ID) ([]ledger.State, error) {
+	l := ledger.New(rdb, ledger.Config{})
+	out := make([]ledger.State, 0, len(ids))
 	const chunk = 5000
 	for lo := 0; lo < len(ids); lo += chunk {
-		hi := min(lo+chunk, len(ids))
-		pipe := rdb.Pipeline()
-		cmds := make([]*redis.StringCmd, hi-lo)
-		for i, id := range ids[lo:hi] {
-			// The ledger's documented key: qfpurge:id:<kind>:<type>:<id>.
-			cmds[i] = pipe.HGet(ctx, "qfpurge:id:"+string(modelid.KindModel)+":"+string(id.Type())+":"+id.String(), "state")
-		}
-		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+		recs, err := l.LookupMany(ctx, modelid.KindModel, ids[lo:min(lo+chunk, len(ids))])
+		if err != nil {
 			return nil, err
 		}
-		for i, c := range cmds {
-			out[lo+i] = c.Val()
+		for _, r := range recs {
+			out = append(out, r.State)
 		}
 	}
 	return out, nil

@@ -20,8 +20,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
+	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/redistest"
-	"github.com/qfpurge/qfpurge/internal/tasks"
 )
 
 // env is everything a run shares: a work directory, the binaries built once,
@@ -423,7 +423,7 @@ func waitFor(ctx context.Context, limit, step time.Duration, cond func() (bool, 
 
 // lastEventTime is the Redis time of the newest qfpurge:events entry.
 func lastEventTime(ctx context.Context, rdb *redis.Client) (time.Time, error) {
-	msgs, err := rdb.XRevRangeN(ctx, tasks.EventStream, "+", "-", 1).Result()
+	msgs, err := rdb.XRevRangeN(ctx, ledger.EventStream, "+", "-", 1).Result()
 	if err != nil || len(msgs) == 0 {
 		return time.Time{}, err
 	}

@@ -18,7 +18,9 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/qfpurge/qfpurge/internal/asynqlayout"
 	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
+	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
 	"github.com/qfpurge/qfpurge/internal/tasks"
@@ -191,10 +193,10 @@ func runBaselineWorker(ctx context.Context, role string, args []string, stderr i
 		// Asynq's defaults: GroupGracePeriod 1m, GroupMaxDelay and
 		// GroupMaxSize unlimited. Everything else as in cmd/worker.
 		opts := tasks.Options{}
-		ledger := tasks.NewLedger(rdb, tasks.LedgerConfig{})
+		ledger := ledger.New(rdb, ledger.Config{})
 		h := tasks.NewHandler(tasks.QianfanDeleter{Client: qc}, asynq.NewClientFromRedisClient(rdb), ledger,
 			tasks.HandlerConfig{BatchSize: *batch, Options: opts, Logger: log})
-		cfg.Queues = map[string]int{tasks.Queue: 1}
+		cfg.Queues = map[string]int{asynqlayout.Queue: 1}
 		cfg.GroupAggregator = &tasks.Aggregator{Options: opts, Logger: log}
 		cfg.RetryDelayFunc = tasks.RetryDelay
 		cfg.IsFailure = tasks.IsFailure

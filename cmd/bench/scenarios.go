@@ -19,8 +19,8 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
-	"github.com/qfpurge/qfpurge/internal/tasks"
 	"github.com/qfpurge/qfpurge/producer"
 )
 
@@ -303,7 +303,7 @@ func runBaselines(ctx context.Context, e *env, sc scale, ours float64) (baseline
 		if last, err := lastEventTime(ctx, e.rdb); err == nil && !last.IsZero() {
 			r.DefaultsDrain = last.Sub(t0)
 		}
-		if first, err := e.rdb.XRangeN(ctx, tasks.EventStream, "-", "+", 1).Result(); err == nil && len(first) > 0 {
+		if first, err := e.rdb.XRangeN(ctx, ledger.EventStream, "-", "+", 1).Result(); err == nil && len(first) > 0 {
 			r.DefaultsFirstDelete = streamTime(first[0].ID).Sub(t0)
 		}
 		return nil
@@ -507,14 +507,14 @@ func runTrickle(ctx context.Context, e *env, sc scale) (trickleResult, error) {
 	}
 	r.IDs = n
 	_ = waitDeleted(ctx, f, n, 2*time.Minute, w)
-	msgs, err := e.rdb.XRange(ctx, tasks.EventStream, "-", "+").Result()
+	msgs, err := e.rdb.XRange(ctx, ledger.EventStream, "-", "+").Result()
 	if err != nil {
 		return r, err
 	}
 	var lat []time.Duration
 	for _, m := range msgs {
 		id, _ := m.Values["id"].(string)
-		if at, ok := sent[id]; ok && m.Values["outcome"] == tasks.StateDeleted {
+		if at, ok := sent[id]; ok && m.Values["outcome"] == ledger.StateDeleted {
 			lat = append(lat, streamTime(m.ID).Sub(at))
 			delete(sent, id)
 		}

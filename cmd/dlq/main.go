@@ -31,9 +31,10 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/qfpurge/qfpurge/internal/deadletter"
+	"github.com/qfpurge/qfpurge/internal/enqueue"
+	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/redisconn"
 	"github.com/qfpurge/qfpurge/internal/tasks"
-	"github.com/qfpurge/qfpurge/producer"
 )
 
 func main() {
@@ -114,11 +115,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("cannot reach Redis %s: %w", redisconn.Redact(*redisURL), err)
 	}
-	ledger := tasks.NewLedger(rdb, tasks.LedgerConfig{})
+	store := deadletter.NewStore(rdb)
 
 	switch cmd {
 	case "count":
-		n, err := ledger.DeadLetterCount(ctx)
+		n, err := store.Count(ctx)
 		if err != nil {
 			return err
 		}
@@ -128,11 +129,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if *limit < 1 {
 			return usageError{errors.New("--limit must be at least 1")}
 		}
-		dls, err := ledger.DeadLetters(ctx, *after, *limit)
+		dls, err := store.List(ctx, *after, *limit)
 		if err != nil {
 			return err
 		}
-		return list(ctx, stdout, ledger, dls, *asJSON)
+		return list(ctx, stdout, store, dls, *asJSON)
 	case "export":
 		w := stdout
 		if *out != "" {
@@ -143,7 +144,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			defer f.Close()
 			w = f
 		}
-		n, err := export(ctx, w, ledger)
+		n, err := store.Export(ctx, w)
 		if err != nil {
 			return err
 		}
@@ -154,7 +155,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	// requeue and purge act on entries.
-	entries, err := pick(ctx, ledger, sub.Args(), *all)
+	entries, err := pick(ctx, store, sub.Args(), *all)
 	if err != nil {
 		return err
 	}
@@ -167,13 +168,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if *all && !*yes {
 			return usageError{fmt.Errorf("purge --all removes %d dead letters for good; add --yes to confirm", len(entries))}
 		}
-		return purge(ctx, stdout, ledger, insp, entries)
+		res, err := deadletter.Purge(ctx, store, insp, entries)
+		if *asJSON {
+			_ = json.NewEncoder(stdout).Encode(res)
+		} else if res.Purged > 0 {
+			fmt.Fprintf(stdout, "purged %d dead letters (%d archived tasks removed)\n", res.Purged, res.ArchivedDeleted)
+		}
+		return err
 	}
-	p, err := producer.New(rdb, producer.Config{BatchSize: *batchSize})
+	p, err := enqueue.New(rdb, enqueue.Config{BatchSize: *batchSize})
 	if err != nil {
 		return usageError{err}
 	}
-	res, err := deadletter.Requeue(ctx, ledger, p, insp, entries)
+	res, err := deadletter.Requeue(ctx, store, func(ctx context.Context, k modelid.Kind, ids []modelid.ID) (enqueue.Receipt, error) {
+		return p.Enqueue(ctx, enqueue.Request{Kind: k, IDs: ids})
+	}, insp, entries)
 	if *asJSON {
 		_ = json.NewEncoder(stdout).Encode(res)
 	} else {
@@ -185,16 +194,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return err
 }
 
-func pick(ctx context.Context, ledger *tasks.Ledger, ids []string, all bool) ([]tasks.DeadLetter, error) {
+func pick(ctx context.Context, store *deadletter.Store, ids []string, all bool) ([]deadletter.Entry, error) {
 	switch {
 	case all && len(ids) > 0:
 		return nil, usageError{errors.New("give --all or entry IDs, not both")}
 	case all:
-		return deadletter.All(ctx, ledger, 1000)
+		return store.All(ctx, 1000)
 	case len(ids) == 0:
 		return nil, usageError{errors.New("name entry IDs (from dlq list) or --all")}
 	}
-	found, missing, err := deadletter.Get(ctx, ledger, ids)
+	found, missing, err := store.Get(ctx, ids)
 	if err != nil {
 		return nil, usageError{err}
 	}
@@ -204,16 +213,16 @@ func pick(ctx context.Context, ledger *tasks.Ledger, ids []string, all bool) ([]
 	return found, nil
 }
 
-func list(ctx context.Context, w io.Writer, ledger *tasks.Ledger, dls []tasks.DeadLetter, asJSON bool) error {
+func list(ctx context.Context, w io.Writer, store *deadletter.Store, dls []deadletter.Entry, asJSON bool) error {
 	if asJSON {
 		if dls == nil {
-			dls = []tasks.DeadLetter{}
+			dls = []deadletter.Entry{}
 		}
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(dls)
 	}
-	total, err := ledger.DeadLetterCount(ctx)
+	total, err := store.Count(ctx)
 	if err != nil {
 		return err
 	}
@@ -232,52 +241,6 @@ func list(ctx context.Context, w io.Writer, ledger *tasks.Ledger, dls []tasks.De
 	if int64(len(dls)) < total {
 		fmt.Fprintf(w, "showing %d of %d; next page: dlq list --after %s\n", len(dls), total, dls[len(dls)-1].EntryID)
 	}
-	return nil
-}
-
-func export(ctx context.Context, w io.Writer, ledger *tasks.Ledger) (int, error) {
-	enc := json.NewEncoder(w)
-	after, n := "", 0
-	for {
-		dls, err := ledger.DeadLetters(ctx, after, 1000)
-		if err != nil {
-			return n, err
-		}
-		if len(dls) == 0 {
-			return n, nil
-		}
-		for _, d := range dls {
-			if err := enc.Encode(d); err != nil {
-				return n, err
-			}
-			n++
-		}
-		after = dls[len(dls)-1].EntryID
-	}
-}
-
-// purge removes entries and the archived tasks that hold them.
-func purge(ctx context.Context, w io.Writer, ledger *tasks.Ledger, insp *asynq.Inspector, entries []tasks.DeadLetter) error {
-	ids := make([]string, len(entries))
-	taskIDs := map[string]bool{}
-	for i, e := range entries {
-		ids[i] = e.EntryID
-		if e.TaskID != "" {
-			taskIDs[e.TaskID] = true
-		}
-	}
-	if err := ledger.DeleteDeadLetters(ctx, ids...); err != nil {
-		return err
-	}
-	removed := 0
-	for id := range taskIDs {
-		if info, err := insp.GetTaskInfo(tasks.Queue, id); err == nil && info.State == asynq.TaskStateArchived {
-			if err := insp.DeleteTask(tasks.Queue, id); err == nil {
-				removed++
-			}
-		}
-	}
-	fmt.Fprintf(w, "purged %d dead letters (%d archived tasks removed)\n", len(ids), removed)
 	return nil
 }
 

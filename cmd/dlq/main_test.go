@@ -10,22 +10,24 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/qfpurge/qfpurge/internal/asynqlayout"
+	"github.com/qfpurge/qfpurge/internal/deadletter"
+	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/redistest"
-	"github.com/qfpurge/qfpurge/internal/tasks"
 )
 
 func TestDLQCommands(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
 	ctx := context.Background()
-	ledger := tasks.NewLedger(rdb, tasks.LedgerConfig{})
-	dead := []tasks.Outcome{
-		{Kind: modelid.KindModel, ID: modelid.IntID(404), State: tasks.StateDead, Code: 500001, Message: "param invalid", LogID: "2443985832", TaskID: "t1", Attempts: 1},
-		{Kind: modelid.KindModel, ID: modelid.StringID("am-gone"), State: tasks.StateDead, Code: 500001, Message: "param invalid", LogID: "2443985833", TaskID: "t2", Attempts: 1},
-		{Kind: modelid.KindVersion, ID: modelid.StringID("amv-9"), State: tasks.StateDead, Code: 6, Message: "no permission", TaskID: "t3", Attempts: 1},
+	l := ledger.New(rdb, ledger.Config{})
+	dead := []ledger.Outcome{
+		{Kind: modelid.KindModel, ID: modelid.IntID(404), State: ledger.StateDead, Code: 500001, Message: "param invalid", LogID: "2443985832", TaskID: "t1", Attempts: 1},
+		{Kind: modelid.KindModel, ID: modelid.StringID("am-gone"), State: ledger.StateDead, Code: 500001, Message: "param invalid", LogID: "2443985833", TaskID: "t2", Attempts: 1},
+		{Kind: modelid.KindVersion, ID: modelid.StringID("amv-9"), State: ledger.StateDead, Code: 6, Message: "no permission", TaskID: "t3", Attempts: 1},
 	}
-	if err := ledger.Write(ctx, dead); err != nil {
+	if _, err := l.Write(ctx, dead); err != nil {
 		t.Fatal(err)
 	}
 	env := func(k string) string {
@@ -51,7 +53,7 @@ func TestDLQCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var listed []tasks.DeadLetter
+	var listed []deadletter.Entry
 	if err := json.Unmarshal([]byte(out), &listed); err != nil {
 		t.Fatalf("list --json: %v\n%s", err, out)
 	}
@@ -72,7 +74,7 @@ func TestDLQCommands(t *testing.T) {
 	if out, _ := dlq("count"); strings.TrimSpace(out) != "2" {
 		t.Errorf("count after requeue = %q, want 2", out)
 	}
-	q, err := asynq.NewInspectorFromRedisClient(rdb).GetQueueInfo(tasks.Queue)
+	q, err := asynq.NewInspectorFromRedisClient(rdb).GetQueueInfo(asynqlayout.Queue)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,8 +11,8 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/qfpurge/qfpurge/internal/asynqlayout"
 	"github.com/qfpurge/qfpurge/internal/redistest"
-	"github.com/qfpurge/qfpurge/internal/tasks"
 	"github.com/qfpurge/qfpurge/producer"
 )
 
@@ -41,7 +41,7 @@ func TestEnqueueCommand(t *testing.T) {
 	rdb := srv.Client(t)
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	size := func() int {
-		q, err := insp.GetQueueInfo(tasks.Queue)
+		q, err := insp.GetQueueInfo(asynqlayout.Queue)
 		if err != nil {
 			return 0
 		}
@@ -95,7 +95,7 @@ func TestEnqueueCommand(t *testing.T) {
 		if r.code != 0 {
 			t.Fatalf("exit %d: %s", r.code, r.stderr)
 		}
-		q, _ := insp.GetQueueInfo(tasks.Queue)
+		q, _ := insp.GetQueueInfo(asynqlayout.Queue)
 		if q.Scheduled != 1 {
 			t.Errorf("%d scheduled, want 1", q.Scheduled)
 		}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/qfpurge/qfpurge/internal/deadletter"
 	"github.com/qfpurge/qfpurge/internal/httpapi"
 )
 
@@ -19,7 +20,7 @@ func startAPI(cfg config, d deps) (stop func(), err error) {
 		MaxBodyBytes: cfg.APIMaxBody,
 		PendingTTL:   cfg.LedgerTTL,
 		Logger:       d.log.With("component", "httpapi"),
-	}, httpapi.Deps{Redis: d.rdb, Ledger: d.ledger, Producer: d.producer, Archive: d.inspector})
+	}, httpapi.Deps{Ledger: d.ledger, DeadLetters: deadletter.NewStore(d.rdb), Producer: d.producer, Archive: d.inspector})
 	if err != nil {
 		return nil, err
 	}

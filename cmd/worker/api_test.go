@@ -18,9 +18,10 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/qfpurge/qfpurge/internal/asynqlayout"
 	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
+	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/redistest"
-	"github.com/qfpurge/qfpurge/internal/tasks"
 )
 
 const (
@@ -185,7 +186,7 @@ func (w *apiWorker) queueTouched(t *testing.T) bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return slices.Contains(qs, tasks.Queue)
+	return slices.Contains(qs, asynqlayout.Queue)
 }
 
 func TestAPIEndToEnd(t *testing.T) {
@@ -239,12 +240,12 @@ func TestAPIEndToEnd(t *testing.T) {
 
 	for _, id := range []string{"101", "102", "103", "am-a", "am-b"} {
 		st := w.waitOutcome(t, id)
-		if st.State != tasks.StateDeleted || st.LogID == "" || st.At == "" {
+		if st.State != string(ledger.StateDeleted) || st.LogID == "" || st.At == "" {
 			t.Errorf("ID %s: %+v, want deleted with a log_id", id, st)
 		}
 	}
 	st := w.waitOutcome(t, "404404")
-	if st.State != tasks.StateDead || st.Code != 500001 {
+	if st.State != string(ledger.StateDead) || st.Code != 500001 {
 		t.Errorf("poison ID: %+v, want dead with code 500001", st)
 	}
 	for _, id := range []any{int64(101), int64(102), int64(103), "am-a", "am-b"} {
@@ -254,7 +255,7 @@ func TestAPIEndToEnd(t *testing.T) {
 	}
 
 	// One event per outcome, readable with redis-cli XRANGE.
-	evs, err := w.rdb.XRange(ctx, tasks.EventStream, "-", "+").Result()
+	evs, err := w.rdb.XRange(ctx, ledger.EventStream, "-", "+").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +269,7 @@ func TestAPIEndToEnd(t *testing.T) {
 	}
 	if cli, err := exec.LookPath("redis-cli"); err == nil {
 		host, port, _ := strings.Cut(w.srv.Addr, ":")
-		out, err := exec.Command(cli, "-h", host, "-p", port, "XRANGE", tasks.EventStream, "-", "+").Output()
+		out, err := exec.Command(cli, "-h", host, "-p", port, "XRANGE", ledger.EventStream, "-", "+").Output()
 		if err != nil {
 			t.Fatalf("redis-cli XRANGE: %v", err)
 		}
@@ -302,10 +303,10 @@ func TestAPIEndToEnd(t *testing.T) {
 		t.Fatalf("requeue: %d %s", code, body)
 	}
 	// Single-ID jobs wait in a group for the aggregation tick; then it is dead again.
-	if st := w.waitOutcome(t, "404404"); st.State != tasks.StateDead {
+	if st := w.waitOutcome(t, "404404"); st.State != string(ledger.StateDead) {
 		t.Errorf("requeued poison ID: %+v, want dead again", st)
 	}
-	if n := w.rdb.XLen(ctx, tasks.EventStream).Val(); n != 7 {
+	if n := w.rdb.XLen(ctx, ledger.EventStream).Val(); n != 7 {
 		t.Errorf("%d events after the requeued ID died again, want 7", n)
 	}
 }

@@ -12,8 +12,9 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/qfpurge/qfpurge/internal/asynqlayout"
+	"github.com/qfpurge/qfpurge/internal/deadletter"
 	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
-	"github.com/qfpurge/qfpurge/internal/tasks"
 	"github.com/qfpurge/qfpurge/producer"
 )
 
@@ -70,10 +71,10 @@ func (d *demoEnv) Run(ctx context.Context, rdb redis.UniversalClient, cfg config
 		}
 	}
 	fmt.Fprintf(out, "demo: enqueued %d single-ID jobs (40 int IDs, 10 string IDs, and %d, which does not exist)\n", len(ids), demoBadID)
-	ledger := tasks.NewLedger(rdb, tasks.LedgerConfig{})
+	dead := deadletter.NewStore(rdb)
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	for ctx.Err() == nil {
-		if dead, _ := ledger.DeadLetterCount(ctx); dead > 0 && drained(insp) {
+		if dead, _ := dead.Count(ctx); dead > 0 && drained(insp) {
 			break
 		}
 		select {
@@ -84,7 +85,7 @@ func (d *demoEnv) Run(ctx context.Context, rdb redis.UniversalClient, cfg config
 	}
 	st := d.fake.Stats()
 	fmt.Fprintf(out, "demo: fake Qianfan deleted %d IDs; calls by outcome: %v\n", st.IDsDeleted, st.Calls)
-	dls, _ := ledger.DeadLetters(ctx, "", 10)
+	dls, _ := dead.List(ctx, "", 10)
 	for _, dl := range dls {
 		fmt.Fprintf(out, "demo: dead letter: %s %s: %s\n", dl.Kind, dl.ID, dl.Reason())
 	}
@@ -93,7 +94,7 @@ func (d *demoEnv) Run(ctx context.Context, rdb redis.UniversalClient, cfg config
 
 // drained reports whether nothing is waiting, running or grouped.
 func drained(insp *asynq.Inspector) bool {
-	q, err := insp.GetQueueInfo(tasks.Queue)
+	q, err := insp.GetQueueInfo(asynqlayout.Queue)
 	if err != nil {
 		return false
 	}

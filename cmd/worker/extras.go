@@ -7,8 +7,8 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/monitor"
-	"github.com/qfpurge/qfpurge/internal/tasks"
 	"github.com/qfpurge/qfpurge/producer"
 )
 
@@ -17,7 +17,7 @@ import (
 type deps struct {
 	rdb       redis.UniversalClient
 	log       *slog.Logger
-	ledger    *tasks.Ledger
+	ledger    *ledger.Ledger
 	producer  *producer.Producer
 	inspector *asynq.Inspector
 	metrics   *monitor.Metrics

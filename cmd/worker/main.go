@@ -21,6 +21,8 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/qfpurge/qfpurge/internal/asynqlayout"
+	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/monitor"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
 	"github.com/qfpurge/qfpurge/internal/redisconn"
@@ -94,13 +96,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	opts := tasks.Options{MaxRetry: cfg.MaxRetry, Retention: cfg.Retention}
-	ledger := tasks.NewLedger(rdb, tasks.LedgerConfig{TTL: cfg.LedgerTTL, EventsMaxLen: cfg.EventsMaxLen})
+	ledger := ledger.New(rdb, ledger.Config{TTL: cfg.LedgerTTL, EventsMaxLen: cfg.EventsMaxLen})
 	handler := tasks.NewHandler(tasks.QianfanDeleter{Client: qc}, asynq.NewClientFromRedisClient(rdb), ledger,
 		tasks.HandlerConfig{BatchSize: cfg.BatchSize, Options: opts, Logger: log, VerdictWait: cfg.VerdictWait, Observer: met})
 
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency:      cfg.Concurrency,
-		Queues:           map[string]int{tasks.Queue: 1},
+		Queues:           map[string]int{asynqlayout.Queue: 1},
 		GroupAggregator:  &tasks.Aggregator{Options: opts, Logger: log},
 		GroupGracePeriod: cfg.BatchWait,
 		GroupMaxDelay:    cfg.BatchMaxWait,
@@ -136,7 +138,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		stopSweep()
 		return err
 	}
-	log.Info("qfpurge worker running", "queue", tasks.Queue)
+	log.Info("qfpurge worker running", "queue", asynqlayout.Queue)
 	if demo != nil {
 		go demo.Run(ctx, rdb, cfg, stdout)
 	}

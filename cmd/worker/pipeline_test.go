@@ -20,10 +20,12 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/qfpurge/qfpurge/internal/asynqlayout"
+	"github.com/qfpurge/qfpurge/internal/deadletter"
 	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
+	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/redistest"
-	"github.com/qfpurge/qfpurge/internal/tasks"
 	"github.com/qfpurge/qfpurge/producer"
 )
 
@@ -155,7 +157,7 @@ func (e *pipeEnv) enqueueMixed(t *testing.T, ids []producer.ID) {
 // waitSettled polls until every ID has an outcome and the queue is empty.
 func (e *pipeEnv) waitSettled(t *testing.T, ids []producer.ID, timeout time.Duration) {
 	t.Helper()
-	ledger := tasks.NewLedger(e.rdb, tasks.LedgerConfig{})
+	ledger := ledger.New(e.rdb, ledger.Config{})
 	insp := asynq.NewInspectorFromRedisClient(e.rdb)
 	deadline := time.Now().Add(timeout)
 	ctx := context.Background()
@@ -169,7 +171,7 @@ func (e *pipeEnv) waitSettled(t *testing.T, ids []producer.ID, timeout time.Dura
 				}
 			}
 		}
-		q, err := insp.GetQueueInfo(tasks.Queue)
+		q, err := insp.GetQueueInfo(asynqlayout.Queue)
 		busy := err != nil || q.Pending+q.Active+q.Scheduled+q.Retry+q.Aggregating > 0
 		if open == 0 && !busy {
 			return
@@ -190,8 +192,7 @@ func (e *pipeEnv) checkOutcomes(t *testing.T, ids, invalid []producer.ID) {
 	for _, id := range invalid {
 		bad[id] = true
 	}
-	ledger := tasks.NewLedger(e.rdb, tasks.LedgerConfig{})
-	dls, err := ledger.DeadLetters(ctx, "", 100_000)
+	dls, err := deadletter.NewStore(e.rdb).List(ctx, "", 100_000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +221,7 @@ func (e *pipeEnv) checkOutcomes(t *testing.T, ids, invalid []producer.ID) {
 		}
 	}
 	insp := asynq.NewInspectorFromRedisClient(e.rdb)
-	q, err := insp.GetQueueInfo(tasks.Queue)
+	q, err := insp.GetQueueInfo(asynqlayout.Queue)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,25 +1,27 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"strings"
 
 	"github.com/qfpurge/qfpurge/internal/deadletter"
-	"github.com/qfpurge/qfpurge/internal/tasks"
+	"github.com/qfpurge/qfpurge/internal/enqueue"
+	"github.com/qfpurge/qfpurge/internal/modelid"
 )
 
 // Limits of the dead-letter routes.
 const (
 	defaultListLimit = 100
 	maxListLimit     = 1000
-	maxRequeueIDs    = 10_000
-	requeuePage      = 1000
+	maxEntryIDs      = 10_000
+	entryPage        = 1000
 )
 
 // deadLetterPage is the answer of GET /v1/deadletters.
 type deadLetterPage struct {
-	DeadLetters []tasks.DeadLetter `json:"dead_letters"`
+	DeadLetters []deadletter.Entry `json:"dead_letters"`
 	// Total is the stream's length.
 	Total int64 `json:"total"`
 	// Next is the "after" value of the next page; empty on the last page.
@@ -46,14 +48,14 @@ func (a *API) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := requestContext(r)
 	defer cancel()
-	dls, err := a.d.Ledger.DeadLetters(ctx, after, int64(limit)+1)
+	dls, err := a.d.DeadLetters.List(ctx, after, int64(limit)+1)
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, "read dead letters: "+err.Error(), nil)
+		writeError(w, http.StatusInternalServerError, err.Error(), nil)
 		return
 	}
-	total, err := a.d.Ledger.DeadLetterCount(ctx)
+	total, err := a.d.DeadLetters.Count(ctx)
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, "count dead letters: "+err.Error(), nil)
+		writeError(w, http.StatusInternalServerError, err.Error(), nil)
 		return
 	}
 	page := deadLetterPage{DeadLetters: dls, Total: total}
@@ -64,33 +66,28 @@ func (a *API) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, page)
 }
 
-// requeueRequest is the body of POST /v1/deadletters/requeue: entry_ids or
+// entriesRequest is the body of the requeue and purge routes: entry_ids or
 // all, not both.
-type requeueRequest struct {
+type entriesRequest struct {
 	EntryIDs []string `json:"entry_ids"`
 	All      bool     `json:"all"`
 }
 
-// requeueResponse is its answer.
-type requeueResponse struct {
-	deadletter.Result
-	// Missing lists entry IDs not in the stream (already requeued or purged).
-	Missing []string `json:"missing,omitempty"`
-	Warning string   `json:"warning,omitempty"`
-}
-
-func (a *API) requeue(w http.ResponseWriter, r *http.Request) {
-	var body requeueRequest
+// entries reads the body and the entries it names. It writes the error
+// answer and returns ok false on failure; missing lists entry IDs not in the
+// stream (already requeued or purged).
+func (a *API) entries(ctx context.Context, w http.ResponseWriter, r *http.Request) (es []deadletter.Entry, missing []string, ok bool) {
+	var body entriesRequest
 	if !a.decodeBody(w, r, &body) {
-		return
+		return nil, nil, false
 	}
 	switch {
 	case body.All == (len(body.EntryIDs) > 0):
 		writeError(w, http.StatusBadRequest, `give "entry_ids" (a non-empty list) or "all": true, not both`, nil)
-		return
-	case len(body.EntryIDs) > maxRequeueIDs:
-		writeError(w, http.StatusBadRequest, "at most "+strconv.Itoa(maxRequeueIDs)+" entry_ids per request; use \"all\": true for more", nil)
-		return
+		return nil, nil, false
+	case len(body.EntryIDs) > maxEntryIDs:
+		writeError(w, http.StatusBadRequest, "at most "+strconv.Itoa(maxEntryIDs)+` entry_ids per request; use "all": true for more`, nil)
+		return nil, nil, false
 	}
 	var bad []string
 	for _, id := range body.EntryIDs {
@@ -100,45 +97,81 @@ func (a *API) requeue(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(bad) > 0 {
 		writeError(w, http.StatusBadRequest, "malformed entry IDs: want <milliseconds>-<sequence>", bad)
-		return
+		return nil, nil, false
 	}
-	ctx, cancel := requestContext(r)
-	defer cancel()
-	var (
-		entries []tasks.DeadLetter
-		missing []string
-		err     error
-	)
+	var err error
 	if body.All {
-		entries, err = deadletter.All(ctx, a.d.Ledger, requeuePage)
+		es, err = a.d.DeadLetters.All(ctx, entryPage)
 	} else {
-		entries, missing, err = deadletter.Get(ctx, a.d.Ledger, body.EntryIDs)
+		es, missing, err = a.d.DeadLetters.Get(ctx, body.EntryIDs)
 	}
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, "read dead letters: "+err.Error(), nil)
+		writeError(w, http.StatusInternalServerError, err.Error(), nil)
+		return nil, nil, false
+	}
+	return es, missing, true
+}
+
+// requeueResponse is the answer of POST /v1/deadletters/requeue.
+type requeueResponse struct {
+	deadletter.Result[enqueue.Receipt]
+	Missing []string `json:"missing,omitempty"`
+	Warning string   `json:"warning,omitempty"`
+}
+
+func (a *API) requeue(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := requestContext(r)
+	defer cancel()
+	entries, missing, ok := a.entries(ctx, w, r)
+	if !ok {
 		return
 	}
 	pe := &pendingEnqueuer{a: a}
-	res, err := deadletter.Requeue(ctx, a.d.Ledger, pe, a.d.Archive, entries)
+	res, err := deadletter.Requeue(ctx, a.d.DeadLetters, func(ctx context.Context, k modelid.Kind, ids []modelid.ID) (enqueue.Receipt, error) {
+		return pe.Enqueue(ctx, enqueue.Request{Kind: k, IDs: ids})
+	}, a.d.Archive, entries)
 	resp := requeueResponse{Result: res, Missing: missing}
 	if pe.warn != nil {
 		resp.Warning = "requeued, but the IDs could not be marked pending: " + pe.warn.Error()
 	}
 	if err != nil {
-		status := http.StatusInternalServerError
-		if res.Requeued > 0 {
-			// The IDs were enqueued; only cleaning up failed.
-			status = http.StatusOK
-			resp.Warning = strings.TrimPrefix(resp.Warning+"; "+err.Error(), "; ")
-		} else {
-			resp.Warning = ""
-			writeJSON(w, status, struct {
+		if res.Requeued == 0 {
+			writeJSON(w, http.StatusInternalServerError, struct {
 				Error string `json:"error"`
 				requeueResponse
-			}{err.Error(), resp})
+			}{err.Error(), requeueResponse{Result: res, Missing: missing}})
 			return
 		}
+		// The IDs were enqueued; only cleaning up failed.
+		resp.Warning = strings.TrimPrefix(resp.Warning+"; "+err.Error(), "; ")
 	}
 	a.log.Info("dead letters requeued", "requeued", res.Requeued, "skipped", len(res.Skipped), "archived_deleted", res.ArchivedDeleted)
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// purgeResponse is the answer of POST /v1/deadletters/purge.
+type purgeResponse struct {
+	deadletter.PurgeResult
+	Missing []string `json:"missing,omitempty"`
+	Warning string   `json:"warning,omitempty"`
+}
+
+func (a *API) purge(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := requestContext(r)
+	defer cancel()
+	entries, missing, ok := a.entries(ctx, w, r)
+	if !ok {
+		return
+	}
+	res, err := deadletter.Purge(ctx, a.d.DeadLetters, a.d.Archive, entries)
+	resp := purgeResponse{PurgeResult: res, Missing: missing}
+	if err != nil {
+		if res.Purged == 0 {
+			writeError(w, http.StatusInternalServerError, err.Error(), nil)
+			return
+		}
+		resp.Warning = "purged, but some archived tasks were left: " + err.Error()
+	}
+	a.log.Info("dead letters purged", "purged", res.Purged, "archived_deleted", res.ArchivedDeleted)
 	writeJSON(w, http.StatusOK, resp)
 }

@@ -9,8 +9,8 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/qfpurge/qfpurge/internal/enqueue"
 	"github.com/qfpurge/qfpurge/internal/modelid"
-	"github.com/qfpurge/qfpurge/producer"
 )
 
 // deletionRequest is the body of POST /v1/deletions.
@@ -31,7 +31,7 @@ const maxKeyLen = 200
 
 // deletionResponse is the 202 answer: the producer's receipt, flattened.
 type deletionResponse struct {
-	producer.Receipt
+	enqueue.Receipt
 	// Warning is set when the IDs were enqueued but not marked pending.
 	Warning string `json:"warning,omitempty"`
 }
@@ -52,14 +52,14 @@ func (a *API) postDeletions(w http.ResponseWriter, r *http.Request) {
 	pe := &pendingEnqueuer{a: a}
 	rc, err := pe.Enqueue(ctx, req)
 	if err != nil {
-		if ie, ok := errors.AsType[*producer.InvalidIDsError](err); ok {
+		if ie, ok := errors.AsType[*modelid.InvalidIDsError](err); ok {
 			writeError(w, http.StatusBadRequest, ie.Error(), ie.Invalid)
 			return
 		}
 		a.log.Error("enqueue failed", "kind", req.Kind, "ids", len(req.IDs), "batches_enqueued", len(rc.Batches), "err", err)
 		writeJSON(w, http.StatusInternalServerError, struct {
-			Error   string           `json:"error"`
-			Receipt producer.Receipt `json:"receipt"`
+			Error   string          `json:"error"`
+			Receipt enqueue.Receipt `json:"receipt"`
 		}{"enqueue failed part-way (sending the same request again is safe): " + err.Error(), rc})
 		return
 	}
@@ -73,8 +73,8 @@ func (a *API) postDeletions(w http.ResponseWriter, r *http.Request) {
 
 // request checks the body and turns it into a producer request. On invalid
 // IDs it returns them all (nothing is enqueued).
-func (b deletionRequest) request(now time.Time) (producer.Request, []producer.InvalidID, error) {
-	var req producer.Request
+func (b deletionRequest) request(now time.Time) (enqueue.Request, []modelid.InvalidID, error) {
+	var req enqueue.Request
 	kind := b.Kind
 	if kind == "" {
 		kind = string(modelid.KindModel)
@@ -85,23 +85,23 @@ func (b deletionRequest) request(now time.Time) (producer.Request, []producer.In
 	}
 	req.Kind = k
 	if len(b.ModelIDs) == 0 {
-		return req, nil, errors.New("model_ids: " + producer.ErrNoIDs.Error())
+		return req, nil, errors.New("model_ids: " + enqueue.ErrNoIDs.Error())
 	}
-	var bad []producer.InvalidID
+	var bad []modelid.InvalidID
 	for i, raw := range b.ModelIDs {
 		var id modelid.ID
 		if err := id.UnmarshalJSON(raw); err != nil {
-			bad = append(bad, producer.InvalidID{Index: i, Text: string(raw), Reason: err.Error()})
+			bad = append(bad, modelid.InvalidID{Index: i, Text: string(raw), Reason: err.Error()})
 			continue
 		}
 		if err := id.Validate(); err != nil {
-			bad = append(bad, producer.InvalidID{Index: i, Text: id.String(), Reason: err.Error()})
+			bad = append(bad, modelid.InvalidID{Index: i, Text: id.String(), Reason: err.Error()})
 			continue
 		}
 		req.IDs = append(req.IDs, id)
 	}
 	if len(bad) > 0 {
-		return req, bad, &producer.InvalidIDsError{Invalid: bad}
+		return req, bad, &modelid.InvalidIDsError{Invalid: bad}
 	}
 	switch {
 	case b.ProcessAt != "" && b.ProcessIn != "":
@@ -184,7 +184,7 @@ func (a *API) getDeletion(w http.ResponseWriter, r *http.Request) {
 	}
 	st := deletionState{Kind: k, ID: id, IDType: string(id.Type()), State: StateUnknown}
 	if ok {
-		st.State, st.LogID, st.Code, st.Message, st.TaskID = rec.State, rec.LogID, rec.Code, rec.Message, rec.TaskID
+		st.State, st.LogID, st.Code, st.Message, st.TaskID = string(rec.State), rec.LogID, rec.Code, rec.Message, rec.TaskID
 		if !rec.At.IsZero() {
 			st.At = &rec.At
 		}

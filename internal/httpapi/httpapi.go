@@ -5,6 +5,7 @@
 //	GET  /v1/deletions/{id}          state of one ID: pending, deleted, presumed, dead or unknown
 //	GET  /v1/deadletters             list dead letters, paged
 //	POST /v1/deadletters/requeue     requeue dead letters (some, or all)
+//	POST /v1/deadletters/purge       forget dead letters (some, or all) without requeuing
 //
 // Every route needs "Authorization: Bearer <token>" with one of the tokens
 // of Config.Tokens; docs/openapi.yaml describes the routes and bodies.
@@ -23,10 +24,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/qfpurge/qfpurge/internal/deadletter"
-	"github.com/qfpurge/qfpurge/internal/tasks"
+	"github.com/qfpurge/qfpurge/internal/enqueue"
+	"github.com/qfpurge/qfpurge/internal/ledger"
 )
 
 // TokensEnv is the environment variable the worker reads Config.Tokens from:
@@ -100,13 +100,18 @@ func ParseTokens(s string) []string {
 	return out
 }
 
+// Enqueuer enqueues deletions; *enqueue.Producer is one.
+type Enqueuer interface {
+	Enqueue(ctx context.Context, r enqueue.Request) (enqueue.Receipt, error)
+}
+
 // Deps are what the API works on; all are required except Archive.
 type Deps struct {
-	Redis    redis.UniversalClient
-	Ledger   *tasks.Ledger
-	Producer deadletter.Enqueuer
-	// Archive, usually the worker's *asynq.Inspector, lets requeue delete
-	// archived tasks. Nil leaves them.
+	Ledger      *ledger.Ledger
+	DeadLetters *deadletter.Store
+	Producer    Enqueuer
+	// Archive, usually the worker's *asynq.Inspector, lets requeue and purge
+	// delete archived tasks. Nil leaves them.
 	Archive deadletter.Archive
 }
 
@@ -126,8 +131,8 @@ func New(cfg Config, d Deps) (*API, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if d.Redis == nil || d.Ledger == nil || d.Producer == nil {
-		return nil, errors.New("httpapi: Deps.Redis, Ledger and Producer are required")
+	if d.Ledger == nil || d.DeadLetters == nil || d.Producer == nil {
+		return nil, errors.New("httpapi: Deps.Ledger, DeadLetters and Producer are required")
 	}
 	a := &API{cfg: cfg, d: d, mux: http.NewServeMux(), log: cfg.Logger}
 	for _, t := range cfg.Tokens {
@@ -137,6 +142,7 @@ func New(cfg Config, d Deps) (*API, error) {
 	a.handle("GET /v1/deletions/{id}", a.getDeletion)
 	a.handle("GET /v1/deadletters", a.listDeadLetters)
 	a.handle("POST /v1/deadletters/requeue", a.requeue)
+	a.handle("POST /v1/deadletters/purge", a.purge)
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such route: "+r.Method+" "+r.URL.Path, nil)
 	})

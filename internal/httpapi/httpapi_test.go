@@ -21,10 +21,13 @@ import (
 	"go.uber.org/goleak"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/qfpurge/qfpurge/internal/asynqlayout"
+	"github.com/qfpurge/qfpurge/internal/deadletter"
+	"github.com/qfpurge/qfpurge/internal/enqueue"
+	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/redistest"
 	"github.com/qfpurge/qfpurge/internal/tasks"
-	"github.com/qfpurge/qfpurge/producer"
 )
 
 func TestMain(m *testing.M) {
@@ -40,7 +43,7 @@ const (
 type testBundle struct {
 	api    *API
 	rdb    *redis.Client
-	ledger *tasks.Ledger
+	ledger *ledger.Ledger
 	insp   *asynq.Inspector
 	logs   *bytes.Buffer
 }
@@ -49,8 +52,8 @@ func setup(t *testing.T) testBundle {
 	t.Helper()
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
-	ledger := tasks.NewLedger(rdb, tasks.LedgerConfig{})
-	prod, err := producer.New(rdb, producer.Config{BatchSize: 2})
+	ledger := ledger.New(rdb, ledger.Config{})
+	prod, err := enqueue.New(rdb, enqueue.Config{BatchSize: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +63,7 @@ func setup(t *testing.T) testBundle {
 		Tokens:       []string{tokenOld, tokenNew},
 		MaxBodyBytes: 512,
 		Logger:       slog.New(slog.NewTextHandler(logs, nil)),
-	}, Deps{Redis: rdb, Ledger: ledger, Producer: prod, Archive: insp})
+	}, Deps{Ledger: ledger, DeadLetters: deadletter.NewStore(rdb), Producer: prod, Archive: insp})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +107,7 @@ func TestNewRefusesWithoutTokens(t *testing.T) {
 	t.Parallel()
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	defer rdb.Close()
-	deps := Deps{Redis: rdb, Ledger: tasks.NewLedger(rdb, tasks.LedgerConfig{}), Producer: nopEnqueuer{}}
+	deps := Deps{Ledger: ledger.New(rdb, ledger.Config{}), DeadLetters: deadletter.NewStore(rdb), Producer: nopEnqueuer{}}
 	if _, err := New(Config{}, deps); !errors.Is(err, ErrNoTokens) {
 		t.Fatalf("no tokens: got %v, want ErrNoTokens", err)
 	}
@@ -119,8 +122,8 @@ func TestNewRefusesWithoutTokens(t *testing.T) {
 
 type nopEnqueuer struct{}
 
-func (nopEnqueuer) Enqueue(context.Context, producer.Request) (producer.Receipt, error) {
-	return producer.Receipt{}, nil
+func (nopEnqueuer) Enqueue(context.Context, enqueue.Request) (enqueue.Receipt, error) {
+	return enqueue.Receipt{}, nil
 }
 
 func TestParseTokens(t *testing.T) {
@@ -187,7 +190,7 @@ func TestPostDeletionsRejects(t *testing.T) {
 	for _, tc := range []struct {
 		name, body  string
 		status      int
-		wantInvalid []producer.InvalidID
+		wantInvalid []modelid.InvalidID
 	}{
 		{name: "bad JSON", body: `{"model_ids":[1,`, status: 400},
 		{name: "not an object", body: `[1,2]`, status: 400},
@@ -201,7 +204,7 @@ func TestPostDeletionsRejects(t *testing.T) {
 		{name: "key with space", body: `{"model_ids":[1],"key":"a b"}`, status: 400},
 		{
 			name: "invalid IDs", body: `{"model_ids":[5, -3, 1.5, "", "am ok", "am-fine", true]}`, status: 400,
-			wantInvalid: []producer.InvalidID{
+			wantInvalid: []modelid.InvalidID{
 				{Index: 1, Text: "-3", Reason: "int ID -3 must be positive"},
 				{Index: 2, Text: "1.5", Reason: "ID 1.5 is neither a whole number nor a string"},
 				{Index: 3, Text: `""`, Reason: "string ID is empty"},
@@ -217,8 +220,8 @@ func TestPostDeletionsRejects(t *testing.T) {
 				t.Fatalf("status %d, want %d: %s", w.Code, tc.status, w.Body)
 			}
 			e := decode[struct {
-				Error   string               `json:"error"`
-				Invalid []producer.InvalidID `json:"invalid"`
+				Error   string              `json:"error"`
+				Invalid []modelid.InvalidID `json:"invalid"`
 			}](t, w)
 			if e.Error == "" {
 				t.Errorf("no error message: %s", w.Body)
@@ -241,14 +244,14 @@ func TestPostDeletionsAndState(t *testing.T) {
 	if w.Code != http.StatusAccepted {
 		t.Fatalf("status %d: %s", w.Code, w.Body)
 	}
-	rc := decode[producer.Receipt](t, w)
+	rc := decode[enqueue.Receipt](t, w)
 	if rc.IDs != 3 || rc.IntIDs != 2 || rc.StringIDs != 1 || rc.Duplicates != 1 || len(rc.Batches) != 2 {
 		t.Fatalf("receipt %+v", rc)
 	}
 	if rc.Batches[0].TaskID != "job-1/0" || rc.Batches[1].Group == "" {
 		t.Fatalf("batches %+v", rc.Batches)
 	}
-	q, err := b.insp.GetQueueInfo(tasks.Queue)
+	q, err := b.insp.GetQueueInfo(asynqlayout.Queue)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +260,7 @@ func TestPostDeletionsAndState(t *testing.T) {
 	}
 	// The same key again adds nothing.
 	w = b.do(t, "POST", "/v1/deletions", tokenOld, `{"model_ids":[585, 586],"key":"job-1"}`)
-	if rc := decode[producer.Receipt](t, w); w.Code != 202 || !rc.Batches[0].Existing {
+	if rc := decode[enqueue.Receipt](t, w); w.Code != 202 || !rc.Batches[0].Existing {
 		t.Fatalf("repeat: %d %s", w.Code, w.Body)
 	}
 
@@ -270,7 +273,7 @@ func TestPostDeletionsAndState(t *testing.T) {
 		return decode[deletionState](t, w)
 	}
 	for _, path := range []string{"/v1/deletions/585", "/v1/deletions/am-x?kind=model", "/v1/deletions/586?id_type=int"} {
-		if st := state(path); st.State != StatePending || st.At == nil {
+		if st := state(path); st.State != string(ledger.StatePending) || st.At == nil {
 			t.Errorf("GET %s: %+v, want pending with a time", path, st)
 		}
 	}
@@ -287,18 +290,18 @@ func TestPostDeletionsAndState(t *testing.T) {
 
 	// A worker records outcomes; pending is replaced.
 	at := time.Now().Add(-time.Minute).Truncate(time.Second)
-	if err := b.ledger.Write(ctx, []tasks.Outcome{
-		{Kind: modelid.KindModel, ID: modelid.IntID(585), State: tasks.StateDeleted, LogID: "L-1", TaskID: "job-1/0", At: at},
-		{Kind: modelid.KindModel, ID: modelid.StringID("am-x"), State: tasks.StateDead, Code: 500001, Message: "param invalid", LogID: "L-2", At: at},
+	if _, err := b.ledger.Write(ctx, []ledger.Outcome{
+		{Kind: modelid.KindModel, ID: modelid.IntID(585), State: ledger.StateDeleted, LogID: "L-1", TaskID: "job-1/0", At: at},
+		{Kind: modelid.KindModel, ID: modelid.StringID("am-x"), State: ledger.StateDead, Code: 500001, Message: "param invalid", LogID: "L-2", At: at},
 	}); err != nil {
 		t.Fatal(err)
 	}
 	got := state("/v1/deletions/585")
-	want := deletionState{Kind: modelid.KindModel, ID: modelid.IntID(585), IDType: "int", State: tasks.StateDeleted, LogID: "L-1", TaskID: "job-1/0", At: got.At}
+	want := deletionState{Kind: modelid.KindModel, ID: modelid.IntID(585), IDType: "int", State: string(ledger.StateDeleted), LogID: "L-1", TaskID: "job-1/0", At: got.At}
 	if diff := cmp.Diff(want, got, cmp.AllowUnexported(modelid.ID{})); diff != "" || got.At == nil || !got.At.Equal(at) {
 		t.Errorf("deleted (-want +got)\n%s at %v", diff, got.At)
 	}
-	if st := state("/v1/deletions/am-x"); st.State != tasks.StateDead || st.Code != 500001 || st.Message != "param invalid" {
+	if st := state("/v1/deletions/am-x"); st.State != string(ledger.StateDead) || st.Code != 500001 || st.Message != "param invalid" {
 		t.Errorf("dead: %+v", st)
 	}
 	// Enqueuing again: a deleted ID stays deleted, an earlier dead one is pending again.
@@ -306,13 +309,13 @@ func TestPostDeletionsAndState(t *testing.T) {
 	if w.Code != http.StatusAccepted {
 		t.Fatalf("status %d: %s", w.Code, w.Body)
 	}
-	if st := state("/v1/deletions/585"); st.State != tasks.StateDeleted {
+	if st := state("/v1/deletions/585"); st.State != string(ledger.StateDeleted) {
 		t.Errorf("deleted ID after a new request: %+v", st)
 	}
-	if st := state("/v1/deletions/am-x"); st.State != StatePending {
+	if st := state("/v1/deletions/am-x"); st.State != string(ledger.StatePending) {
 		t.Errorf("dead ID enqueued again: %+v, want pending", st)
 	}
-	ttl := b.rdb.TTL(ctx, "qfpurge:id:model:string:am-x").Val()
+	ttl, _ := b.ledger.TTL(ctx, modelid.KindModel, modelid.StringID("am-x"))
 	if ttl < 30*24*time.Hour {
 		t.Errorf("pending marker TTL %s, want at least the ledger TTL", ttl)
 	}
@@ -330,16 +333,16 @@ func TestDeadLetters(t *testing.T) {
 	if _, err := client.Enqueue(task); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.insp.ArchiveTask(tasks.Queue, "t-7"); err != nil {
+	if err := b.insp.ArchiveTask(asynqlayout.Queue, "t-7"); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now().Add(-time.Minute)
-	outs := []tasks.Outcome{
-		{Kind: modelid.KindModel, ID: modelid.IntID(7), State: tasks.StateDead, Code: 500001, Message: "param invalid", TaskID: "t-7", At: now},
-		{Kind: modelid.KindVersion, ID: modelid.StringID("v-8"), State: tasks.StateDead, Code: 500001, Message: "param invalid", At: now},
-		{Kind: "", ID: modelid.StringID("unreadable"), State: tasks.StateDead, Message: "decode payload", At: now},
+	outs := []ledger.Outcome{
+		{Kind: modelid.KindModel, ID: modelid.IntID(7), State: ledger.StateDead, Code: 500001, Message: "param invalid", TaskID: "t-7", At: now},
+		{Kind: modelid.KindVersion, ID: modelid.StringID("v-8"), State: ledger.StateDead, Code: 500001, Message: "param invalid", At: now},
+		{Kind: "", ID: modelid.StringID("unreadable"), State: ledger.StateDead, Message: "decode payload", At: now},
 	}
-	if err := b.ledger.Write(ctx, outs); err != nil {
+	if _, err := b.ledger.Write(ctx, outs); err != nil {
 		t.Fatal(err)
 	}
 
@@ -377,13 +380,13 @@ func TestDeadLetters(t *testing.T) {
 	if diff := cmp.Diff([]string{"1-0"}, res.Missing); diff != "" {
 		t.Errorf("missing (-want +got)\n%s", diff)
 	}
-	if _, err := b.insp.GetTaskInfo(tasks.Queue, "t-7"); !errors.Is(err, asynq.ErrTaskNotFound) {
+	if _, err := b.insp.GetTaskInfo(asynqlayout.Queue, "t-7"); !errors.Is(err, asynq.ErrTaskNotFound) {
 		t.Errorf("archived task after requeue: %v, want ErrTaskNotFound", err)
 	}
-	if st := decode[deletionState](t, b.do(t, "GET", "/v1/deletions/7", tokenOld, "")); st.State != StatePending {
+	if st := decode[deletionState](t, b.do(t, "GET", "/v1/deletions/7", tokenOld, "")); st.State != string(ledger.StatePending) {
 		t.Errorf("requeued ID: %+v, want pending", st)
 	}
-	if n, _ := b.ledger.DeadLetterCount(ctx); n != 2 {
+	if n, _ := deadletter.NewStore(b.rdb).Count(ctx); n != 2 {
 		t.Fatalf("%d dead letters left, want 2", n)
 	}
 	// All: the unreadable one is skipped and stays.
@@ -392,10 +395,10 @@ func TestDeadLetters(t *testing.T) {
 	if w.Code != 200 || res.Requeued != 1 || len(res.Skipped) != 1 || res.Receipts[0].Kind != modelid.KindVersion {
 		t.Fatalf("requeue all: %d %s", w.Code, w.Body)
 	}
-	if n, _ := b.ledger.DeadLetterCount(ctx); n != 1 {
+	if n, _ := deadletter.NewStore(b.rdb).Count(ctx); n != 1 {
 		t.Fatalf("%d dead letters left, want the unreadable one", n)
 	}
-	q, err := b.insp.GetQueueInfo(tasks.Queue)
+	q, err := b.insp.GetQueueInfo(asynqlayout.Queue)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -434,7 +437,7 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	defer rdb.Close()
 	api, err := New(Config{Tokens: []string{tokenOld}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
-		Deps{Redis: rdb, Ledger: tasks.NewLedger(rdb, tasks.LedgerConfig{}), Producer: nopEnqueuer{}})
+		Deps{Ledger: ledger.New(rdb, ledger.Config{}), DeadLetters: deadletter.NewStore(rdb), Producer: nopEnqueuer{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -445,48 +448,5 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 	})
 	if diff := cmp.Diff(api.Routes(), documented, sortStrings); diff != "" {
 		t.Fatalf("routes (-registered +documented)\n%s", diff)
-	}
-}
-
-// TestMarkPendingKeepsNewOutcomes: an outcome written between the snapshot
-// and the marking (a fast worker) is kept; the ledger reads what is marked.
-func TestMarkPendingKeepsNewOutcomes(t *testing.T) {
-	b := setup(t)
-	ctx := context.Background()
-	old := time.Now().Add(-time.Hour)
-	ids := []modelid.ID{modelid.IntID(1), modelid.IntID(2), modelid.IntID(3), modelid.IntID(4), modelid.IntID(5)}
-	if err := b.ledger.Write(ctx, []tasks.Outcome{
-		{Kind: modelid.KindModel, ID: ids[1], State: tasks.StateDead, TaskID: "old", At: old},
-		{Kind: modelid.KindModel, ID: ids[2], State: tasks.StateDead, TaskID: "old", At: old},
-		{Kind: modelid.KindModel, ID: ids[3], State: tasks.StatePresumed, TaskID: "old", At: old},
-	}); err != nil {
-		t.Fatal(err)
-	}
-	before, err := snapshotStates(ctx, b.rdb, modelid.KindModel, ids)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The worker is faster than the marking for IDs 3 and 5.
-	if err := b.ledger.Write(ctx, []tasks.Outcome{
-		{Kind: modelid.KindModel, ID: ids[2], State: tasks.StateDead, TaskID: "new", At: old},
-		{Kind: modelid.KindModel, ID: ids[4], State: tasks.StateDeleted, TaskID: "new", LogID: "L"},
-	}); err != nil {
-		t.Fatal(err)
-	}
-	n, err := markPending(ctx, b.rdb, modelid.KindModel, ids, before, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, id := range ids {
-		rec, ok, err := b.ledger.Lookup(ctx, modelid.KindModel, id)
-		if err != nil || !ok {
-			t.Fatalf("lookup %s: %v %v", id, ok, err)
-		}
-		got = append(got, rec.State)
-	}
-	want := []string{StatePending, StatePending, tasks.StateDead, tasks.StatePresumed, tasks.StateDeleted}
-	if diff := cmp.Diff(want, got); diff != "" || n != 2 {
-		t.Fatalf("marked %d, states (-want +got)\n%s", n, diff)
 	}
 }

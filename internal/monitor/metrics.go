@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/qfpurge/qfpurge/internal/deadletter"
+	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/tasks"
 )
@@ -94,8 +96,8 @@ func (m *Metrics) Call(k modelid.Kind, t modelid.IDType, outcome string, ids int
 }
 
 // Outcome implements tasks.Observer.
-func (m *Metrics) Outcome(k modelid.Kind, t modelid.IDType, state string, ids int) {
-	m.ids.WithLabelValues(string(k), string(t), state).Add(float64(ids))
+func (m *Metrics) Outcome(k modelid.Kind, t modelid.IDType, state ledger.State, ids int) {
+	m.ids.WithLabelValues(string(k), string(t), string(state)).Add(float64(ids))
 }
 
 // Split implements tasks.Observer.
@@ -121,7 +123,7 @@ func (c deadLetterCollector) Describe(ch chan<- *prometheus.Desc) { ch <- deadLe
 func (c deadLetterCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	n, err := c.rdb.XLen(ctx, tasks.DeadLetterStream).Result()
+	n, err := c.rdb.XLen(ctx, deadletter.Stream).Result()
 	if err != nil {
 		// Leave the series out rather than fail the whole scrape.
 		c.log.Warn("metrics: reading the dead-letter backlog", "err", err)

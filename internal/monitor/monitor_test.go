@@ -16,6 +16,9 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
+	"github.com/qfpurge/qfpurge/internal/asynqlayout"
+	"github.com/qfpurge/qfpurge/internal/deadletter"
+	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/monitor"
 	"github.com/qfpurge/qfpurge/internal/redistest"
@@ -66,7 +69,7 @@ func setup(t *testing.T, cfg monitor.Config) *bundle {
 func (b *bundle) startAsynq(t *testing.T) {
 	t.Helper()
 	srv := asynq.NewServerFromRedisClient(b.rdb, asynq.Config{
-		Queues: map[string]int{tasks.Queue: 1}, LogLevel: asynq.FatalLevel,
+		Queues: map[string]int{asynqlayout.Queue: 1}, LogLevel: asynq.FatalLevel,
 		GroupAggregator: &tasks.Aggregator{}, GroupGracePeriod: time.Second,
 	})
 	if err := srv.Start(asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
@@ -115,12 +118,12 @@ func TestMonitorEndpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.met.Call(modelid.KindModel, modelid.IDInt, "ok", 2, 120*time.Millisecond)
-	b.met.Outcome(modelid.KindModel, modelid.IDInt, tasks.StateDeleted, 2)
-	b.met.Outcome(modelid.KindModel, modelid.IDString, tasks.StateDead, 1)
+	b.met.Outcome(modelid.KindModel, modelid.IDInt, ledger.StateDeleted, 2)
+	b.met.Outcome(modelid.KindModel, modelid.IDString, ledger.StateDead, 1)
 	b.met.Split(modelid.KindModel, "bisect")
 	b.met.Retry(modelid.KindVersion, "throttled")
 	b.met.LimiterWait(50 * time.Millisecond)
-	if err := b.rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: tasks.DeadLetterStream, Values: map[string]any{"id": "x"}}).Err(); err != nil {
+	if err := b.rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: deadletter.Stream, Values: map[string]any{"id": "x"}}).Err(); err != nil {
 		t.Fatal(err)
 	}
 
@@ -144,7 +147,7 @@ func TestMonitorEndpoints(t *testing.T) {
 		if err := json.Unmarshal([]byte(body), &resp); err != nil {
 			t.Fatal(err)
 		}
-		if len(resp.Queues) != 1 || resp.Queues[0].Queue != tasks.Queue || resp.Queues[0].Scheduled != 1 {
+		if len(resp.Queues) != 1 || resp.Queues[0].Queue != asynqlayout.Queue || resp.Queues[0].Scheduled != 1 {
 			t.Fatalf("queues = %+v, want qfpurge with 1 scheduled", resp.Queues)
 		}
 	})

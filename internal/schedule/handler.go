@@ -14,8 +14,8 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/qfpurge/qfpurge/internal/enqueue"
 	"github.com/qfpurge/qfpurge/internal/modelid"
-	"github.com/qfpurge/qfpurge/producer"
 )
 
 // TypeScheduledPurge is the trigger task the scheduler enqueues at each tick.
@@ -48,9 +48,9 @@ func claimKey(name string, tick time.Time) string {
 	return claimPrefix + name + ":" + strconv.FormatInt(tick.Unix(), 10)
 }
 
-// Enqueuer is the part of *producer.Producer the handler uses.
+// Enqueuer is the part of *enqueue.Producer the handler uses.
 type Enqueuer interface {
-	Enqueue(ctx context.Context, r producer.Request) (producer.Receipt, error)
+	Enqueue(ctx context.Context, r enqueue.Request) (enqueue.Receipt, error)
 }
 
 // HandlerConfig configures a Handler.
@@ -132,7 +132,7 @@ func (h *Handler) process(ctx context.Context, t *asynq.Task, taskID string) err
 	ids, err := tr.read()
 	if err != nil {
 		log.Error("scheduled purge failed: cannot read IDs", "file", tr.File, "err", err)
-		var inv *producer.InvalidIDsError
+		var inv *modelid.InvalidIDsError
 		if errors.As(err, &inv) {
 			return fmt.Errorf("scheduled purge %q: %w: %w", tr.Name, err, asynq.SkipRetry)
 		}
@@ -143,14 +143,14 @@ func (h *Handler) process(ctx context.Context, t *asynq.Task, taskID string) err
 		h.forget(ctx, taskID)
 		return nil
 	}
-	rc, err := h.enq.Enqueue(ctx, producer.Request{
+	rc, err := h.enq.Enqueue(ctx, enqueue.Request{
 		Kind: tr.Kind,
 		IDs:  ids,
 		Key:  "schedule:" + tr.Name + ":" + strconv.FormatInt(tick.Unix(), 10),
 	})
 	if err != nil {
-		var inv *producer.InvalidIDsError
-		if errors.As(err, &inv) || errors.Is(err, producer.ErrNoIDs) {
+		var inv *modelid.InvalidIDsError
+		if errors.As(err, &inv) || errors.Is(err, enqueue.ErrNoIDs) {
 			return fmt.Errorf("scheduled purge %q: %w: %w", tr.Name, err, asynq.SkipRetry)
 		}
 		return fmt.Errorf("scheduled purge %q: enqueue: %w", tr.Name, err)
@@ -187,7 +187,7 @@ func (tr Trigger) read() ([]modelid.ID, error) {
 	if err != nil {
 		return nil, err
 	}
-	return producer.ParseIDs(bytes.NewReader(data), tr.StringIDs)
+	return modelid.ParseIDs(bytes.NewReader(data), tr.StringIDs)
 }
 
 func cmpLogger(l *slog.Logger) *slog.Logger {

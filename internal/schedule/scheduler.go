@@ -14,7 +14,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/qfpurge/qfpurge/internal/tasks"
+	"github.com/qfpurge/qfpurge/internal/asynqlayout"
 )
 
 // Config configures a Scheduler.
@@ -241,7 +241,7 @@ func (e Entry) periodicConfig() (*asynq.PeriodicTaskConfig, error) {
 		Cronspec: e.Spec(),
 		Task:     asynq.NewTask(TypeScheduledPurge, b),
 		Opts: []asynq.Option{
-			asynq.Queue(tasks.Queue),
+			asynq.Queue(asynqlayout.Queue),
 			asynq.MaxRetry(5),
 			asynq.Timeout(5 * time.Minute),
 			asynq.Retention(retention),

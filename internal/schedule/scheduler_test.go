@@ -18,10 +18,10 @@ import (
 	"github.com/hibiken/asynq"
 	"go.uber.org/goleak"
 
+	"github.com/qfpurge/qfpurge/internal/asynqlayout"
+	"github.com/qfpurge/qfpurge/internal/enqueue"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/redistest"
-	"github.com/qfpurge/qfpurge/internal/tasks"
-	"github.com/qfpurge/qfpurge/producer"
 )
 
 func TestMain(m *testing.M) {
@@ -34,10 +34,10 @@ type countingEnqueuer struct {
 	next Enqueuer
 	mu   sync.Mutex
 	keys map[string]int
-	reqs []producer.Request
+	reqs []enqueue.Request
 }
 
-func (c *countingEnqueuer) Enqueue(ctx context.Context, r producer.Request) (producer.Receipt, error) {
+func (c *countingEnqueuer) Enqueue(ctx context.Context, r enqueue.Request) (enqueue.Receipt, error) {
 	c.mu.Lock()
 	if c.keys == nil {
 		c.keys = map[string]int{}
@@ -46,7 +46,7 @@ func (c *countingEnqueuer) Enqueue(ctx context.Context, r producer.Request) (pro
 	c.reqs = append(c.reqs, r)
 	c.mu.Unlock()
 	if c.next == nil {
-		return producer.Receipt{Kind: r.Kind, IDs: len(r.IDs)}, nil
+		return enqueue.Receipt{Kind: r.Kind, IDs: len(r.IDs)}, nil
 	}
 	return c.next.Enqueue(ctx, r)
 }
@@ -128,7 +128,7 @@ func TestReplicasEnqueueOncePerTick(t *testing.T) {
     ids: [585, "am-once"]
 `)
 	admin := srv.Client(t)
-	prod, err := producer.New(admin, producer.Config{Shards: 1})
+	prod, err := enqueue.New(admin, enqueue.Config{Shards: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +179,7 @@ func TestReplicasEnqueueOncePerTick(t *testing.T) {
 		h := NewHandler(rdb, enq, HandlerConfig{Logger: log.With("replica", i)})
 		h.observe = observe
 		w := asynq.NewServerFromRedisClient(rdb, asynq.Config{
-			Concurrency: 2, Queues: map[string]int{tasks.Queue: 1},
+			Concurrency: 2, Queues: map[string]int{asynqlayout.Queue: 1},
 			Logger: quietAsynq{}, LogLevel: asynq.ErrorLevel, ShutdownTimeout: 2 * time.Second,
 		})
 		mux := asynq.NewServeMux()
@@ -209,7 +209,7 @@ func TestReplicasEnqueueOncePerTick(t *testing.T) {
 		s.Shutdown()
 	}
 	waitFor(t, "the last triggers to be handled", 5*time.Second, func() bool {
-		q, err := insp.GetQueueInfo(tasks.Queue)
+		q, err := insp.GetQueueInfo(asynqlayout.Queue)
 		return err == nil && q.Pending+q.Active+q.Retry == 0
 	})
 	for _, w := range servers {
@@ -243,12 +243,12 @@ func TestReplicasEnqueueOncePerTick(t *testing.T) {
 	// What reached Redis: each enqueue is one small int job and one small
 	// string job, waiting in their groups (these test workers aggregate none).
 	jobs := 0
-	groups, err := insp.Groups(tasks.Queue)
+	groups, err := insp.Groups(asynqlayout.Queue)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, g := range groups {
-		ts, err := insp.ListAggregatingTasks(tasks.Queue, g.Group, asynq.PageSize(1000))
+		ts, err := insp.ListAggregatingTasks(asynqlayout.Queue, g.Group, asynq.PageSize(1000))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -388,7 +388,7 @@ func TestHandlerReadsFileAtEachRun(t *testing.T) {
 	writeFile(t, ids, "587\nbad id\n")
 	now = now.Add(24 * time.Hour)
 	err := h.process(ctx, task, "t4")
-	var inv *producer.InvalidIDsError
+	var inv *modelid.InvalidIDsError
 	if !errors.As(err, &inv) || !errors.Is(err, asynq.SkipRetry) {
 		t.Errorf("invalid file: err = %v, want an *InvalidIDsError that skips retries", err)
 	}

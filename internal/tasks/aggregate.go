@@ -9,6 +9,8 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/qfpurge/qfpurge/internal/asynqlayout"
+	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
 )
@@ -101,7 +103,7 @@ return added`)
 // SweepGroups re-registers stranded groups once and returns their names.
 func SweepGroups(ctx context.Context, rdb redis.UniversalClient) ([]string, error) {
 	names := AllGroupNames()
-	prefix := "asynq:{" + Queue + "}:"
+	prefix := "asynq:{" + asynqlayout.Queue + "}:"
 	keys := make([]string, 0, len(names)+1)
 	keys = append(keys, prefix+"groups")
 	args := make([]any, len(names))
@@ -118,7 +120,7 @@ func SweepGroups(ctx context.Context, rdb redis.UniversalClient) ([]string, erro
 
 // RunSweeper calls SweepGroups and ReconcileArchive every interval until
 // ctx is done.
-func RunSweeper(ctx context.Context, rdb redis.UniversalClient, l *Ledger, every time.Duration, log *slog.Logger) {
+func RunSweeper(ctx context.Context, rdb redis.UniversalClient, l *ledger.Ledger, every time.Duration, log *slog.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	insp := asynq.NewInspectorFromRedisClient(rdb)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
 )
@@ -33,7 +34,7 @@ type Observer interface {
 	// code), how many IDs it carried and how long it took.
 	Call(k modelid.Kind, t modelid.IDType, outcome string, ids int, d time.Duration)
 	// Outcome reports IDs reaching an end state (StateDeleted, ...).
-	Outcome(k modelid.Kind, t modelid.IDType, state string, ids int)
+	Outcome(k modelid.Kind, t modelid.IDType, state ledger.State, ids int)
 	// Split reports a batch split; why is "bisect", "isolate" (one batch
 	// per ID, after a lost answer) or "oversize".
 	Split(k modelid.Kind, why string)
@@ -45,7 +46,7 @@ type Observer interface {
 type nopObserver struct{}
 
 func (nopObserver) Call(modelid.Kind, modelid.IDType, string, int, time.Duration) {}
-func (nopObserver) Outcome(modelid.Kind, modelid.IDType, string, int)             {}
+func (nopObserver) Outcome(modelid.Kind, modelid.IDType, ledger.State, int)       {}
 func (nopObserver) Split(modelid.Kind, string)                                    {}
 func (nopObserver) Retry(modelid.Kind, string)                                    {}
 
@@ -81,14 +82,14 @@ type HandlerConfig struct {
 type Handler struct {
 	del    Deleter
 	q      Enqueuer
-	ledger *Ledger
+	ledger *ledger.Ledger
 	cfg    HandlerConfig
 	log    *slog.Logger
 	obs    Observer
 }
 
 // NewHandler returns a Handler.
-func NewHandler(del Deleter, q Enqueuer, ledger *Ledger, cfg HandlerConfig) *Handler {
+func NewHandler(del Deleter, q Enqueuer, ledger *ledger.Ledger, cfg HandlerConfig) *Handler {
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = DefaultBatchSize
 	}
@@ -352,11 +353,11 @@ func (h *Handler) call(ctx context.Context, t *asynq.Task, a attempt, p Payload,
 	switch act {
 	case ActComplete:
 		now := time.Now()
-		outs := make([]Outcome, len(ids))
+		outs := make([]ledger.Outcome, len(ids))
 		for i, id := range ids {
-			outs[i] = Outcome{Kind: p.Kind, ID: id, State: StateDeleted, LogID: logID, TaskID: taskID, Attempts: attempts, At: now}
+			outs[i] = ledger.Outcome{Kind: p.Kind, ID: id, State: ledger.StateDeleted, LogID: logID, TaskID: taskID, Attempts: attempts, At: now}
 		}
-		if err := h.ledger.Write(ctx, outs); err != nil {
+		if _, err := h.ledger.Write(ctx, outs); err != nil {
 			return err
 		}
 		// This call deleted IDs that earlier lost-answer calls also covered,
@@ -367,7 +368,7 @@ func (h *Handler) call(ctx context.Context, t *asynq.Task, a attempt, p Payload,
 		if err := h.ledger.Clear(ctx, p.Suspect, ids); err != nil {
 			return err
 		}
-		h.obs.Outcome(p.Kind, idType, StateDeleted, len(ids))
+		h.obs.Outcome(p.Kind, idType, ledger.StateDeleted, len(ids))
 		log.Info("batch deleted", "attempts", attempts, "ambiguous", ambiguous)
 		res.Deleted = ids
 		return h.finish(t, res)
@@ -460,14 +461,14 @@ func (h *Handler) call(ctx context.Context, t *asynq.Task, a attempt, p Payload,
 				return &ThrottleError{Wait: h.cfg.VerdictWait, Err: fmt.Errorf("deciding whether %s was deleted by an earlier call: %w", ids[0], err)}
 			}
 			msg := "presumed deleted by an earlier call whose answer was lost; a repeat call answered " + err.Error()
-			o := Outcome{Kind: p.Kind, ID: ids[0], State: StatePresumed, LogID: logID, Message: msg, TaskID: taskID, Attempts: attempts}
+			o := ledger.Outcome{Kind: p.Kind, ID: ids[0], State: ledger.StatePresumed, LogID: logID, Message: msg, TaskID: taskID, Attempts: attempts}
 			if qe != nil {
 				o.Code = qe.Code
 			}
-			if err := h.ledger.Write(ctx, []Outcome{o}); err != nil {
+			if _, err := h.ledger.Write(ctx, []ledger.Outcome{o}); err != nil {
 				return err
 			}
-			h.obs.Outcome(p.Kind, idType, StatePresumed, 1)
+			h.obs.Outcome(p.Kind, idType, ledger.StatePresumed, 1)
 			log.Warn("ID presumed deleted", "id", ids[0].String(), "uncertain_calls", uncertain)
 			res.Presumed, res.Reason = ids, msg
 			return h.finish(t, res)
@@ -498,9 +499,9 @@ func (h *Handler) uncertainLineage(ctx context.Context, taskID string, lineage [
 // deadLetter records every ID as dead and archives the task with the reason.
 func (h *Handler) deadLetter(ctx context.Context, taskID string, k modelid.Kind, ids []modelid.ID, qe *qianfan.Error, err error, attempts int) error {
 	now := time.Now()
-	outs := make([]Outcome, len(ids))
+	outs := make([]ledger.Outcome, len(ids))
 	for i, id := range ids {
-		o := Outcome{Kind: k, ID: id, State: StateDead, Message: err.Error(), TaskID: taskID, Attempts: attempts, At: now}
+		o := ledger.Outcome{Kind: k, ID: id, State: ledger.StateDead, Message: err.Error(), TaskID: taskID, Attempts: attempts, At: now}
 		if qe != nil {
 			o.Code, o.Message, o.LogID = qe.Code, qe.Message, qe.LogID
 			if o.Code == 0 && qe.HTTPStatus != 0 {
@@ -512,11 +513,12 @@ func (h *Handler) deadLetter(ctx context.Context, taskID string, k modelid.Kind,
 		}
 		outs[i] = o
 	}
-	if werr := h.ledger.Write(ctx, outs); werr != nil {
+	written, werr := h.ledger.Write(ctx, outs)
+	if werr != nil {
 		return werr // retried; the dead letters are written next time
 	}
-	if len(ids) > 0 {
-		h.obs.Outcome(k, ids[0].Type(), StateDead, len(ids))
+	if len(written) > 0 {
+		h.obs.Outcome(k, ids[0].Type(), ledger.StateDead, len(written))
 	}
 	return deadError{err.Error()}
 }
@@ -527,8 +529,8 @@ func (h *Handler) unreadable(ctx context.Context, taskID, raw string, cause erro
 		raw = raw[:512] + "…"
 	}
 	h.log.Error("unreadable task payload dead-lettered", "task_id", taskID, "err", cause)
-	o := Outcome{Kind: "", ID: modelid.StringID("unreadable"), State: StateDead, Message: cause.Error() + ": " + raw, TaskID: taskID, Attempts: 1}
-	if err := h.ledger.Write(ctx, []Outcome{o}); err != nil {
+	o := ledger.Outcome{Kind: "", ID: modelid.StringID("unreadable"), State: ledger.StateDead, Message: cause.Error() + ": " + raw, TaskID: taskID, Attempts: 1}
+	if _, err := h.ledger.Write(ctx, []ledger.Outcome{o}); err != nil {
 		return err
 	}
 	return deadError{cause.Error()}

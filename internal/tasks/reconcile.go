@@ -8,8 +8,11 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/qfpurge/qfpurge/internal/asynqlayout"
+	"github.com/qfpurge/qfpurge/internal/ledger"
+	"github.com/qfpurge/qfpurge/internal/modelid"
 )
 
 const keyReconciled = "qfpurge:archive-reconciled-until"
@@ -19,12 +22,12 @@ const keyReconciled = "qfpurge:archive-reconciled-until"
 // last allowed attempt is archived by Asynq's recoverer, which calls no
 // handler. It reads only tasks archived since its last run, by the archive's
 // score (the archive time), and returns how many IDs it recorded.
-func ReconcileArchive(ctx context.Context, rdb redis.UniversalClient, insp *asynq.Inspector, l *Ledger) (int, error) {
+func ReconcileArchive(ctx context.Context, rdb redis.UniversalClient, insp *asynq.Inspector, l *ledger.Ledger) (int, error) {
 	from, err := rdb.Get(ctx, keyReconciled).Int64()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return 0, err
 	}
-	zs, err := rdb.ZRangeByScoreWithScores(ctx, "asynq:{"+Queue+"}:archived", &redis.ZRangeBy{
+	zs, err := rdb.ZRangeByScoreWithScores(ctx, "asynq:{"+asynqlayout.Queue+"}:archived", &redis.ZRangeBy{
 		Min: "(" + strconv.FormatInt(from, 10), Max: "+inf", Count: 1000,
 	}).Result()
 	if err != nil {
@@ -54,8 +57,8 @@ func ReconcileArchive(ctx context.Context, rdb redis.UniversalClient, insp *asyn
 	return recorded, nil
 }
 
-func reconcileTask(ctx context.Context, insp *asynq.Inspector, l *Ledger, taskID string) (int, error) {
-	info, err := insp.GetTaskInfo(Queue, taskID)
+func reconcileTask(ctx context.Context, insp *asynq.Inspector, l *ledger.Ledger, taskID string) (int, error) {
+	info, err := insp.GetTaskInfo(asynqlayout.Queue, taskID)
 	if errors.Is(err, asynq.ErrTaskNotFound) {
 		return 0, nil // deleted or replayed meanwhile
 	}
@@ -71,14 +74,15 @@ func reconcileTask(ctx context.Context, insp *asynq.Inspector, l *Ledger, taskID
 	if err != nil {
 		return 0, err
 	}
-	var outs []Outcome
+	var outs []ledger.Outcome
 	for i, id := range ids {
 		r := recs[i]
-		if r.State == StateDeleted || r.State == StatePresumed || (r.State == StateDead && r.TaskID == taskID) {
+		if r.State == ledger.StateDeleted || r.State == ledger.StatePresumed || (r.State == ledger.StateDead && r.TaskID == taskID) {
 			continue
 		}
-		outs = append(outs, Outcome{Kind: p.Kind, ID: id, State: StateDead, TaskID: taskID, Attempts: info.Retried + 1,
+		outs = append(outs, ledger.Outcome{Kind: p.Kind, ID: id, State: ledger.StateDead, TaskID: taskID, Attempts: info.Retried + 1,
 			Message: "archived by Asynq after its last attempt was cut short: " + info.LastErr, At: info.LastFailedAt})
 	}
-	return len(outs), l.Write(ctx, outs)
+	written, err := l.Write(ctx, outs)
+	return len(written), err
 }

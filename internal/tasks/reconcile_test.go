@@ -6,6 +6,9 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/qfpurge/qfpurge/internal/asynqlayout"
+	"github.com/qfpurge/qfpurge/internal/deadletter"
+	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/redistest"
 )
@@ -14,7 +17,7 @@ func TestReconcileArchiveRecordsWhatAsynqArchivedAlone(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
 	ctx := context.Background()
-	l := NewLedger(rdb, LedgerConfig{})
+	l := ledger.New(rdb, ledger.Config{})
 	c := asynq.NewClientFromRedisClient(rdb)
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 
@@ -26,15 +29,15 @@ func TestReconcileArchiveRecordsWhatAsynqArchivedAlone(t *testing.T) {
 		if _, err := c.EnqueueContext(ctx, tk, asynq.TaskID(id)); err != nil {
 			t.Fatal(err)
 		}
-		if err := insp.ArchiveTask(Queue, id); err != nil {
+		if err := insp.ArchiveTask(asynqlayout.Queue, id); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := l.Write(ctx, []Outcome{{Kind: modelid.KindModel, ID: modelid.IntID(1), State: StateDead, Code: 500001, TaskID: "recorded"}}); err != nil {
+	if _, err := l.Write(ctx, []ledger.Outcome{{Kind: modelid.KindModel, ID: modelid.IntID(1), State: ledger.StateDead, Code: 500001, TaskID: "recorded"}}); err != nil {
 		t.Fatal(err)
 	}
 	// ID 3 was deleted by an earlier batch: not a dead letter.
-	if err := l.Write(ctx, []Outcome{{Kind: modelid.KindModel, ID: modelid.IntID(3), State: StateDeleted, TaskID: "other"}}); err != nil {
+	if _, err := l.Write(ctx, []ledger.Outcome{{Kind: modelid.KindModel, ID: modelid.IntID(3), State: ledger.StateDeleted, TaskID: "other"}}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -45,7 +48,7 @@ func TestReconcileArchiveRecordsWhatAsynqArchivedAlone(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("recorded %d IDs, want 1 (ID 2)", n)
 	}
-	dls, _ := l.DeadLetters(ctx, "", 10)
+	dls, _ := deadletter.NewStore(rdb).List(ctx, "", 10)
 	if len(dls) != 2 || dls[1].ID != modelid.IntID(2) || dls[1].TaskID != "alone" {
 		t.Fatalf("dead letters %+v, want ID 1 then ID 2 from task alone", dls)
 	}

@@ -26,6 +26,8 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/qfpurge/qfpurge/internal/asynqlayout"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 )
 
@@ -34,9 +36,6 @@ const (
 	TypeDelete      = "qianfan:delete"
 	TypeDeleteBatch = "qianfan:delete-batch"
 )
-
-// Queue is the Asynq queue all qfpurge tasks use.
-const Queue = "qfpurge"
 
 // MaxShards caps how many groups one kind and ID type is spread over; the
 // worker's stranded-group sweeper knows every possible group name by it.
@@ -114,7 +113,7 @@ func (o Options) withDefaults() Options {
 func (o Options) asynq() []asynq.Option {
 	o = o.withDefaults()
 	return []asynq.Option{
-		asynq.Queue(Queue),
+		asynq.Queue(asynqlayout.Queue),
 		asynq.MaxRetry(o.MaxRetry),
 		asynq.Timeout(o.Timeout),
 		asynq.Retention(o.Retention),

@@ -16,6 +16,8 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/qfpurge/qfpurge/internal/deadletter"
+	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
 )
@@ -157,7 +159,7 @@ type bundle struct {
 	h      *Handler
 	del    *fakeDeleter
 	q      *recordingQueue
-	ledger *Ledger
+	ledger *ledger.Ledger
 	rdb    *redis.Client
 }
 
@@ -167,7 +169,7 @@ func setup(t *testing.T, answer func([]modelid.ID) (qianfan.Result, error)) *bun
 	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
 	t.Cleanup(func() { rdb.Close() })
 	b := &bundle{del: &fakeDeleter{answer: answer}, q: &recordingQueue{}, rdb: rdb}
-	b.ledger = NewLedger(rdb, LedgerConfig{})
+	b.ledger = ledger.New(rdb, ledger.Config{})
 	b.h = NewHandler(b.del, b.q, b.ledger, HandlerConfig{BatchSize: 4, Logger: slog.New(slog.DiscardHandler)})
 	return b
 }
@@ -208,7 +210,7 @@ func TestHandlerDeletesAndRecords(t *testing.T) {
 		t.Errorf("calls (-want +got):\n%s", diff)
 	}
 	r, ok, err := b.ledger.Lookup(ctx, modelid.KindModel, modelid.IntID(2))
-	if err != nil || !ok || r.State != StateDeleted || r.LogID != "42" {
+	if err != nil || !ok || r.State != ledger.StateDeleted || r.LogID != "42" {
 		t.Errorf("ledger for 2 = %+v, %v, %v; want deleted with log_id 42", r, ok, err)
 	}
 	// A redelivered batch makes no call: its IDs are known to be gone.
@@ -218,7 +220,7 @@ func TestHandlerDeletesAndRecords(t *testing.T) {
 	if len(b.del.calls) != 1 {
 		t.Errorf("redelivery made %d calls in all, want 1", len(b.del.calls))
 	}
-	if n := b.rdb.XLen(ctx, EventStream).Val(); n != 2 {
+	if n := b.rdb.XLen(ctx, ledger.EventStream).Val(); n != 2 {
 		t.Errorf("%d events, want 2", n)
 	}
 }
@@ -252,7 +254,7 @@ func TestHandlerBisectsAndDeadLettersOneID(t *testing.T) {
 	if got, want := dead[0].Error(), "500001 param invalid (log_id 77)"; got != want {
 		t.Errorf("archived error %q, want %q", got, want)
 	}
-	dls, err := b.ledger.DeadLetters(ctx, "", 10)
+	dls, err := deadletter.NewStore(b.rdb).List(ctx, "", 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +262,7 @@ func TestHandlerBisectsAndDeadLettersOneID(t *testing.T) {
 		t.Fatalf("dead letters %+v, want only ID 3 with 500001 and log_id 77", dls)
 	}
 	for _, id := range []modelid.ID{modelid.IntID(1), modelid.IntID(2), modelid.IntID(4)} {
-		if r, _, _ := b.ledger.Lookup(ctx, modelid.KindModel, id); r.State != StateDeleted {
+		if r, _, _ := b.ledger.Lookup(ctx, modelid.KindModel, id); r.State != ledger.StateDeleted {
 			t.Errorf("ID %s is %q, want deleted", id, r.State)
 		}
 	}
@@ -305,11 +307,11 @@ func TestHandlerLostAnswerThenInvalidIsPresumedDeleted(t *testing.T) {
 		t.Errorf("children made %d calls, want 2 (one each; deferred verdicts do not call)", got)
 	}
 	for _, id := range []modelid.ID{modelid.IntID(1), modelid.IntID(2)} {
-		if r, _, _ := b.ledger.Lookup(ctx, modelid.KindModel, id); r.State != StatePresumed {
+		if r, _, _ := b.ledger.Lookup(ctx, modelid.KindModel, id); r.State != ledger.StatePresumed {
 			t.Errorf("ID %s is %q, want presumed", id, r.State)
 		}
 	}
-	if n, _ := b.ledger.DeadLetterCount(ctx); n != 0 {
+	if n, _ := deadletter.NewStore(b.rdb).Count(ctx); n != 0 {
 		t.Errorf("%d dead letters, want none", n)
 	}
 }
@@ -341,7 +343,7 @@ func TestHandlerRefutedLostAnswerStillDeadLetters(t *testing.T) {
 	if len(errs) != 1 || !errors.Is(errs[0], asynq.SkipRetry) {
 		t.Fatalf("errors %v, want ID 2 dead-lettered", errs)
 	}
-	if r, _, _ := b.ledger.Lookup(ctx, modelid.KindModel, modelid.IntID(2)); r.State != StateDead {
+	if r, _, _ := b.ledger.Lookup(ctx, modelid.KindModel, modelid.IntID(2)); r.State != ledger.StateDead {
 		t.Errorf("ID 2 is %q, want dead", r.State)
 	}
 }
@@ -375,7 +377,7 @@ func TestHandlerRequestErrorDeadLettersWholeBatch(t *testing.T) {
 	if len(b.del.calls) != 1 || len(b.q.tasks) != 0 {
 		t.Errorf("%d calls and %d enqueued; want one call and no bisection", len(b.del.calls), len(b.q.tasks))
 	}
-	if n, _ := b.ledger.DeadLetterCount(ctx); n != 2 {
+	if n, _ := deadletter.NewStore(b.rdb).Count(ctx); n != 2 {
 		t.Errorf("%d dead letters, want 2", n)
 	}
 }
@@ -390,7 +392,7 @@ func TestHandlerRetriesUsedUpDeadLetters(t *testing.T) {
 	if err := b.h.process(ctx, tk, attempt{taskID: "t", retried: 3, maxRetry: 3}); !errors.Is(err, asynq.SkipRetry) {
 		t.Fatalf("last failure returned %v, want SkipRetry", err)
 	}
-	if n, _ := b.ledger.DeadLetterCount(ctx); n != 1 {
+	if n, _ := deadletter.NewStore(b.rdb).Count(ctx); n != 1 {
 		t.Errorf("%d dead letters, want 1", n)
 	}
 }
@@ -509,7 +511,7 @@ func TestHandlerBadIDWithItsOwnLostAnswerIsStillDead(t *testing.T) {
 	if !errors.Is(err, asynq.SkipRetry) {
 		t.Fatalf("ID 2 returned %v, want it dead-lettered at once", err)
 	}
-	if r, _, _ := b.ledger.Lookup(ctx, modelid.KindModel, modelid.IntID(2)); r.State != StateDead || r.Code != 500001 {
+	if r, _, _ := b.ledger.Lookup(ctx, modelid.KindModel, modelid.IntID(2)); r.State != ledger.StateDead || r.Code != 500001 {
 		t.Errorf("ID 2 is %q (code %d), want dead with 500001", r.State, r.Code)
 	}
 }
@@ -530,8 +532,13 @@ func TestHandlerKeepsCallMarkWhenRecordingFails(t *testing.T) {
 		t.Fatal("a failed ledger write was not reported")
 	}
 	failWrites.Store(false)
-	if n := b.rdb.Exists(ctx, keyInflight+"p").Val(); n != 1 {
-		t.Errorf("write-ahead mark gone after a failed recording (err %v)", err)
+	// The next execution's BeginCall finds the mark and counts the call as
+	// possibly applied.
+	if err := b.ledger.BeginCall(ctx, "p"); err != nil {
+		t.Fatal(err)
+	}
+	if u, err := b.ledger.Uncertain(ctx, "p"); err != nil || !u {
+		t.Errorf("write-ahead mark gone after a failed recording: uncertain %v, %v", u, err)
 	}
 }
 

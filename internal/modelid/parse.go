@@ -1,4 +1,4 @@
-package producer
+package modelid
 
 import (
 	"bufio"
@@ -9,7 +9,6 @@ import (
 	"io"
 	"strings"
 
-	"github.com/qfpurge/qfpurge/internal/modelid"
 )
 
 // maxLine bounds one input line; no valid ID comes near it.
@@ -70,7 +69,7 @@ func parseLines(r io.Reader, asString bool) ([]ID, error) {
 			got, err = decodeJSONValue([]byte(text))
 		} else {
 			var id ID
-			id, err = modelid.ParseID(text, asString)
+			id, err = ParseID(text, asString)
 			got = []ID{id}
 		}
 		if err != nil {
@@ -202,3 +201,37 @@ func clip(s string) string {
 	}
 	return s
 }
+
+// InvalidID is one rejected ID.
+type InvalidID struct {
+	// Index is the ID's position in Request.IDs, or a 1-based line number
+	// when the ID came from text (see ParseIDs).
+	Index  int    `json:"index"`
+	Text   string `json:"text"`
+	Reason string `json:"reason"`
+}
+
+// InvalidIDsError rejects a request; nothing was enqueued.
+type InvalidIDsError struct {
+	Invalid []InvalidID
+	// Line is true when Index values are line numbers.
+	Line bool
+}
+
+func (e *InvalidIDsError) Error() string {
+	where := "ID #"
+	if e.Line {
+		where = "line "
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d invalid ID(s), nothing enqueued", len(e.Invalid))
+	for i, v := range e.Invalid {
+		if i == 5 {
+			fmt.Fprintf(&b, "; and %d more", len(e.Invalid)-5)
+			break
+		}
+		fmt.Fprintf(&b, "; %s%d %q: %s", where, v.Index, v.Text, v.Reason)
+	}
+	return b.String()
+}
+

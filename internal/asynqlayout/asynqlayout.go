@@ -1,0 +1,26 @@
+// Package asynqlayout names qfpurge's Asynq queue and the Redis keys of
+// Asynq's private layout that qfpurge reads or repairs directly, so that
+// layout is written down in one place. Asynq v0.26 keeps a queue's keys under "asynq:{<queue>}:"; its
+// exported API offers no way to list a group's tasks without its name or to
+// read the archive by time, which the stranded-group sweep and the archive
+// reconciliation need. The package test checks every name against keys that
+// Asynq itself writes, so an upgrade that moves them fails the suite.
+package asynqlayout
+
+// Queue is the Asynq queue every qfpurge task uses.
+const Queue = "qfpurge"
+
+func prefix(queue string) string { return "asynq:{" + queue + "}:" }
+
+// Groups is the set of a queue's group names that the aggregator visits.
+func Groups(queue string) string { return prefix(queue) + "groups" }
+
+// Group is the sorted set of the tasks waiting in one group.
+func Group(queue, group string) string { return prefix(queue) + "g:" + group }
+
+// Archived is the sorted set of a queue's archived task IDs, scored by the
+// Unix time (seconds) they were archived.
+func Archived(queue string) string { return prefix(queue) + "archived" }
+
+// Paused exists while a queue is paused.
+func Paused(queue string) string { return prefix(queue) + "paused" }

@@ -1,0 +1,148 @@
+package enqueue_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/google/go-cmp/cmp"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/qfpurge/qfpurge/internal/asynqlayout"
+	"github.com/qfpurge/qfpurge/internal/enqueue"
+	"github.com/qfpurge/qfpurge/internal/modelid"
+	"github.com/qfpurge/qfpurge/internal/redistest"
+)
+
+var cmpID = cmp.Comparer(func(a, b modelid.ID) bool { return a == b })
+
+func newProducer(t *testing.T, rdb redis.UniversalClient, cfg enqueue.Config) *enqueue.Producer {
+	t.Helper()
+	p, err := enqueue.New(rdb, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestEnqueueSplitsByTypeAndCollapsesDuplicates(t *testing.T) {
+	m := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	defer rdb.Close()
+	p := newProducer(t, rdb, enqueue.Config{BatchSize: 3, Shards: 2})
+	ids := []modelid.ID{modelid.IntID(1), modelid.StringID("a"), modelid.IntID(2), modelid.IntID(1),
+		modelid.IntID(3), modelid.IntID(4), modelid.StringID("b")}
+	rc, err := p.Enqueue(context.Background(), enqueue.Request{Kind: modelid.KindModel, IDs: ids})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc.IDs != 6 || rc.IntIDs != 4 || rc.StringIDs != 2 || rc.Duplicates != 1 {
+		t.Errorf("receipt counts %+v", rc)
+	}
+	// 4 ints with batch size 3: one ready batch of 3, one grouped job of 1;
+	// 2 strings: one grouped job.
+	var got []string
+	for _, b := range rc.Batches {
+		got = append(got, fmt.Sprintf("%s/%d/grouped=%v", b.IDType, b.IDs, b.Group != ""))
+	}
+	if diff := cmp.Diff([]string{"int/3/grouped=false", "int/1/grouped=true", "string/2/grouped=true"}, got); diff != "" {
+		t.Errorf("batches (-want +got):\n%s", diff)
+	}
+}
+
+func TestEnqueueRejectsInvalidAndEnqueuesNothing(t *testing.T) {
+	m := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	defer rdb.Close()
+	p := newProducer(t, rdb, enqueue.Config{})
+	_, err := p.Enqueue(context.Background(), enqueue.Request{Kind: modelid.KindModel,
+		IDs: []modelid.ID{modelid.IntID(1), modelid.IntID(-1), modelid.StringID("a b")}})
+	var ie *modelid.InvalidIDsError
+	if !errors.As(err, &ie) || len(ie.Invalid) != 2 {
+		t.Fatalf("err = %v, want two invalid IDs", err)
+	}
+	if n := len(m.Keys()); n != 0 {
+		t.Errorf("%d Redis keys written for a rejected request", n)
+	}
+	if _, err := p.Enqueue(context.Background(), enqueue.Request{Kind: "model-set", IDs: []modelid.ID{modelid.IntID(1)}}); err == nil {
+		t.Error("unknown kind accepted")
+	}
+	if _, err := p.Enqueue(context.Background(), enqueue.Request{Kind: modelid.KindModel}); !errors.Is(err, enqueue.ErrNoIDs) {
+		t.Errorf("empty request: %v", err)
+	}
+}
+
+func TestEnqueueKeyIsIdempotent(t *testing.T) {
+	m := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	defer rdb.Close()
+	p := newProducer(t, rdb, enqueue.Config{})
+	req := enqueue.Request{Kind: modelid.KindModel, IDs: []modelid.ID{modelid.IntID(7)}, Key: "offboard-tenant-42"}
+	if _, err := p.Enqueue(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := p.Enqueue(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rc.Batches) != 1 || !rc.Batches[0].Existing {
+		t.Errorf("second enqueue with the same key: %+v, want one existing batch", rc.Batches)
+	}
+}
+
+func TestDelayedRequestsAreScheduledBatches(t *testing.T) {
+	m := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	defer rdb.Close()
+	p := newProducer(t, rdb, enqueue.Config{})
+	at := time.Now().Add(time.Hour)
+	rc, err := p.Enqueue(context.Background(), enqueue.Request{Kind: modelid.KindVersion, IDs: []modelid.ID{modelid.StringID("amv-1")}, ProcessAt: at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rc.Batches) != 1 || rc.Batches[0].Group != "" || rc.Batches[0].At.IsZero() {
+		t.Fatalf("batches %+v, want one scheduled ready batch", rc.Batches)
+	}
+	q, err := asynq.NewInspectorFromRedisClient(rdb).GetQueueInfo(asynqlayout.Queue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Scheduled != 1 {
+		t.Errorf("%d scheduled tasks, want 1", q.Scheduled)
+	}
+}
+
+// TestBulkTaskCount is the acceptance bound: 100,000 IDs become at most
+// ceil(100000/batch size) + groups tasks, on a real Redis.
+func TestBulkTaskCount(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	p := newProducer(t, rdb, enqueue.Config{})
+	ids := make([]modelid.ID, 0, 100_050)
+	for n := int64(1); n <= 100_000; n++ {
+		ids = append(ids, modelid.IntID(n))
+	}
+	for i := range 50 {
+		ids = append(ids, modelid.StringID(fmt.Sprintf("am-%d", i)))
+	}
+	rc, err := p.Enqueue(context.Background(), enqueue.Request{Kind: modelid.KindModel, IDs: ids})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := asynq.NewInspectorFromRedisClient(rdb).GetQueueInfo(asynqlayout.Queue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 1,000 full int batches and one grouped job of 50 string IDs.
+	if q.Size != 1001 || len(rc.Batches) != 1001 {
+		t.Errorf("%d tasks in the queue, %d in the receipt; want 1001", q.Size, len(rc.Batches))
+	}
+	groups := 4 * enqueue.DefaultShards // kinds × ID types × shards
+	if limit := (len(ids)+99)/100 + groups; q.Size > limit {
+		t.Errorf("%d tasks, over the bound %d", q.Size, limit)
+	}
+}
