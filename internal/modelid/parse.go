@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-
 )
 
 // maxLine bounds one input line; no valid ID comes near it.
@@ -234,4 +233,3 @@ func (e *InvalidIDsError) Error() string {
 	}
 	return b.String()
 }
-
