@@ -26,27 +26,21 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/qfpurge/qfpurge/internal/cli"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	var err error
 	if role := os.Getenv(roleEnv); role != "" {
 		err = runRole(ctx, role, os.Args[1:], os.Stdout, os.Stderr)
 	} else {
 		err = run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	}
-	if err != nil {
-		if errors.Is(err, errUsage) {
-			os.Exit(2)
-		}
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
-	}
+	stop()
+	os.Exit(cli.Status("bench", err, os.Stderr))
 }
-
-var errUsage = errors.New("usage")
 
 // allScenarios in the order they run.
 var allScenarios = []string{"burst", "baseline", "bulk", "footprint", "trickle", "chaos"}
@@ -84,7 +78,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	keep := fs.Bool("keep", false, "keep the work directory (process logs) after the run")
 	batchWait := fs.Duration("batch-wait", 2*time.Second, "the workers' --batch-wait (the worker's default is 2s; the trickle target follows it)")
 	if err := fs.Parse(args); err != nil {
-		return errUsage
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return cli.Usage(err)
 	}
 	sc := fullScale()
 	if *quick {
@@ -100,8 +97,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			continue
 		}
 		if !slices.Contains(allScenarios, s) {
-			fmt.Fprintf(stderr, "unknown scenario %q (want %s)\n", s, strings.Join(allScenarios, ", "))
-			return errUsage
+			return cli.Usagef("unknown scenario %q (want %s)", s, strings.Join(allScenarios, ", "))
 		}
 		picked = append(picked, s)
 	}

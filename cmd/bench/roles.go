@@ -16,14 +16,14 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
-	"github.com/qfpurge/qfpurge/internal/asynqlayout"
+	"github.com/qfpurge/qfpurge/internal/cli"
 	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
-	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
+	"github.com/qfpurge/qfpurge/internal/redisconn"
 	"github.com/qfpurge/qfpurge/internal/tasks"
+	"github.com/qfpurge/qfpurge/internal/worker"
 )
 
 // roleEnv selects a child role of this binary.
@@ -92,7 +92,7 @@ func runFake(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	latency := fs.Duration("latency", 0, "latency of every call")
 	invalidFile := fs.String("invalid-file", "", "file of IDs that do not exist, one per line as i:<n> or s:<text>")
 	if err := fs.Parse(args); err != nil {
-		return errUsage
+		return cli.Usage(err)
 	}
 	var invalid []any
 	if *invalidFile != "" {
@@ -151,9 +151,9 @@ func runFake(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return nil
 }
 
-// runBaselineWorker runs one of the two baselines as an Asynq server until
-// ctx is done. Both call the same signed client with the same QPS cap as
-// the real worker; only what is batched, and how, differs.
+// runBaselineWorker runs one of the two baselines until ctx is done. Both
+// call Qianfan through the same signed client with the same QPS cap as the
+// real worker; only what is batched, and how, differs.
 func runBaselineWorker(ctx context.Context, role string, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet(role, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -163,47 +163,48 @@ func runBaselineWorker(ctx context.Context, role string, args []string, stderr i
 	conc := fs.Int("concurrency", 10, "tasks processed at once")
 	batch := fs.Int("batch-size", tasks.DefaultBatchSize, "most IDs per call (asynq-defaults only)")
 	if err := fs.Parse(args); err != nil {
-		return errUsage
+		return cli.Usage(err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	opt, err := redis.ParseURL(*redisURL)
+	rdb, err := redisconn.Connect(ctx, *redisURL)
 	if err != nil {
 		return err
 	}
-	rdb := redis.NewClient(opt)
 	defer rdb.Close()
+	if role == roleDefaults {
+		// The real worker with Asynq's group defaults: a grace period of a
+		// minute, no maximum delay, no maximum size.
+		w, err := worker.New(rdb, worker.Config{
+			AccessKey: fakeqianfan.DefaultAccessKey, SecretKey: fakeqianfan.DefaultSecretKey, BaseURL: *baseURL,
+			QPS: *qps, Concurrency: *conc, BatchSize: *batch,
+			BatchWait: time.Minute, BatchMaxWait: -1, GroupMaxSize: -1,
+			Logger: log, LogLevel: slog.LevelWarn,
+		})
+		if err != nil {
+			return err
+		}
+		if err := w.Start(); err != nil {
+			return err
+		}
+		<-ctx.Done()
+		w.Shutdown()
+		return nil
+	}
 	qc, err := qianfan.New(qianfan.Credentials{AccessKey: fakeqianfan.DefaultAccessKey, SecretKey: fakeqianfan.DefaultSecretKey},
 		qianfan.WithBaseURL(*baseURL), qianfan.WithQPS(*qps, 1))
 	if err != nil {
 		return err
 	}
-	cfg := asynq.Config{Concurrency: *conc, LogLevel: asynq.WarnLevel}
 	mux := asynq.NewServeMux()
-	if role == roleNaive {
-		cfg.Queues = map[string]int{naiveQueue: 1}
-		mux.HandleFunc(naiveType, func(ctx context.Context, t *asynq.Task) error {
-			var p naivePayload
-			if err := json.Unmarshal(t.Payload(), &p); err != nil {
-				return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
-			}
-			_, err := tasks.QianfanDeleter{Client: qc}.BatchDelete(ctx, modelid.KindModel, []modelid.ID{p.ID})
-			return err
-		})
-	} else {
-		// Asynq's defaults: GroupGracePeriod 1m, GroupMaxDelay and
-		// GroupMaxSize unlimited. Everything else as in cmd/worker.
-		opts := tasks.Options{}
-		ledger := ledger.New(rdb, ledger.Config{})
-		h := tasks.NewHandler(tasks.QianfanDeleter{Client: qc}, asynq.NewClientFromRedisClient(rdb), ledger,
-			tasks.HandlerConfig{BatchSize: *batch, Options: opts, Logger: log})
-		cfg.Queues = map[string]int{asynqlayout.Queue: 1}
-		cfg.GroupAggregator = &tasks.Aggregator{Options: opts, Logger: log}
-		cfg.RetryDelayFunc = tasks.RetryDelay
-		cfg.IsFailure = tasks.IsFailure
-		mux.Handle(tasks.TypeDelete, h)
-		mux.Handle(tasks.TypeDeleteBatch, h)
-	}
-	srv := asynq.NewServerFromRedisClient(rdb, cfg)
+	mux.HandleFunc(naiveType, func(ctx context.Context, t *asynq.Task) error {
+		var p naivePayload
+		if err := json.Unmarshal(t.Payload(), &p); err != nil {
+			return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+		}
+		_, err := tasks.QianfanDeleter{Client: qc}.BatchDelete(ctx, modelid.KindModel, []modelid.ID{p.ID})
+		return err
+	})
+	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{Concurrency: *conc, LogLevel: asynq.WarnLevel, Queues: map[string]int{naiveQueue: 1}})
 	if err := srv.Start(mux); err != nil {
 		return err
 	}

@@ -212,11 +212,12 @@ func TestCompose(t *testing.T) {
 			read := map[string]bool{}
 			getenv := func(k string) string { read[k] = true; return env[k] }
 			var usage bytes.Buffer
-			cfg, err := parseConfig(args[1:], getenv, &usage)
+			o, err := parseFlags(args[1:], getenv, &usage)
 			if err != nil {
 				t.Fatalf("worker rejects the compose command %q: %v\n%s", args[1:], err, usage.String())
 			}
-			if err := cfg.validate(); err != nil {
+			cfg := o.worker
+			if err := cfg.Validate(); err != nil {
 				t.Errorf("worker config from compose is invalid: %v", err)
 			}
 			for k := range env {
@@ -224,8 +225,8 @@ func TestCompose(t *testing.T) {
 					t.Errorf("the worker does not read environment variable %s", k)
 				}
 			}
-			if u, err := url.Parse(cfg.RedisURL); err != nil || u.Hostname() == "" || c.Services[u.Hostname()].Image == "" {
-				t.Errorf("REDIS_URL %q does not point at a compose service", cfg.RedisURL)
+			if u, err := url.Parse(o.redisURL); err != nil || u.Hostname() == "" || c.Services[u.Hostname()].Image == "" {
+				t.Errorf("REDIS_URL %q does not point at a compose service", o.redisURL)
 			} else if c.Services[name].DependsOn[u.Hostname()].Condition != "service_healthy" {
 				t.Errorf("depends_on %s must wait for service_healthy", u.Hostname())
 			}
@@ -250,8 +251,8 @@ func TestCompose(t *testing.T) {
 			}
 			if svc.StopGracePeriod != "" {
 				grace, err := time.ParseDuration(svc.StopGracePeriod)
-				if err != nil || grace <= cfg.Shutdown {
-					t.Errorf("stop_grace_period %s must be longer than --shutdown-timeout %s, or Docker kills running batches", svc.StopGracePeriod, cfg.Shutdown)
+				if err != nil || grace <= cfg.ShutdownTimeout {
+					t.Errorf("stop_grace_period %s must be longer than --shutdown-timeout %s, or Docker kills running batches", svc.StopGracePeriod, cfg.ShutdownTimeout)
 				}
 			}
 			if cfg.Schedule != "" {

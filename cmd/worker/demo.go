@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -14,8 +16,10 @@ import (
 
 	"github.com/qfpurge/qfpurge/internal/asynqlayout"
 	"github.com/qfpurge/qfpurge/internal/deadletter"
+	"github.com/qfpurge/qfpurge/internal/enqueue"
 	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
-	"github.com/qfpurge/qfpurge/producer"
+	"github.com/qfpurge/qfpurge/internal/modelid"
+	"github.com/qfpurge/qfpurge/internal/worker"
 )
 
 // demoBadID does not exist at the demo's fake Qianfan, so it is dead-lettered.
@@ -28,7 +32,8 @@ type demoEnv struct {
 	log  *slog.Logger
 }
 
-func startDemo(cfg *config, log *slog.Logger) (*demoEnv, error) {
+// startDemo serves a fake Qianfan on a free loopback port and points cfg at it.
+func startDemo(cfg *worker.Config) (*demoEnv, error) {
 	fake := fakeqianfan.New(fakeqianfan.Config{
 		Invalid: fakeqianfan.InvalidIDs(int64(demoBadID)),
 		// A few transient failures so retries show in the log.
@@ -42,39 +47,42 @@ func startDemo(cfg *config, log *slog.Logger) (*demoEnv, error) {
 	go srv.Serve(ln)
 	cfg.BaseURL = "http://" + ln.Addr().String()
 	cfg.AccessKey, cfg.SecretKey = fakeqianfan.DefaultAccessKey, fakeqianfan.DefaultSecretKey
-	log.Warn("DEMO: deleting against a fake Qianfan at " + cfg.BaseURL + ", not Baidu")
-	return &demoEnv{fake: fake, srv: srv, log: log}, nil
+	cfg.Logger.Warn("DEMO: deleting against a fake Qianfan at " + cfg.BaseURL + ", not Baidu")
+	return &demoEnv{fake: fake, srv: srv, log: cfg.Logger}, nil
 }
 
 func (d *demoEnv) Close() { d.srv.Close() }
 
 // Run enqueues sample IDs as many small jobs, waits for the queue to drain
-// and prints what happened.
-func (d *demoEnv) Run(ctx context.Context, rdb redis.UniversalClient, cfg config, out io.Writer) {
-	p, err := producer.New(rdb, producer.Config{BatchSize: cfg.BatchSize, Shards: 1})
+// and prints what happened. redisAddr is the embedded Redis's address.
+func (d *demoEnv) Run(ctx context.Context, w *worker.Worker, rdb redis.UniversalClient, redisAddr string, out io.Writer) {
+	p, err := enqueue.New(rdb, enqueue.Config{Shards: 1})
 	if err != nil {
 		d.log.Error("demo", "err", err)
 		return
 	}
-	var ids []producer.ID
+	var ids []modelid.ID
 	for n := int64(1001); n <= 1040; n++ {
-		ids = append(ids, producer.IntID(n))
+		ids = append(ids, modelid.IntID(n))
 	}
-	ids = append(ids, producer.IntID(demoBadID))
+	ids = append(ids, modelid.IntID(demoBadID))
 	for i := 1; i <= 10; i++ {
-		ids = append(ids, producer.StringID(fmt.Sprintf("am-demo-%02d", i)))
+		ids = append(ids, modelid.StringID(fmt.Sprintf("am-demo-%02d", i)))
 	}
 	for _, id := range ids { // one job each, as other systems would send them
-		if _, err := p.Enqueue(ctx, producer.Request{Kind: producer.KindModel, IDs: []producer.ID{id}}); err != nil {
+		if _, err := p.Enqueue(ctx, enqueue.Request{Kind: modelid.KindModel, IDs: []modelid.ID{id}}); err != nil {
 			d.log.Error("demo enqueue", "err", err)
 			return
 		}
 	}
 	fmt.Fprintf(out, "demo: enqueued %d single-ID jobs (40 int IDs, 10 string IDs, and %d, which does not exist)\n", len(ids), demoBadID)
+	if addr := w.MonitorAddr(); addr != "" {
+		fmt.Fprintf(out, "demo: watch it in the monitor: http://%s/monitoring/\n", addr)
+	}
 	dead := deadletter.NewStore(rdb)
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	for ctx.Err() == nil {
-		if dead, _ := dead.Count(ctx); dead > 0 && drained(insp) {
+		if n, _ := dead.Count(ctx); n > 0 && drained(insp) {
 			break
 		}
 		select {
@@ -84,12 +92,31 @@ func (d *demoEnv) Run(ctx context.Context, rdb redis.UniversalClient, cfg config
 		}
 	}
 	st := d.fake.Stats()
-	fmt.Fprintf(out, "demo: fake Qianfan deleted %d IDs; calls by outcome: %v\n", st.IDsDeleted, st.Calls)
+	fmt.Fprintf(out, "demo: the fake Qianfan deleted %d IDs; its answers: %s\n", st.IDsDeleted, countList(st.Calls))
 	dls, _ := dead.List(ctx, "", 10)
 	for _, dl := range dls {
 		fmt.Fprintf(out, "demo: dead letter: %s %s: %s\n", dl.Kind, dl.ID, dl.Reason())
 	}
-	fmt.Fprintln(out, "demo: done. Dead letters: go run ./cmd/dlq list. Stop with Ctrl-C.")
+	fmt.Fprintf(out, "demo: done. In another terminal, while this runs: REDIS_URL=redis://%s go run ./cmd/dlq list. Stop with Ctrl-C.\n", redisAddr)
+}
+
+// countList renders counts by outcome as "ok 6, 500001 6, 503 5", most first.
+func countList(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b string) int {
+		if m[a] != m[b] {
+			return m[b] - m[a]
+		}
+		return strings.Compare(a, b)
+	})
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, m[k])
+	}
+	return strings.Join(parts, ", ")
 }
 
 // drained reports whether nothing is waiting, running or grouped.

@@ -24,3 +24,8 @@ func Archived(queue string) string { return prefix(queue) + "archived" }
 
 // Paused exists while a queue is paused.
 func Paused(queue string) string { return prefix(queue) + "paused" }
+
+// Lease is the sorted set of a queue's running task IDs, scored by the Unix
+// time (seconds) their worker's lease on them runs out. A killed worker's
+// tasks are handed back once their lease has expired.
+func Lease(queue string) string { return prefix(queue) + "lease" }

@@ -49,3 +49,38 @@ func TestKeysMatchAsynq(t *testing.T) {
 		t.Errorf("Paused(%q) = %q does not exist while the queue is paused (err %v)", queue, asynqlayout.Paused(queue), err)
 	}
 }
+
+// TestLeaseMatchesAsynq: a running task is in Lease, scored by a lease
+// expiry in the future, while Asynq's server processes it.
+func TestLeaseMatchesAsynq(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	const queue = "lease"
+	running, release := make(chan struct{}), make(chan struct{})
+	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{Queues: map[string]int{queue: 1}, LogLevel: asynq.FatalLevel})
+	mux := asynq.NewServeMux()
+	mux.HandleFunc("t", func(context.Context, *asynq.Task) error {
+		close(running)
+		<-release
+		return nil
+	})
+	if err := srv.Start(mux); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	defer close(release)
+	if _, err := asynq.NewClientFromRedisClient(rdb).Enqueue(asynq.NewTask("t", nil), asynq.Queue(queue), asynq.TaskID("held")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-running:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the task did not start")
+	}
+	score, err := rdb.ZScore(context.Background(), asynqlayout.Lease(queue), "held").Result()
+	if err != nil {
+		t.Fatalf("Lease(%q) = %q does not hold the running task: %v", queue, asynqlayout.Lease(queue), err)
+	}
+	if int64(score) <= time.Now().Unix() {
+		t.Errorf("lease score %v is not an expiry in the future", score)
+	}
+}

@@ -13,8 +13,6 @@ package httpapi
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/qfpurge/qfpurge/internal/authtoken"
 	"github.com/qfpurge/qfpurge/internal/deadletter"
 	"github.com/qfpurge/qfpurge/internal/enqueue"
 	"github.com/qfpurge/qfpurge/internal/ledger"
@@ -33,9 +32,6 @@ import (
 // comma-separated, so a new token can be added before the old one is dropped.
 const TokensEnv = "QFPURGE_API_TOKENS"
 
-// MinTokenLen is the shortest token accepted.
-const MinTokenLen = 16
-
 // ErrNoTokens is returned by New when no token is configured: the API never
 // runs without authentication.
 var ErrNoTokens = errors.New("the HTTP API needs at least one bearer token: set " + TokensEnv + " (comma-separated, several allowed for rotation)")
@@ -43,7 +39,7 @@ var ErrNoTokens = errors.New("the HTTP API needs at least one bearer token: set 
 // Config configures the API.
 type Config struct {
 	// Tokens are the accepted bearer tokens. Required: New fails without
-	// one. Each must be at least MinTokenLen characters.
+	// one. Each must be at least authtoken.MinLen characters.
 	Tokens []string
 	// MaxBodyBytes limits request bodies; a larger body answers 413.
 	// Defaults to 1 MiB.
@@ -69,15 +65,20 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-func (c Config) validate() error {
-	if len(c.Tokens) == 0 {
-		return ErrNoTokens
-	}
-	for i, t := range c.Tokens {
-		if len(t) < MinTokenLen {
-			// Never echo the token itself.
-			return fmt.Errorf("httpapi: token #%d is %d characters long; tokens must be at least %d", i+1, len(t), MinTokenLen)
+// CheckTokens reports why tokens cannot protect the API.
+func CheckTokens(tokens []string) error {
+	if err := authtoken.CheckTokens(tokens); err != nil {
+		if errors.Is(err, authtoken.ErrNone) {
+			return ErrNoTokens
 		}
+		return fmt.Errorf("%s: %w", TokensEnv, err)
+	}
+	return nil
+}
+
+func (c Config) validate() error {
+	if err := CheckTokens(c.Tokens); err != nil {
+		return err
 	}
 	if c.MaxBodyBytes < 1 {
 		return fmt.Errorf("httpapi: MaxBodyBytes %d must be positive", c.MaxBodyBytes)
@@ -90,15 +91,7 @@ func (c Config) validate() error {
 
 // ParseTokens splits a QFPURGE_API_TOKENS value at commas, trimming spaces
 // and dropping empty entries.
-func ParseTokens(s string) []string {
-	var out []string
-	for t := range strings.SplitSeq(s, ",") {
-		if t = strings.TrimSpace(t); t != "" {
-			out = append(out, t)
-		}
-	}
-	return out
-}
+func ParseTokens(s string) []string { return authtoken.Split(s) }
 
 // Enqueuer enqueues deletions; *enqueue.Producer is one.
 type Enqueuer interface {
@@ -119,7 +112,7 @@ type Deps struct {
 type API struct {
 	cfg    Config
 	d      Deps
-	hashes [][sha256.Size]byte
+	creds  *authtoken.Set
 	mux    *http.ServeMux
 	routes []string
 	log    *slog.Logger
@@ -135,9 +128,7 @@ func New(cfg Config, d Deps) (*API, error) {
 		return nil, errors.New("httpapi: Deps.Ledger, DeadLetters and Producer are required")
 	}
 	a := &API{cfg: cfg, d: d, mux: http.NewServeMux(), log: cfg.Logger}
-	for _, t := range cfg.Tokens {
-		a.hashes = append(a.hashes, sha256.Sum256([]byte(t)))
-	}
+	a.creds = authtoken.NewSet(cfg.Tokens, "", "")
 	a.handle("POST /v1/deletions", a.postDeletions)
 	a.handle("GET /v1/deletions/{id}", a.getDeletion)
 	a.handle("GET /v1/deadletters", a.listDeadLetters)
@@ -177,24 +168,15 @@ func (s *statusWriter) WriteHeader(code int) {
 	s.ResponseWriter.WriteHeader(code)
 }
 
-// authenticated checks the bearer token in constant time: the presented
-// token's SHA-256 is compared with every configured token's, so neither the
-// content nor the length of a configured token leaks through timing.
+// authenticated checks the bearer token in constant time (authtoken.Set).
 func (a *API) authenticated(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		auth := r.Header.Get("Authorization")
-		scheme, tok, ok := strings.Cut(auth, " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
+		if _, ok := authtoken.Bearer(r); !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="qfpurge"`)
 			writeError(w, http.StatusUnauthorized, "missing bearer token", nil)
 			return
 		}
-		sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-		match := 0
-		for i := range a.hashes {
-			match |= subtle.ConstantTimeCompare(sum[:], a.hashes[i][:])
-		}
-		if match != 1 {
+		if !a.creds.Allows(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="qfpurge", error="invalid_token"`)
 			writeError(w, http.StatusUnauthorized, "invalid bearer token", nil)
 			return

@@ -9,8 +9,6 @@ package monitor
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,6 +22,8 @@ import (
 	"github.com/hibiken/asynqmon"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/qfpurge/qfpurge/internal/authtoken"
 )
 
 // RootPath is where asynqmon is mounted.
@@ -77,9 +77,25 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+func tokens(t string) []string {
+	if t == "" {
+		return nil
+	}
+	return []string{t}
+}
+
 func (c Config) hasCredentials() bool { return c.Token != "" || (c.User != "" && c.Password != "") }
 
+// CheckConfig reports what is wrong with cfg (defaults filled first):
+// credentials missing beyond loopback, half of basic auth, a short token.
+func CheckConfig(cfg Config) error { return cfg.withDefaults().validate() }
+
 func (c Config) validate() error {
+	if c.Token != "" {
+		if err := authtoken.CheckTokens([]string{c.Token}); err != nil {
+			return fmt.Errorf("monitor: QFPURGE_MONITOR_TOKEN is %d characters long; it must be at least %d", len(c.Token), authtoken.MinLen)
+		}
+	}
 	loop, err := IsLoopback(c.Addr)
 	if err != nil {
 		return err
@@ -111,13 +127,14 @@ func IsLoopback(addr string) (bool, error) {
 
 // Server is the monitor listener.
 type Server struct {
-	cfg  Config
-	rdb  redis.UniversalClient
-	insp *asynq.Inspector
-	log  *slog.Logger
-	srv  *http.Server
-	ln   net.Listener
-	done chan struct{}
+	cfg   Config
+	rdb   redis.UniversalClient
+	insp  *asynq.Inspector
+	log   *slog.Logger
+	srv   *http.Server
+	ln    net.Listener
+	done  chan struct{}
+	creds *authtoken.Set
 }
 
 // New checks cfg and builds the handler; Start listens. rdb is the shared
@@ -130,7 +147,7 @@ func New(rdb redis.UniversalClient, insp *asynq.Inspector, m *Metrics, cfg Confi
 	if rdb == nil || insp == nil || m == nil {
 		return nil, errors.New("monitor: a Redis client, an Inspector and Metrics are required")
 	}
-	s := &Server{cfg: cfg, rdb: rdb, insp: insp, log: cfg.Logger}
+	s := &Server{cfg: cfg, rdb: rdb, insp: insp, log: cfg.Logger, creds: authtoken.NewSet(tokens(cfg.Token), cfg.User, cfg.Password)}
 	ui := asynqmon.New(asynqmon.Options{
 		RootPath:         RootPath,
 		RedisConnOpt:     sharedConn{rdb},
@@ -156,21 +173,35 @@ func New(rdb redis.UniversalClient, insp *asynq.Inspector, m *Metrics, cfg Confi
 
 // Start listens on cfg.Addr and serves in the background.
 func (s *Server) Start() error {
+	if err := s.Listen(); err != nil {
+		return err
+	}
+	s.Serve()
+	return nil
+}
+
+// Listen binds cfg.Addr without serving yet, so a taken port is found before
+// the worker takes any work.
+func (s *Server) Listen() error {
 	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("monitor: listen on %s: %w", s.cfg.Addr, err)
 	}
 	s.ln = ln
+	return nil
+}
+
+// Serve serves on the address Listen bound, in the background.
+func (s *Server) Serve() {
 	s.done = make(chan struct{})
 	go func() {
 		defer close(s.done)
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("monitor stopped", "err", err)
 		}
 	}()
-	s.log.Info("monitor listening", "ui", "http://"+ln.Addr().String()+RootPath+"/",
+	s.log.Info("monitor listening", "ui", "http://"+s.ln.Addr().String()+RootPath+"/",
 		"metrics", "/metrics", "auth", s.authKind(), "read_only", s.cfg.ReadOnly)
-	return nil
 }
 
 // Addr is the address listened on, once started.
@@ -186,6 +217,9 @@ func (s *Server) Addr() string {
 func (s *Server) Shutdown(ctx context.Context) error {
 	if s.ln == nil {
 		return nil
+	}
+	if s.done == nil { // bound, never served
+		return s.ln.Close()
 	}
 	err := s.srv.Shutdown(ctx)
 	<-s.done
@@ -207,35 +241,23 @@ func (s *Server) authKind() string {
 }
 
 // auth lets a request through when no credentials are configured, or when it
-// carries one of the configured ones. Comparisons are constant-time.
+// carries one of the configured ones (authtoken.Set: constant time).
 func (s *Server) auth(h http.Handler) http.Handler {
-	if !s.cfg.hasCredentials() {
+	if s.creds.Empty() {
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.cfg.Token != "" {
-			if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && equal(tok, s.cfg.Token) {
-				h.ServeHTTP(w, r)
-				return
-			}
+		if s.creds.Allows(r) {
+			h.ServeHTTP(w, r)
+			return
 		}
-		if s.cfg.User != "" {
-			if u, p, ok := r.BasicAuth(); ok && equal(u, s.cfg.User) && equal(p, s.cfg.Password) {
-				h.ServeHTTP(w, r)
-				return
-			}
+		if s.creds.HasBasic() {
 			w.Header().Set("WWW-Authenticate", `Basic realm="qfpurge monitor", charset="UTF-8"`)
 		} else {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="qfpurge monitor"`)
 		}
 		http.Error(w, "unauthorized", http.StatusUnauthorized)
 	})
-}
-
-// equal compares in constant time, whatever the lengths.
-func equal(got, want string) bool {
-	a, b := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(want))
-	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
 }
 
 // ready answers 200 when Redis answers PING and this process's Asynq server

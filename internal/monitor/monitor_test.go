@@ -224,7 +224,7 @@ func TestRedisDown(t *testing.T) {
 
 func TestAuth(t *testing.T) {
 	t.Parallel()
-	b := setup(t, monitor.Config{Token: "s3cret-token", User: "ops", Password: "pa55"})
+	b := setup(t, monitor.Config{Token: "s3cret-token-0123", User: "ops", Password: "pa55"})
 	for _, tc := range []struct {
 		name string
 		path string
@@ -234,8 +234,8 @@ func TestAuth(t *testing.T) {
 		{"ui without credentials", "/monitoring/", nil, 401},
 		{"metrics without credentials", "/metrics", nil, 401},
 		{"wrong token", "/monitoring/api/queues", []string{"Authorization", "Bearer nope"}, 401},
-		{"token", "/monitoring/api/queues", []string{"Authorization", "Bearer s3cret-token"}, 200},
-		{"metrics with token", "/metrics", []string{"Authorization", "Bearer s3cret-token"}, 200},
+		{"token", "/monitoring/api/queues", []string{"Authorization", "Bearer s3cret-token-0123"}, 200},
+		{"metrics with token", "/metrics", []string{"Authorization", "Bearer s3cret-token-0123"}, 200},
 		{"basic", "/monitoring/", []string{"Authorization", "Basic b3BzOnBhNTU="}, 200}, // ops:pa55
 		{"wrong password", "/monitoring/", []string{"Authorization", "Basic b3BzOnBhNTY="}, 401},
 		{"healthz is open", "/healthz", nil, 200},
@@ -260,7 +260,8 @@ func TestNonLoopbackNeedsCredentials(t *testing.T) {
 		{monitor.Config{Addr: "10.1.2.3:8080"}, true},
 		{monitor.Config{Addr: "[::]:8080"}, true},
 		{monitor.Config{Addr: "0.0.0.0:8080", User: "ops"}, true},
-		{monitor.Config{Addr: "0.0.0.0:8080", Token: "t"}, false},
+		{monitor.Config{Addr: "0.0.0.0:8080", Token: "token-0123456789"}, false},
+		{monitor.Config{Addr: "127.0.0.1:8080", Token: "t"}, true}, // shorter than the API's minimum
 		{monitor.Config{Addr: "0.0.0.0:8080", User: "ops", Password: "p"}, false},
 		{monitor.Config{Addr: "127.0.0.1:8080"}, false},
 		{monitor.Config{Addr: "[::1]:8080"}, false},
@@ -276,7 +277,7 @@ func TestNonLoopbackNeedsCredentials(t *testing.T) {
 		if (err != nil) != tc.wantErr {
 			t.Errorf("New(%+v) error = %v, want error %v", tc.cfg, err, tc.wantErr)
 		}
-		if err != nil && tc.cfg.Addr == "0.0.0.0:8080" && tc.cfg.User == "" && !errors.Is(err, monitor.ErrNoCredentials) {
+		if err != nil && tc.cfg.Addr == "0.0.0.0:8080" && tc.cfg.User == "" && tc.cfg.Token == "" && !errors.Is(err, monitor.ErrNoCredentials) {
 			t.Errorf("New(%+v) = %v, want ErrNoCredentials", tc.cfg, err)
 		}
 	}

@@ -87,6 +87,8 @@ func TestOpenErrors(t *testing.T) {
 		{"sentinel without master", "redis+sentinel://:s3cret@s1:26379", "master_name"},
 		{"bad db", "redis://:s3cret@host:6379/notanumber", "REDIS_URL"},
 		{"unparsable", "redis://:s3cret@[::1", "REDIS_URL"},
+		{"no scheme", "127.0.0.1:26379", `"127.0.0.1:26379" has no scheme: write it as redis://`},
+		{"a bare password", "s3cret", "has no scheme"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := redisconn.Open(tc.url)
@@ -112,7 +114,10 @@ func TestRedact(t *testing.T) {
 		{"rediss://app:s3cret@r:6380", "rediss://app:xxxxx@r:6380"},
 		{"redis+sentinel://app:s3cret@s1:26379?master_name=m&sentinel_password=s3cret", "redis+sentinel://app:xxxxx@s1:26379?master_name=m&sentinel_password=xxxxx"},
 		{"redis+cluster://n1:6379?addr=n2:6379&password=s3cret", "redis+cluster://n1:6379?addr=n2%3A6379&password=xxxxx"},
-		{"redis://:s3cret@[::1", "(unparsable URL)"},
+		{"redis://:s3cret@[::1", "(a URL that cannot be parsed, not shown)"},
+		{"redis://s3cret@r:6379", "redis://xxxxx@r:6379"},
+		{"127.0.0.1:26379", `"127.0.0.1:26379"`},
+		{"s3cret", "(a value that is not a URL, not shown)"},
 	} {
 		if got := redisconn.Redact(tc.in); got != tc.want {
 			t.Errorf("Redact(%q) = %q, want %q", tc.in, got, tc.want)

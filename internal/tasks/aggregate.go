@@ -2,15 +2,10 @@ package tasks
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
-	"github.com/qfpurge/qfpurge/internal/asynqlayout"
-	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
 )
@@ -82,69 +77,6 @@ func (a *Aggregator) fallback(ts []*asynq.Task, k modelid.Kind) *asynq.Task {
 		return asynq.NewTask(TypeDeleteBatch, []byte(`{"kind":"model","model_ids":[]}`))
 	}
 	return t
-}
-
-// sweepScript re-registers groups that hold tasks but are missing from the
-// queue's set of groups. Asynq's recoverer puts a crashed worker's
-// aggregation set back into its group without re-adding the group's name, and
-// the aggregator only visits named groups: the tasks would sit unseen.
-// KEYS[1] is the queue's groups set, KEYS[2..] the group keys; ARGV the names.
-var sweepScript = redis.NewScript(`
-local added = {}
-for i = 2, #KEYS do
-  if redis.call("EXISTS", KEYS[i]) == 1 then
-    if redis.call("SADD", KEYS[1], ARGV[i-1]) == 1 then
-      table.insert(added, ARGV[i-1])
-    end
-  end
-end
-return added`)
-
-// SweepGroups re-registers stranded groups once and returns their names.
-func SweepGroups(ctx context.Context, rdb redis.UniversalClient) ([]string, error) {
-	names := AllGroupNames()
-	prefix := "asynq:{" + asynqlayout.Queue + "}:"
-	keys := make([]string, 0, len(names)+1)
-	keys = append(keys, prefix+"groups")
-	args := make([]any, len(names))
-	for i, n := range names {
-		keys = append(keys, prefix+"g:"+n)
-		args[i] = n
-	}
-	res, err := sweepScript.Run(ctx, rdb, keys, args...).StringSlice()
-	if err != nil {
-		return nil, fmt.Errorf("sweep groups: %w", err)
-	}
-	return res, nil
-}
-
-// RunSweeper calls SweepGroups and ReconcileArchive every interval until
-// ctx is done.
-func RunSweeper(ctx context.Context, rdb redis.UniversalClient, l *ledger.Ledger, every time.Duration, log *slog.Logger) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	insp := asynq.NewInspectorFromRedisClient(rdb)
-	for {
-		if added, err := SweepGroups(ctx, rdb); err != nil {
-			if ctx.Err() == nil {
-				log.Warn("group sweep failed", "err", err)
-			}
-		} else if len(added) > 0 {
-			log.Warn("re-registered stranded groups", "groups", added)
-		}
-		if n, err := ReconcileArchive(ctx, rdb, insp, l); err != nil {
-			if ctx.Err() == nil {
-				log.Warn("archive reconciliation failed", "err", err)
-			}
-		} else if n > 0 {
-			log.Error("recorded dead letters for batches Asynq archived after a crash", "ids", n)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // QianfanDeleter adapts *qianfan.Client to Deleter.

@@ -419,29 +419,6 @@ func TestHandlerSplitsOversizeAndMixedBatches(t *testing.T) {
 	}
 }
 
-func TestSweepGroupsReRegistersStrandedGroup(t *testing.T) {
-	m := miniredis.RunT(t)
-	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
-	defer rdb.Close()
-	ctx := context.Background()
-	// A group holding a task whose name is missing from the groups set, as
-	// Asynq leaves it after reclaiming a crashed worker's aggregation set.
-	rdb.ZAdd(ctx, "asynq:{qfpurge}:g:model/int/03", redis.Z{Score: 1, Member: "task-1"})
-	added, err := SweepGroups(ctx, rdb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff([]string{"model/int/03"}, added); diff != "" {
-		t.Errorf("added (-want +got):\n%s", diff)
-	}
-	if !rdb.SIsMember(ctx, "asynq:{qfpurge}:groups", "model/int/03").Val() {
-		t.Error("group not in the groups set")
-	}
-	if added, _ := SweepGroups(ctx, rdb); len(added) != 0 {
-		t.Errorf("second sweep added %v, want nothing", added)
-	}
-}
-
 func TestHandlerCallCutShortByCrashIsUncertain(t *testing.T) {
 	b := setup(t, func([]modelid.ID) (qianfan.Result, error) { e := *errInvalid; return qianfan.Result{}, &e })
 	ctx := context.Background()

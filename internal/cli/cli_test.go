@@ -1,0 +1,32 @@
+package cli
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"testing"
+)
+
+func TestStatus(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want int
+		out  string
+	}{
+		{nil, 0, ""},
+		{flag.ErrHelp, 0, ""},
+		{fmt.Errorf("parse: %w", flag.ErrHelp), 0, ""},
+		{Usagef("unknown command %q", "x"), 2, "cmd: unknown command \"x\"\n"},
+		{fmt.Errorf("wrapped: %w", Usage(errors.New("bad flag"))), 2, "cmd: wrapped: bad flag\n"},
+		{errors.New("redis down"), 1, "cmd: redis down\n"},
+	} {
+		var b bytes.Buffer
+		if got := Status("cmd", tc.err, &b); got != tc.want || b.String() != tc.out {
+			t.Errorf("Status(%v) = %d, %q; want %d, %q", tc.err, got, b.String(), tc.want, tc.out)
+		}
+	}
+	if Usage(nil) != nil {
+		t.Error("Usage(nil) is not nil")
+	}
+}

@@ -1,0 +1,249 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/qfpurge/qfpurge/internal/httpapi"
+	"github.com/qfpurge/qfpurge/internal/monitor"
+	"github.com/qfpurge/qfpurge/internal/qianfan"
+	"github.com/qfpurge/qfpurge/internal/tasks"
+)
+
+// Config is everything a worker runs with. Zero fields take the defaults
+// noted on each; Validate names every field that is wrong.
+type Config struct {
+	// AccessKey and SecretKey are the Qianfan credentials. Required. The
+	// secret never reaches logs, Redis or errors.
+	AccessKey string
+	SecretKey string
+	// BaseURL is Qianfan's API root. Defaults to qianfan.DefaultBaseURL.
+	BaseURL string
+	// QPS is the most API calls per second across every worker sharing the
+	// Redis, per base URL and access key. Defaults to 0: no cap (cmd/worker's
+	// --qps defaults to 10).
+	QPS float64
+	// QianfanOptions are extra client options (tests: fast retries).
+	QianfanOptions []qianfan.Option
+
+	// Concurrency is how many batches one worker processes at once.
+	// Defaults to 10.
+	Concurrency int
+	// BatchSize is the most IDs per call. Defaults to tasks.DefaultBatchSize.
+	BatchSize int
+	// BatchWait is Asynq's group grace period: a group is batched once no
+	// job arrived for this long (whole seconds, at least 1s). Defaults to 2s.
+	BatchWait time.Duration
+	// BatchMaxWait is the longest a job waits in its group; negative means
+	// no limit (Asynq's default). Defaults to 10s.
+	BatchMaxWait time.Duration
+	// GroupMaxSize is the most jobs merged from one group per aggregation
+	// tick; negative means no limit (Asynq's default). Defaults to
+	// 10 × BatchSize.
+	GroupMaxSize int
+	// MaxRetry counts failed attempts before a batch is dead-lettered
+	// (throttling does not count). Defaults to 12.
+	MaxRetry int
+	// Retention keeps completed batches visible in the monitor. Defaults to
+	// 7 days.
+	Retention time.Duration
+	// LedgerTTL is how long each ID's outcome is remembered. Defaults to 30 days.
+	LedgerTTL time.Duration
+	// EventsMaxLen caps the event stream approximately; negative for none.
+	// Defaults to 100,000.
+	EventsMaxLen int64
+	// VerdictWait: see tasks.HandlerConfig. Defaults to 10s.
+	VerdictWait time.Duration
+	// ShutdownTimeout is how long running batches may finish on Shutdown.
+	// Defaults to 30s.
+	ShutdownTimeout time.Duration
+	// SweepInterval is how often stranded Asynq groups and batches Asynq
+	// archived on its own are looked for. Defaults to 30s.
+	SweepInterval time.Duration
+
+	// Monitor is the operator listener (asynqmon, metrics, health).
+	Monitor MonitorConfig
+	// API is the HTTP enqueue API; off unless API.Addr is set.
+	API APIConfig
+
+	// Schedule is a schedule file (see package schedule); off when empty.
+	Schedule string
+	// ScheduleSync is how often Schedule is read again. Defaults to 30s.
+	ScheduleSync time.Duration
+
+	// Logger defaults to slog.Default(); LogLevel is what Asynq's own logs
+	// are filtered at. Defaults to info.
+	Logger   *slog.Logger
+	LogLevel slog.Level
+}
+
+// MonitorConfig configures the monitor listener.
+type MonitorConfig struct {
+	// Addr is host:port; empty turns the monitor off.
+	Addr string
+	// ReadOnly hides asynqmon's buttons that change tasks and queues.
+	ReadOnly bool
+	// Token, or User and Password, are required beyond loopback.
+	Token, User, Password string
+	// Explicit says Addr was chosen by the operator: then a taken port stops
+	// the worker; the default address only warns, so a second worker on the
+	// same host still starts.
+	Explicit bool
+}
+
+// LogValue shows which credentials are set, never their values.
+func (m MonitorConfig) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("addr", m.Addr),
+		slog.Bool("read_only", m.ReadOnly),
+		slog.Bool("token_set", m.Token != ""),
+		slog.Bool("basic_auth_set", m.User != "" && m.Password != ""),
+	)
+}
+
+// APIConfig configures the HTTP API.
+type APIConfig struct {
+	// Addr is host:port; empty turns the API off.
+	Addr string
+	// MaxBody is the largest request body in bytes. Defaults to 1 MiB.
+	MaxBody int64
+	// Tokens are the bearer tokens; required when Addr is set.
+	Tokens []string
+}
+
+func (c Config) withDefaults() Config {
+	pos := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if c.BaseURL == "" {
+		c.BaseURL = qianfan.DefaultBaseURL
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 10
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = tasks.DefaultBatchSize
+	}
+	if c.GroupMaxSize == 0 {
+		c.GroupMaxSize = 10 * c.BatchSize
+	}
+	if c.MaxRetry == 0 {
+		c.MaxRetry = 12
+	}
+	if c.EventsMaxLen == 0 {
+		c.EventsMaxLen = 100_000
+	}
+	if c.API.MaxBody == 0 {
+		c.API.MaxBody = 1 << 20
+	}
+	pos(&c.BatchWait, 2*time.Second)
+	pos(&c.BatchMaxWait, 10*time.Second)
+	pos(&c.Retention, 7*24*time.Hour)
+	pos(&c.LedgerTTL, 30*24*time.Hour)
+	pos(&c.VerdictWait, 10*time.Second)
+	pos(&c.ShutdownTimeout, 30*time.Second)
+	pos(&c.SweepInterval, 30*time.Second)
+	pos(&c.ScheduleSync, 30*time.Second)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Validate reports every problem of the config (defaults filled first),
+// naming the flag an operator sets it with.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.AccessKey == "" || c.SecretKey == "" {
+		add("QIANFAN_ACCESS_KEY and QIANFAN_SECRET_KEY must be set (or try --demo, which runs against a fake Qianfan)")
+	}
+	if c.Concurrency < 1 {
+		add("--concurrency %d must be at least 1", c.Concurrency)
+	}
+	if c.BatchSize < 1 {
+		add("--batch-size %d must be at least 1", c.BatchSize)
+	}
+	if c.GroupMaxSize > 0 && c.GroupMaxSize < c.BatchSize {
+		add("--group-max-size %d must be at least --batch-size %d", c.GroupMaxSize, c.BatchSize)
+	}
+	if c.BatchWait < time.Second || c.BatchWait%time.Second != 0 {
+		add("--batch-wait %s must be whole seconds, at least 1s (Asynq's grace period counts whole seconds)", c.BatchWait)
+	}
+	if c.BatchMaxWait > 0 && c.BatchMaxWait < c.BatchWait {
+		add("--batch-max-wait %s must not be shorter than --batch-wait %s", c.BatchMaxWait, c.BatchWait)
+	}
+	if c.QPS < 0 {
+		add("--qps %g must not be negative", c.QPS)
+	}
+	if c.MaxRetry < 0 {
+		add("--max-retry %d must not be negative", c.MaxRetry)
+	}
+	for name, d := range map[string]time.Duration{
+		"--retention": c.Retention, "--ledger-ttl": c.LedgerTTL, "--verdict-wait": c.VerdictWait,
+		"--shutdown-timeout": c.ShutdownTimeout, "--sweep-interval": c.SweepInterval, "--schedule-sync": c.ScheduleSync,
+	} {
+		if d < 0 {
+			add("%s %s must be positive", name, d)
+		}
+	}
+	if c.API.Addr != "" {
+		if err := httpapi.CheckTokens(c.API.Tokens); err != nil {
+			add("--api-addr %s: %w", c.API.Addr, err)
+		}
+	}
+	if c.API.MaxBody < 1 {
+		add("--api-max-body %d must be positive", c.API.MaxBody)
+	}
+	if c.Monitor.Addr != "" {
+		if err := monitor.CheckConfig(c.monitorConfig()); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) monitorConfig() monitor.Config {
+	m := c.Monitor
+	return monitor.Config{Addr: m.Addr, ReadOnly: m.ReadOnly, Token: m.Token, User: m.User, Password: m.Password,
+		Logger: c.Logger.With("component", "monitor")}
+}
+
+// LogValue is the whole resolved config with secrets masked, logged once at
+// start.
+func (c Config) LogValue() slog.Value {
+	secret := "unset"
+	if c.SecretKey != "" {
+		secret = "set (masked)"
+	}
+	return slog.GroupValue(
+		slog.String("qianfan_base_url", c.BaseURL),
+		slog.String("access_key", c.AccessKey),
+		slog.String("secret_key", secret),
+		slog.Float64("qps", c.QPS),
+		slog.Int("concurrency", c.Concurrency),
+		slog.Int("batch_size", c.BatchSize),
+		slog.Duration("batch_wait", c.BatchWait),
+		slog.Duration("batch_max_wait", c.BatchMaxWait),
+		slog.Int("group_max_size", c.GroupMaxSize),
+		slog.Int("max_retry", c.MaxRetry),
+		slog.Duration("retention", c.Retention),
+		slog.Duration("ledger_ttl", c.LedgerTTL),
+		slog.Int64("events_max_len", c.EventsMaxLen),
+		slog.Duration("verdict_wait", c.VerdictWait),
+		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
+		slog.Duration("sweep_interval", c.SweepInterval),
+		slog.Any("monitor", c.Monitor),
+		slog.String("api_addr", c.API.Addr),
+		slog.Int64("api_max_body", c.API.MaxBody),
+		slog.Int("api_tokens", len(c.API.Tokens)),
+		slog.String("schedule", c.Schedule),
+		slog.Duration("schedule_sync", c.ScheduleSync),
+		slog.String("log_level", c.LogLevel.String()),
+	)
+}

@@ -1,0 +1,264 @@
+// Package worker is a qfpurge worker: the Asynq server that aggregates
+// small delete jobs into batches and runs the batch handler against Qianfan,
+// the sweeper that repairs what Asynq leaves behind after crashes, and the
+// optional monitor, HTTP API and scheduler. cmd/worker, cmd/bench and the
+// end-to-end tests all run this one package.
+//
+// New checks the whole configuration and builds everything; Start binds the
+// listeners and loads the schedule before Asynq takes any work, so every
+// configuration mistake stops the worker before it has done anything;
+// Shutdown stops it in the reverse order.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/qfpurge/qfpurge/internal/asynqlayout"
+	"github.com/qfpurge/qfpurge/internal/deadletter"
+	"github.com/qfpurge/qfpurge/internal/enqueue"
+	"github.com/qfpurge/qfpurge/internal/fleetlimit"
+	"github.com/qfpurge/qfpurge/internal/httpapi"
+	"github.com/qfpurge/qfpurge/internal/ledger"
+	"github.com/qfpurge/qfpurge/internal/monitor"
+	"github.com/qfpurge/qfpurge/internal/qianfan"
+	"github.com/qfpurge/qfpurge/internal/schedule"
+	"github.com/qfpurge/qfpurge/internal/tasks"
+)
+
+// Worker is one qfpurge worker process's machinery.
+type Worker struct {
+	cfg     Config
+	rdb     redis.UniversalClient
+	log     *slog.Logger
+	insp    *asynq.Inspector
+	metrics *monitor.Metrics
+	ledger  *ledger.Ledger
+	prod    *enqueue.Producer
+	srv     *asynq.Server
+	mux     *asynq.ServeMux
+
+	mon   *monitor.Server
+	api   *http.Server
+	apiLn net.Listener
+	sched *schedule.Scheduler
+
+	stopSweep context.CancelFunc
+	bg        sync.WaitGroup
+}
+
+// New checks cfg and builds a worker on rdb, which the caller keeps owning.
+// Nothing runs until Start.
+func New(rdb redis.UniversalClient, cfg Config) (*Worker, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	w := &Worker{cfg: cfg, rdb: rdb, log: cfg.Logger}
+	w.insp = asynq.NewInspectorFromRedisClient(rdb)
+	w.metrics = monitor.NewMetrics(rdb, w.insp, w.log.With("component", "metrics"))
+	qc, err := w.qianfanClient()
+	if err != nil {
+		return nil, err
+	}
+	opts := tasks.Options{MaxRetry: cfg.MaxRetry, Retention: cfg.Retention}
+	w.ledger = ledger.New(rdb, ledger.Config{TTL: cfg.LedgerTTL, EventsMaxLen: cfg.EventsMaxLen, Logger: w.log})
+	handler := tasks.NewHandler(tasks.QianfanDeleter{Client: qc}, asynq.NewClientFromRedisClient(rdb), w.ledger,
+		tasks.HandlerConfig{BatchSize: cfg.BatchSize, Options: opts, Logger: w.log, VerdictWait: cfg.VerdictWait, Observer: w.metrics})
+	w.prod, err = enqueue.New(rdb, enqueue.Config{BatchSize: cfg.BatchSize, MaxRetry: cfg.MaxRetry, Retention: cfg.Retention})
+	if err != nil {
+		return nil, err
+	}
+	w.srv = asynq.NewServerFromRedisClient(rdb, asynq.Config{
+		Concurrency:      cfg.Concurrency,
+		Queues:           map[string]int{asynqlayout.Queue: 1},
+		GroupAggregator:  &tasks.Aggregator{Options: opts, Logger: w.log},
+		GroupGracePeriod: cfg.BatchWait,
+		GroupMaxDelay:    max(cfg.BatchMaxWait, 0),
+		GroupMaxSize:     max(cfg.GroupMaxSize, 0),
+		RetryDelayFunc:   tasks.RetryDelay,
+		IsFailure:        tasks.IsFailure,
+		ShutdownTimeout:  cfg.ShutdownTimeout,
+		Logger:           NewAsynqLogger(w.log.With("component", "asynq")),
+		LogLevel:         AsynqLevel(cfg.LogLevel),
+	})
+	w.mux = asynq.NewServeMux()
+	w.mux.Handle(tasks.TypeDelete, handler)
+	w.mux.Handle(tasks.TypeDeleteBatch, handler)
+	// Every worker handles scheduled-purge triggers, with or without a
+	// schedule of its own: any replica's trigger may land here.
+	w.mux.Handle(schedule.TypeScheduledPurge,
+		schedule.NewHandler(rdb, w.prod, schedule.HandlerConfig{Logger: w.log.With("component", "schedule")}))
+	if cfg.Monitor.Addr != "" {
+		if w.mon, err = monitor.New(rdb, w.insp, w.metrics, cfg.monitorConfig()); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.API.Addr != "" {
+		if err := w.buildAPI(); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+func (w *Worker) qianfanClient() (*qianfan.Client, error) {
+	c := w.cfg
+	opts := []qianfan.Option{qianfan.WithBaseURL(c.BaseURL), qianfan.WithLogger(w.log.With("component", "qianfan"))}
+	if c.QPS > 0 {
+		// A budget for the whole fleet sharing this Redis.
+		l, err := fleetlimit.New(w.rdb, fleetlimit.Config{QPS: c.QPS, Key: fleetlimit.Key(c.BaseURL, c.AccessKey), Observe: w.metrics.LimiterWait})
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, qianfan.WithLimiter(l))
+	}
+	return qianfan.New(qianfan.Credentials{AccessKey: c.AccessKey, SecretKey: c.SecretKey}, append(opts, c.QianfanOptions...)...)
+}
+
+func (w *Worker) buildAPI() error {
+	api, err := httpapi.New(httpapi.Config{
+		Tokens:       w.cfg.API.Tokens,
+		MaxBodyBytes: w.cfg.API.MaxBody,
+		PendingTTL:   w.cfg.LedgerTTL,
+		Logger:       w.log.With("component", "httpapi"),
+	}, httpapi.Deps{Ledger: w.ledger, DeadLetters: deadletter.NewStore(w.rdb), Producer: w.prod, Archive: w.insp})
+	if err != nil {
+		return err
+	}
+	w.api = &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
+		WriteTimeout:      time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	return nil
+}
+
+// Start binds the listeners, loads the schedule, then starts processing and
+// serving. On an error nothing keeps running.
+func (w *Worker) Start() (err error) {
+	w.log.Info("qfpurge worker starting", "config", w.cfg)
+	defer func() {
+		if err != nil {
+			w.Shutdown()
+		}
+	}()
+	if err := w.listen(); err != nil {
+		return err
+	}
+	if w.cfg.Schedule != "" {
+		w.sched, err = schedule.Start(w.rdb, schedule.Config{
+			Path:          w.cfg.Schedule,
+			SyncInterval:  w.cfg.ScheduleSync,
+			Logger:        w.log.With("component", "schedule"),
+			AsynqLogger:   NewAsynqLogger(w.log.With("component", "schedule")),
+			AsynqLogLevel: AsynqLevel(w.cfg.LogLevel),
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if err := w.srv.Start(w.mux); err != nil {
+		return fmt.Errorf("start asynq server: %w", err)
+	}
+	sweepCtx, stop := context.WithCancel(context.Background())
+	w.stopSweep = stop
+	w.bg.Go(func() { runSweeper(sweepCtx, w.rdb, w.ledger, w.cfg.SweepInterval, w.log.With("component", "sweeper")) })
+	if w.mon != nil {
+		w.mon.Serve()
+	}
+	if w.api != nil {
+		w.bg.Go(func() {
+			if err := w.api.Serve(w.apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				w.log.Error("http api stopped", "err", err)
+			}
+		})
+		w.log.Info("http api listening", "addr", w.apiLn.Addr().String(), "tokens", len(w.cfg.API.Tokens))
+	}
+	w.log.Info("qfpurge worker running", "queue", asynqlayout.Queue)
+	return nil
+}
+
+// listen binds the monitor and API addresses without serving yet.
+func (w *Worker) listen() error {
+	if w.mon != nil {
+		if err := w.mon.Listen(); err != nil {
+			if w.cfg.Monitor.Explicit || !errors.Is(err, syscall.EADDRINUSE) {
+				return err
+			}
+			w.log.Warn("monitor not started: the default address is taken; set --monitor-addr to another address, or to empty to turn the monitor off",
+				"addr", w.cfg.Monitor.Addr, "err", err)
+			w.mon = nil
+		}
+	}
+	if w.api != nil {
+		ln, err := net.Listen("tcp", w.cfg.API.Addr)
+		if err != nil {
+			return fmt.Errorf("--api-addr: %w", err)
+		}
+		w.apiLn = ln
+	}
+	return nil
+}
+
+// MonitorAddr and APIAddr are the addresses listened on, once started ("" when off).
+func (w *Worker) MonitorAddr() string {
+	if w.mon == nil {
+		return ""
+	}
+	return w.mon.Addr()
+}
+
+// APIAddr is the HTTP API's address, once started ("" when off).
+func (w *Worker) APIAddr() string {
+	if w.apiLn == nil {
+		return ""
+	}
+	return w.apiLn.Addr().String()
+}
+
+// Producer enqueues through this worker's Redis with its batch size.
+func (w *Worker) Producer() *enqueue.Producer { return w.prod }
+
+// Shutdown stops taking work, lets running batches finish for the shutdown
+// timeout (unfinished ones go back to the queue), and stops the listeners,
+// the scheduler and the sweeper. It is safe to call more than once.
+func (w *Worker) Shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if w.api != nil && w.apiLn != nil {
+		if err := w.api.Shutdown(ctx); err != nil {
+			w.api.Close()
+		}
+		w.apiLn = nil
+	}
+	if w.mon != nil {
+		if err := w.mon.Shutdown(ctx); err != nil {
+			w.log.Warn("monitor shutdown", "err", err)
+		}
+		w.mon = nil
+	}
+	if w.sched != nil {
+		w.sched.Shutdown()
+		w.sched = nil
+	}
+	w.srv.Shutdown()
+	if w.stopSweep != nil {
+		w.stopSweep()
+		w.stopSweep = nil
+	}
+	w.bg.Wait()
+}
