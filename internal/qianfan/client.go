@@ -14,8 +14,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"golang.org/x/time/rate"
+
+	"github.com/qfpurge/qfpurge/internal/retry"
 )
 
 // Endpoint paths (V1 model management).
@@ -100,11 +101,15 @@ func WithMaxElapsed(d time.Duration) Option {
 }
 
 // WithRetryInterval sets the first and the largest wait between attempts
-// after a transient error; throttled errors wait ThrottleFactor times longer.
-// Defaults to 300ms and 10s.
+// after a transient error, keeping the rest of the policy; throttled errors
+// wait ThrottleFactor times longer. Defaults to 300ms and 10s (retry.Calls).
 func WithRetryInterval(initial, max time.Duration) Option {
-	return func(c *Client) { c.initialInterval, c.maxInterval = initial, max }
+	return func(c *Client) { c.policy.Initial, c.policy.Max = initial, max }
 }
+
+// WithRetryPolicy sets the waits between attempts after a transient error;
+// throttled errors wait ThrottleFactor times longer. Defaults to retry.Calls().
+func WithRetryPolicy(p retry.Policy) Option { return func(c *Client) { c.policy = p } }
 
 // ThrottleFactor is how much longer the client waits after a throttled answer
 // than after a transient one.
@@ -144,20 +149,19 @@ func WithExpireSeconds(s int) Option { return func(c *Client) { c.expireSeconds 
 
 // Client calls Qianfan's batch-delete endpoints. It is safe for concurrent use.
 type Client struct {
-	creds           Credentials
-	baseURL         string
-	base            *url.URL
-	hc              *http.Client
-	attemptTimeout  time.Duration
-	maxElapsed      time.Duration
-	maxElapsedSet   bool
-	initialInterval time.Duration
-	maxInterval     time.Duration
-	qps             *rate.Limiter
-	limiters        []Limiter
-	log             *slog.Logger
-	now             func() time.Time
-	expireSeconds   int
+	creds          Credentials
+	baseURL        string
+	base           *url.URL
+	hc             *http.Client
+	attemptTimeout time.Duration
+	maxElapsed     time.Duration
+	maxElapsedSet  bool
+	policy         retry.Policy
+	qps            *rate.Limiter
+	limiters       []Limiter
+	log            *slog.Logger
+	now            func() time.Time
+	expireSeconds  int
 }
 
 // New returns a Client. It fails on an empty access or secret key or a bad base URL.
@@ -166,12 +170,11 @@ func New(creds Credentials, opts ...Option) (*Client, error) {
 		return nil, errors.New("qianfan: access key and secret key are required")
 	}
 	c := &Client{
-		creds:           creds,
-		baseURL:         DefaultBaseURL,
-		attemptTimeout:  30 * time.Second,
-		initialInterval: 300 * time.Millisecond,
-		maxInterval:     10 * time.Second,
-		expireSeconds:   DefaultExpireSeconds,
+		creds:          creds,
+		baseURL:        DefaultBaseURL,
+		attemptTimeout: 30 * time.Second,
+		policy:         retry.Calls(),
+		expireSeconds:  DefaultExpireSeconds,
 	}
 	for _, o := range opts {
 		o(c)
@@ -188,10 +191,13 @@ func New(creds Credentials, opts ...Option) (*Client, error) {
 	if c.now == nil {
 		c.now = time.Now
 	}
-	if c.initialInterval <= 0 {
-		c.initialInterval = 300 * time.Millisecond
+	if c.policy.Initial <= 0 {
+		c.policy.Initial = retry.Calls().Initial
 	}
-	c.maxInterval = max(c.maxInterval, c.initialInterval)
+	c.policy.Max = max(c.policy.Max, c.policy.Initial)
+	if err := c.policy.Validate(); err != nil {
+		return nil, fmt.Errorf("qianfan: %w", err)
+	}
 	u, err := url.Parse(c.baseURL)
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		return nil, fmt.Errorf("qianfan: bad base URL %q", c.baseURL)
@@ -237,8 +243,8 @@ func (c *Client) call(ctx context.Context, path, key string, ids IDs) (Result, e
 	}
 	log := c.log.With("path", path, "batch_size", ids.Len())
 	start := time.Now()
-	transient := c.newBackOff(1)
-	throttled := c.newBackOff(ThrottleFactor)
+	transient := c.policy.NewBackOff()
+	throttled := c.policy.Scaled(ThrottleFactor).NewBackOff()
 	var attempts int
 	var ambiguous bool
 	fail := func(e *Error) (Result, error) {
@@ -291,16 +297,6 @@ func (c *Client) call(ctx context.Context, path, key string, ids IDs) (Result, e
 		case <-t.C:
 		}
 	}
-}
-
-func (c *Client) newBackOff(factor time.Duration) *backoff.ExponentialBackOff {
-	return backoff.NewExponentialBackOff(
-		backoff.WithInitialInterval(c.initialInterval*factor),
-		backoff.WithMaxInterval(c.maxInterval*factor),
-		backoff.WithMultiplier(2),
-		backoff.WithRandomizationFactor(0.5),
-		backoff.WithMaxElapsedTime(0), // the call loop enforces the budget
-	)
 }
 
 func (c *Client) waitLimiters(ctx context.Context) error {
