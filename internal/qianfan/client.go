@@ -291,7 +291,7 @@ func (c *Client) BatchDeleteModelVersions(ctx context.Context, ids IDs) (Result,
 // DeleteModelSet deletes one model ("model set" in V2, an am- ID) with its
 // versions, through V2. V2 takes one ID per call and, as far as anyone
 // documents, only the string form.
-// API: https://cloud.baidu.com/doc/WENXINWORKSHOP/s/4lw02p842
+// API: https://cloud.baidu.com/doc/WENXINWORKSHOP/s/Ylxefbkb6
 func (c *Client) DeleteModelSet(ctx context.Context, modelSetID string) (Result, error) {
 	if modelSetID == "" {
 		return Result{}, ErrNoIDs
