@@ -146,23 +146,24 @@ func (a Assumptions) withDefaults() Assumptions {
 	return a
 }
 
-// GoneForms are the forms an endpoint that stopped serving may take, for
-// tests that prove a client never reads them as success or as bad IDs.
+// GoneForms are the forms an endpoint that stopped serving may take, by a
+// name usable as a flag value, for tests that prove a client never reads
+// them as success or as bad IDs.
 func GoneForms() map[string]Answer {
 	return map[string]Answer{
-		"v1 error_code 3":       {ErrorCode: 3, Message: "Unsupported openapi method"},
-		"v1 error_code 336005":  {ErrorCode: 336005, Message: "api name not exist"},
-		"v1 error_code 336101":  {ErrorCode: 336101, Message: "invalid HTTP method"},
-		"404 empty":             {Status: http.StatusNotFound},
-		"404 html":              {Status: http.StatusNotFound, Body: "<html><body><h1>404 Not Found</h1></body></html>"},
-		"404 NotFound":          {Status: http.StatusNotFound, Code: "NotFound", Message: "not found"},
-		"404 NoSuchKey":         {Status: http.StatusNotFound, Code: "NoSuchKey", Message: "The resource you requested does not exist"},
-		"400 InvalidURI":        {Status: http.StatusBadRequest, Code: "InvalidURI", Message: "Could not parse the specified URI."},
-		"410 empty":             {Status: http.StatusGone},
-		"405 empty":             {Status: http.StatusMethodNotAllowed},
-		"501 empty":             {Status: http.StatusNotImplemented},
-		"404 v1 error_code 3":   {Status: http.StatusNotFound, ErrorCode: 3, Message: "Unsupported openapi method"},
-		"200 empty json object": {Body: "{}"},
+		"v1-code-3":        {ErrorCode: 3, Message: "Unsupported openapi method"},
+		"v1-code-336005":   {ErrorCode: 336005, Message: "api name not exist"},
+		"v1-code-336101":   {ErrorCode: 336101, Message: "invalid HTTP method"},
+		"404-empty":        {Status: http.StatusNotFound},
+		"404-html":         {Status: http.StatusNotFound, Body: "<html><body><h1>404 Not Found</h1></body></html>"},
+		"404-notfound":     {Status: http.StatusNotFound, Code: "NotFound", Message: "not found"},
+		"404-nosuchkey":    {Status: http.StatusNotFound, Code: "NoSuchKey", Message: "The resource you requested does not exist"},
+		"400-invaliduri":   {Status: http.StatusBadRequest, Code: "InvalidURI", Message: "Could not parse the specified URI."},
+		"410":              {Status: http.StatusGone},
+		"405":              {Status: http.StatusMethodNotAllowed},
+		"501":              {Status: http.StatusNotImplemented},
+		"404-v1-code-3":    {Status: http.StatusNotFound, ErrorCode: 3, Message: "Unsupported openapi method"},
+		"200-empty-object": {Body: "{}"},
 	}
 }
 
