@@ -66,6 +66,17 @@
 // a retry may answer 500001 for IDs this call deleted. Reads are never
 // ambiguous.
 //
+// # Listing
+//
+// Every endpoint, read or delete, V1 or V2, goes through the same signed
+// call, error model, retries and limiters. A "not found" from a detail or
+// describe call proves nothing; only a complete listing shows that
+// something is absent. The walks (WalkModelsV1, WalkCustomModelSets,
+// WalkServices) fail as a whole when any page fails, so an error always
+// means "unknown". V1 pages by offset, which skips an item when another is
+// deleted mid-walk: V1Listing.Consistent says whether the walk was a
+// snapshot.
+//
 // # Context
 //
 // When ctx is done the call returns at once with an *Error whose Err is
