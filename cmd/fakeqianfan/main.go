@@ -1,19 +1,28 @@
-// Command fakeqianfan serves the fakeqianfan fake of Qianfan's batch-delete
-// API for demos, docker-compose and benchmarks. It prints
-// "listening on http://ADDR" once ready, so -addr 127.0.0.1:0 works in scripts.
+// Command fakeqianfan serves the fakeqianfan fake of Qianfan's
+// model-management API (V1 and V2) for demos, docker-compose and
+// benchmarks. It prints "listening on http://ADDR" once ready, so
+// -addr 127.0.0.1:0 works in scripts.
+//
+// Without -models or -inventory it runs in open-world mode (every ID exists
+// until deleted); with either it holds an inventory that can be listed. The
+// /_fake/ endpoints (see package fakeqianfan) change it at run time.
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -48,8 +57,59 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.Float64Var(&f.RateReset, "rate-reset", 0, "rate of connection resets before deleting")
 	fs.Float64Var(&f.RateDropAfterDelete, "rate-drop", 0, "rate of dropped answers after deleting")
 	fs.Int64Var(&f.Seed, "seed", 1, "fault generator seed")
+	var g fakeqianfan.Generate
+	fs.IntVar(&g.Models, "models", 0, "make up an inventory of this many models (0 = open world)")
+	fs.IntVar(&g.Versions, "versions", 1, "versions per made-up model")
+	fs.IntVar(&g.Services, "services", 0, "made-up custom services, each running a random model's version")
+	fs.Int64Var(&g.Seed, "inventory-seed", 1, "seed of the made-up inventory")
+	invFile := fs.String("inventory", "", "load the inventory from this JSON `file` (format: package fakeqianfan, type Inventory)")
+	dumpFile := fs.String("dump-inventory", "", "write the starting inventory to this JSON `file`")
+	asmFile := fs.String("assumptions", "", "read undocumented-behaviour switches from this JSON `file` (type Assumptions); the flags below override it")
+	refuseInUse := fs.Bool("refuse-in-use", false, "refuse to delete a model or version a service runs (default: delete it, breaking the service)")
+	partial := fs.Bool("v1-partial-batch", false, "a rejected V1 batch first deletes the IDs before the bad one (default: nothing)")
+	maxPage := fs.Int("v1-max-page-size", 0, "largest V1 pageSize honoured; larger is cut (0 = 100)")
+	intIDs := fs.Bool("v2-accepts-int-ids", false, "V2 calls accept int IDs (default: 400 InappropriateJSON)")
+	v1Gone := fs.String("v1-gone", "", "how V1 answers once off: one of "+strings.Join(goneNames(), ", ")+" (default v1-code-3)")
+	v2Gone := fs.String("v2-gone", "", "how V2 answers once off, as -v1-gone (default 404-empty)")
+	v1OffAfter := fs.Int("v1-off-after", 0, "V1 serves this many calls, then answers as gone (0 = never)")
+	v2OffAfter := fs.Int("v2-off-after", 0, "V2 serves this many calls, then answers as gone (0 = never)")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil // -h asked for the usage, which was printed
+		}
 		return err
+	}
+	asm, err := readAssumptions(*asmFile)
+	if err != nil {
+		return err
+	}
+	asm.RefuseInUse = asm.RefuseInUse || *refuseInUse
+	asm.V1PartialBatch = asm.V1PartialBatch || *partial
+	asm.V2AcceptsIntIDs = asm.V2AcceptsIntIDs || *intIDs
+	if *maxPage > 0 {
+		asm.V1MaxPageSize = *maxPage
+	}
+	for _, gone := range []struct {
+		name string
+		into *fakeqianfan.Answer
+	}{{*v1Gone, &asm.V1Gone}, {*v2Gone, &asm.V2Gone}} {
+		if gone.name == "" {
+			continue
+		}
+		a, ok := fakeqianfan.GoneForms()[gone.name]
+		if !ok {
+			return fmt.Errorf("unknown gone form %q: want one of %s", gone.name, strings.Join(goneNames(), ", "))
+		}
+		*gone.into = a
+	}
+	inv, err := loadInventory(*invFile, g)
+	if err != nil {
+		return err
+	}
+	if *dumpFile != "" && inv != nil {
+		if err := writeInventory(*dumpFile, inv); err != nil {
+			return err
+		}
 	}
 	var ids []any
 	for _, s := range strings.Split(*invalid, ",") {
@@ -70,6 +130,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			MaxIDs:      *maxIDs,
 			QPS:         *qps,
 			Faults:      f,
+			Inventory:   inv,
+			Assumptions: asm,
+			V1OffAfter:  *v1OffAfter,
+			V2OffAfter:  *v2OffAfter,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
@@ -77,8 +141,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	models := -1 // open world
+	if inv != nil {
+		models = len(inv.Models)
+	}
 	log.Info("fake qianfan starting", "addr", ln.Addr().String(), "access_key", *ak, "secret_key", "****",
-		"qps", *qps, "max_ids", *maxIDs, "invalid", len(ids), "faults", fmt.Sprintf("%+v", f))
+		"qps", *qps, "max_ids", *maxIDs, "invalid", len(ids), "faults", fmt.Sprintf("%+v", f),
+		"models", models, "v1_off_after", *v1OffAfter, "v2_off_after", *v2OffAfter,
+		"assumptions", fmt.Sprintf("%+v", asm))
 	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -102,4 +172,58 @@ func orDefault(v, def string) string {
 		return def
 	}
 	return v
+}
+
+func goneNames() []string {
+	return slices.Sorted(maps.Keys(fakeqianfan.GoneForms()))
+}
+
+func readAssumptions(path string) (fakeqianfan.Assumptions, error) {
+	var a fakeqianfan.Assumptions
+	if path == "" {
+		return a, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return a, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&a); err != nil {
+		return a, fmt.Errorf("assumptions %s: %w", path, err)
+	}
+	return a, nil
+}
+
+// loadInventory reads -inventory or makes one up from -models; nil means
+// open world.
+func loadInventory(path string, g fakeqianfan.Generate) (*fakeqianfan.Inventory, error) {
+	switch {
+	case path != "" && g.Models > 0:
+		return nil, errors.New("-inventory and -models exclude each other")
+	case path != "":
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		return fakeqianfan.ReadInventory(f)
+	case g.Models > 0:
+		return fakeqianfan.NewInventory(g, time.Now()), nil
+	case g.Services > 0:
+		return nil, errors.New("-services needs -models")
+	}
+	return nil, nil
+}
+
+func writeInventory(path string, inv *fakeqianfan.Inventory) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := inv.WriteJSON(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

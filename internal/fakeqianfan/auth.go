@@ -145,3 +145,12 @@ func verify(r *http.Request, creds map[string]string, now time.Time, maxSkew tim
 	}
 	return nil
 }
+
+// accessKeyOf is the access key an Authorization header claims, "" if none.
+func accessKeyOf(r *http.Request) string {
+	parts := strings.Split(r.Header.Get("Authorization"), "/")
+	if len(parts) < 2 {
+		return ""
+	}
+	return parts[1]
+}

@@ -1,32 +1,82 @@
-// Package fakeqianfan is a faithful in-memory fake of Qianfan's V1 model
-// batch-delete endpoints, for tests (wrap it in httptest.NewServer) and as
+// Package fakeqianfan is a faithful in-memory fake of Qianfan's
+// model-management API (V1 and V2: listing, describing and deleting models,
+// versions and services), for tests (wrap it in httptest.NewServer) and as
 // the cmd/fakeqianfan binary.
 //
 // The fake verifies every bce-auth-v1 signature with its own code (not
-// Baidu's signer), holds a model store in which every ID exists unless
-// Config.Invalid says otherwise, deletes atomically, enforces a QPS cap and
-// a maximum list length, injects faults by seeded rates, and counts
-// outcomes for assertions. Besides the API it serves GET /_fake/stats (Stats
-// as JSON) and POST /_fake/faults (Faults as JSON) for other processes.
+// Baidu's signer), enforces a QPS cap and a maximum V1 list length, injects
+// faults by seeded rates, and counts outcomes, calls per endpoint, reads and
+// deletes for assertions.
+//
+// # Two modes
+//
+// Without Config.Inventory the fake is an open world: every ID exists until
+// deleted unless Config.Invalid says otherwise, V1 and V2 deletes work, and
+// list and describe calls answer an error (nothing to list). With an
+// inventory (NewInventory makes one up, ReadInventory loads one) it holds
+// models, versions and custom services: listings page like Qianfan's (V1
+// by offset, which shifts when something is deleted mid-walk; V2 by marker,
+// which does not), a deletion through any endpoint removes the model or
+// version (a model with its versions), and an unknown ID answers as
+// Assumptions says.
+//
+// # Assumptions
+//
+// Every behaviour Baidu does not document is a named switch in Assumptions
+// (docs/qianfan-api.md lists them), each defaulting to the most likely
+// reading:
+//
+//	V1BatchDeleteNotFound  500001 param invalid
+//	V1PartialBatch         false: a rejected V1 batch deletes nothing
+//	V1DetailNotFound       500001 param invalid
+//	V1MaxPageSize          100, a larger pageSize is cut silently
+//	V1RejectLargePage      false
+//	V1ServiceIDsAsStrings  false: service/list IDs are numbers
+//	V2DescribeNotFound     HTTP 404 NoSuchKey
+//	V2DeleteNotFound       HTTP 404 NoSuchKey
+//	V2AcceptsIntIDs        false; V2IntIDAnswer HTTP 400 InappropriateJSON
+//	V2MaxKeys              100 (documented)
+//	V2Throttled            HTTP 429 RequestLimitExceeded
+//	ServicesListField      "serviceList"
+//	ServicesFlatPaging     false: DescribeServices pages in pageInfo
+//	V2ServiceModelIDIsSet  false: a V2 service's modelId is the amv- version
+//	RefuseInUse            false: deleting what a service runs succeeds
+//	                       (Stats.InUseDeletes counts it); InUseV1 500001,
+//	                       InUseV2 HTTP 400 InvalidParameter when true
+//	V1Gone                 HTTP 200 error_code 3 "Unsupported openapi method"
+//	V2Gone                 HTTP 404, empty body
+//
+// # Control
+//
+// Tests use Go methods (SetFaults, SetV1Off, Revoke, SetPermission,
+// AddService, SetServiceVersion, Exists, Inventory, DeleteCount, Stats).
+// Other processes use the /_fake/ endpoints: GET stats, POST faults (Faults
+// as JSON), GET and PUT inventory, GET and PUT assumptions, POST v1-off,
+// v1-on, v2-off, v2-on, POST keys/revoke, keys/restore and keys/permission
+// (?access_key=AK, &level=full|read|none).
 package fakeqianfan
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
 
-// Kinds of ID, as passed to Config.Invalid and Server.DeleteCount.
+// Kinds of ID, as passed to Config.Invalid, Server.DeleteCount and Server.Exists.
 const (
-	KindModel   = "model"   // /wenxinworkshop/modelrepo/model/batchDelete, modelIDs
-	KindVersion = "version" // /wenxinworkshop/modelrepo/model/version/batchDelete, modelVersionIds
+	KindModel   = "model"   // V1 modelIDs, V2 modelSetId (am-)
+	KindVersion = "version" // V1 modelVersionIds, V2 modelId (amv-)
+	KindService = "service" // V1 serviceId, V2 serviceId (svco-)
 )
 
 // Default credentials, accepted when Config.Credentials is empty.
@@ -44,6 +94,8 @@ const (
 	OutcomeDrop     = "drop"
 	OutcomeAuth     = "401"
 	OutcomeNotFound = "404"
+	OutcomeDenied   = "403"  // a valid key without the permission
+	OutcomeGone     = "gone" // the endpoint was switched off
 )
 
 // Config configures a fake Server.
@@ -51,14 +103,27 @@ type Config struct {
 	// Credentials maps access key to secret key. Defaults to
 	// {DefaultAccessKey: DefaultSecretKey}.
 	Credentials map[string]string
-	// Invalid reports IDs that do not exist (deleting them answers 500001).
-	// id is an int64 or a string. Every other ID exists until deleted.
-	// InvalidIDs builds one from a list. Defaults to nil: every ID exists.
+	// Invalid reports IDs that do not exist in open-world mode (deleting
+	// them answers 500001). id is an int64 or a string. Every other ID
+	// exists until deleted. InvalidIDs builds one from a list. Ignored with
+	// an Inventory. Defaults to nil: every ID exists.
 	Invalid func(kind string, id any) bool
+	// Inventory is what the account holds; the fake works on a copy.
+	// Defaults to nil: open-world mode.
+	Inventory *Inventory
+	// Assumptions switch what Baidu does not document. Defaults to
+	// DefaultAssumptions().
+	Assumptions Assumptions
+	// V1OffAfter: V1 serves this many calls, then answers Assumptions.V1Gone
+	// to every call. Defaults to 0: V1 stays on.
+	V1OffAfter int
+	// V2OffAfter: the same for V2. Defaults to 0: V2 stays on.
+	V2OffAfter int
 	// MaxIDs: a longer list answers 500001. Defaults to 0, unlimited.
 	MaxIDs int
 	// QPS: more than QPS calls in any one-second window answer error_code
-	// 18. Calls rejected with 401 do not count. Defaults to 0, off.
+	// 18 (V2: Assumptions.V2Throttled). Calls rejected with 401 or 403 do
+	// not count. Defaults to 0, off.
 	QPS int
 	// MaxSkew is how far the signing timestamp and x-bce-date may be from
 	// Now. Defaults to 15 minutes.
@@ -122,24 +187,57 @@ type Faults struct {
 
 // Stats are the fake's counters.
 type Stats struct {
-	Calls         map[string]int `json:"calls"`          // by outcome: "ok", "500001", "18", "503", "reset", "drop", "401", ...
-	IDsDeleted    int            `json:"ids_deleted"`    // IDs actually deleted
+	Calls         map[string]int `json:"calls"`          // by outcome: "ok", "500001", "18", "503", "reset", "drop", "401", "NoSuchKey", "gone", ...
+	IDsDeleted    int            `json:"ids_deleted"`    // IDs actually deleted by requests (not the versions deleted with their model)
 	RepeatDeletes int            `json:"repeat_deletes"` // IDs in requests that were already deleted
 	LargestBatch  int            `json:"largest_batch"`  // longest well-formed list received
+
+	// Endpoints counts every call to an API endpoint, whatever its outcome,
+	// by the endpoint's name as the client spells it: the V1 path, or
+	// "/v2/model?Action=DeleteModel".
+	Endpoints map[string]int `json:"endpoints"`
+	Reads     int            `json:"reads"`   // calls to list and describe endpoints
+	Deletes   int            `json:"deletes"` // calls to delete endpoints (not IDs)
+	// CascadeDeletes counts versions deleted with their model.
+	CascadeDeletes int `json:"cascade_deletes"`
+	// InUseDeletes counts models and versions deleted while a custom service
+	// ran them (only possible while Assumptions.RefuseInUse is false).
+	InUseDeletes int `json:"in_use_deletes"`
 }
 
 // Server is the fake; it is an http.Handler and safe for concurrent use.
 type Server struct {
 	cfg Config
 
-	mu      sync.Mutex
-	faults  Faults
-	rng     *rand.Rand
-	deleted map[string]map[string]int // kind -> idKey -> times deleted
-	calls   []time.Time               // recent accepted calls, for the QPS window
-	stats   Stats
-	logID   int64
+	mu         sync.Mutex
+	asm        Assumptions
+	inv        *store // nil: open world
+	faults     Faults
+	rng        *rand.Rand
+	deleted    map[string]map[string]int // kind -> idKey -> times deleted
+	calls      []time.Time               // recent accepted calls, for the QPS window
+	stats      Stats
+	logID      int64
+	creds      map[string]string
+	revoked    map[string]bool
+	perms      map[string]Permission
+	v1Calls    int
+	v2Calls    int
+	v1Off      bool
+	v2Off      bool
+	v1OffAfter int
+	v2OffAfter int
 }
+
+// Permission is what an access key's IAM policy allows.
+type Permission string
+
+// The permission levels. Keys start with PermFull.
+const (
+	PermFull Permission = "full" // read and delete (QianfanFullControlAccessPolicy)
+	PermRead Permission = "read" // list and describe only (a ...ReadAccessPolicy)
+	PermNone Permission = "none" // nothing: every call answers 403 AccessDenied
+)
 
 // New returns a fake server.
 func New(cfg Config) *Server {
@@ -153,10 +251,19 @@ func New(cfg Config) *Server {
 		cfg.Now = time.Now
 	}
 	s := &Server{
-		cfg:     cfg,
-		deleted: map[string]map[string]int{KindModel: {}, KindVersion: {}},
-		stats:   Stats{Calls: map[string]int{}},
-		logID:   2443985831,
+		cfg:        cfg,
+		asm:        cfg.Assumptions.withDefaults(),
+		deleted:    map[string]map[string]int{KindModel: {}, KindVersion: {}},
+		stats:      Stats{Calls: map[string]int{}, Endpoints: map[string]int{}},
+		logID:      2443985831,
+		creds:      maps.Clone(cfg.Credentials),
+		revoked:    map[string]bool{},
+		perms:      map[string]Permission{},
+		v1OffAfter: cfg.V1OffAfter,
+		v2OffAfter: cfg.V2OffAfter,
+	}
+	if cfg.Inventory != nil {
+		s.inv = newStore(cfg.Inventory.clone())
 	}
 	s.setFaultsLocked(cfg.Faults)
 	return s
@@ -174,57 +281,188 @@ func (s *Server) setFaultsLocked(f Faults) {
 	s.rng = rand.New(rand.NewPCG(uint64(f.Seed), 0x9e3779b97f4a7c15))
 }
 
+// SetAssumptions replaces the assumptions; zero fields take their defaults.
+func (s *Server) SetAssumptions(a Assumptions) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.asm = a.withDefaults()
+}
+
+// Assumptions returns the assumptions in force, defaults filled in.
+func (s *Server) Assumptions() Assumptions {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.asm
+}
+
+// SetV1Off switches every V1 endpoint off (answering Assumptions.V1Gone)
+// or back on; on also clears Config.V1OffAfter.
+func (s *Server) SetV1Off(off bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.v1Off, s.v1OffAfter = off, 0
+}
+
+// SetV2Off is SetV1Off for V2.
+func (s *Server) SetV2Off(off bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.v2Off, s.v2OffAfter = off, 0
+}
+
+// Revoke makes the access key unknown: its calls answer 401
+// InvalidAccessKeyId until Restore.
+func (s *Server) Revoke(accessKey string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.revoked[accessKey] = true
+}
+
+// Restore undoes Revoke.
+func (s *Server) Restore(accessKey string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.revoked, accessKey)
+}
+
+// SetPermission sets what the access key may do; a call it may not make
+// answers 403 AccessDenied.
+func (s *Server) SetPermission(accessKey string, p Permission) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.perms[accessKey] = p
+}
+
 // Stats returns a copy of the counters.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.stats
-	st.Calls = make(map[string]int, len(s.stats.Calls))
-	for k, v := range s.stats.Calls {
-		st.Calls[k] = v
-	}
+	st.Calls = maps.Clone(s.stats.Calls)
+	st.Endpoints = maps.Clone(s.stats.Endpoints)
 	return st
 }
 
 // DeleteCount returns how many times id (int, int64 or string) of kind was
-// actually deleted; a correct client makes it at most 1.
+// actually deleted; a correct client makes it at most 1. With an inventory
+// a model or version deleted through either of its IDs counts under both,
+// and versions deleted with their model count too.
 func (s *Server) DeleteCount(kind string, id any) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.deleted[kind][idKey(normalizeID(id))]
 }
 
+// Exists reports whether id (int, int64 or string) of kind exists now. In
+// open-world mode every model and version exists unless Config.Invalid
+// says otherwise or it was deleted, and no service exists.
+func (s *Server) Exists(kind string, id any) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id = normalizeID(id)
+	if s.inv == nil {
+		if kind == KindService {
+			return false
+		}
+		return s.deleted[kind][idKey(id)] == 0 && (s.cfg.Invalid == nil || !s.cfg.Invalid(kind, id))
+	}
+	switch kind {
+	case KindModel:
+		return s.inv.model(id) != nil
+	case KindVersion:
+		return s.inv.version(id) != nil
+	case KindService:
+		return s.inv.service(id) != nil
+	}
+	return false
+}
+
+// Inventory returns a copy of what the account holds now; nil in
+// open-world mode.
+func (s *Server) Inventory() *Inventory {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inv == nil {
+		return nil
+	}
+	return s.inv.snapshot()
+}
+
+// LoadInventory replaces the inventory with a copy of inv (nil switches to
+// open-world mode). Delete counts are kept.
+func (s *Server) LoadInventory(inv *Inventory) error {
+	if inv != nil {
+		if err := inv.Validate(); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inv = nil
+	if inv != nil {
+		s.inv = newStore(inv.clone())
+	}
+	return nil
+}
+
+// AddService adds a custom service (e.g. one deployed between a plan and
+// its run). It needs an inventory.
+func (s *Server) AddService(svc Service) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inv == nil {
+		return errNoInventory
+	}
+	inv := s.inv.snapshot()
+	inv.Services = append(inv.Services, svc)
+	if err := inv.Validate(); err != nil {
+		return err
+	}
+	s.inv.services = append(s.inv.services, &svc)
+	return nil
+}
+
+// SetServiceVersion deploys the version (an amv- ID) on the service (a
+// svco- ID): the service then runs it and its model, and is Serving.
+func (s *Server) SetServiceVersion(serviceID, versionID string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inv == nil {
+		return errNoInventory
+	}
+	svc := s.inv.service(serviceID)
+	if svc == nil {
+		return fmt.Errorf("no service %q", serviceID)
+	}
+	sv := s.inv.version(versionID)
+	if sv == nil {
+		return fmt.Errorf("no version %q", versionID)
+	}
+	svc.Model, svc.Version, svc.Status = sv.model.m.IDStr, sv.v.IDStr, "Serving"
+	return nil
+}
+
+func (s *Server) countLocked(outcome string) { s.stats.Calls[outcome]++ }
+
 func (s *Server) count(outcome string) {
 	s.mu.Lock()
-	s.stats.Calls[outcome]++
+	s.countLocked(outcome)
 	s.mu.Unlock()
 }
 
-// ServeHTTP routes the two API endpoints and the /_fake/ control endpoints.
+// ServeHTTP routes the API endpoints and the /_fake/ control endpoints.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	switch r.URL.Path {
-	case "/wenxinworkshop/modelrepo/model/batchDelete":
-		s.serveDelete(w, r, KindModel, "modelIDs")
-	case "/wenxinworkshop/modelrepo/model/version/batchDelete":
-		s.serveDelete(w, r, KindVersion, "modelVersionIds")
-	case "/_fake/stats":
-		writeJSON(w, http.StatusOK, s.Stats())
-	case "/_fake/faults":
-		if r.Method != http.MethodPost {
-			http.Error(w, "POST Faults as JSON", http.StatusMethodNotAllowed)
-			return
-		}
-		var f Faults
-		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&f); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		s.SetFaults(f)
-		w.WriteHeader(http.StatusNoContent)
-	default:
+	if strings.HasPrefix(r.URL.Path, "/_fake/") {
+		s.serveControl(w, r)
+		return
+	}
+	op, ok := route(r)
+	if !ok {
 		s.count(OutcomeNotFound)
 		writeJSON(w, http.StatusNotFound, map[string]string{"code": "NoSuchPath", "message": "not found"})
+		return
 	}
+	s.serveAPI(w, r, op)
 }
 
 // roll is one call's fault decisions, drawn in a fixed order so that a seed
@@ -249,27 +487,36 @@ func (s *Server) rollFaults() roll {
 	}
 }
 
-func (s *Server) serveDelete(w http.ResponseWriter, r *http.Request, kind, key string) {
+// serveAPI runs one API call through the gateway's checks, in order: is the
+// endpoint on, signature, key and permission, method, QPS cap, faults; then
+// the operation, then perhaps a dropped answer.
+func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, op operation) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	if err != nil {
 		return // the client went away
 	}
-	if err := verify(r, s.cfg.Credentials, s.cfg.Now(), s.cfg.MaxSkew); err != nil {
-		s.count(OutcomeAuth)
-		ae := err.(*authError)
-		w.Header().Set("X-Bce-Error-Code", ae.code)
-		w.Header().Set("X-Bce-Error-Message", ae.msg)
-		writeJSON(w, http.StatusUnauthorized, map[string]string{
-			"requestId": s.nextLogID(), "code": ae.code, "message": ae.msg,
-		})
+	if a, gone := s.admitEndpoint(op); gone {
+		s.answer(w, a, OutcomeGone)
+		return
+	}
+	if a, outcome, ok := s.authorize(r, op); !ok {
+		s.answer(w, a, outcome)
 		return
 	}
 	if r.Method != http.MethodPost {
-		s.apiError(w, 336101, "invalid HTTP method")
+		if op.v2 {
+			s.answer(w, Answer{Status: http.StatusMethodNotAllowed, Code: "MethodNotAllowed", Message: "use POST"}, "")
+		} else {
+			s.apiError(w, 336101, "invalid HTTP method")
+		}
 		return
 	}
 	if !s.admit() {
-		s.apiError(w, 18, "Open api qps request limit reached")
+		if op.v2 {
+			s.answer(w, s.Assumptions().V2Throttled, "")
+		} else {
+			s.apiError(w, 18, "Open api qps request limit reached")
+		}
 		return
 	}
 	f := s.rollFaults()
@@ -287,6 +534,10 @@ func (s *Server) serveDelete(w http.ResponseWriter, r *http.Request, kind, key s
 		s.count(Outcome503)
 		http.Error(w, "<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>", http.StatusServiceUnavailable)
 		return
+	case f.f336100 && op.v2, f.f500000 && op.v2:
+		s.answer(w, Answer{Status: http.StatusInternalServerError, Code: "InternalError",
+			Message: "We encountered an internal error. Please try again."}, "")
+		return
 	case f.f336100:
 		s.apiError(w, 336100, "try again later")
 		return
@@ -298,9 +549,15 @@ func (s *Server) serveDelete(w http.ResponseWriter, r *http.Request, kind, key s
 		hangUp(w)
 		return
 	}
-	ids, ok := parseIDs(body, key)
-	if !ok || !s.deleteAll(kind, ids) {
-		s.apiError(w, 500001, "param invalid")
+	s.mu.Lock()
+	result, failed := op.run(s, body)
+	var fail Answer // copied under the lock: failed may point into s.asm
+	if failed != nil {
+		fail = *failed
+	}
+	s.mu.Unlock()
+	if failed != nil {
+		s.answer(w, fail, "")
 		return
 	}
 	if f.drop {
@@ -309,7 +566,57 @@ func (s *Server) serveDelete(w http.ResponseWriter, r *http.Request, kind, key s
 		return
 	}
 	s.count(OutcomeOK)
-	writeJSON(w, http.StatusOK, map[string]any{"log_id": s.nextLogID(), "result": map[string]any{}})
+	if op.v2 {
+		writeJSON(w, http.StatusOK, map[string]any{"requestId": s.nextRequestID(), "result": result})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"log_id": s.nextLogID(), "result": result})
+}
+
+// admitEndpoint counts the call and reports whether its API is switched off.
+func (s *Server) admitEndpoint(op operation) (Answer, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stats.Endpoints[op.name]++
+	if op.write {
+		s.stats.Deletes++
+	} else {
+		s.stats.Reads++
+	}
+	if op.v2 {
+		s.v2Calls++
+		return s.asm.V2Gone, s.v2Off || (s.v2OffAfter > 0 && s.v2Calls > s.v2OffAfter)
+	}
+	s.v1Calls++
+	return s.asm.V1Gone, s.v1Off || (s.v1OffAfter > 0 && s.v1Calls > s.v1OffAfter)
+}
+
+// authorize checks the signature, then whether the key is revoked and what
+// it may do.
+func (s *Server) authorize(r *http.Request, op operation) (Answer, string, bool) {
+	s.mu.Lock()
+	creds := maps.Clone(s.creds)
+	ak := accessKeyOf(r)
+	revoked, perm := s.revoked[ak], cmp.Or(s.perms[ak], PermFull)
+	s.mu.Unlock()
+	if revoked {
+		delete(creds, ak)
+	}
+	if err := verify(r, creds, s.cfg.Now(), s.cfg.MaxSkew); err != nil {
+		ae := err.(*authError)
+		return Answer{Status: http.StatusUnauthorized, Code: ae.code, Message: ae.msg}, OutcomeAuth, false
+	}
+	if perm == PermNone || (perm == PermRead && op.write) {
+		return Answer{Status: http.StatusForbidden, Code: "AccessDenied", Message: "Access denied."}, OutcomeDenied, false
+	}
+	return Answer{}, "", true
+}
+
+// answer writes an error answer and counts it under outcome, or under the
+// answer's own code when outcome is empty.
+func (s *Server) answer(w http.ResponseWriter, a Answer, outcome string) {
+	s.count(cmp.Or(outcome, a.outcome()))
+	a.write(w, s.nextLogID())
 }
 
 // admit applies the QPS cap over a sliding one-second window.
@@ -347,22 +654,16 @@ func parseIDs(body []byte, key string) ([]any, bool) {
 	ids := make([]any, 0, len(raw))
 	var strs, ints int
 	for _, item := range raw {
-		item = bytes.TrimSpace(item)
-		if len(item) > 0 && item[0] == '"' {
-			var s string
-			if json.Unmarshal(item, &s) != nil {
-				return nil, false
-			}
+		id, ok := parseID(item)
+		if !ok {
+			return nil, false
+		}
+		if _, isStr := id.(string); isStr {
 			strs++
-			ids = append(ids, s)
-			continue
+		} else {
+			ints++
 		}
-		n, err := strconv.ParseInt(string(item), 10, 64)
-		if err != nil {
-			return nil, false // float, bool, null, object...
-		}
-		ints++
-		ids = append(ids, n)
+		ids = append(ids, id)
 	}
 	if strs > 0 && ints > 0 {
 		return nil, false
@@ -370,11 +671,26 @@ func parseIDs(body []byte, key string) ([]any, bool) {
 	return ids, true
 }
 
-// deleteAll deletes every ID or none: an invalid, already deleted or
-// duplicated ID, or a list over MaxIDs, rejects the whole list.
-func (s *Server) deleteAll(kind string, ids []any) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// parseID reads one JSON ID: a string, or a whole number as int64.
+func parseID(item json.RawMessage) (any, bool) {
+	item = bytes.TrimSpace(item)
+	if len(item) > 0 && item[0] == '"' {
+		var s string
+		if json.Unmarshal(item, &s) != nil {
+			return nil, false
+		}
+		return s, true
+	}
+	n, err := strconv.ParseInt(string(item), 10, 64)
+	if err != nil {
+		return nil, false // float, bool, null, object...
+	}
+	return n, true
+}
+
+// openWorldDeleteLocked deletes every ID or none: an invalid, already
+// deleted or duplicated ID, or a list over MaxIDs, rejects the whole list.
+func (s *Server) openWorldDeleteLocked(kind string, ids []any) bool {
 	s.stats.LargestBatch = max(s.stats.LargestBatch, len(ids))
 	if s.cfg.MaxIDs > 0 && len(ids) > s.cfg.MaxIDs {
 		return false
@@ -406,15 +722,25 @@ func (s *Server) deleteAll(kind string, ids []any) bool {
 func (s *Server) nextLogID() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.nextLogIDLocked()
+}
+
+func (s *Server) nextLogIDLocked() string {
 	s.logID++
 	return strconv.FormatInt(s.logID, 10)
 }
 
+// nextRequestID is a V2 requestId, shaped like Baidu's UUIDs.
+func (s *Server) nextRequestID() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.logID++
+	return fmt.Sprintf("%08x-0000-4000-8000-%012x", s.logID, s.logID)
+}
+
 // apiError answers like the console API: HTTP 200 with error_code, log_id as a number.
 func (s *Server) apiError(w http.ResponseWriter, code int, msg string) {
-	s.count(strconv.Itoa(code))
-	id, _ := strconv.ParseInt(s.nextLogID(), 10, 64)
-	writeJSON(w, http.StatusOK, map[string]any{"error_code": code, "error_msg": msg, "log_id": id})
+	s.answer(w, Answer{ErrorCode: code, Message: msg}, "")
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

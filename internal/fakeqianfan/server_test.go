@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -87,7 +88,14 @@ func baiduSigned(t *testing.T, base, path, body, ak, sk string, at time.Time, mu
 	r.Header.Set("X-Bce-Date", date)
 	br := &bcehttp.Request{}
 	br.SetMethod(http.MethodPost)
-	br.SetUri(path)
+	uri, query, _ := strings.Cut(path, "?")
+	br.SetUri(uri)
+	if query != "" {
+		q, _ := url.ParseQuery(query)
+		for k, v := range q {
+			br.SetParam(k, v[0])
+		}
+	}
 	br.SetHeader("Host", r.Host)
 	br.SetHeader("Content-Type", "application/json")
 	br.SetHeader("x-bce-date", date)

@@ -14,14 +14,65 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"golang.org/x/time/rate"
+
+	"github.com/qfpurge/qfpurge/internal/retry"
 )
 
-// Endpoint paths (V1 model management).
+// Endpoint paths. V1 paths are whole operations; a V2 path serves many
+// operations, chosen by the Action query parameter (see the Action* names).
 const (
 	PathBatchDeleteModels        = "/wenxinworkshop/modelrepo/model/batchDelete"
 	PathBatchDeleteModelVersions = "/wenxinworkshop/modelrepo/model/version/batchDelete"
+	PathModelList                = "/wenxinworkshop/modelrepo/model/user/list"
+	PathModelDetail              = "/wenxinworkshop/modelrepo/modelDetail"
+	PathModelVersionDetail       = "/wenxinworkshop/modelrepo/modelVersionDetail"
+	PathServiceList              = "/wenxinworkshop/service/list"
+
+	PathV2Model   = "/v2/model"
+	PathV2Service = "/v2/service"
+)
+
+// V2 actions (the Action query parameter, part of the signature).
+const (
+	ActionDescribeCustomModelSets = "DescribeCustomModelSets" // on PathV2Model
+	ActionDescribeModelSet        = "DescribeModelSet"        // on PathV2Model
+	ActionDescribeModel           = "DescribeModel"           // on PathV2Model
+	ActionDeleteModelSet          = "DeleteModelSet"          // on PathV2Model
+	ActionDeleteModel             = "DeleteModel"             // on PathV2Model
+	ActionDescribeServices        = "DescribeServices"        // on PathV2Service
+	ActionDescribeService         = "DescribeService"         // on PathV2Service
+)
+
+// endpoint is one API operation.
+type endpoint struct {
+	path   string
+	action string // V2 only
+	// write: the call changes state, so a lost answer makes it ambiguous.
+	write bool
+}
+
+func (ep endpoint) String() string {
+	if ep.action == "" {
+		return ep.path
+	}
+	return ep.path + "?Action=" + ep.action
+}
+
+var (
+	epBatchDeleteModels        = endpoint{path: PathBatchDeleteModels, write: true}
+	epBatchDeleteModelVersions = endpoint{path: PathBatchDeleteModelVersions, write: true}
+	epModelList                = endpoint{path: PathModelList}
+	epModelDetail              = endpoint{path: PathModelDetail}
+	epModelVersionDetail       = endpoint{path: PathModelVersionDetail}
+	epServiceList              = endpoint{path: PathServiceList}
+	epDescribeCustomModelSets  = endpoint{path: PathV2Model, action: ActionDescribeCustomModelSets}
+	epDescribeModelSet         = endpoint{path: PathV2Model, action: ActionDescribeModelSet}
+	epDescribeModel            = endpoint{path: PathV2Model, action: ActionDescribeModel}
+	epDeleteModelSet           = endpoint{path: PathV2Model, action: ActionDeleteModelSet, write: true}
+	epDeleteModel              = endpoint{path: PathV2Model, action: ActionDeleteModel, write: true}
+	epDescribeServices         = endpoint{path: PathV2Service, action: ActionDescribeServices}
+	epDescribeService          = endpoint{path: PathV2Service, action: ActionDescribeService}
 )
 
 // DefaultBaseURL is Qianfan's public endpoint.
@@ -100,11 +151,15 @@ func WithMaxElapsed(d time.Duration) Option {
 }
 
 // WithRetryInterval sets the first and the largest wait between attempts
-// after a transient error; throttled errors wait ThrottleFactor times longer.
-// Defaults to 300ms and 10s.
+// after a transient error, keeping the rest of the policy; throttled errors
+// wait ThrottleFactor times longer. Defaults to 300ms and 10s (retry.Calls).
 func WithRetryInterval(initial, max time.Duration) Option {
-	return func(c *Client) { c.initialInterval, c.maxInterval = initial, max }
+	return func(c *Client) { c.policy.Initial, c.policy.Max = initial, max }
 }
+
+// WithRetryPolicy sets the waits between attempts after a transient error;
+// throttled errors wait ThrottleFactor times longer. Defaults to retry.Calls().
+func WithRetryPolicy(p retry.Policy) Option { return func(c *Client) { c.policy = p } }
 
 // ThrottleFactor is how much longer the client waits after a throttled answer
 // than after a transient one.
@@ -142,22 +197,22 @@ func WithClock(now func() time.Time) Option { return func(c *Client) { c.now = n
 // DefaultExpireSeconds.
 func WithExpireSeconds(s int) Option { return func(c *Client) { c.expireSeconds = s } }
 
-// Client calls Qianfan's batch-delete endpoints. It is safe for concurrent use.
+// Client calls Qianfan's model-management endpoints, V1 and V2. It is safe
+// for concurrent use.
 type Client struct {
-	creds           Credentials
-	baseURL         string
-	base            *url.URL
-	hc              *http.Client
-	attemptTimeout  time.Duration
-	maxElapsed      time.Duration
-	maxElapsedSet   bool
-	initialInterval time.Duration
-	maxInterval     time.Duration
-	qps             *rate.Limiter
-	limiters        []Limiter
-	log             *slog.Logger
-	now             func() time.Time
-	expireSeconds   int
+	creds          Credentials
+	baseURL        string
+	base           *url.URL
+	hc             *http.Client
+	attemptTimeout time.Duration
+	maxElapsed     time.Duration
+	maxElapsedSet  bool
+	policy         retry.Policy
+	qps            *rate.Limiter
+	limiters       []Limiter
+	log            *slog.Logger
+	now            func() time.Time
+	expireSeconds  int
 }
 
 // New returns a Client. It fails on an empty access or secret key or a bad base URL.
@@ -166,12 +221,11 @@ func New(creds Credentials, opts ...Option) (*Client, error) {
 		return nil, errors.New("qianfan: access key and secret key are required")
 	}
 	c := &Client{
-		creds:           creds,
-		baseURL:         DefaultBaseURL,
-		attemptTimeout:  30 * time.Second,
-		initialInterval: 300 * time.Millisecond,
-		maxInterval:     10 * time.Second,
-		expireSeconds:   DefaultExpireSeconds,
+		creds:          creds,
+		baseURL:        DefaultBaseURL,
+		attemptTimeout: 30 * time.Second,
+		policy:         retry.Calls(),
+		expireSeconds:  DefaultExpireSeconds,
 	}
 	for _, o := range opts {
 		o(c)
@@ -188,10 +242,13 @@ func New(creds Credentials, opts ...Option) (*Client, error) {
 	if c.now == nil {
 		c.now = time.Now
 	}
-	if c.initialInterval <= 0 {
-		c.initialInterval = 300 * time.Millisecond
+	if c.policy.Initial <= 0 {
+		c.policy.Initial = retry.Calls().Initial
 	}
-	c.maxInterval = max(c.maxInterval, c.initialInterval)
+	c.policy.Max = max(c.policy.Max, c.policy.Initial)
+	if err := c.policy.Validate(); err != nil {
+		return nil, fmt.Errorf("qianfan: %w", err)
+	}
 	u, err := url.Parse(c.baseURL)
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		return nil, fmt.Errorf("qianfan: bad base URL %q", c.baseURL)
@@ -216,33 +273,62 @@ type Result struct {
 // the whole batch if any ID is bad (500001).
 // API: https://cloud.baidu.com/doc/WENXINWORKSHOP/s/Dlmxf2u4b
 func (c *Client) BatchDeleteModels(ctx context.Context, ids IDs) (Result, error) {
-	return c.call(ctx, PathBatchDeleteModels, "modelIDs", ids)
+	if ids == nil || ids.Len() == 0 {
+		return Result{}, ErrNoIDs
+	}
+	return c.call(ctx, epBatchDeleteModels, map[string]IDs{"modelIDs": ids}, nil)
 }
 
 // BatchDeleteModelVersions deletes model versions by ID in one request.
 // API: https://cloud.baidu.com/doc/WENXINWORKSHOP/s/ylmxf3xb0
 func (c *Client) BatchDeleteModelVersions(ctx context.Context, ids IDs) (Result, error) {
-	return c.call(ctx, PathBatchDeleteModelVersions, "modelVersionIds", ids)
-}
-
-// call runs attempts until success, a non-retryable error, a done ctx or
-// the MaxElapsed budget.
-func (c *Client) call(ctx context.Context, path, key string, ids IDs) (Result, error) {
 	if ids == nil || ids.Len() == 0 {
 		return Result{}, ErrNoIDs
 	}
-	body, err := json.Marshal(map[string]IDs{key: ids})
-	if err != nil {
-		return Result{}, fmt.Errorf("qianfan: encoding IDs: %w", err)
+	return c.call(ctx, epBatchDeleteModelVersions, map[string]IDs{"modelVersionIds": ids}, nil)
+}
+
+// DeleteModelSet deletes one model ("model set" in V2, an am- ID) with its
+// versions, through V2. V2 takes one ID per call and, as far as anyone
+// documents, only the string form.
+// API: https://cloud.baidu.com/doc/WENXINWORKSHOP/s/Ylxefbkb6
+func (c *Client) DeleteModelSet(ctx context.Context, modelSetID string) (Result, error) {
+	if modelSetID == "" {
+		return Result{}, ErrNoIDs
 	}
-	log := c.log.With("path", path, "batch_size", ids.Len())
+	return c.call(ctx, epDeleteModelSet, map[string]string{"modelSetId": modelSetID}, nil)
+}
+
+// DeleteModel deletes one model version (an amv- ID) through V2.
+// API: https://cloud.baidu.com/doc/WENXINWORKSHOP/s/hlxeg1tee
+func (c *Client) DeleteModel(ctx context.Context, modelID string) (Result, error) {
+	if modelID == "" {
+		return Result{}, ErrNoIDs
+	}
+	return c.call(ctx, epDeleteModel, map[string]string{"modelId": modelID}, nil)
+}
+
+// call is the one path every endpoint takes: it runs signed attempts until
+// success, a non-retryable error, a done ctx or the MaxElapsed budget. On
+// success the answer's result is decoded into out (when out is not nil).
+func (c *Client) call(ctx context.Context, ep endpoint, reqBody, out any) (Result, error) {
+	body, err := json.Marshal(reqBody)
+	if err != nil {
+		return Result{}, fmt.Errorf("qianfan: encoding request: %w", err)
+	}
+	log := c.log.With("endpoint", ep.String())
+	if ids, ok := reqBody.(map[string]IDs); ok {
+		for _, v := range ids {
+			log = log.With("batch_size", v.Len())
+		}
+	}
 	start := time.Now()
-	transient := c.newBackOff(1)
-	throttled := c.newBackOff(ThrottleFactor)
+	transient := c.policy.NewBackOff()
+	throttled := c.policy.Scaled(ThrottleFactor).NewBackOff()
 	var attempts int
 	var ambiguous bool
 	fail := func(e *Error) (Result, error) {
-		e.Attempts, e.Ambiguous = attempts, ambiguous
+		e.Attempts, e.Ambiguous, e.Endpoint = attempts, ambiguous, ep.String()
 		return Result{Attempts: attempts, Ambiguous: ambiguous}, e
 	}
 	for {
@@ -253,13 +339,13 @@ func (c *Client) call(ctx context.Context, path, key string, ids IDs) (Result, e
 			return fail(newTransportError(ctx, err))
 		}
 		attempts++
-		logID, e, sent := c.attempt(ctx, path, body)
+		logID, e, sent := c.attempt(ctx, ep, body, out)
 		if e == nil {
 			log.Debug("qianfan call ok", "log_id", logID, "attempts", attempts)
 			return Result{LogID: logID, Attempts: attempts, Ambiguous: ambiguous}, nil
 		}
-		// A sent request without a readable answer may have been applied.
-		if (sent && e.HTTPStatus == 0) || e.unparsed {
+		// A sent write without a readable answer may have been applied.
+		if ep.write && ((sent && e.HTTPStatus == 0) || e.unparsed) {
 			ambiguous = true
 		}
 		if ctx.Err() != nil {
@@ -273,15 +359,15 @@ func (c *Client) call(ctx context.Context, path, key string, ids IDs) (Result, e
 		case class == ClassThrottled && e.Code != codeDailyLimit:
 			wait = throttled.NextBackOff()
 		default:
-			log.Debug("qianfan call failed", "class", class, "code", e.Code, "log_id", e.LogID, "attempts", attempts)
+			log.Debug("qianfan call failed", "class", class, "code", e.code(), "log_id", e.LogID, "attempts", attempts)
 			return fail(e)
 		}
 		wait = max(wait, e.RetryAfter)
 		if c.maxElapsed <= 0 || time.Since(start)+wait > c.maxElapsed {
-			log.Warn("qianfan retry budget spent", "class", class, "code", e.Code, "log_id", e.LogID, "attempts", attempts)
+			log.Warn("qianfan retry budget spent", "class", class, "code", e.code(), "log_id", e.LogID, "attempts", attempts)
 			return fail(e)
 		}
-		log.Info("qianfan retrying", "class", class, "code", e.Code, "http_status", e.HTTPStatus,
+		log.Info("qianfan retrying", "class", class, "code", e.code(), "http_status", e.HTTPStatus,
 			"log_id", e.LogID, "attempts", attempts, "wait", wait, "ambiguous", ambiguous)
 		t := time.NewTimer(wait)
 		select {
@@ -291,16 +377,6 @@ func (c *Client) call(ctx context.Context, path, key string, ids IDs) (Result, e
 		case <-t.C:
 		}
 	}
-}
-
-func (c *Client) newBackOff(factor time.Duration) *backoff.ExponentialBackOff {
-	return backoff.NewExponentialBackOff(
-		backoff.WithInitialInterval(c.initialInterval*factor),
-		backoff.WithMaxInterval(c.maxInterval*factor),
-		backoff.WithMultiplier(2),
-		backoff.WithRandomizationFactor(0.5),
-		backoff.WithMaxElapsedTime(0), // the call loop enforces the budget
-	)
 }
 
 func (c *Client) waitLimiters(ctx context.Context) error {
@@ -319,7 +395,7 @@ func (c *Client) waitLimiters(ctx context.Context) error {
 
 // attempt makes one signed HTTP request. sent reports whether the request
 // was fully written, which makes a later transport error ambiguous.
-func (c *Client) attempt(ctx context.Context, path string, body []byte) (logID string, e *Error, sent bool) {
+func (c *Client) attempt(ctx context.Context, ep endpoint, body []byte, out any) (logID string, e *Error, sent bool) {
 	actx, cancel := context.WithTimeout(ctx, c.attemptTimeout)
 	defer cancel()
 	var wrote atomic.Bool
@@ -327,7 +403,13 @@ func (c *Client) attempt(ctx context.Context, path string, body []byte) (logID s
 		WroteRequest: func(i httptrace.WroteRequestInfo) { wrote.Store(i.Err == nil) },
 	})
 	u := *c.base
-	u.Path += path
+	u.Path += ep.path
+	var params map[string]string
+	if ep.action != "" {
+		// The query is part of the canonical request: sign exactly what is sent.
+		params = map[string]string{"Action": ep.action}
+		u.RawQuery = url.Values{"Action": {ep.action}}.Encode()
+	}
 	req, err := http.NewRequestWithContext(actx, http.MethodPost, u.String(), bytes.NewReader(body))
 	if err != nil {
 		return "", &Error{Err: err, Message: err.Error()}, false
@@ -335,7 +417,7 @@ func (c *Client) attempt(ctx context.Context, path string, body []byte) (logID s
 	date := c.now().UTC().Truncate(time.Second)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Bce-Date", date.Format(time.RFC3339))
-	req.Header.Set("Authorization", signRequest(c.creds, http.MethodPost, u.Path, nil, map[string]string{
+	req.Header.Set("Authorization", signRequest(c.creds, http.MethodPost, u.Path, params, map[string]string{
 		"host":         req.Host,
 		"content-type": "application/json",
 		"x-bce-date":   date.Format(time.RFC3339),
@@ -345,6 +427,6 @@ func (c *Client) attempt(ctx context.Context, path string, body []byte) (logID s
 		return "", newTransportError(ctx, err), wrote.Load()
 	}
 	defer resp.Body.Close()
-	logID, e = newResponseError(resp)
+	logID, e = newResponseError(resp, out)
 	return logID, e, wrote.Load()
 }

@@ -305,37 +305,57 @@ func TestDialErrorIsNotAmbiguous(t *testing.T) {
 	}
 }
 
-// TestAcceptedByBaiduSignerVerifier checks our requests against a verifier
-// that re-signs with bce-sdk-go directly, using the request's own timestamp.
+// baiduSignature re-signs r with bce-sdk-go directly, using the request's
+// own timestamp and expiry; withQuery false leaves the query out, as a
+// signer that ignored it would.
+func baiduSignature(r *http.Request, ak, sk string, withQuery bool) string {
+	parts := strings.Split(r.Header.Get("Authorization"), "/")
+	if len(parts) != 6 {
+		return ""
+	}
+	ts, _ := time.Parse(time.RFC3339, parts[2])
+	var exp int
+	fmt.Sscan(parts[3], &exp)
+	req := &bcehttp.Request{}
+	req.SetMethod(r.Method)
+	req.SetUri(r.URL.Path)
+	if withQuery {
+		for k, v := range r.URL.Query() {
+			req.SetParam(k, v[0])
+		}
+	}
+	req.SetHeader("Host", r.Host)
+	req.SetHeader("Content-Type", r.Header.Get("Content-Type"))
+	req.SetHeader("x-bce-date", r.Header.Get("X-Bce-Date"))
+	(&auth.BceV1Signer{}).Sign(req, &auth.BceCredentials{AccessKeyId: ak, SecretAccessKey: sk},
+		&auth.SignOptions{
+			HeadersToSign: map[string]struct{}{"host": {}, "content-type": {}, "x-bce-date": {}},
+			Timestamp:     ts.Unix(), ExpireSeconds: exp,
+		})
+	return req.Header("Authorization")
+}
+
+// TestAcceptedByBaiduSignerVerifier checks our V1 and V2 requests against a
+// verifier that re-signs with bce-sdk-go directly.
 func TestAcceptedByBaiduSignerVerifier(t *testing.T) {
 	t.Parallel()
 	var checked atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got := r.Header.Get("Authorization")
-		parts := strings.Split(got, "/")
-		if len(parts) != 6 {
-			http.Error(w, "bad auth", 401)
-			return
-		}
-		ts, _ := time.Parse(time.RFC3339, parts[2])
-		var exp int
-		fmt.Sscan(parts[3], &exp)
-		req := &bcehttp.Request{}
-		req.SetMethod(r.Method)
-		req.SetUri(r.URL.Path)
-		req.SetHeader("Host", r.Host)
-		req.SetHeader("Content-Type", r.Header.Get("Content-Type"))
-		req.SetHeader("x-bce-date", r.Header.Get("X-Bce-Date"))
-		(&auth.BceV1Signer{}).Sign(req, &auth.BceCredentials{AccessKeyId: "ak", SecretAccessKey: testSecret},
-			&auth.SignOptions{
-				HeadersToSign: map[string]struct{}{"host": {}, "content-type": {}, "x-bce-date": {}},
-				Timestamp:     ts.Unix(), ExpireSeconds: exp,
-			})
-		if want := req.Header("Authorization"); want != got || !strings.Contains(got, "/content-type;host;x-bce-date/") {
+		if want := baiduSignature(r, "ak", testSecret, true); want != got || !strings.Contains(got, "/content-type;host;x-bce-date/") {
 			http.Error(w, "signature mismatch", 401)
 			return
 		}
+		// A V2 signature must cover the query: signed without it, it differs.
+		if r.URL.RawQuery != "" && baiduSignature(r, "ak", testSecret, false) == got {
+			http.Error(w, "query not signed", 401)
+			return
+		}
 		checked.Add(1)
+		if r.URL.Query().Get("Action") != "" {
+			fmt.Fprint(w, `{"requestId":"req-9","result":{}}`)
+			return
+		}
 		fmt.Fprint(w, `{"log_id":123,"result":{}}`)
 	}))
 	defer srv.Close()
@@ -347,8 +367,14 @@ func TestAcceptedByBaiduSignerVerifier(t *testing.T) {
 			t.Fatalf("got %+v, %v", res, err)
 		}
 	}
-	if checked.Load() != 2 {
-		t.Errorf("verifier checked %d requests, want 2", checked.Load())
+	for _, call := range []func(context.Context, string) (Result, error){c.DeleteModelSet, c.DeleteModel} {
+		res, err := call(t.Context(), "am-x")
+		if err != nil || res.LogID != "req-9" {
+			t.Fatalf("V2: got %+v, %v", res, err)
+		}
+	}
+	if checked.Load() != 4 {
+		t.Errorf("verifier checked %d requests, want 4", checked.Load())
 	}
 }
 
@@ -393,6 +419,11 @@ func TestInputs(t *testing.T) {
 	for _, ids := range []IDs{nil, IntIDs{}, StringIDs(nil)} {
 		if _, err := c.BatchDeleteModels(t.Context(), ids); !errors.Is(err, ErrNoIDs) {
 			t.Errorf("ids %#v: err = %v, want ErrNoIDs", ids, err)
+		}
+	}
+	for _, call := range []func(context.Context, string) (Result, error){c.DeleteModelSet, c.DeleteModel} {
+		if _, err := call(t.Context(), ""); !errors.Is(err, ErrNoIDs) {
+			t.Errorf("empty V2 ID: err = %v, want ErrNoIDs", err)
 		}
 	}
 	if calls.Load() != 0 {

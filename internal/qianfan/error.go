@@ -1,6 +1,7 @@
 package qianfan
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,9 +24,13 @@ var ErrNoIDs = errors.New("qianfan: empty ID list")
 // newResponseError or newTransportError.
 type Error struct {
 	HTTPStatus int    // 0 when no answer was received
-	Code       int    // Baidu error_code; 0 when absent
-	Message    string // Baidu error_msg, or a short description
-	LogID      string // Baidu log_id, when present
+	Code       int    // V1 error_code (a number); 0 when absent
+	ErrorCode  string // V2 code (a string such as "AccessDenied"); "" when absent
+	Message    string // error_msg or message, or a short description
+	LogID      string // log_id (V1) or requestId (V2): what Baidu support asks for
+
+	// Endpoint is the operation called, e.g. "/v2/model?Action=DeleteModel".
+	Endpoint string
 
 	GatewayCode    string // X-Bce-Error-Code header
 	GatewayMessage string // X-Bce-Error-Message header
@@ -49,6 +54,8 @@ func (e *Error) Error() string {
 	switch {
 	case e.Code != 0:
 		fmt.Fprintf(&b, "%d %s", e.Code, e.Message)
+	case e.ErrorCode != "":
+		fmt.Fprintf(&b, "HTTP %d %s: %s", e.HTTPStatus, e.ErrorCode, e.Message)
 	case e.GatewayCode != "" || e.GatewayMessage != "":
 		fmt.Fprintf(&b, "HTTP %d %s: %s", e.HTTPStatus, e.GatewayCode, e.GatewayMessage)
 	case e.HTTPStatus != 0:
@@ -70,16 +77,32 @@ func (e *Error) Error() string {
 // Unwrap returns the transport or context cause.
 func (e *Error) Unwrap() error { return e.Err }
 
-// apiBody is the V1 console answer. log_id is an int in one doc table and a
-// string in the examples, so both are accepted.
+// code is the error's code as text, for logs: the V1 number, else the V2
+// string, else the gateway header.
+func (e *Error) code() string {
+	switch {
+	case e.Code != 0:
+		return strconv.Itoa(e.Code)
+	case e.ErrorCode != "":
+		return e.ErrorCode
+	}
+	return e.GatewayCode
+}
+
+// stringCode is the V2 / BCE code: the body's, else the gateway header's.
+func (e *Error) stringCode() string { return cmp.Or(e.ErrorCode, e.GatewayCode) }
+
+// apiBody is every answer shape: V1 ({log_id, result | error_code,
+// error_msg}) and V2 / BCE ({requestId, result | code, message}). log_id is
+// an int in one doc table and a string in the examples, so both are accepted.
 type apiBody struct {
 	LogID     json.RawMessage `json:"log_id"`
 	Result    json.RawMessage `json:"result"`
 	ErrorCode json.RawMessage `json:"error_code"`
 	ErrorMsg  string          `json:"error_msg"`
-	// BCE gateway-style bodies.
-	RequestID string `json:"requestId"`
-	Message   string `json:"message"`
+	RequestID string          `json:"requestId"`
+	Code      json.RawMessage `json:"code"`
+	Message   string          `json:"message"`
 }
 
 // rawScalar turns a JSON number or string into its text.
@@ -99,9 +122,10 @@ func rawScalar(raw json.RawMessage) string {
 }
 
 // newResponseError reads resp (body through a size limit) and returns the
-// log_id on success or the *Error describing the answer. It is the one place
-// an answer becomes an error.
-func newResponseError(resp *http.Response) (string, *Error) {
+// log_id on success, with the answer's result decoded into out when out is
+// not nil, or the *Error describing the answer. It is the one place an
+// answer becomes an error.
+func newResponseError(resp *http.Response, out any) (string, *Error) {
 	data, readErr := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
 	e := &Error{
 		HTTPStatus:     resp.StatusCode,
@@ -138,10 +162,14 @@ func newResponseError(resp *http.Response) (string, *Error) {
 			e.Code = code
 			e.Message = body.ErrorMsg
 		}
+		if c := rawScalar(body.Code); c != "" && c != "0" && e.Code == 0 {
+			e.ErrorCode = c
+			e.Message = cmp.Or(body.Message, body.ErrorMsg)
+		}
 	}
 	if resp.StatusCode/100 == 2 {
 		switch {
-		case e.Code != 0:
+		case e.Code != 0, e.ErrorCode != "":
 			return "", e
 		case jsonErr != nil:
 			e.Message = "malformed JSON in 2xx answer"
@@ -150,13 +178,15 @@ func newResponseError(resp *http.Response) (string, *Error) {
 			}
 		case len(body.Result) == 0 || string(body.Result) == "null":
 			e.Message = "2xx answer with neither result nor error_code"
+		case out != nil && json.Unmarshal(body.Result, out) != nil:
+			e.Message = "2xx answer whose result has an unexpected shape"
 		default:
 			return e.LogID, nil
 		}
 		e.unparsed = true
 		return "", e
 	}
-	if e.Code == 0 {
+	if e.Code == 0 && e.ErrorCode == "" {
 		e.Message = http.StatusText(resp.StatusCode)
 		if jsonErr == nil && body.Message != "" {
 			e.Message = body.Message

@@ -1,0 +1,222 @@
+package qianfan
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/qfpurge/qfpurge/internal/modelid"
+)
+
+// ErrIncompleteListing reports a walk that could not list everything (a
+// V2 page that says it is truncated but names no next marker, a marker seen
+// twice, too many pages). Like any failed walk it means "unknown", never
+// "absent".
+var ErrIncompleteListing = errors.New("qianfan: listing is incomplete")
+
+// maxWalkPages bounds a walk against a server that pages forever.
+const maxWalkPages = 100_000
+
+// ListModels reads one page of the account's models (V1 user/list).
+// API: docs/qianfan-api.md
+func (c *Client) ListModels(ctx context.Context, req ModelListRequest) (ModelPage, Result, error) {
+	req.PageNo = max(req.PageNo, 1)
+	req.PageSize = cmp.Or(max(req.PageSize, 0), 100)
+	var page ModelPage
+	res, err := c.call(ctx, epModelList, req, &page)
+	return page, res, err
+}
+
+// ModelDetail reads a model and all its versions (V1 modelDetail); id is
+// the int or the am- form.
+// API: docs/qianfan-api.md
+func (c *Client) ModelDetail(ctx context.Context, id modelid.ID) (ModelDetail, Result, error) {
+	var d ModelDetail
+	res, err := c.call(ctx, epModelDetail, map[string]modelid.ID{"modelId": id}, &d)
+	return d, res, err
+}
+
+// ModelVersionDetail reads one version (V1 modelVersionDetail); id is the
+// int or the amv- form.
+// API: docs/qianfan-api.md
+func (c *Client) ModelVersionDetail(ctx context.Context, id modelid.ID) (ModelVersion, Result, error) {
+	var v ModelVersion
+	res, err := c.call(ctx, epModelVersionDetail, map[string]modelid.ID{"modelVersionId": id}, &v)
+	return v, res, err
+}
+
+// ListServices reads every service, preset and custom (V1 service/list,
+// which does not page).
+// API: docs/qianfan-api.md
+func (c *Client) ListServices(ctx context.Context, req ServiceListRequest) (ServiceList, Result, error) {
+	var l ServiceList
+	res, err := c.call(ctx, epServiceList, req, &l)
+	return l, res, err
+}
+
+// DescribeCustomModelSets reads one page of the account's models (V2);
+// start with marker "", then follow PageInfo.NextMarker while
+// PageInfo.IsTruncated. maxKeys above 100 counts as 100.
+// API: docs/qianfan-api.md
+func (c *Client) DescribeCustomModelSets(ctx context.Context, marker string, maxKeys int) (ModelSetPage, Result, error) {
+	var p ModelSetPage
+	res, err := c.call(ctx, epDescribeCustomModelSets, markerRequest(marker, maxKeys), &p)
+	return p, res, err
+}
+
+// DescribeModelSet reads one model with its version IDs (V2); id is am-.
+// API: docs/qianfan-api.md
+func (c *Client) DescribeModelSet(ctx context.Context, modelSetID string) (ModelSet, Result, error) {
+	var m ModelSet
+	res, err := c.call(ctx, epDescribeModelSet, map[string]string{"modelSetId": modelSetID}, &m)
+	return m, res, err
+}
+
+// DescribeModel reads one model version (V2); id is amv-.
+// API: docs/qianfan-api.md
+func (c *Client) DescribeModel(ctx context.Context, modelID string) (V2Model, Result, error) {
+	var m V2Model
+	res, err := c.call(ctx, epDescribeModel, map[string]string{"modelId": modelID}, &m)
+	return m, res, err
+}
+
+// DescribeServices reads one page of the account's custom services (V2),
+// paged like DescribeCustomModelSets. Its result's shape is undocumented;
+// see ServicePage for what is accepted.
+// API: docs/qianfan-api.md
+func (c *Client) DescribeServices(ctx context.Context, marker string, maxKeys int) (ServicePage, Result, error) {
+	var p ServicePage
+	res, err := c.call(ctx, epDescribeServices, markerRequest(marker, maxKeys), &p)
+	return p, res, err
+}
+
+// DescribeService reads one custom service (V2); id is svco-.
+// API: docs/qianfan-api.md
+func (c *Client) DescribeService(ctx context.Context, serviceID string) (V2Service, Result, error) {
+	var s V2Service
+	res, err := c.call(ctx, epDescribeService, map[string]string{"serviceId": serviceID}, &s)
+	return s, res, err
+}
+
+func markerRequest(marker string, maxKeys int) map[string]any {
+	if maxKeys <= 0 || maxKeys > 100 {
+		maxKeys = 100
+	}
+	req := map[string]any{"maxKeys": maxKeys}
+	if marker != "" {
+		req["marker"] = marker
+	}
+	return req
+}
+
+// V1Listing is a whole V1 user/list walk. Offset paging skips or repeats
+// items when models are created or deleted during the walk, so the walk
+// keeps what it needs to tell: see Consistent.
+type V1Listing struct {
+	Models     []ModelSummary // distinct by modelId, in the order first seen
+	FirstTotal int            // total on the first page
+	LastTotal  int            // total on the last page
+	Seen       int            // items received, repeats included
+	Pages      int
+}
+
+// Consistent reports whether the walk was a snapshot: the total never
+// moved, nothing was received twice, and every counted model was received.
+// Only then does a model's absence from Models mean it is absent.
+func (l V1Listing) Consistent() bool {
+	return l.FirstTotal == l.LastTotal && l.Seen == len(l.Models) && len(l.Models) == l.LastTotal
+}
+
+// WalkModelsV1 lists every model through V1 user/list, page after page from
+// req.PageNo (default 1) with req.PageSize (default 100). Any failed page
+// fails the walk: the error means "unknown", never "absent". Check
+// Consistent before concluding anything from a model's absence.
+func (c *Client) WalkModelsV1(ctx context.Context, req ModelListRequest) (V1Listing, error) {
+	var l V1Listing
+	seen := map[int64]bool{}
+	fetched := 0
+	for req.PageNo = max(req.PageNo, 1); ; req.PageNo++ {
+		if l.Pages >= maxWalkPages {
+			return V1Listing{}, fmt.Errorf("%w: more than %d pages", ErrIncompleteListing, maxWalkPages)
+		}
+		page, _, err := c.ListModels(ctx, req)
+		if err != nil {
+			return V1Listing{}, fmt.Errorf("qianfan: V1 model list, page %d: %w", req.PageNo, err)
+		}
+		if l.Pages == 0 {
+			l.FirstTotal = page.Total
+		}
+		l.Pages++
+		l.LastTotal = page.Total
+		l.Seen += len(page.Items)
+		for _, m := range page.Items {
+			if !seen[m.ModelID] {
+				seen[m.ModelID] = true
+				l.Models = append(l.Models, m)
+			}
+		}
+		// The server may cut a large page without saying so: count what
+		// came rather than trusting pageSize.
+		fetched += len(page.Items)
+		if len(page.Items) == 0 || fetched >= page.Total {
+			return l, nil
+		}
+	}
+}
+
+// WalkCustomModelSets lists every model through V2 DescribeCustomModelSets,
+// following nextMarker while isTruncated. Any failed page fails the walk:
+// the error means "unknown", never "absent".
+func (c *Client) WalkCustomModelSets(ctx context.Context, maxKeys int) ([]ModelSet, error) {
+	return walkMarker(ctx, "V2 model sets", func(marker string) ([]ModelSet, PageInfo, error) {
+		p, _, err := c.DescribeCustomModelSets(ctx, marker, maxKeys)
+		return p.ModelSets, p.PageInfo, err
+	}, func(m ModelSet) string { return m.ModelSetID })
+}
+
+// WalkServices lists every custom service through V2 DescribeServices,
+// like WalkCustomModelSets.
+func (c *Client) WalkServices(ctx context.Context, maxKeys int) ([]V2Service, error) {
+	return walkMarker(ctx, "V2 services", func(marker string) ([]V2Service, PageInfo, error) {
+		p, _, err := c.DescribeServices(ctx, marker, maxKeys)
+		return p.Services, p.PageInfo, err
+	}, func(s V2Service) string { return s.ServiceID })
+}
+
+// walkMarker follows a V2 marker listing to its end, dropping repeats.
+func walkMarker[T any](ctx context.Context, what string, page func(marker string) ([]T, PageInfo, error), id func(T) string) ([]T, error) {
+	all := []T{}
+	seenItem := map[string]bool{}
+	seenMarker := map[string]bool{"": true}
+	marker := ""
+	for n := 1; ; n++ {
+		if n > maxWalkPages {
+			return nil, fmt.Errorf("%w: %s: more than %d pages", ErrIncompleteListing, what, maxWalkPages)
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		items, info, err := page(marker)
+		if err != nil {
+			return nil, fmt.Errorf("qianfan: %s, page %d: %w", what, n, err)
+		}
+		for _, it := range items {
+			if k := id(it); !seenItem[k] {
+				seenItem[k] = true
+				all = append(all, it)
+			}
+		}
+		if !info.IsTruncated {
+			return all, nil
+		}
+		switch {
+		case info.NextMarker == "":
+			return nil, fmt.Errorf("%w: %s page %d is truncated but has no nextMarker", ErrIncompleteListing, what, n)
+		case seenMarker[info.NextMarker]:
+			return nil, fmt.Errorf("%w: %s page %d repeats marker %q", ErrIncompleteListing, what, n, info.NextMarker)
+		}
+		seenMarker[info.NextMarker] = true
+		marker = info.NextMarker
+	}
+}
