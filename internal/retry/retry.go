@@ -109,8 +109,9 @@ func (p Policy) Nominal(n int) time.Duration {
 	return time.Duration(d)
 }
 
-// Delay is Nominal(n) spread uniformly over ±Jitter, the same spread
-// NewBackOff applies.
+// Delay is Nominal(n) spread uniformly over ±Jitter: the (n+1)-th wait a
+// fresh NewBackOff would give, computed directly because backoff/v4 overflows
+// on very long waits.
 func (p Policy) Delay(n int) time.Duration {
 	p = p.withDefaults()
 	return jitter(p.Nominal(n), p.Jitter, rand.Float64())

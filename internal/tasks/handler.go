@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
+	"github.com/qfpurge/qfpurge/internal/retry"
 )
 
 // Deleter makes one batchDelete call for IDs of one kind and one type.
@@ -183,19 +183,13 @@ func IsFailure(err error) bool {
 	return !errors.As(err, &te)
 }
 
-// RetryDelay is the Asynq RetryDelayFunc: exponential from 5s, doubling to a
-// 10 minute cap, with ±20% jitter; throttled batches wait what the error says.
+// RetryDelay is the Asynq RetryDelayFunc: retry.Tasks (5 s doubling to a
+// 10 minute cap, ±20%); throttled batches wait what the error says, ±20%.
 func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
-	var te *ThrottleError
-	if errors.As(err, &te) && te.Wait > 0 {
-		return jitter(te.Wait)
+	if te, ok := errors.AsType[*ThrottleError](err); ok && te.Wait > 0 {
+		return retry.Policy{Initial: te.Wait, Max: te.Wait, Jitter: retry.Tasks().Jitter}.Delay(0)
 	}
-	d := 5 * time.Second << min(n, 7)
-	return jitter(min(d, 10*time.Minute))
-}
-
-func jitter(d time.Duration) time.Duration {
-	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+	return retry.Tasks().Delay(n)
 }
 
 // throttleWait is how long a throttled batch waits in the queue. The client
