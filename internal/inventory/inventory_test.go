@@ -1,0 +1,187 @@
+package inventory_test
+
+import (
+	"context"
+	"errors"
+	"net/http/httptest"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
+	"github.com/qfpurge/qfpurge/internal/inventory"
+	"github.com/qfpurge/qfpurge/internal/modelid"
+	"github.com/qfpurge/qfpurge/internal/qianfan"
+	"github.com/qfpurge/qfpurge/internal/redistest"
+)
+
+type bundle struct {
+	fake *fakeqianfan.Server
+	qc   *qianfan.Client
+	inv  *fakeqianfan.Inventory
+}
+
+func setup(t *testing.T, g fakeqianfan.Generate) *bundle {
+	t.Helper()
+	inv := fakeqianfan.NewInventory(g, time.Now())
+	fake := fakeqianfan.New(fakeqianfan.Config{Inventory: inv})
+	srv := httptest.NewServer(fake)
+	t.Cleanup(srv.Close)
+	qc, err := qianfan.New(qianfan.Credentials{AccessKey: fakeqianfan.DefaultAccessKey, SecretKey: fakeqianfan.DefaultSecretKey},
+		qianfan.WithBaseURL(srv.URL), qianfan.WithMaxElapsed(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &bundle{fake: fake, qc: qc, inv: inv}
+}
+
+func has(forms []inventory.Form, f inventory.Form) bool { return slices.Contains(forms, f) }
+
+var (
+	modelInt    = inventory.Form{Kind: modelid.KindModel, Type: modelid.IDInt}
+	modelString = inventory.Form{Kind: modelid.KindModel, Type: modelid.IDString}
+	verString   = inventory.Form{Kind: modelid.KindVersion, Type: modelid.IDString}
+)
+
+func TestReadSources(t *testing.T) {
+	b := setup(t, fakeqianfan.Generate{Models: 250, Versions: 3, Services: 7, Seed: 1})
+	ctx := context.Background()
+	s, err := inventory.Read(ctx, b.qc, inventory.SourceV2|inventory.SourceV1|inventory.SourceServices)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Models) != 250 || len(s.Services) != 7 {
+		t.Fatalf("%d models, %d services; want 250, 7", len(s.Models), len(s.Services))
+	}
+	for _, f := range []inventory.Form{modelInt, modelString, verString} {
+		if !has(s.Decides, f) {
+			t.Errorf("a quiet V1+V2 read does not decide %s", f)
+		}
+	}
+	m := b.inv.Models[17]
+	got := s.Models[slices.IndexFunc(s.Models, func(x inventory.Model) bool { return x.ID == m.IDStr })]
+	if got.IntID != m.ID || got.Name != m.Name || len(got.Versions) != 3 || !got.Created.Equal(m.CreateTime) {
+		t.Errorf("model %s read as %+v", m.IDStr, got)
+	}
+	used := s.UsedBy()
+	for _, svc := range b.inv.Services {
+		if svc.Version != "" && len(used[svc.Version]) == 0 {
+			t.Errorf("version %s run by %s is not marked used", svc.Version, svc.Name)
+		}
+	}
+	v2, err := inventory.Read(ctx, b.qc, inventory.SourceV2)
+	if err != nil || has(v2.Decides, modelInt) || v2.Models[0].IntID != 0 {
+		t.Errorf("a V2-only read decides %v (%v); it cannot know int IDs", v2.Decides, err)
+	}
+}
+
+// TestReadFailsWholeOnAFailedPage: a listing that fails part-way proves
+// nothing, and the store keeps the last good snapshot.
+func TestReadFailsWholeOnAFailedPage(t *testing.T) {
+	b := setup(t, fakeqianfan.Generate{Models: 250, Versions: 1, Seed: 2})
+	b.fake.SetFaults(fakeqianfan.Faults{Rate503: 0.5, Seed: 9})
+	_, err := inventory.Read(context.Background(), b.qc, inventory.SourceV2)
+	if err == nil {
+		t.Fatal("a read with failing pages succeeded")
+	}
+}
+
+func TestStoreCheck(t *testing.T) {
+	b := setup(t, fakeqianfan.Generate{Models: 120, Versions: 2, Seed: 3})
+	st := inventory.NewStore(redistest.Start(t).Client(t))
+	ctx := context.Background()
+	before := time.Now().Add(-time.Second)
+	if _, _, err := st.Check(ctx, modelid.KindModel, []modelid.ID{modelid.IntID(1)}, before); !errors.Is(err, inventory.ErrNoSnapshot) {
+		t.Fatalf("Check without a snapshot: %v, want ErrNoSnapshot", err)
+	}
+	// Learn the pairs from a V1 read, then delete two models, then take a
+	// V2-only snapshot: ints are decided through their pairs.
+	s1, err := inventory.Read(ctx, b.qc, inventory.SourceV1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Save(ctx, s1); err != nil {
+		t.Fatal(err)
+	}
+	gone, kept := b.inv.Models[5], b.inv.Models[6]
+	if _, err := b.qc.BatchDeleteModels(ctx, qianfan.IntIDs{gone.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.qc.BatchDeleteModelVersions(ctx, qianfan.StringIDs{kept.Versions[0].IDStr}); err != nil {
+		t.Fatal(err)
+	}
+	after := time.Now()
+	s2, err := inventory.Read(ctx, b.qc, inventory.SourceV2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2.Taken = after.Add(time.Millisecond)
+	if err := st.Save(ctx, s2); err != nil {
+		t.Fatal(err)
+	}
+	ids := []modelid.ID{modelid.IntID(gone.ID), modelid.StringID(gone.IDStr), modelid.IntID(kept.ID), modelid.StringID(kept.IDStr), modelid.IntID(999999999)}
+	got, _, err := st.Check(ctx, modelid.KindModel, ids, after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []inventory.Presence{inventory.Absent, inventory.Absent, inventory.Present, inventory.Present, inventory.Undecided}
+	if !slices.Equal(got, want) {
+		t.Errorf("models %v: %v, want %v", ids, got, want)
+	}
+	vids := []modelid.ID{modelid.StringID(kept.Versions[0].IDStr), modelid.StringID(kept.Versions[1].IDStr), modelid.IntID(kept.Versions[1].ID)}
+	got, _, err = st.Check(ctx, modelid.KindVersion, vids, after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = []inventory.Presence{inventory.Absent, inventory.Present, inventory.Undecided}
+	if !slices.Equal(got, want) {
+		t.Errorf("versions: %v, want %v (an int version ID with no known pair is undecided)", got, want)
+	}
+	if _, _, err := st.Check(ctx, modelid.KindModel, ids, time.Now()); !errors.Is(err, inventory.ErrNoSnapshot) {
+		t.Errorf("Check for a time after the snapshot: %v, want ErrNoSnapshot", err)
+	}
+}
+
+// TestVerifierSettlesOnceForEveryone: two tasks want a listing; one Once
+// takes a single V1 listing that answers both.
+func TestVerifierSettlesOnceForEveryone(t *testing.T) {
+	b := setup(t, fakeqianfan.Generate{Models: 150, Versions: 1, Seed: 4})
+	rdb := redistest.Start(t).Client(t)
+	ctx := context.Background()
+	quiet := false
+	v := inventory.NewVerifier(rdb, b.qc, inventory.VerifierConfig{MaxWait: time.Hour, Quiet: func(context.Context) bool { return quiet }})
+	m := b.inv.Models[3]
+	if _, err := b.qc.BatchDeleteModels(ctx, qianfan.IntIDs{m.ID}); err != nil {
+		t.Fatal(err)
+	}
+	lost := time.Now()
+	if err := inventory.Want(ctx, rdb, "t1", modelid.KindModel, []modelid.ID{modelid.IntID(m.ID)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := inventory.Want(ctx, rdb, "t2", modelid.KindModel, []modelid.ID{modelid.StringID(b.inv.Models[4].IDStr)}); err != nil {
+		t.Fatal(err)
+	}
+	reads := b.fake.Stats().Reads
+	if err := v.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b.fake.Stats().Reads != reads {
+		t.Fatal("a listing was taken while the queue is busy and the wait is not over")
+	}
+	quiet = true
+	if err := v.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pages := b.fake.Stats().Reads - reads
+	if pages != 2 { // 150 models, 100 a page, V1 only
+		t.Errorf("the listing took %d reads, want 2", pages)
+	}
+	st := inventory.NewStore(rdb)
+	got, _, err := st.Check(ctx, modelid.KindModel, []modelid.ID{modelid.IntID(m.ID), modelid.StringID(b.inv.Models[4].IDStr)}, lost)
+	if err != nil || !slices.Equal(got, []inventory.Presence{inventory.Absent, inventory.Present}) {
+		t.Errorf("answers %v, %v; want absent, present", got, err)
+	}
+	if err := v.Once(ctx); err != nil || b.fake.Stats().Reads != reads+pages {
+		t.Errorf("a second Once listed again (%v)", err)
+	}
+}

@@ -1,0 +1,248 @@
+package inventory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/qfpurge/qfpurge/internal/modelid"
+)
+
+// Redis keys. The hash tag keeps them in one cluster slot, so a new
+// snapshot replaces the old one with one RENAME.
+const (
+	keyPairs      = "qfpurge:{inv}:pairs"       // Key of one form → the other ID's text
+	keyPresent    = "qfpurge:{inv}:present"     // Keys present in the last snapshot
+	keyPresentNew = "qfpurge:{inv}:present:new" // being written
+	keyMeta       = "qfpurge:{inv}:meta"        // the last snapshot's taken (unix ms) and decides
+)
+
+// Store keeps in Redis what the fleet has seen: the int↔string pairs, which
+// never change, and the presence set of the last snapshot, so one listing
+// serves every worker.
+type Store struct{ rdb redis.UniversalClient }
+
+// NewStore returns a Store on rdb.
+func NewStore(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb} }
+
+// Save records s's pairs and replaces the last snapshot with s, unless a
+// newer one is already saved.
+func (st *Store) Save(ctx context.Context, s *Snapshot) error {
+	if pairs := s.Pairs(); len(pairs) > 0 {
+		if err := st.savePairs(ctx, pairs); err != nil {
+			return err
+		}
+	}
+	if len(s.Decides) == 0 {
+		return nil // proves nothing: keep the last snapshot
+	}
+	if last, _, err := st.meta(ctx); err != nil {
+		return err
+	} else if !last.Before(s.Taken) {
+		return nil
+	}
+	if err := st.rdb.Del(ctx, keyPresentNew).Err(); err != nil {
+		return fmt.Errorf("inventory: %w", err)
+	}
+	keys := s.Keys()
+	for lo := 0; lo < len(keys); lo += 10_000 {
+		chunk := keys[lo:min(lo+10_000, len(keys))]
+		members := make([]any, len(chunk))
+		for i, k := range chunk {
+			members[i] = k
+		}
+		if err := st.rdb.SAdd(ctx, keyPresentNew, members...).Err(); err != nil {
+			return fmt.Errorf("inventory: save snapshot: %w", err)
+		}
+	}
+	forms := make([]string, len(s.Decides))
+	for i, f := range s.Decides {
+		forms[i] = f.String()
+	}
+	pipe := st.rdb.TxPipeline()
+	if len(keys) > 0 {
+		pipe.Rename(ctx, keyPresentNew, keyPresent)
+	} else {
+		pipe.Del(ctx, keyPresent)
+	}
+	pipe.HSet(ctx, keyMeta, "taken", s.Taken.UnixMilli(), "decides", strings.Join(forms, ","), "ids", len(keys))
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("inventory: save snapshot: %w", err)
+	}
+	return nil
+}
+
+func (st *Store) savePairs(ctx context.Context, pairs map[string]string) error {
+	args := make([]any, 0, 2*len(pairs))
+	for k, v := range pairs {
+		args = append(args, k, v)
+	}
+	for lo := 0; lo < len(args); lo += 20_000 {
+		if err := st.rdb.HSet(ctx, keyPairs, args[lo:min(lo+20_000, len(args))]...).Err(); err != nil {
+			return fmt.Errorf("inventory: save pairs: %w", err)
+		}
+	}
+	return nil
+}
+
+// Learn records pairs seen outside a listing (a detail call's answer).
+func (st *Store) Learn(ctx context.Context, k modelid.Kind, intID int64, strID string) error {
+	if intID == 0 || strID == "" {
+		return nil
+	}
+	return st.savePairs(ctx, map[string]string{
+		Key(k, modelid.IntID(intID)):    strID,
+		Key(k, modelid.StringID(strID)): strconv.FormatInt(intID, 10),
+	})
+}
+
+// Other returns the other form of each ID (the string ID of an int ID and
+// the reverse) where a listing or detail call has shown it; a missing one
+// is absent from the map.
+func (st *Store) Other(ctx context.Context, k modelid.Kind, ids []modelid.ID) (map[modelid.ID]modelid.ID, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	fields := make([]string, len(ids))
+	for i, id := range ids {
+		fields[i] = Key(k, id)
+	}
+	vals, err := st.rdb.HMGet(ctx, keyPairs, fields...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("inventory: read pairs: %w", err)
+	}
+	out := map[modelid.ID]modelid.ID{}
+	for i, v := range vals {
+		s, ok := v.(string)
+		if !ok || s == "" {
+			continue
+		}
+		if ids[i].Type() == modelid.IDString {
+			if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+				out[ids[i]] = modelid.IntID(n)
+			}
+			continue
+		}
+		out[ids[i]] = modelid.StringID(s)
+	}
+	return out, nil
+}
+
+// meta returns the last snapshot's start time and the forms it decides.
+func (st *Store) meta(ctx context.Context) (time.Time, map[Form]bool, error) {
+	m, err := st.rdb.HGetAll(ctx, keyMeta).Result()
+	if err != nil {
+		return time.Time{}, nil, fmt.Errorf("inventory: %w", err)
+	}
+	ms, err := strconv.ParseInt(m["taken"], 10, 64)
+	if err != nil {
+		return time.Time{}, nil, nil
+	}
+	forms := map[Form]bool{}
+	for f := range strings.SplitSeq(m["decides"], ",") {
+		k, t, ok := strings.Cut(f, ":")
+		if ok {
+			forms[Form{modelid.Kind(k), modelid.IDType(t)}] = true
+		}
+	}
+	return time.UnixMilli(ms), forms, nil
+}
+
+// Taken is when the last saved snapshot started (zero when none).
+func (st *Store) Taken(ctx context.Context) (time.Time, error) {
+	t, _, err := st.meta(ctx)
+	return t, err
+}
+
+// Presence is what the last snapshot says of one ID.
+type Presence int
+
+// The answers.
+const (
+	// Undecided: the snapshot cannot prove this ID form absent (e.g. an int
+	// version ID whose string form no listing has shown).
+	Undecided Presence = iota
+	Present
+	Absent
+)
+
+func (p Presence) String() string {
+	switch p {
+	case Present:
+		return "present"
+	case Absent:
+		return "absent"
+	}
+	return "undecided"
+}
+
+// ErrNoSnapshot means no snapshot started after the time asked for.
+var ErrNoSnapshot = errors.New("inventory: no complete listing since then")
+
+// Check answers, for each of ids of kind k, whether the last snapshot holds
+// it, provided that snapshot started after notBefore; otherwise it returns
+// ErrNoSnapshot. An int ID is checked through its string form when the
+// snapshot does not decide ints itself.
+func (st *Store) Check(ctx context.Context, k modelid.Kind, ids []modelid.ID, notBefore time.Time) ([]Presence, time.Time, error) {
+	taken, forms, err := st.meta(ctx)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	if taken.IsZero() || !taken.After(notBefore) {
+		return nil, taken, ErrNoSnapshot
+	}
+	others, err := st.Other(ctx, k, ids)
+	if err != nil {
+		return nil, taken, err
+	}
+	probe := make([]string, len(ids))
+	for i, id := range ids {
+		switch {
+		case forms[FormOf(k, id)]:
+			probe[i] = Key(k, id)
+		case others[id] != (modelid.ID{}) && forms[FormOf(k, others[id])]:
+			probe[i] = Key(k, others[id])
+		}
+	}
+	var keys []string
+	for _, p := range probe {
+		if p != "" {
+			keys = append(keys, p)
+		}
+	}
+	in := map[string]bool{}
+	if len(keys) > 0 {
+		got, err := st.rdb.SMIsMember(ctx, keyPresent, toAny(keys)...).Result()
+		if err != nil {
+			return nil, taken, fmt.Errorf("inventory: check: %w", err)
+		}
+		for i, k := range keys {
+			in[k] = got[i]
+		}
+	}
+	out := make([]Presence, len(ids))
+	for i, p := range probe {
+		switch {
+		case p == "":
+			out[i] = Undecided
+		case in[p]:
+			out[i] = Present
+		default:
+			out[i] = Absent
+		}
+	}
+	return out, taken, nil
+}
+
+func toAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}

@@ -1,0 +1,274 @@
+package inventory
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/qfpurge/qfpurge/internal/modelid"
+	"github.com/qfpurge/qfpurge/internal/qianfan"
+)
+
+// More keys of the verification.
+const (
+	keyWanted   = "qfpurge:{inv}:wanted"   // "<form> <task ID>" scored by when it was wanted (unix ms)
+	keyLock     = "qfpurge:{inv}:lock"     // held by the worker taking a listing
+	keyHold     = "qfpurge:{inv}:hold"     // exists while a V1 listing wants no deletions under way
+	keyInflight = "qfpurge:{inv}:inflight" // task IDs with a delete call under way, scored by its start (unix ms)
+)
+
+// VerifierConfig configures a Verifier.
+type VerifierConfig struct {
+	// MaxWait is the longest a wanted listing waits for the queue to go
+	// quiet (a listing taken while deletions run may need another soon
+	// after). Defaults to 2 minutes.
+	MaxWait time.Duration
+	// Poll is how often the verifier looks for wanted listings. Defaults to 2s.
+	Poll time.Duration
+	// Quiet reports whether no deletion work is waiting or running; nil
+	// counts as never quiet (only MaxWait triggers).
+	Quiet func(context.Context) bool
+	// Observe, when set, hears of every listing taken.
+	Observe func(forms []Form, took time.Duration, err error)
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Verifier settles lost answers for the whole fleet: a task that cannot tell
+// whether a lost call deleted its IDs asks for a listing (Want) and waits;
+// one worker at a time takes the listing, once, for every task waiting, and
+// saves it in the Store, where each task reads its answer (Store.Check).
+type Verifier struct {
+	rdb   redis.UniversalClient
+	store *Store
+	qc    *qianfan.Client
+	cfg   VerifierConfig
+	id    string
+}
+
+// NewVerifier returns a Verifier reading through qc.
+func NewVerifier(rdb redis.UniversalClient, qc *qianfan.Client, cfg VerifierConfig) *Verifier {
+	if cfg.MaxWait <= 0 {
+		cfg.MaxWait = 2 * time.Minute
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = 2 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return &Verifier{rdb: rdb, store: NewStore(rdb), qc: qc, cfg: cfg, id: hex.EncodeToString(b)}
+}
+
+// Want asks for a listing that decides the IDs of kind k of task taskID,
+// taken after now.
+func Want(ctx context.Context, rdb redis.UniversalClient, taskID string, k modelid.Kind, ids []modelid.ID) error {
+	forms := map[Form]bool{}
+	for _, id := range ids {
+		forms[FormOf(k, id)] = true
+	}
+	now := float64(time.Now().UnixMilli())
+	pipe := rdb.Pipeline()
+	for f := range forms {
+		pipe.ZAddNX(ctx, keyWanted, redis.Z{Score: now, Member: f.String() + " " + taskID})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("inventory: want a listing: %w", err)
+	}
+	return nil
+}
+
+// Settled withdraws taskID's wants.
+func Settled(ctx context.Context, rdb redis.UniversalClient, taskID string, k modelid.Kind) error {
+	pipe := rdb.Pipeline()
+	for _, t := range []modelid.IDType{modelid.IDInt, modelid.IDString} {
+		pipe.ZRem(ctx, keyWanted, Form{k, t}.String()+" "+taskID)
+	}
+	_, err := pipe.Exec(ctx)
+	return err
+}
+
+// Held reports whether deletions should wait for a listing under way.
+func Held(ctx context.Context, rdb redis.UniversalClient) (bool, error) {
+	n, err := rdb.Exists(ctx, keyHold).Result()
+	return n > 0, err
+}
+
+// CallStarted and CallEnded tell the verifier which delete calls are under
+// way, so a V1 listing can wait for them.
+func CallStarted(ctx context.Context, rdb redis.UniversalClient, taskID string) error {
+	return rdb.ZAdd(ctx, keyInflight, redis.Z{Score: float64(time.Now().UnixMilli()), Member: taskID}).Err()
+}
+
+// CallEnded: see CallStarted.
+func CallEnded(ctx context.Context, rdb redis.UniversalClient, taskID string) error {
+	return rdb.ZRem(ctx, keyInflight, taskID).Err()
+}
+
+// Run takes wanted listings until ctx is done.
+func (v *Verifier) Run(ctx context.Context) {
+	t := time.NewTicker(v.cfg.Poll)
+	defer t.Stop()
+	for {
+		if err := v.Once(ctx); err != nil && ctx.Err() == nil {
+			v.cfg.Logger.Warn("verification listing failed; the waiting batches keep waiting", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Once takes a listing if one is wanted and due and no other worker is
+// taking one. It reports the listing's error, if any.
+func (v *Verifier) Once(ctx context.Context) error {
+	wanted, err := v.rdb.ZRangeWithScores(ctx, keyWanted, 0, -1).Result()
+	if err != nil || len(wanted) == 0 {
+		return err
+	}
+	taken, err := v.store.Taken(ctx)
+	if err != nil {
+		return err
+	}
+	forms := map[Form]bool{}
+	oldest := time.Now()
+	due := false
+	for _, z := range wanted {
+		at := time.UnixMilli(int64(z.Score))
+		if !taken.Before(at) {
+			continue // the last listing answers it
+		}
+		due = true
+		f, _, _ := strings.Cut(z.Member.(string), " ")
+		k, t, _ := strings.Cut(f, ":")
+		forms[Form{modelid.Kind(k), modelid.IDType(t)}] = true
+		if at.Before(oldest) {
+			oldest = at
+		}
+	}
+	if !due {
+		return nil
+	}
+	if time.Since(oldest) < v.cfg.MaxWait && (v.cfg.Quiet == nil || !v.cfg.Quiet(ctx)) {
+		return nil
+	}
+	ok, err := v.rdb.SetNX(ctx, keyLock, v.id, time.Minute).Result()
+	if err != nil || !ok {
+		return err
+	}
+	lctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go v.keepLock(lctx)
+	defer v.rdb.Del(context.WithoutCancel(ctx), keyLock)
+	return v.list(ctx, forms)
+}
+
+// keepLock extends the lock while a listing runs.
+func (v *Verifier) keepLock(ctx context.Context) {
+	t := time.NewTicker(15 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			v.rdb.Expire(ctx, keyLock, time.Minute)
+			v.rdb.Expire(ctx, keyHold, time.Minute)
+		}
+	}
+}
+
+// list reads what decides forms and saves it. Int model IDs need V1, which
+// proves absence only when nothing was deleted during the walk, so the fleet
+// holds its deletions meanwhile; if the walk still moved (someone else
+// deleted or created models), V2 is read too and ints are decided through
+// their pairs.
+func (v *Verifier) list(ctx context.Context, forms map[Form]bool) (err error) {
+	start := time.Now()
+	var fs []Form
+	for f := range forms {
+		fs = append(fs, f)
+	}
+	defer func() {
+		if v.cfg.Observe != nil {
+			v.cfg.Observe(fs, time.Since(start), err)
+		}
+	}()
+	src := SourceV2
+	if forms[Form{modelid.KindModel, modelid.IDInt}] {
+		src = SourceV1
+		if forms[Form{modelid.KindVersion, modelid.IDString}] || forms[Form{modelid.KindVersion, modelid.IDInt}] {
+			src |= SourceV2
+		}
+		if err := v.hold(ctx); err != nil {
+			return err
+		}
+		defer v.rdb.Del(context.WithoutCancel(ctx), keyHold)
+	}
+	v.cfg.Logger.Info("taking a listing to settle lost answers", "forms", fs)
+	s, err := Read(ctx, v.qc, src)
+	if err != nil {
+		return err
+	}
+	if src == SourceV1 && !s.decides(Form{modelid.KindModel, modelid.IDInt}) {
+		v.cfg.Logger.Info("the V1 listing moved under its walk; reading V2 as well")
+		s2, err := Read(ctx, v.qc, SourceV2|SourceV1)
+		if err != nil {
+			return err
+		}
+		s = s2
+	}
+	if err := v.store.Save(ctx, s); err != nil {
+		return err
+	}
+	// Wants older than this listing are answered.
+	v.rdb.ZRemRangeByScore(ctx, keyWanted, "-inf", "("+strconv.FormatInt(s.Taken.UnixMilli(), 10))
+	v.cfg.Logger.Info("listing taken", "models", len(s.Models), "decides", s.Decides, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func (s *Snapshot) decides(f Form) bool {
+	for _, d := range s.Decides {
+		if d == f {
+			return true
+		}
+	}
+	return false
+}
+
+// hold asks the fleet to start no delete call and waits (up to 30 s) for the
+// calls under way to end. Entries older than 5 minutes are a crashed
+// worker's and do not count.
+func (v *Verifier) hold(ctx context.Context) error {
+	if err := v.rdb.Set(ctx, keyHold, v.id, time.Minute).Err(); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		since := strconv.FormatInt(time.Now().Add(-5*time.Minute).UnixMilli(), 10)
+		n, err := v.rdb.ZCount(ctx, keyInflight, since, "+inf").Result()
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return nil // the walk's consistency check catches a late deletion
+}
