@@ -127,6 +127,11 @@ func Classify(err error) Class {
 	if err == nil {
 		return 0
 	}
+	// A 2xx whose body was lost (even to the attempt's own timeout) was
+	// answered, so it may have been applied: unknown, not transient.
+	if e, ok := errors.AsType[*Error](err); ok && e.unparsed {
+		return ClassUnknown
+	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return ClassTransient
 	}
