@@ -45,6 +45,7 @@ func chaosFaults(seed uint64) fakeqianfan.Faults {
 type chaosResult struct {
 	Cfg      chaosConfig
 	Valid    int
+	Account  int // models the fake's account held at the start
 	Drain    time.Duration
 	Finished bool // every ID reached an end state and the queue is empty
 	Kills    []time.Duration
@@ -61,8 +62,12 @@ type chaosResult struct {
 	InvalidNotDead   int // invalid IDs with no dead letter
 	OtherDead        int // dead letters naming no ID of the run
 
+	Verified int // valid IDs recorded deleted after a listing showed them absent
+
 	Calls         map[string]int
-	TotalCalls    int
+	Endpoints     map[string]int
+	TotalCalls    int // reads and deletes
+	Reads         int
 	RepeatDeletes int
 }
 
@@ -82,13 +87,31 @@ func (r chaosResult) failures() []string {
 	if r.InvalidDeadMulti > 0 {
 		f = append(f, fmt.Sprintf("%d invalid IDs dead-lettered more than once", r.InvalidDeadMulti))
 	}
+	if r.InvalidNotDead > 0 {
+		f = append(f, fmt.Sprintf("%d invalid IDs not dead-lettered", r.InvalidNotDead))
+	}
+	if r.ValidPresumed+r.InvalidPresumed > 0 {
+		f = append(f, fmt.Sprintf("%d IDs presumed deleted", r.ValidPresumed+r.InvalidPresumed))
+	}
 	if r.DeletedTwice > 0 {
 		f = append(f, fmt.Sprintf("%d IDs deleted twice at the fake", r.DeletedTwice))
 	}
 	return f
 }
 
-func chaosIDs(c chaosConfig) (valid, invalid []modelid.ID) {
+// chaosAccount is the fake's account: the valid IDs' models and as many
+// again that are not purged. Valid IDs alternate int and string forms;
+// invalid ones were never in the account.
+func chaosAccount(c chaosConfig) (inv *fakeqianfan.Inventory, valid, invalid []modelid.ID) {
+	n := c.IDs - c.Invalid
+	inv = fakeqianfan.NewInventory(fakeqianfan.Generate{Models: 2 * n, Versions: 1, Seed: int64(c.Seed >> 2)}, time.Now())
+	for i, m := range inv.Models[:n] {
+		if i%2 == 0 {
+			valid = append(valid, modelid.IntID(m.ID))
+		} else {
+			valid = append(valid, modelid.StringID(m.IDStr))
+		}
+	}
 	for i := range c.Invalid {
 		if i%2 == 0 {
 			invalid = append(invalid, modelid.IntID(int64(900_000_000+i)))
@@ -96,8 +119,7 @@ func chaosIDs(c chaosConfig) (valid, invalid []modelid.ID) {
 			invalid = append(invalid, modelid.StringID(fmt.Sprintf("am-invalid-%02d", i)))
 		}
 	}
-	valid = burstIDs(c.IDs-c.Invalid, "chaos")
-	return valid, invalid
+	return inv, valid, invalid
 }
 
 func runChaos(ctx context.Context, e *env, c chaosConfig) (chaosResult, error) {
@@ -109,15 +131,11 @@ func runChaos(ctx context.Context, e *env, c chaosConfig) (chaosResult, error) {
 		return r, err
 	}
 	rng := rand.New(rand.NewPCG(c.Seed, 0xc4a05))
-	valid, invalid := chaosIDs(c)
-	r.Valid = len(valid)
+	inv, valid, invalid := chaosAccount(c)
+	r.Valid, r.Account = len(valid), len(inv.Models)
 	all := append(append([]modelid.ID(nil), valid...), invalid...)
 	rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
-	keys := make([]string, len(invalid))
-	for i, id := range invalid {
-		keys[i] = fakeKey(id)
-	}
-	f, err := e.startFake(ctx, "chaos-fake", fakeConfig{QPS: c.QPS, Latency: fakeLatency, Invalid: keys})
+	f, err := e.startFake(ctx, "chaos-fake", fakeConfig{QPS: c.QPS, Latency: fakeLatency, Inventory: inv})
 	if err != nil {
 		return r, err
 	}
@@ -216,11 +234,15 @@ func (r *chaosResult) collect(ctx context.Context, rdb *redis.Client, f *fake, v
 		}
 	}
 	all := append(append([]modelid.ID(nil), valid...), invalid...)
-	states, err := ledgerStates(ctx, rdb, all)
+	recs, err := ledgerRecords(ctx, rdb, all)
 	if err != nil {
 		return err
 	}
-	for i, s := range states {
+	for i, rec := range recs {
+		s := rec.State
+		if i < len(valid) && !rec.Verified.IsZero() {
+			r.Verified++
+		}
 		switch {
 		case s == "":
 			r.Unfinished++
@@ -265,23 +287,35 @@ func (r *chaosResult) collect(ctx context.Context, rdb *redis.Client, f *fake, v
 	if err != nil {
 		return err
 	}
-	r.Calls, r.TotalCalls, r.RepeatDeletes = st.Calls, sum(st.Calls), st.RepeatDeletes
+	r.Calls, r.Endpoints, r.RepeatDeletes = st.Calls, st.Endpoints, st.RepeatDeletes
+	r.TotalCalls, r.Reads = st.Reads+st.Deletes, st.Reads
 	return nil
 }
 
-// ledgerStates reads the ledger state of each ID ("" when none), pipelined.
-func ledgerStates(ctx context.Context, rdb *redis.Client, ids []modelid.ID) ([]ledger.State, error) {
+// ledgerRecords reads the ledger record of each model ID, pipelined.
+func ledgerRecords(ctx context.Context, rdb *redis.Client, ids []modelid.ID) ([]ledger.Record, error) {
 	l := ledger.New(rdb, ledger.Config{})
-	out := make([]ledger.State, 0, len(ids))
+	out := make([]ledger.Record, 0, len(ids))
 	const chunk = 5000
 	for lo := 0; lo < len(ids); lo += chunk {
 		recs, err := l.LookupMany(ctx, modelid.KindModel, ids[lo:min(lo+chunk, len(ids))])
 		if err != nil {
 			return nil, err
 		}
-		for _, r := range recs {
-			out = append(out, r.State)
-		}
+		out = append(out, recs...)
+	}
+	return out, nil
+}
+
+// ledgerStates reads the ledger state of each model ID ("" when none).
+func ledgerStates(ctx context.Context, rdb *redis.Client, ids []modelid.ID) ([]ledger.State, error) {
+	recs, err := ledgerRecords(ctx, rdb, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ledger.State, len(recs))
+	for i, r := range recs {
+		out[i] = r.State
 	}
 	return out, nil
 }
@@ -290,6 +324,7 @@ func (r chaosResult) rows(t *table) {
 	c := r.Cfg
 	t.add("chaos", fmt.Sprintf("IDs (%d invalid), single-ID jobs; faults 10%% (3%% 503, 2%% 336100, 1%% 500000, 2%% reset, 2%% drop after delete)", c.Invalid),
 		itoa(c.IDs), fmt.Sprintf("fake cap and --qps %d", c.QPS), "", "")
+	t.add("chaos", "models in the fake's account (purged and kept)", itoa(r.Account), "inventory mode", "", "")
 	ks := make([]string, len(r.Kills))
 	for i, k := range r.Kills {
 		ks[i] = fmt.Sprintf("%.1f s", k.Seconds())
@@ -303,13 +338,15 @@ func (r chaosResult) rows(t *table) {
 	t.add("chaos", "valid IDs lost (never deleted at the fake)", itoa(r.Lost), "", "0", verdict(r.Lost == 0))
 	t.add("chaos", "IDs without an end state", itoa(r.Unfinished), "", "0", verdict(r.Unfinished == 0))
 	t.add("chaos", "valid IDs dead-lettered", itoa(r.ValidDead), "", "0", verdict(r.ValidDead == 0))
-	t.add("chaos", "valid IDs presumed deleted (lost answer, then 500001)", itoa(r.ValidPresumed), "count as deleted", "", "")
+	t.add("chaos", "valid IDs presumed deleted (lost answer, no listing could tell)", itoa(r.ValidPresumed), "", "0", verdict(r.ValidPresumed == 0))
+	t.add("chaos", "valid IDs deleted by a lost-answer call, verified absent by a listing", itoa(r.Verified), "", "report", "")
 	t.add("chaos", "invalid IDs dead exactly once", fmt.Sprintf("%d of %d", r.InvalidDeadOnce, c.Invalid), "", "all", verdict(r.InvalidDeadOnce == c.Invalid))
 	t.add("chaos", "invalid IDs dead more than once / not dead", fmt.Sprintf("%d / %d", r.InvalidDeadMulti, r.InvalidNotDead), "", "0 / 0", verdict(r.InvalidDeadMulti == 0 && r.InvalidNotDead == 0))
-	t.add("chaos", "invalid IDs wrongly presumed deleted (reset race)", itoa(r.InvalidPresumed), "", "report", "")
+	t.add("chaos", "invalid IDs presumed deleted", itoa(r.InvalidPresumed), "", "0", verdict(r.InvalidPresumed == 0))
 	t.add("chaos", "IDs deleted twice at the fake", itoa(r.DeletedTwice), "", "0", verdict(r.DeletedTwice == 0))
-	t.add("chaos", "API calls in all; successful", fmt.Sprintf("%d; %d", r.TotalCalls, r.Calls["ok"]),
-		fmt.Sprintf("%.1f calls per 100 IDs", float64(r.TotalCalls)*100/float64(c.IDs)), "", "")
+	t.add("chaos", "API calls in all (deletes and reads); reads", fmt.Sprintf("%d; %d", r.TotalCalls, r.Reads),
+		fmt.Sprintf("%.2f calls per 100 IDs", float64(r.TotalCalls)*100/float64(c.IDs)), "≤ 5.7 per 100", verdict(float64(r.TotalCalls)*100/float64(c.IDs) <= 5.7))
+	t.add("chaos", "calls by endpoint", fmtCalls(r.Endpoints), "", "", "")
 	t.add("chaos", "repeat calls: IDs sent again after deletion (calls answering 500001)", itoa(r.RepeatDeletes),
 		fmt.Sprintf("%d calls answered 500001", r.Calls["500001"]), "", "")
 	t.add("chaos", "calls by outcome", fmtCalls(r.Calls), "", "", "")

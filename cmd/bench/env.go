@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -269,6 +270,8 @@ type fakeConfig struct {
 	QPS     int
 	Latency time.Duration
 	Invalid []string // "i:<n>" or "s:<text>"
+	// Inventory, when set, is the account the fake holds (inventory mode).
+	Inventory *fakeqianfan.Inventory
 }
 
 // fake is a running fake Qianfan child.
@@ -288,6 +291,17 @@ func (e *env) startFake(ctx context.Context, name string, c fakeConfig) (*fake, 
 			return nil, err
 		}
 		args = append(args, "-invalid-file", f)
+	}
+	if c.Inventory != nil {
+		f := filepath.Join(e.dir, name+"-inventory.json")
+		var b bytes.Buffer
+		if err := c.Inventory.WriteJSON(&b); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(f, b.Bytes(), 0o644); err != nil {
+			return nil, err
+		}
+		args = append(args, "-inventory", f)
 	}
 	lines := make(chan string, 4)
 	p, err := e.start(name, []string{roleEnv + "=" + roleFake}, lines, e.self, args...)

@@ -91,6 +91,7 @@ func runFake(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	maxIDs := fs.Int("max-ids", 0, "longest list accepted; 0 for no limit")
 	latency := fs.Duration("latency", 0, "latency of every call")
 	invalidFile := fs.String("invalid-file", "", "file of IDs that do not exist, one per line as i:<n> or s:<text>")
+	inventoryFile := fs.String("inventory", "", "JSON inventory the fake holds (inventory mode)")
 	if err := fs.Parse(args); err != nil {
 		return cli.Usage(err)
 	}
@@ -111,6 +112,17 @@ func runFake(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	cfg := fakeqianfan.Config{QPS: *qps, MaxIDs: *maxIDs, Faults: fakeqianfan.Faults{Latency: *latency}}
 	if len(invalid) > 0 {
 		cfg.Invalid = fakeqianfan.InvalidIDs(invalid...)
+	}
+	if *inventoryFile != "" {
+		f, err := os.Open(*inventoryFile)
+		if err != nil {
+			return err
+		}
+		cfg.Inventory, err = fakeqianfan.ReadInventory(f)
+		f.Close()
+		if err != nil {
+			return err
+		}
 	}
 	srv := fakeqianfan.New(cfg)
 	mux := http.NewServeMux()
@@ -201,7 +213,7 @@ func runBaselineWorker(ctx context.Context, role string, args []string, stderr i
 		if err := json.Unmarshal(t.Payload(), &p); err != nil {
 			return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 		}
-		_, err := tasks.QianfanDeleter{Client: qc}.BatchDelete(ctx, modelid.KindModel, []modelid.ID{p.ID})
+		_, err := tasks.QianfanDeleter{Client: qc}.Delete(ctx, modelid.KindModel, []modelid.ID{p.ID})
 		return err
 	})
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{Concurrency: *conc, LogLevel: asynq.WarnLevel, Queues: map[string]int{naiveQueue: 1}})

@@ -155,10 +155,10 @@ func TestVerifierSettlesOnceForEveryone(t *testing.T) {
 		t.Fatal(err)
 	}
 	lost := time.Now()
-	if err := inventory.Want(ctx, rdb, "t1", modelid.KindModel, []modelid.ID{modelid.IntID(m.ID)}); err != nil {
+	if err := inventory.NewStore(rdb).Want(ctx, "t1", modelid.KindModel, []modelid.ID{modelid.IntID(m.ID)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := inventory.Want(ctx, rdb, "t2", modelid.KindModel, []modelid.ID{modelid.StringID(b.inv.Models[4].IDStr)}); err != nil {
+	if err := inventory.NewStore(rdb).Want(ctx, "t2", modelid.KindModel, []modelid.ID{modelid.StringID(b.inv.Models[4].IDStr)}); err != nil {
 		t.Fatal(err)
 	}
 	reads := b.fake.Stats().Reads

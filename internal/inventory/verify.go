@@ -18,10 +18,9 @@ import (
 
 // More keys of the verification.
 const (
-	keyWanted   = "qfpurge:{inv}:wanted"   // "<form> <task ID>" scored by when it was wanted (unix ms)
-	keyLock     = "qfpurge:{inv}:lock"     // held by the worker taking a listing
-	keyHold     = "qfpurge:{inv}:hold"     // exists while a V1 listing wants no deletions under way
-	keyInflight = "qfpurge:{inv}:inflight" // task IDs with a delete call under way, scored by its start (unix ms)
+	keyWanted = "qfpurge:{inv}:wanted" // "<form> <task ID>" scored by when it was wanted (unix ms)
+	keyLock   = "qfpurge:{inv}:lock"   // held by the worker taking a listing
+	keyHold   = "qfpurge:{inv}:hold"   // exists while a V1 listing wants no deletions under way
 )
 
 // VerifierConfig configures a Verifier.
@@ -35,6 +34,10 @@ type VerifierConfig struct {
 	// Quiet reports whether no deletion work is waiting or running; nil
 	// counts as never quiet (only MaxWait triggers).
 	Quiet func(context.Context) bool
+	// CallsUnderWay counts delete calls begun since a time and not yet
+	// answered (ledger.CallsUnderWay); a V1 listing waits for them. nil
+	// counts none.
+	CallsUnderWay func(ctx context.Context, since time.Time) (int, error)
 	// Observe, when set, hears of every listing taken.
 	Observe func(forms []Form, took time.Duration, err error)
 	// Logger defaults to slog.Default().
@@ -71,7 +74,8 @@ func NewVerifier(rdb redis.UniversalClient, qc *qianfan.Client, cfg VerifierConf
 
 // Want asks for a listing that decides the IDs of kind k of task taskID,
 // taken after now.
-func Want(ctx context.Context, rdb redis.UniversalClient, taskID string, k modelid.Kind, ids []modelid.ID) error {
+func (st *Store) Want(ctx context.Context, taskID string, k modelid.Kind, ids []modelid.ID) error {
+	rdb := st.rdb
 	forms := map[Form]bool{}
 	for _, id := range ids {
 		forms[FormOf(k, id)] = true
@@ -88,8 +92,8 @@ func Want(ctx context.Context, rdb redis.UniversalClient, taskID string, k model
 }
 
 // Settled withdraws taskID's wants.
-func Settled(ctx context.Context, rdb redis.UniversalClient, taskID string, k modelid.Kind) error {
-	pipe := rdb.Pipeline()
+func (st *Store) Settled(ctx context.Context, taskID string, k modelid.Kind) error {
+	pipe := st.rdb.Pipeline()
 	for _, t := range []modelid.IDType{modelid.IDInt, modelid.IDString} {
 		pipe.ZRem(ctx, keyWanted, Form{k, t}.String()+" "+taskID)
 	}
@@ -97,21 +101,18 @@ func Settled(ctx context.Context, rdb redis.UniversalClient, taskID string, k mo
 	return err
 }
 
+// Hold asks the fleet to start no delete call for ttl (or until Release).
+func (st *Store) Hold(ctx context.Context, owner string, ttl time.Duration) error {
+	return st.rdb.Set(ctx, keyHold, owner, ttl).Err()
+}
+
+// Release ends a Hold.
+func (st *Store) Release(ctx context.Context) error { return st.rdb.Del(ctx, keyHold).Err() }
+
 // Held reports whether deletions should wait for a listing under way.
-func Held(ctx context.Context, rdb redis.UniversalClient) (bool, error) {
-	n, err := rdb.Exists(ctx, keyHold).Result()
+func (st *Store) Held(ctx context.Context) (bool, error) {
+	n, err := st.rdb.Exists(ctx, keyHold).Result()
 	return n > 0, err
-}
-
-// CallStarted and CallEnded tell the verifier which delete calls are under
-// way, so a V1 listing can wait for them.
-func CallStarted(ctx context.Context, rdb redis.UniversalClient, taskID string) error {
-	return rdb.ZAdd(ctx, keyInflight, redis.Z{Score: float64(time.Now().UnixMilli()), Member: taskID}).Err()
-}
-
-// CallEnded: see CallStarted.
-func CallEnded(ctx context.Context, rdb redis.UniversalClient, taskID string) error {
-	return rdb.ZRem(ctx, keyInflight, taskID).Err()
 }
 
 // Run takes wanted listings until ctx is done.
@@ -214,7 +215,7 @@ func (v *Verifier) list(ctx context.Context, forms map[Form]bool) (err error) {
 		if err := v.hold(ctx); err != nil {
 			return err
 		}
-		defer v.rdb.Del(context.WithoutCancel(ctx), keyHold)
+		defer v.store.Release(context.WithoutCancel(ctx))
 	}
 	v.cfg.Logger.Info("taking a listing to settle lost answers", "forms", fs)
 	s, err := Read(ctx, v.qc, src)
@@ -251,13 +252,15 @@ func (s *Snapshot) decides(f Form) bool {
 // calls under way to end. Entries older than 5 minutes are a crashed
 // worker's and do not count.
 func (v *Verifier) hold(ctx context.Context) error {
-	if err := v.rdb.Set(ctx, keyHold, v.id, time.Minute).Err(); err != nil {
+	if err := v.store.Hold(ctx, v.id, time.Minute); err != nil {
 		return err
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		since := strconv.FormatInt(time.Now().Add(-5*time.Minute).UnixMilli(), 10)
-		n, err := v.rdb.ZCount(ctx, keyInflight, since, "+inf").Result()
+		if v.cfg.CallsUnderWay == nil {
+			return nil
+		}
+		n, err := v.cfg.CallsUnderWay(ctx, time.Now().Add(-5*time.Minute))
 		if err != nil {
 			return err
 		}

@@ -2,139 +2,168 @@ package ledger
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/qfpurge/qfpurge/internal/modelid"
-	"github.com/qfpurge/qfpurge/internal/qianfan"
 )
 
-// Keys of the records about calls, by task ID.
+// Keys of the call records.
 const (
-	keyUncert   = "qfpurge:uncertain:"
-	keyRefuted  = "qfpurge:refuted:"
-	keyVerdict  = "qfpurge:verdict:"
-	keyInflight = "qfpurge:inflight:"
-	keyCleared  = "qfpurge:cleared:"
+	keyCall  = "qfpurge:call:" // + task ID: the one record of a batch's call
+	keyCalls = "qfpurge:calls" // task IDs whose call is under way, scored by its start (unix ms)
 )
 
-// MarkUncertain remembers that a call made by task taskID lost its answer.
-func (l *Ledger) MarkUncertain(ctx context.Context, taskID string) error {
-	return l.rdb.Set(ctx, keyUncert+taskID, 1, l.cfg.TTL).Err()
+// CallState is where a batch's call stands.
+type CallState string
+
+// The call states. A record is deleted once its batch's outcome is written.
+const (
+	// CallUnderWay: written ahead of the call. Found by a later execution, it
+	// means the execution that wrote it died during the call: its answer is
+	// lost.
+	CallUnderWay CallState = "calling"
+	// CallAnswered: the call ended without an outcome for the batch yet
+	// (a retry follows).
+	CallAnswered CallState = "answered"
+	// CallInDoubt: the batch was rejected after a lost answer; it waits for a
+	// listing to tell which of its IDs the lost call deleted.
+	CallInDoubt CallState = "doubt"
+)
+
+// Call is the one record of a batch task's call (or calls, across retries).
+type Call struct {
+	State CallState
+	// Lost is when an answer of this batch was first lost (zero: never). A
+	// lost call may have deleted the IDs.
+	Lost time.Time
+	// Code, Message and LogID are the last rejection's, kept for the dead
+	// letters a verification may write.
+	Code    int
+	Message string
+	LogID   string
+	// Present holds IDs a detail call showed to exist before the first call.
+	Present []modelid.ID
 }
 
-// BeginCall marks a call of taskID as under way. A mark left by an earlier
-// execution means that execution died (or was stopped) during its call:
-// the call is then recorded as uncertain.
-func (l *Ledger) BeginCall(ctx context.Context, taskID string) error {
-	ok, err := l.rdb.SetNX(ctx, keyInflight+taskID, 1, l.cfg.TTL).Result()
+// Doubted reports whether an answer of this batch was ever lost.
+func (c Call) Doubted() bool { return !c.Lost.IsZero() }
+
+// Call returns taskID's call record (the zero Call when there is none).
+func (l *Ledger) Call(ctx context.Context, taskID string) (Call, error) {
+	m, err := l.rdb.HGetAll(ctx, keyCall+taskID).Result()
 	if err != nil {
-		return fmt.Errorf("ledger: %w", err)
+		return Call{}, fmt.Errorf("ledger: read call: %w", err)
 	}
-	if !ok {
-		return l.MarkUncertain(ctx, taskID)
+	return callFrom(m), nil
+}
+
+func callFrom(m map[string]string) Call {
+	c := Call{State: CallState(m["state"]), Message: m["msg"], LogID: m["log_id"]}
+	c.Code, _ = strconv.Atoi(m["code"])
+	if ms, err := strconv.ParseInt(m["lost"], 10, 64); err == nil && ms > 0 {
+		c.Lost = time.UnixMilli(ms)
+	}
+	for s := range strings.SplitSeq(m["present"], "\n") {
+		if t, v, ok := strings.Cut(s, ":"); ok {
+			if id, err := modelid.ParseID(v, t == string(modelid.IDString)); err == nil {
+				c.Present = append(c.Present, id)
+			}
+		}
+	}
+	return c
+}
+
+// beginScript marks a call under way; a mark already there is a call whose
+// execution died, so its answer is lost. It returns the record as it stands.
+var beginScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'state') == 'calling' and redis.call('HEXISTS', KEYS[1], 'lost') == 0 then
+  redis.call('HSET', KEYS[1], 'lost', ARGV[1])
+end
+redis.call('HSET', KEYS[1], 'state', 'calling')
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return redis.call('HGETALL', KEYS[1])
+`)
+
+// BeginCall writes the call ahead: if this process dies during the call, the
+// next execution finds the mark and counts the call's answer as lost. It
+// returns the record (Lost set when an earlier execution died mid-call).
+func (l *Ledger) BeginCall(ctx context.Context, taskID string) (Call, error) {
+	now := time.Now()
+	res, err := beginScript.Run(ctx, l.rdb, []string{keyCall + taskID}, now.UnixMilli(), l.cfg.TTL.Milliseconds()).StringSlice()
+	if err != nil {
+		return Call{}, fmt.Errorf("ledger: begin call: %w", err)
+	}
+	m := map[string]string{}
+	for i := 0; i+1 < len(res); i += 2 {
+		m[res[i]] = res[i+1]
+	}
+	if err := l.rdb.ZAdd(ctx, keyCalls, redis.Z{Score: float64(now.UnixMilli()), Member: taskID}).Err(); err != nil {
+		return Call{}, fmt.Errorf("ledger: begin call: %w", err)
+	}
+	return callFrom(m), nil
+}
+
+// Answered records that the call ended without an outcome for the batch;
+// lost says its answer was lost (the first loss is kept).
+func (l *Ledger) Answered(ctx context.Context, taskID string, lost bool) error {
+	return l.update(ctx, taskID, CallAnswered, lost, nil)
+}
+
+// InDoubt records a rejection after a lost answer (lost, when this call's
+// own answer was lost too) with the rejection's code, message and log_id.
+func (l *Ledger) InDoubt(ctx context.Context, taskID string, lost bool, code int, msg, logID string) error {
+	return l.update(ctx, taskID, CallInDoubt, lost, []any{"code", code, "msg", msg, "log_id", logID})
+}
+
+func (l *Ledger) update(ctx context.Context, taskID string, st CallState, lost bool, extra []any) error {
+	key := keyCall + taskID
+	pipe := l.rdb.TxPipeline()
+	pipe.HSet(ctx, key, append([]any{"state", string(st)}, extra...)...)
+	if lost {
+		pipe.HSetNX(ctx, key, "lost", time.Now().UnixMilli())
+	}
+	pipe.PExpire(ctx, key, l.cfg.TTL)
+	pipe.ZRem(ctx, keyCalls, taskID)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("ledger: record call: %w", err)
 	}
 	return nil
 }
 
-// EndCall clears the mark once the call's answer has been acted on.
-func (l *Ledger) EndCall(ctx context.Context, taskID string) {
-	l.rdb.Del(ctx, keyInflight+taskID)
-}
-
-// Clear records that ids, descended from the rejected batch suspect, were
-// deleted. No-op when suspect is empty.
-func (l *Ledger) Clear(ctx context.Context, suspect string, ids []modelid.ID) error {
-	if suspect == "" || len(ids) == 0 {
-		return nil
-	}
-	members := make([]any, len(ids))
+// NotePresent records IDs a detail call showed to exist before the batch's
+// first call.
+func (l *Ledger) NotePresent(ctx context.Context, taskID string, ids []modelid.ID) error {
+	parts := make([]string, len(ids))
 	for i, id := range ids {
-		members[i] = string(id.Type()) + ":" + id.String()
+		parts[i] = string(id.Type()) + ":" + id.String()
 	}
 	pipe := l.rdb.TxPipeline()
-	pipe.SAdd(ctx, keyCleared+suspect, members...)
-	pipe.Expire(ctx, keyCleared+suspect, l.cfg.TTL)
+	pipe.HSet(ctx, keyCall+taskID, "present", strings.Join(parts, "\n"))
+	pipe.PExpire(ctx, keyCall+taskID, l.cfg.TTL)
 	_, err := pipe.Exec(ctx)
 	return err
 }
 
-// Cleared counts the IDs of the rejected batch suspect deleted since.
-func (l *Ledger) Cleared(ctx context.Context, suspect string) (int, error) {
-	n, err := l.rdb.SCard(ctx, keyCleared+suspect).Result()
-	return int(n), err
-}
-
-// Uncertain reports whether a call of taskID ever lost its answer.
-func (l *Ledger) Uncertain(ctx context.Context, taskID string) (bool, error) {
-	n, err := l.rdb.Exists(ctx, keyUncert+taskID).Result()
-	return n > 0, err
-}
-
-// Refute records that the lost-answer calls of these tasks did not delete
-// their IDs: a later call deleted some of the same IDs, which could not have
-// happened had the earlier call succeeded (Qianfan rejects a list holding a
-// missing ID as a whole).
-func (l *Ledger) Refute(ctx context.Context, taskIDs []string) error {
-	if len(taskIDs) == 0 {
-		return nil
-	}
-	pipe := l.rdb.Pipeline()
-	for _, id := range taskIDs {
-		pipe.Set(ctx, keyRefuted+id, 1, l.cfg.TTL)
-	}
+// EndCall drops the record once the batch's outcome is written.
+func (l *Ledger) EndCall(ctx context.Context, taskID string) error {
+	pipe := l.rdb.TxPipeline()
+	pipe.Del(ctx, keyCall+taskID)
+	pipe.ZRem(ctx, keyCalls, taskID)
 	_, err := pipe.Exec(ctx)
 	return err
 }
 
-// Unrefuted returns those of taskIDs whose lost-answer call may still have
-// deleted its IDs.
-func (l *Ledger) Unrefuted(ctx context.Context, taskIDs []string) ([]string, error) {
-	if len(taskIDs) == 0 {
-		return nil, nil
-	}
-	pipe := l.rdb.Pipeline()
-	cmds := make([]*redis.IntCmd, len(taskIDs))
-	for i, id := range taskIDs {
-		cmds[i] = pipe.Exists(ctx, keyRefuted+id)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, err
-	}
-	var out []string
-	for i, c := range cmds {
-		if c.Val() == 0 {
-			out = append(out, taskIDs[i])
-		}
-	}
-	return out, nil
-}
-
-// DeferVerdict records that task taskID (one ID) answered qe after a lost
-// answer and its verdict waits; it returns how many times it has waited.
-func (l *Ledger) DeferVerdict(ctx context.Context, taskID string, qe *qianfan.Error) (int, error) {
-	key := keyVerdict + taskID
-	pipe := l.rdb.TxPipeline()
-	if qe != nil {
-		pipe.HSet(ctx, key, "code", qe.Code, "msg", qe.Message, "log_id", qe.LogID)
-	}
-	n := pipe.HIncrBy(ctx, key, "n", 1)
-	pipe.Expire(ctx, key, l.cfg.TTL)
-	if _, err := pipe.Exec(ctx); err != nil {
+// CallsUnderWay counts calls begun since since and not yet answered.
+func (l *Ledger) CallsUnderWay(ctx context.Context, since time.Time) (int, error) {
+	n, err := l.rdb.ZCount(ctx, keyCalls, strconv.FormatInt(since.UnixMilli(), 10), "+inf").Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return 0, fmt.Errorf("ledger: %w", err)
 	}
-	return int(n.Val()), nil
-}
-
-// PendingVerdict returns the answer a deferred task got, or nil.
-func (l *Ledger) PendingVerdict(ctx context.Context, taskID string) (*qianfan.Error, error) {
-	m, err := l.rdb.HGetAll(ctx, keyVerdict+taskID).Result()
-	if err != nil || len(m) == 0 {
-		return nil, err
-	}
-	qe := &qianfan.Error{Message: m["msg"], LogID: m["log_id"]}
-	qe.Code, _ = strconv.Atoi(m["code"])
-	return qe, nil
+	return int(n), nil
 }

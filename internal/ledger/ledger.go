@@ -73,7 +73,12 @@ type Record struct {
 	Code    int          `json:"code,omitempty"`
 	Message string       `json:"message,omitempty"`
 	TaskID  string       `json:"task_id,omitempty"`
-	At      time.Time    `json:"at"`
+	// Verified is when a listing showed the ID absent, for deletions whose
+	// answer was lost.
+	Verified time.Time `json:"verified,omitzero"`
+	// Run is the rule run that planned the deletion, if any.
+	Run string    `json:"run,omitempty"`
+	At  time.Time `json:"at"`
 }
 
 // Lookup returns the record of one ID; ok is false when none is kept.
@@ -104,8 +109,11 @@ func (l *Ledger) LookupMany(ctx context.Context, k modelid.Kind, ids []modelid.I
 }
 
 func recordFrom(k modelid.Kind, id modelid.ID, m map[string]string) Record {
-	r := Record{Kind: k, ID: id, State: State(m["state"]), LogID: m["log_id"], Message: m["msg"], TaskID: m["task"]}
+	r := Record{Kind: k, ID: id, State: State(m["state"]), LogID: m["log_id"], Message: m["msg"], TaskID: m["task"], Run: m["run"]}
 	r.Code, _ = strconv.Atoi(m["code"])
+	if ms, err := strconv.ParseInt(m["verified"], 10, 64); err == nil && ms > 0 {
+		r.Verified = time.UnixMilli(ms).UTC()
+	}
 	if sec, err := strconv.ParseInt(m["at"], 10, 64); err == nil {
 		r.At = time.Unix(sec, 0).UTC()
 	}
@@ -160,7 +168,11 @@ type Outcome struct {
 	Message  string
 	TaskID   string
 	Attempts int
-	At       time.Time
+	// Verified: see Record.Verified.
+	Verified time.Time
+	// Run: see Record.Run.
+	Run string
+	At  time.Time
 }
 
 func (o Outcome) entry() deadletter.Entry {
@@ -196,8 +208,15 @@ func (l *Ledger) Write(ctx context.Context, outs []Outcome) ([]Outcome, error) {
 		if o.At.IsZero() {
 			o.At = time.Now()
 		}
-		pipe.HSet(ctx, keys[i], "state", string(o.State), "log_id", o.LogID, "code", o.Code, "msg", o.Message,
-			"task", o.TaskID, "at", o.At.Unix())
+		fields := []any{"state", string(o.State), "log_id", o.LogID, "code", o.Code, "msg", o.Message, "task", o.TaskID, "at", o.At.Unix()}
+		if !o.Verified.IsZero() {
+			fields = append(fields, "verified", o.Verified.UnixMilli())
+		}
+		if o.Run != "" {
+			fields = append(fields, "run", o.Run)
+		}
+		pipe.Del(ctx, keys[i])
+		pipe.HSet(ctx, keys[i], fields...)
 		pipe.Expire(ctx, keys[i], l.cfg.TTL)
 		e := o.entry()
 		if o.State == StateDead {
@@ -205,6 +224,12 @@ func (l *Ledger) Write(ctx context.Context, outs []Outcome) ([]Outcome, error) {
 		}
 		f := e.Fields()
 		f["outcome"] = string(o.State)
+		if !o.Verified.IsZero() {
+			f["verified_at"] = o.Verified.UTC().Format(time.RFC3339)
+		}
+		if o.Run != "" {
+			f["run"] = o.Run
+		}
 		ev := &redis.XAddArgs{Stream: EventStream, Values: f}
 		if l.cfg.EventsMaxLen > 0 {
 			ev.MaxLen, ev.Approx = l.cfg.EventsMaxLen, true

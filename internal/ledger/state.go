@@ -10,14 +10,22 @@ const (
 	StatePending State = "pending"
 	// StateDeleted: a call that deleted it answered success.
 	StateDeleted State = "deleted"
-	// StatePresumed: an earlier call's lost answer most likely deleted it.
+	// StatePresumed: a call's answer was lost and no listing can tell
+	// whether it deleted the ID (an int version ID whose string form no
+	// listing has shown); counted apart from verified deletions.
 	StatePresumed State = "presumed"
+	// StateProtected: a deletion planned by a rule was skipped because a
+	// service uses the ID.
+	StateProtected State = "protected"
 	// StateDead: dead-lettered; see package deadletter.
 	StateDead State = "dead"
 )
 
 // Gone reports whether the ID needs no further call.
 func (s State) Gone() bool { return s == StateDeleted || s == StatePresumed }
+
+// Final reports whether the ID's handling has ended (no batch holds it).
+func (s State) Final() bool { return s.Gone() || s == StateDead || s == StateProtected }
 
 // CanBecome reports whether a record in state s may be overwritten with
 // next. Deleted is final; presumed may only be confirmed as deleted; dead and

@@ -32,8 +32,8 @@ func FormatPayload(taskType string, payload []byte) string {
 	if p.Parent != "" {
 		parts = append(parts, fmt.Sprintf("split from %s (%s)", p.Parent, p.Split))
 	}
-	if len(p.Uncertain) > 0 {
-		parts = append(parts, "after lost-answer calls: "+strings.Join(p.Uncertain, ", "))
+	if p.Run != "" {
+		parts = append(parts, fmt.Sprintf("planned by rule %s (run %s)", p.Rule, p.Run))
 	}
 	if len(p.Rejected) > 0 {
 		parts = append(parts, fmt.Sprintf("%d unreadable jobs", len(p.Rejected)))
@@ -45,7 +45,9 @@ func FormatPayload(taskType string, payload []byte) string {
 type result struct {
 	Kind           modelid.Kind `json:"kind"`
 	Deleted        []modelid.ID `json:"deleted"`
+	Verified       []modelid.ID `json:"verified_deleted"`
 	AlreadyDeleted []modelid.ID `json:"already_deleted"`
+	Protected      []modelid.ID `json:"protected"`
 	Presumed       []modelid.ID `json:"presumed_deleted"`
 	Dead           []modelid.ID `json:"dead"`
 	SplitInto      []string     `json:"split_into"`
@@ -73,7 +75,9 @@ func FormatResult(taskType string, res []byte) string {
 		}
 	}
 	add("deleted", r.Deleted)
+	add("deleted (verified by a listing after a lost answer)", r.Verified)
 	add("already deleted", r.AlreadyDeleted)
+	add("protected (used by a service)", r.Protected)
 	add("presumed deleted", r.Presumed)
 	add("dead", r.Dead)
 	if len(r.SplitInto) > 0 {

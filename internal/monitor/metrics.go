@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/qfpurge/qfpurge/internal/deadletter"
+	"github.com/qfpurge/qfpurge/internal/inventory"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/tasks"
@@ -29,6 +30,8 @@ type Metrics struct {
 	splits    *prometheus.CounterVec
 	retries   *prometheus.CounterVec
 	waits     prometheus.Histogram
+	listings  *prometheus.CounterVec
+	listTime  prometheus.Histogram
 }
 
 var _ tasks.Observer = (*Metrics)(nil)
@@ -44,11 +47,11 @@ func NewMetrics(rdb redis.UniversalClient, insp *asynq.Inspector, log *slog.Logg
 		reg: prometheus.NewRegistry(),
 		ids: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "qfpurge_ids_total",
-			Help: "IDs that reached an end state, by kind, ID type and state (deleted, presumed, dead).",
+			Help: "IDs that reached an end state, by kind, ID type and state (deleted, presumed, dead, protected).",
 		}, []string{"kind", "id_type", "state"}),
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "qfpurge_api_calls_total",
-			Help: `batchDelete calls (each with the client's own retries), by kind, ID type and outcome: "ok", the error_code, "http_<status>" or the error class.`,
+			Help: `Delete calls (each with the client's own retries) and the detail calls before a small batch's first call, by kind, ID type and outcome: "ok", the error code, "http_<status>", the error class, or "describe:<outcome>".`,
 		}, []string{"kind", "id_type", "outcome"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "qfpurge_api_call_duration_seconds",
@@ -62,11 +65,11 @@ func NewMetrics(rdb redis.UniversalClient, insp *asynq.Inspector, log *slog.Logg
 		}, []string{"kind"}),
 		splits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "qfpurge_batch_splits_total",
-			Help: `Batches split, by kind and reason: "bisect" (rejected with 500001) or "oversize".`,
+			Help: `Batches split, by kind and reason: "bisect" (rejected with 500001), "oversize", "again" (still present after a lost answer) or "recheck" (absent, never shown to exist).`,
 		}, []string{"kind", "reason"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "qfpurge_batch_retries_total",
-			Help: `Batches handed back to Asynq for a retry, by kind and reason: "transient", "throttled" or "unknown".`,
+			Help: `Batches handed back to Asynq, by kind and reason: "transient", "throttled", "unknown", "gone", "verify" (waiting for a listing after a lost answer) or "hold".`,
 		}, []string{"kind", "reason"}),
 		waits: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "qfpurge_fleet_limiter_wait_seconds",
@@ -74,7 +77,16 @@ func NewMetrics(rdb redis.UniversalClient, insp *asynq.Inspector, log *slog.Logg
 			Buckets: []float64{0, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
 		}),
 	}
-	m.reg.MustRegister(m.ids, m.calls, m.latency, m.batchSize, m.splits, m.retries, m.waits,
+	m.listings = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "qfpurge_verification_listings_total",
+		Help: `Complete listings taken to settle lost answers, by result ("ok" or "failed").`,
+	}, []string{"result"})
+	m.listTime = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "qfpurge_verification_listing_seconds",
+		Help:    "Time one verification listing took.",
+		Buckets: []float64{0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600},
+	})
+	m.reg.MustRegister(m.ids, m.calls, m.latency, m.batchSize, m.splits, m.retries, m.waits, m.listings, m.listTime,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if rdb != nil {
 		m.reg.MustRegister(deadLetterCollector{rdb: rdb, log: log})
@@ -83,6 +95,16 @@ func NewMetrics(rdb redis.UniversalClient, insp *asynq.Inspector, log *slog.Logg
 		m.reg.MustRegister(&queueCollector{inner: metrics.NewQueueMetricsCollector(insp), insp: insp, log: log})
 	}
 	return m
+}
+
+// Listing records a verification listing (inventory.VerifierConfig.Observe).
+func (m *Metrics) Listing(_ []inventory.Form, took time.Duration, err error) {
+	result := "ok"
+	if err != nil {
+		result = "failed"
+	}
+	m.listings.WithLabelValues(result).Inc()
+	m.listTime.Observe(took.Seconds())
 }
 
 // Registry is the private registry /metrics serves.

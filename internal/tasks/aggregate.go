@@ -1,13 +1,11 @@
 package tasks
 
 import (
-	"context"
 	"log/slog"
 
 	"github.com/hibiken/asynq"
 
 	"github.com/qfpurge/qfpurge/internal/modelid"
-	"github.com/qfpurge/qfpurge/internal/qianfan"
 )
 
 // Aggregator merges a group's small jobs into one batch task. It never
@@ -77,32 +75,4 @@ func (a *Aggregator) fallback(ts []*asynq.Task, k modelid.Kind) *asynq.Task {
 		return asynq.NewTask(TypeDeleteBatch, []byte(`{"kind":"model","model_ids":[]}`))
 	}
 	return t
-}
-
-// QianfanDeleter adapts *qianfan.Client to Deleter.
-type QianfanDeleter struct{ Client *qianfan.Client }
-
-// BatchDelete calls the endpoint for k with ids.
-func (d QianfanDeleter) BatchDelete(ctx context.Context, k modelid.Kind, ids []modelid.ID) (qianfan.Result, error) {
-	list := ToQianfan(ids)
-	if k == modelid.KindVersion {
-		return d.Client.BatchDeleteModelVersions(ctx, list)
-	}
-	return d.Client.BatchDeleteModels(ctx, list)
-}
-
-// ToQianfan converts IDs of one type to the client's list type.
-func ToQianfan(ids []modelid.ID) qianfan.IDs {
-	if len(ids) > 0 && ids[0].Type() == modelid.IDString {
-		out := make(qianfan.StringIDs, len(ids))
-		for i, id := range ids {
-			out[i] = id.String()
-		}
-		return out
-	}
-	out := make(qianfan.IntIDs, len(ids))
-	for i, id := range ids {
-		out[i], _ = id.Int()
-	}
-	return out
 }

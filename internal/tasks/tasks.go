@@ -11,9 +11,9 @@
 //     directly, so bulk purges skip aggregation; bisection and oversize splits
 //     enqueue them too.
 //
-// Both types are handled by the same handler: a batch holding one kind and one
-// ID type, and no more than the batch size, is deleted with one API call;
-// anything else is first split into such batches.
+// Both types are handled by the same Handler: a batch holding one kind and
+// one ID type, and no more than the batch size, is deleted with one API call
+// per execution; anything else is first split into such batches.
 package tasks
 
 import (
@@ -49,17 +49,13 @@ const DefaultBatchSize = 100
 type Payload struct {
 	Kind modelid.Kind `json:"kind"`
 	IDs  []modelid.ID `json:"model_ids"`
-	// Uncertain lists batches (task IDs) whose calls covered these IDs and
-	// lost their answer: such a call may have deleted them. See Handler.
-	Uncertain []string `json:"uncertain,omitempty"`
-	// Suspect is the nearest ancestor batch that was rejected with 500001
-	// while no lost answer could explain it, and SuspectSize its number of
-	// IDs: it held a bad ID then. See Handler.
-	Suspect     string `json:"suspect,omitempty"`
-	SuspectSize int    `json:"suspect_size,omitempty"`
 	// Parent is the task this batch was split from, and Split says why.
 	Parent string `json:"parent,omitempty"`
 	Split  string `json:"split,omitempty"`
+	// Run and Rule name the rule run that planned these deletions; such
+	// IDs are checked for services using them right before the call.
+	Run  string `json:"run,omitempty"`
+	Rule string `json:"rule,omitempty"`
 	// Rejected holds payloads the aggregator could not read; the handler
 	// dead-letters them so nothing is dropped silently.
 	Rejected []string `json:"rejected,omitempty"`

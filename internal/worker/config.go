@@ -54,8 +54,10 @@ type Config struct {
 	// EventsMaxLen caps the event stream approximately; negative for none.
 	// Defaults to 100,000.
 	EventsMaxLen int64
-	// VerdictWait: see tasks.HandlerConfig. Defaults to 10s.
-	VerdictWait time.Duration
+	// VerifyWait is the longest a batch rejected after a lost answer waits
+	// for the queue to go quiet before a listing is taken anyway (see
+	// inventory.Verifier). Defaults to 2 minutes.
+	VerifyWait time.Duration
 	// ShutdownTimeout is how long running batches may finish on Shutdown.
 	// Defaults to 30s.
 	ShutdownTimeout time.Duration
@@ -144,7 +146,7 @@ func (c Config) withDefaults() Config {
 	pos(&c.BatchMaxWait, 10*time.Second)
 	pos(&c.Retention, 7*24*time.Hour)
 	pos(&c.LedgerTTL, 30*24*time.Hour)
-	pos(&c.VerdictWait, 10*time.Second)
+	pos(&c.VerifyWait, 2*time.Minute)
 	pos(&c.ShutdownTimeout, 30*time.Second)
 	pos(&c.SweepInterval, 30*time.Second)
 	pos(&c.ScheduleSync, 30*time.Second)
@@ -185,7 +187,7 @@ func (c Config) Validate() error {
 		add("--max-retry %d must not be negative", c.MaxRetry)
 	}
 	for name, d := range map[string]time.Duration{
-		"--retention": c.Retention, "--ledger-ttl": c.LedgerTTL, "--verdict-wait": c.VerdictWait,
+		"--retention": c.Retention, "--ledger-ttl": c.LedgerTTL, "--verify-wait": c.VerifyWait,
 		"--shutdown-timeout": c.ShutdownTimeout, "--sweep-interval": c.SweepInterval, "--schedule-sync": c.ScheduleSync,
 	} {
 		if d < 0 {
@@ -235,7 +237,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("retention", c.Retention),
 		slog.Duration("ledger_ttl", c.LedgerTTL),
 		slog.Int64("events_max_len", c.EventsMaxLen),
-		slog.Duration("verdict_wait", c.VerdictWait),
+		slog.Duration("verify_wait", c.VerifyWait),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
 		slog.Duration("sweep_interval", c.SweepInterval),
 		slog.Any("monitor", c.Monitor),

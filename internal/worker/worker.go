@@ -29,6 +29,7 @@ import (
 	"github.com/qfpurge/qfpurge/internal/enqueue"
 	"github.com/qfpurge/qfpurge/internal/fleetlimit"
 	"github.com/qfpurge/qfpurge/internal/httpapi"
+	"github.com/qfpurge/qfpurge/internal/inventory"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/monitor"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
@@ -53,6 +54,8 @@ type Worker struct {
 	apiLn net.Listener
 	sched *schedule.Scheduler
 
+	verifier *inventory.Verifier
+
 	stopSweep context.CancelFunc
 	bg        sync.WaitGroup
 }
@@ -73,8 +76,16 @@ func New(rdb redis.UniversalClient, cfg Config) (*Worker, error) {
 	}
 	opts := tasks.Options{MaxRetry: cfg.MaxRetry, Retention: cfg.Retention}
 	w.ledger = ledger.New(rdb, ledger.Config{TTL: cfg.LedgerTTL, EventsMaxLen: cfg.EventsMaxLen, Logger: w.log})
-	handler := tasks.NewHandler(tasks.QianfanDeleter{Client: qc}, asynq.NewClientFromRedisClient(rdb), w.ledger,
-		tasks.HandlerConfig{BatchSize: cfg.BatchSize, Options: opts, Logger: w.log, VerdictWait: cfg.VerdictWait, Observer: w.metrics})
+	w.verifier = inventory.NewVerifier(rdb, qc, inventory.VerifierConfig{
+		MaxWait:       cfg.VerifyWait,
+		Quiet:         w.quiet,
+		CallsUnderWay: w.ledger.CallsUnderWay,
+		Observe:       w.metrics.Listing,
+		Logger:        w.log.With("component", "verifier"),
+	})
+	handler := tasks.NewHandler(tasks.QianfanDeleter{Client: qc}, asynq.NewClientFromRedisClient(rdb), w.ledger, inventory.NewStore(rdb),
+		tasks.HandlerConfig{BatchSize: cfg.BatchSize, Options: opts, Logger: w.log, Observer: w.metrics,
+			Guard: inventory.NewGuard(rdb, qc, 0)})
 	w.prod, err = enqueue.New(rdb, enqueue.Config{BatchSize: cfg.BatchSize, MaxRetry: cfg.MaxRetry, Retention: cfg.Retention})
 	if err != nil {
 		return nil, err
@@ -177,6 +188,7 @@ func (w *Worker) Start() (err error) {
 	sweepCtx, stop := context.WithCancel(context.Background())
 	w.stopSweep = stop
 	w.bg.Go(func() { runSweeper(sweepCtx, w.rdb, w.ledger, w.cfg.SweepInterval, w.log.With("component", "sweeper")) })
+	w.bg.Go(func() { w.verifier.Run(sweepCtx) })
 	if w.mon != nil {
 		w.mon.Serve()
 	}
@@ -190,6 +202,17 @@ func (w *Worker) Start() (err error) {
 	}
 	w.log.Info("qfpurge worker running", "queue", asynqlayout.Queue)
 	return nil
+}
+
+// quiet reports whether no deletion waits or runs: then a wanted listing is
+// taken at once, since no deletion will move it.
+func (w *Worker) quiet(ctx context.Context) bool {
+	q, err := w.insp.GetQueueInfo(asynqlayout.Queue)
+	if err != nil || q.Pending+q.Active+q.Aggregating > 0 {
+		return false
+	}
+	n, err := w.ledger.CallsUnderWay(ctx, time.Now().Add(-5*time.Minute))
+	return err == nil && n == 0
 }
 
 // listen binds the monitor and API addresses without serving yet.

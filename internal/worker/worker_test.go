@@ -36,22 +36,41 @@ func TestPipeline1000IDs(t *testing.T) {
 		t.Skip("end to end: about 10 s")
 	}
 	t.Parallel()
-	ids, invalid := workertest.IDs(1000)
 	for _, tt := range []struct {
 		name   string
 		faults fakeqianfan.Faults
 	}{
 		{"20% transient faults", fakeqianfan.Faults{Rate503: 0.08, Rate336100: 0.06, Rate500000: 0.06, Seed: 1}},
 		{"20% dropped responses", fakeqianfan.Faults{RateDropAfterDelete: 0.2, Seed: 2}},
+		{"10% dropped and 10% reset", fakeqianfan.Faults{RateDropAfterDelete: 0.1, RateReset: 0.1, Seed: 5}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			e := workertest.New(t, fakeqianfan.Config{Invalid: fakeqianfan.InvalidIDs(workertest.FakeIDs(invalid)...), Faults: tt.faults})
+			fc, ids, invalid := workertest.Account(1000, 500)
+			fc.Faults = tt.faults
+			e := workertest.New(t, fc)
 			e.EnqueueMixed(t, ids)
 			e.Start(t)
 			e.WaitSettled(t, ids, 3*time.Minute)
 			e.CheckOutcomes(t, ids, invalid)
-			t.Logf("fake stats: %+v", e.Fake.Stats())
+			recs, err := ledger.New(e.RDB, ledger.Config{}).LookupMany(context.Background(), modelid.KindModel, ids)
+			if err != nil {
+				t.Fatal(err)
+			}
+			verified := 0
+			for _, r := range recs {
+				if r.State == ledger.StatePresumed {
+					t.Errorf("ID %s presumed deleted: %s", r.ID, r.Message)
+				}
+				if !r.Verified.IsZero() {
+					verified++
+				}
+			}
+			st := e.Fake.Stats()
+			if tt.faults.RateDropAfterDelete > 0 && verified == 0 {
+				t.Errorf("no deletion was verified by a listing, though answers were dropped (%v)", st.Calls)
+			}
+			t.Logf("%d deletions verified by a listing; fake: %d reads, %d deletes, calls %v", verified, st.Reads, st.Deletes, st.Calls)
 		})
 	}
 }

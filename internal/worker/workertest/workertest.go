@@ -68,7 +68,7 @@ func (e *Env) Config() worker.Config {
 		BaseURL:         e.URL,
 		BatchWait:       time.Second,
 		BatchMaxWait:    2 * time.Second,
-		VerdictWait:     time.Second,
+		VerifyWait:      5 * time.Second,
 		SweepInterval:   2 * time.Second,
 		ShutdownTimeout: 5 * time.Second,
 	}
@@ -86,7 +86,7 @@ func (e *Env) Environ() []string {
 
 // FastFlags are the command-line form of Config's test settings.
 var FastFlags = []string{"--batch-wait", "1s", "--batch-max-wait", "2s", "--qps", "0",
-	"--verdict-wait", "1s", "--sweep-interval", "2s", "--shutdown-timeout", "5s", "--log-level", "warn",
+	"--verify-wait", "5s", "--sweep-interval", "2s", "--shutdown-timeout", "5s", "--log-level", "warn",
 	"--monitor-addr", ""}
 
 // Start runs a worker on Env in this process until the test ends; mutate
@@ -131,6 +131,33 @@ func IDs(n int) (all, invalid []modelid.ID) {
 		}
 	}
 	return all, invalid
+}
+
+// Account is a fake Qianfan account holding n models to purge and extra
+// models more that stay, one version each, and the IDs to purge: the n
+// models, 60% by int ID and 40% by string ID, with five of them replaced by
+// IDs the account never held (the invalid ones). Pass cfg to New.
+func Account(n, extra int) (cfg fakeqianfan.Config, ids, invalid []modelid.ID) {
+	inv := fakeqianfan.NewInventory(fakeqianfan.Generate{Models: n + extra, Versions: 1, Seed: 42}, time.Now())
+	for i, m := range inv.Models[:n] {
+		if i%5 < 3 {
+			ids = append(ids, modelid.IntID(m.ID))
+		} else {
+			ids = append(ids, modelid.StringID(m.IDStr))
+		}
+	}
+	for k, i := range []int{13, 300, 555, 704, 999} {
+		if i > n {
+			continue
+		}
+		bad := modelid.IntID(int64(90_000_000 + k))
+		if k%2 == 1 {
+			bad = modelid.StringID(fmt.Sprintf("am-never%05d", k))
+		}
+		ids[i-1] = bad
+		invalid = append(invalid, bad)
+	}
+	return fakeqianfan.Config{Inventory: inv}, ids, invalid
 }
 
 // FakeID is id as the fake's Config.Invalid and DeleteCount take it.

@@ -1,0 +1,160 @@
+package tasks
+
+import (
+	"slices"
+	"strconv"
+
+	"github.com/qfpurge/qfpurge/internal/inventory"
+	"github.com/qfpurge/qfpurge/internal/ledger"
+	"github.com/qfpurge/qfpurge/internal/modelid"
+	"github.com/qfpurge/qfpurge/internal/qianfan"
+)
+
+// Action is what the queue does with a batch.
+type Action int
+
+// The actions Decide chooses from.
+const (
+	ActDelete     Action = iota + 1 // the call deleted the batch: record it
+	ActRetry                        // hand back to Asynq; uses up a retry
+	ActThrottle                     // hand back to Asynq later; uses no retry
+	ActBisect                       // split in two and enqueue the halves
+	ActDeadLetter                   // dead-letter every ID of the batch
+	ActVerify                       // rejected after a lost answer: wait for a listing
+	ActWait                         // waiting for a listing, none newer yet
+	ActSettle                       // a listing answered: settle each ID
+	ActHold                         // a listing holds deletions: wait without calling
+)
+
+func (a Action) String() string {
+	switch a {
+	case ActDelete:
+		return "delete"
+	case ActRetry:
+		return "retry"
+	case ActThrottle:
+		return "throttle"
+	case ActBisect:
+		return "bisect"
+	case ActDeadLetter:
+		return "dead-letter"
+	case ActVerify:
+		return "verify"
+	case ActWait:
+		return "wait"
+	case ActSettle:
+		return "settle"
+	case ActHold:
+		return "hold"
+	}
+	return "action(" + strconv.Itoa(int(a)) + ")"
+}
+
+// Facts are what the handler knows when it decides, gathered by I/O and
+// never changed by Decide.
+type Facts struct {
+	// N is how many IDs the batch still has to settle.
+	N int
+	// Call is the batch's call record as this execution found it.
+	Call ledger.Call
+	// Held: a listing asks the fleet to start no delete call.
+	Held bool
+	// Listed: a listing started after the batch's lost answer exists.
+	Listed bool
+	// Called: this execution made the delete call, which answered Err
+	// (nil: deleted), with its answer Lost (sent, answer never read).
+	Called bool
+	Err    error
+	Lost   bool
+	// Retried and MaxRetry are Asynq's counts for this task.
+	Retried, MaxRetry int
+}
+
+// Decide maps facts to an action. It is the one place where what Qianfan
+// answered becomes what the queue does; see the README's table.
+func Decide(f Facts) Action {
+	if f.Call.State == ledger.CallInDoubt {
+		if f.Listed {
+			return ActSettle
+		}
+		return ActWait
+	}
+	if !f.Called {
+		return ActHold
+	}
+	if f.Err == nil {
+		return ActDelete
+	}
+	doubt := f.Lost || f.Call.Doubted()
+	switch qianfan.Classify(f.Err) {
+	case qianfan.ClassThrottled:
+		return ActThrottle
+	case qianfan.ClassInvalidIDs:
+		switch {
+		case doubt:
+			// The lost call may have deleted these IDs, and then Qianfan
+			// rejects them as missing: only a listing can tell.
+			return ActVerify
+		case f.N > 1:
+			return ActBisect
+		}
+		return ActDeadLetter
+	case qianfan.ClassRequest:
+		return ActDeadLetter
+	}
+	// Transient, unknown, gone: retried a bounded number of times.
+	if f.Retried < f.MaxRetry {
+		return ActRetry
+	}
+	if doubt {
+		return ActVerify // never dead-letter what a lost call may have deleted
+	}
+	return ActDeadLetter
+}
+
+// Verdict is how a listing settles a batch that was rejected after a lost
+// answer.
+type Verdict struct {
+	Deleted  []modelid.ID // absent, and the lost call deleted them
+	Dead     []modelid.ID // absent, and nothing shows they ever existed
+	Again    []modelid.ID // present: the lost call deleted nothing, send them again
+	Presumed []modelid.ID // no listing can tell (see inventory.Undecided)
+}
+
+// inferMin is the smallest batch whose IDs, all absent after a lost answer,
+// are taken as deleted by that call without each one's own evidence:
+// Qianfan rejects a list holding a missing ID as a whole, so the only other
+// explanation is that every one of them never existed.
+const inferMin = 3
+
+// Settle decides each ID of a batch rejected after a lost answer from a
+// listing taken afterwards: presence[i] answers ids[i], and evident holds
+// IDs known to have existed before the first call.
+//
+//   - Some ID present: the lost call deleted nothing (a rejected list is
+//     rejected whole), so present and undecided IDs are sent again and
+//     absent ones were missing all along: dead.
+//   - None present, inferMin IDs or more: the lost call deleted them.
+//   - None present, fewer: an absent ID is deleted if it existed before the
+//     call, dead otherwise; an undecided one is presumed deleted if it
+//     existed, dead otherwise.
+func Settle(ids []modelid.ID, presence []inventory.Presence, evident []modelid.ID) Verdict {
+	var v Verdict
+	anyPresent := slices.Contains(presence, inventory.Present)
+	for i, id := range ids {
+		p, ev := presence[i], slices.Contains(evident, id)
+		switch {
+		case anyPresent && p == inventory.Absent:
+			v.Dead = append(v.Dead, id)
+		case anyPresent:
+			v.Again = append(v.Again, id)
+		case p == inventory.Absent && (len(ids) >= inferMin || ev):
+			v.Deleted = append(v.Deleted, id)
+		case p == inventory.Undecided && (len(ids) >= inferMin || ev):
+			v.Presumed = append(v.Presumed, id)
+		default:
+			v.Dead = append(v.Dead, id)
+		}
+	}
+	return v
+}
