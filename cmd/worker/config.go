@@ -90,6 +90,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	fs.Int64Var(&c.EventsMaxLen, "events-max-len", 100_000, "approximate cap of the qfpurge:events stream; -1 for none")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long running batches may finish on SIGTERM before they are requeued")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", 30*time.Second, "how often stranded Asynq groups are looked for")
+	fs.DurationVar(&c.PauseProbe, "pause-probe", 30*time.Second, "while deletions are paused (credentials or permission refused), how often the credentials are read again to resume")
 	fs.DurationVar(&c.VerifyWait, "verify-wait", 2*time.Minute, "longest a batch rejected after a lost answer waits for the queue to go quiet before the account is listed to settle it")
 	fs.StringVar(&c.API.Addr, "api-addr", "", "serve the authenticated HTTP API on this address (e.g. 127.0.0.1:8081); off when empty; needs "+httpapi.TokensEnv)
 	fs.Int64Var(&c.API.MaxBody, "api-max-body", 1<<20, "largest HTTP API request body in bytes; larger bodies answer 413")

@@ -47,6 +47,7 @@ func startDemo(cfg *worker.Config) (*demoEnv, error) {
 	go srv.Serve(ln)
 	cfg.BaseURL = "http://" + ln.Addr().String()
 	cfg.AccessKey, cfg.SecretKey = fakeqianfan.DefaultAccessKey, fakeqianfan.DefaultSecretKey
+	cfg.SkipPreflight = true
 	cfg.Logger.Warn("DEMO: deleting against a fake Qianfan at " + cfg.BaseURL + ", not Baidu")
 	return &demoEnv{fake: fake, srv: srv, log: cfg.Logger}, nil
 }

@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/qfpurge/qfpurge/internal/cli"
+	"github.com/qfpurge/qfpurge/internal/enqueue"
+	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
+	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/monitor"
 	"github.com/qfpurge/qfpurge/internal/redistest"
 	"github.com/qfpurge/qfpurge/internal/worker/workertest"
@@ -111,5 +114,36 @@ func TestHelpKeepsSecrets(t *testing.T) {
 		if !strings.Contains(out.String(), "QIANFAN_ACCESS_KEY") {
 			t.Errorf("%v: the usage does not name the environment variables:\n%s", args, out.String())
 		}
+	}
+}
+
+// TestRunRefusesWrongSecret: a worker started with a wrong secret key stops
+// within seconds, naming the problem, before it takes any work.
+func TestRunRefusesWrongSecret(t *testing.T) {
+	t.Parallel()
+	e := workertest.New(t, fakeqianfan.Config{})
+	p, err := enqueue.New(e.RDB, enqueue.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Enqueue(context.Background(), enqueue.Request{Kind: modelid.KindModel, IDs: []modelid.ID{modelid.IntID(585)}}); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"REDIS_URL": e.Redis.URL(), "QIANFAN_BASE_URL": e.URL,
+		"QIANFAN_ACCESS_KEY": fakeqianfan.DefaultAccessKey, "QIANFAN_SECRET_KEY": "wrong-secret-0123"}
+	var logs workertest.Log
+	start := time.Now()
+	err = run(context.Background(), []string{"--monitor-addr", ""}, func(k string) string { return env[k] }, io.Discard, &logs)
+	if err == nil || !strings.Contains(err.Error(), "signature mismatch") || time.Since(start) > 10*time.Second {
+		t.Fatalf("run with a wrong secret = %v after %s; want a refusal naming the signature mismatch within seconds", err, time.Since(start))
+	}
+	if cli.Status("worker", err, io.Discard) == 0 {
+		t.Error("exit status 0")
+	}
+	if strings.Contains(err.Error()+logs.String(), "wrong-secret-0123") {
+		t.Error("the secret reached the error or the logs")
+	}
+	if st := e.Fake.Stats(); st.Deletes != 0 || e.Drained() {
+		t.Errorf("deletes %d, queue drained %v: the worker took work", st.Deletes, e.Drained())
 	}
 }

@@ -147,6 +147,10 @@ type deletionState struct {
 	Message string       `json:"message,omitempty"`
 	TaskID  string       `json:"task_id,omitempty"`
 	At      *time.Time   `json:"at,omitempty"`
+	// Verified is when a listing showed the ID absent after a lost answer.
+	Verified *time.Time `json:"verified,omitempty"`
+	// Run is the rule run that planned the deletion.
+	Run string `json:"run,omitempty"`
 }
 
 // StateUnknown is answered for IDs the ledger holds nothing about.
@@ -188,6 +192,10 @@ func (a *API) getDeletion(w http.ResponseWriter, r *http.Request) {
 		if !rec.At.IsZero() {
 			st.At = &rec.At
 		}
+		if !rec.Verified.IsZero() {
+			st.Verified = &rec.Verified
+		}
+		st.Run = rec.Run
 	}
 	writeJSON(w, http.StatusOK, st)
 }

@@ -251,3 +251,16 @@ func (l *Ledger) Write(ctx context.Context, outs []Outcome) ([]Outcome, error) {
 func (l *Ledger) TTL(ctx context.Context, k modelid.Kind, id modelid.ID) (time.Duration, error) {
 	return l.rdb.TTL(ctx, idKey(k, id)).Result()
 }
+
+// FleetEvent adds an event about the whole fleet, not one ID (outcome
+// "paused", "resumed", ...), to EventStream.
+func (l *Ledger) FleetEvent(ctx context.Context, outcome, message string) error {
+	ev := &redis.XAddArgs{Stream: EventStream, Values: map[string]any{
+		"outcome": outcome, "message": message, "time": time.Now().UTC().Format(time.RFC3339),
+		"id": "", "id_type": "", "kind": "", "log_id": "", "code": "0", "task_id": "", "attempts": "0",
+	}}
+	if l.cfg.EventsMaxLen > 0 {
+		ev.MaxLen, ev.Approx = l.cfg.EventsMaxLen, true
+	}
+	return l.rdb.XAdd(ctx, ev).Err()
+}

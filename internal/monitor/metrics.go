@@ -15,6 +15,7 @@ import (
 	"github.com/qfpurge/qfpurge/internal/inventory"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
+	"github.com/qfpurge/qfpurge/internal/pause"
 	"github.com/qfpurge/qfpurge/internal/tasks"
 )
 
@@ -31,6 +32,7 @@ type Metrics struct {
 	retries   *prometheus.CounterVec
 	waits     prometheus.Histogram
 	listings  *prometheus.CounterVec
+	fleet     *prometheus.CounterVec
 	listTime  prometheus.Histogram
 }
 
@@ -86,16 +88,23 @@ func NewMetrics(rdb redis.UniversalClient, insp *asynq.Inspector, log *slog.Logg
 		Help:    "Time one verification listing took.",
 		Buckets: []float64{0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600},
 	})
-	m.reg.MustRegister(m.ids, m.calls, m.latency, m.batchSize, m.splits, m.retries, m.waits, m.listings, m.listTime,
+	m.fleet = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "qfpurge_fleet_events_total",
+		Help: `Changes of the whole fleet's state this process made: "paused" (credentials or permission refused), "resumed".`,
+	}, []string{"event"})
+	m.reg.MustRegister(m.ids, m.calls, m.latency, m.batchSize, m.splits, m.retries, m.waits, m.listings, m.listTime, m.fleet,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if rdb != nil {
-		m.reg.MustRegister(deadLetterCollector{rdb: rdb, log: log})
+		m.reg.MustRegister(deadLetterCollector{rdb: rdb, log: log}, pauseCollector{s: pause.NewStore(rdb), log: log})
 	}
 	if insp != nil {
 		m.reg.MustRegister(&queueCollector{inner: metrics.NewQueueMetricsCollector(insp), insp: insp, log: log})
 	}
 	return m
 }
+
+// Fleet implements tasks.Observer.
+func (m *Metrics) Fleet(event string) { m.fleet.WithLabelValues(event).Inc() }
 
 // Listing records a verification listing (inventory.VerifierConfig.Observe).
 func (m *Metrics) Listing(_ []inventory.Form, took time.Duration, err error) {
@@ -152,6 +161,32 @@ func (c deadLetterCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(deadLettersDesc, prometheus.GaugeValue, float64(n))
+}
+
+var pausedDesc = prometheus.NewDesc("qfpurge_deletions_paused",
+	"1 while the fleet's deletions are paused (credentials or permission refused), 0 otherwise.", []string{"state"}, nil)
+
+// pauseCollector reads the fleet's pause at scrape time.
+type pauseCollector struct {
+	s   *pause.Store
+	log *slog.Logger
+}
+
+func (c pauseCollector) Describe(ch chan<- *prometheus.Desc) { ch <- pausedDesc }
+
+func (c pauseCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := c.s.Status(ctx)
+	if err != nil {
+		c.log.Warn("metrics: reading the pause", "err", err)
+		return
+	}
+	v, state := 0.0, "running"
+	if st.State != pause.Running {
+		v, state = 1, string(st.State)
+	}
+	ch <- prometheus.MustNewConstMetric(pausedDesc, prometheus.GaugeValue, v, state)
 }
 
 var queueUpDesc = prometheus.NewDesc("qfpurge_queue_metrics_up",

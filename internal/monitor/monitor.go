@@ -24,6 +24,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/qfpurge/qfpurge/internal/authtoken"
+	"github.com/qfpurge/qfpurge/internal/pause"
 )
 
 // RootPath is where asynqmon is mounted.
@@ -274,6 +275,13 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.log.Warn("readyz: listing asynq servers", "err", err)
 		http.Error(w, "cannot list asynq servers", http.StatusServiceUnavailable)
+		return
+	}
+	if st, err := pause.NewStore(s.rdb).Status(ctx); err != nil {
+		http.Error(w, "cannot read the fleet's pause", http.StatusServiceUnavailable)
+		return
+	} else if st.State != pause.Running {
+		http.Error(w, fmt.Sprintf("deletions %s since %s: %s", st.State, st.Since.UTC().Format(time.RFC3339), st.Reason), http.StatusServiceUnavailable)
 		return
 	}
 	for _, si := range servers {

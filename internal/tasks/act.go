@@ -36,7 +36,16 @@ type batchResult struct {
 
 // act applies the decision for f.
 func (h *Handler) act(ctx context.Context, b *batch, f Facts) error {
-	switch a := Decide(f); a {
+	a := Decide(f)
+	if b.canary && f.Called && a != ActPause {
+		// Qianfan took the call (whatever it said of the IDs): the
+		// credentials work again.
+		if err := h.resume(ctx); err != nil {
+			return err
+		}
+		b.canary = false
+	}
+	switch a {
 	case ActDelete:
 		return h.deleted(ctx, b, f)
 	case ActRetry:
@@ -57,6 +66,11 @@ func (h *Handler) act(ctx context.Context, b *batch, f Facts) error {
 	case ActHold:
 		h.obs.Retry(b.p.Kind, "hold")
 		return &ThrottleError{Wait: 2 * time.Second, Err: errors.New("a listing is under way and asks for no deletions meanwhile")}
+	case ActPause:
+		return h.pause(ctx, b, f)
+	case ActPaused:
+		h.obs.Retry(b.p.Kind, "paused")
+		return &ThrottleError{Wait: h.cfg.PausePoll, Err: errors.New("deletions are paused for the whole fleet (see cmd/pause status)")}
 	default:
 		return fmt.Errorf("no action for %v", a)
 	}
@@ -76,6 +90,54 @@ func (h *Handler) deleted(ctx context.Context, b *batch, f Facts) error {
 	b.log.Info("batch deleted", "ids", len(b.ids), "attempts", b.res.Attempts, "lost_answers_before", f.Call.Doubted())
 	b.res.Deleted = b.ids
 	return h.end(ctx, b)
+}
+
+// resume ends a pause after the canary call went through.
+func (h *Handler) resume(ctx context.Context) error {
+	was, err := h.cfg.Pause.Resume(ctx)
+	if err != nil || !was {
+		return err
+	}
+	h.obs.Fleet("resumed")
+	h.log.Warn("deletions resumed for the whole fleet: a call with the credentials went through")
+	return h.ledger.FleetEvent(ctx, "resumed", "a delete call with the credentials went through")
+}
+
+// pause stops the fleet's deletions after a refused request; the batch
+// waits, its retries unspent, nothing dead-lettered.
+func (h *Handler) pause(ctx context.Context, b *batch, f Facts) error {
+	if err := h.ledger.Answered(ctx, b.a.taskID, f.Lost); err != nil {
+		return err
+	}
+	h.obs.Retry(b.p.Kind, "paused")
+	if h.cfg.Pause == nil {
+		b.log.Error("request refused; retrying (no fleet pause configured)", "err", f.Err)
+		return &ThrottleError{Wait: h.cfg.PausePoll, Err: f.Err}
+	}
+	why := f.Err.Error()
+	if b.answer != nil {
+		if p := b.answer.Credential(); p != 0 {
+			why = p.String() + " (" + b.answer.Error() + ")"
+		}
+	}
+	first, err := h.cfg.Pause.Pause(ctx, why)
+	if err != nil {
+		return err
+	}
+	switch {
+	case first:
+		h.obs.Fleet("paused")
+		b.log.Error("DELETIONS PAUSED for the whole fleet: Qianfan refused the request for a reason that is not the IDs'; batches stay queued with their retries unspent",
+			"reason", why, "resume", "fix it; a probe resumes the fleet by itself, or: go run ./cmd/pause lift")
+		if err := h.ledger.FleetEvent(ctx, "paused", why); err != nil {
+			return err
+		}
+	case b.canary:
+		b.log.Warn("the credentials test call was refused again; deletions stay paused", "reason", why)
+	default:
+		b.log.Debug("request refused while the fleet is pausing", "err", f.Err)
+	}
+	return &ThrottleError{Wait: h.cfg.PausePoll, Err: fmt.Errorf("deletions paused: %s", why)}
 }
 
 // retry hands the batch back to Asynq, using up a retry.

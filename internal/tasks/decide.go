@@ -24,6 +24,8 @@ const (
 	ActWait                         // waiting for a listing, none newer yet
 	ActSettle                       // a listing answered: settle each ID
 	ActHold                         // a listing holds deletions: wait without calling
+	ActPause                        // credentials or permission refused: pause the fleet
+	ActPaused                       // the fleet is paused: wait without calling
 )
 
 func (a Action) String() string {
@@ -46,6 +48,10 @@ func (a Action) String() string {
 		return "settle"
 	case ActHold:
 		return "hold"
+	case ActPause:
+		return "pause"
+	case ActPaused:
+		return "paused"
 	}
 	return "action(" + strconv.Itoa(int(a)) + ")"
 }
@@ -59,6 +65,9 @@ type Facts struct {
 	Call ledger.Call
 	// Held: a listing asks the fleet to start no delete call.
 	Held bool
+	// Paused: the fleet's deletions are paused (and this batch did not get
+	// the one call that tests the credentials).
+	Paused bool
 	// Listed: a listing started after the batch's lost answer exists.
 	Listed bool
 	// Called: this execution made the delete call, which answered Err
@@ -80,6 +89,9 @@ func Decide(f Facts) Action {
 		return ActWait
 	}
 	if !f.Called {
+		if f.Paused {
+			return ActPaused
+		}
 		return ActHold
 	}
 	if f.Err == nil {
@@ -100,7 +112,9 @@ func Decide(f Facts) Action {
 		}
 		return ActDeadLetter
 	case qianfan.ClassRequest:
-		return ActDeadLetter
+		// Credentials, permission, a request every batch would make: not
+		// the IDs' fault, so no batch is dead-lettered for it.
+		return ActPause
 	}
 	// Transient, unknown, gone: retried a bounded number of times.
 	if f.Retried < f.MaxRetry {

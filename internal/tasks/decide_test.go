@@ -40,13 +40,15 @@ func TestDecide(t *testing.T) {
 		{"param invalid on one ID dead-letters", with(called(invalid), func(f *Facts) { f.N = 1 }), ActDeadLetter},
 		{"param invalid after an earlier lost answer waits for a listing", with(called(invalid), func(f *Facts) { f.Call = lostBefore }), ActVerify},
 		{"param invalid with its own answer lost waits for a listing", with(called(invalid), func(f *Facts) { f.Lost = true; f.N = 1 }), ActVerify},
-		{"bad credentials dead-letter the batch", called(&qianfan.Error{HTTPStatus: 401, GatewayCode: "SignatureDoesNotMatch"}), ActDeadLetter},
-		{"no permission dead-letters the batch", called(&qianfan.Error{Code: 6}), ActDeadLetter},
+		{"bad credentials pause the fleet", called(&qianfan.Error{HTTPStatus: 401, GatewayCode: "SignatureDoesNotMatch"}), ActPause},
+		{"no permission pauses the fleet", called(&qianfan.Error{Code: 6}), ActPause},
+		{"V2 access denied pauses the fleet", called(&qianfan.Error{HTTPStatus: 403, ErrorCode: "AccessDenied"}), ActPause},
 		{"retries used up dead-letter", with(called(&qianfan.Error{HTTPStatus: 503}), func(f *Facts) { f.Retried = 3 }), ActDeadLetter},
 		{"retries used up after a lost answer wait for a listing", with(called(&qianfan.Error{HTTPStatus: 503}), func(f *Facts) { f.Retried = 3; f.Lost = true }), ActVerify},
 		{"in doubt, no listing yet", Facts{N: 5, Call: doubt}, ActWait},
 		{"in doubt, a listing answers", Facts{N: 5, Call: doubt, Listed: true}, ActSettle},
 		{"held by a listing", Facts{N: 5, Held: true}, ActHold},
+		{"the fleet is paused", Facts{N: 5, Paused: true}, ActPaused},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := Decide(tt.f); got != tt.want {

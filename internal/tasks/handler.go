@@ -12,6 +12,7 @@ import (
 	"github.com/qfpurge/qfpurge/internal/inventory"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
+	"github.com/qfpurge/qfpurge/internal/pause"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
 )
 
@@ -38,8 +39,11 @@ type Observer interface {
 	// (IDs a listing showed still present after a lost answer).
 	Split(k modelid.Kind, why string)
 	// Retry reports a batch handed back to Asynq; why is "transient",
-	// "unknown", "throttled", "verify" (waiting for a listing) or "hold".
+	// "unknown", "throttled", "verify" (waiting for a listing), "hold" or
+	// "paused".
 	Retry(k modelid.Kind, why string)
+	// Fleet reports a change of the whole fleet: "paused", "resumed".
+	Fleet(event string)
 }
 
 type nopObserver struct{}
@@ -48,6 +52,7 @@ func (nopObserver) Call(modelid.Kind, modelid.IDType, string, int, time.Duration
 func (nopObserver) Outcome(modelid.Kind, modelid.IDType, ledger.State, int)       {}
 func (nopObserver) Split(modelid.Kind, string)                                    {}
 func (nopObserver) Retry(modelid.Kind, string)                                    {}
+func (nopObserver) Fleet(string)                                                  {}
 
 // HandlerConfig configures a Handler.
 type HandlerConfig struct {
@@ -61,6 +66,12 @@ type HandlerConfig struct {
 	// VerifyPoll is how often a batch waiting for a listing looks again.
 	// Defaults to 5s.
 	VerifyPoll time.Duration
+	// Pause is the fleet's pause; nil turns pausing off (a refused request
+	// is then retried like a transient failure, never dead-lettered).
+	Pause *pause.Store
+	// PausePoll is how often a batch waiting out a pause looks again.
+	// Defaults to 10s.
+	PausePoll time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Observer defaults to one that ignores everything.
@@ -95,6 +106,9 @@ func NewHandler(del Deleter, q Enqueuer, l *ledger.Ledger, inv *inventory.Store,
 	}
 	if cfg.VerifyPoll <= 0 {
 		cfg.VerifyPoll = 5 * time.Second
+	}
+	if cfg.PausePoll <= 0 {
+		cfg.PausePoll = 10 * time.Second
 	}
 	h := &Handler{del: del, q: q, ledger: l, inv: inv, cfg: cfg, log: cfg.Logger, obs: cfg.Observer}
 	if h.log == nil {
@@ -132,6 +146,7 @@ type batch struct {
 	log    *slog.Logger
 	answer *qianfan.Error // the call's error, when it failed with an answer
 	start  time.Time      // of the call
+	canary bool           // this call tests the credentials of a paused fleet
 }
 
 func (h *Handler) process(ctx context.Context, t *asynq.Task, a attempt) error {
@@ -204,6 +219,9 @@ func (h *Handler) gather(ctx context.Context, b *batch) (*Facts, error) {
 	if f.Held, err = h.inv.Held(ctx); err != nil || f.Held {
 		return f, err
 	}
+	if f.Paused, err = h.paused(ctx, b); err != nil || f.Paused {
+		return f, err
+	}
 	if b.p.Run != "" {
 		if err := h.guard(ctx, b); err != nil || len(b.ids) == 0 {
 			if err == nil {
@@ -245,6 +263,26 @@ func (h *Handler) gather(ctx context.Context, b *batch) (*Facts, error) {
 	}
 	h.obs.Call(b.p.Kind, b.ids[0].Type(), callOutcome(err), len(b.ids), time.Since(b.start))
 	return f, nil
+}
+
+// paused reports whether the fleet's deletions are paused for this batch:
+// while the credentials are being tested, one batch gets the call.
+func (h *Handler) paused(ctx context.Context, b *batch) (bool, error) {
+	if h.cfg.Pause == nil {
+		return false, nil
+	}
+	st, err := h.cfg.Pause.Status(ctx)
+	if err != nil || st.State == pause.Running {
+		return false, err
+	}
+	if st.State == pause.Probing {
+		got, err := h.cfg.Pause.Canary(ctx, b.a.taskID, 2*time.Minute)
+		if err != nil || got {
+			b.canary = got
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 // guard drops the IDs a service uses from a batch planned by a rule,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/qfpurge/qfpurge/internal/inventory"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
+	"github.com/qfpurge/qfpurge/internal/pause"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
 	"github.com/qfpurge/qfpurge/internal/redistest"
 )
@@ -578,5 +580,65 @@ func TestHandlerHoldsDuringAListing(t *testing.T) {
 	var te *ThrottleError
 	if !errors.As(err, &te) || b.acct.callCount() != 0 {
 		t.Errorf("held: %v with %d calls; want a wait and no call", err, b.acct.callCount())
+	}
+}
+
+// refusing answers 401 InvalidAccessKeyId until allowed.
+type refusing struct {
+	*account
+	allowed atomic.Bool
+}
+
+func (r *refusing) Delete(ctx context.Context, k modelid.Kind, list []modelid.ID) (qianfan.Result, error) {
+	if !r.allowed.Load() {
+		r.mu.Lock()
+		r.calls = append(r.calls, slices.Clone(list))
+		r.mu.Unlock()
+		return qianfan.Result{}, &qianfan.Error{HTTPStatus: 401, ErrorCode: "InvalidAccessKeyId", Message: "unknown access key"}
+	}
+	return r.account.Delete(ctx, k, list)
+}
+
+// TestHandlerPausesOnRefusedCredentials: a refused request pauses the fleet
+// instead of dead-lettering; paused batches make no call; after a probe, one
+// batch tests the credentials and its success resumes the fleet.
+func TestHandlerPausesOnRefusedCredentials(t *testing.T) {
+	acct := &refusing{account: newAccount(ids(1, 2, 3, 4)...)}
+	rdb := redistest.Start(t).Client(t)
+	ps := pause.NewStore(rdb)
+	b := setup(t, acct.account, func(c *HandlerConfig) { c.Pause = ps })
+	b.h.del = acct
+	ctx := context.Background()
+	err := b.h.process(ctx, newBatch(t, ids(1, 2)), attempt{taskID: "a", maxRetry: 3})
+	var te *ThrottleError
+	if !errors.As(err, &te) || IsFailure(err) {
+		t.Fatalf("refused credentials: %v; want a wait that uses no retry", err)
+	}
+	st, _ := ps.Status(ctx)
+	if st.State != pause.Paused || !strings.Contains(st.Reason, "unknown access key") {
+		t.Errorf("pause %+v; want paused naming the problem", st)
+	}
+	if n := len(b.deadLetters(t)); n != 0 {
+		t.Errorf("%d dead letters, want 0", n)
+	}
+	calls := acct.callCount()
+	if err := b.h.process(ctx, newBatch(t, ids(3, 4)), attempt{taskID: "b", maxRetry: 3}); !errors.As(err, &te) || acct.callCount() != calls {
+		t.Errorf("paused batch: %v with %d new calls; want a wait and no call", err, acct.callCount()-calls)
+	}
+	acct.allowed.Store(true)
+	if err := ps.Probe(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.h.process(ctx, newBatch(t, ids(1, 2)), attempt{taskID: "a", maxRetry: 3}); err != nil {
+		t.Fatalf("the canary batch: %v", err)
+	}
+	if st, _ := ps.Status(ctx); st.State != pause.Running {
+		t.Errorf("after the canary went through %+v; want running", st)
+	}
+	if err := b.h.process(ctx, newBatch(t, ids(3, 4)), attempt{taskID: "b", maxRetry: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(repeat(ledger.StateDeleted, 4), b.states(t, ids(1, 2, 3, 4))); diff != "" {
+		t.Errorf("states (-want +got):\n%s", diff)
 	}
 }

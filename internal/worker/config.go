@@ -58,6 +58,12 @@ type Config struct {
 	// for the queue to go quiet before a listing is taken anyway (see
 	// inventory.Verifier). Defaults to 2 minutes.
 	VerifyWait time.Duration
+	// PauseProbe is how often a paused fleet's credentials are read again
+	// (see package pause). Defaults to 30s.
+	PauseProbe time.Duration
+	// SkipPreflight skips the signed read call Start makes to check the
+	// credentials (the demo's fake needs none).
+	SkipPreflight bool
 	// ShutdownTimeout is how long running batches may finish on Shutdown.
 	// Defaults to 30s.
 	ShutdownTimeout time.Duration
@@ -148,6 +154,7 @@ func (c Config) withDefaults() Config {
 	pos(&c.LedgerTTL, 30*24*time.Hour)
 	pos(&c.VerifyWait, 2*time.Minute)
 	pos(&c.ShutdownTimeout, 30*time.Second)
+	pos(&c.PauseProbe, 30*time.Second)
 	pos(&c.SweepInterval, 30*time.Second)
 	pos(&c.ScheduleSync, 30*time.Second)
 	if c.Logger == nil {
@@ -188,7 +195,7 @@ func (c Config) Validate() error {
 	}
 	for name, d := range map[string]time.Duration{
 		"--retention": c.Retention, "--ledger-ttl": c.LedgerTTL, "--verify-wait": c.VerifyWait,
-		"--shutdown-timeout": c.ShutdownTimeout, "--sweep-interval": c.SweepInterval, "--schedule-sync": c.ScheduleSync,
+		"--shutdown-timeout": c.ShutdownTimeout, "--pause-probe": c.PauseProbe, "--sweep-interval": c.SweepInterval, "--schedule-sync": c.ScheduleSync,
 	} {
 		if d < 0 {
 			add("%s %s must be positive", name, d)
@@ -239,6 +246,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Int64("events_max_len", c.EventsMaxLen),
 		slog.Duration("verify_wait", c.VerifyWait),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
+		slog.Duration("pause_probe", c.PauseProbe),
+		slog.Bool("skip_preflight", c.SkipPreflight),
 		slog.Duration("sweep_interval", c.SweepInterval),
 		slog.Any("monitor", c.Monitor),
 		slog.String("api_addr", c.API.Addr),

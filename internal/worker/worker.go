@@ -32,6 +32,7 @@ import (
 	"github.com/qfpurge/qfpurge/internal/inventory"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/monitor"
+	"github.com/qfpurge/qfpurge/internal/pause"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
 	"github.com/qfpurge/qfpurge/internal/schedule"
 	"github.com/qfpurge/qfpurge/internal/tasks"
@@ -55,6 +56,9 @@ type Worker struct {
 	sched *schedule.Scheduler
 
 	verifier *inventory.Verifier
+	qc       *qianfan.Client
+	pause    *pause.Store
+	prober   *pause.Prober
 
 	stopSweep context.CancelFunc
 	bg        sync.WaitGroup
@@ -83,9 +87,12 @@ func New(rdb redis.UniversalClient, cfg Config) (*Worker, error) {
 		Observe:       w.metrics.Listing,
 		Logger:        w.log.With("component", "verifier"),
 	})
+	w.qc = qc
+	w.pause = pause.NewStore(rdb)
+	w.prober = pause.NewProber(w.pause, pause.ProberConfig{Every: cfg.PauseProbe, Probe: w.probe, Logger: w.log.With("component", "pause")})
 	handler := tasks.NewHandler(tasks.QianfanDeleter{Client: qc}, asynq.NewClientFromRedisClient(rdb), w.ledger, inventory.NewStore(rdb),
 		tasks.HandlerConfig{BatchSize: cfg.BatchSize, Options: opts, Logger: w.log, Observer: w.metrics,
-			Guard: inventory.NewGuard(rdb, qc, 0)})
+			Guard: inventory.NewGuard(rdb, qc, 0), Pause: w.pause, PausePoll: max(cfg.PauseProbe/3, time.Second)})
 	w.prod, err = enqueue.New(rdb, enqueue.Config{BatchSize: cfg.BatchSize, MaxRetry: cfg.MaxRetry, Retention: cfg.Retention})
 	if err != nil {
 		return nil, err
@@ -182,6 +189,11 @@ func (w *Worker) Start() (err error) {
 			return err
 		}
 	}
+	if !w.cfg.SkipPreflight {
+		if err := w.preflight(); err != nil {
+			return err
+		}
+	}
 	if err := w.srv.Start(w.mux); err != nil {
 		return fmt.Errorf("start asynq server: %w", err)
 	}
@@ -189,6 +201,7 @@ func (w *Worker) Start() (err error) {
 	w.stopSweep = stop
 	w.bg.Go(func() { runSweeper(sweepCtx, w.rdb, w.ledger, w.cfg.SweepInterval, w.log.With("component", "sweeper")) })
 	w.bg.Go(func() { w.verifier.Run(sweepCtx) })
+	w.bg.Go(func() { w.prober.Run(sweepCtx) })
 	if w.mon != nil {
 		w.mon.Serve()
 	}
@@ -201,6 +214,43 @@ func (w *Worker) Start() (err error) {
 		w.log.Info("http api listening", "addr", w.apiLn.Addr().String(), "tokens", len(w.cfg.API.Tokens))
 	}
 	w.log.Info("qfpurge worker running", "queue", asynqlayout.Queue)
+	return nil
+}
+
+// probe is one signed read call: V2's model listing, or V1's where V2
+// does not serve.
+func (w *Worker) probe(ctx context.Context) error {
+	_, _, err := w.qc.DescribeCustomModelSets(ctx, "", 1)
+	if err != nil && qianfan.IsGone(err) {
+		_, _, err = w.qc.ListModels(ctx, qianfan.ModelListRequest{PageNo: 1, PageSize: 1})
+	}
+	return err
+}
+
+// ErrCredentials wraps a preflight refusal of the credentials.
+var ErrCredentials = errors.New("Qianfan refused the credentials")
+
+// preflight checks the credentials with one read call before the worker
+// takes any work. A refusal stops the worker, naming the problem (never the
+// secret); any other failure only warns, and the pause applies at run time.
+func (w *Worker) preflight() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := w.probe(ctx)
+	switch {
+	case err == nil:
+		w.log.Info("credentials checked: Qianfan answered a signed read call")
+		if st, _ := w.pause.Status(ctx); st.State == pause.Paused && !st.Manual {
+			// A restart with new credentials: let one delete call test them.
+			if err := w.pause.Probe(ctx); err == nil {
+				w.log.Warn("deletions were paused; these credentials work for reading, so one delete call will test them", "paused_for", st.Reason)
+			}
+		}
+		return nil
+	case qianfan.IsRequestError(err):
+		return fmt.Errorf("%w: %s (%v)", ErrCredentials, qianfan.CredentialProblemOf(err), err)
+	}
+	w.log.Warn("could not check the credentials before starting; starting anyway (a refused call will pause deletions)", "err", err)
 	return nil
 }
 

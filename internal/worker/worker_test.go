@@ -17,10 +17,12 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/qfpurge/qfpurge/internal/asynqlayout"
+	"github.com/qfpurge/qfpurge/internal/deadletter"
 	"github.com/qfpurge/qfpurge/internal/enqueue"
 	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
+	"github.com/qfpurge/qfpurge/internal/pause"
 	"github.com/qfpurge/qfpurge/internal/worker"
 	"github.com/qfpurge/qfpurge/internal/worker/workertest"
 )
@@ -28,7 +30,9 @@ import (
 func TestMain(m *testing.M) {
 	// bce-sdk-go's logger starts its writer goroutine in an init func.
 	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/baidubce/bce-sdk-go/util/log.NewLogger.func1"),
-		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"))
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+		// go-redis keeps redialling a server a test stopped for a second.
+		goleak.IgnoreAnyFunction("github.com/redis/go-redis/v9/internal/pool.(*ConnPool).tryDial"))
 }
 
 func TestPipeline1000IDs(t *testing.T) {
@@ -67,9 +71,6 @@ func TestPipeline1000IDs(t *testing.T) {
 				}
 			}
 			st := e.Fake.Stats()
-			if tt.faults.RateDropAfterDelete > 0 && verified == 0 {
-				t.Errorf("no deletion was verified by a listing, though answers were dropped (%v)", st.Calls)
-			}
 			t.Logf("%d deletions verified by a listing; fake: %d reads, %d deletes, calls %v", verified, st.Reads, st.Deletes, st.Calls)
 		})
 	}
@@ -120,7 +121,7 @@ func TestStartFindsMistakesBeforeWork(t *testing.T) {
 		}
 	}
 	q, err := asynq.NewInspectorFromRedisClient(e.RDB).GetQueueInfo(asynqlayout.Queue)
-	if err != nil || q.Aggregating+q.Pending != 1 || q.Active != 0 || len(e.Fake.Stats().Calls) != 0 {
+	if err != nil || q.Aggregating+q.Pending != 1 || q.Active != 0 || e.Fake.Stats().Deletes != 0 {
 		t.Errorf("queue %+v (%v), fake calls %v: the refused workers took work", q, err, e.Fake.Stats().Calls)
 	}
 	// The default monitor address being taken only warns: a second worker
@@ -318,7 +319,7 @@ func TestAPIEndToEnd(t *testing.T) {
 		}
 	}
 	qs, err := asynq.NewInspectorFromRedisClient(e.RDB).Queues()
-	if err != nil || slices.Contains(qs, asynqlayout.Queue) || len(e.Fake.Stats().Calls) != 0 {
+	if err != nil || slices.Contains(qs, asynqlayout.Queue) || e.Fake.Stats().Deletes != 0 {
 		t.Fatalf("refused requests enqueued something: queues %v, fake stats %+v", qs, e.Fake.Stats())
 	}
 
@@ -445,5 +446,80 @@ func BenchmarkFleetQPS(b *testing.B) {
 		if st.Calls["18"] != 0 {
 			b.Errorf("%d calls were rejected with code 18", st.Calls["18"])
 		}
+	}
+}
+
+// TestRevokedKeyPausesThenResumes: a key revoked while two workers run
+// pauses the fleet (every batch stays queued, /readyz says why, nothing is
+// dead-lettered, no worker keeps calling with the bad key but the probe);
+// once the key is restored every ID is deleted, without a restart or a
+// requeue.
+func TestRevokedKeyPausesThenResumes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end: several seconds")
+	}
+	t.Parallel()
+	fc, ids, invalid := workertest.Account(300, 0)
+	e := workertest.New(t, fc)
+	var monitorAddr string
+	for i := range 2 {
+		w, _ := e.Start(t, func(c *worker.Config) {
+			c.PauseProbe = time.Second
+			if i == 0 {
+				c.Monitor.Addr = "127.0.0.1:0"
+			}
+		})
+		if i == 0 {
+			monitorAddr = w.MonitorAddr()
+		}
+	}
+	e.Fake.Revoke(fakeqianfan.DefaultAccessKey)
+	e.EnqueueMixed(t, ids)
+	ps := pause.NewStore(e.RDB)
+	workertest.Eventually(t, 30*time.Second, "the fleet to pause", func() bool {
+		st, err := ps.Status(context.Background())
+		return err == nil && st.State == pause.Paused
+	})
+	code, body := get(t, "http://"+monitorAddr+"/readyz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "unknown access key") {
+		t.Errorf("/readyz while paused = %d %q; want 503 naming the problem", code, body)
+	}
+	// Let calls in flight when the pause began end, then count.
+	time.Sleep(1500 * time.Millisecond)
+	before := e.Fake.Stats()
+	const window = 4 * time.Second
+	time.Sleep(window)
+	after := e.Fake.Stats()
+	if d := after.Deletes - before.Deletes; d != 0 {
+		t.Errorf("%d delete calls in %s while paused, want 0", d, window)
+	}
+	if r := after.Reads - before.Reads; r > int(window/time.Second)+1 {
+		t.Errorf("%d read calls in %s while paused; the fleet probes once a second", r, window)
+	}
+	if dls, _ := deadletter.NewStore(e.RDB).Count(context.Background()); dls != 0 {
+		t.Errorf("%d dead letters while paused, want 0 (not even the invalid IDs: no call names them)", dls)
+	}
+	if e.Drained() {
+		t.Error("the queue is empty while paused: batches must stay queued")
+	}
+
+	e.Fake.Restore(fakeqianfan.DefaultAccessKey)
+	e.WaitSettled(t, ids, time.Minute)
+	e.CheckOutcomes(t, ids, invalid)
+	evs, err := e.RDB.XRange(context.Background(), ledger.EventStream, "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fleet []string
+	for _, ev := range evs {
+		if o := ev.Values["outcome"]; o == "paused" || o == "resumed" {
+			fleet = append(fleet, o.(string))
+		}
+	}
+	if !slices.Equal(fleet, []string{"paused", "resumed"}) {
+		t.Errorf("fleet events %v, want paused then resumed", fleet)
+	}
+	if st, _ := ps.Status(context.Background()); st.State != pause.Running {
+		t.Errorf("status after restoring %+v, want running", st)
 	}
 }

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/qfpurge/qfpurge/internal/cli"
+	"github.com/qfpurge/qfpurge/internal/ledger"
+	"github.com/qfpurge/qfpurge/internal/pause"
+	"github.com/qfpurge/qfpurge/internal/redistest"
+)
+
+func TestPauseCommands(t *testing.T) {
+	srv := redistest.Start(t)
+	env := func(k string) string {
+		if k == "REDIS_URL" {
+			return srv.URL()
+		}
+		return ""
+	}
+	do := func(args ...string) (string, int) {
+		var out, errb strings.Builder
+		err := run(context.Background(), args, env, &out, &errb)
+		return out.String() + errb.String(), cli.Status("pause", err, &errb)
+	}
+	if out, code := do("status"); code != 0 || !strings.Contains(out, "running") {
+		t.Errorf("status = %d %q; want running", code, out)
+	}
+	if out, code := do("set", "Baidu", "maintenance"); code != 0 || !strings.Contains(out, "paused until") {
+		t.Errorf("set = %d %q", code, out)
+	}
+	st, _ := pause.NewStore(srv.Client(t)).Status(context.Background())
+	if st.State != pause.Paused || !st.Manual || !strings.Contains(st.Reason, "Baidu maintenance") {
+		t.Errorf("stored pause %+v", st)
+	}
+	if out, code := do("status"); code != 0 || !strings.Contains(out, "paused since") || !strings.Contains(out, "Baidu maintenance") {
+		t.Errorf("status = %d %q; want paused with the reason", code, out)
+	}
+	if out, code := do("lift"); code != 0 || !strings.Contains(out, "resumed") {
+		t.Errorf("lift = %d %q", code, out)
+	}
+	evs, _ := srv.Client(t).XRange(context.Background(), ledger.EventStream, "-", "+").Result()
+	if len(evs) != 2 || evs[0].Values["outcome"] != "paused" || evs[1].Values["outcome"] != "resumed" {
+		t.Errorf("events %v; want paused then resumed", evs)
+	}
+	for _, args := range [][]string{{}, {"nope"}, {"set"}, {"lift", "x"}} {
+		if _, code := do(args...); code != 2 {
+			t.Errorf("%q: exit %d, want 2", args, code)
+		}
+	}
+}

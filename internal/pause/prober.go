@@ -1,0 +1,85 @@
+package pause
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// ProberConfig configures a Prober.
+type ProberConfig struct {
+	// Every is how often a paused fleet's credentials are read again.
+	// Defaults to 30s.
+	Every time.Duration
+	// Probe is a signed read call; nil error means the credentials work.
+	Probe func(ctx context.Context) error
+	// Changed, when set, hears of state changes this prober made.
+	Changed func(State)
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Prober watches the pause: while the fleet is paused it reads with the
+// credentials every interval (one worker at a time), moves the fleet to
+// probing when that works, and says once a minute that deletions are
+// paused and why.
+type Prober struct {
+	s       *Store
+	cfg     ProberConfig
+	lastLog time.Time
+}
+
+// NewProber returns a Prober on s.
+func NewProber(s *Store, cfg ProberConfig) *Prober {
+	if cfg.Every <= 0 {
+		cfg.Every = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Prober{s: s, cfg: cfg}
+}
+
+// Run probes until ctx is done.
+func (p *Prober) Run(ctx context.Context) {
+	t := time.NewTicker(p.cfg.Every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		p.Once(ctx)
+	}
+}
+
+// Once probes if the fleet is paused and no other worker probed within the
+// interval.
+func (p *Prober) Once(ctx context.Context) {
+	st, err := p.s.Status(ctx)
+	if err != nil || st.State != Paused || st.Manual {
+		return
+	}
+	if time.Since(p.lastLog) >= time.Minute {
+		p.cfg.Logger.Error("deletions are paused for the whole fleet; batches wait in the queue, nothing is dead-lettered",
+			"reason", st.Reason, "since", st.Since.UTC().Format(time.RFC3339), "failed_canaries", st.Tries,
+			"lift", "fix the credentials (workers resume by themselves), or: go run ./cmd/pause lift")
+		p.lastLog = time.Now()
+	}
+	ok, err := p.s.rdb.SetNX(ctx, keyProbe, "1", p.cfg.Every-time.Second/2).Result()
+	if err != nil || !ok || p.cfg.Probe == nil {
+		return
+	}
+	if err := p.cfg.Probe(ctx); err != nil {
+		p.cfg.Logger.Warn("credentials probe failed; deletions stay paused", "err", err)
+		return
+	}
+	if err := p.s.Probe(ctx); err != nil {
+		return
+	}
+	p.cfg.Logger.Info("credentials probe succeeded: one delete call will test them before the fleet resumes")
+	if p.cfg.Changed != nil {
+		p.cfg.Changed(Probing)
+	}
+}
