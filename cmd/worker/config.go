@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/qfpurge/qfpurge/internal/apimode"
 	"github.com/qfpurge/qfpurge/internal/cli"
 	"github.com/qfpurge/qfpurge/internal/httpapi"
 	"github.com/qfpurge/qfpurge/internal/monitor"
@@ -29,6 +30,7 @@ const (
 	envMonitorUser     = "QFPURGE_MONITOR_USER"
 	envMonitorPassword = "QFPURGE_MONITOR_PASSWORD"
 	envSchedule        = "QFPURGE_SCHEDULE"
+	envQianfanAPI      = "QFPURGE_QIANFAN_API"
 	envLogLevel        = "QFPURGE_LOG_LEVEL"
 	envLogFormat       = "QFPURGE_LOG_FORMAT"
 )
@@ -50,6 +52,7 @@ Qianfan's signed batchDelete. Environment (flags override):
   REDIS_URL                 redis://[user:pass@]host:port/db, rediss://, redis+sentinel://, redis+cluster://
   QIANFAN_ACCESS_KEY, QIANFAN_SECRET_KEY   required (the secret is never logged)
   QIANFAN_BASE_URL          Qianfan's API root
+  QFPURGE_QIANFAN_API       v1, v2 or auto: which Qianfan API deletes
   QFPURGE_MONITOR_ADDR      the monitor's address
   QFPURGE_MONITOR_TOKEN, or QFPURGE_MONITOR_USER and QFPURGE_MONITOR_PASSWORD
                             the monitor's credentials (required beyond loopback)
@@ -78,6 +81,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	fs.StringVar(&o.embeddedAddr, "embedded-addr", "127.0.0.1:6379", "where the in-memory Redis listens (--demo, --embedded-redis)")
 	fs.BoolVar(&o.demo, "demo", false, "start an in-memory Redis and a fake Qianfan, and enqueue sample IDs (one of them bad) to show batching, retries and a dead letter")
 	fs.StringVar(&c.BaseURL, "qianfan-base-url", "", "Qianfan API base URL (env "+envBaseURL+"; default "+qianfan.DefaultBaseURL+")")
+	api := fs.String("qianfan-api", "auto", "which Qianfan API deletes (env "+envQianfanAPI+"): v1 (batchDelete), v2 (one ID per call), or auto (V1 until it is gone, then V2 for the whole fleet)")
+	fs.DurationVar(&c.InventoryEvery, "inventory-every", 0, "list the whole account this often (one worker at a time) so int IDs' string forms are known before V2 needs them; 0: only when a lost answer or a rule needs a listing")
 	fs.IntVar(&c.Concurrency, "concurrency", 10, "batches processed at once")
 	fs.IntVar(&c.BatchSize, "batch-size", tasks.DefaultBatchSize, "most IDs per API call (keep equal to the producers' batch size)")
 	fs.IntVar(&c.GroupMaxSize, "group-max-size", 10*tasks.DefaultBatchSize, "most queued jobs merged from one group per aggregation tick; above --batch-size the merged set is cut into full batches, which raises throughput per group")
@@ -123,6 +128,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	fromEnv("schedule", envSchedule, &c.Schedule)
 	fromEnv("log-level", envLogLevel, level)
 	fromEnv("log-format", envLogFormat, &o.logFormat)
+	fromEnv("qianfan-api", envQianfanAPI, api)
+	c.QianfanAPI = apimode.Mode(*api)
 	c.Monitor.Explicit = set["monitor-addr"] || getenv(envMonitorAddr) != ""
 	var errs []string
 	if err := c.LogLevel.UnmarshalText([]byte(*level)); err != nil {

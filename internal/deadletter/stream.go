@@ -27,7 +27,9 @@ type Entry struct {
 	LogID    string       `json:"log_id,omitempty"`
 	TaskID   string       `json:"task_id,omitempty"`
 	Attempts int          `json:"attempts"`
-	At       time.Time    `json:"time"`
+	// API is the Qianfan API that answered: "v1" or "v2".
+	API string    `json:"api,omitempty"`
+	At  time.Time `json:"time"`
 }
 
 // Reason renders the entry's cause, e.g. "500001 param invalid (log_id 2443985832)".
@@ -54,6 +56,7 @@ func (e Entry) Fields() map[string]any {
 		"message":  e.Message,
 		"task_id":  e.TaskID,
 		"attempts": strconv.Itoa(e.Attempts),
+		"api":      e.API,
 		"time":     e.At.UTC().Format(time.RFC3339),
 	}
 }
@@ -68,7 +71,7 @@ func Append(ctx context.Context, pipe redis.Pipeliner, e Entry) {
 
 func parseEntry(m redis.XMessage) Entry {
 	str := func(k string) string { s, _ := m.Values[k].(string); return s }
-	e := Entry{EntryID: m.ID, Kind: modelid.Kind(str("kind")), Message: str("message"), LogID: str("log_id"), TaskID: str("task_id")}
+	e := Entry{EntryID: m.ID, Kind: modelid.Kind(str("kind")), Message: str("message"), LogID: str("log_id"), TaskID: str("task_id"), API: str("api")}
 	e.ID, _ = modelid.ParseID(str("id"), str("id_type") == string(modelid.IDString))
 	e.Code, _ = strconv.Atoi(str("code"))
 	e.Attempts, _ = strconv.Atoi(str("attempts"))

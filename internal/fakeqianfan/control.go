@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strconv"
 )
 
 // serveControl serves the /_fake/ endpoints, for processes that cannot
@@ -63,7 +64,14 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		off := r.URL.Path[len(r.URL.Path)-3:] == "off"
-		if r.URL.Path[7:9] == "v1" {
+		if after := r.URL.Query().Get("after"); after != "" && off && r.URL.Path[7:9] == "v1" {
+			n, err := strconv.Atoi(after)
+			if err != nil || n < 0 {
+				http.Error(w, "after: want a number of calls", http.StatusBadRequest)
+				return
+			}
+			s.SetV1OffAfter(n)
+		} else if r.URL.Path[7:9] == "v1" {
 			s.SetV1Off(off)
 		} else {
 			s.SetV2Off(off)

@@ -563,3 +563,21 @@ func TestOpenWorldReadsAndV2Deletes(t *testing.T) {
 		t.Error("open-world bookkeeping")
 	}
 }
+
+func TestV1OffAfterCountsFromNow(t *testing.T) {
+	b := setupInventory(t, Generate{Models: 3, Seed: 7}, Config{})
+	for range 5 {
+		b.post(t, "/wenxinworkshop/modelrepo/model/user/list", `{"pageNo":1,"pageSize":10}`).result(t)
+	}
+	resp, err := http.Post(b.srv.URL+"/_fake/v1-off?after=2", "application/json", nil)
+	if err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("arming V1 off: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	for range 2 {
+		b.post(t, "/wenxinworkshop/modelrepo/model/user/list", `{"pageNo":1,"pageSize":10}`).result(t)
+	}
+	if a := b.post(t, "/wenxinworkshop/modelrepo/model/user/list", `{"pageNo":1,"pageSize":10}`); a.status == 200 && a.body["error_code"] == nil {
+		t.Errorf("the third V1 call after arming was served: %+v", a)
+	}
+}

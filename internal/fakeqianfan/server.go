@@ -303,6 +303,13 @@ func (s *Server) SetV1Off(off bool) {
 	s.v1Off, s.v1OffAfter = off, 0
 }
 
+// SetV1OffAfter lets V1 serve n more calls from now, then switches it off.
+func (s *Server) SetV1OffAfter(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.v1Off, s.v1OffAfter = false, s.v1Calls+n
+}
+
 // SetV2Off is SetV1Off for V2.
 func (s *Server) SetV2Off(off bool) {
 	s.mu.Lock()

@@ -38,6 +38,9 @@ type VerifierConfig struct {
 	// answered (ledger.CallsUnderWay); a V1 listing waits for them. nil
 	// counts none.
 	CallsUnderWay func(ctx context.Context, since time.Time) (int, error)
+	// V2Only, when set and true, keeps listings off V1 (the fleet deletes
+	// through V2 because V1 is gone): ints are decided through their pairs.
+	V2Only func(context.Context) bool
 	// Observe, when set, hears of every listing taken.
 	Observe func(forms []Form, took time.Duration, err error)
 	// Logger defaults to slog.Default().
@@ -207,7 +210,8 @@ func (v *Verifier) list(ctx context.Context, forms map[Form]bool) (err error) {
 		}
 	}()
 	src := SourceV2
-	if forms[Form{modelid.KindModel, modelid.IDInt}] {
+	v2Only := v.cfg.V2Only != nil && v.cfg.V2Only(ctx)
+	if forms[Form{modelid.KindModel, modelid.IDInt}] && !v2Only {
 		src = SourceV1
 		if forms[Form{modelid.KindVersion, modelid.IDString}] || forms[Form{modelid.KindVersion, modelid.IDInt}] {
 			src |= SourceV2
@@ -274,4 +278,40 @@ func (v *Verifier) hold(ctx context.Context) error {
 		}
 	}
 	return nil // the walk's consistency check catches a late deletion
+}
+
+// Refresh takes a complete listing (V1 and V2, so int↔string pairs are
+// learnt) every interval, one worker at a time, so evidence and pairs are
+// at hand before they are needed; v1 false leaves V1 out.
+func (v *Verifier) Refresh(ctx context.Context, every time.Duration, v1 func(context.Context) bool) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if taken, err := v.store.Taken(ctx); err == nil && time.Since(taken) >= every {
+			if ok, err := v.rdb.SetNX(ctx, keyLock, v.id, time.Minute).Result(); err == nil && ok {
+				lctx, stop := context.WithCancel(ctx)
+				go v.keepLock(lctx)
+				src := SourceV2
+				if v1 == nil || v1(ctx) {
+					src |= SourceV1
+				}
+				s, err := Read(ctx, v.qc, src)
+				if err == nil {
+					err = v.store.Save(ctx, s)
+				}
+				stop()
+				v.rdb.Del(context.WithoutCancel(ctx), keyLock)
+				if err != nil && ctx.Err() == nil {
+					v.cfg.Logger.Warn("inventory refresh failed", "err", err)
+				} else if err == nil {
+					v.cfg.Logger.Info("inventory refreshed", "models", len(s.Models), "decides", s.Decides)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

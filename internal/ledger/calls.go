@@ -49,6 +49,11 @@ type Call struct {
 	LogID   string
 	// Present holds IDs a detail call showed to exist before the first call.
 	Present []modelid.ID
+	// API is the API of the calls in doubt ("v2": one ID per call).
+	API string
+	// Done holds IDs whose outcome this batch already recorded (V2 records
+	// each ID as it goes), so a retry calls only the others.
+	Done []modelid.ID
 }
 
 // Doubted reports whether an answer of this batch was ever lost.
@@ -64,19 +69,47 @@ func (l *Ledger) Call(ctx context.Context, taskID string) (Call, error) {
 }
 
 func callFrom(m map[string]string) Call {
-	c := Call{State: CallState(m["state"]), Message: m["msg"], LogID: m["log_id"]}
+	c := Call{State: CallState(m["state"]), Message: m["msg"], LogID: m["log_id"], API: m["api"]}
 	c.Code, _ = strconv.Atoi(m["code"])
 	if ms, err := strconv.ParseInt(m["lost"], 10, 64); err == nil && ms > 0 {
 		c.Lost = time.UnixMilli(ms)
 	}
-	for s := range strings.SplitSeq(m["present"], "\n") {
-		if t, v, ok := strings.Cut(s, ":"); ok {
+	c.Present = parseIDList(m["present"])
+	c.Done = parseIDList(m["done"])
+	return c
+}
+
+func parseIDList(s string) []modelid.ID {
+	var out []modelid.ID
+	for line := range strings.SplitSeq(s, "\n") {
+		if t, v, ok := strings.Cut(line, ":"); ok {
 			if id, err := modelid.ParseID(v, t == string(modelid.IDString)); err == nil {
-				c.Present = append(c.Present, id)
+				out = append(out, id)
 			}
 		}
 	}
-	return c
+	return out
+}
+
+func idList(ids []modelid.ID) string {
+	parts := make([]string, len(ids))
+	for i, id := range ids {
+		parts[i] = string(id.Type()) + ":" + id.String()
+	}
+	return strings.Join(parts, "\n")
+}
+
+// NoteDone adds IDs whose outcome the batch recorded to its call record.
+func (l *Ledger) NoteDone(ctx context.Context, taskID string, done []modelid.ID) error {
+	c, err := l.Call(ctx, taskID)
+	if err != nil {
+		return err
+	}
+	pipe := l.rdb.TxPipeline()
+	pipe.HSet(ctx, keyCall+taskID, "done", idList(append(c.Done, done...)))
+	pipe.PExpire(ctx, keyCall+taskID, l.cfg.TTL)
+	_, err = pipe.Exec(ctx)
+	return err
 }
 
 // beginScript marks a call under way; a mark already there is a call whose
@@ -116,9 +149,10 @@ func (l *Ledger) Answered(ctx context.Context, taskID string, lost bool) error {
 }
 
 // InDoubt records a rejection after a lost answer (lost, when this call's
-// own answer was lost too) with the rejection's code, message and log_id.
-func (l *Ledger) InDoubt(ctx context.Context, taskID string, lost bool, code int, msg, logID string) error {
-	return l.update(ctx, taskID, CallInDoubt, lost, []any{"code", code, "msg", msg, "log_id", logID})
+// own answer was lost too) with the rejection's code, message and log_id,
+// and the API of the calls in doubt.
+func (l *Ledger) InDoubt(ctx context.Context, taskID string, lost bool, code int, msg, logID, api string) error {
+	return l.update(ctx, taskID, CallInDoubt, lost, []any{"code", code, "msg", msg, "log_id", logID, "api", api})
 }
 
 func (l *Ledger) update(ctx context.Context, taskID string, st CallState, lost bool, extra []any) error {
@@ -139,12 +173,8 @@ func (l *Ledger) update(ctx context.Context, taskID string, st CallState, lost b
 // NotePresent records IDs a detail call showed to exist before the batch's
 // first call.
 func (l *Ledger) NotePresent(ctx context.Context, taskID string, ids []modelid.ID) error {
-	parts := make([]string, len(ids))
-	for i, id := range ids {
-		parts[i] = string(id.Type()) + ":" + id.String()
-	}
 	pipe := l.rdb.TxPipeline()
-	pipe.HSet(ctx, keyCall+taskID, "present", strings.Join(parts, "\n"))
+	pipe.HSet(ctx, keyCall+taskID, "present", idList(ids))
 	pipe.PExpire(ctx, keyCall+taskID, l.cfg.TTL)
 	_, err := pipe.Exec(ctx)
 	return err

@@ -77,7 +77,9 @@ type Record struct {
 	// answer was lost.
 	Verified time.Time `json:"verified,omitzero"`
 	// Run is the rule run that planned the deletion, if any.
-	Run string    `json:"run,omitempty"`
+	Run string `json:"run,omitempty"`
+	// API is the Qianfan API that answered: "v1" or "v2".
+	API string    `json:"api,omitempty"`
 	At  time.Time `json:"at"`
 }
 
@@ -109,7 +111,7 @@ func (l *Ledger) LookupMany(ctx context.Context, k modelid.Kind, ids []modelid.I
 }
 
 func recordFrom(k modelid.Kind, id modelid.ID, m map[string]string) Record {
-	r := Record{Kind: k, ID: id, State: State(m["state"]), LogID: m["log_id"], Message: m["msg"], TaskID: m["task"], Run: m["run"]}
+	r := Record{Kind: k, ID: id, State: State(m["state"]), LogID: m["log_id"], Message: m["msg"], TaskID: m["task"], Run: m["run"], API: m["api"]}
 	r.Code, _ = strconv.Atoi(m["code"])
 	if ms, err := strconv.ParseInt(m["verified"], 10, 64); err == nil && ms > 0 {
 		r.Verified = time.UnixMilli(ms).UTC()
@@ -172,12 +174,14 @@ type Outcome struct {
 	Verified time.Time
 	// Run: see Record.Run.
 	Run string
+	// API: see Record.API.
+	API string
 	At  time.Time
 }
 
 func (o Outcome) entry() deadletter.Entry {
 	return deadletter.Entry{Kind: o.Kind, ID: o.ID, Code: o.Code, Message: o.Message, LogID: o.LogID,
-		TaskID: o.TaskID, Attempts: o.Attempts, At: o.At}
+		TaskID: o.TaskID, Attempts: o.Attempts, API: o.API, At: o.At}
 }
 
 // Write records outcomes: the ID's state (with TTL), an event, and for dead
@@ -214,6 +218,9 @@ func (l *Ledger) Write(ctx context.Context, outs []Outcome) ([]Outcome, error) {
 		}
 		if o.Run != "" {
 			fields = append(fields, "run", o.Run)
+		}
+		if o.API != "" {
+			fields = append(fields, "api", o.API)
 		}
 		pipe.Del(ctx, keys[i])
 		pipe.HSet(ctx, keys[i], fields...)

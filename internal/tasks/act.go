@@ -12,6 +12,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/qfpurge/qfpurge/internal/apimode"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
@@ -68,6 +69,8 @@ func (h *Handler) act(ctx context.Context, b *batch, f Facts) error {
 		return &ThrottleError{Wait: 2 * time.Second, Err: errors.New("a listing is under way and asks for no deletions meanwhile")}
 	case ActPause:
 		return h.pause(ctx, b, f)
+	case ActSwitch:
+		return h.switchToV2(ctx, b, f)
 	case ActPaused:
 		h.obs.Retry(b.p.Kind, "paused")
 		return &ThrottleError{Wait: h.cfg.PausePoll, Err: errors.New("deletions are paused for the whole fleet (see cmd/pause status)")}
@@ -82,7 +85,7 @@ func (h *Handler) deleted(ctx context.Context, b *batch, f Facts) error {
 	outs := make([]ledger.Outcome, len(b.ids))
 	for i, id := range b.ids {
 		outs[i] = ledger.Outcome{Kind: b.p.Kind, ID: id, State: ledger.StateDeleted, LogID: b.res.LogID, TaskID: b.a.taskID,
-			Attempts: b.res.Attempts, Run: b.p.Run, At: now}
+			Attempts: b.res.Attempts, Run: b.p.Run, API: string(b.api), At: now}
 	}
 	if err := h.write(ctx, b, outs); err != nil {
 		return err
@@ -149,6 +152,10 @@ func (h *Handler) retry(ctx context.Context, b *batch, f Facts) error {
 	if c := qianfan.Classify(f.Err); c != qianfan.ClassTransient {
 		why = c.String()
 	}
+	if why == "unknown" && h.auto(b) && h.confirmGone(ctx) {
+		// An answer no table knows, and V1 no longer reads either: gone.
+		return h.switchToV2(ctx, b, f)
+	}
 	h.obs.Retry(b.p.Kind, why)
 	b.log.Warn("batch failed, Asynq will retry", "err", f.Err, "class", why, "ids", len(b.ids))
 	return f.Err
@@ -185,7 +192,7 @@ func (h *Handler) verify(ctx context.Context, b *batch, f Facts) error {
 	if b.answer != nil {
 		code, msg = answerCode(b.answer), b.answer.Message
 	}
-	if err := h.ledger.InDoubt(ctx, b.a.taskID, f.Lost, code, msg, logID); err != nil {
+	if err := h.ledger.InDoubt(ctx, b.a.taskID, f.Lost, code, msg, logID, string(b.api)); err != nil {
 		return err
 	}
 	if err := h.inv.Want(ctx, b.a.taskID, b.p.Kind, b.ids); err != nil {
@@ -206,13 +213,13 @@ func (h *Handler) settle(ctx context.Context, b *batch, f Facts) error {
 	if err != nil {
 		return err
 	}
-	v := Settle(b.ids, pres, f.Call.Present)
+	v := Settle(b.ids, pres, f.Call.Present, f.Call.API != string(apimode.V2))
 	when := taken.UTC().Format(time.RFC3339)
 	var outs []ledger.Outcome
 	add := func(ids []modelid.ID, st ledger.State, code int, msg string) {
 		for _, id := range ids {
 			o := ledger.Outcome{Kind: b.p.Kind, ID: id, State: st, Code: code, Message: msg, LogID: f.Call.LogID,
-				TaskID: b.a.taskID, Attempts: b.a.retried + 1, Run: b.p.Run}
+				TaskID: b.a.taskID, Attempts: b.a.retried + 1, Run: b.p.Run, API: string(b.api)}
 			if st == ledger.StateDeleted {
 				o.Verified = taken
 			}
@@ -285,7 +292,7 @@ func (h *Handler) deadLetter(ctx context.Context, b *batch, cause error, ids []m
 	outs := make([]ledger.Outcome, len(ids))
 	for i, id := range ids {
 		outs[i] = ledger.Outcome{Kind: b.p.Kind, ID: id, State: ledger.StateDead, Code: code, Message: msg, LogID: b.res.LogID,
-			TaskID: b.a.taskID, Attempts: b.a.retried + 1, Run: b.p.Run, At: now}
+			TaskID: b.a.taskID, Attempts: b.a.retried + 1, Run: b.p.Run, API: string(b.api), At: now}
 	}
 	if err := h.write(ctx, b, outs); err != nil {
 		return err // retried; the dead letters are written next time

@@ -26,6 +26,7 @@ const (
 	ActHold                         // a listing holds deletions: wait without calling
 	ActPause                        // credentials or permission refused: pause the fleet
 	ActPaused                       // the fleet is paused: wait without calling
+	ActSwitch                       // V1 is gone: switch the fleet to V2 and delete through it
 )
 
 func (a Action) String() string {
@@ -52,6 +53,8 @@ func (a Action) String() string {
 		return "pause"
 	case ActPaused:
 		return "paused"
+	case ActSwitch:
+		return "switch"
 	}
 	return "action(" + strconv.Itoa(int(a)) + ")"
 }
@@ -77,6 +80,8 @@ type Facts struct {
 	Lost   bool
 	// Retried and MaxRetry are Asynq's counts for this task.
 	Retried, MaxRetry int
+	// Auto: the fleet may switch to V2 (configured auto, still on V1).
+	Auto bool
 }
 
 // Decide maps facts to an action. It is the one place where what Qianfan
@@ -115,8 +120,14 @@ func Decide(f Facts) Action {
 		// Credentials, permission, a request every batch would make: not
 		// the IDs' fault, so no batch is dead-lettered for it.
 		return ActPause
+	case qianfan.ClassGone:
+		// The API no longer serves: not the IDs' fault either.
+		if f.Auto {
+			return ActSwitch
+		}
+		return ActPause
 	}
-	// Transient, unknown, gone: retried a bounded number of times.
+	// Transient and unknown: retried a bounded number of times.
 	if f.Retried < f.MaxRetry {
 		return ActRetry
 	}
@@ -143,28 +154,31 @@ const inferMin = 3
 
 // Settle decides each ID of a batch rejected after a lost answer from a
 // listing taken afterwards: presence[i] answers ids[i], and evident holds
-// IDs known to have existed before the first call.
+// IDs known to have existed before the first call. atomic says the lost
+// call was one V1 batchDelete of all of ids, which Qianfan applies whole or
+// not at all; V2 deletes one ID per call.
 //
-//   - Some ID present: the lost call deleted nothing (a rejected list is
-//     rejected whole), so present and undecided IDs are sent again and
-//     absent ones were missing all along: dead.
-//   - None present, inferMin IDs or more: the lost call deleted them.
-//   - None present, fewer: an absent ID is deleted if it existed before the
-//     call, dead otherwise; an undecided one is presumed deleted if it
-//     existed, dead otherwise.
-func Settle(ids []modelid.ID, presence []inventory.Presence, evident []modelid.ID) Verdict {
+//   - Some ID present (atomic): the lost call deleted nothing, so present
+//     and undecided IDs are sent again and absent ones were missing all
+//     along: dead.
+//   - None present, inferMin IDs or more (atomic): the lost call deleted
+//     them.
+//   - Otherwise each ID alone: present is sent again; absent is deleted if
+//     it existed before the call, dead otherwise; undecided is presumed
+//     deleted if it existed, dead otherwise.
+func Settle(ids []modelid.ID, presence []inventory.Presence, evident []modelid.ID, atomic bool) Verdict {
 	var v Verdict
-	anyPresent := slices.Contains(presence, inventory.Present)
+	anyPresent := atomic && slices.Contains(presence, inventory.Present)
 	for i, id := range ids {
 		p, ev := presence[i], slices.Contains(evident, id)
 		switch {
 		case anyPresent && p == inventory.Absent:
 			v.Dead = append(v.Dead, id)
-		case anyPresent:
+		case anyPresent, p == inventory.Present:
 			v.Again = append(v.Again, id)
-		case p == inventory.Absent && (len(ids) >= inferMin || ev):
+		case p == inventory.Absent && ((atomic && len(ids) >= inferMin) || ev):
 			v.Deleted = append(v.Deleted, id)
-		case p == inventory.Undecided && (len(ids) >= inferMin || ev):
+		case p == inventory.Undecided && ((atomic && len(ids) >= inferMin) || ev):
 			v.Presumed = append(v.Presumed, id)
 		default:
 			v.Dead = append(v.Dead, id)

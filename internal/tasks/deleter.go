@@ -7,10 +7,14 @@ import (
 	"github.com/qfpurge/qfpurge/internal/qianfan"
 )
 
-// Deleter is what the handler needs of Qianfan: one delete call for IDs of
-// one kind and one type, and a detail call that shows an ID exists.
+// Deleter is what the handler needs of Qianfan: one V1 delete call for IDs
+// of one kind and one type, one V2 delete call for one string ID, a detail
+// call that shows an ID exists, and a V1 read that tells whether V1 still
+// serves.
 type Deleter interface {
 	Delete(ctx context.Context, k modelid.Kind, ids []modelid.ID) (qianfan.Result, error)
+	DeleteOne(ctx context.Context, k modelid.Kind, id string) (qianfan.Result, error)
+	ProbeV1(ctx context.Context) error
 	// Describe reports whether Qianfan shows the ID, and its other form when
 	// the answer names it. Only an answer that shows the ID counts: an
 	// error that may mean "not found" is found=false with a nil error,
@@ -30,6 +34,21 @@ func (d QianfanDeleter) Delete(ctx context.Context, k modelid.Kind, ids []modeli
 		return d.Client.BatchDeleteModelVersions(ctx, list)
 	}
 	return d.Client.BatchDeleteModels(ctx, list)
+}
+
+// DeleteOne calls V2 DeleteModelSet (a model, am-) or DeleteModel (a
+// version, amv-).
+func (d QianfanDeleter) DeleteOne(ctx context.Context, k modelid.Kind, id string) (qianfan.Result, error) {
+	if k == modelid.KindVersion {
+		return d.Client.DeleteModel(ctx, id)
+	}
+	return d.Client.DeleteModelSet(ctx, id)
+}
+
+// ProbeV1 reads one page of V1's model list.
+func (d QianfanDeleter) ProbeV1(ctx context.Context) error {
+	_, _, err := d.Client.ListModels(ctx, qianfan.ModelListRequest{PageNo: 1, PageSize: 1})
+	return err
 }
 
 // Describe calls modelDetail or modelVersionDetail.

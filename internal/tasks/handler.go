@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/hibiken/asynq"
 
+	"github.com/qfpurge/qfpurge/internal/apimode"
 	"github.com/qfpurge/qfpurge/internal/inventory"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
@@ -72,6 +74,8 @@ type HandlerConfig struct {
 	// PausePoll is how often a batch waiting out a pause looks again.
 	// Defaults to 10s.
 	PausePoll time.Duration
+	// API says which Qianfan API to delete through; nil means V1 only.
+	API *apimode.Store
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Observer defaults to one that ignores everything.
@@ -147,6 +151,8 @@ type batch struct {
 	answer *qianfan.Error // the call's error, when it failed with an answer
 	start  time.Time      // of the call
 	canary bool           // this call tests the credentials of a paused fleet
+	api    apimode.Mode   // the API this execution deletes through
+	call   ledger.Call    // the batch's call record as this execution found it
 }
 
 func (h *Handler) process(ctx context.Context, t *asynq.Task, a attempt) error {
@@ -178,15 +184,25 @@ func (h *Handler) process(ctx context.Context, t *asynq.Task, a attempt) error {
 	if err != nil {
 		return err
 	}
+	if b.call, err = h.ledger.Call(ctx, a.taskID); err != nil {
+		return err
+	}
 	for _, id := range ids {
-		if gone[id] {
+		switch {
+		case gone[id]:
 			b.res.AlreadyDeleted = append(b.res.AlreadyDeleted, id)
-		} else {
+		case slices.Contains(b.call.Done, id):
+			// Settled by an earlier execution of this task (V2 records
+			// each ID as it goes): a retry calls only the others.
+		default:
 			b.ids = append(b.ids, id)
 		}
 	}
 	if len(b.ids) == 0 {
 		return h.finish(ctx, b)
+	}
+	if b.api, err = h.effective(ctx); err != nil {
+		return err
 	}
 	f, err := h.gather(ctx, b)
 	if err != nil || f == nil {
@@ -195,16 +211,30 @@ func (h *Handler) process(ctx context.Context, t *asynq.Task, a attempt) error {
 	return h.act(ctx, b, *f)
 }
 
-// gather collects the facts, making the delete call when one is due. A nil
-// Facts with a nil error means the batch ended while gathering (every ID
-// protected).
+// gather collects the facts, making the V1 delete call when one is due;
+// on V2 it runs the batch's calls itself (processV2). A nil Facts with a nil
+// error means the batch ended while gathering.
 func (h *Handler) gather(ctx context.Context, b *batch) (*Facts, error) {
-	f := &Facts{N: len(b.ids), Retried: b.a.retried, MaxRetry: b.a.maxRetry}
-	call, err := h.ledger.Call(ctx, b.a.taskID)
-	if err != nil {
+	f, err := h.precheck(ctx, b)
+	if err != nil || f == nil {
 		return nil, err
 	}
-	f.Call = call
+	if f.Call.State == ledger.CallInDoubt || f.Held || f.Paused {
+		return f, nil
+	}
+	if b.api == apimode.V2 {
+		return nil, h.processV2(ctx, b, f.Call)
+	}
+	return h.callV1(ctx, b, f)
+}
+
+// precheck reads what decides whether a call is due at all: the batch's call
+// record (and, in doubt, whether a listing answers), a listing's hold, the
+// fleet's pause, and for a rule's batch the services using its IDs.
+func (h *Handler) precheck(ctx context.Context, b *batch) (*Facts, error) {
+	f := &Facts{N: len(b.ids), Retried: b.a.retried, MaxRetry: b.a.maxRetry, Auto: h.auto(b), Call: b.call}
+	call := b.call
+	var err error
 	if call.State == ledger.CallInDoubt {
 		_, _, err := h.inv.Check(ctx, b.p.Kind, b.ids, call.Lost)
 		switch {
@@ -231,6 +261,13 @@ func (h *Handler) gather(ctx context.Context, b *batch) (*Facts, error) {
 		}
 		f.N = len(b.ids)
 	}
+	return f, nil
+}
+
+// callV1 makes the batch's one V1 delete call.
+func (h *Handler) callV1(ctx context.Context, b *batch, f *Facts) (*Facts, error) {
+	call := f.Call
+	var err error
 	// A recheck batch is already known absent: nothing to show.
 	if call.State == "" && len(b.ids) < inferMin && b.p.Split != "recheck" {
 		if err := h.notePresent(ctx, b); err != nil {

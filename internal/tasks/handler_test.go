@@ -15,6 +15,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/qfpurge/qfpurge/internal/apimode"
 	"github.com/qfpurge/qfpurge/internal/deadletter"
 	"github.com/qfpurge/qfpurge/internal/inventory"
 	"github.com/qfpurge/qfpurge/internal/ledger"
@@ -36,6 +37,10 @@ type account struct {
 	// deleting, "503" fails without deleting, "" answers normally.
 	fault     func(n int) string
 	describes int
+	v2calls   int
+	v1Gone    bool
+	// byString maps V2's string IDs to the account's IDs (int IDs' am- forms).
+	byString map[string]modelid.ID
 }
 
 func newAccount(ids ...modelid.ID) *account {
@@ -51,6 +56,10 @@ var errInvalid = &qianfan.Error{Code: 500001, Message: "param invalid", LogID: "
 func (a *account) Delete(_ context.Context, _ modelid.Kind, ids []modelid.ID) (qianfan.Result, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.v1Gone {
+		a.calls = append(a.calls, slices.Clone(ids))
+		return qianfan.Result{}, &qianfan.Error{Code: 3, Message: "Unsupported openapi method"}
+	}
 	n := len(a.calls)
 	a.calls = append(a.calls, slices.Clone(ids))
 	mode := ""
@@ -77,6 +86,49 @@ func (a *account) Delete(_ context.Context, _ modelid.Kind, ids []modelid.ID) (q
 		return qianfan.Result{}, lost
 	}
 	return qianfan.Result{LogID: "42", Attempts: 1}, nil
+}
+
+// DeleteOne is V2: one string ID; "gone1" in fault switches V1 off
+// elsewhere, V2 answers like V1 for one ID but with V2's codes.
+func (a *account) DeleteOne(_ context.Context, _ modelid.Kind, id string) (qianfan.Result, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := len(a.calls)
+	a.calls = append(a.calls, []modelid.ID{modelid.StringID(id)})
+	a.v2calls++
+	mode := ""
+	if a.fault != nil {
+		mode = a.fault(n)
+	}
+	key := modelid.StringID(id)
+	if a.byString != nil {
+		if k, ok := a.byString[id]; ok {
+			key = k
+		}
+	}
+	switch mode {
+	case "reset":
+		return qianfan.Result{}, &qianfan.Error{Err: errors.New("connection reset by peer"), Ambiguous: true}
+	case "503":
+		return qianfan.Result{}, &qianfan.Error{HTTPStatus: 503}
+	}
+	if !a.exists[key] {
+		return qianfan.Result{}, &qianfan.Error{HTTPStatus: 404, ErrorCode: "NoSuchKey", Message: "not found", LogID: "r-404"}
+	}
+	delete(a.exists, key)
+	if mode == "drop" {
+		return qianfan.Result{}, &qianfan.Error{Err: errors.New("connection reset by peer"), Ambiguous: true}
+	}
+	return qianfan.Result{LogID: "r-ok", Attempts: 1}, nil
+}
+
+func (a *account) ProbeV1(context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.v1Gone {
+		return &qianfan.Error{Code: 3, Message: "Unsupported openapi method"}
+	}
+	return nil
 }
 
 func (a *account) Describe(_ context.Context, _ modelid.Kind, id modelid.ID) (bool, modelid.ID, error) {
@@ -415,7 +467,7 @@ func TestHandlerLostAnswerButStillPresent(t *testing.T) {
 func TestHandlerThrottleUsesNoRetry(t *testing.T) {
 	acct := newAccount(ids(1)...)
 	b := setup(t, acct)
-	b.h.del = throttled{}
+	b.h.del = throttled{acct}
 	err := b.h.process(context.Background(), newBatch(t, ids(1)), attempt{taskID: "t", maxRetry: 3})
 	var te *ThrottleError
 	if !errors.As(err, &te) || IsFailure(err) || te.Wait != 30*time.Second {
@@ -423,13 +475,10 @@ func TestHandlerThrottleUsesNoRetry(t *testing.T) {
 	}
 }
 
-type throttled struct{}
+type throttled struct{ *account }
 
 func (throttled) Delete(context.Context, modelid.Kind, []modelid.ID) (qianfan.Result, error) {
 	return qianfan.Result{}, &qianfan.Error{Code: 18, Message: "Open api qps request limit reached"}
-}
-func (throttled) Describe(context.Context, modelid.Kind, modelid.ID) (bool, modelid.ID, error) {
-	return true, modelid.ID{}, nil
 }
 
 func TestHandlerRetriesUsedUpDeadLetter(t *testing.T) {
@@ -640,5 +689,112 @@ func TestHandlerPausesOnRefusedCredentials(t *testing.T) {
 	}
 	if diff := cmp.Diff(repeat(ledger.StateDeleted, 4), b.states(t, ids(1, 2, 3, 4))); diff != "" {
 		t.Errorf("states (-want +got):\n%s", diff)
+	}
+}
+
+func strs(ss ...string) []modelid.ID {
+	out := make([]modelid.ID, len(ss))
+	for i, s := range ss {
+		out[i] = modelid.StringID(s)
+	}
+	return out
+}
+
+// TestHandlerV2DeletesOneIDPerCall: on V2 every ID is its own call and its
+// own outcome; a retry calls only the IDs left; an ID that does not exist
+// is settled by a listing and dead-lettered once.
+func TestHandlerV2DeletesOneIDPerCall(t *testing.T) {
+	acct := newAccount(strs("am-a", "am-b", "am-c")...)
+	acct.fault = func(n int) string { return map[int]string{1: "503"}[n] }
+	rdb := redistest.Start(t).Client(t)
+	b := setup(t, acct, func(c *HandlerConfig) { c.API = apimode.NewStore(rdb, apimode.V2) })
+	res := b.drain(t, newBatch(t, strs("am-a", "am-b", "am-c", "am-missing")), "p", func() { acct.snapshot(t, b.inv) })
+	want := []ledger.State{ledger.StateDeleted, ledger.StateDeleted, ledger.StateDeleted, ledger.StateDead}
+	if diff := cmp.Diff(want, b.states(t, strs("am-a", "am-b", "am-c", "am-missing"))); diff != "" {
+		t.Errorf("states (-want +got):\n%s", diff)
+	}
+	calls := map[string]int{}
+	for _, c := range acct.calls {
+		calls[c[0].String()]++
+	}
+	// am-a once; am-b failed once (503) and again on the retry; am-missing
+	// once, then once more alone after the listing.
+	if diff := cmp.Diff(map[string]int{"am-a": 1, "am-b": 2, "am-c": 1, "am-missing": 2}, calls); diff != "" {
+		t.Errorf("calls per ID (-want +got):\n%s", diff)
+	}
+	if len(b.deadLetters(t)) != 1 || len(res.archived) != 1 {
+		t.Errorf("%d dead letters, archived %v; want one each", len(b.deadLetters(t)), res.archived)
+	}
+	r, _, _ := b.ledger.Lookup(context.Background(), modelid.KindModel, modelid.StringID("am-a"))
+	if r.API != "v2" {
+		t.Errorf("record %+v does not say V2 did it", r)
+	}
+}
+
+// TestHandlerV2TakesIntIDsThroughTheirPairs: an int ID is sent as the string
+// form a listing showed; one no listing showed is dead-lettered saying so.
+func TestHandlerV2TakesIntIDsThroughTheirPairs(t *testing.T) {
+	acct := newAccount(modelid.IntID(585))
+	acct.byString = map[string]modelid.ID{"am-585": modelid.IntID(585)}
+	rdb := redistest.Start(t).Client(t)
+	b := setup(t, acct, func(c *HandlerConfig) { c.API = apimode.NewStore(rdb, apimode.V2) })
+	ctx := context.Background()
+	if err := b.inv.Learn(ctx, modelid.KindModel, 585, "am-585"); err != nil {
+		t.Fatal(err)
+	}
+	err := b.h.process(ctx, newBatch(t, ids(585, 586)), attempt{taskID: "t", maxRetry: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]ledger.State{ledger.StateDeleted, ledger.StateDead}, b.states(t, ids(585, 586))); diff != "" {
+		t.Errorf("states (-want +got):\n%s", diff)
+	}
+	r, _, _ := b.ledger.Lookup(ctx, modelid.KindModel, modelid.IntID(586))
+	if !strings.Contains(r.Message, "no listing has shown this int ID's am- form") {
+		t.Errorf("dead letter reason %q does not say the string form is unknown", r.Message)
+	}
+	if diff := cmp.Diff([][]modelid.ID{strs("am-585")}, acct.calls, cmp.AllowUnexported(modelid.ID{})); diff != "" {
+		t.Errorf("calls (-want +got):\n%s", diff)
+	}
+}
+
+// TestHandlerAutoSwitchesToV2: V1 answers that it is gone; the fleet switches
+// once and the same execution deletes the batch through V2.
+func TestHandlerAutoSwitchesToV2(t *testing.T) {
+	acct := newAccount(strs("am-a", "am-b")...)
+	acct.v1Gone = true
+	rdb := redistest.Start(t).Client(t)
+	api := apimode.NewStore(rdb, apimode.Auto)
+	b := setup(t, acct, func(c *HandlerConfig) { c.API = api })
+	ctx := context.Background()
+	if err := b.h.process(ctx, newBatch(t, strs("am-a", "am-b")), attempt{taskID: "t", maxRetry: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(repeat(ledger.StateDeleted, 2), b.states(t, strs("am-a", "am-b"))); diff != "" {
+		t.Errorf("states (-want +got):\n%s", diff)
+	}
+	if m, _ := api.Effective(ctx); m != apimode.V2 {
+		t.Errorf("effective API %v after V1 answered gone, want v2", m)
+	}
+	if len(b.deadLetters(t)) != 0 {
+		t.Error("a batch was dead-lettered because V1 went away")
+	}
+	// A second batch goes straight to V2; the switch is recorded once.
+	acct.exists[modelid.StringID("am-c")] = true
+	if err := b.h.process(ctx, newBatch(t, strs("am-c")), attempt{taskID: "t2", maxRetry: 3}); err != nil {
+		t.Fatal(err)
+	}
+	evs, _ := b.rdb.XRange(ctx, ledger.EventStream, "-", "+").Result()
+	switched := 0
+	for _, ev := range evs {
+		if ev.Values["outcome"] == "switched" {
+			switched++
+		}
+	}
+	if switched != 1 {
+		t.Errorf("%d switch events, want 1", switched)
+	}
+	if acct.v2calls != 3 {
+		t.Errorf("%d V2 calls, want 3", acct.v2calls)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/qfpurge/qfpurge/internal/apimode"
 	"github.com/qfpurge/qfpurge/internal/httpapi"
 	"github.com/qfpurge/qfpurge/internal/monitor"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
@@ -25,6 +26,13 @@ type Config struct {
 	// Redis, per base URL and access key. Defaults to 0: no cap (cmd/worker's
 	// --qps defaults to 10).
 	QPS float64
+	// QianfanAPI is the API to delete through: apimode.V1, V2 or Auto (V1
+	// until it is gone, then V2 for the fleet). Defaults to Auto.
+	QianfanAPI apimode.Mode
+	// InventoryEvery, when positive, lists the whole account (V1 and V2)
+	// this often, one worker at a time, so int↔string pairs are known before
+	// V2 needs them. Defaults to 0: only lost answers and rules list.
+	InventoryEvery time.Duration
 	// QianfanOptions are extra client options (tests: fast retries).
 	QianfanOptions []qianfan.Option
 
@@ -130,6 +138,9 @@ func (c Config) withDefaults() Config {
 	if c.BaseURL == "" {
 		c.BaseURL = qianfan.DefaultBaseURL
 	}
+	if c.QianfanAPI == "" {
+		c.QianfanAPI = apimode.Auto
+	}
 	if c.Concurrency == 0 {
 		c.Concurrency = 10
 	}
@@ -187,6 +198,12 @@ func (c Config) Validate() error {
 	if c.BatchMaxWait > 0 && c.BatchMaxWait < c.BatchWait {
 		add("--batch-max-wait %s must not be shorter than --batch-wait %s", c.BatchMaxWait, c.BatchWait)
 	}
+	if _, err := apimode.Parse(string(c.QianfanAPI)); err != nil {
+		add("--qianfan-api: %w", err)
+	}
+	if c.InventoryEvery < 0 {
+		add("--inventory-every %s must not be negative", c.InventoryEvery)
+	}
 	if c.QPS < 0 {
 		add("--qps %g must not be negative", c.QPS)
 	}
@@ -233,6 +250,8 @@ func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("qianfan_base_url", c.BaseURL),
 		slog.String("access_key", c.AccessKey),
+		slog.String("qianfan_api", string(c.QianfanAPI)),
+		slog.Duration("inventory_every", c.InventoryEvery),
 		slog.String("secret_key", secret),
 		slog.Float64("qps", c.QPS),
 		slog.Int("concurrency", c.Concurrency),

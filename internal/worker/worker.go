@@ -24,6 +24,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/qfpurge/qfpurge/internal/apimode"
 	"github.com/qfpurge/qfpurge/internal/asynqlayout"
 	"github.com/qfpurge/qfpurge/internal/deadletter"
 	"github.com/qfpurge/qfpurge/internal/enqueue"
@@ -57,6 +58,7 @@ type Worker struct {
 
 	verifier *inventory.Verifier
 	qc       *qianfan.Client
+	mode     *apimode.Store
 	pause    *pause.Store
 	prober   *pause.Prober
 
@@ -85,14 +87,16 @@ func New(rdb redis.UniversalClient, cfg Config) (*Worker, error) {
 		Quiet:         w.quiet,
 		CallsUnderWay: w.ledger.CallsUnderWay,
 		Observe:       w.metrics.Listing,
+		V2Only:        w.v2Only,
 		Logger:        w.log.With("component", "verifier"),
 	})
 	w.qc = qc
+	w.mode = apimode.NewStore(rdb, cfg.QianfanAPI)
 	w.pause = pause.NewStore(rdb)
 	w.prober = pause.NewProber(w.pause, pause.ProberConfig{Every: cfg.PauseProbe, Probe: w.probe, Logger: w.log.With("component", "pause")})
 	handler := tasks.NewHandler(tasks.QianfanDeleter{Client: qc}, asynq.NewClientFromRedisClient(rdb), w.ledger, inventory.NewStore(rdb),
 		tasks.HandlerConfig{BatchSize: cfg.BatchSize, Options: opts, Logger: w.log, Observer: w.metrics,
-			Guard: inventory.NewGuard(rdb, qc, 0), Pause: w.pause, PausePoll: max(cfg.PauseProbe/3, time.Second)})
+			Guard: inventory.NewGuard(rdb, qc, 0), Pause: w.pause, PausePoll: max(cfg.PauseProbe/3, time.Second), API: w.mode})
 	w.prod, err = enqueue.New(rdb, enqueue.Config{BatchSize: cfg.BatchSize, MaxRetry: cfg.MaxRetry, Retention: cfg.Retention})
 	if err != nil {
 		return nil, err
@@ -202,6 +206,11 @@ func (w *Worker) Start() (err error) {
 	w.bg.Go(func() { runSweeper(sweepCtx, w.rdb, w.ledger, w.cfg.SweepInterval, w.log.With("component", "sweeper")) })
 	w.bg.Go(func() { w.verifier.Run(sweepCtx) })
 	w.bg.Go(func() { w.prober.Run(sweepCtx) })
+	if w.cfg.InventoryEvery > 0 {
+		w.bg.Go(func() {
+			w.verifier.Refresh(sweepCtx, w.cfg.InventoryEvery, func(ctx context.Context) bool { return !w.v2Only(ctx) })
+		})
+	}
 	if w.mon != nil {
 		w.mon.Serve()
 	}
@@ -215,6 +224,12 @@ func (w *Worker) Start() (err error) {
 	}
 	w.log.Info("qfpurge worker running", "queue", asynqlayout.Queue)
 	return nil
+}
+
+// v2Only reports whether the fleet deletes through V2 (V1 not to be read).
+func (w *Worker) v2Only(ctx context.Context) bool {
+	m, err := w.mode.Effective(ctx)
+	return err == nil && m == apimode.V2
 }
 
 // probe is one signed read call: V2's model listing, or V1's where V2

@@ -1,0 +1,274 @@
+package tasks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/qfpurge/qfpurge/internal/apimode"
+	"github.com/qfpurge/qfpurge/internal/inventory"
+	"github.com/qfpurge/qfpurge/internal/ledger"
+	"github.com/qfpurge/qfpurge/internal/modelid"
+	"github.com/qfpurge/qfpurge/internal/qianfan"
+)
+
+// OneAction is what one ID's V2 call leads to.
+type OneAction int
+
+// The actions DecideOne chooses from.
+const (
+	OneDeleted  OneAction = iota + 1 // record it deleted
+	OneDead                          // Qianfan refused this ID: dead-letter it
+	OneDoubt                         // a lost answer or an unreadable "no": a listing decides
+	OneRetry                         // transient: the task's retry calls it again
+	OneThrottle                      // stop the batch, wait without using a retry
+	OnePause                         // credentials, permission or V2 gone: pause the fleet
+)
+
+// DecideOne maps one V2 call's answer to its action; lost says an answer
+// for this ID (or the task's calls) was lost before, recheck that a listing
+// already showed the ID absent and never shown to exist.
+func DecideOne(err error, lost, recheck bool) OneAction {
+	if err == nil {
+		return OneDeleted
+	}
+	switch qianfan.Classify(err) {
+	case qianfan.ClassThrottled:
+		return OneThrottle
+	case qianfan.ClassRequest, qianfan.ClassGone:
+		return OnePause
+	case qianfan.ClassInvalidIDs:
+		if lost {
+			return OneDoubt
+		}
+		return OneDead
+	case qianfan.ClassUnknown:
+		// V2's "not found" is not documented: it may mean a lost call
+		// deleted the ID, or that it never existed. A listing decides,
+		// unless one already has and this call lost nothing.
+		if recheck && !lost {
+			return OneDead
+		}
+		return OneDoubt
+	}
+	return OneRetry
+}
+
+// auto reports whether this batch may switch the fleet to V2.
+func (h *Handler) auto(b *batch) bool {
+	return h.cfg.API != nil && h.cfg.API.Configured() == apimode.Auto && b.api == apimode.V1
+}
+
+// effective is the API this execution deletes through.
+func (h *Handler) effective(ctx context.Context) (apimode.Mode, error) {
+	if h.cfg.API == nil {
+		return apimode.V1, nil
+	}
+	return h.cfg.API.Effective(ctx)
+}
+
+// switchToV2 moves the fleet to V2 once V1 is gone and deletes the batch
+// through V2 in the same execution.
+func (h *Handler) switchToV2(ctx context.Context, b *batch, f Facts) error {
+	if err := h.ledger.Answered(ctx, b.a.taskID, f.Lost); err != nil {
+		return err
+	}
+	reason := "V1 answered that it no longer serves: " + f.Err.Error()
+	first, err := h.cfg.API.Switch(ctx, reason)
+	if err != nil {
+		return err
+	}
+	if first {
+		h.obs.Fleet("switched")
+		b.log.Error("SWITCHED TO V2 for the whole fleet: Qianfan's V1 batchDelete is gone; every batch now deletes one ID per call through V2",
+			"reason", reason)
+		if err := h.ledger.FleetEvent(ctx, "switched", reason); err != nil {
+			return err
+		}
+	}
+	b.api = apimode.V2
+	call, err := h.ledger.Call(ctx, b.a.taskID)
+	if err != nil {
+		return err
+	}
+	return h.processV2(ctx, b, call)
+}
+
+// confirmGone checks, after an answer of V1 that no table knows, whether V1
+// still serves at all; a V1 read that is gone too means V1 is gone.
+func (h *Handler) confirmGone(ctx context.Context) bool {
+	err := h.del.ProbeV1(ctx)
+	return err != nil && qianfan.IsGone(err)
+}
+
+// processV2 deletes the batch one ID per call through V2: each ID's outcome
+// is recorded on its own, so a retried task calls only the IDs still
+// without one. call is the batch's call record.
+func (h *Handler) processV2(ctx context.Context, b *batch, call ledger.Call) error {
+	targets, err := h.v2Targets(ctx, b)
+	if err != nil || len(b.ids) == 0 {
+		if err == nil {
+			err = h.end(ctx, b)
+		}
+		return err
+	}
+	if call.State == "" {
+		// What the last listing holds existed before these calls: evidence
+		// for a listing after a lost answer, without a detail call per ID.
+		known, _, err := h.inv.Check(ctx, b.p.Kind, b.ids, time.Time{})
+		if err != nil && !errors.Is(err, inventory.ErrNoSnapshot) {
+			return err
+		}
+		var present []modelid.ID
+		for i, p := range known {
+			if p == inventory.Present {
+				present = append(present, b.ids[i])
+			}
+		}
+		if len(present) > 0 {
+			if err := h.ledger.NotePresent(ctx, b.a.taskID, present); err != nil {
+				return err
+			}
+		}
+	}
+	rec, err := h.ledger.BeginCall(ctx, b.a.taskID)
+	if err != nil {
+		return err
+	}
+	lost := rec.Doubted()
+	var (
+		doubt, retry []modelid.ID
+		lastErr      error
+		lastAnswer   *qianfan.Error
+	)
+	for i, id := range b.ids {
+		start := time.Now()
+		res, err := h.del.DeleteOne(ctx, b.p.Kind, targets[i])
+		if ctx.Err() != nil {
+			return ctx.Err() // the record stays "under way": the next execution counts it lost
+		}
+		h.obs.Call(b.p.Kind, id.Type(), callOutcome(err), 1, time.Since(start))
+		qe, _ := errors.AsType[*qianfan.Error](err)
+		idLost := lost || res.Ambiguous || (qe != nil && qe.Ambiguous)
+		logID := res.LogID
+		if qe != nil {
+			logID, lastAnswer = qe.LogID, qe
+		}
+		out := ledger.Outcome{Kind: b.p.Kind, ID: id, LogID: logID, TaskID: b.a.taskID, Attempts: b.a.retried + 1, Run: b.p.Run, API: string(apimode.V2)}
+		switch DecideOne(err, idLost, b.p.Split == "recheck") {
+		case OneDeleted:
+			out.State = ledger.StateDeleted
+			if err := h.write(ctx, b, []ledger.Outcome{out}); err != nil {
+				return err
+			}
+			if err := h.ledger.NoteDone(ctx, b.a.taskID, []modelid.ID{id}); err != nil {
+				return err
+			}
+			b.res.Deleted = append(b.res.Deleted, id)
+			if b.canary {
+				if err := h.resume(ctx); err != nil {
+					return err
+				}
+				b.canary = false
+			}
+		case OneDead:
+			out.State, out.Code, out.Message = ledger.StateDead, answerCode(qe), qe.Message
+			if qianfan.Classify(err) == qianfan.ClassUnknown {
+				out.Message = qe.Error() + "; absent from the last complete listing and never shown to exist"
+			}
+			if err := h.write(ctx, b, []ledger.Outcome{out}); err != nil {
+				return err
+			}
+			if err := h.ledger.NoteDone(ctx, b.a.taskID, []modelid.ID{id}); err != nil {
+				return err
+			}
+			b.res.Dead = append(b.res.Dead, id)
+			b.log.Error("dead-lettered", "ids", []string{id.String()}, "code", out.Code, "message", out.Message, "log_id", logID, "api", "v2")
+		case OneDoubt:
+			doubt = append(doubt, id)
+		case OneRetry:
+			retry, lastErr = append(retry, id), err
+		case OneThrottle:
+			b.ids = append(append(retry, doubt...), b.ids[i:]...)
+			b.answer = qe
+			return h.throttle(ctx, b, Facts{Err: err, Lost: lost})
+		case OnePause:
+			b.ids = append(append(retry, doubt...), b.ids[i:]...)
+			b.answer = qe
+			return h.pause(ctx, b, Facts{Err: err, Lost: lost})
+		}
+	}
+	switch {
+	case len(doubt) > 0:
+		b.ids, b.answer = append(doubt, retry...), lastAnswer
+		return h.verify(ctx, b, Facts{Err: fmt.Errorf("%d IDs answered in a way only a listing can settle", len(doubt)), Lost: true})
+	case len(retry) > 0:
+		b.ids = retry
+		return h.retry(ctx, b, Facts{Err: lastErr, Lost: lost})
+	}
+	b.log.Info("batch done through V2", "deleted", len(b.res.Deleted), "dead", len(b.res.Dead))
+	if err := h.end(ctx, b); err != nil {
+		return err
+	}
+	if len(b.res.Dead) > 0 && len(b.res.Deleted) == 0 {
+		return deadError{reason(lastAnswer, nil)}
+	}
+	return nil
+}
+
+// v2Targets returns the string ID V2 takes for each ID of the batch; an
+// int ID whose string form no listing or detail call has shown is
+// dead-lettered (V2 takes string IDs only) and dropped from the batch.
+func (h *Handler) v2Targets(ctx context.Context, b *batch) ([]string, error) {
+	if b.ids[0].Type() == modelid.IDString {
+		out := make([]string, len(b.ids))
+		for i, id := range b.ids {
+			out[i] = id.String()
+		}
+		return out, nil
+	}
+	pairs, err := h.inv.Other(ctx, b.p.Kind, b.ids)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		keep    []modelid.ID
+		targets []string
+		dead    []ledger.Outcome
+	)
+	for _, id := range b.ids {
+		if s, ok := pairs[id]; ok {
+			keep, targets = append(keep, id), append(targets, s.String())
+			continue
+		}
+		dead = append(dead, ledger.Outcome{Kind: b.p.Kind, ID: id, State: ledger.StateDead, TaskID: b.a.taskID, Run: b.p.Run, API: string(apimode.V2),
+			Attempts: b.a.retried + 1, Message: "V2 takes string IDs only, and no listing has shown this int ID's " + stringForm(b.p.Kind) +
+				" form; find it in the console and enqueue that"})
+	}
+	if len(dead) > 0 {
+		if err := h.write(ctx, b, dead); err != nil {
+			return nil, err
+		}
+		ids := make([]modelid.ID, len(dead))
+		for i, o := range dead {
+			ids[i] = o.ID
+		}
+		if err := h.ledger.NoteDone(ctx, b.a.taskID, ids); err != nil {
+			return nil, err
+		}
+		for _, o := range dead {
+			b.res.Dead = append(b.res.Dead, o.ID)
+		}
+		b.log.Error("dead-lettered: int IDs with no known string form cannot be deleted through V2", "ids", idStrings(b.res.Dead))
+	}
+	b.ids = keep
+	return targets, nil
+}
+
+func stringForm(k modelid.Kind) string {
+	if k == modelid.KindVersion {
+		return "amv-"
+	}
+	return "am-"
+}
