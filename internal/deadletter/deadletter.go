@@ -66,7 +66,7 @@ func Requeue[R any](ctx context.Context, s *Store, enqueue EnqueueFunc[R], archi
 			res.Skipped = append(res.Skipped, Skipped{EntryID: e.EntryID, Reason: "no kind: " + e.Message})
 			continue
 		}
-		if err := e.ID.Validate(); err != nil {
+		if err := e.ID.ValidateFor(e.Kind); err != nil {
 			res.Skipped = append(res.Skipped, Skipped{EntryID: e.EntryID, Reason: "no valid ID: " + err.Error()})
 			continue
 		}
