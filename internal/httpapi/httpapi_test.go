@@ -219,6 +219,10 @@ func TestPostDeletionsRejects(t *testing.T) {
 				{Index: 10, Text: `"amv-1"`, Reason: "ID of the other kind: an amv- ID names a model version, not a model: send it with kind version"},
 			},
 		},
+		{name: "duplicate key", body: `{"model_ids":[1],"model_ids":[2]}`, status: 400},
+		{name: "key in another case", body: `{"Model_IDs":[1]}`, status: 400},
+		{name: "another media type", body: `{"model_ids":[1]}`, status: 415, contentType: "application/jsonx"},
+		{name: "text/plain", body: `{"model_ids":[1]}`, status: 415, contentType: "text/plain"},
 		{name: "oversize", body: `{"model_ids":[` + strings.Repeat("12345,", 200) + `1]}`, status: 413},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -236,6 +240,9 @@ func TestPostDeletionsRejects(t *testing.T) {
 			}](t, w)
 			if e.Error == "" {
 				t.Errorf("no error message: %s", w.Body)
+			}
+			if tc.wantInvalid == nil && strings.Contains(w.Body.String(), `"invalid"`) {
+				t.Errorf(`an "invalid" member without invalid IDs: %s`, w.Body)
 			}
 			if diff := cmp.Diff(tc.wantInvalid, e.Invalid); diff != "" {
 				t.Errorf("invalid (-want +got)\n%s", diff)
@@ -416,6 +423,61 @@ func TestDeadLetters(t *testing.T) {
 	}
 	if q.Aggregating != 2 {
 		t.Errorf("%d tasks aggregating after requeue, want 2", q.Aggregating)
+	}
+}
+
+func TestMethodsAndRoutes(t *testing.T) {
+	b := setup(t)
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		allow        string
+	}{
+		{"GET", "/v1/deletions", 405, "POST"},
+		{"DELETE", "/v1/deletions/585", 405, "GET, HEAD"},
+		{"PUT", "/v1/deadletters/requeue", 405, "POST"},
+		{"GET", "/v1/nothing", 404, ""},
+		{"POST", "/", 404, ""},
+	} {
+		w := b.do(t, tc.method, tc.path, tokenOld, "")
+		if w.Code != tc.status || w.Header().Get("Allow") != tc.allow {
+			t.Errorf("%s %s: %d Allow %q, want %d %q", tc.method, tc.path, w.Code, w.Header().Get("Allow"), tc.status, tc.allow)
+		}
+		if e := decode[errorBody](t, w); e.Error == "" || strings.Contains(w.Body.String(), `"invalid"`) {
+			t.Errorf("%s %s: body %s", tc.method, tc.path, w.Body)
+		}
+	}
+}
+
+// TestCrossOriginRefused: a browser's cross-site POST is refused even with
+// a token; a same-origin or non-browser one goes through.
+func TestCrossOriginRefused(t *testing.T) {
+	b := setup(t)
+	post := func(h map[string]string) int {
+		r := httptest.NewRequest("POST", "/v1/deletions", strings.NewReader(`{"model_ids":[1]}`))
+		r.Header.Set("Authorization", "Bearer "+tokenOld)
+		r.Header.Set("Content-Type", "application/json")
+		for k, v := range h {
+			r.Header.Set(k, v)
+		}
+		w := httptest.NewRecorder()
+		b.api.ServeHTTP(w, r)
+		return w.Code
+	}
+	if c := post(map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}); c != http.StatusForbidden {
+		t.Errorf("cross-site: %d, want 403", c)
+	}
+	if c := post(map[string]string{"Origin": "https://evil.example"}); c != http.StatusForbidden {
+		t.Errorf("foreign Origin: %d, want 403", c)
+	}
+	if n := b.asynqKeys(t); n != 0 {
+		t.Fatalf("%d Asynq keys after refused requests", n)
+	}
+	if c := post(nil); c != http.StatusAccepted {
+		t.Errorf("no browser headers: %d, want 202", c)
+	}
+	if c := post(map[string]string{"Sec-Fetch-Site": "same-origin"}); c != http.StatusAccepted {
+		t.Errorf("same-origin: %d, want 202", c)
 	}
 }
 
