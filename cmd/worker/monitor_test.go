@@ -62,6 +62,7 @@ func TestParseFlags(t *testing.T) {
 		env          map[string]string
 		wantAddr     string
 		wantExplicit bool
+		wantHosts    []string
 		wantErr      string
 	}{
 		{name: "default monitor", env: base, wantAddr: monitor.DefaultAddr},
@@ -75,6 +76,10 @@ func TestParseFlags(t *testing.T) {
 		{name: "Redis URL and embedded", args: []string{"--embedded-redis"}, env: base, wantErr: "exclude each other"},
 		{name: "argument", args: []string{"extra"}, env: base, wantErr: `unexpected argument "extra"`},
 		{name: "log level", env: with(envLogLevel, "loud"), wantErr: `--log-level "loud"`},
+		{name: "monitor hosts env", env: with(envMonitorHosts, " q.example.com , p.example.com,"), wantAddr: monitor.DefaultAddr,
+			wantHosts: []string{"q.example.com", "p.example.com"}},
+		{name: "monitor hosts flag", args: []string{"--monitor-hosts", "f.example.com"}, env: with(envMonitorHosts, "q.example.com"),
+			wantAddr: monitor.DefaultAddr, wantHosts: []string{"f.example.com"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o, err := parseFlags(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
@@ -89,6 +94,9 @@ func TestParseFlags(t *testing.T) {
 			}
 			if m := o.worker.Monitor; m.Addr != tc.wantAddr || m.Explicit != tc.wantExplicit {
 				t.Errorf("monitor addr %q explicit %v, want %q %v", m.Addr, m.Explicit, tc.wantAddr, tc.wantExplicit)
+			}
+			if tc.wantHosts != nil && strings.Join(o.worker.Monitor.Hosts, ",") != strings.Join(tc.wantHosts, ",") {
+				t.Errorf("monitor hosts %q, want %q", o.worker.Monitor.Hosts, tc.wantHosts)
 			}
 		})
 	}

@@ -87,6 +87,8 @@ type MonitorConfig struct {
 	ReadOnly bool
 	// Token, or User and Password, are required beyond loopback.
 	Token, User, Password string
+	// Hosts are further names the monitor answers to (see monitor.Config).
+	Hosts []string
 	// Explicit says Addr was chosen by the operator: then a taken port stops
 	// the worker; the default address only warns, so a second worker on the
 	// same host still starts.
@@ -100,6 +102,7 @@ func (m MonitorConfig) LogValue() slog.Value {
 		slog.Bool("read_only", m.ReadOnly),
 		slog.Bool("token_set", m.Token != ""),
 		slog.Bool("basic_auth_set", m.User != "" && m.Password != ""),
+		slog.Any("hosts", m.Hosts),
 	)
 }
 
@@ -211,7 +214,7 @@ func (c Config) Validate() error {
 func (c Config) monitorConfig() monitor.Config {
 	m := c.Monitor
 	return monitor.Config{Addr: m.Addr, ReadOnly: m.ReadOnly, Token: m.Token, User: m.User, Password: m.Password,
-		Logger: c.Logger.With("component", "monitor")}
+		Hosts: m.Hosts, Logger: c.Logger.With("component", "monitor")}
 }
 
 // LogValue is the whole resolved config with secrets masked, logged once at
