@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"strings"
@@ -119,5 +120,32 @@ func TestHelpKeepsSecrets(t *testing.T) {
 		if !strings.Contains(out.String(), "QIANFAN_ACCESS_KEY") {
 			t.Errorf("%v: the usage does not name the environment variables:\n%s", args, out.String())
 		}
+	}
+}
+
+// TestRedisLogsFollowLogFormat: go-redis's own lines about a Redis that
+// cannot be reached come out as the worker's JSON, not as raw stderr text.
+// Not parallel: go-redis has one logger per process.
+func TestRedisLogsFollowLogFormat(t *testing.T) {
+	// No retries: the first failed dial is enough.
+	env := map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0?max_retries=-1", "QIANFAN_ACCESS_KEY": "ak", "QIANFAN_SECRET_KEY": "sk"}
+	var logs workertest.Log
+	err := run(context.Background(), []string{"--log-format", "json", "--monitor-addr", ""}, func(k string) string { return env[k] }, io.Discard, &logs)
+	if err == nil {
+		t.Fatal("run against a closed port succeeded")
+	}
+	var fromRedis int
+	for line := range strings.Lines(logs.String()) {
+		var l struct{ Msg, Component string }
+		if err := json.Unmarshal([]byte(line), &l); err != nil {
+			t.Errorf("not a JSON log line: %q", line)
+			continue
+		}
+		if l.Component == "redis" && strings.HasPrefix(l.Msg, "redis: ") {
+			fromRedis++
+		}
+	}
+	if fromRedis == 0 {
+		t.Errorf("no go-redis line in the worker's log:\n%s", logs.String())
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"time"
 
 	"github.com/qfpurge/qfpurge/internal/httpapi"
@@ -225,7 +226,7 @@ func (c Config) LogValue() slog.Value {
 		secret = "set (masked)"
 	}
 	return slog.GroupValue(
-		slog.String("qianfan_base_url", c.BaseURL),
+		slog.String("qianfan_base_url", redactURL(c.BaseURL)),
 		slog.String("access_key", c.AccessKey),
 		slog.String("secret_key", secret),
 		slog.Float64("qps", c.QPS),
@@ -249,4 +250,17 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("schedule_sync", c.ScheduleSync),
 		slog.String("log_level", c.LogLevel.String()),
 	)
+}
+
+// redactURL shows a URL without user info; one that cannot be parsed is not
+// shown at all.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(not a URL, not shown)"
+	}
+	if u.User != nil {
+		u.User = url.User("xxxxx")
+	}
+	return u.String()
 }
