@@ -186,10 +186,10 @@ func (p *Producer) Enqueue(ctx context.Context, r Request) (Receipt, error) {
 	return s.Close(ctx)
 }
 
-// DedupeWindow is how many distinct IDs a Stream remembers to drop repeats:
-// an input of up to this many distinct IDs is deduplicated exactly; a
-// repeat further apart is enqueued again, and the worker's ledger skips an
-// ID once it is recorded deleted.
+// DedupeWindow is how many distinct IDs of each type a Stream remembers to
+// drop repeats: an input of up to this many distinct int IDs (and as many
+// string IDs) is deduplicated exactly; a repeat further apart is enqueued
+// again, and the worker's ledger skips an ID once it is recorded deleted.
 const DedupeWindow = 1 << 20
 
 // Stream enqueues one request's IDs as they come, a batch at a time: full
@@ -363,31 +363,51 @@ func (p *Producer) existing(b Batch, id string) Batch {
 	return b
 }
 
-// window remembers the last size distinct IDs.
+// window remembers the last size distinct IDs of each type. Int IDs, the
+// bulk of large inputs, are kept as bare int64s: a million cost about 25 MB.
 type window struct {
-	set  map[modelid.ID]struct{}
-	ring []modelid.ID
+	ints ring[int64]
+	strs ring[string]
+}
+
+func newWindow(size int) *window {
+	return &window{ints: newRing[int64](size), strs: newRing[string](size)}
+}
+
+// add reports whether id is new, remembering it (and forgetting the oldest
+// of its type once full).
+func (w *window) add(id modelid.ID) bool {
+	if n, ok := id.Int(); ok {
+		return w.ints.add(n)
+	}
+	return w.strs.add(id.String())
+}
+
+func (w *window) len() int { return len(w.ints.set) + len(w.strs.set) }
+
+// ring is a set that forgets its oldest member beyond size.
+type ring[K comparable] struct {
+	set  map[K]struct{}
+	keys []K
 	size int
 	next int
 }
 
-func newWindow(size int) *window {
-	return &window{set: map[modelid.ID]struct{}{}, ring: make([]modelid.ID, 0, min(size, 1024)), size: size}
+func newRing[K comparable](size int) ring[K] {
+	return ring[K]{set: map[K]struct{}{}, size: max(size, 1)}
 }
 
-// add reports whether id is new, remembering it (and forgetting the oldest
-// once full).
-func (w *window) add(id modelid.ID) bool {
-	if _, ok := w.set[id]; ok {
+func (r *ring[K]) add(k K) bool {
+	if _, ok := r.set[k]; ok {
 		return false
 	}
-	if len(w.ring) < w.size {
-		w.ring = append(w.ring, id)
+	if len(r.keys) < r.size {
+		r.keys = append(r.keys, k)
 	} else {
-		delete(w.set, w.ring[w.next])
-		w.ring[w.next] = id
-		w.next = (w.next + 1) % len(w.ring)
+		delete(r.set, r.keys[r.next])
+		r.keys[r.next] = k
+		r.next = (r.next + 1) % r.size
 	}
-	w.set[id] = struct{}{}
+	r.set[k] = struct{}{}
 	return true
 }
