@@ -9,10 +9,10 @@
 // A web page the operator opens must not be able to drive it either: a
 // browser's cross-site request that changes anything is refused
 // (http.CrossOriginProtection), and so is every request (health checks
-// aside) naming a Host that is not the monitor's: an IP address,
-// localhost, this machine's name, the name it listens on, or one of
-// Config.Hosts. That stops DNS rebinding, where an attacker's name resolves
-// to 127.0.0.1. Every connection has timeouts and their number is capped,
+// aside, and /metrics with valid credentials) naming a Host that is not the
+// monitor's: an IP address, localhost, this machine's name, the name it
+// listens on, or one of Config.Hosts. That stops DNS rebinding, where an
+// attacker's name resolves to 127.0.0.1. Every connection has timeouts and their number is capped,
 // so slow or idle clients cannot starve /readyz or the process.
 package monitor
 
@@ -187,10 +187,10 @@ func New(rdb redis.UniversalClient, insp *asynq.Inspector, m *Metrics, cfg Confi
 	mux := http.NewServeMux()
 	mux.Handle(RootPath+"/", s.auth(ui))
 	mux.Handle("GET "+RootPath, http.RedirectHandler(RootPath+"/", http.StatusMovedPermanently))
-	mux.Handle("GET /metrics", s.auth(promhttp.HandlerFor(m.Registry(), promhttp.HandlerOpts{
+	metrics := promhttp.HandlerFor(m.Registry(), promhttp.HandlerOpts{
 		ErrorHandling: promhttp.ContinueOnError,
 		ErrorLog:      promLogger{s.log},
-	})))
+	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, RootPath+"/", http.StatusFound)
 	})
@@ -204,6 +204,7 @@ func New(rdb redis.UniversalClient, insp *asynq.Inspector, m *Metrics, cfg Confi
 	top := http.NewServeMux()
 	top.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	top.HandleFunc("GET /readyz", s.ready)
+	top.Handle("GET /metrics", s.metricsRoute(metrics))
 	top.Handle("/", s.checkHost(cop.Handler(mux)))
 	s.hosts = allowedHosts(cfg)
 	s.srv = &http.Server{
@@ -230,6 +231,21 @@ func allowedHosts(cfg Config) map[string]bool {
 		hosts[strings.ToLower(strings.TrimSuffix(h, "."))] = true
 	}
 	return hosts
+}
+
+// metricsRoute serves /metrics to a scraper that holds the monitor's
+// credentials under any host name (Prometheus scrapes by DNS name, and a
+// rebinding page has no credentials); without them the Host is checked as
+// for the UI.
+func (s *Server) metricsRoute(h http.Handler) http.Handler {
+	checked := s.checkHost(s.auth(h))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.creds.Empty() && s.creds.Allows(r) {
+			h.ServeHTTP(w, r)
+			return
+		}
+		checked.ServeHTTP(w, r)
+	})
 }
 
 // checkHost refuses a Host header that names none of the monitor's names:

@@ -359,6 +359,22 @@ func TestUnknownHostRefused(t *testing.T) {
 	if code := do(t, "POST", b.base+"/monitoring/api/queues/"+asynqlayout.Queue+":pause", map[string]string{"Host": "evil.example" + port}); code != http.StatusMisdirectedRequest || paused(t, b) {
 		t.Errorf("pause with a foreign Host: %d", code)
 	}
+
+	// A scraper with the monitor's token may use any name for /metrics.
+	b = setup(t, monitor.Config{Token: "s3cret-token-0123"})
+	for _, tc := range []struct {
+		path, auth string
+		want       int
+	}{
+		{"/metrics", "Bearer s3cret-token-0123", 200},
+		{"/metrics", "", http.StatusMisdirectedRequest},
+		{"/metrics", "Bearer wrong", http.StatusMisdirectedRequest},
+		{"/monitoring/api/queues", "Bearer s3cret-token-0123", http.StatusMisdirectedRequest},
+	} {
+		if code := do(t, "GET", b.base+tc.path, map[string]string{"Host": "worker-1:8080", "Authorization": tc.auth}); code != tc.want {
+			t.Errorf("Host worker-1 %s with %q: %d, want %d", tc.path, tc.auth, code, tc.want)
+		}
+	}
 }
 
 func TestNonLoopbackNeedsCredentials(t *testing.T) {
