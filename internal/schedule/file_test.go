@@ -176,3 +176,11 @@ func TestTick(t *testing.T) {
 		})
 	}
 }
+
+// TestExampleLoads keeps examples/schedule.yaml valid under the rules.
+func TestExampleLoads(t *testing.T) {
+	t.Parallel()
+	if _, err := Load(filepath.FromSlash("../../examples/schedule.yaml")); err != nil {
+		t.Fatal(err)
+	}
+}
