@@ -324,7 +324,8 @@ func (p *Producer) enqueueOne(ctx context.Context, r Request, ids []modelid.ID, 
 	if ready {
 		if !r.ProcessAt.IsZero() {
 			extra = append(extra, asynq.ProcessAt(r.ProcessAt))
-			b.At = r.ProcessAt.UTC()
+			// Asynq keeps whole seconds; say the time it will use.
+			b.At = r.ProcessAt.UTC().Truncate(time.Second)
 		}
 		t, err = tasks.NewBatchTask(pl, p.opt, extra...)
 	} else {
