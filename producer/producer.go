@@ -9,7 +9,9 @@
 //
 // IDs of both types are split by type (Qianfan rejects mixed lists),
 // duplicates collapse, and invalid IDs reject the whole request before
-// anything is enqueued. It is the public face of qfpurge's internal enqueue
+// anything is enqueued. String IDs are Qianfan's: am-… for models, amv-…
+// for model versions. Producer.Stream takes IDs one at a time for inputs
+// too large to hold. It is the public face of qfpurge's internal enqueue
 // and modelid packages: every name here is theirs.
 package producer
 
@@ -43,8 +45,19 @@ func StringID(s string) ID { return modelid.StringID(s) }
 // ParseKind accepts "model" and "version".
 func ParseKind(s string) (Kind, error) { return modelid.ParseKind(s) }
 
-// ParseIDs reads IDs from text; see modelid.ParseIDs.
-func ParseIDs(r io.Reader, asString bool) ([]ID, error) { return modelid.ParseIDs(r, asString) }
+// ParseID reads one ID written as text: 585 is an int ID, am-… and amv-…
+// string IDs, anything else an error; see package modelid for the rule.
+func ParseID(s string) (ID, error) { return modelid.ParseID(s) }
+
+// ParseIDs reads IDs from text (lines or JSON) for kind k, refusing the
+// whole input when any entry is invalid; see modelid.ParseIDs.
+func ParseIDs(r io.Reader, k Kind) ([]ID, error) { return modelid.ParseIDs(r, k) }
+
+// Scanner reads IDs from text one at a time; see modelid.Scanner.
+type Scanner = modelid.Scanner
+
+// NewScanner reads IDs of kind k from r; see modelid.NewScanner.
+func NewScanner(r io.Reader, k Kind) *Scanner { return modelid.NewScanner(r, k) }
 
 // InvalidID is one rejected ID.
 type InvalidID = modelid.InvalidID
@@ -69,6 +82,12 @@ type Receipt = enqueue.Receipt
 
 // Batch is one enqueued task.
 type Batch = enqueue.Batch
+
+// Stream enqueues one request's IDs as they come, a batch at a time.
+type Stream = enqueue.Stream
+
+// DedupeWindow is how many distinct IDs a Stream remembers to drop repeats.
+const DedupeWindow = enqueue.DedupeWindow
 
 // ErrNoIDs rejects an empty request.
 var ErrNoIDs = enqueue.ErrNoIDs

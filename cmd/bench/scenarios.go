@@ -402,7 +402,7 @@ func runBulk(ctx context.Context, e *env, sc scale) (bulkResult, error) {
 			return r, err
 		}
 		t0 := time.Now()
-		ids, err := producer.ParseIDs(bytes.NewReader(b.Bytes()), false)
+		ids, err := producer.ParseIDs(bytes.NewReader(b.Bytes()), producer.KindModel)
 		if err != nil {
 			return r, err
 		}

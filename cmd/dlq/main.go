@@ -29,7 +29,9 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
+	"github.com/qfpurge/qfpurge/internal/cli"
 	"github.com/qfpurge/qfpurge/internal/deadletter"
 	"github.com/qfpurge/qfpurge/internal/enqueue"
 	"github.com/qfpurge/qfpurge/internal/modelid"
@@ -39,24 +41,20 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// go-redis logs every failed dial; the error returned says it once.
+	redis.SetLogger(quietLogger{})
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-	case errors.As(err, new(usageError)):
-		fmt.Fprintln(os.Stderr, "dlq:", err)
-		os.Exit(2)
-	default:
-		fmt.Fprintln(os.Stderr, "dlq:", err)
-		os.Exit(1)
-	}
+	stop()
+	os.Exit(cli.Status("dlq", err, os.Stderr))
 }
 
-type usageError struct{ err error }
+type quietLogger struct{}
 
-func (e usageError) Error() string { return e.err.Error() }
+func (quietLogger) Printf(context.Context, string, ...any) {}
 
 const usage = `usage: dlq [--redis-url URL] COMMAND [flags]
+
+Environment: REDIS_URL (default redis://127.0.0.1:6379).
 
 commands:
   list     show dead letters, oldest first (--json, --limit N, --after ENTRY)
@@ -68,18 +66,22 @@ commands:
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("dlq", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprintln(stderr, usage); fs.PrintDefaults() }
-	redisURL := fs.String("redis-url", cmpOr(getenv("REDIS_URL"), "redis://127.0.0.1:6379"), "Redis URL (env REDIS_URL)")
+	fs.Usage = func() { fmt.Fprintln(stderr, usage+"\n\nflags:"); fs.PrintDefaults() }
+	// Shown without REDIS_URL's value: it may carry a password.
+	redisURL := fs.String("redis-url", "", "Redis `URL` (default $REDIS_URL, else redis://127.0.0.1:6379)")
 	batchSize := fs.Int("batch-size", tasks.DefaultBatchSize, "batch size for requeued IDs; keep equal to the workers'")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return usageError{err}
+		return cli.Usage(err)
+	}
+	if *redisURL == "" {
+		*redisURL = cmpOr(getenv("REDIS_URL"), "redis://127.0.0.1:6379")
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()
-		return usageError{errors.New("no command given")}
+		return cli.Usage(errors.New("no command given"))
 	}
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
 	sub := flag.NewFlagSet("dlq "+cmd, flag.ContinueOnError)
@@ -95,18 +97,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch cmd {
 	case "list", "count", "export", "requeue", "purge":
 	default:
-		return usageError{fmt.Errorf("unknown command %q\n%s", cmd, usage)}
+		return cli.Usage(fmt.Errorf("unknown command %q\n%s", cmd, usage))
 	}
 	if err := sub.Parse(rest); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return usageError{err}
+		return cli.Usage(err)
 	}
 
 	rdb, err := redisconn.Open(*redisURL)
 	if err != nil {
-		return usageError{err}
+		return cli.Usage(err)
 	}
 	defer rdb.Close()
 	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -127,7 +129,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	case "list":
 		if *limit < 1 {
-			return usageError{errors.New("--limit must be at least 1")}
+			return cli.Usage(errors.New("--limit must be at least 1"))
 		}
 		dls, err := store.List(ctx, *after, *limit)
 		if err != nil {
@@ -149,7 +151,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 		if *out != "" {
-			fmt.Fprintf(stderr, "exported %d dead letters to %s\n", n, *out)
+			fmt.Fprintf(stderr, "exported %s to %s\n", modelid.Plural(n, "dead letter", "dead letters"), *out)
 		}
 		return nil
 	}
@@ -166,19 +168,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	if cmd == "purge" {
 		if *all && !*yes {
-			return usageError{fmt.Errorf("purge --all removes %d dead letters for good; add --yes to confirm", len(entries))}
+			return cli.Usagef("purge --all removes %s for good; add --yes to confirm", modelid.Plural(len(entries), "dead letter", "dead letters"))
 		}
 		res, err := deadletter.Purge(ctx, store, insp, entries)
 		if *asJSON {
 			_ = json.NewEncoder(stdout).Encode(res)
 		} else if res.Purged > 0 {
-			fmt.Fprintf(stdout, "purged %d dead letters (%d archived tasks removed)\n", res.Purged, res.ArchivedDeleted)
+			fmt.Fprintf(stdout, "purged %s (%s removed)\n", modelid.Plural(res.Purged, "dead letter", "dead letters"), modelid.Plural(res.ArchivedDeleted, "archived task", "archived tasks"))
 		}
 		return err
 	}
 	p, err := enqueue.New(rdb, enqueue.Config{BatchSize: *batchSize})
 	if err != nil {
-		return usageError{err}
+		return cli.Usage(err)
 	}
 	res, err := deadletter.Requeue(ctx, store, func(ctx context.Context, k modelid.Kind, ids []modelid.ID) (enqueue.Receipt, error) {
 		return p.Enqueue(ctx, enqueue.Request{Kind: k, IDs: ids})
@@ -186,7 +188,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if *asJSON {
 		_ = json.NewEncoder(stdout).Encode(res)
 	} else {
-		fmt.Fprintf(stdout, "requeued %d dead letters (%d archived tasks removed)\n", res.Requeued, res.ArchivedDeleted)
+		fmt.Fprintf(stdout, "requeued %s (%s removed)\n", modelid.Plural(res.Requeued, "dead letter", "dead letters"), modelid.Plural(res.ArchivedDeleted, "archived task", "archived tasks"))
 		for _, s := range res.Skipped {
 			fmt.Fprintf(stdout, "  left %s: %s\n", s.EntryID, s.Reason)
 		}
@@ -197,18 +199,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 func pick(ctx context.Context, store *deadletter.Store, ids []string, all bool) ([]deadletter.Entry, error) {
 	switch {
 	case all && len(ids) > 0:
-		return nil, usageError{errors.New("give --all or entry IDs, not both")}
+		return nil, cli.Usage(errors.New("give --all or entry IDs, not both"))
 	case all:
 		return store.All(ctx, 1000)
 	case len(ids) == 0:
-		return nil, usageError{errors.New("name entry IDs (from dlq list) or --all")}
+		return nil, cli.Usage(errors.New("name entry IDs (from dlq list) or --all"))
 	}
 	found, missing, err := store.Get(ctx, ids)
 	if err != nil {
-		return nil, usageError{err}
+		return nil, cli.Usage(err)
 	}
 	if len(missing) > 0 {
-		return nil, usageError{fmt.Errorf("no dead letter with entry ID %s", strings.Join(missing, ", "))}
+		return nil, cli.Usage(fmt.Errorf("no dead letter with entry ID %s", strings.Join(missing, ", ")))
 	}
 	return found, nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/qfpurge/qfpurge/internal/asynqlayout"
+	"github.com/qfpurge/qfpurge/internal/cli"
 	"github.com/qfpurge/qfpurge/internal/deadletter"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
@@ -68,8 +69,8 @@ func TestDLQCommands(t *testing.T) {
 		t.Errorf("export wrote %d lines, want 3:\n%s", n, out)
 	}
 
-	if _, err := dlq("requeue", listed[0].EntryID); err != nil {
-		t.Fatal(err)
+	if out, err := dlq("requeue", listed[0].EntryID); err != nil || !strings.Contains(out, "requeued 1 dead letter (0 archived tasks removed)") {
+		t.Fatalf("requeue: %v\n%s", err, out)
 	}
 	if out, _ := dlq("count"); strings.TrimSpace(out) != "2" {
 		t.Errorf("count after requeue = %q, want 2", out)
@@ -82,7 +83,7 @@ func TestDLQCommands(t *testing.T) {
 		t.Errorf("queue holds %d tasks after requeuing one ID, want 1", q.Size)
 	}
 
-	if _, err := dlq("purge", "--all"); !errors.As(err, new(usageError)) {
+	if _, err := dlq("purge", "--all"); !errors.As(err, new(cli.UsageError)) {
 		t.Errorf("purge --all without --yes: %v, want a usage error", err)
 	}
 	if out, _ := dlq("count"); strings.TrimSpace(out) != "2" {
@@ -94,10 +95,30 @@ func TestDLQCommands(t *testing.T) {
 	if out, _ := dlq("count"); strings.TrimSpace(out) != "0" {
 		t.Errorf("count after purge = %q, want 0", out)
 	}
-	if _, err := dlq("requeue", "1-1"); !errors.As(err, new(usageError)) {
+	if _, err := dlq("requeue", "1-1"); !errors.As(err, new(cli.UsageError)) {
 		t.Errorf("requeue of an unknown entry: %v, want a usage error", err)
 	}
-	if _, err := dlq("frobnicate"); !errors.As(err, new(usageError)) {
+	if _, err := dlq("frobnicate"); !errors.As(err, new(cli.UsageError)) {
 		t.Errorf("unknown command: %v, want a usage error", err)
+	}
+}
+
+// TestUsageHidesRedisURL: -h exits 0, and neither it nor a mistake prints
+// REDIS_URL's value.
+func TestUsageHidesRedisURL(t *testing.T) {
+	t.Parallel()
+	env := func(string) string { return "redis://:s3cret-pa55@127.0.0.1:1" }
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{{[]string{"-h"}, 0}, {[]string{"--nope"}, 2}, {[]string{}, 2}, {[]string{"list", "-h"}, 0}} {
+		var out bytes.Buffer
+		err := run(context.Background(), tc.args, env, &out, &out)
+		if code := cli.Status("dlq", err, &out); code != tc.code {
+			t.Errorf("%q: exit %d, want %d", tc.args, code, tc.code)
+		}
+		if strings.Contains(out.String(), "s3cret") {
+			t.Errorf("%q printed the password:\n%s", tc.args, out.String())
+		}
 	}
 }

@@ -4,9 +4,16 @@
 //	enqueue [flags] -f ids.txt      (one ID per line, or JSON arrays / JSON lines)
 //	enqueue [flags] -f - < ids.json
 //
-// A bare number is an int ID unless --string; JSON keeps its type. Both types
-// may be mixed: they are split into separate batches. Any invalid ID rejects
-// the whole input with its line, and nothing is enqueued.
+// An ID is a positive whole number (an int ID) or a Qianfan string ID
+// (am-… for models, amv-… for model versions); both types may be mixed and
+// are split into separate batches. Flags may come before or after the IDs;
+// "--" ends the flags. Any invalid ID rejects the whole input with its line,
+// and nothing is enqueued.
+//
+// The input is read twice and never held: a first pass checks every ID, the
+// second enqueues batch by batch (stdin that is not a file is copied to a
+// temporary file for it). Memory follows the batch size and the dedupe
+// window, not the input.
 //
 // Exit status: 0 enqueued, 1 runtime failure (e.g. Redis unreachable), 2 bad
 // input or usage.
@@ -29,6 +36,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
+	"github.com/qfpurge/qfpurge/internal/cli"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/redisconn"
 	"github.com/qfpurge/qfpurge/internal/tasks"
@@ -37,180 +45,308 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	// go-redis logs every failed dial; the error returned says it once.
 	redis.SetLogger(quietLogger{})
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
-	os.Exit(exitCode(err, os.Stderr))
+	stop()
+	os.Exit(cli.Status("enqueue", err, os.Stderr))
 }
 
 type quietLogger struct{}
 
 func (quietLogger) Printf(context.Context, string, ...any) {}
 
-// usageError is bad input: exit status 2.
-type usageError struct{ err error }
-
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
-
-func exitCode(err error, stderr io.Writer) int {
-	if err == nil {
-		return 0
-	}
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	fmt.Fprintln(stderr, "enqueue:", err)
-	var ue usageError
-	if errors.As(err, &ue) {
-		return 2
-	}
-	return 1
-}
-
 // progressThreshold is the input size from which a terminal gets a progress bar.
 const progressThreshold = 20_000
 
-func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+// maxShown is how many invalid entries the error lists.
+const maxShown = 20
+
+const usageHead = `usage: enqueue [flags] [ID ...]
+
+Enqueues Qianfan model deletions for qfpurge workers. An ID is a positive
+whole number (585) or a Qianfan string ID (am-… for models, amv-… for model
+versions). Flags may come before or after the IDs; -- ends the flags.
+Environment: REDIS_URL (redis://[user:pass@]host:port/db; default
+redis://127.0.0.1:6379).
+
+flags:
+`
+
+type options struct {
+	file, kind, at, redisURL, key, progress string
+	in                                      time.Duration
+	asJSON                                  bool
+	batchSize, shards                       int
+}
+
+func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (options, []string, error) {
+	var o options
 	fs := flag.NewFlagSet("enqueue", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: enqueue [flags] [ID ...]\n\nEnqueues Qianfan model deletions for qfpurge workers.\n\nflags:")
-		fs.PrintDefaults()
+	fs.StringVar(&o.file, "f", "", "read IDs from `FILE` (- for stdin): one per line, or JSON arrays / JSON lines")
+	fs.StringVar(&o.kind, "kind", "model", "what to delete: model or version")
+	fs.DurationVar(&o.in, "in", 0, "delete after this `DURATION` (e.g. 2h)")
+	fs.StringVar(&o.at, "at", "", "delete at this `TIME` (RFC 3339, e.g. 2026-12-01T03:00:00+08:00)")
+	fs.BoolVar(&o.asJSON, "json", false, "print the receipt as JSON: counts, and every task with its ID type, size, group or time")
+	// Shown without REDIS_URL's value: it may carry a password.
+	fs.StringVar(&o.redisURL, "redis-url", "", "Redis `URL` (default $REDIS_URL, else redis://127.0.0.1:6379)")
+	fs.IntVar(&o.batchSize, "batch-size", tasks.DefaultBatchSize, "most IDs per API call; keep equal to the workers' --batch-size")
+	fs.IntVar(&o.shards, "shards", producer.DefaultShards, fmt.Sprintf("groups per kind and ID type for small jobs (1-%d)", tasks.MaxShards))
+	fs.StringVar(&o.key, "key", "", "idempotency key: enqueuing the same key again adds nothing")
+	fs.StringVar(&o.progress, "progress", "auto", "progress bar on stderr: auto (terminal and large input), always or never")
+	fs.Usage = func() { fmt.Fprint(stderr, usageHead); fs.PrintDefaults() }
+	if gone := goneFlag(args); gone != "" {
+		return o, nil, cli.Usagef("%s is no longer supported: a bare number is an int ID, and string IDs are told by their am- or amv- prefix", gone)
 	}
-	var (
-		file      = fs.String("f", "", "read IDs from `FILE` (- for stdin): one per line, or JSON arrays / JSON lines")
-		kindFlag  = fs.String("kind", "model", "what to delete: model or version")
-		asString  = fs.Bool("string", false, "treat bare numbers as string IDs")
-		in        = fs.Duration("in", 0, "delete after this `DURATION` (e.g. 2h)")
-		at        = fs.String("at", "", "delete at this `TIME` (RFC 3339, e.g. 2026-12-01T03:00:00+08:00)")
-		asJSON    = fs.Bool("json", false, "print what was enqueued as JSON")
-		redisURL  = fs.String("redis-url", cmpOr(getenv("REDIS_URL"), "redis://127.0.0.1:6379"), "Redis URL (env REDIS_URL)")
-		batchSize = fs.Int("batch-size", tasks.DefaultBatchSize, "most IDs per API call; keep equal to the workers' --batch-size")
-		shards    = fs.Int("shards", producer.DefaultShards, fmt.Sprintf("groups per kind and ID type for small jobs (1-%d)", tasks.MaxShards))
-		key       = fs.String("key", "", "idempotency key: enqueuing the same key again adds nothing")
-		progress  = fs.String("progress", "auto", "progress bar on stderr: auto (terminal and large input), always or never")
-	)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err}
-	}
-	kind, err := producer.ParseKind(*kindFlag)
+	ids, err := parseInterleaved(fs, args)
 	if err != nil {
-		return usageError{fmt.Errorf("--kind: %w", err)}
+		if errors.Is(err, flag.ErrHelp) {
+			return o, nil, err
+		}
+		return o, nil, cli.Usagef("%v (an argument that starts with '-' is a flag; -- ends the flags)", err)
 	}
-	var processAt time.Time
-	switch {
-	case *in < 0:
-		return usageError{errors.New("--in must not be negative")}
-	case *in > 0 && *at != "":
-		return usageError{errors.New("give --in or --at, not both")}
-	case *in > 0:
-		processAt = time.Now().Add(*in)
-	case *at != "":
-		if processAt, err = time.Parse(time.RFC3339, *at); err != nil {
-			return usageError{fmt.Errorf("--at %q is not RFC 3339 (like 2026-12-01T03:00:00+08:00)", *at)}
+	if o.redisURL == "" {
+		o.redisURL = cmpOr(getenv("REDIS_URL"), "redis://127.0.0.1:6379")
+	}
+	return o, ids, nil
+}
+
+// goneFlag finds --string, which read bare numbers as string IDs: Qianfan's
+// string IDs are never bare numbers, so it could only misread input.
+func goneFlag(args []string) string {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "="); strings.HasPrefix(a, "-") && name == "string" {
+			return "--string"
 		}
 	}
-	if *progress != "auto" && *progress != "always" && *progress != "never" {
-		return usageError{fmt.Errorf("--progress %q: want auto, always or never", *progress)}
-	}
+	return ""
+}
 
-	ids, err := readIDs(fs.Args(), *file, *asString, stdin)
+// parseInterleaved parses flags wherever they stand among the IDs, so that
+// `enqueue 950001 --kind version` means what it says. "--" ends the flags.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var ids []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if used := len(args) - len(rest); used > 0 && args[used-1] == "--" {
+			return append(ids, rest...), nil
+		}
+		if len(rest) == 0 {
+			return ids, nil
+		}
+		ids, args = append(ids, rest[0]), rest[1:]
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	o, argIDs, err := parseArgs(args, getenv, stderr)
 	if err != nil {
 		return err
 	}
-	if len(ids) == 0 {
-		return usageError{errors.New("no IDs given: pass them as arguments or with -f FILE")}
+	kind, err := producer.ParseKind(o.kind)
+	if err != nil {
+		return cli.Usagef("--kind: %w", err)
+	}
+	var processAt time.Time
+	switch {
+	case o.in < 0:
+		return cli.Usagef("--in must not be negative")
+	case o.in > 0 && o.at != "":
+		return cli.Usagef("give --in or --at, not both")
+	case o.in > 0:
+		processAt = time.Now().Add(o.in)
+	case o.at != "":
+		if processAt, err = time.Parse(time.RFC3339, o.at); err != nil {
+			return cli.Usagef("--at %q is not RFC 3339 (like 2026-12-01T03:00:00+08:00)", o.at)
+		}
+	}
+	if o.progress != "auto" && o.progress != "always" && o.progress != "never" {
+		return cli.Usagef("--progress %q: want auto, always or never", o.progress)
 	}
 
-	rdb, err := redisconn.Open(*redisURL)
+	in, err := openInput(o.file, stdin)
 	if err != nil {
-		return usageError{err}
+		return err
+	}
+	defer in.Close()
+	total, err := check(argIDs, in, kind)
+	if err != nil {
+		return err
+	}
+
+	rdb, err := redisconn.Open(o.redisURL)
+	if err != nil {
+		return cli.Usage(err)
 	}
 	defer rdb.Close()
 	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	err = rdb.Ping(pingCtx).Err()
 	cancel()
 	if err != nil {
-		return fmt.Errorf("cannot reach Redis %s: %w (is REDIS_URL right, and is a worker or Redis running?)", redisconn.Redact(*redisURL), err)
+		return fmt.Errorf("cannot reach Redis %s: %w (is REDIS_URL right, and is a worker or Redis running?)", redisconn.Redact(o.redisURL), err)
 	}
-	p, err := producer.New(rdb, producer.Config{BatchSize: *batchSize, Shards: *shards})
+	p, err := producer.New(rdb, producer.Config{BatchSize: o.batchSize, Shards: o.shards})
 	if err != nil {
-		return usageError{err}
+		return cli.Usage(err)
 	}
-	req := producer.Request{Kind: kind, IDs: ids, ProcessAt: processAt, Key: *key}
-	if bar := newBar(*progress, len(ids), stderr); bar != nil {
+
+	out := newReport(stdout, o.asJSON, kind)
+	req := producer.Request{Kind: kind, ProcessAt: processAt, Key: o.key, OnBatch: out.batch}
+	if bar := newBar(o.progress, total, stderr); bar != nil {
 		req.Progress = func(done int) { _ = bar.Set(done) }
 		defer bar.Finish()
 	}
 	start := time.Now()
-	rc, err := p.Enqueue(ctx, req)
+	s, err := p.Stream(req)
 	if err != nil {
-		var ie *producer.InvalidIDsError
-		if errors.As(err, &ie) {
-			return usageError{err}
-		}
-		if len(rc.Batches) > 0 {
-			// Say what went in, so a re-run is an informed choice.
-			report(stdout, rc, *asJSON, time.Since(start))
-		}
-		return fmt.Errorf("%w (Redis %s)", err, redisconn.Redact(*redisURL))
+		return cli.Usage(err)
 	}
-	report(stdout, rc, *asJSON, time.Since(start))
+	err = feed(ctx, s, argIDs, in, kind)
+	if err == nil {
+		_, err = s.Close(ctx)
+	}
+	out.finish(s.Receipt(), err, time.Since(start))
+	if err != nil {
+		return fmt.Errorf("%w (Redis %s)", err, redisconn.Redact(o.redisURL))
+	}
 	return nil
 }
 
-// readIDs gathers IDs from arguments and the file, reporting every invalid
-// one with where it came from.
-func readIDs(args []string, file string, asString bool, stdin io.Reader) ([]producer.ID, error) {
-	var (
-		ids []producer.ID
-		bad []string
-	)
-	for i, a := range args {
-		id, err := modelid.ParseID(a, asString)
+// input is the -f input, readable twice.
+type input struct {
+	name   string
+	f      *os.File // nil without -f
+	spool  *os.File // set when stdin was copied for the second pass
+	source io.Reader
+}
+
+func openInput(file string, stdin io.Reader) (*input, error) {
+	switch file {
+	case "":
+		return &input{}, nil
+	case "-":
+		if f, ok := stdin.(*os.File); ok {
+			if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+				return &input{name: "stdin", f: f, source: f}, nil
+			}
+		}
+		// A pipe can be read once: the first pass copies it.
+		spool, err := os.CreateTemp("", "qfpurge-enqueue-*.ids")
 		if err != nil {
-			bad = append(bad, fmt.Sprintf("argument %d %q: %v", i+1, a, err))
+			return nil, fmt.Errorf("spool stdin for the second pass: %w", err)
+		}
+		_ = os.Remove(spool.Name()) // gone once closed, whatever happens
+		return &input{name: "stdin", f: spool, spool: spool, source: io.TeeReader(stdin, spool)}, nil
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, cli.Usage(err)
+	}
+	return &input{name: file, f: f, source: f}, nil
+}
+
+func (in *input) Close() error {
+	if in.f != nil {
+		return in.f.Close()
+	}
+	return nil
+}
+
+// rewind makes the input readable again for the second pass.
+func (in *input) rewind() (io.Reader, error) {
+	if _, err := in.f.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("read %s again: %w", in.name, err)
+	}
+	return in.f, nil
+}
+
+// check is the first pass: every ID is judged, nothing is kept but the
+// count and the first invalid entries.
+func check(args []string, in *input, kind producer.Kind) (int, error) {
+	var (
+		n    int
+		bad  []string
+		more int
+	)
+	report := func(s string) {
+		if len(bad) < maxShown {
+			bad = append(bad, s)
+		} else {
+			more++
+		}
+	}
+	for i, a := range args {
+		id, err := modelid.ParseID(a)
+		if err == nil {
+			err = id.CheckKind(kind)
+		}
+		if err != nil {
+			report(fmt.Sprintf("argument %d %q: %v", i+1, a, err))
 			continue
 		}
-		ids = append(ids, id)
+		n++
 	}
-	if file != "" {
-		var r io.Reader = stdin
-		name := "stdin"
-		if file != "-" {
-			f, err := os.Open(file)
-			if err != nil {
-				return nil, usageError{err}
+	if in.f != nil {
+		sc := producer.NewScanner(in.source, kind)
+		for sc.Scan() {
+			if v, ok := sc.Invalid(); ok {
+				report(fmt.Sprintf("%s:%d %q: %s", in.name, v.Index, v.Text, v.Reason))
+				continue
 			}
-			defer f.Close()
-			r, name = f, file
+			n++
 		}
-		got, err := producer.ParseIDs(r, asString)
-		var ie *producer.InvalidIDsError
-		switch {
-		case errors.As(err, &ie):
-			for _, v := range ie.Invalid {
-				bad = append(bad, fmt.Sprintf("%s:%d %q: %s", name, v.Index, v.Text, v.Reason))
-			}
-		case err != nil:
-			return nil, fmt.Errorf("read %s: %w", name, err)
+		if err := sc.Err(); err != nil {
+			return 0, fmt.Errorf("read %s: %w", in.name, err)
 		}
-		ids = append(ids, got...)
 	}
 	if len(bad) > 0 {
-		const show = 20
-		msg := fmt.Sprintf("%d invalid ID(s), nothing enqueued:\n  %s", len(bad), strings.Join(bad[:min(len(bad), show)], "\n  "))
-		if len(bad) > show {
-			msg += fmt.Sprintf("\n  ... and %d more", len(bad)-show)
+		msg := fmt.Sprintf("%s, nothing enqueued:\n  %s", modelid.Plural(len(bad)+more, "invalid ID", "invalid IDs"), strings.Join(bad, "\n  "))
+		if more > 0 {
+			msg += fmt.Sprintf("\n  ... and %d more", more)
 		}
-		return nil, usageError{errors.New(msg)}
+		return 0, cli.Usage(errors.New(msg))
 	}
-	return ids, nil
+	if n == 0 {
+		return 0, cli.Usagef("no IDs given: pass them as arguments or with -f FILE")
+	}
+	return n, nil
+}
+
+// feed is the second pass: the same IDs, into the stream.
+func feed(ctx context.Context, s *producer.Stream, args []string, in *input, kind producer.Kind) error {
+	for _, a := range args {
+		id, _ := modelid.ParseID(a) // checked in the first pass
+		if err := s.Add(ctx, id); err != nil {
+			return err
+		}
+	}
+	if in.f == nil {
+		return nil
+	}
+	r, err := in.rewind()
+	if err != nil {
+		return err
+	}
+	sc := producer.NewScanner(r, kind)
+	for sc.Scan() {
+		if v, ok := sc.Invalid(); ok {
+			return fmt.Errorf("%s changed after it was checked: line %d %q: %s; what was enqueued before it is listed", in.name, v.Index, v.Text, v.Reason)
+		}
+		if err := s.Add(ctx, sc.ID()); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read %s again: %w", in.name, err)
+	}
+	return nil
 }
 
 func newBar(mode string, total int, stderr io.Writer) *progressbar.ProgressBar {
@@ -228,44 +364,115 @@ func newBar(mode string, total int, stderr io.Writer) *progressbar.ProgressBar {
 	)
 }
 
-func report(w io.Writer, rc producer.Receipt, asJSON bool, took time.Duration) {
-	if asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(rc)
+// report writes what was enqueued as it goes: with --json every task as a
+// JSON array element (the receipt stays valid JSON on a failure part-way,
+// with an "error" member); else a summary and the first tasks.
+type report struct {
+	w      io.Writer
+	asJSON bool
+	kind   producer.Kind
+	n      int
+	shown  []producer.Batch
+	count  map[string]int
+	at     map[time.Time]bool
+}
+
+const textShown = 10
+
+func newReport(w io.Writer, asJSON bool, kind producer.Kind) *report {
+	return &report{w: w, asJSON: asJSON, kind: kind, count: map[string]int{}, at: map[time.Time]bool{}}
+}
+
+func (r *report) batch(b producer.Batch) {
+	r.n++
+	if r.asJSON {
+		if r.n == 1 {
+			fmt.Fprintf(r.w, "{\n  \"kind\": %q,\n  \"batches\": [\n    ", r.kind)
+		} else {
+			fmt.Fprint(r.w, ",\n    ")
+		}
+		j, _ := json.Marshal(b)
+		_, _ = r.w.Write(j)
 		return
 	}
-	var ready, grouped, existing int
-	for _, b := range rc.Batches {
+	if len(r.shown) < textShown {
+		r.shown = append(r.shown, b)
+	}
+	switch {
+	case b.Existing:
+		r.count["existing"]++
+	case b.Group != "":
+		r.count["grouped"]++
+	case !b.At.IsZero():
+		r.count["scheduled"]++
+		if len(r.at) < 2 {
+			r.at[b.At] = true
+		}
+	default:
+		r.count["ready"]++
+	}
+}
+
+func (r *report) finish(rc producer.Receipt, err error, took time.Duration) {
+	if r.asJSON {
+		if r.n == 0 {
+			fmt.Fprintf(r.w, "{\n  \"kind\": %q,\n  \"batches\": [", r.kind)
+		} else {
+			fmt.Fprint(r.w, "\n  ")
+		}
+		fmt.Fprintf(r.w, "],\n  \"ids\": %d,\n  \"int_ids\": %d,\n  \"string_ids\": %d,\n  \"duplicates\": %d,\n  \"tasks\": %d",
+			rc.IDs, rc.IntIDs, rc.StringIDs, rc.Duplicates, rc.Tasks)
+		if err != nil {
+			e, _ := json.Marshal(err.Error())
+			fmt.Fprintf(r.w, ",\n  \"error\": %s", e)
+		}
+		fmt.Fprint(r.w, "\n}\n")
+		return
+	}
+	if r.n == 0 && err != nil {
+		return
+	}
+	var parts []string
+	if n := r.count["ready"]; n > 0 {
+		parts = append(parts, modelid.Plural(n, "batch", "batches")+" ready now")
+	}
+	if n := r.count["scheduled"]; n > 0 {
+		when := "later"
+		for t := range r.at {
+			when = "for " + t.Format(time.RFC3339)
+		}
+		parts = append(parts, modelid.Plural(n, "batch", "batches")+" scheduled "+when)
+	}
+	if n := r.count["grouped"]; n > 0 {
+		parts = append(parts, modelid.Plural(n, "job", "jobs")+" waiting to be batched")
+	}
+	if n := r.count["existing"]; n > 0 {
+		parts = append(parts, modelid.Plural(n, "task", "tasks")+" already enqueued under this key")
+	}
+	verb := "enqueued"
+	if err != nil {
+		verb = "before the error, enqueued"
+	}
+	fmt.Fprintf(r.w, "%s %s (%d int, %d string; %s dropped) as %s: %s in %s\n",
+		verb, modelid.Plural(rc.IDs, string(r.kind)+" ID", string(r.kind)+" IDs"), rc.IntIDs, rc.StringIDs,
+		modelid.Plural(rc.Duplicates, "duplicate", "duplicates"), modelid.Plural(rc.Tasks, "task", "tasks"),
+		strings.Join(parts, ", "), took.Round(time.Millisecond))
+	for _, b := range r.shown {
+		var where string
 		switch {
 		case b.Existing:
-			existing++
+			where = "already enqueued (" + cmpOr(b.State, "no longer known to Asynq") + ")"
 		case b.Group != "":
-			grouped++
+			where = "waiting in group " + b.Group
+		case !b.At.IsZero():
+			where = "scheduled for " + b.At.Format(time.RFC3339)
 		default:
-			ready++
+			where = "ready now"
 		}
+		fmt.Fprintf(r.w, "  task %s  %-6s %s  %s\n", b.TaskID, b.IDType, modelid.Plural(b.IDs, "ID", "IDs"), where)
 	}
-	fmt.Fprintf(w, "enqueued %d %s IDs (%d int, %d string; %d duplicates dropped) as %d tasks: %d ready batches, %d jobs waiting in groups",
-		rc.IDs, rc.Kind, rc.IntIDs, rc.StringIDs, rc.Duplicates, len(rc.Batches), ready, grouped)
-	if existing > 0 {
-		fmt.Fprintf(w, ", %d already enqueued under this key", existing)
-	}
-	fmt.Fprintf(w, " in %s\n", took.Round(time.Millisecond))
-	const show = 10
-	for i, b := range rc.Batches {
-		if i == show {
-			fmt.Fprintf(w, "  ... and %d more tasks (--json lists all)\n", len(rc.Batches)-show)
-			break
-		}
-		where := "ready"
-		if b.Group != "" {
-			where = "group " + b.Group
-		}
-		if !b.At.IsZero() {
-			where += " at " + b.At.Format(time.RFC3339)
-		}
-		fmt.Fprintf(w, "  task %s  %-6s %4d IDs  %s\n", b.TaskID, b.IDType, b.IDs, where)
+	if rc.Tasks > len(r.shown) {
+		fmt.Fprintf(r.w, "  ... and %d more (--json lists all)\n", rc.Tasks-len(r.shown))
 	}
 }
 

@@ -29,6 +29,7 @@ const (
 	envMonitorToken    = "QFPURGE_MONITOR_TOKEN"
 	envMonitorUser     = "QFPURGE_MONITOR_USER"
 	envMonitorPassword = "QFPURGE_MONITOR_PASSWORD"
+	envMonitorHosts    = "QFPURGE_MONITOR_HOSTS"
 	envSchedule        = "QFPURGE_SCHEDULE"
 	envQianfanAPI      = "QFPURGE_QIANFAN_API"
 	envLogLevel        = "QFPURGE_LOG_LEVEL"
@@ -56,6 +57,7 @@ Qianfan's signed batchDelete. Environment (flags override):
   QFPURGE_MONITOR_ADDR      the monitor's address
   QFPURGE_MONITOR_TOKEN, or QFPURGE_MONITOR_USER and QFPURGE_MONITOR_PASSWORD
                             the monitor's credentials (required beyond loopback)
+  QFPURGE_MONITOR_HOSTS     further names the monitor answers to (a proxy's), comma-separated
   QFPURGE_API_TOKENS        the HTTP API's bearer tokens, comma-separated
   QFPURGE_SCHEDULE          the schedule file
   QFPURGE_LOG_LEVEL, QFPURGE_LOG_FORMAT
@@ -102,6 +104,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	fs.StringVar(&c.Monitor.Addr, "monitor-addr", monitor.DefaultAddr, "serve asynqmon (/monitoring/), /metrics, /healthz and /readyz here (env "+envMonitorAddr+"); off when empty; "+
 		"beyond loopback it needs "+envMonitorToken+" or "+envMonitorUser+"/"+envMonitorPassword)
 	fs.BoolVar(&c.Monitor.ReadOnly, "monitor-readonly", false, "asynqmon shows tasks but cannot delete, run or archive them")
+	monitorHosts := fs.String("monitor-hosts", "", "further host names the monitor answers to, comma-separated, e.g. a reverse proxy's (env "+envMonitorHosts+"); IP addresses, localhost and this machine's name always work")
 	fs.StringVar(&c.Schedule, "schedule", "", "YAML file of scheduled purges (env "+envSchedule+"); see docs/schedule.md; off when empty")
 	fs.DurationVar(&c.ScheduleSync, "schedule-sync", 30*time.Second, "how often the --schedule file is read again for changes")
 	level := fs.String("log-level", "info", "debug, info, warn or error (env "+envLogLevel+")")
@@ -126,6 +129,12 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	fromEnv("qianfan-base-url", envBaseURL, &c.BaseURL)
 	fromEnv("monitor-addr", envMonitorAddr, &c.Monitor.Addr)
 	fromEnv("schedule", envSchedule, &c.Schedule)
+	fromEnv("monitor-hosts", envMonitorHosts, monitorHosts)
+	for h := range strings.SplitSeq(*monitorHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			c.Monitor.Hosts = append(c.Monitor.Hosts, h)
+		}
+	}
 	fromEnv("log-level", envLogLevel, level)
 	fromEnv("log-format", envLogFormat, &o.logFormat)
 	fromEnv("qianfan-api", envQianfanAPI, api)

@@ -93,7 +93,7 @@ func (d *demoEnv) Run(ctx context.Context, w *worker.Worker, rdb redis.Universal
 		}
 	}
 	st := d.fake.Stats()
-	fmt.Fprintf(out, "demo: the fake Qianfan deleted %d IDs; its answers: %s\n", st.IDsDeleted, countList(st.Calls))
+	fmt.Fprintf(out, "demo: the fake Qianfan deleted %s; its answers: %s\n", modelid.Plural(st.IDsDeleted, "ID", "IDs"), countList(st.Calls))
 	dls, _ := dead.List(ctx, "", 10)
 	for _, dl := range dls {
 		fmt.Fprintf(out, "demo: dead letter: %s %s: %s\n", dl.Kind, dl.ID, dl.Reason())

@@ -34,6 +34,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	log := o.worker.Logger
+	redisconn.RouteLogs(log.With("component", "redis"))
 	var demo *demoEnv
 	if o.demo {
 		if demo, err = startDemo(&o.worker); err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"strings"
@@ -65,6 +66,7 @@ func TestParseFlags(t *testing.T) {
 		env          map[string]string
 		wantAddr     string
 		wantExplicit bool
+		wantHosts    []string
 		wantErr      string
 	}{
 		{name: "default monitor", env: base, wantAddr: monitor.DefaultAddr},
@@ -78,6 +80,10 @@ func TestParseFlags(t *testing.T) {
 		{name: "Redis URL and embedded", args: []string{"--embedded-redis"}, env: base, wantErr: "exclude each other"},
 		{name: "argument", args: []string{"extra"}, env: base, wantErr: `unexpected argument "extra"`},
 		{name: "log level", env: with(envLogLevel, "loud"), wantErr: `--log-level "loud"`},
+		{name: "monitor hosts env", env: with(envMonitorHosts, " q.example.com , p.example.com,"), wantAddr: monitor.DefaultAddr,
+			wantHosts: []string{"q.example.com", "p.example.com"}},
+		{name: "monitor hosts flag", args: []string{"--monitor-hosts", "f.example.com"}, env: with(envMonitorHosts, "q.example.com"),
+			wantAddr: monitor.DefaultAddr, wantHosts: []string{"f.example.com"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o, err := parseFlags(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
@@ -92,6 +98,9 @@ func TestParseFlags(t *testing.T) {
 			}
 			if m := o.worker.Monitor; m.Addr != tc.wantAddr || m.Explicit != tc.wantExplicit {
 				t.Errorf("monitor addr %q explicit %v, want %q %v", m.Addr, m.Explicit, tc.wantAddr, tc.wantExplicit)
+			}
+			if tc.wantHosts != nil && strings.Join(o.worker.Monitor.Hosts, ",") != strings.Join(tc.wantHosts, ",") {
+				t.Errorf("monitor hosts %q, want %q", o.worker.Monitor.Hosts, tc.wantHosts)
 			}
 		})
 	}
@@ -145,5 +154,32 @@ func TestRunRefusesWrongSecret(t *testing.T) {
 	}
 	if st := e.Fake.Stats(); st.Deletes != 0 || e.Drained() {
 		t.Errorf("deletes %d, queue drained %v: the worker took work", st.Deletes, e.Drained())
+	}
+}
+
+// TestRedisLogsFollowLogFormat: go-redis's own lines about a Redis that
+// cannot be reached come out as the worker's JSON, not as raw stderr text.
+// Not parallel: go-redis has one logger per process.
+func TestRedisLogsFollowLogFormat(t *testing.T) {
+	// No retries: the first failed dial is enough.
+	env := map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0?max_retries=-1", "QIANFAN_ACCESS_KEY": "ak", "QIANFAN_SECRET_KEY": "sk"}
+	var logs workertest.Log
+	err := run(context.Background(), []string{"--log-format", "json", "--monitor-addr", ""}, func(k string) string { return env[k] }, io.Discard, &logs)
+	if err == nil {
+		t.Fatal("run against a closed port succeeded")
+	}
+	var fromRedis int
+	for line := range strings.Lines(logs.String()) {
+		var l struct{ Msg, Component string }
+		if err := json.Unmarshal([]byte(line), &l); err != nil {
+			t.Errorf("not a JSON log line: %q", line)
+			continue
+		}
+		if l.Component == "redis" && strings.HasPrefix(l.Msg, "redis: ") {
+			fromRedis++
+		}
+	}
+	if fromRedis == 0 {
+		t.Errorf("no go-redis line in the worker's log:\n%s", logs.String())
 	}
 }

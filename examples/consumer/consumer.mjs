@@ -1,7 +1,7 @@
 // Follow qfpurge's outcome events with plain XREAD (no consumer group).
 //
-//   npm install ioredis
-//   REDIS_URL=redis://127.0.0.1:6379/0 node consumer.mjs
+//   npm install                     (in this folder: package.json names ioredis)
+//   REDIS_URL=redis://127.0.0.1:6379/0 node consumer.mjs [0]
 //
 // Keep `last` somewhere durable to resume after a restart; "$" starts with
 // events added from now on, "0" with every event still in the stream.

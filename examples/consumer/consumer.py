@@ -1,7 +1,11 @@
 """Follow qfpurge's outcome events with a Redis consumer group.
 
-    pip install redis
+    python3 -m pip install redis        # into the python3 you run it with
     REDIS_URL=redis://127.0.0.1:6379/0 python3 consumer.py
+
+On Debian and Ubuntu, apt-get install python3-redis installs it for the
+system's /usr/bin/python3 only: run /usr/bin/python3 consumer.py then (a
+python3 from pyenv, conda or a venv comes first in PATH and has its own).
 
 Each event is one ID's outcome: deleted, presumed or dead. Events are
 delivered at least once (a worker crash can repeat one), so handle them

@@ -66,7 +66,7 @@ func Requeue[R any](ctx context.Context, s *Store, enqueue EnqueueFunc[R], archi
 			res.Skipped = append(res.Skipped, Skipped{EntryID: e.EntryID, Reason: "no kind: " + e.Message})
 			continue
 		}
-		if err := e.ID.Validate(); err != nil {
+		if err := e.ID.ValidateFor(e.Kind); err != nil {
 			res.Skipped = append(res.Skipped, Skipped{EntryID: e.EntryID, Reason: "no valid ID: " + err.Error()})
 			continue
 		}
@@ -84,19 +84,19 @@ func Requeue[R any](ctx context.Context, s *Store, enqueue EnqueueFunc[R], archi
 		}
 		rc, err := enqueue(ctx, k, ids)
 		if err != nil {
-			return res, fmt.Errorf("requeue %d %s dead letters: %w", len(es), k, err)
+			return res, fmt.Errorf("requeue %s of kind %s: %w", modelid.Plural(len(es), "dead letter", "dead letters"), k, err)
 		}
 		res.Receipts = append(res.Receipts, rc)
 		done = append(done, es...)
 	}
 	if err := s.Delete(ctx, entryIDs(done)...); err != nil {
-		return res, fmt.Errorf("requeued %d dead letters but could not remove them from the stream: %w", len(done), err)
+		return res, fmt.Errorf("requeued %s but could not remove them from the stream: %w", modelid.Plural(len(done), "dead letter", "dead letters"), err)
 	}
 	res.Requeued = len(done)
 	n, err := deleteArchived(archive, done)
 	res.ArchivedDeleted = n
 	if err != nil {
-		return res, fmt.Errorf("requeued %d dead letters; %w", res.Requeued, err)
+		return res, fmt.Errorf("requeued %s; %w", modelid.Plural(res.Requeued, "dead letter", "dead letters"), err)
 	}
 	return res, nil
 }

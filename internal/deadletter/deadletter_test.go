@@ -108,7 +108,7 @@ func TestRequeue(t *testing.T) {
 	at := time.Now()
 	add(t, rdb,
 		Entry{Kind: modelid.KindModel, ID: modelid.IntID(1), TaskID: "a", At: at},
-		Entry{Kind: modelid.KindModel, ID: modelid.StringID("s-1"), TaskID: "a", At: at},
+		Entry{Kind: modelid.KindModel, ID: modelid.StringID("am-s1"), TaskID: "a", At: at},
 		Entry{Kind: modelid.KindVersion, ID: modelid.IntID(2), TaskID: "b", At: at},
 		Entry{Kind: modelid.KindModel, ID: modelid.IntID(3), TaskID: "gone", At: at},
 		Entry{Kind: "", ID: modelid.StringID("unreadable"), TaskID: "c", At: at},
@@ -133,7 +133,7 @@ func TestRequeue(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantReqs := []request{
-		{Kind: modelid.KindModel, IDs: []modelid.ID{modelid.IntID(1), modelid.StringID("s-1"), modelid.IntID(3)}},
+		{Kind: modelid.KindModel, IDs: []modelid.ID{modelid.IntID(1), modelid.StringID("am-s1"), modelid.IntID(3)}},
 		{Kind: modelid.KindVersion, IDs: []modelid.ID{modelid.IntID(2)}},
 	}
 	if diff := cmp.Diff(wantReqs, enq.reqs, cmp.AllowUnexported(modelid.ID{})); diff != "" {

@@ -72,7 +72,7 @@ func Append(ctx context.Context, pipe redis.Pipeliner, e Entry) {
 func parseEntry(m redis.XMessage) Entry {
 	str := func(k string) string { s, _ := m.Values[k].(string); return s }
 	e := Entry{EntryID: m.ID, Kind: modelid.Kind(str("kind")), Message: str("message"), LogID: str("log_id"), TaskID: str("task_id"), API: str("api")}
-	e.ID, _ = modelid.ParseID(str("id"), str("id_type") == string(modelid.IDString))
+	e.ID, _ = modelid.Stored(str("id"), modelid.IDType(str("id_type")))
 	e.Code, _ = strconv.Atoi(str("code"))
 	e.Attempts, _ = strconv.Atoi(str("attempts"))
 	e.At, _ = time.Parse(time.RFC3339, str("time"))

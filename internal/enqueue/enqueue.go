@@ -19,6 +19,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/qfpurge/qfpurge/internal/asynqlayout"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/tasks"
 )
@@ -68,9 +69,10 @@ func (c Config) validate() error {
 
 // Producer enqueues deletions. It is safe for concurrent use.
 type Producer struct {
-	c   *asynq.Client
-	cfg Config
-	opt tasks.Options
+	c    *asynq.Client
+	insp *asynq.Inspector
+	cfg  Config
+	opt  tasks.Options
 }
 
 // New returns a Producer on a go-redis client, which the caller keeps
@@ -81,16 +83,18 @@ func New(rdb redis.UniversalClient, cfg Config) (*Producer, error) {
 		return nil, err
 	}
 	return &Producer{
-		c:   asynq.NewClientFromRedisClient(rdb),
-		cfg: cfg,
-		opt: tasks.Options{MaxRetry: cfg.MaxRetry, Timeout: cfg.Timeout, Retention: cfg.Retention},
+		c:    asynq.NewClientFromRedisClient(rdb),
+		insp: asynq.NewInspectorFromRedisClient(rdb),
+		cfg:  cfg,
+		opt:  tasks.Options{MaxRetry: cfg.MaxRetry, Timeout: cfg.Timeout, Retention: cfg.Retention},
 	}, nil
 }
 
 // Request is one deletion job.
 type Request struct {
 	Kind modelid.Kind
-	IDs  []modelid.ID
+	// IDs are the IDs to delete (Enqueue); a Stream takes them with Add.
+	IDs []modelid.ID
 	// ProcessAt delays the deletion; zero means now.
 	ProcessAt time.Time
 	// Key, when set, makes the request idempotent: enqueuing the same key
@@ -99,6 +103,9 @@ type Request struct {
 	// Progress, when set, is called after each task with the number of IDs
 	// enqueued so far.
 	Progress func(done int)
+	// OnBatch, when set, is called with each task enqueued, and the receipt
+	// then lists no batches: a huge input's receipt stays small.
+	OnBatch func(Batch)
 }
 
 // Batch is one enqueued task.
@@ -108,8 +115,13 @@ type Batch struct {
 	IDs    int       `json:"ids"`
 	Group  string    `json:"group,omitempty"` // set when it waits for aggregation
 	At     time.Time `json:"process_at,omitzero"`
-	// Existing is set when Key made this a repeat of an earlier request.
-	Existing bool `json:"existing,omitempty"`
+	// Existing is set when Key made this a repeat of an earlier request;
+	// then the other fields describe the earlier task as Asynq holds it
+	// (its IDs, group and time), and State is its Asynq state (scheduled,
+	// pending, aggregating, active, retry, archived or completed; empty
+	// when Asynq no longer knows it).
+	Existing bool   `json:"existing,omitempty"`
+	State    string `json:"state,omitempty"`
 }
 
 // Receipt says what a request enqueued.
@@ -119,13 +131,17 @@ type Receipt struct {
 	IntIDs     int          `json:"int_ids"`
 	StringIDs  int          `json:"string_ids"`
 	Duplicates int          `json:"duplicates"`
-	Batches    []Batch      `json:"batches"`
+	// Batches are the tasks, unless Request.OnBatch took them.
+	Batches []Batch `json:"batches"`
+	// Tasks counts the tasks (equal to len(Batches) without OnBatch).
+	Tasks int `json:"tasks"`
 }
 
 // ErrNoIDs rejects an empty request.
 var ErrNoIDs = errors.New("no IDs to delete")
 
-// Validate checks a request without enqueuing anything.
+// Validate checks a request without enqueuing anything: its kind, and
+// every ID against modelid's rule and the kind.
 func Validate(r Request) error {
 	if _, err := modelid.ParseKind(string(r.Kind)); err != nil {
 		return err
@@ -133,45 +149,165 @@ func Validate(r Request) error {
 	if len(r.IDs) == 0 {
 		return ErrNoIDs
 	}
-	var bad []modelid.InvalidID
+	var bad modelid.InvalidIDsError
 	for i, id := range r.IDs {
-		if err := id.Validate(); err != nil {
-			bad = append(bad, modelid.InvalidID{Index: i, Text: id.String(), Reason: err.Error()})
+		if err := id.ValidateFor(r.Kind); err != nil {
+			bad.Add(modelid.InvalidID{Index: i, Text: id.String(), Reason: err.Error()})
 		}
 	}
-	if len(bad) > 0 {
-		return &modelid.InvalidIDsError{Invalid: bad}
+	if bad.Count() > 0 {
+		return &bad
 	}
 	return nil
 }
 
-// Enqueue validates r and enqueues it. On a Redis failure part-way, the
-// receipt lists what was enqueued before it; enqueuing the rest again is
-// safe because workers skip IDs they already deleted.
+// Enqueue validates r and enqueues it: nothing when any ID is invalid. On a
+// Redis failure part-way, the receipt lists what was enqueued before it;
+// enqueuing the rest again is safe because workers skip IDs they already
+// deleted.
 func (p *Producer) Enqueue(ctx context.Context, r Request) (Receipt, error) {
 	if err := Validate(r); err != nil {
 		return Receipt{}, err
 	}
 	ids := modelid.Dedupe(r.IDs)
+	s, err := p.stream(r, false)
+	if err != nil {
+		return Receipt{}, err
+	}
+	s.rc.Duplicates = len(r.IDs) - len(ids)
 	ints, strs := modelid.SplitByType(ids)
-	rc := Receipt{Kind: r.Kind, IDs: len(ids), IntIDs: len(ints), StringIDs: len(strs), Duplicates: len(r.IDs) - len(ids)}
-	delayed := r.ProcessAt.After(time.Now())
-	done := 0
 	for _, list := range [][]modelid.ID{ints, strs} {
-		chunks := modelid.Chunk(list, p.cfg.BatchSize)
-		for i, c := range chunks {
-			b, err := p.enqueueOne(ctx, r, c, len(c) == p.cfg.BatchSize || delayed, len(rc.Batches))
-			if err != nil {
-				return rc, fmt.Errorf("enqueue batch %d of %d (%s IDs): %w", i+1, len(chunks), c[0].Type(), err)
-			}
-			rc.Batches = append(rc.Batches, b)
-			done += len(c)
-			if r.Progress != nil {
-				r.Progress(done)
+		for _, id := range list {
+			if err := s.Add(ctx, id); err != nil {
+				return s.rc, err
 			}
 		}
 	}
-	return rc, nil
+	return s.Close(ctx)
+}
+
+// DedupeWindow is how many distinct IDs of each type a Stream remembers to
+// drop repeats: an input of up to this many distinct int IDs (and as many
+// string IDs) is deduplicated exactly; a repeat further apart is enqueued
+// again, and the worker's ledger skips an ID once it is recorded deleted.
+const DedupeWindow = 1 << 20
+
+// Stream enqueues one request's IDs as they come, a batch at a time: full
+// batches are enqueued as soon as they fill, the rest at Close. It holds one
+// batch per ID type and the dedupe window, not the input. A Stream is not
+// safe for concurrent use.
+//
+// A Stream cannot take back what it enqueued: to keep a request
+// all-or-nothing, check every ID first (modelid.Scanner, Validate), as
+// cmd/enqueue does in a first pass over its input.
+type Stream struct {
+	p       *Producer
+	r       Request
+	delayed bool
+	pending [2][]modelid.ID // by type: int, string
+	n       [2]int          // batches enqueued, by type: the key's numbering
+	seen    *window
+	rc      Receipt
+	done    int
+}
+
+// Stream starts a streamed request; r.IDs must be empty.
+func (p *Producer) Stream(r Request) (*Stream, error) {
+	if _, err := modelid.ParseKind(string(r.Kind)); err != nil {
+		return nil, err
+	}
+	if len(r.IDs) > 0 {
+		return nil, errors.New("producer: a Stream takes its IDs with Add, not in Request.IDs")
+	}
+	return p.stream(r, true)
+}
+
+func (p *Producer) stream(r Request, dedupe bool) (*Stream, error) {
+	s := &Stream{p: p, r: r, delayed: r.ProcessAt.After(time.Now())}
+	s.rc.Kind = r.Kind
+	if dedupe {
+		s.seen = newWindow(DedupeWindow)
+	}
+	return s, nil
+}
+
+func typeIndex(id modelid.ID) int {
+	if id.Type() == modelid.IDString {
+		return 1
+	}
+	return 0
+}
+
+// Add takes one ID; a full batch is enqueued at once. An invalid ID is
+// refused (and nothing else happens); a repeat within the dedupe window is
+// counted and dropped.
+func (s *Stream) Add(ctx context.Context, id modelid.ID) error {
+	if err := id.ValidateFor(s.r.Kind); err != nil {
+		return &modelid.InvalidIDsError{Invalid: []modelid.InvalidID{{Index: s.rc.IDs + s.rc.Duplicates, Text: id.String(), Reason: err.Error()}}}
+	}
+	if s.seen != nil && !s.seen.add(id) {
+		s.rc.Duplicates++
+		return nil
+	}
+	s.rc.IDs++
+	t := typeIndex(id)
+	if t == 0 {
+		s.rc.IntIDs++
+	} else {
+		s.rc.StringIDs++
+	}
+	s.pending[t] = append(s.pending[t], id)
+	if len(s.pending[t]) == s.p.cfg.BatchSize {
+		return s.flush(ctx, t)
+	}
+	return nil
+}
+
+// Close enqueues what is left (each ID type's last, part-filled batch) and
+// returns the receipt.
+func (s *Stream) Close(ctx context.Context) (Receipt, error) {
+	for t := range s.pending {
+		if len(s.pending[t]) > 0 {
+			if err := s.flush(ctx, t); err != nil {
+				return s.rc, err
+			}
+		}
+	}
+	if s.rc.IDs == 0 && s.rc.Duplicates == 0 {
+		return s.rc, ErrNoIDs
+	}
+	return s.rc, nil
+}
+
+// Receipt is what was enqueued so far.
+func (s *Stream) Receipt() Receipt { return s.rc }
+
+func (s *Stream) flush(ctx context.Context, t int) error {
+	ids := s.pending[t]
+	ready := len(ids) == s.p.cfg.BatchSize || s.delayed
+	b, err := s.p.enqueueOne(ctx, s.r, ids, ready, s.n[t])
+	if err != nil {
+		return fmt.Errorf("enqueue batch %d of the %s IDs: %w", s.n[t]+1, ids[0].Type(), err)
+	}
+	s.n[t]++
+	s.pending[t] = make([]modelid.ID, 0, s.p.cfg.BatchSize)
+	s.rc.Tasks++
+	if s.r.OnBatch != nil {
+		s.r.OnBatch(b)
+	} else {
+		s.rc.Batches = append(s.rc.Batches, b)
+	}
+	s.done += len(ids)
+	if s.r.Progress != nil {
+		s.r.Progress(s.done)
+	}
+	return nil
+}
+
+// taskID names a keyed request's n-th batch of one ID type, so the same
+// request enqueued again meets its own tasks whatever order its IDs come in.
+func taskID(key string, t modelid.IDType, n int) string {
+	return key + "/" + string(t) + "/" + strconv.Itoa(n)
 }
 
 func (p *Producer) enqueueOne(ctx context.Context, r Request, ids []modelid.ID, ready bool, n int) (Batch, error) {
@@ -179,7 +315,7 @@ func (p *Producer) enqueueOne(ctx context.Context, r Request, ids []modelid.ID, 
 	pl := tasks.Payload{Kind: r.Kind, IDs: ids}
 	var extra []asynq.Option
 	if r.Key != "" {
-		extra = append(extra, asynq.TaskID(r.Key+"/"+strconv.Itoa(n)))
+		extra = append(extra, asynq.TaskID(taskID(r.Key, ids[0].Type(), n)))
 	}
 	var (
 		t   *asynq.Task
@@ -188,7 +324,8 @@ func (p *Producer) enqueueOne(ctx context.Context, r Request, ids []modelid.ID, 
 	if ready {
 		if !r.ProcessAt.IsZero() {
 			extra = append(extra, asynq.ProcessAt(r.ProcessAt))
-			b.At = r.ProcessAt.UTC()
+			// Asynq keeps whole seconds; say the time it will use.
+			b.At = r.ProcessAt.UTC().Truncate(time.Second)
 		}
 		t, err = tasks.NewBatchTask(pl, p.opt, extra...)
 	} else {
@@ -200,12 +337,78 @@ func (p *Producer) enqueueOne(ctx context.Context, r Request, ids []modelid.ID, 
 	}
 	info, err := p.c.EnqueueContext(ctx, t, extra...)
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
-		b.TaskID, b.Existing = r.Key+"/"+strconv.Itoa(n), true
-		return b, nil
+		return p.existing(b, taskID(r.Key, ids[0].Type(), n)), nil
 	}
 	if err != nil {
 		return b, err
 	}
 	b.TaskID = info.ID
 	return b, nil
+}
+
+// existing describes the earlier task a repeated key met, as Asynq holds
+// it: its time and group are the first request's, not this one's.
+func (p *Producer) existing(b Batch, id string) Batch {
+	b.TaskID, b.Existing, b.At, b.Group = id, true, time.Time{}, ""
+	info, err := p.insp.GetTaskInfo(asynqlayout.Queue, id)
+	if err != nil {
+		return b
+	}
+	b.State, b.Group = info.State.String(), info.Group
+	if info.State == asynq.TaskStateScheduled {
+		b.At = info.NextProcessAt.UTC()
+	}
+	if pl, err := tasks.DecodePayload(info.Payload); err == nil {
+		b.IDs = len(pl.IDs)
+	}
+	return b
+}
+
+// window remembers the last size distinct IDs of each type. Int IDs, the
+// bulk of large inputs, are kept as bare int64s: a million cost about 25 MB.
+type window struct {
+	ints ring[int64]
+	strs ring[string]
+}
+
+func newWindow(size int) *window {
+	return &window{ints: newRing[int64](size), strs: newRing[string](size)}
+}
+
+// add reports whether id is new, remembering it (and forgetting the oldest
+// of its type once full).
+func (w *window) add(id modelid.ID) bool {
+	if n, ok := id.Int(); ok {
+		return w.ints.add(n)
+	}
+	return w.strs.add(id.String())
+}
+
+func (w *window) len() int { return len(w.ints.set) + len(w.strs.set) }
+
+// ring is a set that forgets its oldest member beyond size.
+type ring[K comparable] struct {
+	set  map[K]struct{}
+	keys []K
+	size int
+	next int
+}
+
+func newRing[K comparable](size int) ring[K] {
+	return ring[K]{set: map[K]struct{}{}, size: max(size, 1)}
+}
+
+func (r *ring[K]) add(k K) bool {
+	if _, ok := r.set[k]; ok {
+		return false
+	}
+	if len(r.keys) < r.size {
+		r.keys = append(r.keys, k)
+	} else {
+		delete(r.set, r.keys[r.next])
+		r.keys[r.next] = k
+		r.next = (r.next + 1) % r.size
+	}
+	r.set[k] = struct{}{}
+	return true
 }

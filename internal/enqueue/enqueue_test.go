@@ -34,8 +34,8 @@ func TestEnqueueSplitsByTypeAndCollapsesDuplicates(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
 	defer rdb.Close()
 	p := newProducer(t, rdb, enqueue.Config{BatchSize: 3, Shards: 2})
-	ids := []modelid.ID{modelid.IntID(1), modelid.StringID("a"), modelid.IntID(2), modelid.IntID(1),
-		modelid.IntID(3), modelid.IntID(4), modelid.StringID("b")}
+	ids := []modelid.ID{modelid.IntID(1), modelid.StringID("am-a"), modelid.IntID(2), modelid.IntID(1),
+		modelid.IntID(3), modelid.IntID(4), modelid.StringID("am-b")}
 	rc, err := p.Enqueue(context.Background(), enqueue.Request{Kind: modelid.KindModel, IDs: ids})
 	if err != nil {
 		t.Fatal(err)
@@ -60,10 +60,11 @@ func TestEnqueueRejectsInvalidAndEnqueuesNothing(t *testing.T) {
 	defer rdb.Close()
 	p := newProducer(t, rdb, enqueue.Config{})
 	_, err := p.Enqueue(context.Background(), enqueue.Request{Kind: modelid.KindModel,
-		IDs: []modelid.ID{modelid.IntID(1), modelid.IntID(-1), modelid.StringID("a b")}})
+		IDs: []modelid.ID{modelid.IntID(1), modelid.IntID(-1), modelid.StringID("am a"), modelid.StringID("585"),
+			modelid.StringID("amv-1"), modelid.StringID("\ufeffam-x")}})
 	var ie *modelid.InvalidIDsError
-	if !errors.As(err, &ie) || len(ie.Invalid) != 2 {
-		t.Fatalf("err = %v, want two invalid IDs", err)
+	if !errors.As(err, &ie) || len(ie.Invalid) != 5 {
+		t.Fatalf("err = %v, want five invalid IDs", err)
 	}
 	if n := len(m.Keys()); n != 0 {
 		t.Errorf("%d Redis keys written for a rejected request", n)
@@ -91,6 +92,74 @@ func TestEnqueueKeyIsIdempotent(t *testing.T) {
 	}
 	if len(rc.Batches) != 1 || !rc.Batches[0].Existing {
 		t.Errorf("second enqueue with the same key: %+v, want one existing batch", rc.Batches)
+	}
+}
+
+// TestRepeatedKeyReportsTheOriginalTime: a repeat's receipt tells when the
+// first request's task runs, not when the repeat asked for.
+func TestRepeatedKeyReportsTheOriginalTime(t *testing.T) {
+	m := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	defer rdb.Close()
+	p := newProducer(t, rdb, enqueue.Config{})
+	first := time.Now().Add(time.Hour).Truncate(time.Second)
+	req := enqueue.Request{Kind: modelid.KindModel, IDs: []modelid.ID{modelid.IntID(7), modelid.StringID("am-7")}, Key: "k", ProcessAt: first}
+	if _, err := p.Enqueue(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	req.ProcessAt = first.Add(2 * time.Hour)
+	rc, err := p.Enqueue(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range rc.Batches {
+		if !b.Existing || b.State != "scheduled" || !b.At.Equal(first) || b.IDs != 1 {
+			t.Errorf("repeat batch %+v, want existing, scheduled at %s", b, first.UTC())
+		}
+	}
+	if rc.Batches[0].TaskID != "k/int/0" || rc.Batches[1].TaskID != "k/string/0" {
+		t.Errorf("task IDs %s, %s", rc.Batches[0].TaskID, rc.Batches[1].TaskID)
+	}
+}
+
+func TestStream(t *testing.T) {
+	m := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	defer rdb.Close()
+	p := newProducer(t, rdb, enqueue.Config{BatchSize: 2})
+	var got []string
+	s, err := p.Stream(enqueue.Request{Kind: modelid.KindModel, Key: "s", OnBatch: func(b enqueue.Batch) {
+		got = append(got, fmt.Sprintf("%s %d grouped=%v", b.TaskID, b.IDs, b.Group != ""))
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, id := range []modelid.ID{modelid.IntID(1), modelid.StringID("am-a"), modelid.IntID(1), modelid.IntID(2),
+		modelid.IntID(3), modelid.StringID("am-a")} {
+		if err := s.Add(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) == 0 && id == modelid.IntID(2) {
+			t.Fatal("a full batch was not enqueued as soon as it filled")
+		}
+	}
+	if err := s.Add(ctx, modelid.StringID("amv-x")); !errors.As(err, new(*modelid.InvalidIDsError)) {
+		t.Errorf("a version ID in a model stream: %v", err)
+	}
+	rc, err := s.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"s/int/0 2 grouped=false", "s/int/1 1 grouped=true", "s/string/0 1 grouped=true"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("batches (-want +got):\n%s", diff)
+	}
+	if rc.IDs != 4 || rc.Duplicates != 2 || rc.Tasks != 3 || rc.Batches != nil {
+		t.Errorf("receipt %+v", rc)
+	}
+	if _, err := p.Stream(enqueue.Request{Kind: modelid.KindModel, IDs: []modelid.ID{modelid.IntID(1)}}); err == nil {
+		t.Error("a Stream took Request.IDs")
 	}
 }
 

@@ -87,21 +87,20 @@ func (b deletionRequest) request(now time.Time) (enqueue.Request, []modelid.Inva
 	if len(b.ModelIDs) == 0 {
 		return req, nil, errors.New("model_ids: " + enqueue.ErrNoIDs.Error())
 	}
-	var bad []modelid.InvalidID
+	var bad modelid.InvalidIDsError
 	for i, raw := range b.ModelIDs {
-		var id modelid.ID
-		if err := id.UnmarshalJSON(raw); err != nil {
-			bad = append(bad, modelid.InvalidID{Index: i, Text: string(raw), Reason: err.Error()})
-			continue
+		id, err := modelid.ParseJSONID(raw)
+		if err == nil {
+			err = id.CheckKind(k)
 		}
-		if err := id.Validate(); err != nil {
-			bad = append(bad, modelid.InvalidID{Index: i, Text: id.String(), Reason: err.Error()})
+		if err != nil {
+			bad.Add(modelid.InvalidID{Index: i, Text: string(raw), Reason: err.Error()})
 			continue
 		}
 		req.IDs = append(req.IDs, id)
 	}
-	if len(bad) > 0 {
-		return req, bad, &modelid.InvalidIDsError{Invalid: bad}
+	if bad.Count() > 0 {
+		return req, bad.Invalid, &bad
 	}
 	switch {
 	case b.ProcessAt != "" && b.ProcessIn != "":
@@ -164,15 +163,18 @@ func (a *API) getDeletion(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	raw := r.PathValue("id")
-	var id modelid.ID
-	switch t := q.Get("id_type"); t {
-	case "", string(modelid.IDInt), string(modelid.IDString):
-		id, err = modelid.ParseID(raw, t == string(modelid.IDString))
-		if err == nil && t == string(modelid.IDInt) && id.Type() != modelid.IDInt {
-			err = fmt.Errorf("%q is not an int ID", raw)
-		}
-	default:
+	// The ID's form tells its type; id_type, when given, must agree.
+	id, err := modelid.ParseID(raw)
+	if err == nil {
+		err = id.CheckKind(k)
+	}
+	switch t := q.Get("id_type"); {
+	case err != nil:
+		err = fmt.Errorf("ID %q: %w", raw, err)
+	case t != "" && t != string(modelid.IDInt) && t != string(modelid.IDString):
 		err = fmt.Errorf("id_type %q: want int or string", t)
+	case t != "" && t != string(id.Type()):
+		err = fmt.Errorf("ID %q is of type %s, not %s (id_type may be left out: the ID's form tells)", raw, id.Type(), t)
 	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error(), nil)

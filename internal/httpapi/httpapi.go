@@ -12,13 +12,17 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"mime"
 	"net/http"
+	"reflect"
 	"strings"
 	"time"
 
@@ -26,6 +30,7 @@ import (
 	"github.com/qfpurge/qfpurge/internal/deadletter"
 	"github.com/qfpurge/qfpurge/internal/enqueue"
 	"github.com/qfpurge/qfpurge/internal/ledger"
+	"github.com/qfpurge/qfpurge/internal/modelid"
 )
 
 // TokensEnv is the environment variable the worker reads Config.Tokens from:
@@ -110,12 +115,14 @@ type Deps struct {
 
 // API is the HTTP handler.
 type API struct {
-	cfg    Config
-	d      Deps
-	creds  *authtoken.Set
-	mux    *http.ServeMux
-	routes []string
-	log    *slog.Logger
+	cfg     Config
+	d       Deps
+	creds   *authtoken.Set
+	mux     *http.ServeMux
+	probe   *http.ServeMux // the routes alone, to tell 405 from 404
+	handler http.Handler
+	routes  []string
+	log     *slog.Logger
 }
 
 // New returns the API, or ErrNoTokens when cfg has no token.
@@ -127,22 +134,48 @@ func New(cfg Config, d Deps) (*API, error) {
 	if d.Ledger == nil || d.DeadLetters == nil || d.Producer == nil {
 		return nil, errors.New("httpapi: Deps.Ledger, DeadLetters and Producer are required")
 	}
-	a := &API{cfg: cfg, d: d, mux: http.NewServeMux(), log: cfg.Logger}
+	a := &API{cfg: cfg, d: d, mux: http.NewServeMux(), probe: http.NewServeMux(), log: cfg.Logger}
 	a.creds = authtoken.NewSet(cfg.Tokens, "", "")
 	a.handle("POST /v1/deletions", a.postDeletions)
 	a.handle("GET /v1/deletions/{id}", a.getDeletion)
 	a.handle("GET /v1/deadletters", a.listDeadLetters)
 	a.handle("POST /v1/deadletters/requeue", a.requeue)
 	a.handle("POST /v1/deadletters/purge", a.purge)
-	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such route: "+r.Method+" "+r.URL.Path, nil)
-	})
+	a.mux.HandleFunc("/", a.noRoute)
+	// Bearer tokens are not sent by browsers on their own, so this is belt
+	// and braces: no web page can drive the API from another origin.
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusForbidden, "cross-origin request refused", nil)
+	}))
+	a.handler = cop.Handler(a.mux)
 	return a, nil
 }
 
 func (a *API) handle(pattern string, h http.HandlerFunc) {
 	a.routes = append(a.routes, pattern)
 	a.mux.Handle(pattern, a.authenticated(h))
+	a.probe.Handle(pattern, http.NotFoundHandler())
+}
+
+// noRoute answers 405 with Allow for a known path asked with another
+// method, 404 otherwise.
+func (a *API) noRoute(w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		if m == r.Method {
+			continue
+		}
+		if _, pattern := a.probe.Handler(&http.Request{Method: m, URL: r.URL, Host: r.Host}); pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) == 0 {
+		writeError(w, http.StatusNotFound, "no such route: "+r.Method+" "+r.URL.Path, nil)
+		return
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeError(w, http.StatusMethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path+"; allowed: "+strings.Join(allow, ", "), nil)
 }
 
 // Routes lists the registered patterns, e.g. "GET /v1/deletions/{id}".
@@ -152,7 +185,7 @@ func (a *API) Routes() []string { return append([]string(nil), a.routes...) }
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
-	a.mux.ServeHTTP(sw, r)
+	a.handler.ServeHTTP(sw, r)
 	// Method, path and status only: headers carry the token.
 	a.log.Info("http request", "method", r.Method, "path", r.URL.Path, "status", sw.status,
 		"duration", time.Since(start), "remote", r.RemoteAddr)
@@ -191,7 +224,19 @@ type errorBody struct {
 	Invalid any    `json:"invalid,omitempty"`
 }
 
+// writeError answers msg; invalid, when it holds anything, lists what was
+// refused.
 func writeError(w http.ResponseWriter, status int, msg string, invalid any) {
+	switch v := invalid.(type) {
+	case []modelid.InvalidID:
+		if len(v) == 0 {
+			invalid = nil
+		}
+	case []string:
+		if len(v) == 0 {
+			invalid = nil
+		}
+	}
 	writeJSON(w, status, errorBody{Error: msg, Invalid: invalid})
 }
 
@@ -204,21 +249,34 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
-// decodeBody reads one JSON object into v, rejecting unknown fields,
-// trailing data and bodies over the limit. It writes the error answer and
-// returns false on failure.
+// decodeBody reads one JSON object into v (a pointer to a struct), refusing
+// another media type, unknown fields, fields named in another case or given
+// twice (encoding/json would take either silently), trailing data and bodies
+// over the limit. It writes the error answer and returns false on failure.
 func (a *API) decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		writeError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json", nil)
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			writeError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json", nil)
+			return false
+		}
+	}
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes))
+	if err != nil {
+		if mbe, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is over the %d-byte limit", mbe.Limit), nil)
+			return false
+		}
+		writeError(w, http.StatusBadRequest, "cannot read the body: "+err.Error(), nil)
 		return false
 	}
-	body := http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes)
-	dec := json.NewDecoder(body)
+	if err := checkKeys(data, v); err != nil {
+		writeError(w, http.StatusBadRequest, "bad JSON body: "+err.Error(), nil)
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
+	err = dec.Decode(v)
 	if err == nil {
-		// Exactly one object: anything after it is an error, and reading on
-		// also refuses a body that only goes over the limit after the object.
 		var extra json.RawMessage
 		switch e := dec.Decode(&extra); {
 		case errors.Is(e, io.EOF):
@@ -229,15 +287,64 @@ func (a *API) decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 		}
 	}
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is over the %d-byte limit", mbe.Limit), nil)
-			return false
-		}
 		writeError(w, http.StatusBadRequest, "bad JSON body: "+err.Error(), nil)
 		return false
 	}
 	return true
+}
+
+// checkKeys refuses top-level keys of data that are not v's fields exactly:
+// encoding/json matches names without regard to case and keeps the last of
+// a repeated key. Syntax errors are left to the decoder, which says more.
+func checkKeys(data []byte, v any) error {
+	fields := jsonFields(reflect.TypeOf(v).Elem())
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		key, _ := tok.(string)
+		if seen[key] {
+			return fmt.Errorf("field %q given twice", key)
+		}
+		seen[key] = true
+		if !fields[key] {
+			for f := range fields {
+				if strings.EqualFold(f, key) {
+					return fmt.Errorf("unknown field %q: field names are case-sensitive (%q)", key, f)
+				}
+			}
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return nil
+		}
+	}
+	return nil
+}
+
+// jsonFields lists a struct's JSON field names, embedded structs included.
+func jsonFields(t reflect.Type) map[string]bool {
+	out := map[string]bool{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch {
+		case name == "-":
+		case f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct:
+			maps.Copy(out, jsonFields(f.Type))
+		case name != "":
+			out[name] = true
+		case f.IsExported():
+			out[f.Name] = true
+		}
+	}
+	return out
 }
 
 // requestContext bounds Redis work of one request.

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	gocmp "cmp"
+
 	"github.com/google/go-cmp/cmp"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -189,6 +191,7 @@ func TestPostDeletionsRejects(t *testing.T) {
 	b := setup(t)
 	for _, tc := range []struct {
 		name, body  string
+		contentType string
 		status      int
 		wantInvalid []modelid.InvalidID
 	}{
@@ -203,19 +206,31 @@ func TestPostDeletionsRejects(t *testing.T) {
 		{name: "bad process_at", body: `{"model_ids":[1],"process_at":"tomorrow"}`, status: 400},
 		{name: "key with space", body: `{"model_ids":[1],"key":"a b"}`, status: 400},
 		{
-			name: "invalid IDs", body: `{"model_ids":[5, -3, 1.5, "", "am ok", "am-fine", true]}`, status: 400,
+			name: "invalid IDs", body: `{"model_ids":[5, -3, 1.5, "", "am ok", "am-fine", true, "\ufeff12", "585", "s-1", "amv-1"]}`, status: 400,
 			wantInvalid: []modelid.InvalidID{
-				{Index: 1, Text: "-3", Reason: "int ID -3 must be positive"},
-				{Index: 2, Text: "1.5", Reason: "ID 1.5 is neither a whole number nor a string"},
-				{Index: 3, Text: `""`, Reason: "string ID is empty"},
-				{Index: 4, Text: "am ok", Reason: `string ID "am ok" holds a control or space character`},
-				{Index: 6, Text: "true", Reason: "ID true is neither a whole number nor a string"},
+				{Index: 1, Text: "-3", Reason: "int IDs are positive"},
+				{Index: 2, Text: "1.5", Reason: "not a whole number"},
+				{Index: 3, Text: `""`, Reason: "empty string ID"},
+				{Index: 4, Text: `"am ok"`, Reason: "holds a space (U+0020)"},
+				{Index: 6, Text: "true", Reason: "not an ID: a boolean (want a whole number or a string)"},
+				{Index: 7, Text: `"\ufeff12"`, Reason: "holds a byte-order mark (U+FEFF)"},
+				{Index: 8, Text: `"585"`, Reason: "a quoted number is not an ID: write 585 without quotes for the int ID (Qianfan's string IDs start with am- or amv-)"},
+				{Index: 9, Text: `"s-1"`, Reason: "not an ID: want a whole number (585) or a Qianfan string ID (am-…, amv-…)"},
+				{Index: 10, Text: `"amv-1"`, Reason: "ID of the other kind: an amv- ID names a model version, not a model: send it with kind version"},
 			},
 		},
+		{name: "duplicate key", body: `{"model_ids":[1],"model_ids":[2]}`, status: 400},
+		{name: "key in another case", body: `{"Model_IDs":[1]}`, status: 400},
+		{name: "another media type", body: `{"model_ids":[1]}`, status: 415, contentType: "application/jsonx"},
+		{name: "text/plain", body: `{"model_ids":[1]}`, status: 415, contentType: "text/plain"},
 		{name: "oversize", body: `{"model_ids":[` + strings.Repeat("12345,", 200) + `1]}`, status: 413},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w := b.do(t, "POST", "/v1/deletions", tokenNew, tc.body)
+			r := httptest.NewRequest("POST", "/v1/deletions", strings.NewReader(tc.body))
+			r.Header.Set("Authorization", "Bearer "+tokenNew)
+			r.Header.Set("Content-Type", gocmp.Or(tc.contentType, "application/json"))
+			w := httptest.NewRecorder()
+			b.api.ServeHTTP(w, r)
 			if w.Code != tc.status {
 				t.Fatalf("status %d, want %d: %s", w.Code, tc.status, w.Body)
 			}
@@ -225,6 +240,9 @@ func TestPostDeletionsRejects(t *testing.T) {
 			}](t, w)
 			if e.Error == "" {
 				t.Errorf("no error message: %s", w.Body)
+			}
+			if tc.wantInvalid == nil && strings.Contains(w.Body.String(), `"invalid"`) {
+				t.Errorf(`an "invalid" member without invalid IDs: %s`, w.Body)
 			}
 			if diff := cmp.Diff(tc.wantInvalid, e.Invalid); diff != "" {
 				t.Errorf("invalid (-want +got)\n%s", diff)
@@ -248,7 +266,7 @@ func TestPostDeletionsAndState(t *testing.T) {
 	if rc.IDs != 3 || rc.IntIDs != 2 || rc.StringIDs != 1 || rc.Duplicates != 1 || len(rc.Batches) != 2 {
 		t.Fatalf("receipt %+v", rc)
 	}
-	if rc.Batches[0].TaskID != "job-1/0" || rc.Batches[1].Group == "" {
+	if rc.Batches[0].TaskID != "job-1/int/0" || rc.Batches[1].Group == "" {
 		t.Fatalf("batches %+v", rc.Batches)
 	}
 	q, err := b.insp.GetQueueInfo(asynqlayout.Queue)
@@ -277,12 +295,13 @@ func TestPostDeletionsAndState(t *testing.T) {
 			t.Errorf("GET %s: %+v, want pending with a time", path, st)
 		}
 	}
-	for _, path := range []string{"/v1/deletions/585?kind=version", "/v1/deletions/585?id_type=string", "/v1/deletions/999"} {
+	for _, path := range []string{"/v1/deletions/585?kind=version", "/v1/deletions/999"} {
 		if st := state(path); st.State != StateUnknown || st.At != nil {
 			t.Errorf("GET %s: %+v, want unknown", path, st)
 		}
 	}
-	for _, path := range []string{"/v1/deletions/am-x?id_type=int", "/v1/deletions/-1", "/v1/deletions/1?kind=x", "/v1/deletions/1?id_type=x"} {
+	for _, path := range []string{"/v1/deletions/am-x?id_type=int", "/v1/deletions/585?id_type=string", "/v1/deletions/-1", "/v1/deletions/1?kind=x",
+		"/v1/deletions/1?id_type=x", "/v1/deletions/%EF%BB%BF12", "/v1/deletions/s-1", "/v1/deletions/am-x?kind=version"} {
 		if w := b.do(t, "GET", path, tokenOld, ""); w.Code != http.StatusBadRequest {
 			t.Errorf("GET %s: %d, want 400", path, w.Code)
 		}
@@ -339,7 +358,7 @@ func TestDeadLetters(t *testing.T) {
 	now := time.Now().Add(-time.Minute)
 	outs := []ledger.Outcome{
 		{Kind: modelid.KindModel, ID: modelid.IntID(7), State: ledger.StateDead, Code: 500001, Message: "param invalid", TaskID: "t-7", At: now},
-		{Kind: modelid.KindVersion, ID: modelid.StringID("v-8"), State: ledger.StateDead, Code: 500001, Message: "param invalid", At: now},
+		{Kind: modelid.KindVersion, ID: modelid.StringID("amv-8"), State: ledger.StateDead, Code: 500001, Message: "param invalid", At: now},
 		{Kind: "", ID: modelid.StringID("unreadable"), State: ledger.StateDead, Message: "decode payload", At: now},
 	}
 	if _, err := b.ledger.Write(ctx, outs); err != nil {
@@ -404,6 +423,82 @@ func TestDeadLetters(t *testing.T) {
 	}
 	if q.Aggregating != 2 {
 		t.Errorf("%d tasks aggregating after requeue, want 2", q.Aggregating)
+	}
+}
+
+func TestMethodsAndRoutes(t *testing.T) {
+	b := setup(t)
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		allow        string
+	}{
+		{"GET", "/v1/deletions", 405, "POST"},
+		{"DELETE", "/v1/deletions/585", 405, "GET, HEAD"},
+		{"PUT", "/v1/deadletters/requeue", 405, "POST"},
+		{"GET", "/v1/nothing", 404, ""},
+		{"POST", "/", 404, ""},
+	} {
+		w := b.do(t, tc.method, tc.path, tokenOld, "")
+		if w.Code != tc.status || w.Header().Get("Allow") != tc.allow {
+			t.Errorf("%s %s: %d Allow %q, want %d %q", tc.method, tc.path, w.Code, w.Header().Get("Allow"), tc.status, tc.allow)
+		}
+		if e := decode[errorBody](t, w); e.Error == "" || strings.Contains(w.Body.String(), `"invalid"`) {
+			t.Errorf("%s %s: body %s", tc.method, tc.path, w.Body)
+		}
+	}
+}
+
+// TestCrossOriginRefused: a browser's cross-site POST is refused even with
+// a token; a same-origin or non-browser one goes through.
+func TestCrossOriginRefused(t *testing.T) {
+	b := setup(t)
+	post := func(h map[string]string) int {
+		r := httptest.NewRequest("POST", "/v1/deletions", strings.NewReader(`{"model_ids":[1]}`))
+		r.Header.Set("Authorization", "Bearer "+tokenOld)
+		r.Header.Set("Content-Type", "application/json")
+		for k, v := range h {
+			r.Header.Set(k, v)
+		}
+		w := httptest.NewRecorder()
+		b.api.ServeHTTP(w, r)
+		return w.Code
+	}
+	if c := post(map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}); c != http.StatusForbidden {
+		t.Errorf("cross-site: %d, want 403", c)
+	}
+	if c := post(map[string]string{"Origin": "https://evil.example"}); c != http.StatusForbidden {
+		t.Errorf("foreign Origin: %d, want 403", c)
+	}
+	if n := b.asynqKeys(t); n != 0 {
+		t.Fatalf("%d Asynq keys after refused requests", n)
+	}
+	if c := post(nil); c != http.StatusAccepted {
+		t.Errorf("no browser headers: %d, want 202", c)
+	}
+	if c := post(map[string]string{"Sec-Fetch-Site": "same-origin"}); c != http.StatusAccepted {
+		t.Errorf("same-origin: %d, want 202", c)
+	}
+}
+
+// TestRepeatedKeyKeepsTheFirstTime: a repeat answers the first request's
+// process_at, not one computed from the repeat.
+func TestRepeatedKeyKeepsTheFirstTime(t *testing.T) {
+	b := setup(t)
+	at := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	body := func(at time.Time) string {
+		return `{"model_ids":[1,2],"process_at":"` + at.Format(time.RFC3339) + `","key":"k1"}`
+	}
+	if w := b.do(t, "POST", "/v1/deletions", tokenOld, body(at)); w.Code != 202 {
+		t.Fatalf("first: %d %s", w.Code, w.Body)
+	}
+	w := b.do(t, "POST", "/v1/deletions", tokenOld, body(at.Add(time.Hour)))
+	again := decode[enqueue.Receipt](t, w)
+	if w.Code != 202 || len(again.Batches) != 1 || !again.Batches[0].Existing {
+		t.Fatalf("repeat: %d %s", w.Code, w.Body)
+	}
+	if got := again.Batches[0]; !got.At.Equal(at) || got.State != "scheduled" {
+		t.Errorf("repeat's batch %+v, want scheduled at the first request's %s", got, at)
 	}
 }
 

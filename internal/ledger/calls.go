@@ -83,7 +83,7 @@ func parseIDList(s string) []modelid.ID {
 	var out []modelid.ID
 	for line := range strings.SplitSeq(s, "\n") {
 		if t, v, ok := strings.Cut(line, ":"); ok {
-			if id, err := modelid.ParseID(v, t == string(modelid.IDString)); err == nil {
+			if id, err := modelid.Stored(v, modelid.IDType(t)); err == nil {
 				out = append(out, id)
 			}
 		}

@@ -1,6 +1,20 @@
 // Package modelid is the vocabulary every part of qfpurge shares: what may be
 // deleted (Kind), a model or version ID in Baidu's int or string form (ID),
-// and how IDs are read and grouped. It imports nothing of the project.
+// and the one parser every input path uses (arguments, files, JSON, the HTTP
+// API, schedule files). It imports nothing of the project.
+//
+// The rule, everywhere:
+//
+//   - an int ID is a clean positive decimal number: 585 (no sign, no leading
+//     zero, no fraction, no exponent, at most 2^63-1);
+//   - a string ID has Qianfan's form: "am-…" for a model, "amv-…" for a model
+//     version, followed by ASCII letters, digits, '-' or '_' (at most 128
+//     bytes);
+//   - anything else is refused with a reason, never read as something close
+//     to it: "585," "1.5", "\ufeff585", "--kind" and a quoted "585" are all
+//     errors, not string IDs;
+//   - an amv- ID sent as kind model, or an am- ID sent as kind version, is
+//     refused (CheckKind).
 package modelid
 
 import (
@@ -9,12 +23,17 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"unicode"
-	"unicode/utf8"
+	"strings"
 )
 
 // MaxStringIDLen bounds string IDs; Baidu's look like "am-xxxxxxxxxxxx".
 const MaxStringIDLen = 128
+
+// The prefixes of Qianfan's string IDs.
+const (
+	ModelPrefix   = "am-"
+	VersionPrefix = "amv-"
+)
 
 // Kind is the resource a deletion targets.
 type Kind string
@@ -44,8 +63,9 @@ const (
 	IDString IDType = "string"
 )
 
-// ID is one model (or model version) ID: a positive int or a non-empty string.
-// The zero ID is invalid.
+// ID is one model (or model version) ID: a positive int or a string. The
+// zero ID is invalid. IntID and StringID build IDs without judging them;
+// Validate and CheckKind say whether one may be sent.
 type ID struct {
 	n int64
 	s string
@@ -56,6 +76,23 @@ func IntID(n int64) ID { return ID{n: n} }
 
 // StringID returns a string ID.
 func StringID(s string) ID { return ID{s: s} }
+
+// Stored rebuilds an ID that qfpurge recorded earlier (a dead letter, a
+// ledger entry) from its text and type, without judging it: what was
+// recorded is shown as it was. An empty type is told from the text.
+func Stored(text string, t IDType) (ID, error) {
+	if t == "" && strings.Trim(text, "+-0123456789") != "" {
+		t = IDString
+	}
+	if t == IDString {
+		return StringID(text), nil
+	}
+	n, err := strconv.ParseInt(text, 10, 64)
+	if err != nil {
+		return ID{}, fmt.Errorf("stored int ID %q: %w", text, errors.Unwrap(err))
+	}
+	return IntID(n), nil
+}
 
 // Type reports the ID's type.
 func (id ID) Type() IDType {
@@ -76,7 +113,8 @@ func (id ID) String() string {
 	return strconv.FormatInt(id.n, 10)
 }
 
-// Validate reports why an ID cannot be sent to Qianfan.
+// Validate reports why an ID cannot be sent to Qianfan: an int that is not
+// positive, or a string that is not of Qianfan's form (see the package doc).
 func (id ID) Validate() error {
 	if id.s == "" {
 		if id.n <= 0 {
@@ -84,18 +122,31 @@ func (id ID) Validate() error {
 		}
 		return nil
 	}
-	if len(id.s) > MaxStringIDLen {
-		return fmt.Errorf("string ID is %d bytes long, over the %d-byte limit", len(id.s), MaxStringIDLen)
-	}
-	if !utf8.ValidString(id.s) {
-		return errors.New("string ID is not valid UTF-8")
-	}
-	for _, r := range id.s {
-		if unicode.IsControl(r) || unicode.IsSpace(r) {
-			return fmt.Errorf("string ID %q holds a control or space character", id.s)
-		}
+	return checkString(id.s)
+}
+
+// ErrWrongKind is wrapped by CheckKind's errors.
+var ErrWrongKind = errors.New("ID of the other kind")
+
+// CheckKind refuses a string ID whose prefix names the other kind: amv- IDs
+// are model versions, am- IDs models. Int IDs carry no kind.
+func (id ID) CheckKind(k Kind) error {
+	switch {
+	case id.s == "":
+	case k == KindModel && strings.HasPrefix(id.s, VersionPrefix):
+		return fmt.Errorf("%w: an amv- ID names a model version, not a model: send it with kind version", ErrWrongKind)
+	case k == KindVersion && strings.HasPrefix(id.s, ModelPrefix):
+		return fmt.Errorf("%w: an am- ID names a model, not a model version: send it with kind model", ErrWrongKind)
 	}
 	return nil
+}
+
+// ValidateFor is Validate and then CheckKind.
+func (id ID) ValidateFor(k Kind) error {
+	if err := id.Validate(); err != nil {
+		return err
+	}
+	return id.CheckKind(k)
 }
 
 // MarshalJSON writes a number for int IDs and a string for string IDs.
@@ -107,7 +158,11 @@ func (id ID) MarshalJSON() ([]byte, error) {
 }
 
 // UnmarshalJSON reads a JSON number as an int ID and a JSON string as a
-// string ID, so JSON input keeps its type.
+// string ID, so what qfpurge wrote (task payloads, receipts, dead letters)
+// reads back with its type. It refuses what cannot be an ID of either type
+// (1.5, "", invisible or control characters); whether the ID may be sent is
+// Validate's call. Input from people and other systems goes through
+// ParseJSONID, which applies the whole rule.
 func (id *ID) UnmarshalJSON(b []byte) error {
 	b = bytes.TrimSpace(b)
 	if len(b) > 0 && b[0] == '"' {
@@ -116,50 +171,20 @@ func (id *ID) UnmarshalJSON(b []byte) error {
 			return err
 		}
 		if s == "" {
-			return errors.New("string ID is empty")
+			return errors.New("empty string ID")
+		}
+		if err := checkText(s); err != nil {
+			return err
 		}
 		*id = StringID(s)
 		return nil
 	}
 	n, err := strconv.ParseInt(string(b), 10, 64)
 	if err != nil {
-		return fmt.Errorf("ID %s is neither a whole number nor a string", b)
+		return fmt.Errorf("ID %s is neither a whole number nor a string", clip(string(b)))
 	}
 	*id = IntID(n)
 	return nil
-}
-
-// ParseID reads one textual ID. A bare whole number is an int ID unless
-// asString is set; anything else is a string ID.
-func ParseID(s string, asString bool) (ID, error) {
-	if s == "" {
-		return ID{}, errors.New("empty ID")
-	}
-	if !asString && looksNumeric(s) {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return ID{}, fmt.Errorf("int ID %s: %w", s, errors.Unwrap(err))
-		}
-		id := IntID(n)
-		return id, id.Validate()
-	}
-	id := StringID(s)
-	return id, id.Validate()
-}
-
-func looksNumeric(s string) bool {
-	if s[0] == '-' || s[0] == '+' {
-		s = s[1:]
-	}
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 // Dedupe returns ids without repeats, keeping first occurrences in order.

@@ -1,235 +1,268 @@
 package modelid
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
-// maxLine bounds one input line; no valid ID comes near it.
-const maxLine = 1 << 20
-
-// ParseIDs reads IDs from text: one per line (blank lines and lines starting
-// with # are skipped), or JSON: arrays, strings and numbers, one per line
-// (JSON lines) or as one array spanning lines. JSON keeps the type: 585 is an
-// int ID and "585" a string ID. A bare number is an int ID unless asString.
-//
-// Every invalid ID is reported with its line in an *InvalidIDsError; a caller
-// must then enqueue nothing.
-func ParseIDs(r io.Reader, asString bool) ([]ID, error) {
-	br := bufio.NewReaderSize(r, 64<<10)
-	first, err := firstByte(br)
-	if err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, nil
-		}
-		return nil, err
+// ParseID reads one ID written as bare text (an argument, a line of a file,
+// a URL path): a clean positive decimal number is an int ID, a Qianfan
+// string ID (am-…, amv-…) a string ID, and anything else an error that says
+// what is wrong with it.
+func ParseID(s string) (ID, error) {
+	if s == "" {
+		return ID{}, errors.New("empty ID")
 	}
-	if first == '[' {
-		return parseJSONStream(br)
+	if n, ok := fastInt(s); ok {
+		return IntID(n), nil
 	}
-	return parseLines(br, asString)
-}
-
-func firstByte(br *bufio.Reader) (byte, error) {
-	for {
-		b, err := br.Peek(1)
-		if err != nil {
-			return 0, err
-		}
-		switch b[0] {
-		case ' ', '\t', '\r', '\n':
-			_, _ = br.ReadByte()
-			continue
-		}
-		return b[0], nil
+	if allDigits(s) {
+		return parseInt(s)
 	}
-}
-
-func parseLines(r io.Reader, asString bool) ([]ID, error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), maxLine)
-	var (
-		ids []ID
-		bad []InvalidID
-	)
-	for line := 1; sc.Scan(); line++ {
-		text := strings.TrimSpace(sc.Text())
-		if text == "" || strings.HasPrefix(text, "#") {
-			continue
-		}
-		var got []ID
-		var err error
-		if text[0] == '"' || text[0] == '[' {
-			got, err = decodeJSONValue([]byte(text))
-		} else {
-			var id ID
-			id, err = ParseID(text, asString)
-			got = []ID{id}
-		}
-		if err != nil {
-			bad = append(bad, InvalidID{Index: line, Text: clip(text), Reason: err.Error()})
-			continue
-		}
-		ids = append(ids, got...)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read IDs: %w", err)
-	}
-	if len(bad) > 0 {
-		return nil, &InvalidIDsError{Invalid: bad, Line: true}
-	}
-	return ids, nil
-}
-
-// parseJSONStream reads a sequence of JSON values (arrays, numbers, strings).
-func parseJSONStream(r io.Reader) ([]ID, error) {
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return nil, fmt.Errorf("read IDs: %w", err)
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var (
-		ids []ID
-		bad []InvalidID
-	)
-	for {
-		start := dec.InputOffset()
-		var raw json.RawMessage
-		err := dec.Decode(&raw)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			off := start
-			var se *json.SyntaxError
-			if errors.As(err, &se) {
-				off = se.Offset
-			}
-			bad = append(bad, InvalidID{Index: lineAt(data, off), Text: "", Reason: "malformed JSON: " + err.Error()})
-			break
-		}
-		got, errs := decodeJSONIDs(raw)
-		ids = append(ids, got...)
-		for _, e := range errs {
-			bad = append(bad, InvalidID{Index: lineAt(data, start+e.off), Text: e.text, Reason: e.reason})
-		}
-	}
-	if len(bad) > 0 {
-		return nil, &InvalidIDsError{Invalid: bad, Line: true}
-	}
-	return ids, nil
-}
-
-type elemErr struct {
-	off          int64
-	text, reason string
-}
-
-// decodeJSONIDs decodes one JSON value into IDs, reporting each bad element.
-func decodeJSONIDs(raw json.RawMessage) ([]ID, []elemErr) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) > 0 && raw[0] != '[' {
-		id, err := oneJSONID(raw)
-		if err != nil {
-			return nil, []elemErr{{0, clip(string(raw)), err.Error()}}
-		}
-		return []ID{id}, nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if _, err := dec.Token(); err != nil { // '['
-		return nil, []elemErr{{0, "", err.Error()}}
-	}
-	var (
-		ids  []ID
-		errs []elemErr
-	)
-	for dec.More() {
-		var el json.RawMessage
-		if err := dec.Decode(&el); err != nil {
-			return ids, append(errs, elemErr{dec.InputOffset(), "", "malformed JSON: " + err.Error()})
-		}
-		off := dec.InputOffset() - int64(len(el))
-		id, err := oneJSONID(el)
-		if err != nil {
-			errs = append(errs, elemErr{off, clip(string(el)), err.Error()})
-			continue
-		}
-		ids = append(ids, id)
-	}
-	return ids, errs
-}
-
-func oneJSONID(raw json.RawMessage) (ID, error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || (raw[0] != '"' && raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
-		return ID{}, errors.New("not an ID: want a whole number or a string")
-	}
-	var id ID
-	if err := json.Unmarshal(raw, &id); err != nil {
+	if err := checkText(s); err != nil {
 		return ID{}, err
 	}
-	return id, id.Validate()
-}
-
-func decodeJSONValue(b []byte) ([]ID, error) {
-	ids, errs := decodeJSONIDs(b)
-	if len(errs) > 0 {
-		e := errs[0]
-		if e.text != "" {
-			return nil, fmt.Errorf("%s: %s", e.text, e.reason)
+	if hasQianfanPrefix(s) {
+		if err := checkString(s); err != nil {
+			return ID{}, err
 		}
-		return nil, errors.New(e.reason)
+		return StringID(s), nil
 	}
-	return ids, nil
+	return ID{}, notAnID(s)
 }
 
-func lineAt(data []byte, off int64) int {
-	off = min(max(off, 0), int64(len(data)))
-	return bytes.Count(data[:off], []byte{'\n'}) + 1
+// ParseString reads an ID explicitly written as a string (a JSON or quoted
+// YAML string): it must be a Qianfan string ID. A quoted number is refused
+// rather than guessed at.
+func ParseString(s string) (ID, error) {
+	if s == "" {
+		return ID{}, errors.New("empty string ID")
+	}
+	if err := checkText(s); err != nil {
+		return ID{}, err
+	}
+	if allDigits(s) {
+		return ID{}, fmt.Errorf("a quoted number is not an ID: write %s without quotes for the int ID (Qianfan's string IDs start with am- or amv-)", clip(s))
+	}
+	return ParseID(s)
 }
 
+// ParseJSONID reads one JSON value: a number is an int ID (see ParseID), a
+// string a string ID (see ParseString); anything else is refused.
+func ParseJSONID(raw []byte) (ID, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return ID{}, errors.New("empty JSON value")
+	}
+	switch c := raw[0]; {
+	case c == '"':
+		if !utf8.Valid(raw) {
+			return ID{}, errors.New("not valid UTF-8")
+		}
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return ID{}, fmt.Errorf("malformed JSON string: %v", err)
+		}
+		return ParseString(s)
+	case c == '-' || isDigit(c):
+		return ParseID(string(raw))
+	}
+	return ID{}, fmt.Errorf("not an ID: %s (want a whole number or a string)", jsonType(raw))
+}
+
+func jsonType(raw []byte) string {
+	switch raw[0] {
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	}
+	return strconv.Quote(clip(string(raw)))
+}
+
+// fastInt parses the common case, a clean positive decimal, without
+// allocating.
+func fastInt(s string) (int64, bool) {
+	if len(s) == 0 || len(s) > 18 || s[0] == '0' {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+func parseInt(s string) (ID, error) {
+	if s == "0" {
+		return ID{}, errors.New("0 is not an ID: int IDs are positive")
+	}
+	if s[0] == '0' {
+		return ID{}, fmt.Errorf("leading zero: write %s", strings.TrimLeft(s, "0"))
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return ID{}, fmt.Errorf("number too large for an int ID (at most %d)", int64(1<<63-1))
+	}
+	return IntID(n), nil
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !isDigit(s[i]) {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func hasQianfanPrefix(s string) bool {
+	return strings.HasPrefix(s, ModelPrefix) || strings.HasPrefix(s, VersionPrefix)
+}
+
+// checkText refuses what can never be part of an ID: invalid UTF-8,
+// control, invisible (format) and space characters, and over-long text.
+func checkText(s string) error {
+	if len(s) > MaxStringIDLen {
+		return fmt.Errorf("%d bytes long, over the %d-byte limit of an ID", len(s), MaxStringIDLen)
+	}
+	if !utf8.ValidString(s) {
+		return errors.New("not valid UTF-8")
+	}
+	for _, r := range s {
+		if what := badRune(r); what != "" {
+			return fmt.Errorf("holds %s (%U)", what, r)
+		}
+	}
+	return nil
+}
+
+// badRune names a character no ID may hold, or returns "".
+func badRune(r rune) string {
+	switch r {
+	case '\uFEFF':
+		return "a byte-order mark"
+	case '\u200B':
+		return "a zero-width space"
+	case '\u200C', '\u200D':
+		return "a zero-width joiner"
+	case '\u2060':
+		return "a word joiner"
+	case '\u00AD':
+		return "a soft hyphen"
+	case '\u00A0', '\u202F':
+		return "a no-break space"
+	case '\u200E', '\u200F', '\u061C':
+		return "a bidirectional mark"
+	case '\u202A', '\u202B', '\u202C', '\u202D', '\u202E', '\u2066', '\u2067', '\u2068', '\u2069':
+		return "a bidirectional control"
+	case '\uFFFD':
+		return "a replacement character (the text was not UTF-8)"
+	}
+	switch {
+	case unicode.Is(unicode.Cf, r):
+		return "an invisible format character"
+	case unicode.IsControl(r):
+		return "a control character"
+	case unicode.IsSpace(r), unicode.Is(unicode.Zs, r):
+		return "a space"
+	}
+	return ""
+}
+
+// checkString is the whole rule for a string ID.
+func checkString(s string) error {
+	if s == "" {
+		return errors.New("empty string ID")
+	}
+	if err := checkText(s); err != nil {
+		return err
+	}
+	if allDigits(s) {
+		return fmt.Errorf("string ID %q is a number: Qianfan's string IDs start with am- or amv-; send it as an int ID", s)
+	}
+	tail, ok := strings.CutPrefix(s, VersionPrefix)
+	if !ok {
+		if tail, ok = strings.CutPrefix(s, ModelPrefix); !ok {
+			return notAnID(s)
+		}
+	}
+	if tail == "" {
+		return fmt.Errorf("%q has nothing after its prefix", s)
+	}
+	for _, r := range tail {
+		if !(r < utf8.RuneSelf && (r == '-' || r == '_' || isDigit(byte(r)) || ('a' <= r && r <= 'z') || ('A' <= r && r <= 'Z'))) {
+			return fmt.Errorf("string ID holds %q: Qianfan's string IDs are am- or amv- followed by letters, digits, '-' or '_'", r)
+		}
+	}
+	return nil
+}
+
+// notAnID explains why s is neither an int nor a string ID, with a hint
+// for the usual suspects.
+func notAnID(s string) error {
+	const want = "want a whole number (585) or a Qianfan string ID (am-…, amv-…)"
+	trimmed := strings.TrimRight(s, ",;")
+	switch {
+	case strings.HasPrefix(s, "-") && allDigits(s[1:]):
+		return errors.New("int IDs are positive")
+	case strings.HasPrefix(s, "+") && allDigits(s[1:]):
+		return fmt.Errorf("write the number without '+': %s", s[1:])
+	case strings.HasPrefix(s, "-"):
+		return fmt.Errorf("starts with '-' (a misplaced flag?): %s", want)
+	case trimmed != s && allDigits(trimmed):
+		return fmt.Errorf("stray %q after the number (pasted from a CSV or a JSON list?): put one ID per line, or write a JSON array", s[len(trimmed):])
+	case isFraction(s):
+		return errors.New("not a whole number")
+	case hasQianfanPrefix(strings.ToLower(s)):
+		return errors.New("Qianfan's string IDs start with lower-case am- or amv-")
+	}
+	return errors.New("not an ID: " + want)
+}
+
+// isFraction reports a decimal number with a fraction or exponent (1.5,
+// 585.0, 1e3, -2.5E-3).
+func isFraction(s string) bool {
+	s = strings.TrimLeft(s, "+-")
+	mant, exp, hasExp := strings.Cut(strings.ToLower(s), "e")
+	if hasExp {
+		exp = strings.TrimLeft(exp, "+-")
+		if !allDigits(exp) {
+			return false
+		}
+	}
+	whole, frac, hasDot := strings.Cut(mant, ".")
+	if !hasDot && !hasExp {
+		return false
+	}
+	return (whole == "" || allDigits(whole)) && (frac == "" || allDigits(frac)) && whole+frac != ""
+}
+
+// clip shortens text for messages, at a rune boundary.
 func clip(s string) string {
-	if len(s) > 80 {
-		return s[:80] + "…"
+	const limit = 80
+	if len(s) <= limit {
+		return s
 	}
-	return s
-}
-
-// InvalidID is one rejected ID.
-type InvalidID struct {
-	// Index is the ID's position in Request.IDs, or a 1-based line number
-	// when the ID came from text (see ParseIDs).
-	Index  int    `json:"index"`
-	Text   string `json:"text"`
-	Reason string `json:"reason"`
-}
-
-// InvalidIDsError rejects a request; nothing was enqueued.
-type InvalidIDsError struct {
-	Invalid []InvalidID
-	// Line is true when Index values are line numbers.
-	Line bool
-}
-
-func (e *InvalidIDsError) Error() string {
-	where := "ID #"
-	if e.Line {
-		where = "line "
+	i := limit
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d invalid ID(s), nothing enqueued", len(e.Invalid))
-	for i, v := range e.Invalid {
-		if i == 5 {
-			fmt.Fprintf(&b, "; and %d more", len(e.Invalid)-5)
-			break
-		}
-		fmt.Fprintf(&b, "; %s%d %q: %s", where, v.Index, v.Text, v.Reason)
-	}
-	return b.String()
+	return s[:i] + "…"
 }

@@ -36,7 +36,7 @@ func FormatPayload(taskType string, payload []byte) string {
 		parts = append(parts, fmt.Sprintf("planned by rule %s (run %s)", p.Rule, p.Run))
 	}
 	if len(p.Rejected) > 0 {
-		parts = append(parts, fmt.Sprintf("%d unreadable jobs", len(p.Rejected)))
+		parts = append(parts, modelid.Plural(len(p.Rejected), "unreadable job", "unreadable jobs"))
 	}
 	return strings.Join(parts, " · ")
 }

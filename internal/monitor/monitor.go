@@ -5,6 +5,15 @@
 // asynqmon can delete and run tasks, so a listener beyond loopback must be
 // given credentials (a bearer token, or a user and password for basic auth);
 // New refuses one without. /healthz and /readyz never ask for credentials.
+//
+// A web page the operator opens must not be able to drive it either: a
+// browser's cross-site request that changes anything is refused
+// (http.CrossOriginProtection), and so is every request (health checks
+// aside, and /metrics with valid credentials) naming a Host that is not the
+// monitor's: an IP address, localhost, this machine's name, the name it
+// listens on, or one of Config.Hosts. That stops DNS rebinding, where an
+// attacker's name resolves to 127.0.0.1. Every connection has timeouts and their number is capped,
+// so slow or idle clients cannot starve /readyz or the process.
 package monitor
 
 import (
@@ -24,6 +33,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/qfpurge/qfpurge/internal/authtoken"
+	"github.com/qfpurge/qfpurge/internal/connlimit"
 	"github.com/qfpurge/qfpurge/internal/pause"
 )
 
@@ -50,6 +60,13 @@ type Config struct {
 	// User and Password, when both set, are accepted as basic auth (what a
 	// browser asks for). Defaults to "" (no basic auth).
 	User, Password string
+	// Hosts are further names the monitor may be reached by (a reverse
+	// proxy's, a DNS name Prometheus scrapes), without port. Defaults to
+	// none: IP addresses, localhost, os.Hostname() and Addr's host are
+	// always accepted.
+	Hosts []string
+	// MaxConns caps the open connections. Defaults to 128.
+	MaxConns int
 	// ServerHost and ServerPID identify this process's Asynq server among
 	// Inspector.Servers() for /readyz. Default to os.Hostname() and
 	// os.Getpid(), which is what Asynq records.
@@ -74,6 +91,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = 128
 	}
 	return c
 }
@@ -109,6 +129,14 @@ func (c Config) validate() error {
 	if (c.User == "") != (c.Password == "") {
 		return errors.New("monitor: set both the user and the password for basic auth, or neither")
 	}
+	for _, h := range c.Hosts {
+		if h == "" || strings.ContainsAny(h, ":/ ") {
+			return fmt.Errorf("monitor: host %q: want a name such as qfpurge.example.com, without scheme or port", h)
+		}
+	}
+	if c.MaxConns < 1 {
+		return fmt.Errorf("monitor: MaxConns %d must be positive", c.MaxConns)
+	}
 	return nil
 }
 
@@ -136,6 +164,7 @@ type Server struct {
 	ln    net.Listener
 	done  chan struct{}
 	creds *authtoken.Set
+	hosts map[string]bool
 }
 
 // New checks cfg and builds the handler; Start listens. rdb is the shared
@@ -159,17 +188,84 @@ func New(rdb redis.UniversalClient, insp *asynq.Inspector, m *Metrics, cfg Confi
 	mux := http.NewServeMux()
 	mux.Handle(RootPath+"/", s.auth(ui))
 	mux.Handle("GET "+RootPath, http.RedirectHandler(RootPath+"/", http.StatusMovedPermanently))
-	mux.Handle("GET /metrics", s.auth(promhttp.HandlerFor(m.Registry(), promhttp.HandlerOpts{
+	metrics := promhttp.HandlerFor(m.Registry(), promhttp.HandlerOpts{
 		ErrorHandling: promhttp.ContinueOnError,
 		ErrorLog:      promLogger{s.log},
-	})))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("GET /readyz", s.ready)
+	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, RootPath+"/", http.StatusFound)
 	})
-	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.log.Warn("monitor: cross-origin request refused", "method", r.Method, "path", r.URL.Path, "origin", r.Header.Get("Origin"))
+		http.Error(w, "cross-origin request refused", http.StatusForbidden)
+	}))
+	// Health checks come from orchestrators by whatever name they use; they
+	// change nothing and show nothing worth a rebinding attack.
+	top := http.NewServeMux()
+	top.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	top.HandleFunc("GET /readyz", s.ready)
+	top.Handle("GET /metrics", s.metricsRoute(metrics))
+	top.Handle("/", s.checkHost(cop.Handler(mux)))
+	s.hosts = allowedHosts(cfg)
+	s.srv = &http.Server{
+		Handler:           top,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      time.Minute,
+		IdleTimeout:       time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
 	return s, nil
+}
+
+// allowedHosts are the names besides IP addresses that requests may carry.
+func allowedHosts(cfg Config) map[string]bool {
+	hosts := map[string]bool{"localhost": true}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		hosts[strings.ToLower(h)] = true
+	}
+	if h, _, err := net.SplitHostPort(cfg.Addr); err == nil && h != "" {
+		hosts[strings.ToLower(h)] = true
+	}
+	for _, h := range cfg.Hosts {
+		hosts[strings.ToLower(strings.TrimSuffix(h, "."))] = true
+	}
+	return hosts
+}
+
+// metricsRoute serves /metrics to a scraper that holds the monitor's
+// credentials under any host name (Prometheus scrapes by DNS name, and a
+// rebinding page has no credentials); without them the Host is checked as
+// for the UI.
+func (s *Server) metricsRoute(h http.Handler) http.Handler {
+	checked := s.checkHost(s.auth(h))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.creds.Empty() && s.creds.Allows(r) {
+			h.ServeHTTP(w, r)
+			return
+		}
+		checked.ServeHTTP(w, r)
+	})
+}
+
+// checkHost refuses a Host header that names none of the monitor's names:
+// a page whose own name was made to resolve to this machine (DNS
+// rebinding) sends its own name.
+func (s *Server) checkHost(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if hh, _, err := net.SplitHostPort(host); err == nil {
+			host = hh
+		}
+		host = strings.ToLower(strings.TrimSuffix(strings.Trim(host, "[]"), "."))
+		if net.ParseIP(host) == nil && !s.hosts[host] {
+			s.log.Warn("monitor: request for an unknown host refused (add it to QFPURGE_MONITOR_HOSTS if it is yours)", "host", r.Host, "path", r.URL.Path)
+			http.Error(w, "unknown host: this monitor answers to its IP addresses, localhost and the names in QFPURGE_MONITOR_HOSTS", http.StatusMisdirectedRequest)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // Start listens on cfg.Addr and serves in the background.
@@ -188,7 +284,7 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return fmt.Errorf("monitor: listen on %s: %w", s.cfg.Addr, err)
 	}
-	s.ln = ln
+	s.ln = connlimit.Wrap(ln, s.cfg.MaxConns)
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
@@ -234,6 +235,7 @@ func TestAuth(t *testing.T) {
 		{"ui without credentials", "/monitoring/", nil, 401},
 		{"metrics without credentials", "/metrics", nil, 401},
 		{"wrong token", "/monitoring/api/queues", []string{"Authorization", "Bearer nope"}, 401},
+		{"scheme in lower case", "/monitoring/api/queues", []string{"Authorization", "bearer s3cret-token-0123"}, 200},
 		{"token", "/monitoring/api/queues", []string{"Authorization", "Bearer s3cret-token-0123"}, 200},
 		{"metrics with token", "/metrics", []string{"Authorization", "Bearer s3cret-token-0123"}, 200},
 		{"basic", "/monitoring/", []string{"Authorization", "Basic b3BzOnBhNTU="}, 200}, // ops:pa55
@@ -246,6 +248,132 @@ func TestAuth(t *testing.T) {
 				t.Errorf("GET %s = %d, want %d", tc.path, code, tc.want)
 			}
 		})
+	}
+}
+
+func do(t *testing.T, method, url string, hdr map[string]string) int {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range hdr {
+		if k == "Host" {
+			req.Host = v
+			continue
+		}
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func paused(t *testing.T, b *bundle) bool {
+	t.Helper()
+	n, err := b.rdb.Exists(context.Background(), asynqlayout.Paused(asynqlayout.Queue)).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n == 1
+}
+
+// TestCrossSiteRequestsRefused: a page on another site cannot pause the
+// queue or archive tasks, with or without the browser's cached basic
+// credentials; the UI's own requests still work.
+func TestCrossSiteRequestsRefused(t *testing.T) {
+	t.Parallel()
+	for _, cfg := range []monitor.Config{{}, {User: "ops", Password: "pa55"}} {
+		b := setup(t, cfg)
+		b.startAsynq(t)
+		if _, err := asynq.NewClientFromRedisClient(b.rdb).Enqueue(asynq.NewTask("x", nil), asynq.Queue(asynqlayout.Queue), asynq.ProcessIn(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		creds := map[string]string{}
+		if cfg.User != "" {
+			creds["Authorization"] = "Basic b3BzOnBhNTU=" // ops:pa55
+		}
+		with := func(kv ...string) map[string]string {
+			m := map[string]string{}
+			maps.Copy(m, creds)
+			for i := 0; i+1 < len(kv); i += 2 {
+				m[kv[i]] = kv[i+1]
+			}
+			return m
+		}
+		pause := b.base + "/monitoring/api/queues/" + asynqlayout.Queue + ":pause"
+		for name, hdr := range map[string]map[string]string{
+			"cross-site fetch":                  with("Origin", "https://evil.example", "Sec-Fetch-Site", "cross-site", "Content-Type", "text/plain"),
+			"cross-site form":                   with("Origin", "https://evil.example", "Sec-Fetch-Site", "cross-site", "Content-Type", "application/x-www-form-urlencoded"),
+			"same-site other port":              with("Origin", "http://127.0.0.1:1", "Sec-Fetch-Site", "same-site"),
+			"foreign Origin, no Sec-Fetch-Site": with("Origin", "https://evil.example"),
+		} {
+			if code := do(t, "POST", pause, hdr); code != http.StatusForbidden {
+				t.Errorf("%+v: %s: pause answered %d, want 403", cfg, name, code)
+			}
+		}
+		archive := b.base + "/monitoring/api/queues/" + asynqlayout.Queue + "/scheduled_tasks:archive_all"
+		if code := do(t, "POST", archive, with("Origin", "https://evil.example", "Sec-Fetch-Site", "cross-site")); code != http.StatusForbidden {
+			t.Errorf("%+v: archive_all answered %d, want 403", cfg, code)
+		}
+		if q, _ := b.insp.GetQueueInfo(asynqlayout.Queue); paused(t, b) || q.Scheduled != 1 {
+			t.Fatalf("%+v: a refused request changed the queue: paused %v, scheduled %d", cfg, q.Paused, q.Scheduled)
+		}
+		// The UI's own request (same origin), and curl (no browser headers).
+		if code := do(t, "POST", pause, with("Origin", b.base, "Sec-Fetch-Site", "same-origin")); code != http.StatusNoContent || !paused(t, b) {
+			t.Errorf("%+v: same-origin pause answered %d", cfg, code)
+		}
+		if code := do(t, "POST", b.base+"/monitoring/api/queues/"+asynqlayout.Queue+":resume", creds); code != http.StatusNoContent || paused(t, b) {
+			t.Errorf("%+v: resume without browser headers answered %d", cfg, code)
+		}
+	}
+}
+
+// TestUnknownHostRefused: a request naming another host (DNS rebinding)
+// is refused, health checks aside.
+func TestUnknownHostRefused(t *testing.T) {
+	t.Parallel()
+	b := setup(t, monitor.Config{Hosts: []string{"qfpurge.example.com"}})
+	port := b.mon.Addr()[strings.LastIndex(b.mon.Addr(), ":"):]
+	for _, tc := range []struct {
+		host, path string
+		want       int
+	}{
+		{"evil.example" + port, "/monitoring/api/queues", http.StatusMisdirectedRequest},
+		{"evil.example", "/metrics", http.StatusMisdirectedRequest},
+		{"localhost.evil.example" + port, "/monitoring/", http.StatusMisdirectedRequest},
+		{"evil.example" + port, "/healthz", 200},
+		{"localhost" + port, "/monitoring/api/queues", 200},
+		{"LOCALHOST.", "/monitoring/api/queues", 200},
+		{"127.0.0.1" + port, "/monitoring/api/queues", 200},
+		{"[::1]" + port, "/monitoring/api/queues", 200},
+		{"qfpurge.example.com", "/monitoring/api/queues", 200},
+	} {
+		if code := do(t, "GET", b.base+tc.path, map[string]string{"Host": tc.host}); code != tc.want {
+			t.Errorf("Host %s %s: %d, want %d", tc.host, tc.path, code, tc.want)
+		}
+	}
+	if code := do(t, "POST", b.base+"/monitoring/api/queues/"+asynqlayout.Queue+":pause", map[string]string{"Host": "evil.example" + port}); code != http.StatusMisdirectedRequest || paused(t, b) {
+		t.Errorf("pause with a foreign Host: %d", code)
+	}
+
+	// A scraper with the monitor's token may use any name for /metrics.
+	b = setup(t, monitor.Config{Token: "s3cret-token-0123"})
+	for _, tc := range []struct {
+		path, auth string
+		want       int
+	}{
+		{"/metrics", "Bearer s3cret-token-0123", 200},
+		{"/metrics", "", http.StatusMisdirectedRequest},
+		{"/metrics", "Bearer wrong", http.StatusMisdirectedRequest},
+		{"/monitoring/api/queues", "Bearer s3cret-token-0123", http.StatusMisdirectedRequest},
+	} {
+		if code := do(t, "GET", b.base+tc.path, map[string]string{"Host": "worker-1:8080", "Authorization": tc.auth}); code != tc.want {
+			t.Errorf("Host worker-1 %s with %q: %d, want %d", tc.path, tc.auth, code, tc.want)
+		}
 	}
 }
 
@@ -267,6 +395,9 @@ func TestNonLoopbackNeedsCredentials(t *testing.T) {
 		{monitor.Config{Addr: "[::1]:8080"}, false},
 		{monitor.Config{Addr: "localhost:8080"}, false},
 		{monitor.Config{Addr: "no-port"}, true},
+		{monitor.Config{Addr: "127.0.0.1:8080", Hosts: []string{"qfpurge.example.com"}}, false},
+		{monitor.Config{Addr: "127.0.0.1:8080", Hosts: []string{"https://qfpurge.example.com"}}, true},
+		{monitor.Config{Addr: "127.0.0.1:8080", Hosts: []string{"qfpurge.example.com:443"}}, true},
 	} {
 		// New only builds handlers; nothing connects to this address.
 		rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})

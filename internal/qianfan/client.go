@@ -249,9 +249,16 @@ func New(creds Credentials, opts ...Option) (*Client, error) {
 	if err := c.policy.Validate(); err != nil {
 		return nil, fmt.Errorf("qianfan: %w", err)
 	}
+	// The URL is echoed only once it is known to hold no user info: a
+	// secret pasted there must not reach an error or a log.
 	u, err := url.Parse(c.baseURL)
-	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return nil, fmt.Errorf("qianfan: bad base URL %q", c.baseURL)
+	switch {
+	case err != nil:
+		return nil, errors.New("qianfan: the base URL cannot be parsed (not shown, it may hold a secret): want https://host[:port]")
+	case u.User != nil:
+		return nil, errors.New("qianfan: the base URL must not hold user info (user:password@): requests are signed with the access and secret keys")
+	case u.Host == "" || (u.Scheme != "http" && u.Scheme != "https"):
+		return nil, fmt.Errorf("qianfan: bad base URL %q: want https://host[:port]", u.Redacted())
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	c.base = u

@@ -412,6 +412,13 @@ func TestInputs(t *testing.T) {
 	if _, err := New(Credentials{"ak", "sk"}, WithBaseURL("::nope")); err == nil {
 		t.Error("New accepted a bad base URL")
 	}
+	// A secret in the base URL is refused without being echoed.
+	for _, u := range []string{"https://t0ken-s3cret@qianfan.example", "https://u:pa55-s3cret@qianfan.example", "https://qianfan.example/%zz-s3cret"} {
+		_, err := New(Credentials{"ak", "sk"}, WithBaseURL(u))
+		if err == nil || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("base URL %s: %v, want an error that does not echo it", u, err)
+		}
+	}
 	var calls atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { calls.Add(1) }))
 	defer srv.Close()

@@ -444,7 +444,16 @@ func (f *flexID) UnmarshalJSON(b []byte) error {
 		*f = flexID{}
 		return nil
 	}
-	id, err := modelid.ParseID(string(s), false)
+	// Baidu's answers are read as they are; operator input goes through
+	// modelid.ParseID instead, whose rule is stricter.
+	t := modelid.IDString
+	if strings.Trim(string(s), "+-0123456789") == "" {
+		t = modelid.IDInt
+	}
+	id, err := modelid.Stored(string(s), t)
+	if err == nil && t == modelid.IDInt {
+		err = id.Validate()
+	}
 	if err != nil {
 		return fmt.Errorf("%w: ID %s: %v", errShape, b, err)
 	}

@@ -45,8 +45,6 @@ type Entry struct {
 	// File holds the IDs (one per line, or JSON), re-read at each run. A
 	// relative path is resolved against the schedule file's directory.
 	File string
-	// StringIDs reads bare numbers in File as string IDs.
-	StringIDs bool
 	// Line is where the entry starts in the schedule file.
 	Line int
 }
@@ -275,7 +273,7 @@ func (p *parser) entry(n *yaml.Node) (Entry, bool) {
 	case idsNode != nil && fileNode != nil:
 		p.add(fileNode.Line, "%s has both ids and file: choose one", where)
 	case idsNode != nil:
-		e.IDs = p.inlineIDs(idsNode, where)
+		e.IDs = p.inlineIDs(idsNode, where, e.Kind)
 	default:
 		f, _ := str("file")
 		if f == "" {
@@ -287,25 +285,24 @@ func (p *parser) entry(n *yaml.Node) (Entry, bool) {
 			e.File = f
 		}
 	}
+	// string: true once read a file's bare numbers as string IDs; Qianfan's
+	// string IDs are told by their am-/amv- form now, so it would only turn
+	// every int ID of the file into an error at run time.
 	if s, sn := str("string"); sn != nil {
-		b, err := strconv.ParseBool(s)
-		switch {
-		case err != nil || sn.Tag != "!!bool":
-			p.add(sn.Line, "%s: string must be true or false", where)
-		case fileNode == nil:
-			p.add(sn.Line, "%s: string only applies to file: (quote inline string IDs instead)", where)
-		default:
-			e.StringIDs = b
+		if b, err := strconv.ParseBool(s); err != nil || sn.Tag != "!!bool" || b {
+			p.add(sn.Line, "%s: string: is no longer used: a bare number is an int ID and string IDs are told by their am- or amv- prefix; remove it", where)
 		}
 	}
 	return e, len(p.errs) == before
 }
 
-// inlineIDs reads a YAML list with JSON-like typing: plain whole numbers are
-// int IDs, strings (quoted, or plain text that is not a number) are string IDs.
-func (p *parser) inlineIDs(n *yaml.Node, where string) []modelid.ID {
+// inlineIDs reads a YAML list by modelid's rule: plain scalars as bare text
+// (585 an int ID, am-xyz a string ID), quoted ones as explicit strings (a
+// Qianfan string ID; a quoted number is refused), and each checked against
+// the entry's kind when it is known.
+func (p *parser) inlineIDs(n *yaml.Node, where string, k modelid.Kind) []modelid.ID {
 	if n.Kind != yaml.SequenceNode {
-		p.add(n.Line, "%s: ids must be a list, e.g. [585, \"am-xyz\"]", where)
+		p.add(n.Line, "%s: ids must be a list, e.g. [585, am-xyz]", where)
 		return nil
 	}
 	if len(n.Content) == 0 {
@@ -318,26 +315,22 @@ func (p *parser) inlineIDs(n *yaml.Node, where string) []modelid.ID {
 			p.add(v.Line, "%s: invalid inline ID: want a number or a string", where)
 			continue
 		}
-		var id modelid.ID
-		switch v.Tag {
-		case "!!int":
-			n, err := strconv.ParseInt(v.Value, 10, 64)
-			if err != nil {
-				p.add(v.Line, "%s: invalid inline ID %s: want a decimal whole number (quote it to make a string ID)", where, v.Value)
-				continue
-			}
-			id = modelid.IntID(n)
-		case "!!str":
-			if v.Value == "" {
-				p.add(v.Line, "%s: invalid inline ID: empty string", where)
-				continue
-			}
-			id = modelid.StringID(v.Value)
+		var (
+			id  modelid.ID
+			err error
+		)
+		switch {
+		case v.Tag == "!!str" && v.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0:
+			id, err = modelid.ParseString(v.Value)
+		case v.Tag == "!!str", v.Tag == "!!int", v.Tag == "!!float":
+			id, err = modelid.ParseID(v.Value)
 		default:
-			p.add(v.Line, "%s: invalid inline ID %q: want a whole number or a string, not %s", where, v.Value, strings.TrimPrefix(v.Tag, "!!"))
-			continue
+			err = fmt.Errorf("want a whole number or a string, not %s", strings.TrimPrefix(v.Tag, "!!"))
 		}
-		if err := id.Validate(); err != nil {
+		if err == nil && k != "" {
+			err = id.CheckKind(k)
+		}
+		if err != nil {
 			p.add(v.Line, "%s: invalid inline ID %q: %v", where, v.Value, err)
 			continue
 		}

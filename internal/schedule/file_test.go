@@ -21,12 +21,12 @@ schedules:
     cron: "0 3 * * *"
     timezone: Asia/Shanghai
     kind: model
-    ids: [585, "586", am-xyz]
+    ids: [585, "am-586", am-xyz]
   - name: weekly-versions
     cron: "CRON_TZ=Europe/Berlin 30 2 * * 1"
     kind: version
     file: versions.txt
-    string: true
+    string: false
   - name: fast
     cron: "@every 1s"
     kind: model
@@ -38,9 +38,9 @@ schedules:
 	}
 	want := []Entry{
 		{Name: "nightly-models", Cron: "0 3 * * *", Timezone: "Asia/Shanghai", Kind: modelid.KindModel,
-			IDs: []modelid.ID{modelid.IntID(585), modelid.StringID("586"), modelid.StringID("am-xyz")}, Line: 3},
+			IDs: []modelid.ID{modelid.IntID(585), modelid.StringID("am-586"), modelid.StringID("am-xyz")}, Line: 3},
 		{Name: "weekly-versions", Cron: "30 2 * * 1", Timezone: "Europe/Berlin", Kind: modelid.KindVersion,
-			File: filepath.FromSlash("/etc/qfpurge/versions.txt"), StringIDs: true, Line: 8},
+			File: filepath.FromSlash("/etc/qfpurge/versions.txt"), Line: 8},
 		{Name: "fast", Cron: "@every 1s", Kind: modelid.KindModel, File: "/abs/ids.json", Line: 13},
 	}
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b modelid.ID) bool { return a == b })); diff != "" {
@@ -89,18 +89,24 @@ func TestParseErrors(t *testing.T) {
 		{"both ids and file", head + "  - name: a\n    cron: '@daily'\n    kind: model\n    ids: [1]\n    file: x.txt\n",
 			[]string{`6: entry "a" has both ids and file`}},
 		{"invalid inline IDs", head + "  - name: a\n    cron: '@daily'\n    kind: model\n    ids:\n      - 1\n      - -5\n      - 1.5\n      - true\n      - \"am x\"\n      - 0x10\n",
-			[]string{`7: entry "a": invalid inline ID "-5": int ID -5 must be positive`,
-				`8: entry "a": invalid inline ID "1.5"`,
+			[]string{`7: entry "a": invalid inline ID "-5": int IDs are positive`,
+				`8: entry "a": invalid inline ID "1.5": not a whole number`,
 				`9: entry "a": invalid inline ID "true"`,
 				`10: entry "a": invalid inline ID "am x"`,
-				`11: entry "a": invalid inline ID 0x10`}},
+				`11: entry "a": invalid inline ID "0x10"`}},
+		{"IDs that are not Qianfan's", head + "  - name: a\n    cron: '@daily'\n    kind: model\n    ids:\n      - \"585\"\n      - s-1\n      - \"\\ufeff12\"\n      - amv-1\n      - 585,\n",
+			[]string{`6: entry "a": invalid inline ID "585": a quoted number is not an ID`,
+				`7: entry "a": invalid inline ID "s-1": not an ID`,
+				`8: entry "a": invalid inline ID "\ufeff12": holds a byte-order mark`,
+				`9: entry "a": invalid inline ID "amv-1": ID of the other kind: an amv- ID names a model version`,
+				`10: entry "a": invalid inline ID "585,": stray ","`}},
 		{"empty ids", head + "  - name: a\n    cron: '@daily'\n    kind: model\n    ids: []\n",
 			[]string{`5: entry "a": ids is empty`}},
 		{"bad name", head + "  - name: 'a b'\n    cron: '@daily'\n    kind: model\n    ids: [1]\n",
 			[]string{`2: bad name "a b"`}},
 		{"no name", head + "  - cron: '@daily'\n    kind: model\n    ids: [1]\n", []string{`2: entry has no name`}},
-		{"string without file", head + "  - name: a\n    cron: '@daily'\n    kind: model\n    ids: [1]\n    string: true\n",
-			[]string{`6: entry "a": string only applies to file:`}},
+		{"string: true", head + "  - name: a\n    cron: '@daily'\n    kind: model\n    file: x.txt\n    string: true\n",
+			[]string{`6: entry "a": string: is no longer used`}},
 		{"yaml syntax", head + "  - name: a\n    cron: [\n", []string{`3: did not find expected node content`}},
 		{"empty", "", []string{`1: the file is empty`}},
 		{"not a list", "schedules: 3\n", []string{`1: schedules must be a list`}},
@@ -168,5 +174,13 @@ func TestTick(t *testing.T) {
 				t.Errorf("Tick(%q, %s) = %s, %s; want %s, %s", tt.spec, tt.ref, tick, period, tt.wantTick, tt.wantPeriod)
 			}
 		})
+	}
+}
+
+// TestExampleLoads keeps examples/schedule.yaml valid under the rules.
+func TestExampleLoads(t *testing.T) {
+	t.Parallel()
+	if _, err := Load(filepath.FromSlash("../../examples/schedule.yaml")); err != nil {
+		t.Fatal(err)
 	}
 }

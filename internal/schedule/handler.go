@@ -27,15 +27,14 @@ type Trigger struct {
 	Name string       `json:"name"`
 	Kind modelid.Kind `json:"kind"`
 	// IDs sit under "model_ids", as in delete tasks, so asynqmon shows them.
-	IDs       []modelid.ID `json:"model_ids,omitempty"`
-	File      string       `json:"file,omitempty"`
-	StringIDs bool         `json:"string_ids,omitempty"`
+	IDs  []modelid.ID `json:"model_ids,omitempty"`
+	File string       `json:"file,omitempty"`
 	// Cron is the spec as registered, time zone included.
 	Cron string `json:"cron"`
 }
 
 func (e Entry) trigger() Trigger {
-	return Trigger{Name: e.Name, Kind: e.Kind, IDs: e.IDs, File: e.File, StringIDs: e.StringIDs, Cron: e.Spec()}
+	return Trigger{Name: e.Name, Kind: e.Kind, IDs: e.IDs, File: e.File, Cron: e.Spec()}
 }
 
 // Redis keys.
@@ -187,7 +186,7 @@ func (tr Trigger) read() ([]modelid.ID, error) {
 	if err != nil {
 		return nil, err
 	}
-	return modelid.ParseIDs(bytes.NewReader(data), tr.StringIDs)
+	return modelid.ParseIDs(bytes.NewReader(data), tr.Kind)
 }
 
 func cmpLogger(l *slog.Logger) *slog.Logger {

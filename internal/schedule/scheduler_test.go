@@ -326,7 +326,7 @@ func TestBadReloadKeepsLastGood(t *testing.T) {
 		t.Errorf("the same bad file was logged %d times, want once", n)
 	}
 
-	writeFile(t, path, "schedules:\n  - name: daily\n    cron: '30 4 * * *'\n    timezone: Asia/Shanghai\n    kind: version\n    ids: [\"am-1\"]\n")
+	writeFile(t, path, "schedules:\n  - name: daily\n    cron: '30 4 * * *'\n    timezone: Asia/Shanghai\n    kind: version\n    ids: [\"amv-1\"]\n")
 	waitFor(t, "the new entry to replace the old one in Redis", 5*time.Second, func() bool {
 		return specs() == "CRON_TZ=Asia/Shanghai 30 4 * * *"
 	})

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"time"
 
 	"github.com/qfpurge/qfpurge/internal/apimode"
@@ -103,6 +104,8 @@ type MonitorConfig struct {
 	ReadOnly bool
 	// Token, or User and Password, are required beyond loopback.
 	Token, User, Password string
+	// Hosts are further names the monitor answers to (see monitor.Config).
+	Hosts []string
 	// Explicit says Addr was chosen by the operator: then a taken port stops
 	// the worker; the default address only warns, so a second worker on the
 	// same host still starts.
@@ -116,6 +119,7 @@ func (m MonitorConfig) LogValue() slog.Value {
 		slog.Bool("read_only", m.ReadOnly),
 		slog.Bool("token_set", m.Token != ""),
 		slog.Bool("basic_auth_set", m.User != "" && m.Password != ""),
+		slog.Any("hosts", m.Hosts),
 	)
 }
 
@@ -237,7 +241,7 @@ func (c Config) Validate() error {
 func (c Config) monitorConfig() monitor.Config {
 	m := c.Monitor
 	return monitor.Config{Addr: m.Addr, ReadOnly: m.ReadOnly, Token: m.Token, User: m.User, Password: m.Password,
-		Logger: c.Logger.With("component", "monitor")}
+		Hosts: m.Hosts, Logger: c.Logger.With("component", "monitor")}
 }
 
 // LogValue is the whole resolved config with secrets masked, logged once at
@@ -248,7 +252,7 @@ func (c Config) LogValue() slog.Value {
 		secret = "set (masked)"
 	}
 	return slog.GroupValue(
-		slog.String("qianfan_base_url", c.BaseURL),
+		slog.String("qianfan_base_url", redactURL(c.BaseURL)),
 		slog.String("access_key", c.AccessKey),
 		slog.String("qianfan_api", string(c.QianfanAPI)),
 		slog.Duration("inventory_every", c.InventoryEvery),
@@ -276,4 +280,17 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("schedule_sync", c.ScheduleSync),
 		slog.String("log_level", c.LogLevel.String()),
 	)
+}
+
+// redactURL shows a URL without user info; one that cannot be parsed is not
+// shown at all.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(not a URL, not shown)"
+	}
+	if u.User != nil {
+		u.User = url.User("xxxxx")
+	}
+	return u.String()
 }

@@ -26,6 +26,7 @@ import (
 
 	"github.com/qfpurge/qfpurge/internal/apimode"
 	"github.com/qfpurge/qfpurge/internal/asynqlayout"
+	"github.com/qfpurge/qfpurge/internal/connlimit"
 	"github.com/qfpurge/qfpurge/internal/deadletter"
 	"github.com/qfpurge/qfpurge/internal/enqueue"
 	"github.com/qfpurge/qfpurge/internal/fleetlimit"
@@ -38,6 +39,9 @@ import (
 	"github.com/qfpurge/qfpurge/internal/schedule"
 	"github.com/qfpurge/qfpurge/internal/tasks"
 )
+
+// apiMaxConns caps the HTTP API's open connections.
+const apiMaxConns = 256
 
 // Worker is one qfpurge worker process's machinery.
 type Worker struct {
@@ -297,7 +301,9 @@ func (w *Worker) listen() error {
 		if err != nil {
 			return fmt.Errorf("--api-addr: %w", err)
 		}
-		w.apiLn = ln
+		// Slow or idle clients wait for a slot instead of using up the
+		// process's file descriptors; the server's timeouts free slots.
+		w.apiLn = connlimit.Wrap(ln, apiMaxConns)
 	}
 	return nil
 }
