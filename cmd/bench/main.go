@@ -43,7 +43,7 @@ func main() {
 }
 
 // allScenarios in the order they run.
-var allScenarios = []string{"burst", "baseline", "bulk", "footprint", "trickle", "chaos"}
+var allScenarios = []string{"burst", "baseline", "bulk", "footprint", "trickle", "chaos", "v2", "switch"}
 
 // scale holds the sizes a run uses; -quick shrinks them.
 type scale struct {
@@ -56,16 +56,17 @@ type scale struct {
 	ChaosIDs     int
 	ChaosInvalid int
 	ChaosKills   int
+	V2IDs        int // the V2 drain and the V1-shutdown burst
 }
 
 func fullScale() scale {
 	return scale{BurstIDs: 20_000, Producers: 16, BulkIDs: 100_000, TrickleFor: 30 * time.Second,
-		TrickleEvery: 100 * time.Millisecond, Window: 90 * time.Second, ChaosIDs: 20_000, ChaosInvalid: 10, ChaosKills: 3}
+		TrickleEvery: 100 * time.Millisecond, Window: 90 * time.Second, ChaosIDs: 20_000, ChaosInvalid: 10, ChaosKills: 3, V2IDs: 5_000}
 }
 
 func quickScale() scale {
 	return scale{BurstIDs: 4_000, Producers: 16, BulkIDs: 20_000, TrickleFor: 10 * time.Second,
-		TrickleEvery: 100 * time.Millisecond, Window: 30 * time.Second, ChaosIDs: 2_000, ChaosInvalid: 10, ChaosKills: 2}
+		TrickleEvery: 100 * time.Millisecond, Window: 30 * time.Second, ChaosIDs: 2_000, ChaosInvalid: 10, ChaosKills: 2, V2IDs: 1_000}
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -167,6 +168,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		r.rows(t)
 		fmt.Fprintln(stdout, "chaos done")
+	}
+	if want("v2") {
+		r, err := runV2Drain(ctx, env, sc.V2IDs)
+		if err != nil {
+			return fmt.Errorf("v2: %w", err)
+		}
+		r.rows(t)
+		fmt.Fprintln(stdout, "v2 done")
+	}
+	if want("switch") {
+		r, err := runSwitch(ctx, env, switchConfig{IDs: sc.V2IDs, Invalid: 5, V1Calls: 20, Seed: *seed})
+		if err != nil {
+			return fmt.Errorf("switch: %w", err)
+		}
+		r.rows(t)
+		fmt.Fprintln(stdout, "switch done")
 	}
 	fmt.Fprintln(stdout)
 	t.print(stdout)

@@ -85,6 +85,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	fs.StringVar(&c.BaseURL, "qianfan-base-url", "", "Qianfan API base URL (env "+envBaseURL+"; default "+qianfan.DefaultBaseURL+")")
 	api := fs.String("qianfan-api", "auto", "which Qianfan API deletes (env "+envQianfanAPI+"): v1 (batchDelete), v2 (one ID per call), or auto (V1 until it is gone, then V2 for the whole fleet)")
 	fs.DurationVar(&c.InventoryEvery, "inventory-every", 0, "list the whole account this often (one worker at a time) so int IDs' string forms are known before V2 needs them; 0: only when a lost answer or a rule needs a listing")
+	fs.BoolVar(&c.InventoryVersions, "inventory-versions", false, "with --inventory-every, also read every model's V1 detail (one call per model) to learn version int IDs' string forms")
 	fs.IntVar(&c.Concurrency, "concurrency", 10, "batches processed at once")
 	fs.IntVar(&c.BatchSize, "batch-size", tasks.DefaultBatchSize, "most IDs per API call (keep equal to the producers' batch size)")
 	fs.IntVar(&c.GroupMaxSize, "group-max-size", 10*tasks.DefaultBatchSize, "most queued jobs merged from one group per aggregation tick; above --batch-size the merged set is cut into full batches, which raises throughput per group")

@@ -1,6 +1,8 @@
 // Package fleetlimit is a fleet-wide QPS budget: every worker sharing one
-// Redis waits on the same GCRA limiter (github.com/go-redis/redis_rate), so
-// N replicas together never send more calls per second than the budget.
+// Redis takes its call slots from the same schedule in Redis (one slot per
+// interval, handed out in order), so N replicas together never send more
+// calls per second than the budget, and no slot goes unused while callers
+// wait.
 //
 // The limiter satisfies qianfan.Limiter; give it to the client with
 // qianfan.WithLimiter and the client waits on it before every attempt,
@@ -14,12 +16,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
 )
 
-// KeyPrefix starts every limiter key (redis_rate adds its own "rate:" in
-// front, so the Redis key is "rate:qfpurge:qps:<hash>").
+// KeyPrefix starts every limiter key: "qfpurge:qps:<hash>".
 const KeyPrefix = "qfpurge:qps:"
 
 // DefaultHeadroom is how much longer than 1/QPS the limiter spaces calls.
@@ -57,9 +57,9 @@ type Config struct {
 // Limiter is a fleet-wide rate limiter on Redis. It is safe for concurrent
 // use.
 type Limiter struct {
-	rl    *redis_rate.Limiter
-	limit redis_rate.Limit
-	cfg   Config
+	rdb      redis.UniversalClient
+	interval time.Duration
+	cfg      Config
 }
 
 // New returns a Limiter on rdb.
@@ -83,43 +83,56 @@ func New(rdb redis.UniversalClient, cfg Config) (*Limiter, error) {
 	if interval < time.Microsecond {
 		return nil, fmt.Errorf("fleetlimit: QPS %g is too high", cfg.QPS)
 	}
-	return &Limiter{
-		rl: redis_rate.NewLimiter(rdb),
-		// One call per interval, with Burst calls allowed at once: the GCRA
-		// emission interval is Period/Rate.
-		limit: redis_rate.Limit{Rate: 1, Burst: cfg.Burst, Period: interval},
-		cfg:   cfg,
-	}, nil
+	return &Limiter{rdb: rdb, interval: interval, cfg: cfg}, nil
 }
 
 // Interval is the time the limiter puts between calls across the fleet.
-func (l *Limiter) Interval() time.Duration { return l.limit.Period }
+func (l *Limiter) Interval() time.Duration { return l.interval }
+
+// reserveScript hands out the fleet's call slots one interval apart, by
+// Redis's clock (so workers' clocks do not matter): a caller gets the
+// earliest free slot and the time to wait for it. Every slot is taken by
+// someone (a GCRA that only says "not yet" loses the slots nobody polls for
+// at the right moment). Burst lets that many calls go at once after an
+// idle spell. KEYS[1]: the budget; ARGV: interval and burst (µs, count).
+var reserveScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local slot = tonumber(redis.call('GET', KEYS[1]) or '0')
+local earliest = now - (tonumber(ARGV[2]) - 1) * interval
+if slot < earliest then slot = earliest end
+redis.call('SET', KEYS[1], string.format('%.0f', slot + interval), 'PX', math.ceil(interval * tonumber(ARGV[2]) / 1000) + 1000)
+if slot < now then return 0 end
+return slot - now
+`)
 
 // Wait blocks until the fleet's budget allows one more call, or ctx is done.
 // A Redis failure is returned as is: no call goes out unpaced.
 func (l *Limiter) Wait(ctx context.Context) error {
-	start := time.Now()
-	for {
-		res, err := l.rl.Allow(ctx, l.cfg.Key, l.limit)
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("fleetlimit: %w", err)
-		}
-		if res.Allowed > 0 {
-			if l.cfg.Observe != nil {
-				l.cfg.Observe(time.Since(start))
-			}
-			return nil
-		}
-		wait := max(res.RetryAfter, time.Millisecond)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	us, err := reserveScript.Run(ctx, l.rdb, []string{l.cfg.Key}, l.interval.Microseconds(), l.cfg.Burst).Int64()
+	if err != nil {
+		if ctx.Err() != nil {
 			return ctx.Err()
-		case <-t.C:
 		}
+		return fmt.Errorf("fleetlimit: %w", err)
+	}
+	wait := time.Duration(us) * time.Microsecond
+	if l.cfg.Observe != nil {
+		l.cfg.Observe(wait)
+	}
+	if wait <= 0 {
+		return nil
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }

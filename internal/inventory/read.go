@@ -23,6 +23,10 @@ const (
 	SourceV1
 	// SourceServices also lists the custom services (V2).
 	SourceServices
+	// SourceV1Versions also reads every model's V1 detail (one call per
+	// model) for its versions' int IDs: the only source of them, needed to
+	// delete int version IDs through V2 once V1 is gone.
+	SourceV1Versions
 )
 
 // Read lists what src asks for, each listing complete or the read fails.
@@ -73,6 +77,21 @@ func Read(ctx context.Context, c *qianfan.Client, src Source) (*Snapshot, error)
 				if _, ok := byID[m.ModelIDStr]; !ok && m.ModelID != 0 {
 					s.extraPairs[Key(modelid.KindModel, modelid.IntID(m.ModelID))] = m.ModelIDStr
 					s.extraPairs[Key(modelid.KindModel, modelid.StringID(m.ModelIDStr))] = strconv.FormatInt(m.ModelID, 10)
+				}
+			}
+		}
+	}
+	if src&SourceV1Versions != 0 {
+		s.versionPairs = map[string]string{}
+		for _, m := range s.Models {
+			d, _, err := c.ModelDetail(ctx, modelid.StringID(m.ID))
+			if err != nil {
+				return nil, fmt.Errorf("inventory: versions of %s: %w", m.ID, err)
+			}
+			for _, v := range d.Versions {
+				if v.ModelVersionID != 0 && v.ModelVersionIDStr != "" {
+					s.versionPairs[Key(modelid.KindVersion, modelid.IntID(v.ModelVersionID))] = v.ModelVersionIDStr
+					s.versionPairs[Key(modelid.KindVersion, modelid.StringID(v.ModelVersionIDStr))] = strconv.FormatInt(v.ModelVersionID, 10)
 				}
 			}
 		}

@@ -281,9 +281,10 @@ func (v *Verifier) hold(ctx context.Context) error {
 }
 
 // Refresh takes a complete listing (V1 and V2, so int↔string pairs are
-// learnt) every interval, one worker at a time, so evidence and pairs are
-// at hand before they are needed; v1 false leaves V1 out.
-func (v *Verifier) Refresh(ctx context.Context, every time.Duration, v1 func(context.Context) bool) {
+// learnt; with versions, every model's V1 detail too) every interval, one
+// worker at a time, so evidence and pairs are at hand before they are
+// needed; v1 reporting false leaves V1 out.
+func (v *Verifier) Refresh(ctx context.Context, every time.Duration, versions bool, v1 func(context.Context) bool) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -294,6 +295,9 @@ func (v *Verifier) Refresh(ctx context.Context, every time.Duration, v1 func(con
 				src := SourceV2
 				if v1 == nil || v1(ctx) {
 					src |= SourceV1
+					if versions {
+						src |= SourceV1Versions
+					}
 				}
 				s, err := Read(ctx, v.qc, src)
 				if err == nil {

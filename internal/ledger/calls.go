@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -170,13 +171,23 @@ func (l *Ledger) update(ctx context.Context, taskID string, st CallState, lost b
 	return nil
 }
 
-// NotePresent records IDs a detail call showed to exist before the batch's
-// first call.
+// NotePresent adds IDs a detail call or a listing showed to exist to the
+// batch's call record.
 func (l *Ledger) NotePresent(ctx context.Context, taskID string, ids []modelid.ID) error {
+	c, err := l.Call(ctx, taskID)
+	if err != nil {
+		return err
+	}
+	all := c.Present
+	for _, id := range ids {
+		if !slices.Contains(all, id) {
+			all = append(all, id)
+		}
+	}
 	pipe := l.rdb.TxPipeline()
-	pipe.HSet(ctx, keyCall+taskID, "present", idList(ids))
+	pipe.HSet(ctx, keyCall+taskID, "present", idList(all))
 	pipe.PExpire(ctx, keyCall+taskID, l.cfg.TTL)
-	_, err := pipe.Exec(ctx)
+	_, err = pipe.Exec(ctx)
 	return err
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/qfpurge/qfpurge/internal/apimode"
@@ -113,23 +114,21 @@ func (h *Handler) processV2(ctx context.Context, b *batch, call ledger.Call) err
 		}
 		return err
 	}
-	if call.State == "" {
-		// What the last listing holds existed before these calls: evidence
-		// for a listing after a lost answer, without a detail call per ID.
-		known, _, err := h.inv.Check(ctx, b.p.Kind, b.ids, time.Time{})
-		if err != nil && !errors.Is(err, inventory.ErrNoSnapshot) {
+	// What the last listing holds exists: evidence, if a later answer is
+	// lost, without a detail call per ID.
+	known, _, err := h.inv.Check(ctx, b.p.Kind, b.ids, time.Time{})
+	if err != nil && !errors.Is(err, inventory.ErrNoSnapshot) {
+		return err
+	}
+	var present []modelid.ID
+	for i, p := range known {
+		if p == inventory.Present && !slices.Contains(call.Present, b.ids[i]) {
+			present = append(present, b.ids[i])
+		}
+	}
+	if len(present) > 0 {
+		if err := h.ledger.NotePresent(ctx, b.a.taskID, present); err != nil {
 			return err
-		}
-		var present []modelid.ID
-		for i, p := range known {
-			if p == inventory.Present {
-				present = append(present, b.ids[i])
-			}
-		}
-		if len(present) > 0 {
-			if err := h.ledger.NotePresent(ctx, b.a.taskID, present); err != nil {
-				return err
-			}
 		}
 	}
 	rec, err := h.ledger.BeginCall(ctx, b.a.taskID)

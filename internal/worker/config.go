@@ -34,6 +34,9 @@ type Config struct {
 	// this often, one worker at a time, so int↔string pairs are known before
 	// V2 needs them. Defaults to 0: only lost answers and rules list.
 	InventoryEvery time.Duration
+	// InventoryVersions makes each refresh read every model's V1 detail too
+	// (one call per model), the only source of version int IDs' string forms.
+	InventoryVersions bool
 	// QianfanOptions are extra client options (tests: fast retries).
 	QianfanOptions []qianfan.Option
 
@@ -256,6 +259,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("access_key", c.AccessKey),
 		slog.String("qianfan_api", string(c.QianfanAPI)),
 		slog.Duration("inventory_every", c.InventoryEvery),
+		slog.Bool("inventory_versions", c.InventoryVersions),
 		slog.String("secret_key", secret),
 		slog.Float64("qps", c.QPS),
 		slog.Int("concurrency", c.Concurrency),

@@ -212,7 +212,7 @@ func (w *Worker) Start() (err error) {
 	w.bg.Go(func() { w.prober.Run(sweepCtx) })
 	if w.cfg.InventoryEvery > 0 {
 		w.bg.Go(func() {
-			w.verifier.Refresh(sweepCtx, w.cfg.InventoryEvery, func(ctx context.Context) bool { return !w.v2Only(ctx) })
+			w.verifier.Refresh(sweepCtx, w.cfg.InventoryEvery, w.cfg.InventoryVersions, func(ctx context.Context) bool { return !w.v2Only(ctx) })
 		})
 	}
 	if w.mon != nil {
