@@ -15,6 +15,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -42,15 +43,11 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// go-redis logs every failed dial; the error returned says it once.
-	redis.SetLogger(quietLogger{})
+	redisconn.Silence()
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(cli.Status("dlq", err, os.Stderr))
 }
-
-type quietLogger struct{}
-
-func (quietLogger) Printf(context.Context, string, ...any) {}
 
 const usage = `usage: dlq [--redis-url URL] COMMAND [flags]
 
@@ -63,101 +60,97 @@ commands:
   requeue  enqueue dead IDs again and remove their entries (--all or ENTRY...)
   purge    remove entries without requeuing (--all --yes, or ENTRY...)`
 
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+// options are the command line.
+type options struct {
+	redisURL  string
+	batchSize int
+	cmd       string
+	args      []string
+	asJSON    bool
+	limit     int64
+	after     string
+	out       string
+	all, yes  bool
+}
+
+func parse(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
+	var o options
 	fs := flag.NewFlagSet("dlq", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprintln(stderr, usage+"\n\nflags:"); fs.PrintDefaults() }
 	// Shown without REDIS_URL's value: it may carry a password.
-	redisURL := fs.String("redis-url", "", "Redis `URL` (default $REDIS_URL, else redis://127.0.0.1:6379)")
-	batchSize := fs.Int("batch-size", tasks.DefaultBatchSize, "batch size for requeued IDs; keep equal to the workers'")
+	fs.StringVar(&o.redisURL, "redis-url", "", "Redis `URL` (default $REDIS_URL, else redis://127.0.0.1:6379)")
+	fs.IntVar(&o.batchSize, "batch-size", tasks.DefaultBatchSize, "batch size for requeued IDs; keep equal to the workers'")
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return cli.Usage(err)
+		return o, usageOrHelp(err)
 	}
-	if *redisURL == "" {
-		*redisURL = cmpOr(getenv("REDIS_URL"), "redis://127.0.0.1:6379")
-	}
+	o.redisURL = cmp.Or(o.redisURL, getenv("REDIS_URL"), "redis://127.0.0.1:6379")
 	if fs.NArg() == 0 {
 		fs.Usage()
-		return cli.Usage(errors.New("no command given"))
+		return o, cli.Usagef("no command given")
 	}
-	cmd, rest := fs.Arg(0), fs.Args()[1:]
-	sub := flag.NewFlagSet("dlq "+cmd, flag.ContinueOnError)
-	sub.SetOutput(stderr)
-	var (
-		asJSON = sub.Bool("json", false, "print JSON")
-		limit  = sub.Int64("limit", 100, "list at most this many")
-		after  = sub.String("after", "", "list entries after this entry ID")
-		out    = sub.String("o", "", "export to this `FILE` instead of stdout")
-		all    = sub.Bool("all", false, "act on every dead letter")
-		yes    = sub.Bool("yes", false, "confirm purging every dead letter")
-	)
-	switch cmd {
+	o.cmd = fs.Arg(0)
+	switch o.cmd {
 	case "list", "count", "export", "requeue", "purge":
 	default:
-		return cli.Usage(fmt.Errorf("unknown command %q\n%s", cmd, usage))
+		return o, cli.Usagef("unknown command %q\n%s", o.cmd, usage)
 	}
-	if err := sub.Parse(rest); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return cli.Usage(err)
+	sub := flag.NewFlagSet("dlq "+o.cmd, flag.ContinueOnError)
+	sub.SetOutput(stderr)
+	sub.BoolVar(&o.asJSON, "json", false, "print JSON")
+	sub.Int64Var(&o.limit, "limit", 100, "list at most this many")
+	sub.StringVar(&o.after, "after", "", "list entries after this entry ID")
+	sub.StringVar(&o.out, "o", "", "export to this `FILE` instead of stdout")
+	sub.BoolVar(&o.all, "all", false, "act on every dead letter")
+	sub.BoolVar(&o.yes, "yes", false, "confirm purging every dead letter")
+	if err := sub.Parse(fs.Args()[1:]); err != nil {
+		return o, usageOrHelp(err)
 	}
+	if o.limit < 1 {
+		return o, cli.Usagef("--limit must be at least 1")
+	}
+	o.args = sub.Args()
+	return o, nil
+}
 
-	rdb, err := redisconn.Open(*redisURL)
+func usageOrHelp(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return cli.Usage(err)
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	o, err := parse(args, getenv, stderr)
 	if err != nil {
+		return err
+	}
+	rdb, err := redisconn.Connect(ctx, o.redisURL)
+	if errors.Is(err, redisconn.ErrBadURL) {
 		return cli.Usage(err)
+	}
+	if err != nil {
+		return err
 	}
 	defer rdb.Close()
-	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	err = rdb.Ping(pingCtx).Err()
-	cancel()
-	if err != nil {
-		return fmt.Errorf("cannot reach Redis %s: %w", redisconn.Redact(*redisURL), err)
-	}
 	store := deadletter.NewStore(rdb)
-
-	switch cmd {
+	switch o.cmd {
 	case "count":
 		n, err := store.Count(ctx)
-		if err != nil {
-			return err
+		if err == nil {
+			fmt.Fprintln(stdout, n)
 		}
-		fmt.Fprintln(stdout, n)
-		return nil
+		return err
 	case "list":
-		if *limit < 1 {
-			return cli.Usage(errors.New("--limit must be at least 1"))
-		}
-		dls, err := store.List(ctx, *after, *limit)
+		dls, err := store.List(ctx, o.after, o.limit)
 		if err != nil {
 			return err
 		}
-		return list(ctx, stdout, store, dls, *asJSON)
+		return list(ctx, stdout, store, dls, o.asJSON)
 	case "export":
-		w := stdout
-		if *out != "" {
-			f, err := os.Create(*out)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			w = f
-		}
-		n, err := store.Export(ctx, w)
-		if err != nil {
-			return err
-		}
-		if *out != "" {
-			fmt.Fprintf(stderr, "exported %s to %s\n", modelid.Plural(n, "dead letter", "dead letters"), *out)
-		}
-		return nil
+		return export(ctx, store, o.out, stdout, stderr)
 	}
-
-	// requeue and purge act on entries.
-	entries, err := pick(ctx, store, sub.Args(), *all)
+	entries, err := pick(ctx, store, o.args, o.all)
 	if err != nil {
 		return err
 	}
@@ -166,32 +159,58 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	}
 	insp := asynq.NewInspectorFromRedisClient(rdb)
-	if cmd == "purge" {
-		if *all && !*yes {
-			return cli.Usagef("purge --all removes %s for good; add --yes to confirm", modelid.Plural(len(entries), "dead letter", "dead letters"))
-		}
-		res, err := deadletter.Purge(ctx, store, insp, entries)
-		if *asJSON {
-			_ = json.NewEncoder(stdout).Encode(res)
-		} else if res.Purged > 0 {
-			fmt.Fprintf(stdout, "purged %s (%s removed)\n", modelid.Plural(res.Purged, "dead letter", "dead letters"), modelid.Plural(res.ArchivedDeleted, "archived task", "archived tasks"))
-		}
-		return err
+	if o.cmd == "purge" {
+		return purge(ctx, store, insp, entries, o, stdout)
 	}
-	p, err := enqueue.New(rdb, enqueue.Config{BatchSize: *batchSize})
+	return requeue(ctx, rdb, store, insp, entries, o, stdout)
+}
+
+// export writes every dead letter as JSON lines to file (stdout when empty).
+func export(ctx context.Context, store *deadletter.Store, file string, stdout, stderr io.Writer) error {
+	w := stdout
+	if file != "" {
+		f, err := os.Create(file)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		w = f
+	}
+	n, err := store.Export(ctx, w)
+	if err == nil && file != "" {
+		fmt.Fprintf(stderr, "exported %s to %s\n", modelid.Plural(n, "dead letter", "dead letters"), file)
+	}
+	return err
+}
+
+func purge(ctx context.Context, store *deadletter.Store, insp *asynq.Inspector, entries []deadletter.Entry, o options, stdout io.Writer) error {
+	if o.all && !o.yes {
+		return cli.Usagef("purge --all removes %s for good; add --yes to confirm", modelid.Plural(len(entries), "dead letter", "dead letters"))
+	}
+	res, err := deadletter.Purge(ctx, store, insp, entries)
+	if o.asJSON {
+		_ = json.NewEncoder(stdout).Encode(res)
+	} else if res.Purged > 0 {
+		fmt.Fprintf(stdout, "purged %s (%s removed)\n", modelid.Plural(res.Purged, "dead letter", "dead letters"), modelid.Plural(res.ArchivedDeleted, "archived task", "archived tasks"))
+	}
+	return err
+}
+
+func requeue(ctx context.Context, rdb redis.UniversalClient, store *deadletter.Store, insp *asynq.Inspector, entries []deadletter.Entry, o options, stdout io.Writer) error {
+	p, err := enqueue.New(rdb, enqueue.Config{BatchSize: o.batchSize})
 	if err != nil {
 		return cli.Usage(err)
 	}
 	res, err := deadletter.Requeue(ctx, store, func(ctx context.Context, k modelid.Kind, ids []modelid.ID) (enqueue.Receipt, error) {
 		return p.Enqueue(ctx, enqueue.Request{Kind: k, IDs: ids})
 	}, insp, entries)
-	if *asJSON {
+	if o.asJSON {
 		_ = json.NewEncoder(stdout).Encode(res)
-	} else {
-		fmt.Fprintf(stdout, "requeued %s (%s removed)\n", modelid.Plural(res.Requeued, "dead letter", "dead letters"), modelid.Plural(res.ArchivedDeleted, "archived task", "archived tasks"))
-		for _, s := range res.Skipped {
-			fmt.Fprintf(stdout, "  left %s: %s\n", s.EntryID, s.Reason)
-		}
+		return err
+	}
+	fmt.Fprintf(stdout, "requeued %s (%s removed)\n", modelid.Plural(res.Requeued, "dead letter", "dead letters"), modelid.Plural(res.ArchivedDeleted, "archived task", "archived tasks"))
+	for _, s := range res.Skipped {
+		fmt.Fprintf(stdout, "  left %s: %s\n", s.EntryID, s.Reason)
 	}
 	return err
 }
@@ -244,11 +263,4 @@ func list(ctx context.Context, w io.Writer, store *deadletter.Store, dls []deadl
 		fmt.Fprintf(w, "showing %d of %d; next page: dlq list --after %s\n", len(dls), total, dls[len(dls)-1].EntryID)
 	}
 	return nil
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }

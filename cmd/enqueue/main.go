@@ -20,6 +20,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -32,7 +33,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
@@ -46,15 +46,11 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// go-redis logs every failed dial; the error returned says it once.
-	redis.SetLogger(quietLogger{})
+	redisconn.Silence()
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(cli.Status("enqueue", err, os.Stderr))
 }
-
-type quietLogger struct{}
-
-func (quietLogger) Printf(context.Context, string, ...any) {}
 
 // progressThreshold is the input size from which a terminal gets a progress bar.
 const progressThreshold = 20_000
@@ -107,7 +103,7 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (opt
 		return o, nil, cli.Usagef("%v (an argument that starts with '-' is a flag; -- ends the flags)", err)
 	}
 	if o.redisURL == "" {
-		o.redisURL = cmpOr(getenv("REDIS_URL"), "redis://127.0.0.1:6379")
+		o.redisURL = cmp.Or(getenv("REDIS_URL"), "redis://127.0.0.1:6379")
 	}
 	return o, ids, nil
 }
@@ -181,17 +177,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return err
 	}
 
-	rdb, err := redisconn.Open(o.redisURL)
-	if err != nil {
+	rdb, err := redisconn.Connect(ctx, o.redisURL)
+	if errors.Is(err, redisconn.ErrBadURL) {
 		return cli.Usage(err)
 	}
-	defer rdb.Close()
-	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	err = rdb.Ping(pingCtx).Err()
-	cancel()
 	if err != nil {
-		return fmt.Errorf("cannot reach Redis %s: %w (is REDIS_URL right, and is a worker or Redis running?)", redisconn.Redact(o.redisURL), err)
+		return fmt.Errorf("%w (is REDIS_URL right, and is a worker or Redis running?)", err)
 	}
+	defer rdb.Close()
 	p, err := producer.New(rdb, producer.Config{BatchSize: o.batchSize, Shards: o.shards})
 	if err != nil {
 		return cli.Usage(err)
@@ -461,7 +454,7 @@ func (r *report) finish(rc producer.Receipt, err error, took time.Duration) {
 		var where string
 		switch {
 		case b.Existing:
-			where = "already enqueued (" + cmpOr(b.State, "no longer known to Asynq") + ")"
+			where = "already enqueued (" + cmp.Or(b.State, "no longer known to Asynq") + ")"
 		case b.Group != "":
 			where = "waiting in group " + b.Group
 		case !b.At.IsZero():
@@ -474,11 +467,4 @@ func (r *report) finish(rc producer.Receipt, err error, took time.Duration) {
 	if rc.Tasks > len(r.shown) {
 		fmt.Fprintf(r.w, "  ... and %d more (--json lists all)\n", rc.Tasks-len(r.shown))
 	}
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }

@@ -272,7 +272,7 @@ func TestEnqueueCommand(t *testing.T) {
 
 	t.Run("unreachable Redis exits 1", func(t *testing.T) {
 		r := enqueue(t, "redis://127.0.0.1:1", "", "5")
-		if r.code != 1 || !strings.Contains(r.stderr, "cannot reach Redis") {
+		if r.code != 1 || !strings.Contains(r.stderr, "is not reachable") {
 			t.Errorf("exit %d: %s", r.code, r.stderr)
 		}
 	})

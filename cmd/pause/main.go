@@ -31,6 +31,8 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// go-redis logs every failed dial; the error returned says it once.
+	redisconn.Silence()
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(cli.Status("pause", err, os.Stderr))
@@ -81,6 +83,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cli.Usagef("unknown command %q\n%s", cmd, usage)
 	}
 	rdb, err := redisconn.Connect(ctx, *redisURL)
+	if errors.Is(err, redisconn.ErrBadURL) {
+		return cli.Usage(err)
+	}
 	if err != nil {
 		return err
 	}

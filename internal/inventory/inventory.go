@@ -66,9 +66,8 @@ type Snapshot struct {
 	// Decides lists the ID forms whose absence from this snapshot proves
 	// absence from the account.
 	Decides      []Form
-	present      map[string]bool
-	extraPairs   map[string]string
-	versionPairs map[string]string
+	present    map[string]bool
+	extraPairs map[string]string // pairs seen outside Models (versions, late models)
 }
 
 // index builds the presence set from Models.
@@ -102,9 +101,6 @@ func (s *Snapshot) Keys() []string {
 func (s *Snapshot) Pairs() map[string]string {
 	out := map[string]string{}
 	for k, v := range s.extraPairs {
-		out[k] = v
-	}
-	for k, v := range s.versionPairs {
 		out[k] = v
 	}
 	for _, m := range s.Models {

@@ -34,80 +34,106 @@ const (
 func Read(ctx context.Context, c *qianfan.Client, src Source) (*Snapshot, error) {
 	s := &Snapshot{Taken: time.Now()}
 	byID := map[string]int{}
-	if src&SourceV2 != 0 {
-		sets, err := c.WalkCustomModelSets(ctx, 100)
-		if err != nil {
-			return nil, fmt.Errorf("inventory: %w", err)
-		}
-		for _, m := range sets {
-			byID[m.ModelSetID] = len(s.Models)
-			s.Models = append(s.Models, Model{ID: m.ModelSetID, Name: m.ModelSetName, Type: m.ModelType, Created: m.CreateTime, Versions: m.ModelIDs})
-		}
-		s.Decides = append(s.Decides, Form{modelid.KindModel, modelid.IDString}, Form{modelid.KindVersion, modelid.IDString})
+	steps := []struct {
+		on   Source
+		read func() error
+	}{
+		{SourceV2, func() error { return s.readV2(ctx, c, byID) }},
+		{SourceV1, func() error { return s.readV1(ctx, c, byID, src&SourceV2 != 0) }},
+		{SourceV1Versions, func() error { return s.readVersions(ctx, c) }},
+		{SourceServices, func() error { return s.readServices(ctx, c) }},
 	}
-	if src&SourceV1 != 0 {
-		l, err := c.WalkModelsV1(ctx, qianfan.ModelListRequest{PageSize: 100})
-		if err != nil {
+	for _, step := range steps {
+		if src&step.on == 0 {
+			continue
+		}
+		if err := step.read(); err != nil {
 			return nil, fmt.Errorf("inventory: %w", err)
-		}
-		for _, m := range l.Models {
-			if i, ok := byID[m.ModelIDStr]; ok {
-				s.Models[i].IntID = m.ModelID
-				continue
-			}
-			if src&SourceV2 != 0 {
-				// Created after the V2 walk passed its place: not in the
-				// V2 listing, so it must not look present by its string ID
-				// there; its int ID is still worth knowing.
-				continue
-			}
-			byID[m.ModelIDStr] = len(s.Models)
-			s.Models = append(s.Models, Model{ID: m.ModelIDStr, IntID: m.ModelID, Name: m.ModelName, Type: v1Type(m.ModelType), Created: m.CreateTime})
-		}
-		if l.Consistent() {
-			s.Decides = append(s.Decides, Form{modelid.KindModel, modelid.IDInt})
-			if src&SourceV2 == 0 {
-				s.Decides = append(s.Decides, Form{modelid.KindModel, modelid.IDString})
-			}
-		}
-		if src&SourceV2 != 0 {
-			// Pairs of models the V2 walk missed still count.
-			s.extraPairs = map[string]string{}
-			for _, m := range l.Models {
-				if _, ok := byID[m.ModelIDStr]; !ok && m.ModelID != 0 {
-					s.extraPairs[Key(modelid.KindModel, modelid.IntID(m.ModelID))] = m.ModelIDStr
-					s.extraPairs[Key(modelid.KindModel, modelid.StringID(m.ModelIDStr))] = strconv.FormatInt(m.ModelID, 10)
-				}
-			}
-		}
-	}
-	if src&SourceV1Versions != 0 {
-		s.versionPairs = map[string]string{}
-		for _, m := range s.Models {
-			d, _, err := c.ModelDetail(ctx, modelid.StringID(m.ID))
-			if err != nil {
-				return nil, fmt.Errorf("inventory: versions of %s: %w", m.ID, err)
-			}
-			for _, v := range d.Versions {
-				if v.ModelVersionID != 0 && v.ModelVersionIDStr != "" {
-					s.versionPairs[Key(modelid.KindVersion, modelid.IntID(v.ModelVersionID))] = v.ModelVersionIDStr
-					s.versionPairs[Key(modelid.KindVersion, modelid.StringID(v.ModelVersionIDStr))] = strconv.FormatInt(v.ModelVersionID, 10)
-				}
-			}
-		}
-	}
-	if src&SourceServices != 0 {
-		svcs, err := c.WalkServices(ctx, 100)
-		if err != nil {
-			return nil, fmt.Errorf("inventory: %w", err)
-		}
-		for _, v := range svcs {
-			models, versions := v.Refs()
-			s.Services = append(s.Services, Service{ID: v.ServiceID, Name: v.Name, Status: v.RunStatus, Models: models, Versions: versions})
 		}
 	}
 	s.index()
 	return s, nil
+}
+
+// readV2 walks V2's model sets: string IDs of models and their versions.
+func (s *Snapshot) readV2(ctx context.Context, c *qianfan.Client, byID map[string]int) error {
+	sets, err := c.WalkCustomModelSets(ctx, 100)
+	if err != nil {
+		return err
+	}
+	for _, m := range sets {
+		byID[m.ModelSetID] = len(s.Models)
+		s.Models = append(s.Models, Model{ID: m.ModelSetID, Name: m.ModelSetName, Type: m.ModelType, Created: m.CreateTime, Versions: m.ModelIDs})
+	}
+	s.Decides = append(s.Decides, Form{modelid.KindModel, modelid.IDString}, Form{modelid.KindVersion, modelid.IDString})
+	return nil
+}
+
+// readV1 walks V1's model list for the int IDs. With V2 read too, a model
+// only V1 saw (created after V2's walk passed its place) gives its pair but
+// does not count as present.
+func (s *Snapshot) readV1(ctx context.Context, c *qianfan.Client, byID map[string]int, withV2 bool) error {
+	l, err := c.WalkModelsV1(ctx, qianfan.ModelListRequest{PageSize: 100})
+	if err != nil {
+		return err
+	}
+	for _, m := range l.Models {
+		switch i, ok := byID[m.ModelIDStr]; {
+		case ok:
+			s.Models[i].IntID = m.ModelID
+		case withV2:
+			s.addPair(modelid.KindModel, m.ModelID, m.ModelIDStr)
+		default:
+			byID[m.ModelIDStr] = len(s.Models)
+			s.Models = append(s.Models, Model{ID: m.ModelIDStr, IntID: m.ModelID, Name: m.ModelName, Type: v1Type(m.ModelType), Created: m.CreateTime})
+		}
+	}
+	if l.Consistent() {
+		s.Decides = append(s.Decides, Form{modelid.KindModel, modelid.IDInt})
+		if !withV2 {
+			s.Decides = append(s.Decides, Form{modelid.KindModel, modelid.IDString})
+		}
+	}
+	return nil
+}
+
+// readVersions reads every model's V1 detail for its versions' int IDs.
+func (s *Snapshot) readVersions(ctx context.Context, c *qianfan.Client) error {
+	for _, m := range s.Models {
+		d, _, err := c.ModelDetail(ctx, modelid.StringID(m.ID))
+		if err != nil {
+			return fmt.Errorf("versions of %s: %w", m.ID, err)
+		}
+		for _, v := range d.Versions {
+			s.addPair(modelid.KindVersion, v.ModelVersionID, v.ModelVersionIDStr)
+		}
+	}
+	return nil
+}
+
+// readServices walks V2's custom services.
+func (s *Snapshot) readServices(ctx context.Context, c *qianfan.Client) error {
+	svcs, err := c.WalkServices(ctx, 100)
+	if err != nil {
+		return err
+	}
+	for _, v := range svcs {
+		models, versions := v.Refs()
+		s.Services = append(s.Services, Service{ID: v.ServiceID, Name: v.Name, Status: v.RunStatus, Models: models, Versions: versions})
+	}
+	return nil
+}
+
+// addPair remembers an int↔string pair seen outside Models.
+func (s *Snapshot) addPair(k modelid.Kind, intID int64, strID string) {
+	if intID == 0 || strID == "" {
+		return
+	}
+	if s.extraPairs == nil {
+		s.extraPairs = map[string]string{}
+	}
+	s.extraPairs[Key(k, modelid.IntID(intID))] = strID
+	s.extraPairs[Key(k, modelid.StringID(strID))] = strconv.FormatInt(intID, 10)
 }
 
 // v1Types names V1's int model types.

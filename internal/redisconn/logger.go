@@ -46,3 +46,11 @@ func (g *Logger) Printf(ctx context.Context, format string, args ...any) {
 // most after a burst of 3, whatever the outage. go-redis has one logger per
 // process, so only mains call this.
 func RouteLogs(l *slog.Logger) { redis.SetLogger(NewLogger(l, 10*time.Second, 3)) }
+
+// Silence drops go-redis's own log lines, for commands whose returned error
+// already says what went wrong.
+func Silence() { redis.SetLogger(quiet{}) }
+
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}

@@ -6,6 +6,7 @@ package redisconn
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -16,6 +17,10 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 )
+
+// ErrBadURL is wrapped by Open's errors: the URL itself is wrong (a usage
+// mistake), as opposed to a Redis that cannot be reached.
+var ErrBadURL = errors.New("bad Redis URL")
 
 // Connect opens rawURL (see Open) and checks that Redis answers within five
 // seconds; the error names the URL with its password masked.
@@ -60,36 +65,36 @@ func Embedded(addr string, log *slog.Logger) (rdb redis.UniversalClient, listeni
 // (dial_timeout, pool_size, ...) are kept.
 func Open(rawURL string) (redis.UniversalClient, error) {
 	if !strings.Contains(rawURL, "://") {
-		return nil, fmt.Errorf("REDIS_URL %s has no scheme: write it as redis://host:port[/db] (or rediss://, redis+sentinel://, redis+cluster://)", Redact(rawURL))
+		return nil, fmt.Errorf("%w: REDIS_URL %s has no scheme: write it as redis://host:port[/db] (or rediss://, redis+sentinel://, redis+cluster://)", ErrBadURL, Redact(rawURL))
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("REDIS_URL %s is not a URL", Redact(rawURL))
+		return nil, fmt.Errorf("%w: REDIS_URL %s is not a URL", ErrBadURL, Redact(rawURL))
 	}
 	switch u.Scheme {
 	case "redis", "rediss", "unix":
 		o, err := redis.ParseURL(rawURL)
 		if err != nil {
-			return nil, fmt.Errorf("REDIS_URL %s: %w", Redact(rawURL), err)
+			return nil, fmt.Errorf("%w: REDIS_URL %s: %w", ErrBadURL, Redact(rawURL), err)
 		}
 		return redis.NewClient(o), nil
 	case "redis+sentinel", "rediss+sentinel":
 		o, err := failoverOptions(u)
 		if err != nil {
-			return nil, fmt.Errorf("REDIS_URL %s: %w", Redact(rawURL), err)
+			return nil, fmt.Errorf("%w: REDIS_URL %s: %w", ErrBadURL, Redact(rawURL), err)
 		}
 		if o.MasterName == "" {
-			return nil, fmt.Errorf("REDIS_URL %s: a sentinel URL needs ?master_name=", Redact(rawURL))
+			return nil, fmt.Errorf("%w: REDIS_URL %s: a sentinel URL needs ?master_name=", ErrBadURL, Redact(rawURL))
 		}
 		return redis.NewFailoverClient(o), nil
 	case "redis+cluster", "rediss+cluster":
 		o, err := redis.ParseClusterURL(strings.Replace(rawURL, "+cluster", "", 1))
 		if err != nil {
-			return nil, fmt.Errorf("REDIS_URL %s: %w", Redact(rawURL), err)
+			return nil, fmt.Errorf("%w: REDIS_URL %s: %w", ErrBadURL, Redact(rawURL), err)
 		}
 		return redis.NewClusterClient(o), nil
 	}
-	return nil, fmt.Errorf("REDIS_URL %s: unknown scheme %q (want redis, rediss, redis+sentinel or redis+cluster)", Redact(rawURL), u.Scheme)
+	return nil, fmt.Errorf("%w: REDIS_URL %s: unknown scheme %q (want redis, rediss, redis+sentinel or redis+cluster)", ErrBadURL, Redact(rawURL), u.Scheme)
 }
 
 // hostPort matches a bare host:port, the one scheme-less value worth echoing.

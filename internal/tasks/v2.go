@@ -114,8 +114,41 @@ func (h *Handler) processV2(ctx context.Context, b *batch, call ledger.Call) err
 		}
 		return err
 	}
-	// What the last listing holds exists: evidence, if a later answer is
-	// lost, without a detail call per ID.
+	if err := h.v2Evidence(ctx, b, call); err != nil {
+		return err
+	}
+	rec, err := h.ledger.BeginCall(ctx, b.a.taskID)
+	if err != nil {
+		return err
+	}
+	r := v2Run{lost: rec.Doubted()}
+	for i, id := range b.ids {
+		act, err := h.v2Call(ctx, b, &r, id, targets[i])
+		if err != nil {
+			return err
+		}
+		switch act {
+		case OneThrottle, OnePause:
+			b.ids = append(append(r.retry, r.doubt...), b.ids[i:]...)
+			if act == OneThrottle {
+				return h.throttle(ctx, b, Facts{Err: r.err, Lost: r.lost})
+			}
+			return h.pause(ctx, b, Facts{Err: r.err, Lost: r.lost})
+		}
+	}
+	return h.v2End(ctx, b, r)
+}
+
+// v2Run is what one execution's V2 calls left to do.
+type v2Run struct {
+	lost         bool // the task's calls lost an answer before
+	doubt, retry []modelid.ID
+	err          error // the last failure
+}
+
+// v2Evidence notes which IDs the last listing holds: evidence, should a
+// later answer be lost, without a detail call per ID.
+func (h *Handler) v2Evidence(ctx context.Context, b *batch, call ledger.Call) error {
 	known, _, err := h.inv.Check(ctx, b.p.Kind, b.ids, time.Time{})
 	if err != nil && !errors.Is(err, inventory.ErrNoSnapshot) {
 		return err
@@ -126,92 +159,78 @@ func (h *Handler) processV2(ctx context.Context, b *batch, call ledger.Call) err
 			present = append(present, b.ids[i])
 		}
 	}
-	if len(present) > 0 {
-		if err := h.ledger.NotePresent(ctx, b.a.taskID, present); err != nil {
-			return err
-		}
+	if len(present) == 0 {
+		return nil
 	}
-	rec, err := h.ledger.BeginCall(ctx, b.a.taskID)
-	if err != nil {
-		return err
+	return h.ledger.NotePresent(ctx, b.a.taskID, present)
+}
+
+// v2Call deletes one ID and records its outcome when it has one.
+func (h *Handler) v2Call(ctx context.Context, b *batch, r *v2Run, id modelid.ID, target string) (OneAction, error) {
+	start := time.Now()
+	res, err := h.del.DeleteOne(ctx, b.p.Kind, target)
+	if ctx.Err() != nil {
+		return 0, ctx.Err() // the record stays "under way": the next execution counts it lost
 	}
-	lost := rec.Doubted()
-	var (
-		doubt, retry []modelid.ID
-		lastErr      error
-		lastAnswer   *qianfan.Error
-	)
-	for i, id := range b.ids {
-		start := time.Now()
-		res, err := h.del.DeleteOne(ctx, b.p.Kind, targets[i])
-		if ctx.Err() != nil {
-			return ctx.Err() // the record stays "under way": the next execution counts it lost
-		}
-		h.obs.Call(b.p.Kind, id.Type(), callOutcome(err), 1, time.Since(start))
-		qe, _ := errors.AsType[*qianfan.Error](err)
-		idLost := lost || res.Ambiguous || (qe != nil && qe.Ambiguous)
-		logID := res.LogID
-		if qe != nil {
-			logID, lastAnswer = qe.LogID, qe
-		}
-		out := ledger.Outcome{Kind: b.p.Kind, ID: id, LogID: logID, TaskID: b.a.taskID, Attempts: b.a.retried + 1, Run: b.p.Run, API: string(apimode.V2)}
-		switch DecideOne(err, idLost, b.p.Split == "recheck") {
-		case OneDeleted:
-			out.State = ledger.StateDeleted
-			if err := h.write(ctx, b, []ledger.Outcome{out}); err != nil {
-				return err
-			}
-			if err := h.ledger.NoteDone(ctx, b.a.taskID, []modelid.ID{id}); err != nil {
-				return err
-			}
-			b.res.Deleted = append(b.res.Deleted, id)
-			if b.canary {
-				if err := h.resume(ctx); err != nil {
-					return err
-				}
-				b.canary = false
-			}
-		case OneDead:
-			out.State, out.Code, out.Message = ledger.StateDead, answerCode(qe), qe.Message
-			if qianfan.Classify(err) == qianfan.ClassUnknown {
-				out.Message = qe.Error() + "; absent from the last complete listing and never shown to exist"
-			}
-			if err := h.write(ctx, b, []ledger.Outcome{out}); err != nil {
-				return err
-			}
-			if err := h.ledger.NoteDone(ctx, b.a.taskID, []modelid.ID{id}); err != nil {
-				return err
-			}
-			b.res.Dead = append(b.res.Dead, id)
-			b.log.Error("dead-lettered", "ids", []string{id.String()}, "code", out.Code, "message", out.Message, "log_id", logID, "api", "v2")
-		case OneDoubt:
-			doubt = append(doubt, id)
-		case OneRetry:
-			retry, lastErr = append(retry, id), err
-		case OneThrottle:
-			b.ids = append(append(retry, doubt...), b.ids[i:]...)
-			b.answer = qe
-			return h.throttle(ctx, b, Facts{Err: err, Lost: lost})
-		case OnePause:
-			b.ids = append(append(retry, doubt...), b.ids[i:]...)
-			b.answer = qe
-			return h.pause(ctx, b, Facts{Err: err, Lost: lost})
-		}
+	h.obs.Call(b.p.Kind, id.Type(), callOutcome(err), 1, time.Since(start))
+	qe, _ := errors.AsType[*qianfan.Error](err)
+	if qe != nil {
+		b.answer = qe
 	}
+	idLost := r.lost || res.Ambiguous || (qe != nil && qe.Ambiguous)
+	out := ledger.Outcome{Kind: b.p.Kind, ID: id, LogID: res.LogID, TaskID: b.a.taskID, Attempts: b.a.retried + 1, Run: b.p.Run, API: string(apimode.V2)}
+	act := DecideOne(err, idLost, b.p.Split == "recheck")
+	switch act {
+	case OneDeleted:
+		out.State = ledger.StateDeleted
+		b.res.Deleted = append(b.res.Deleted, id)
+	case OneDead:
+		out.State, out.Code, out.Message, out.LogID = ledger.StateDead, answerCode(qe), qe.Message, qe.LogID
+		if qianfan.Classify(err) == qianfan.ClassUnknown {
+			out.Message = qe.Error() + "; absent from the last complete listing and never shown to exist"
+		}
+		b.res.Dead = append(b.res.Dead, id)
+		b.log.Error("dead-lettered", "ids", []string{id.String()}, "code", out.Code, "message", out.Message, "log_id", out.LogID, "api", "v2")
+	case OneDoubt:
+		r.doubt = append(r.doubt, id)
+		return act, nil
+	case OneRetry:
+		r.retry, r.err = append(r.retry, id), err
+		return act, nil
+	default:
+		r.err = err
+		return act, nil
+	}
+	if err := h.write(ctx, b, []ledger.Outcome{out}); err != nil {
+		return 0, err
+	}
+	if err := h.ledger.NoteDone(ctx, b.a.taskID, []modelid.ID{id}); err != nil {
+		return 0, err
+	}
+	if act == OneDeleted && b.canary {
+		b.canary = false
+		return act, h.resume(ctx)
+	}
+	return act, nil
+}
+
+// v2End settles the execution: IDs in doubt wait for a listing, IDs that
+// failed transiently are retried, and a batch with nothing left ends.
+func (h *Handler) v2End(ctx context.Context, b *batch, r v2Run) error {
 	switch {
-	case len(doubt) > 0:
-		b.ids, b.answer = append(doubt, retry...), lastAnswer
-		return h.verify(ctx, b, Facts{Err: fmt.Errorf("%d IDs answered in a way only a listing can settle", len(doubt)), Lost: true})
-	case len(retry) > 0:
-		b.ids = retry
-		return h.retry(ctx, b, Facts{Err: lastErr, Lost: lost})
+	case len(r.doubt) > 0:
+		b.ids = append(r.doubt, r.retry...)
+		return h.verify(ctx, b, Facts{Err: fmt.Errorf("%d IDs answered in a way only a listing can settle", len(r.doubt)), Lost: true})
+	case len(r.retry) > 0:
+		b.ids = r.retry
+		return h.retry(ctx, b, Facts{Err: r.err, Lost: r.lost})
 	}
 	b.log.Info("batch done through V2", "deleted", len(b.res.Deleted), "dead", len(b.res.Dead))
 	if err := h.end(ctx, b); err != nil {
 		return err
 	}
 	if len(b.res.Dead) > 0 && len(b.res.Deleted) == 0 {
-		return deadError{reason(lastAnswer, nil)}
+		return deadError{reason(b.answer, nil)}
 	}
 	return nil
 }
