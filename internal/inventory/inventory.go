@@ -65,7 +65,7 @@ type Snapshot struct {
 	Services []Service
 	// Decides lists the ID forms whose absence from this snapshot proves
 	// absence from the account.
-	Decides      []Form
+	Decides    []Form
 	present    map[string]bool
 	extraPairs map[string]string // pairs seen outside Models (versions, late models)
 }
