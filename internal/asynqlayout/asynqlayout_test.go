@@ -53,6 +53,9 @@ func TestKeysMatchAsynq(t *testing.T) {
 // TestLeaseMatchesAsynq: a running task is in Lease, scored by a lease
 // expiry in the future, while Asynq's server processes it.
 func TestLeaseMatchesAsynq(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an Asynq server: about 2 s")
+	}
 	rdb := redistest.Start(t).Client(t)
 	const queue = "lease"
 	running, release := make(chan struct{}), make(chan struct{})

@@ -203,6 +203,9 @@ func TestReadyzWithoutAsynqServer(t *testing.T) {
 }
 
 func TestRedisDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for go-redis to give up on a stopped Redis: about 3 s")
+	}
 	t.Parallel()
 	b := setup(t, monitor.Config{})
 	b.startAsynq(t)

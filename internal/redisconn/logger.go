@@ -21,16 +21,18 @@ type Logger struct {
 	l       *slog.Logger
 	lim     *rate.Limiter
 	dropped atomic.Int64
+	// Now is the clock the rate limit reads. Defaults to time.Now.
+	Now func() time.Time
 }
 
 // NewLogger returns a Logger writing to l.
 func NewLogger(l *slog.Logger, interval time.Duration, burst int) *Logger {
-	return &Logger{l: l, lim: rate.NewLimiter(rate.Every(interval), burst)}
+	return &Logger{l: l, lim: rate.NewLimiter(rate.Every(interval), burst), Now: time.Now}
 }
 
 // Printf implements go-redis's logging interface.
 func (g *Logger) Printf(ctx context.Context, format string, args ...any) {
-	if !g.lim.Allow() {
+	if !g.lim.AllowN(g.Now(), 1) {
 		g.dropped.Add(1)
 		return
 	}

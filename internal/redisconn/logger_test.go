@@ -36,10 +36,12 @@ func TestLoggerIsRateLimitedJSON(t *testing.T) {
 	t.Parallel()
 	var out syncBuffer
 	g := redisconn.NewLogger(slog.New(slog.NewJSONHandler(&out, nil)).With("component", "redis"), 100*time.Millisecond, 2)
+	now := time.Now()
+	g.Now = func() time.Time { return now }
 	for range 81 {
 		g.Printf(context.Background(), "redis: connection pool: failed to dial after %d attempts: %v", 5, "connection refused")
 	}
-	time.Sleep(120 * time.Millisecond)
+	now = now.Add(120 * time.Millisecond)
 	g.Printf(context.Background(), "redis: connection pool: failed to dial after %d attempts: %v", 5, "connection refused")
 	lines := out.lines()
 	if len(lines) != 3 {

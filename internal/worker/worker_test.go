@@ -484,17 +484,18 @@ func TestRevokedKeyPausesThenResumes(t *testing.T) {
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "unknown access key") {
 		t.Errorf("/readyz while paused = %d %q; want 503 naming the problem", code, body)
 	}
-	// Let calls in flight when the pause began end, then count.
-	time.Sleep(1500 * time.Millisecond)
-	before := e.Fake.Stats()
-	const window = 4 * time.Second
-	time.Sleep(window)
-	after := e.Fake.Stats()
+	// Calls in flight when the pause began end at the first probe; from
+	// then on, watch three more probes: no delete call, one read each.
+	first := e.Fake.Stats().Reads
+	workertest.Eventually(t, 10*time.Second, "a probe", func() bool { return e.Fake.Stats().Reads > first })
+	before, start := e.Fake.Stats(), time.Now()
+	workertest.Eventually(t, 15*time.Second, "three more probes", func() bool { return e.Fake.Stats().Reads >= before.Reads+3 })
+	after, elapsed := e.Fake.Stats(), time.Since(start)
 	if d := after.Deletes - before.Deletes; d != 0 {
-		t.Errorf("%d delete calls in %s while paused, want 0", d, window)
+		t.Errorf("%d delete calls in %s while paused, want 0", d, elapsed)
 	}
-	if r := after.Reads - before.Reads; r > int(window/time.Second)+1 {
-		t.Errorf("%d read calls in %s while paused; the fleet probes once a second", r, window)
+	if r := after.Reads - before.Reads; r > int(elapsed/time.Second)+2 {
+		t.Errorf("%d read calls in %s while paused; the fleet probes once a second", r, elapsed.Round(time.Millisecond))
 	}
 	if dls, _ := deadletter.NewStore(e.RDB).Count(context.Background()); dls != 0 {
 		t.Errorf("%d dead letters while paused, want 0 (not even the invalid IDs: no call names them)", dls)
