@@ -41,15 +41,59 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // -h asked for the usage, which was printed
+	}
+	if err != nil {
+		return err
+	}
+	cfg := o.cfg
+	if o.dumpFile != "" && cfg.Inventory != nil {
+		if err := writeInventory(o.dumpFile, cfg.Inventory); err != nil {
+			return err
+		}
+	}
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	models := -1 // open world
+	if cfg.Inventory != nil {
+		models = len(cfg.Inventory.Models)
+	}
+	log.Info("fake qianfan starting", "addr", ln.Addr().String(), "access_key", o.accessKey, "secret_key", "****",
+		"qps", cfg.QPS, "max_ids", cfg.MaxIDs, "invalid", o.invalid, "faults", fmt.Sprintf("%+v", cfg.Faults),
+		"models", models, "v1_off_after", cfg.V1OffAfter, "v2_off_after", cfg.V2OffAfter,
+		"assumptions", fmt.Sprintf("%+v", cfg.Assumptions))
+	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
+	err = serve(ctx, &http.Server{Handler: fakeqianfan.New(cfg), ReadHeaderTimeout: 10 * time.Second}, ln)
+	log.Info("fake qianfan stopped")
+	return err
+}
+
+// options is the command line: the fake's configuration and what run does
+// around it.
+type options struct {
+	cfg       fakeqianfan.Config
+	addr      string
+	dumpFile  string
+	accessKey string
+	invalid   int // how many IDs -invalid names
+}
+
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("fakeqianfan", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:8300", "listen address")
 	ak := fs.String("access-key", orDefault(getenv("QIANFAN_ACCESS_KEY"), fakeqianfan.DefaultAccessKey), "accepted access key (env QIANFAN_ACCESS_KEY)")
 	sk := fs.String("secret-key", orDefault(getenv("QIANFAN_SECRET_KEY"), fakeqianfan.DefaultSecretKey), "its secret key (env QIANFAN_SECRET_KEY)")
-	qps := fs.Int("qps", 0, "answer error_code 18 above this many calls per second (0 = off)")
-	maxIDs := fs.Int("max-ids", 0, "answer 500001 for longer lists (0 = unlimited)")
+	cfg := fakeqianfan.Config{}
+	fs.IntVar(&cfg.QPS, "qps", 0, "answer error_code 18 above this many calls per second (0 = off)")
+	fs.IntVar(&cfg.MaxIDs, "max-ids", 0, "answer 500001 for longer lists (0 = unlimited)")
 	invalid := fs.String("invalid", "", "comma-separated IDs that do not exist (numbers are int IDs)")
-	var f fakeqianfan.Faults
+	f := &cfg.Faults
 	fs.DurationVar(&f.Latency, "latency", 0, "added latency per call")
 	fs.Float64Var(&f.Rate503, "rate-503", 0, "rate of HTTP 503")
 	fs.Float64Var(&f.Rate336100, "rate-336100", 0, "rate of error_code 336100")
@@ -71,17 +115,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	intIDs := fs.Bool("v2-accepts-int-ids", false, "V2 calls accept int IDs (default: 400 InappropriateJSON)")
 	v1Gone := fs.String("v1-gone", "", "how V1 answers once off: one of "+strings.Join(goneNames(), ", ")+" (default v1-code-3)")
 	v2Gone := fs.String("v2-gone", "", "how V2 answers once off, as -v1-gone (default 404-empty)")
-	v1OffAfter := fs.Int("v1-off-after", 0, "V1 serves this many calls, then answers as gone (0 = never)")
-	v2OffAfter := fs.Int("v2-off-after", 0, "V2 serves this many calls, then answers as gone (0 = never)")
+	fs.IntVar(&cfg.V1OffAfter, "v1-off-after", 0, "V1 serves this many calls, then answers as gone (0 = never)")
+	fs.IntVar(&cfg.V2OffAfter, "v2-off-after", 0, "V2 serves this many calls, then answers as gone (0 = never)")
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil // -h asked for the usage, which was printed
-		}
-		return err
+		return options{}, err
 	}
 	asm, err := readAssumptions(*asmFile)
 	if err != nil {
-		return err
+		return options{}, err
 	}
 	asm.RefuseInUse = asm.RefuseInUse || *refuseInUse
 	asm.V1PartialBatch = asm.V1PartialBatch || *partial
@@ -98,21 +139,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		a, ok := fakeqianfan.GoneForms()[gone.name]
 		if !ok {
-			return fmt.Errorf("unknown gone form %q: want one of %s", gone.name, strings.Join(goneNames(), ", "))
+			return options{}, fmt.Errorf("unknown gone form %q: want one of %s", gone.name, strings.Join(goneNames(), ", "))
 		}
 		*gone.into = a
 	}
-	inv, err := loadInventory(*invFile, g)
-	if err != nil {
-		return err
+	cfg.Assumptions = asm
+	if cfg.Inventory, err = loadInventory(*invFile, g); err != nil {
+		return options{}, err
 	}
-	if *dumpFile != "" && inv != nil {
-		if err := writeInventory(*dumpFile, inv); err != nil {
-			return err
-		}
-	}
+	cfg.Credentials = map[string]string{*ak: *sk}
+	ids := parseIDs(*invalid)
+	cfg.Invalid = fakeqianfan.InvalidIDs(ids...)
+	return options{cfg: cfg, addr: *addr, dumpFile: *dumpFile, accessKey: *ak, invalid: len(ids)}, nil
+}
+
+// parseIDs reads -invalid: numbers are int IDs, the rest string IDs.
+func parseIDs(list string) []any {
 	var ids []any
-	for _, s := range strings.Split(*invalid, ",") {
+	for _, s := range strings.Split(list, ",") {
 		if s = strings.TrimSpace(s); s == "" {
 			continue
 		}
@@ -122,34 +166,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			ids = append(ids, s)
 		}
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
-	srv := &http.Server{
-		Handler: fakeqianfan.New(fakeqianfan.Config{
-			Credentials: map[string]string{*ak: *sk},
-			Invalid:     fakeqianfan.InvalidIDs(ids...),
-			MaxIDs:      *maxIDs,
-			QPS:         *qps,
-			Faults:      f,
-			Inventory:   inv,
-			Assumptions: asm,
-			V1OffAfter:  *v1OffAfter,
-			V2OffAfter:  *v2OffAfter,
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return err
-	}
-	models := -1 // open world
-	if inv != nil {
-		models = len(inv.Models)
-	}
-	log.Info("fake qianfan starting", "addr", ln.Addr().String(), "access_key", *ak, "secret_key", "****",
-		"qps", *qps, "max_ids", *maxIDs, "invalid", len(ids), "faults", fmt.Sprintf("%+v", f),
-		"models", models, "v1_off_after", *v1OffAfter, "v2_off_after", *v2OffAfter,
-		"assumptions", fmt.Sprintf("%+v", asm))
-	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
+	return ids
+}
+
+// serve runs srv on ln until ctx ends, then shuts it down gracefully.
+func serve(ctx context.Context, srv *http.Server, ln net.Listener) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -159,11 +180,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err = srv.Shutdown(shutdownCtx)
+	err := srv.Shutdown(shutdownCtx)
 	if serveErr := <-errc; !errors.Is(serveErr, http.ErrServerClosed) {
 		err = errors.Join(err, serveErr)
 	}
-	log.Info("fake qianfan stopped")
 	return err
 }
 

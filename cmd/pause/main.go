@@ -94,45 +94,57 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	events := ledger.New(rdb, ledger.Config{})
 	switch cmd {
 	case "status":
-		st, err := s.Status(ctx)
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			if st.State == pause.Running {
-				st.State = "running"
-			}
-			return json.NewEncoder(stdout).Encode(st)
-		}
-		if st.State == pause.Running {
-			fmt.Fprintln(stdout, "running: deletions are not paused")
-			return nil
-		}
-		fmt.Fprintf(stdout, "%s since %s (%s ago): %s\n", st.State, st.Since.UTC().Format(time.RFC3339),
-			time.Since(st.Since).Round(time.Second), st.Reason)
-		if st.Tries > 0 {
-			fmt.Fprintf(stdout, "%d test calls refused since\n", st.Tries)
-		}
-		return nil
+		return status(ctx, s, *asJSON, stdout)
 	case "lift":
-		st, err := s.Status(ctx)
-		if err != nil {
-			return err
-		}
+		return lift(ctx, s, events, stdout)
+	}
+	return set(ctx, s, events, strings.Join(rest, " "), stdout)
+}
+
+func status(ctx context.Context, s *pause.Store, asJSON bool, stdout io.Writer) error {
+	st, err := s.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if asJSON {
 		if st.State == pause.Running {
-			fmt.Fprintln(stdout, "deletions were not paused")
-			return nil
+			st.State = "running"
 		}
-		if _, err := s.Resume(ctx); err != nil {
-			return err
-		}
-		if err := events.FleetEvent(ctx, "resumed", "lifted by an operator (cmd/pause)"); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "deletions resumed (were %s: %s)\n", st.State, st.Reason)
+		return json.NewEncoder(stdout).Encode(st)
+	}
+	if st.State == pause.Running {
+		fmt.Fprintln(stdout, "running: deletions are not paused")
 		return nil
 	}
-	reason := "paused by an operator: " + strings.Join(rest, " ")
+	fmt.Fprintf(stdout, "%s since %s (%s ago): %s\n", st.State, st.Since.UTC().Format(time.RFC3339),
+		time.Since(st.Since).Round(time.Second), st.Reason)
+	if st.Tries > 0 {
+		fmt.Fprintf(stdout, "%d test calls refused since\n", st.Tries)
+	}
+	return nil
+}
+
+func lift(ctx context.Context, s *pause.Store, events *ledger.Ledger, stdout io.Writer) error {
+	st, err := s.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if st.State == pause.Running {
+		fmt.Fprintln(stdout, "deletions were not paused")
+		return nil
+	}
+	if _, err := s.Resume(ctx); err != nil {
+		return err
+	}
+	if err := events.FleetEvent(ctx, "resumed", "lifted by an operator (cmd/pause)"); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "deletions resumed (were %s: %s)\n", st.State, st.Reason)
+	return nil
+}
+
+func set(ctx context.Context, s *pause.Store, events *ledger.Ledger, why string, stdout io.Writer) error {
+	reason := "paused by an operator: " + why
 	first, err := s.PauseManual(ctx, reason)
 	if err != nil {
 		return err

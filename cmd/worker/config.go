@@ -76,6 +76,53 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usageHead); fs.PrintDefaults() }
+	raw := register(fs, &o)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return o, err
+		}
+		return o, cli.Usage(err)
+	}
+	if fs.NArg() > 0 {
+		return o, cli.Usagef("unexpected argument %q", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	fromEnv := func(flagName, env string, dst *string) {
+		if !set[flagName] && getenv(env) != "" {
+			*dst = getenv(env)
+		}
+	}
+	fromEnv("redis-url", envRedisURL, &o.redisURL)
+	fromEnv("qianfan-base-url", envBaseURL, &c.BaseURL)
+	fromEnv("monitor-addr", envMonitorAddr, &c.Monitor.Addr)
+	fromEnv("schedule", envSchedule, &c.Schedule)
+	fromEnv("monitor-hosts", envMonitorHosts, &raw.monitorHosts)
+	fromEnv("log-level", envLogLevel, &raw.level)
+	fromEnv("log-format", envLogFormat, &o.logFormat)
+	fromEnv("qianfan-api", envQianfanAPI, &raw.api)
+	for h := range strings.SplitSeq(raw.monitorHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			c.Monitor.Hosts = append(c.Monitor.Hosts, h)
+		}
+	}
+	c.QianfanAPI = apimode.Mode(raw.api)
+	c.Monitor.Explicit = set["monitor-addr"] || getenv(envMonitorAddr) != ""
+	if err := o.check(raw.level); err != nil {
+		return o, err
+	}
+	c.Logger = newLogger(stderr, o.logFormat, c.LogLevel)
+	return o, nil
+}
+
+// rawFlags are the flags whose values are turned into the configuration
+// after the environment has had its say.
+type rawFlags struct{ api, monitorHosts, level string }
+
+// register defines the worker's flags on fs, writing into o.
+func register(fs *flag.FlagSet, o *options) *rawFlags {
+	c := &o.worker
+	raw := &rawFlags{}
 	// Defaults are shown without the environment's values: REDIS_URL may
 	// carry a password.
 	fs.StringVar(&o.redisURL, "redis-url", "", "Redis URL (env "+envRedisURL+")")
@@ -83,7 +130,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	fs.StringVar(&o.embeddedAddr, "embedded-addr", "127.0.0.1:6379", "where the in-memory Redis listens (--demo, --embedded-redis)")
 	fs.BoolVar(&o.demo, "demo", false, "start an in-memory Redis and a fake Qianfan, and enqueue sample IDs (one of them bad) to show batching, retries and a dead letter")
 	fs.StringVar(&c.BaseURL, "qianfan-base-url", "", "Qianfan API base URL (env "+envBaseURL+"; default "+qianfan.DefaultBaseURL+")")
-	api := fs.String("qianfan-api", "auto", "which Qianfan API deletes (env "+envQianfanAPI+"): v1 (batchDelete), v2 (one ID per call), or auto (V1 until it is gone, then V2 for the whole fleet)")
+	fs.StringVar(&raw.api, "qianfan-api", "auto", "which Qianfan API deletes (env "+envQianfanAPI+"): v1 (batchDelete), v2 (one ID per call), or auto (V1 until it is gone, then V2 for the whole fleet)")
 	fs.DurationVar(&c.InventoryEvery, "inventory-every", 0, "list the whole account this often (one worker at a time) so int IDs' string forms are known before V2 needs them; 0: only when a lost answer or a rule needs a listing")
 	fs.BoolVar(&c.InventoryVersions, "inventory-versions", false, "with --inventory-every, also read every model's V1 detail (one call per model) to learn version int IDs' string forms")
 	fs.IntVar(&c.Concurrency, "concurrency", 10, "batches processed at once")
@@ -105,45 +152,20 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	fs.StringVar(&c.Monitor.Addr, "monitor-addr", monitor.DefaultAddr, "serve asynqmon (/monitoring/), /metrics, /healthz and /readyz here (env "+envMonitorAddr+"); off when empty; "+
 		"beyond loopback it needs "+envMonitorToken+" or "+envMonitorUser+"/"+envMonitorPassword)
 	fs.BoolVar(&c.Monitor.ReadOnly, "monitor-readonly", false, "asynqmon shows tasks but cannot delete, run or archive them")
-	monitorHosts := fs.String("monitor-hosts", "", "further host names the monitor answers to, comma-separated, e.g. a reverse proxy's (env "+envMonitorHosts+"); IP addresses, localhost and this machine's name always work")
+	fs.StringVar(&raw.monitorHosts, "monitor-hosts", "", "further host names the monitor answers to, comma-separated, e.g. a reverse proxy's (env "+envMonitorHosts+"); IP addresses, localhost and this machine's name always work")
 	fs.StringVar(&c.Schedule, "schedule", "", "YAML file of scheduled purges (env "+envSchedule+"); see docs/schedule.md; off when empty")
 	fs.DurationVar(&c.ScheduleSync, "schedule-sync", 30*time.Second, "how often the --schedule file is read again for changes")
-	level := fs.String("log-level", "info", "debug, info, warn or error (env "+envLogLevel+")")
+	fs.StringVar(&raw.level, "log-level", "info", "debug, info, warn or error (env "+envLogLevel+")")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json (env "+envLogFormat+")")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return o, err
-		}
-		return o, cli.Usage(err)
-	}
-	if fs.NArg() > 0 {
-		return o, cli.Usagef("unexpected argument %q", fs.Arg(0))
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	fromEnv := func(flagName, env string, dst *string) {
-		if !set[flagName] && getenv(env) != "" {
-			*dst = getenv(env)
-		}
-	}
-	fromEnv("redis-url", envRedisURL, &o.redisURL)
-	fromEnv("qianfan-base-url", envBaseURL, &c.BaseURL)
-	fromEnv("monitor-addr", envMonitorAddr, &c.Monitor.Addr)
-	fromEnv("schedule", envSchedule, &c.Schedule)
-	fromEnv("monitor-hosts", envMonitorHosts, monitorHosts)
-	for h := range strings.SplitSeq(*monitorHosts, ",") {
-		if h = strings.TrimSpace(h); h != "" {
-			c.Monitor.Hosts = append(c.Monitor.Hosts, h)
-		}
-	}
-	fromEnv("log-level", envLogLevel, level)
-	fromEnv("log-format", envLogFormat, &o.logFormat)
-	fromEnv("qianfan-api", envQianfanAPI, api)
-	c.QianfanAPI = apimode.Mode(*api)
-	c.Monitor.Explicit = set["monitor-addr"] || getenv(envMonitorAddr) != ""
+	return raw
+}
+
+// check reports every problem of the resolved options at once.
+func (o *options) check(level string) error {
+	c := &o.worker
 	var errs []string
-	if err := c.LogLevel.UnmarshalText([]byte(*level)); err != nil {
-		errs = append(errs, fmt.Sprintf("--log-level %q: want debug, info, warn or error", *level))
+	if err := c.LogLevel.UnmarshalText([]byte(level)); err != nil {
+		errs = append(errs, fmt.Sprintf("--log-level %q: want debug, info, warn or error", level))
 	}
 	if o.logFormat != "text" && o.logFormat != "json" {
 		errs = append(errs, fmt.Sprintf("--log-format %q: want text or json", o.logFormat))
@@ -155,10 +177,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 		errs = append(errs, "no Redis: set "+envRedisURL+" (e.g. redis://127.0.0.1:6379/0), or pass --embedded-redis to run on an in-memory Redis whose queue is lost at exit, or --demo")
 	}
 	if len(errs) > 0 {
-		return o, cli.Usagef("%s", strings.Join(errs, "; "))
+		return cli.Usagef("%s", strings.Join(errs, "; "))
 	}
-	c.Logger = newLogger(stderr, o.logFormat, c.LogLevel)
-	return o, nil
+	return nil
 }
 
 func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {

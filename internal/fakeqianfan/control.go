@@ -7,39 +7,34 @@ import (
 	"strconv"
 )
 
-// serveControl serves the /_fake/ endpoints, for processes that cannot
-// call the Server's methods. None of them counts in Stats.
-func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
-	post := func() bool {
-		if r.Method != http.MethodPost && r.Method != http.MethodPut {
-			http.Error(w, "use POST", http.StatusMethodNotAllowed)
-			return false
-		}
-		return true
+// controlMux routes the /_fake/ endpoints, for processes that cannot call
+// the Server's methods. None of them counts in Stats. Changes take POST or
+// PUT; the mux answers 405 to other methods and 404 to unknown paths.
+func (s *Server) controlMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	change := func(path string, h http.HandlerFunc) {
+		mux.HandleFunc("POST "+path, h)
+		mux.HandleFunc("PUT "+path, h)
 	}
-	ak := r.URL.Query().Get("access_key")
-	switch r.URL.Path {
-	case "/_fake/stats":
+	mux.HandleFunc("GET /_fake/stats", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, s.Stats())
-	case "/_fake/faults":
+	})
+	change("/_fake/faults", func(w http.ResponseWriter, r *http.Request) {
 		var f Faults
-		if post() && decodeBody(w, r, &f, false) {
+		if decodeBody(w, r, &f, false) {
 			s.SetFaults(f)
 			w.WriteHeader(http.StatusNoContent)
 		}
-	case "/_fake/inventory":
-		if r.Method == http.MethodGet {
-			inv := s.Inventory()
-			if inv == nil {
-				http.Error(w, errNoInventory.Error(), http.StatusConflict)
-				return
-			}
-			writeJSON(w, http.StatusOK, inv)
+	})
+	mux.HandleFunc("GET /_fake/inventory", func(w http.ResponseWriter, _ *http.Request) {
+		inv := s.Inventory()
+		if inv == nil {
+			http.Error(w, errNoInventory.Error(), http.StatusConflict)
 			return
 		}
-		if !post() {
-			return
-		}
+		writeJSON(w, http.StatusOK, inv)
+	})
+	change("/_fake/inventory", func(w http.ResponseWriter, r *http.Request) {
 		inv, err := ReadInventory(io.LimitReader(r.Body, 64<<20))
 		if err == nil {
 			err = s.LoadInventory(inv)
@@ -49,59 +44,66 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
-	case "/_fake/assumptions":
-		if r.Method == http.MethodGet {
-			writeJSON(w, http.StatusOK, s.Assumptions())
-			return
-		}
+	})
+	mux.HandleFunc("GET /_fake/assumptions", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, s.Assumptions())
+	})
+	change("/_fake/assumptions", func(w http.ResponseWriter, r *http.Request) {
 		var a Assumptions
-		if post() && decodeBody(w, r, &a, true) {
+		if decodeBody(w, r, &a, true) {
 			s.SetAssumptions(a)
 			w.WriteHeader(http.StatusNoContent)
 		}
-	case "/_fake/v1-off", "/_fake/v1-on", "/_fake/v2-off", "/_fake/v2-on":
-		if !post() {
-			return
-		}
-		off := r.URL.Path[len(r.URL.Path)-3:] == "off"
-		if after := r.URL.Query().Get("after"); after != "" && off && r.URL.Path[7:9] == "v1" {
+	})
+	change("/_fake/v1-off", func(w http.ResponseWriter, r *http.Request) {
+		if after := r.URL.Query().Get("after"); after != "" {
 			n, err := strconv.Atoi(after)
 			if err != nil || n < 0 {
 				http.Error(w, "after: want a number of calls", http.StatusBadRequest)
 				return
 			}
 			s.SetV1OffAfter(n)
-		} else if r.URL.Path[7:9] == "v1" {
-			s.SetV1Off(off)
 		} else {
-			s.SetV2Off(off)
+			s.SetV1Off(true)
 		}
 		w.WriteHeader(http.StatusNoContent)
-	case "/_fake/keys/revoke", "/_fake/keys/restore", "/_fake/keys/permission":
-		if !post() {
-			return
-		}
-		if ak == "" {
-			http.Error(w, "access_key is required", http.StatusBadRequest)
-			return
-		}
-		switch r.URL.Path {
-		case "/_fake/keys/revoke":
-			s.Revoke(ak)
-		case "/_fake/keys/restore":
-			s.Restore(ak)
-		default:
+	})
+	for path, set := range map[string]func(){
+		"/_fake/v1-on":  func() { s.SetV1Off(false) },
+		"/_fake/v2-off": func() { s.SetV2Off(true) },
+		"/_fake/v2-on":  func() { s.SetV2Off(false) },
+	} {
+		change(path, func(w http.ResponseWriter, _ *http.Request) {
+			set()
+			w.WriteHeader(http.StatusNoContent)
+		})
+	}
+	for path, set := range map[string]func(ak string, r *http.Request) bool{
+		"/_fake/keys/revoke":  func(ak string, _ *http.Request) bool { s.Revoke(ak); return true },
+		"/_fake/keys/restore": func(ak string, _ *http.Request) bool { s.Restore(ak); return true },
+		"/_fake/keys/permission": func(ak string, r *http.Request) bool {
 			p := Permission(r.URL.Query().Get("level"))
 			if p != PermFull && p != PermRead && p != PermNone {
+				return false
+			}
+			s.SetPermission(ak, p)
+			return true
+		},
+	} {
+		change(path, func(w http.ResponseWriter, r *http.Request) {
+			ak := r.URL.Query().Get("access_key")
+			if ak == "" {
+				http.Error(w, "access_key is required", http.StatusBadRequest)
+				return
+			}
+			if !set(ak, r) {
 				http.Error(w, "level must be full, read or none", http.StatusBadRequest)
 				return
 			}
-			s.SetPermission(ak, p)
-		}
-		w.WriteHeader(http.StatusNoContent)
-	default:
-		http.Error(w, "unknown control endpoint", http.StatusNotFound)
+			w.WriteHeader(http.StatusNoContent)
+		})
 	}
+	return mux
 }
 
 // decodeBody decodes JSON; strict rejects unknown fields (a misspelt

@@ -534,6 +534,12 @@ func TestControlEndpoints(t *testing.T) {
 	if r := ctl("PUT", "/_fake/assumptions", `{"v1_max_pagesize":1}`); r.StatusCode != 400 {
 		t.Errorf("misspelt assumption accepted: %d", r.StatusCode)
 	}
+	if r := ctl("GET", "/_fake/faults", ""); r.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET of a change endpoint: %d, want 405", r.StatusCode)
+	}
+	if r := ctl("POST", "/_fake/v1-off?after=x", ""); r.StatusCode != 400 {
+		t.Errorf("v1-off?after=x: %d, want 400", r.StatusCode)
+	}
 	if st := b.fake.Stats(); st.Calls[OutcomeNotFound] != 0 {
 		t.Errorf("control calls counted: %+v", st.Calls)
 	}

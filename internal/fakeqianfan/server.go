@@ -207,7 +207,8 @@ type Stats struct {
 
 // Server is the fake; it is an http.Handler and safe for concurrent use.
 type Server struct {
-	cfg Config
+	cfg     Config
+	control *http.ServeMux // the /_fake/ endpoints
 
 	mu         sync.Mutex
 	asm        Assumptions
@@ -266,6 +267,7 @@ func New(cfg Config) *Server {
 		s.inv = newStore(cfg.Inventory.clone())
 	}
 	s.setFaultsLocked(cfg.Faults)
+	s.control = s.controlMux()
 	return s
 }
 
@@ -460,7 +462,7 @@ func (s *Server) count(outcome string) {
 // ServeHTTP routes the API endpoints and the /_fake/ control endpoints.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(r.URL.Path, "/_fake/") {
-		s.serveControl(w, r)
+		s.control.ServeHTTP(w, r)
 		return
 	}
 	op, ok := route(r)
@@ -527,33 +529,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, op operation) 
 		return
 	}
 	f := s.rollFaults()
-	if f.latency > 0 {
-		t := time.NewTimer(f.latency)
-		select {
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-	}
-	switch {
-	case f.f503:
-		s.count(Outcome503)
-		http.Error(w, "<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>", http.StatusServiceUnavailable)
-		return
-	case f.f336100 && op.v2, f.f500000 && op.v2:
-		s.answer(w, Answer{Status: http.StatusInternalServerError, Code: "InternalError",
-			Message: "We encountered an internal error. Please try again."}, "")
-		return
-	case f.f336100:
-		s.apiError(w, 336100, "try again later")
-		return
-	case f.f500000:
-		s.apiError(w, 500000, "console internal error")
-		return
-	case f.reset:
-		s.count(OutcomeReset)
-		hangUp(w)
+	if !s.preFaults(w, r, op, f) {
 		return
 	}
 	s.mu.Lock()
@@ -578,6 +554,38 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, op operation) 
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"log_id": s.nextLogID(), "result": result})
+}
+
+// preFaults plays the faults rolled to strike before the operation runs;
+// false means the call was answered (or abandoned) and must not run.
+func (s *Server) preFaults(w http.ResponseWriter, r *http.Request, op operation, f roll) bool {
+	if f.latency > 0 {
+		t := time.NewTimer(f.latency)
+		select {
+		case <-r.Context().Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+	}
+	switch {
+	case f.f503:
+		s.count(Outcome503)
+		http.Error(w, "<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>", http.StatusServiceUnavailable)
+	case f.f336100 && op.v2, f.f500000 && op.v2:
+		s.answer(w, Answer{Status: http.StatusInternalServerError, Code: "InternalError",
+			Message: "We encountered an internal error. Please try again."}, "")
+	case f.f336100:
+		s.apiError(w, 336100, "try again later")
+	case f.f500000:
+		s.apiError(w, 500000, "console internal error")
+	case f.reset:
+		s.count(OutcomeReset)
+		hangUp(w)
+	default:
+		return true
+	}
+	return false
 }
 
 // admitEndpoint counts the call and reports whether its API is switched off.
