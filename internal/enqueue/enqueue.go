@@ -99,6 +99,13 @@ type Request struct {
 	// Progress, when set, is called after each task with the number of IDs
 	// enqueued so far.
 	Progress func(done int)
+	// Run and Rule name the rule run that planned these deletions (see
+	// package policy). Workers check such batches against the services
+	// right before the call, and the ledger records Run with each outcome.
+	// A request with Run is enqueued as ready batches only: in a group it
+	// would be merged with other jobs and lose its run.
+	Run  string
+	Rule string
 }
 
 // Batch is one enqueued task.
@@ -160,7 +167,7 @@ func (p *Producer) Enqueue(ctx context.Context, r Request) (Receipt, error) {
 	for _, list := range [][]modelid.ID{ints, strs} {
 		chunks := modelid.Chunk(list, p.cfg.BatchSize)
 		for i, c := range chunks {
-			b, err := p.enqueueOne(ctx, r, c, len(c) == p.cfg.BatchSize || delayed, len(rc.Batches))
+			b, err := p.enqueueOne(ctx, r, c, len(c) == p.cfg.BatchSize || delayed || r.Run != "", len(rc.Batches))
 			if err != nil {
 				return rc, fmt.Errorf("enqueue batch %d of %d (%s IDs): %w", i+1, len(chunks), c[0].Type(), err)
 			}
@@ -176,7 +183,7 @@ func (p *Producer) Enqueue(ctx context.Context, r Request) (Receipt, error) {
 
 func (p *Producer) enqueueOne(ctx context.Context, r Request, ids []modelid.ID, ready bool, n int) (Batch, error) {
 	b := Batch{IDType: string(ids[0].Type()), IDs: len(ids)}
-	pl := tasks.Payload{Kind: r.Kind, IDs: ids}
+	pl := tasks.Payload{Kind: r.Kind, IDs: ids, Run: r.Run, Rule: r.Rule}
 	var extra []asynq.Option
 	if r.Key != "" {
 		extra = append(extra, asynq.TaskID(r.Key+"/"+strconv.Itoa(n)))
