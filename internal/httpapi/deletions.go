@@ -146,7 +146,9 @@ type deletionState struct {
 	Code    int          `json:"code,omitempty"`
 	Message string       `json:"message,omitempty"`
 	TaskID  string       `json:"task_id,omitempty"`
-	At      *time.Time   `json:"at,omitempty"`
+	// Run is the rule run that planned the deletion, if any.
+	Run string     `json:"run,omitempty"`
+	At  *time.Time `json:"at,omitempty"`
 }
 
 // StateUnknown is answered for IDs the ledger holds nothing about.
@@ -184,7 +186,7 @@ func (a *API) getDeletion(w http.ResponseWriter, r *http.Request) {
 	}
 	st := deletionState{Kind: k, ID: id, IDType: string(id.Type()), State: StateUnknown}
 	if ok {
-		st.State, st.LogID, st.Code, st.Message, st.TaskID = string(rec.State), rec.LogID, rec.Code, rec.Message, rec.TaskID
+		st.State, st.LogID, st.Code, st.Message, st.TaskID, st.Run = string(rec.State), rec.LogID, rec.Code, rec.Message, rec.TaskID, rec.Run
 		if !rec.At.IsZero() {
 			st.At = &rec.At
 		}

@@ -354,6 +354,9 @@ func (p *Plan) decide(r *Rule, it Item, del, keep string, svcs []inventory.Servi
 		p.Totals.Protect++
 	default:
 		it.Action, it.Reason = ActionDelete, del
+		if len(r.Keep) > 0 {
+			it.Reason += "; no keep selection matched"
+		}
 		if len(svcs) > 0 {
 			it.Reason += "; in use, but the rule has protect_in_use: false"
 		}

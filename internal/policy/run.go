@@ -79,7 +79,7 @@ type Options struct {
 	ID   string
 	Mode Mode
 	// Trigger is "schedule", "cli" or "api"; By who or what asked (no
-	// secrets: a user and host, a schedule tick).
+	// secrets: a user@host, an API client's address, a schedule tick).
 	Trigger string
 	By      string
 	Tick    time.Time

@@ -173,6 +173,21 @@ func TestRuleAPI(t *testing.T) {
 	if n := checkRunDeleted(t, e, store, over); n != prev.Totals.Delete {
 		t.Errorf("%d deleted, the preview planned %d", n, prev.Totals.Delete)
 	}
+	items, _, err := store.Items(context.Background(), over.ID, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range items {
+		if it.Action != policy.ActionDelete {
+			continue
+		}
+		code, _, b := c.call("GET", "/v1/deletions/"+it.ID+"?kind=model", apiToken, "")
+		var st struct{ State, Run string }
+		if code != 200 || json.Unmarshal(b, &st) != nil || st.State != "deleted" || st.Run != over.ID {
+			t.Errorf("GET /v1/deletions/%s: %d %s, want deleted by run %s", it.ID, code, b, over.ID)
+		}
+		break
+	}
 	if code, _, b := c.call("POST", "/v1/rules/nope/run", apiToken, ""); code != 404 {
 		t.Errorf("unknown rule: %d %s", code, b)
 	}
