@@ -226,7 +226,8 @@ func modelFacts(m *inventory.Model) facts {
 // delete selection that matches the model could match one of its versions
 // and a condition on versions decides which. Bounds known from the listing
 // spare the call: versions are never older than their model, and a model
-// with N versions or fewer has none beyond its N newest.
+// with N versions or fewer has none beyond its N newest. r must be compiled
+// (FromYAML and Rule.Compile do it).
 func NeedsDetail(r *Rule, m *inventory.Model, now time.Time) bool {
 	if r.Kind != modelid.KindVersion || len(m.Versions) == 0 {
 		return false
@@ -297,7 +298,7 @@ func (p *Plan) model(r *Rule, m *inventory.Model, usedBy map[string][]inventory.
 		return
 	}
 	it := Item{ID: m.ID, IntID: m.IntID, Name: m.Name, Type: m.Type, Created: m.Created}
-	svcs := usedBy[m.ID]
+	svcs := slices.Clone(usedBy[m.ID])
 	for _, v := range m.Versions {
 		svcs = append(svcs, usedBy[v]...)
 	}
@@ -333,7 +334,7 @@ func (p *Plan) versions(r *Rule, m *inventory.Model, detail []inventory.Version,
 		}
 		it := Item{ID: v.ID, IntID: v.IntID, Model: m.ID, Name: m.Name, Type: m.Type, Version: v.Version,
 			Created: v.Created, Rank: f.rank}
-		p.decide(r, it, del, first(r.Keep, "keep", f, len(vs), now), append(usedBy[v.ID], whole...))
+		p.decide(r, it, del, first(r.Keep, "keep", f, len(vs), now), slices.Concat(usedBy[v.ID], whole))
 	}
 }
 
