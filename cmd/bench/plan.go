@@ -67,7 +67,9 @@ func planInventory(sc scale) *fakeqianfan.Inventory {
 }
 
 // runPlan previews both rules with cmd/rules against the fake holding the
-// account at planQPS, one child process per preview.
+// account at planQPS, one child process per preview, started through the
+// measure role for its peak RSS. The wall time includes that small wrapper's
+// start.
 func runPlan(ctx context.Context, e *env, sc scale) (planResult, error) {
 	r := planResult{Models: sc.PlanModels, Versions: 4, Services: sc.PlanServices}
 	if err := e.reset(ctx); err != nil {
@@ -88,16 +90,21 @@ func runPlan(ctx context.Context, e *env, sc scale) (planResult, error) {
 		if err != nil {
 			return r, err
 		}
-		cmd := exec.CommandContext(ctx, e.rules, "--schedule", file, "--qps", strconv.Itoa(planQPS), "--redis-url", e.redis.URL(),
+		cmd := exec.CommandContext(ctx, e.self, e.rules, "--schedule", file, "--qps", strconv.Itoa(planQPS), "--redis-url", e.redis.URL(),
 			"--qianfan-base-url", f.URL, "preview", rule, "--json", "--summary")
-		cmd.Env = append(os.Environ(), "QIANFAN_ACCESS_KEY="+fakeqianfan.DefaultAccessKey, "QIANFAN_SECRET_KEY="+fakeqianfan.DefaultSecretKey)
+		cmd.Env = append(os.Environ(), roleEnv+"="+roleMeasure,
+			"QIANFAN_ACCESS_KEY="+fakeqianfan.DefaultAccessKey, "QIANFAN_SECRET_KEY="+fakeqianfan.DefaultSecretKey)
+		cmd.SysProcAttr = childAttr()
 		var out, errb bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &errb
 		t0 := time.Now()
 		err = cmd.Run()
-		pr := planRun{Rule: rule, Wall: time.Since(t0), PeakRSS: maxRSS(cmd.ProcessState)}
+		pr := planRun{Rule: rule, Wall: time.Since(t0)}
 		if err != nil {
 			return r, fmt.Errorf("rules preview %s: %w: %s", rule, err, errb.String())
+		}
+		if _, v, ok := strings.Cut(errb.String(), maxRSSPrefix); ok {
+			pr.PeakRSS, _ = strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 		}
 		var res struct {
 			Run  policy.Record
