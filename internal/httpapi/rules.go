@@ -90,6 +90,9 @@ func (a *API) listRuns(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	limit, err := intParam(r, "limit", defaultRunsLimit, maxRunsLimit)
+	if err == nil && limit == 0 {
+		err = errors.New("limit must be at least 1")
+	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error(), nil)
 		return

@@ -4,10 +4,10 @@
 // delete), never deletes what a custom service uses unless told to, and
 // stops at a limit per run.
 //
-// Plan is the one function that decides: a preview prints its Plan and a run
-// enqueues exactly the Plan's deletions (Runner). Evaluate, the pure part of
-// Plan, works on an inventory.Snapshot and the version details it asked
-// for, so every decision is table-testable without I/O. Every preview and
+// NewPlan is the one function that decides: a preview prints its Plan and a
+// run enqueues exactly the Plan's deletions (Runner). Evaluate, the pure
+// part of NewPlan, works on an inventory.Snapshot and the version details
+// it asked for, so every decision is table-testable without I/O. Every preview and
 // run is recorded in Redis (Store) with each planned ID and its reason, and
 // the deletions carry the run's ID into the ledger.
 package policy

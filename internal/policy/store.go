@@ -220,11 +220,14 @@ func (s *Store) Items(ctx context.Context, id string, offset, limit int) ([]Item
 // List returns up to limit runs, newest first, created before before (zero:
 // any). Runs whose record expired are dropped from the index.
 func (s *Store) List(ctx context.Context, limit int, before time.Time) ([]Record, error) {
-	max := "+inf"
-	if !before.IsZero() {
-		max = "(" + strconv.FormatInt(before.UnixMilli(), 10)
+	if limit <= 0 {
+		return nil, nil
 	}
-	ids, err := s.rdb.ZRevRangeByScore(ctx, runsIndex, &redis.ZRangeBy{Max: max, Min: "-inf", Count: int64(limit)}).Result()
+	upTo := "+inf"
+	if !before.IsZero() {
+		upTo = "(" + strconv.FormatInt(before.UnixMilli(), 10)
+	}
+	ids, err := s.rdb.ZRevRangeByScore(ctx, runsIndex, &redis.ZRangeBy{Max: upTo, Min: "-inf", Count: int64(limit)}).Result()
 	if err != nil || len(ids) == 0 {
 		return nil, err
 	}
