@@ -13,6 +13,7 @@ var floors = [][]string{
 	{"internal/qianfan", "internal/fakeqianfan", "internal/fleetlimit"},
 	{"internal/ledger", "internal/inventory", "internal/deadletter", "internal/pause", "internal/apimode"},
 	{"internal/tasks", "internal/enqueue"},
+	{"internal/policy"},
 	{"internal/httpapi", "internal/monitor", "internal/schedule"},
 	{"internal/worker", "internal/worker/workertest"},
 	{"producer"},

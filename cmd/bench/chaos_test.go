@@ -65,7 +65,7 @@ func TestChaos(t *testing.T) {
 	t.Logf("seed %d (set QFPURGE_CHAOS_SEED to repeat the fault sequence)", seed)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	e, err := newEnv(ctx, logWriter{t}, false, false)
+	e, err := newEnv(ctx, logWriter{t}, false, false, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,6 +34,7 @@ type env struct {
 	self     string // this binary, for the child roles
 	worker   string // built cmd/worker
 	enqueue  string // built cmd/enqueue, "" when the command is not in the tree
+	rules    string // built cmd/rules, for the plan scenario
 	addrFlag []string
 	// batchWait is given to every worker as --batch-wait.
 	batchWait time.Duration
@@ -44,7 +45,7 @@ type env struct {
 	procs map[*proc]bool
 }
 
-func newEnv(ctx context.Context, log io.Writer, keep, withEnqueue bool) (*env, error) {
+func newEnv(ctx context.Context, log io.Writer, keep, withEnqueue, withRules bool) (*env, error) {
 	dir, err := os.MkdirTemp("", "qfpurge-bench-")
 	if err != nil {
 		return nil, err
@@ -70,6 +71,12 @@ func newEnv(ctx context.Context, log io.Writer, keep, withEnqueue bool) (*env, e
 	if _, err := os.Stat(filepath.Join(root, "cmd", "enqueue", "main.go")); err == nil && withEnqueue {
 		e.enqueue = filepath.Join(dir, "enqueue")
 		if err := goBuild(ctx, root, e.enqueue, "./cmd/enqueue"); err != nil {
+			return nil, err
+		}
+	}
+	if withRules {
+		e.rules = filepath.Join(dir, "rules")
+		if err := goBuild(ctx, root, e.rules, "./cmd/rules"); err != nil {
 			return nil, err
 		}
 	}

@@ -1,12 +1,14 @@
 // Command bench is qfpurge's benchmark and fault harness. It starts a real
 // redis-server on a free port, a fake Qianfan (fakeqianfan in a child
-// process) and workers as separate processes, runs the scenarios of issue 6
-// and prints a table in which every timing figure is also a ratio to its
-// limit or to a baseline measured in the same run.
+// process) and workers as separate processes, runs the scenarios and
+// prints a table in which every timing figure is also a ratio to its limit
+// or to a baseline measured in the same run. The plan scenario previews two
+// retention rules with cmd/rules over a large account.
 //
 //	go run ./cmd/bench                       # every scenario, full scale
 //	go run ./cmd/bench -quick                # smaller, about two minutes
 //	go run ./cmd/bench -scenarios burst,chaos
+//	go run ./cmd/bench -scenarios plan
 //
 // The same binary also plays the child roles the harness starts (the fake
 // Qianfan, the naive worker, the worker with Asynq's default group
@@ -43,7 +45,7 @@ func main() {
 }
 
 // allScenarios in the order they run.
-var allScenarios = []string{"burst", "baseline", "bulk", "footprint", "trickle", "chaos", "v2", "switch"}
+var allScenarios = []string{"burst", "baseline", "bulk", "footprint", "trickle", "chaos", "v2", "switch", "plan"}
 
 // scale holds the sizes a run uses; -quick shrinks them.
 type scale struct {
@@ -57,23 +59,27 @@ type scale struct {
 	ChaosInvalid int
 	ChaosKills   int
 	V2IDs        int // the V2 drain and the V1-shutdown burst
+	PlanModels   int // 4 versions each
+	PlanServices int
 }
 
 func fullScale() scale {
 	return scale{BurstIDs: 20_000, Producers: 16, BulkIDs: 100_000, TrickleFor: 30 * time.Second,
-		TrickleEvery: 100 * time.Millisecond, Window: 90 * time.Second, ChaosIDs: 20_000, ChaosInvalid: 10, ChaosKills: 3, V2IDs: 5_000}
+		TrickleEvery: 100 * time.Millisecond, Window: 90 * time.Second, ChaosIDs: 20_000, ChaosInvalid: 10, ChaosKills: 3, V2IDs: 5_000,
+		PlanModels: 50_000, PlanServices: 2_000}
 }
 
 func quickScale() scale {
 	return scale{BurstIDs: 4_000, Producers: 16, BulkIDs: 20_000, TrickleFor: 10 * time.Second,
-		TrickleEvery: 100 * time.Millisecond, Window: 30 * time.Second, ChaosIDs: 2_000, ChaosInvalid: 10, ChaosKills: 2, V2IDs: 1_000}
+		TrickleEvery: 100 * time.Millisecond, Window: 30 * time.Second, ChaosIDs: 2_000, ChaosInvalid: 10, ChaosKills: 2, V2IDs: 1_000,
+		PlanModels: 5_000, PlanServices: 200}
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	scen := fs.String("scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios: "+strings.Join(allScenarios, ", "))
-	quick := fs.Bool("quick", false, "smaller sizes (4,000 burst IDs, 20,000 bulk IDs, 10 s trickle, 30 s baseline window, 2,000 chaos IDs)")
+	quick := fs.Bool("quick", false, "smaller sizes (4,000 burst IDs, 20,000 bulk IDs, 10 s trickle, 30 s baseline window, 2,000 chaos IDs, plan over 5,000 models)")
 	seed := fs.Uint64("seed", 0, "seed for fault injection and kill moments; 0 picks one (printed)")
 	window := fs.Duration("window", 0, "baseline window; defaults to 90s (30s with -quick)")
 	keep := fs.Bool("keep", false, "keep the work directory (process logs) after the run")
@@ -107,7 +113,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	want := func(s string) bool { return slices.Contains(picked, s) }
 
-	env, err := newEnv(ctx, stderr, *keep, want("bulk") || want("footprint"))
+	env, err := newEnv(ctx, stderr, *keep, want("bulk") || want("footprint"), want("plan"))
 	if err != nil {
 		return err
 	}
@@ -184,6 +190,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		r.rows(t)
 		fmt.Fprintln(stdout, "switch done")
+	}
+	if want("plan") {
+		r, err := runPlan(ctx, env, sc)
+		if err != nil {
+			return fmt.Errorf("plan: %w", err)
+		}
+		r.rows(t)
+		fmt.Fprintln(stdout, "plan done")
 	}
 	fmt.Fprintln(stdout)
 	t.print(stdout)

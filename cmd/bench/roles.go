@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"time"
@@ -34,6 +35,7 @@ const (
 	roleFake     = "fake"           // the fake Qianfan
 	roleNaive    = "naive-worker"   // one task and one call per ID
 	roleDefaults = "asynq-defaults" // the pipeline with Asynq's default group settings
+	roleMeasure  = "measure"        // runs a command and reports its peak RSS
 )
 
 // naiveType and naiveQueue are the naive worker's task type and queue.
@@ -53,8 +55,31 @@ func runRole(ctx context.Context, role string, args []string, stdout, stderr io.
 		return runFake(ctx, args, stdout, stderr)
 	case roleNaive, roleDefaults:
 		return runBaselineWorker(ctx, role, args, stderr)
+	case roleMeasure:
+		return runMeasured(ctx, args, stdout, stderr)
 	}
 	return fmt.Errorf("unknown %s %q", roleEnv, role)
+}
+
+// maxRSSPrefix starts the line the measure role writes last on stderr.
+const maxRSSPrefix = "bench-maxrss: "
+
+// runMeasured runs args[0] with args[1:] and reports its peak RSS. Linux
+// keeps the larger of the peak before and after exec, and a child starts
+// as a copy of its parent: measured from the bench, which holds the whole
+// inventory, the figure would be the bench's. This small process is the
+// parent instead.
+func runMeasured(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return cli.Usagef("measure: no command")
+	}
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	err := cmd.Run()
+	if cmd.ProcessState != nil {
+		fmt.Fprintf(stderr, "%s%d\n", maxRSSPrefix, maxRSS(cmd.ProcessState))
+	}
+	return err
 }
 
 // countsRequest asks the fake wrapper for per-ID delete counts.

@@ -106,6 +106,13 @@ type Request struct {
 	// OnBatch, when set, is called with each task enqueued, and the receipt
 	// then lists no batches: a huge input's receipt stays small.
 	OnBatch func(Batch)
+	// Run and Rule name the rule run that planned these deletions (see
+	// package policy). Workers check such batches against the services
+	// right before the call, and the ledger records Run with each outcome.
+	// A request with Run is enqueued as ready batches only: in a group it
+	// would be merged with other jobs and lose its run.
+	Run  string
+	Rule string
 }
 
 // Batch is one enqueued task.
@@ -284,7 +291,7 @@ func (s *Stream) Receipt() Receipt { return s.rc }
 
 func (s *Stream) flush(ctx context.Context, t int) error {
 	ids := s.pending[t]
-	ready := len(ids) == s.p.cfg.BatchSize || s.delayed
+	ready := len(ids) == s.p.cfg.BatchSize || s.delayed || s.r.Run != ""
 	b, err := s.p.enqueueOne(ctx, s.r, ids, ready, s.n[t])
 	if err != nil {
 		return fmt.Errorf("enqueue batch %d of the %s IDs: %w", s.n[t]+1, ids[0].Type(), err)
@@ -312,7 +319,7 @@ func taskID(key string, t modelid.IDType, n int) string {
 
 func (p *Producer) enqueueOne(ctx context.Context, r Request, ids []modelid.ID, ready bool, n int) (Batch, error) {
 	b := Batch{IDType: string(ids[0].Type()), IDs: len(ids)}
-	pl := tasks.Payload{Kind: r.Kind, IDs: ids}
+	pl := tasks.Payload{Kind: r.Kind, IDs: ids, Run: r.Run, Rule: r.Rule}
 	var extra []asynq.Option
 	if r.Key != "" {
 		extra = append(extra, asynq.TaskID(taskID(r.Key, ids[0].Type(), n)))

@@ -2,6 +2,7 @@ package enqueue_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/qfpurge/qfpurge/internal/enqueue"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/redistest"
+	"github.com/qfpurge/qfpurge/internal/tasks"
 )
 
 var cmpID = cmp.Comparer(func(a, b modelid.ID) bool { return a == b })
@@ -213,5 +215,39 @@ func TestBulkTaskCount(t *testing.T) {
 	groups := 4 * enqueue.DefaultShards // kinds × ID types × shards
 	if limit := (len(ids)+99)/100 + groups; q.Size > limit {
 		t.Errorf("%d tasks, over the bound %d", q.Size, limit)
+	}
+}
+
+// TestRunRequestsAreReadyBatches: a rule run's IDs never wait in a group,
+// where they would merge with other jobs and lose their run.
+func TestRunRequestsAreReadyBatches(t *testing.T) {
+	m := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	defer rdb.Close()
+	p := newProducer(t, rdb, enqueue.Config{BatchSize: 3})
+	ids := []modelid.ID{modelid.StringID("amv-a"), modelid.StringID("amv-b"), modelid.StringID("amv-c"), modelid.StringID("amv-d")}
+	rc, err := p.Enqueue(context.Background(), enqueue.Request{Kind: modelid.KindVersion, IDs: ids, Key: "run:r1", Run: "r1", Rule: "ci"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rc.Batches) != 2 {
+		t.Fatalf("batches %+v, want 2", rc.Batches)
+	}
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	for _, b := range rc.Batches {
+		if b.Group != "" {
+			t.Errorf("batch %s waits in group %s", b.TaskID, b.Group)
+		}
+		info, err := insp.GetTaskInfo(asynqlayout.Queue, b.TaskID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pl tasks.Payload
+		if err := json.Unmarshal(info.Payload, &pl); err != nil {
+			t.Fatal(err)
+		}
+		if pl.Run != "r1" || pl.Rule != "ci" {
+			t.Errorf("batch %s payload run %q rule %q, want r1 and ci", b.TaskID, pl.Run, pl.Rule)
+		}
 	}
 }

@@ -190,7 +190,7 @@ func (a *API) getDeletion(w http.ResponseWriter, r *http.Request) {
 	}
 	st := deletionState{Kind: k, ID: id, IDType: string(id.Type()), State: StateUnknown}
 	if ok {
-		st.State, st.LogID, st.Code, st.Message, st.TaskID = string(rec.State), rec.LogID, rec.Code, rec.Message, rec.TaskID
+		st.State, st.LogID, st.Code, st.Message, st.TaskID, st.Run = string(rec.State), rec.LogID, rec.Code, rec.Message, rec.TaskID, rec.Run
 		if !rec.At.IsZero() {
 			st.At = &rec.At
 		}

@@ -6,6 +6,10 @@
 //	GET  /v1/deadletters             list dead letters, paged
 //	POST /v1/deadletters/requeue     requeue dead letters (some, or all)
 //	POST /v1/deadletters/purge       forget dead letters (some, or all) without requeuing
+//	POST /v1/rules/{name}/preview    queue a preview of a rule of the worker's schedule
+//	POST /v1/rules/{name}/run        queue a run of it now (optionally over its limit)
+//	GET  /v1/runs                    list previews and runs, newest first
+//	GET  /v1/runs/{id}               one run: its record, planned items and their outcomes
 //
 // Every route needs "Authorization: Bearer <token>" with one of the tokens
 // of Config.Tokens; docs/openapi.yaml describes the routes and bodies.
@@ -31,6 +35,7 @@ import (
 	"github.com/qfpurge/qfpurge/internal/enqueue"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
+	"github.com/qfpurge/qfpurge/internal/policy"
 )
 
 // TokensEnv is the environment variable the worker reads Config.Tokens from:
@@ -111,6 +116,10 @@ type Deps struct {
 	// Archive, usually the worker's *asynq.Inspector, lets requeue and purge
 	// delete archived tasks. Nil leaves them.
 	Archive deadletter.Archive
+	// Rules previews and runs rules on request; nil answers 404 there.
+	Rules *Rules
+	// Runs are the run records; nil answers 404 on the run routes.
+	Runs *policy.Store
 }
 
 // API is the HTTP handler.
@@ -141,6 +150,10 @@ func New(cfg Config, d Deps) (*API, error) {
 	a.handle("GET /v1/deadletters", a.listDeadLetters)
 	a.handle("POST /v1/deadletters/requeue", a.requeue)
 	a.handle("POST /v1/deadletters/purge", a.purge)
+	a.handle("POST /v1/rules/{name}/preview", a.previewRule)
+	a.handle("POST /v1/rules/{name}/run", a.runRule)
+	a.handle("GET /v1/runs", a.listRuns)
+	a.handle("GET /v1/runs/{id}", a.getRun)
 	a.mux.HandleFunc("/", a.noRoute)
 	// Bearer tokens are not sent by browsers on their own, so this is belt
 	// and braces: no web page can drive the API from another origin.

@@ -16,6 +16,7 @@ import (
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/pause"
+	"github.com/qfpurge/qfpurge/internal/policy"
 	"github.com/qfpurge/qfpurge/internal/tasks"
 )
 
@@ -34,9 +35,14 @@ type Metrics struct {
 	listings  *prometheus.CounterVec
 	fleet     *prometheus.CounterVec
 	listTime  prometheus.Histogram
+	ruleRuns  *prometheus.CounterVec
+	ruleItems *prometheus.CounterVec
 }
 
-var _ tasks.Observer = (*Metrics)(nil)
+var (
+	_ tasks.Observer  = (*Metrics)(nil)
+	_ policy.Observer = (*Metrics)(nil)
+)
 
 // NewMetrics registers qfpurge's own series, asynq's queue collector and
 // the dead-letter backlog, Go and process collectors in a new registry.
@@ -92,7 +98,16 @@ func NewMetrics(rdb redis.UniversalClient, insp *asynq.Inspector, log *slog.Logg
 		Name: "qfpurge_fleet_events_total",
 		Help: `Changes of the whole fleet's state this process made: "paused" (credentials or permission refused), "resumed".`,
 	}, []string{"event"})
+	m.ruleRuns = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "qfpurge_rule_runs_total",
+		Help: `Rule previews and runs that reached an end, by rule, mode (preview, run) and status (previewed, blocked, failed, empty, enqueued).`,
+	}, []string{"rule", "mode", "status"})
+	m.ruleItems = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "qfpurge_rule_planned_total",
+		Help: `Items planned by rule previews and runs, by rule, mode and action (delete, keep, protect).`,
+	}, []string{"rule", "mode", "action"})
 	m.reg.MustRegister(m.ids, m.calls, m.latency, m.batchSize, m.splits, m.retries, m.waits, m.listings, m.listTime, m.fleet,
+		m.ruleRuns, m.ruleItems,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if rdb != nil {
 		m.reg.MustRegister(deadLetterCollector{rdb: rdb, log: log}, pauseCollector{s: pause.NewStore(rdb), log: log})
@@ -114,6 +129,15 @@ func (m *Metrics) Listing(_ []inventory.Form, took time.Duration, err error) {
 	}
 	m.listings.WithLabelValues(result).Inc()
 	m.listTime.Observe(took.Seconds())
+}
+
+// RunEnded implements policy.Observer.
+func (m *Metrics) RunEnded(r policy.Record) {
+	m.ruleRuns.WithLabelValues(r.Rule, string(r.Mode), string(r.Status)).Inc()
+	for action, n := range map[policy.Action]int{policy.ActionDelete: r.Totals.Delete, policy.ActionKeep: r.Totals.Keep,
+		policy.ActionProtect: r.Totals.Protect} {
+		m.ruleItems.WithLabelValues(r.Rule, string(r.Mode), string(action)).Add(float64(n))
+	}
 }
 
 // Registry is the private registry /metrics serves.

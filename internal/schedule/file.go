@@ -1,11 +1,13 @@
 // Package schedule runs qfpurge's scheduled purges: a YAML file of named
-// entries, each a cron spec with a time zone, a kind and the IDs to delete
-// (inline, or from a file re-read at each run).
+// entries, each a cron spec with a time zone, a kind and either the IDs to
+// delete (inline, or from a file re-read at each run) or a rule that
+// chooses them from the inventory at each run (package policy).
 //
 // Entries are registered with Asynq's PeriodicTaskManager, so they show in
 // `asynq cron ls` and asynqmon. At each tick the manager enqueues a small
 // trigger task (TypeScheduledPurge); its Handler reads the IDs and enqueues
-// them through the producer. Every replica running the same schedule enqueues
+// them through the producer, or submits the entry's rule run. Every replica
+// running the same schedule enqueues
 // its own trigger, and the handler lets only the first trigger of each tick
 // through (see Handler), so a fleet purges once per tick.
 package schedule
@@ -27,6 +29,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/qfpurge/qfpurge/internal/modelid"
+	"github.com/qfpurge/qfpurge/internal/policy"
 )
 
 // Entry is one scheduled purge.
@@ -45,6 +48,9 @@ type Entry struct {
 	// File holds the IDs (one per line, or JSON), re-read at each run. A
 	// relative path is resolved against the schedule file's directory.
 	File string
+	// Rule, set on rule entries (those with delete:), chooses the IDs from
+	// the inventory at each run; IDs and File are then empty.
+	Rule *policy.Rule
 	// Line is where the entry starts in the schedule file.
 	Line int
 }
@@ -84,10 +90,12 @@ func Load(path string) ([]Entry, error) {
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
-// entryFields are the keys an entry may have.
+// entryFields are the keys an entry may have; policy.Fields make it a
+// rule entry.
 var entryFields = map[string]bool{
 	"name": true, "cron": true, "timezone": true, "kind": true,
 	"ids": true, "file": true, "string": true,
+	"delete": true, "keep": true, "protect_in_use": true, "limit": true,
 }
 
 // Parse validates a schedule document. path names the file in errors and
@@ -102,6 +110,11 @@ var entryFields = map[string]bool{
 //	    timezone: Asia/Shanghai
 //	    kind: model
 //	    ids: [585, "am-xyz"]
+//	  - name: ci-leftovers
+//	    cron: "@daily"
+//	    kind: version
+//	    delete: {name: "ci-*", older_than: 30d}
+//	    keep: {newest: 3}
 func Parse(data []byte, path string) ([]Entry, error) {
 	p := &parser{file: path}
 	var doc yaml.Node
@@ -110,7 +123,7 @@ func Parse(data []byte, path string) ([]Entry, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, p.at(1, "the file is empty: want a mapping with a schedules: list")
 		}
-		return nil, p.yamlErr(err)
+		return nil, p.yamlErr(err, data)
 	}
 	root := &doc
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
@@ -171,9 +184,20 @@ func (p *parser) add(line int, format string, args ...any) {
 	p.errs = append(p.errs, p.at(line, format, args...))
 }
 
+var anchorRE = regexp.MustCompile(`^unknown anchor '(.*)' referenced$`)
+
 // yamlErr turns yaml.v3's "yaml: line N: msg" into a LineError.
-func (p *parser) yamlErr(err error) error {
+func (p *parser) yamlErr(err error, data []byte) error {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if m := anchorRE.FindStringSubmatch(msg); m != nil {
+		// An unquoted glob such as *-keep reads as an alias, and yaml.v3
+		// names no line for it.
+		for i, line := range strings.Split(string(data), "\n") {
+			if strings.Contains(line, "*"+m[1]) {
+				return p.at(i+1, "%s: quote a name pattern that starts with *, e.g. name: \"*%s\"", msg, m[1])
+			}
+		}
+	}
 	if rest, ok := strings.CutPrefix(msg, "line "); ok {
 		if i := strings.Index(rest, ":"); i > 0 {
 			if n, convErr := strconv.Atoi(rest[:i]); convErr == nil {
@@ -195,7 +219,7 @@ func (p *parser) entry(n *yaml.Node) (Entry, bool) {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if !entryFields[k.Value] {
-			p.add(k.Line, "unknown field %q (want name, cron, timezone, kind, ids, file or string)", k.Value)
+			p.add(k.Line, "unknown field %q (want name, cron, timezone, kind, ids, file or string; or delete, keep, protect_in_use and limit for a rule)", k.Value)
 			continue
 		}
 		if _, dup := fields[k.Value]; dup {
@@ -266,12 +290,18 @@ func (p *parser) entry(n *yaml.Node) (Entry, bool) {
 		}
 	}
 
-	idsNode, fileNode := fields["ids"], fields["file"]
+	idsNode, fileNode, ruleNode := fields["ids"], fields["file"], fields["delete"]
 	switch {
-	case idsNode == nil && fileNode == nil:
-		p.add(n.Line, "%s has no ids and no file", where)
+	case idsNode == nil && fileNode == nil && ruleNode == nil:
+		p.add(n.Line, "%s has no ids, file or delete rule", where)
 	case idsNode != nil && fileNode != nil:
 		p.add(fileNode.Line, "%s has both ids and file: choose one", where)
+	case ruleNode != nil && (idsNode != nil || fileNode != nil):
+		p.add(ruleNode.Line, "%s has both a delete rule and fixed IDs: choose one", where)
+	case ruleNode != nil:
+		if e.Kind != "" {
+			e.Rule = p.rule(e.Name, e.Kind, n.Line, fields)
+		}
 	case idsNode != nil:
 		e.IDs = p.inlineIDs(idsNode, where, e.Kind)
 	default:
@@ -285,6 +315,13 @@ func (p *parser) entry(n *yaml.Node) (Entry, bool) {
 			e.File = f
 		}
 	}
+	if ruleNode == nil {
+		for _, f := range policy.Fields[1:] {
+			if v := fields[f]; v != nil {
+				p.add(v.Line, "%s: %s only applies to a rule entry (one with delete:)", where, f)
+			}
+		}
+	}
 	// string: true once read a file's bare numbers as string IDs; Qianfan's
 	// string IDs are told by their am-/amv- form now, so it would only turn
 	// every int ID of the file into an error at run time.
@@ -294,6 +331,24 @@ func (p *parser) entry(n *yaml.Node) (Entry, bool) {
 		}
 	}
 	return e, len(p.errs) == before
+}
+
+// rule reads a rule entry's rule (see policy.FromYAML).
+func (p *parser) rule(name string, kind modelid.Kind, line int, fields map[string]*yaml.Node) *policy.Rule {
+	rf := map[string]*yaml.Node{}
+	for _, f := range policy.Fields {
+		if v := fields[f]; v != nil {
+			rf[f] = v
+		}
+	}
+	r, problems := policy.FromYAML(name, kind, line, rf)
+	for _, pr := range problems {
+		p.add(pr.Line, "%s", pr.Msg)
+	}
+	if len(problems) > 0 {
+		return nil
+	}
+	return &r
 }
 
 // inlineIDs reads a YAML list by modelid's rule: plain scalars as bare text

@@ -54,6 +54,51 @@ schedules:
 	}
 }
 
+func TestParseRuleEntries(t *testing.T) {
+	t.Parallel()
+	doc := `schedules:
+  - name: ids
+    cron: "@daily"
+    kind: model
+    ids: [1]
+  - name: ci-leftovers
+    cron: "0 4 * * *"
+    kind: version
+    delete:
+      name: "ci-*"
+      older_than: 30d
+    keep:
+      - newest: 3
+    limit: {count: 500, share: 5%}
+  - name: old-experiments
+    cron: "@weekly"
+    kind: model
+    delete: [{name_regex: "exp-.*", older_than: 90d}]
+    keep: {name: "*-keep"}
+    protect_in_use: false
+`
+	got, err := Parse([]byte(doc), "s.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].Rule != nil {
+		t.Error("an ids entry has a rule")
+	}
+	ci := got[1].Rule
+	if ci == nil || ci.Name != "ci-leftovers" || ci.Kind != modelid.KindVersion || ci.Line != 6 ||
+		ci.Delete[0].Names[0] != "ci-*" || ci.Delete[0].OlderThan != "30d" || ci.Delete[0].Line != 10 ||
+		ci.Keep[0].Newest != 3 || ci.Limit.Count != 500 || ci.Limit.Share != 0.05 || ci.DeleteInUse {
+		t.Errorf("ci rule %+v", ci)
+	}
+	exp := got[2].Rule
+	if exp == nil || exp.Delete[0].NameRegex != "exp-.*" || exp.Keep[0].Names[0] != "*-keep" || !exp.DeleteInUse {
+		t.Errorf("exp rule %+v", exp)
+	}
+	if got[1].IDs != nil || got[1].File != "" {
+		t.Errorf("rule entry with IDs %v or file %q", got[1].IDs, got[1].File)
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	t.Parallel()
 	const head = "schedules:\n"
@@ -85,7 +130,7 @@ func TestParseErrors(t *testing.T) {
 		{"no kind", head + "  - name: a\n    cron: '@daily'\n    ids: [1]\n",
 			[]string{`2: entry "a" has no kind`}},
 		{"no ids no file", head + "  - name: a\n    cron: '@daily'\n    kind: model\n",
-			[]string{`2: entry "a" has no ids and no file`}},
+			[]string{`2: entry "a" has no ids, file or delete rule`}},
 		{"both ids and file", head + "  - name: a\n    cron: '@daily'\n    kind: model\n    ids: [1]\n    file: x.txt\n",
 			[]string{`6: entry "a" has both ids and file`}},
 		{"invalid inline IDs", head + "  - name: a\n    cron: '@daily'\n    kind: model\n    ids:\n      - 1\n      - -5\n      - 1.5\n      - true\n      - \"am x\"\n      - 0x10\n",
@@ -107,6 +152,16 @@ func TestParseErrors(t *testing.T) {
 		{"no name", head + "  - cron: '@daily'\n    kind: model\n    ids: [1]\n", []string{`2: entry has no name`}},
 		{"string: true", head + "  - name: a\n    cron: '@daily'\n    kind: model\n    file: x.txt\n    string: true\n",
 			[]string{`6: entry "a": string: is no longer used`}},
+		{"rule and ids", head + "  - name: a\n    cron: '@daily'\n    kind: model\n    ids: [1]\n    delete: {name: x}\n",
+			[]string{`6: entry "a" has both a delete rule and fixed IDs`}},
+		{"keep without a rule", head + "  - name: a\n    cron: '@daily'\n    kind: model\n    ids: [1]\n    keep: {name: x}\n    limit: {count: 3}\n",
+			[]string{`6: entry "a": keep only applies to a rule entry`, `7: entry "a": limit only applies to a rule entry`}},
+		{"rule problems", head + "  - name: a\n    cron: '@daily'\n    kind: model\n    delete:\n      - name: 'ci-*'\n        older_than: 30\n      - newest: 3\n    keep: {}\n",
+			[]string{`6: rule "a": delete #1: older_than: bad age "30"`,
+				`8: rule "a": delete #2: newest and except_newest rank a model's versions`,
+				`9: rule "a": keep #1: an empty selection would match everything`}},
+		{"unquoted glob", head + "  - name: a\n    cron: '@daily'\n    kind: model\n    delete: {name: *-keep}\n",
+			[]string{`5: unknown anchor '-keep' referenced: quote a name pattern that starts with *, e.g. name: "*-keep"`}},
 		{"yaml syntax", head + "  - name: a\n    cron: [\n", []string{`3: did not find expected node content`}},
 		{"empty", "", []string{`1: the file is empty`}},
 		{"not a list", "schedules: 3\n", []string{`1: schedules must be a list`}},

@@ -16,6 +16,7 @@ import (
 
 	"github.com/qfpurge/qfpurge/internal/enqueue"
 	"github.com/qfpurge/qfpurge/internal/modelid"
+	"github.com/qfpurge/qfpurge/internal/policy"
 )
 
 // TypeScheduledPurge is the trigger task the scheduler enqueues at each tick.
@@ -29,12 +30,14 @@ type Trigger struct {
 	// IDs sit under "model_ids", as in delete tasks, so asynqmon shows them.
 	IDs  []modelid.ID `json:"model_ids,omitempty"`
 	File string       `json:"file,omitempty"`
+	// Rule is a rule entry's rule, as the file had it.
+	Rule *policy.Rule `json:"rule,omitempty"`
 	// Cron is the spec as registered, time zone included.
 	Cron string `json:"cron"`
 }
 
 func (e Entry) trigger() Trigger {
-	return Trigger{Name: e.Name, Kind: e.Kind, IDs: e.IDs, File: e.File, Cron: e.Spec()}
+	return Trigger{Name: e.Name, Kind: e.Kind, IDs: e.IDs, File: e.File, Rule: e.Rule, Cron: e.Spec()}
 }
 
 // Redis keys.
@@ -52,8 +55,16 @@ type Enqueuer interface {
 	Enqueue(ctx context.Context, r enqueue.Request) (enqueue.Receipt, error)
 }
 
+// RuleRunner submits rule runs; *policy.Runner is one.
+type RuleRunner interface {
+	Submit(ctx context.Context, rule policy.Rule, o policy.Options) (policy.Record, error)
+}
+
 // HandlerConfig configures a Handler.
 type HandlerConfig struct {
+	// Rules submits the runs of rule entries. Nil refuses them (the trigger
+	// is archived with the reason).
+	Rules RuleRunner
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -61,7 +72,9 @@ type HandlerConfig struct {
 // Handler processes TypeScheduledPurge triggers: it finds the tick the
 // trigger belongs to, claims the tick in Redis (SET NX
 // qfpurge:schedule:<name>:<tick unix>), and only the claimant reads the IDs
-// and enqueues them, with producer Key "schedule:<name>:<tick unix>".
+// and enqueues them, with producer Key "schedule:<name>:<tick unix>". For a
+// rule entry the claimant submits a rule run named after the tick
+// (policy.TickRunID), which a worker plans and runs.
 //
 // The tick is computed from the spec and the time the trigger was enqueued,
 // which the Scheduler records per trigger task (the handler's own clock is
@@ -69,17 +82,18 @@ type HandlerConfig struct {
 // right after the enqueue). So triggers from every replica, even with clocks
 // a few seconds apart or handled after a backlog, map to the same tick.
 type Handler struct {
-	rdb redis.UniversalClient
-	enq Enqueuer
-	log *slog.Logger
-	now func() time.Time
+	rdb   redis.UniversalClient
+	enq   Enqueuer
+	rules RuleRunner
+	log   *slog.Logger
+	now   func() time.Time
 	// observe, when set, sees every trigger's tick and whether it ran.
 	observe func(name string, tick time.Time, ran bool)
 }
 
 // NewHandler returns a Handler that enqueues through enq.
 func NewHandler(rdb redis.UniversalClient, enq Enqueuer, cfg HandlerConfig) *Handler {
-	return &Handler{rdb: rdb, enq: enq, log: cmpLogger(cfg.Logger), now: time.Now}
+	return &Handler{rdb: rdb, enq: enq, rules: cfg.Rules, log: cmpLogger(cfg.Logger), now: time.Now}
 }
 
 // ProcessTask implements asynq.Handler.
@@ -127,6 +141,9 @@ func (h *Handler) process(ctx context.Context, t *asynq.Task, taskID string) err
 		}
 	}
 	h.seen(tr.Name, tick, true)
+	if tr.Rule != nil {
+		return h.submit(ctx, t, tr, tick, taskID, log)
+	}
 
 	ids, err := tr.read()
 	if err != nil {
@@ -157,6 +174,28 @@ func (h *Handler) process(ctx context.Context, t *asynq.Task, taskID string) err
 	log.Info("scheduled purge enqueued", "kind", tr.Kind, "ids", rc.IDs, "batches", len(rc.Batches), "file", tr.File)
 	if rw := t.ResultWriter(); rw != nil {
 		if b, err := json.Marshal(rc); err == nil {
+			_, _ = rw.Write(b)
+		}
+	}
+	h.forget(ctx, taskID)
+	return nil
+}
+
+// submit hands a rule entry's tick to a worker as a rule run (planning a
+// large account outlasts a trigger). The run's ID is the tick's, so a
+// retried trigger submits nothing new.
+func (h *Handler) submit(ctx context.Context, t *asynq.Task, tr Trigger, tick time.Time, taskID string, log *slog.Logger) error {
+	if h.rules == nil {
+		return fmt.Errorf("scheduled purge %q: this worker cannot run rules: %w", tr.Name, asynq.SkipRetry)
+	}
+	rec, err := h.rules.Submit(ctx, *tr.Rule, policy.Options{ID: policy.TickRunID(tr.Name, tick), Mode: policy.ModeRun,
+		Trigger: "schedule", By: "tick " + tick.UTC().Format(time.RFC3339), Tick: tick})
+	if err != nil {
+		return fmt.Errorf("scheduled purge %q: submit rule run: %w", tr.Name, err)
+	}
+	log.Info("scheduled rule run submitted", "run", rec.ID, "status", rec.Status)
+	if rw := t.ResultWriter(); rw != nil {
+		if b, err := json.Marshal(rec); err == nil {
 			_, _ = rw.Write(b)
 		}
 	}

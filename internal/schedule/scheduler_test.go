@@ -21,6 +21,7 @@ import (
 	"github.com/qfpurge/qfpurge/internal/asynqlayout"
 	"github.com/qfpurge/qfpurge/internal/enqueue"
 	"github.com/qfpurge/qfpurge/internal/modelid"
+	"github.com/qfpurge/qfpurge/internal/policy"
 	"github.com/qfpurge/qfpurge/internal/redistest"
 )
 
@@ -407,4 +408,69 @@ func newTrigger(t *testing.T, tr Trigger) *asynq.Task {
 		t.Fatal(err)
 	}
 	return asynq.NewTask(TypeScheduledPurge, b)
+}
+
+// recordingRules records submitted rule runs.
+type recordingRules struct {
+	mu   sync.Mutex
+	runs []policy.Options
+	spec []policy.Rule
+}
+
+func (r *recordingRules) Submit(_ context.Context, rule policy.Rule, o policy.Options) (policy.Record, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.runs = append(r.runs, o)
+	r.spec = append(r.spec, rule)
+	return policy.Record{ID: o.ID, Rule: rule.Name, Status: policy.StatusQueued}, nil
+}
+
+// TestHandlerSubmitsRuleRuns: a rule entry's tick becomes one rule run
+// named after the tick, whichever replica's trigger claims it; the rule
+// travels in the trigger as the file had it.
+func TestHandlerSubmitsRuleRuns(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	entries, err := Parse([]byte(`schedules:
+  - name: ci-leftovers
+    cron: "0 4 * * *"
+    kind: version
+    delete: {name: "ci-*", older_than: 30d}
+    keep: {newest: 3}
+`), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := &recordingRules{}
+	h := NewHandler(rdb, &countingEnqueuer{}, HandlerConfig{Rules: rules, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	now := time.Date(2026, 3, 10, 4, 0, 1, 0, time.UTC)
+	h.now = func() time.Time { return now }
+	cfg, err := entries[0].periodicConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, id := range []string{"t1", "t1", "t2"} { // the claimant, its retry, another replica
+		if err := h.process(ctx, cfg.Task, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tick := time.Date(2026, 3, 10, 4, 0, 0, 0, time.UTC)
+	if len(rules.runs) != 2 {
+		t.Fatalf("%d submissions, want the claimant's and its retry's", len(rules.runs))
+	}
+	for _, o := range rules.runs {
+		if o.ID != policy.TickRunID("ci-leftovers", tick) || o.Mode != policy.ModeRun || o.Trigger != "schedule" || !o.Tick.Equal(tick) || o.OverrideLimit {
+			t.Errorf("submitted %+v", o)
+		}
+	}
+	if r := rules.spec[0]; r.Name != "ci-leftovers" || r.Kind != modelid.KindVersion || len(r.Delete) != 1 || r.Keep[0].Newest != 3 {
+		t.Errorf("rule %+v", r)
+	}
+
+	h = NewHandler(rdb, &countingEnqueuer{}, HandlerConfig{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	h.now = func() time.Time { return now.Add(24 * time.Hour) }
+	if err := h.process(ctx, cfg.Task, "t3"); !errors.Is(err, asynq.SkipRetry) {
+		t.Errorf("a worker without rules: err = %v, want SkipRetry", err)
+	}
 }

@@ -35,6 +35,7 @@ import (
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/monitor"
 	"github.com/qfpurge/qfpurge/internal/pause"
+	"github.com/qfpurge/qfpurge/internal/policy"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
 	"github.com/qfpurge/qfpurge/internal/schedule"
 	"github.com/qfpurge/qfpurge/internal/tasks"
@@ -59,6 +60,7 @@ type Worker struct {
 	api   *http.Server
 	apiLn net.Listener
 	sched *schedule.Scheduler
+	rules *policy.Runner
 
 	verifier *inventory.Verifier
 	qc       *qianfan.Client
@@ -105,6 +107,11 @@ func New(rdb redis.UniversalClient, cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Rule runs plan through the same client, so under the same QPS budget.
+	w.rules = policy.NewRunner(rdb, policy.QianfanSource(qc), w.prod, policy.Config{
+		Store:  policy.StoreConfig{TTL: cfg.LedgerTTL},
+		Logger: w.log.With("component", "rules"), Observer: w.metrics,
+	})
 	w.srv = asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency:      cfg.Concurrency,
 		Queues:           map[string]int{asynqlayout.Queue: 1},
@@ -124,7 +131,8 @@ func New(rdb redis.UniversalClient, cfg Config) (*Worker, error) {
 	// Every worker handles scheduled-purge triggers, with or without a
 	// schedule of its own: any replica's trigger may land here.
 	w.mux.Handle(schedule.TypeScheduledPurge,
-		schedule.NewHandler(rdb, w.prod, schedule.HandlerConfig{Logger: w.log.With("component", "schedule")}))
+		schedule.NewHandler(rdb, w.prod, schedule.HandlerConfig{Rules: w.rules, Logger: w.log.With("component", "schedule")}))
+	w.mux.Handle(policy.TypeRuleRun, w.rules)
 	if cfg.Monitor.Addr != "" {
 		if w.mon, err = monitor.New(rdb, w.insp, w.metrics, cfg.monitorConfig()); err != nil {
 			return nil, err
@@ -158,7 +166,8 @@ func (w *Worker) buildAPI() error {
 		MaxBodyBytes: w.cfg.API.MaxBody,
 		PendingTTL:   w.cfg.LedgerTTL,
 		Logger:       w.log.With("component", "httpapi"),
-	}, httpapi.Deps{Ledger: w.ledger, DeadLetters: deadletter.NewStore(w.rdb), Producer: w.prod, Archive: w.insp})
+	}, httpapi.Deps{Ledger: w.ledger, DeadLetters: deadletter.NewStore(w.rdb), Producer: w.prod, Archive: w.insp,
+		Rules: &httpapi.Rules{Lookup: w.rule, Submitter: w.rules}, Runs: w.rules.Store()})
 	if err != nil {
 		return err
 	}
@@ -271,6 +280,20 @@ func (w *Worker) preflight() error {
 	}
 	w.log.Warn("could not check the credentials before starting; starting anyway (a refused call will pause deletions)", "err", err)
 	return nil
+}
+
+// rule finds a rule entry of the schedule this worker runs (the last good
+// file). The API serves only between the schedule's start and its stop.
+func (w *Worker) rule(name string) (policy.Rule, bool) {
+	if w.sched == nil {
+		return policy.Rule{}, false
+	}
+	for _, e := range w.sched.Entries() {
+		if e.Name == name && e.Rule != nil {
+			return *e.Rule, true
+		}
+	}
+	return policy.Rule{}, false
 }
 
 // quiet reports whether no deletion waits or runs: then a wanted listing is
