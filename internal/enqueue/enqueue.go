@@ -113,6 +113,9 @@ type Request struct {
 	// would be merged with other jobs and lose its run.
 	Run  string
 	Rule string
+	// DeleteInUse skips the workers' service check for Run's IDs (a rule
+	// with protect_in_use: false).
+	DeleteInUse bool
 }
 
 // Batch is one enqueued task.
@@ -319,7 +322,7 @@ func taskID(key string, t modelid.IDType, n int) string {
 
 func (p *Producer) enqueueOne(ctx context.Context, r Request, ids []modelid.ID, ready bool, n int) (Batch, error) {
 	b := Batch{IDType: string(ids[0].Type()), IDs: len(ids)}
-	pl := tasks.Payload{Kind: r.Kind, IDs: ids, Run: r.Run, Rule: r.Rule}
+	pl := tasks.Payload{Kind: r.Kind, IDs: ids, Run: r.Run, Rule: r.Rule, DeleteInUse: r.DeleteInUse}
 	var extra []asynq.Option
 	if r.Key != "" {
 		extra = append(extra, asynq.TaskID(taskID(r.Key, ids[0].Type(), n)))

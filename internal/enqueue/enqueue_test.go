@@ -226,7 +226,7 @@ func TestRunRequestsAreReadyBatches(t *testing.T) {
 	defer rdb.Close()
 	p := newProducer(t, rdb, enqueue.Config{BatchSize: 3})
 	ids := []modelid.ID{modelid.StringID("amv-a"), modelid.StringID("amv-b"), modelid.StringID("amv-c"), modelid.StringID("amv-d")}
-	rc, err := p.Enqueue(context.Background(), enqueue.Request{Kind: modelid.KindVersion, IDs: ids, Key: "run:r1", Run: "r1", Rule: "ci"})
+	rc, err := p.Enqueue(context.Background(), enqueue.Request{Kind: modelid.KindVersion, IDs: ids, Key: "run:r1", Run: "r1", Rule: "ci", DeleteInUse: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,8 +246,8 @@ func TestRunRequestsAreReadyBatches(t *testing.T) {
 		if err := json.Unmarshal(info.Payload, &pl); err != nil {
 			t.Fatal(err)
 		}
-		if pl.Run != "r1" || pl.Rule != "ci" {
-			t.Errorf("batch %s payload run %q rule %q, want r1 and ci", b.TaskID, pl.Run, pl.Rule)
+		if pl.Run != "r1" || pl.Rule != "ci" || !pl.DeleteInUse {
+			t.Errorf("batch %s payload run %q rule %q, delete_in_use %v; want r1, ci, true", b.TaskID, pl.Run, pl.Rule, pl.DeleteInUse)
 		}
 	}
 }

@@ -209,12 +209,8 @@ func (r *Runner) enqueue(ctx context.Context, rec Record, ids []modelid.ID) (Rec
 			}
 		}
 	}
-	req := enqueue.Request{Kind: rec.Kind, IDs: ids, Key: "run:" + rec.ID, Run: rec.ID, Rule: rec.Rule}
-	if !rec.Protection {
-		// Workers check every batch carrying a run against the services;
-		// this rule asked for no check. Its task IDs still name the run.
-		req.Run = ""
-	}
+	req := enqueue.Request{Kind: rec.Kind, IDs: ids, Key: "run:" + rec.ID, Run: rec.ID, Rule: rec.Rule,
+		DeleteInUse: !rec.Protection}
 	rc, err := r.prod.Enqueue(ctx, req)
 	if err != nil {
 		rec.Error = fmt.Sprintf("enqueue stopped after %d batches (they will run; the rest follows when the run is retried): %v", len(rc.Batches), err)

@@ -377,7 +377,7 @@ func (h *Handler) enqueueChildren(ctx context.Context, parent string, p Payload,
 	var ids []string
 	for i, c := range chunks {
 		id := ChildTaskID(parent, why, i)
-		task, err := NewBatchTask(Payload{Kind: p.Kind, IDs: c, Parent: parent, Split: why, Run: p.Run, Rule: p.Rule}, h.cfg.Options)
+		task, err := NewBatchTask(Payload{Kind: p.Kind, IDs: c, Parent: parent, Split: why, Run: p.Run, Rule: p.Rule, DeleteInUse: p.DeleteInUse}, h.cfg.Options)
 		if err != nil {
 			return nil, err
 		}

@@ -252,7 +252,7 @@ func (h *Handler) precheck(ctx context.Context, b *batch) (*Facts, error) {
 	if f.Paused, err = h.paused(ctx, b); err != nil || f.Paused {
 		return f, err
 	}
-	if b.p.Run != "" {
+	if b.p.Run != "" && !b.p.DeleteInUse {
 		if err := h.guard(ctx, b); err != nil || len(b.ids) == 0 {
 			if err == nil {
 				err = h.finish(ctx, b)

@@ -617,6 +617,18 @@ func TestHandlerProtectsRuleDeletions(t *testing.T) {
 	if err := b2.h.process(context.Background(), newBatch(t, ids(7), run), attempt{taskID: "t", maxRetry: 3}); err == nil || b2.acct.callCount() != 0 {
 		t.Errorf("unguarded rule batch: %v, %d calls; want an error and no call", err, b2.acct.callCount())
 	}
+	// protect_in_use: false deletes what a service uses, and still names the run.
+	b3 := setup(t, newAccount(ids(4, 5)...), func(c *HandlerConfig) { c.Guard = guard{modelid.IntID(5): "svc-prod"} })
+	inUse := func(p *Payload) { run(p); p.DeleteInUse = true }
+	if err := b3.h.process(context.Background(), newBatch(t, ids(4, 5), inUse), attempt{taskID: "t", maxRetry: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]ledger.State{ledger.StateDeleted, ledger.StateDeleted}, b3.states(t, ids(4, 5))); diff != "" {
+		t.Errorf("delete_in_use states (-want +got):\n%s", diff)
+	}
+	if r, _, _ := b3.ledger.Lookup(context.Background(), modelid.KindModel, modelid.IntID(5)); r.Run != "run-1" {
+		t.Errorf("delete_in_use record %+v, want its run", r)
+	}
 }
 
 func TestHandlerHoldsDuringAListing(t *testing.T) {

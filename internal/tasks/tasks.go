@@ -56,6 +56,9 @@ type Payload struct {
 	// IDs are checked for services using them right before the call.
 	Run  string `json:"run,omitempty"`
 	Rule string `json:"rule,omitempty"`
+	// DeleteInUse is set by a rule with protect_in_use: false: its run's
+	// IDs are deleted without the service check.
+	DeleteInUse bool `json:"delete_in_use,omitempty"`
 	// Rejected holds payloads the aggregator could not read; the handler
 	// dead-letters them so nothing is dropped silently.
 	Rejected []string `json:"rejected,omitempty"`
