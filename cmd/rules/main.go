@@ -30,6 +30,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
 
 	"github.com/qfpurge/qfpurge/internal/cli"
 	"github.com/qfpurge/qfpurge/internal/enqueue"
@@ -233,7 +235,7 @@ func planCmd(ctx context.Context, g globals, cmd string, args []string, getenv f
 		return cli.Usage(err)
 	}
 	runner := policy.NewRunner(rdb, policy.QianfanSource(qc), prod, policy.Config{Concurrency: g.concurrency,
-		Logger: quietSlog()})
+		Logger: quietSlog(), Progress: newProgress(stderr, time.Now)})
 	mode := policy.ModePreview
 	if cmd == "run" {
 		mode = policy.ModeRun
@@ -357,4 +359,30 @@ func who() string {
 	}
 	host, _ := os.Hostname()
 	return name + "@" + cmp.Or(host, "?")
+}
+
+// newProgress shows a plan's version detail reads on stderr: a bar on a
+// terminal, a line every 30 seconds otherwise (a plan can take minutes).
+func newProgress(stderr io.Writer, now func() time.Time) func(done, total int) {
+	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		var bar *progressbar.ProgressBar
+		return func(done, total int) {
+			if bar == nil {
+				bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(stderr),
+					progressbar.OptionSetDescription("reading version details"), progressbar.OptionShowCount(),
+					progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
+			}
+			_ = bar.Set(done)
+		}
+	}
+	var last time.Time
+	return func(done, total int) {
+		if total == 0 {
+			return
+		}
+		if t := now(); done == 0 || done == total || t.Sub(last) >= 30*time.Second {
+			last = t
+			fmt.Fprintf(stderr, "reading version details: %d of %d models\n", done, total)
+		}
+	}
 }

@@ -51,6 +51,9 @@ func (r rig) rules(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	err := run(context.Background(), append([]string{"--qps", "0"}, args...), func(k string) string { return r.env[k] }, &out, &errb)
+	if strings.Contains(strings.Join(args, " "), "--json") {
+		return out.String(), err // progress lines go to stderr; JSON alone to stdout
+	}
 	return out.String() + errb.String(), err
 }
 
@@ -227,4 +230,28 @@ func TestDocExamples(t *testing.T) {
 		}
 	}
 	t.Logf("%d examples, %d rules previewed", len(docs), previewed)
+}
+
+func TestProgressLines(t *testing.T) {
+	var buf bytes.Buffer
+	clock := time.Unix(0, 0)
+	p := newProgress(&buf, func() time.Time { return clock })
+	p(0, 100)
+	for i := 1; i <= 100; i++ {
+		clock = clock.Add(time.Second) // 100 s in all: lines at 30, 60 and 90 s
+		p(i, 100)
+	}
+	want := "reading version details: 0 of 100 models\n" +
+		"reading version details: 30 of 100 models\n" +
+		"reading version details: 60 of 100 models\n" +
+		"reading version details: 90 of 100 models\n" +
+		"reading version details: 100 of 100 models\n"
+	if buf.String() != want {
+		t.Errorf("progress lines:\n%s\nwant:\n%s", buf.String(), want)
+	}
+	buf.Reset()
+	p(0, 0) // a rule that needs no details says nothing
+	if buf.Len() != 0 {
+		t.Errorf("no details, yet: %q", buf.String())
+	}
 }

@@ -60,6 +60,10 @@ type PlanOptions struct {
 	// Concurrency is how many detail calls run at once (the client's QPS
 	// limiter paces them). Defaults to 4.
 	Concurrency int
+	// Progress, when set, is called once the inventory is read (done 0)
+	// and after each version detail read, with how many of total are done.
+	// Calls are serialised.
+	Progress func(done, total int)
 }
 
 // NewPlan computes what rule r does to the account now: it takes a
@@ -87,7 +91,12 @@ func NewPlan(ctx context.Context, src Source, r Rule, o PlanOptions) (Plan, erro
 			need = append(need, snap.Models[i].ID)
 		}
 	}
-	details, vanished, err := fetchDetails(ctx, src, need, o.Concurrency)
+	progress := o.Progress
+	if progress == nil {
+		progress = func(int, int) {}
+	}
+	progress(0, len(need))
+	details, vanished, err := fetchDetails(ctx, src, need, o.Concurrency, progress)
 	if err != nil {
 		return Plan{}, err
 	}
@@ -112,7 +121,7 @@ func NewPlan(ctx context.Context, src Source, r Rule, o PlanOptions) (Plan, erro
 
 // fetchDetails reads the versions of models with n calls at once; the
 // first failure stops the rest.
-func fetchDetails(ctx context.Context, src Source, models []string, n int) (map[string][]inventory.Version, map[string]bool, error) {
+func fetchDetails(ctx context.Context, src Source, models []string, n int, progress func(done, total int)) (map[string][]inventory.Version, map[string]bool, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -120,6 +129,7 @@ func fetchDetails(ctx context.Context, src Source, models []string, n int) (map[
 		details  = make(map[string][]inventory.Version, len(models))
 		vanished = map[string]bool{}
 		firstErr error
+		done     int
 		wg       sync.WaitGroup
 	)
 	next := make(chan string)
@@ -141,6 +151,10 @@ func fetchDetails(ctx context.Context, src Source, models []string, n int) (map[
 						vs = []inventory.Version{}
 					}
 					details[id] = vs
+				}
+				if err == nil || errors.Is(err, ErrModelGone) {
+					done++
+					progress(done, len(models))
 				}
 				mu.Unlock()
 			}

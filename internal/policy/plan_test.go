@@ -42,9 +42,15 @@ func TestNewPlanAsksOnlyWhatItNeeds(t *testing.T) {
 	snap, details := versionSnap()
 	src := &stubSource{snap: snap, details: details}
 	r := parseRule(t, modelid.KindVersion, "delete: {name: \"ci-*\", older_than: 30d}\nkeep: {newest: 3}\nlimit: {share: 100%}")
-	p, err := NewPlan(context.Background(), src, r, PlanOptions{Now: now})
+	var seen [][2]int
+	p, err := NewPlan(context.Background(), src, r, PlanOptions{Now: now, Progress: func(done, total int) {
+		seen = append(seen, [2]int{done, total})
+	}})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if want := [][2]int{{0, 2}, {1, 2}, {2, 2}}; !slices.Equal(seen, want) {
+		t.Errorf("progress %v, want %v", seen, want)
 	}
 	slices.Sort(src.asked)
 	if !slices.Equal(src.asked, []string{"am-ci", "am-whole"}) || p.Totals.DetailCalls != 2 {

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -41,6 +42,11 @@ type Config struct {
 	Observer Observer
 	// Now is the clock. Defaults to time.Now.
 	Now func() time.Time
+	// Progress, when set, sees a plan's version detail reads (see
+	// PlanOptions.Progress). Runs also log them every ProgressEvery.
+	Progress func(done, total int)
+	// ProgressEvery defaults to 30s.
+	ProgressEvery time.Duration
 }
 
 // Runner plans rules and runs them: every preview and run is recorded
@@ -161,7 +167,8 @@ func (r *Runner) Execute(ctx context.Context, rule Rule, o Options) (Record, *Pl
 		return rec, nil, err
 	}
 	log := r.log.With("run", rec.ID, "rule", rule.Name, "mode", rec.Mode)
-	plan, err := NewPlan(ctx, r.src, rule, PlanOptions{Now: r.cfg.Now(), Concurrency: r.cfg.Concurrency})
+	plan, err := NewPlan(ctx, r.src, rule, PlanOptions{Now: r.cfg.Now(), Concurrency: r.cfg.Concurrency,
+		Progress: r.progress(log)})
 	if err != nil {
 		rec.Error = "nothing deleted: " + err.Error()
 		if ctx.Err() == nil {
@@ -193,6 +200,30 @@ func (r *Runner) Execute(ctx context.Context, rule Rule, o Options) (Record, *Pl
 	}
 	rec, _, err = r.enqueue(ctx, rec, ids)
 	return rec, &plan, err
+}
+
+// progress reports a plan's detail reads to Config.Progress and to the
+// log, at most every ProgressEvery and once at the end.
+func (r *Runner) progress(log *slog.Logger) func(done, total int) {
+	every := cmp.Or(r.cfg.ProgressEvery, 30*time.Second)
+	var last time.Time
+	return func(done, total int) {
+		if r.cfg.Progress != nil {
+			r.cfg.Progress(done, total)
+		}
+		now := r.cfg.Now()
+		if done == 0 {
+			last = now
+			if total > 0 {
+				log.Info("rule run: inventory read; reading version details", "models", total)
+			}
+			return
+		}
+		if done == total || now.Sub(last) >= every {
+			last = now
+			log.Info("rule run: reading version details", "done", done, "total", total)
+		}
+	}
 }
 
 // enqueue hands the run's deletions to the producer: ids, or the recorded
