@@ -123,85 +123,96 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fmt.Fprintf(stdout, "machine: %s\n", machine())
 
 	t := &table{}
-	var burst *burstResult
-	if want("burst") || want("baseline") {
-		r, err := runBurst(ctx, env, sc)
-		if err != nil {
-			return fmt.Errorf("burst: %w", err)
+	for _, st := range steps(ctx, env, sc, *seed, want, stdout) {
+		if !slices.ContainsFunc(st.names, want) {
+			continue
 		}
-		burst = &r
-		if want("burst") {
-			r.rows(t)
+		if err := st.run(t); err != nil {
+			return fmt.Errorf("%s: %w", st.names[0], err)
 		}
-		fmt.Fprintln(stdout, "burst done")
-	}
-	if want("baseline") {
-		r, err := runBaselines(ctx, env, sc, burst.idsPerSec())
-		if err != nil {
-			return fmt.Errorf("baseline: %w", err)
-		}
-		r.rows(t)
-		fmt.Fprintln(stdout, "baselines done")
-	}
-	if want("bulk") || want("footprint") {
-		r, err := runBulk(ctx, env, sc)
-		if err != nil {
-			return fmt.Errorf("bulk: %w", err)
-		}
-		if want("bulk") {
-			r.rows(t)
-		}
-		if want("footprint") {
-			r.footprintRows(t)
-		}
-		fmt.Fprintln(stdout, "bulk done")
-	}
-	if want("trickle") {
-		r, err := runTrickle(ctx, env, sc)
-		if err != nil {
-			return fmt.Errorf("trickle: %w", err)
-		}
-		r.rows(t)
-		fmt.Fprintln(stdout, "trickle done")
-	}
-	if want("chaos") {
-		r, err := runChaos(ctx, env, chaosConfig{
-			IDs: sc.ChaosIDs, Invalid: sc.ChaosInvalid, Kills: sc.ChaosKills, Seed: *seed,
-			QPS: 50, Producers: sc.Producers, KillWithin: 6 * time.Second, Timeout: 8 * time.Minute, Log: stdout,
-		})
-		if err != nil {
-			return fmt.Errorf("chaos: %w", err)
-		}
-		r.rows(t)
-		fmt.Fprintln(stdout, "chaos done")
-	}
-	if want("v2") {
-		r, err := runV2Drain(ctx, env, sc.V2IDs)
-		if err != nil {
-			return fmt.Errorf("v2: %w", err)
-		}
-		r.rows(t)
-		fmt.Fprintln(stdout, "v2 done")
-	}
-	if want("switch") {
-		r, err := runSwitch(ctx, env, switchConfig{IDs: sc.V2IDs, Invalid: 5, V1Calls: 20, Seed: *seed})
-		if err != nil {
-			return fmt.Errorf("switch: %w", err)
-		}
-		r.rows(t)
-		fmt.Fprintln(stdout, "switch done")
-	}
-	if want("plan") {
-		r, err := runPlan(ctx, env, sc)
-		if err != nil {
-			return fmt.Errorf("plan: %w", err)
-		}
-		r.rows(t)
-		fmt.Fprintln(stdout, "plan done")
+		fmt.Fprintln(stdout, st.names[0], "done")
 	}
 	fmt.Fprintln(stdout)
 	t.print(stdout)
 	return nil
+}
+
+// step runs when any of its scenarios is wanted, adding its rows.
+type step struct {
+	names []string
+	run   func(t *table) error
+}
+
+// steps lists the scenarios in the order they run; baseline reuses the
+// burst's drain rate, footprint the bulk run.
+func steps(ctx context.Context, env *env, sc scale, seed uint64, want func(string) bool, stdout io.Writer) []step {
+	var burst burstResult
+	return []step{
+		{[]string{"burst", "baseline"}, func(t *table) (err error) {
+			if burst, err = runBurst(ctx, env, sc); err == nil && want("burst") {
+				burst.rows(t)
+			}
+			return err
+		}},
+		{[]string{"baseline"}, func(t *table) error {
+			r, err := runBaselines(ctx, env, sc, burst.idsPerSec())
+			if err == nil {
+				r.rows(t)
+			}
+			return err
+		}},
+		{[]string{"bulk", "footprint"}, func(t *table) error {
+			r, err := runBulk(ctx, env, sc)
+			if err != nil {
+				return err
+			}
+			if want("bulk") {
+				r.rows(t)
+			}
+			if want("footprint") {
+				r.footprintRows(t)
+			}
+			return nil
+		}},
+		{[]string{"trickle"}, func(t *table) error {
+			r, err := runTrickle(ctx, env, sc)
+			if err == nil {
+				r.rows(t)
+			}
+			return err
+		}},
+		{[]string{"chaos"}, func(t *table) error {
+			r, err := runChaos(ctx, env, chaosConfig{
+				IDs: sc.ChaosIDs, Invalid: sc.ChaosInvalid, Kills: sc.ChaosKills, Seed: seed,
+				QPS: 50, Producers: sc.Producers, KillWithin: 6 * time.Second, Timeout: 8 * time.Minute, Log: stdout,
+			})
+			if err == nil {
+				r.rows(t)
+			}
+			return err
+		}},
+		{[]string{"v2"}, func(t *table) error {
+			r, err := runV2Drain(ctx, env, sc.V2IDs)
+			if err == nil {
+				r.rows(t)
+			}
+			return err
+		}},
+		{[]string{"switch"}, func(t *table) error {
+			r, err := runSwitch(ctx, env, switchConfig{IDs: sc.V2IDs, Invalid: 5, V1Calls: 20, Seed: seed})
+			if err == nil {
+				r.rows(t)
+			}
+			return err
+		}},
+		{[]string{"plan"}, func(t *table) error {
+			r, err := runPlan(ctx, env, sc)
+			if err == nil {
+				r.rows(t)
+			}
+			return err
+		}},
+	}
 }
 
 // signalContext is done on SIGINT or SIGTERM.

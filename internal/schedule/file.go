@@ -215,32 +215,8 @@ func (p *parser) entry(n *yaml.Node) (Entry, bool) {
 		return e, false
 	}
 	before := len(p.errs)
-	fields := map[string]*yaml.Node{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		if !entryFields[k.Value] {
-			p.add(k.Line, "unknown field %q (want name, cron, timezone, kind, ids, file or string; or delete, keep, protect_in_use and limit for a rule)", k.Value)
-			continue
-		}
-		if _, dup := fields[k.Value]; dup {
-			p.add(k.Line, "field %q given twice", k.Value)
-			continue
-		}
-		fields[k.Value] = v
-	}
-	str := func(key string) (string, *yaml.Node) {
-		v := fields[key]
-		if v == nil {
-			return "", nil
-		}
-		if v.Kind != yaml.ScalarNode {
-			p.add(v.Line, "%s must be a single value", key)
-			return "", v
-		}
-		return strings.TrimSpace(v.Value), v
-	}
-
-	name, nn := str("name")
+	f := p.fields(n)
+	name, nn := f.str("name")
 	switch {
 	case nn == nil:
 		p.add(n.Line, "entry has no name")
@@ -252,8 +228,7 @@ func (p *parser) entry(n *yaml.Node) (Entry, bool) {
 	if name != "" {
 		where = fmt.Sprintf("entry %q", name)
 	}
-
-	kind, kn := str("kind")
+	kind, kn := f.str("kind")
 	if kn == nil {
 		p.add(n.Line, "%s has no kind (want model or version)", where)
 	} else if k, err := modelid.ParseKind(kind); err != nil {
@@ -261,11 +236,55 @@ func (p *parser) entry(n *yaml.Node) (Entry, bool) {
 	} else {
 		e.Kind = k
 	}
+	p.when(&e, f, where)
+	p.what(&e, f, where)
+	return e, len(p.errs) == before
+}
 
-	tz, tzn := str("timezone")
-	spec, cn := str("cron")
+// fields are one entry's fields by name.
+type fields struct {
+	p     *parser
+	line  int
+	nodes map[string]*yaml.Node
+}
+
+// fields reads an entry's mapping, reporting unknown and repeated fields.
+func (p *parser) fields(n *yaml.Node) fields {
+	f := fields{p: p, line: n.Line, nodes: map[string]*yaml.Node{}}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if !entryFields[k.Value] {
+			p.add(k.Line, "unknown field %q (want name, cron, timezone, kind, ids, file or string; or delete, keep, protect_in_use and limit for a rule)", k.Value)
+			continue
+		}
+		if _, dup := f.nodes[k.Value]; dup {
+			p.add(k.Line, "field %q given twice", k.Value)
+			continue
+		}
+		f.nodes[k.Value] = v
+	}
+	return f
+}
+
+// str returns a scalar field's trimmed value and its node (nil if absent).
+func (f fields) str(key string) (string, *yaml.Node) {
+	v := f.nodes[key]
+	if v == nil {
+		return "", nil
+	}
+	if v.Kind != yaml.ScalarNode {
+		f.p.add(v.Line, "%s must be a single value", key)
+		return "", v
+	}
+	return strings.TrimSpace(v.Value), v
+}
+
+// when reads the cron spec and the time zone.
+func (p *parser) when(e *Entry, f fields, where string) {
+	tz, tzn := f.str("timezone")
+	spec, cn := f.str("cron")
 	if cn == nil {
-		p.add(n.Line, "%s has no cron spec", where)
+		p.add(f.line, "%s has no cron spec", where)
 	} else {
 		if prefix, rest, ok := cutTZ(spec); ok {
 			if tzn != nil && tz != prefix {
@@ -289,48 +308,50 @@ func (p *parser) entry(n *yaml.Node) (Entry, bool) {
 			p.add(cn.Line, "%s: bad cron %q: %v (want 5 fields: minute hour day-of-month month day-of-week, or @hourly, @daily, @every 1h ...)", where, e.Cron, err)
 		}
 	}
+}
 
-	idsNode, fileNode, ruleNode := fields["ids"], fields["file"], fields["delete"]
+// what reads what the entry deletes: inline ids, a file, or a rule.
+func (p *parser) what(e *Entry, f fields, where string) {
+	idsNode, fileNode, ruleNode := f.nodes["ids"], f.nodes["file"], f.nodes["delete"]
 	switch {
 	case idsNode == nil && fileNode == nil && ruleNode == nil:
-		p.add(n.Line, "%s has no ids, file or delete rule", where)
+		p.add(f.line, "%s has no ids, file or delete rule", where)
 	case idsNode != nil && fileNode != nil:
 		p.add(fileNode.Line, "%s has both ids and file: choose one", where)
 	case ruleNode != nil && (idsNode != nil || fileNode != nil):
 		p.add(ruleNode.Line, "%s has both a delete rule and fixed IDs: choose one", where)
 	case ruleNode != nil:
 		if e.Kind != "" {
-			e.Rule = p.rule(e.Name, e.Kind, n.Line, fields)
+			e.Rule = p.rule(e.Name, e.Kind, f.line, f.nodes)
 		}
 	case idsNode != nil:
 		e.IDs = p.inlineIDs(idsNode, where, e.Kind)
 	default:
-		f, _ := str("file")
-		if f == "" {
+		file, _ := f.str("file")
+		if file == "" {
 			p.add(fileNode.Line, "%s: empty file", where)
 		} else {
-			if !filepath.IsAbs(f) && p.file != "" {
-				f = filepath.Join(filepath.Dir(p.file), f)
+			if !filepath.IsAbs(file) && p.file != "" {
+				file = filepath.Join(filepath.Dir(p.file), file)
 			}
-			e.File = f
+			e.File = file
 		}
 	}
 	if ruleNode == nil {
-		for _, f := range policy.Fields[1:] {
-			if v := fields[f]; v != nil {
-				p.add(v.Line, "%s: %s only applies to a rule entry (one with delete:)", where, f)
+		for _, name := range policy.Fields[1:] {
+			if v := f.nodes[name]; v != nil {
+				p.add(v.Line, "%s: %s only applies to a rule entry (one with delete:)", where, name)
 			}
 		}
 	}
 	// string: true once read a file's bare numbers as string IDs; Qianfan's
 	// string IDs are told by their am-/amv- form now, so it would only turn
 	// every int ID of the file into an error at run time.
-	if s, sn := str("string"); sn != nil {
+	if s, sn := f.str("string"); sn != nil {
 		if b, err := strconv.ParseBool(s); err != nil || sn.Tag != "!!bool" || b {
 			p.add(sn.Line, "%s: string: is no longer used: a bare number is an int ID and string IDs are told by their am- or amv- prefix; remove it", where)
 		}
 	}
-	return e, len(p.errs) == before
 }
 
 // rule reads a rule entry's rule (see policy.FromYAML).

@@ -120,6 +120,9 @@ type tickStat struct{ triggers, ran int }
 // scheduler and a worker each, on one real Redis) run the same schedule; each
 // tick has three triggers and is enqueued once.
 func TestReplicasEnqueueOncePerTick(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for several ticks; runs without -short")
+	}
 	srv := redistest.Start(t)
 	path := filepath.Join(t.TempDir(), "schedule.yaml")
 	writeFile(t, path, `schedules:
