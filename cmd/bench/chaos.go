@@ -157,51 +157,14 @@ func runChaos(ctx context.Context, e *env, c chaosConfig) (chaosResult, error) {
 	t0 := time.Now()
 	enq := make(chan error, 1)
 	go func() { enq <- enqueueSingles(ctx, e.rdb, all, c.Producers) }()
-	// SIGKILL the worker at random moments and restart it at once.
-	for k := range c.Kills {
-		wait := 500*time.Millisecond + time.Duration(rng.Int64N(int64(max(c.KillWithin-500*time.Millisecond, time.Millisecond))))
-		if err := sleepUntil(ctx, time.Now().Add(wait)); err != nil {
-			return r, err
-		}
-		// Then at the next moment a batch is running (bounded), so the kill
-		// hits the pipeline at work, not an idle worker.
-		_ = waitFor(ctx, 10*time.Second, 5*time.Millisecond, func() (bool, error) {
-			q, err := insp.GetQueueInfo(asynqlayout.Queue)
-			return err == nil && q.Active > 0, nil
-		})
-		if err := w.exited(); err != nil {
-			return r, err
-		}
-		w.Kill()
-		r.Kills = append(r.Kills, time.Since(t0))
-		fmt.Fprintf(c.Log, "chaos: SIGKILL %d of %d at %.1f s\n", k+1, c.Kills, time.Since(t0).Seconds())
-		if w, err = e.startWorker("chaos-worker", f, wc); err != nil {
-			return r, err
-		}
-		r.Restarts++
+	if w, err = r.kill(ctx, e, f, w, wc, insp, t0, rng); err != nil {
+		return r, err
 	}
 	if err := <-enq; err != nil {
 		return r, err
 	}
 
-	done := func() (bool, error) {
-		if err := w.exited(); err != nil {
-			return false, err
-		}
-		if !queueEmpty(insp, asynqlayout.Queue) {
-			return false, nil
-		}
-		states, err := ledgerStates(ctx, e.rdb, all)
-		if err != nil {
-			return false, err
-		}
-		for _, s := range states {
-			if s == "" {
-				return false, nil
-			}
-		}
-		return true, nil
-	}
+	done := func() (bool, error) { return settled(ctx, e.rdb, insp, w, all) }
 	werr := waitFor(ctx, c.Timeout-time.Since(t0), 500*time.Millisecond, done)
 	if ctx.Err() != nil {
 		return r, ctx.Err()
@@ -212,6 +175,58 @@ func runChaos(ctx context.Context, e *env, c chaosConfig) (chaosResult, error) {
 		fmt.Fprintf(c.Log, "chaos: not finished: %v\n", werr)
 	}
 	return r, r.collect(ctx, e.rdb, f, valid, invalid)
+}
+
+// kill SIGKILLs the worker c.Kills times at random moments, each at the
+// next instant a batch runs, restarting it at once; it returns the worker
+// that runs now.
+func (r *chaosResult) kill(ctx context.Context, e *env, f *fake, w *proc, wc workerConfig, insp *asynq.Inspector,
+	t0 time.Time, rng *rand.Rand) (*proc, error) {
+	c := r.Cfg
+	for k := range c.Kills {
+		wait := 500*time.Millisecond + time.Duration(rng.Int64N(int64(max(c.KillWithin-500*time.Millisecond, time.Millisecond))))
+		if err := sleepUntil(ctx, time.Now().Add(wait)); err != nil {
+			return w, err
+		}
+		// At a moment a batch runs (bounded), so the kill hits the
+		// pipeline at work, not an idle worker.
+		_ = waitFor(ctx, 10*time.Second, 5*time.Millisecond, func() (bool, error) {
+			q, err := insp.GetQueueInfo(asynqlayout.Queue)
+			return err == nil && q.Active > 0, nil
+		})
+		if err := w.exited(); err != nil {
+			return w, err
+		}
+		w.Kill()
+		r.Kills = append(r.Kills, time.Since(t0))
+		fmt.Fprintf(c.Log, "chaos: SIGKILL %d of %d at %.1f s\n", k+1, c.Kills, time.Since(t0).Seconds())
+		var err error
+		if w, err = e.startWorker("chaos-worker", f, wc); err != nil {
+			return w, err
+		}
+		r.Restarts++
+	}
+	return w, nil
+}
+
+// settled reports whether the queue is empty and every ID has an end state.
+func settled(ctx context.Context, rdb *redis.Client, insp *asynq.Inspector, w *proc, all []modelid.ID) (bool, error) {
+	if err := w.exited(); err != nil {
+		return false, err
+	}
+	if !queueEmpty(insp, asynqlayout.Queue) {
+		return false, nil
+	}
+	states, err := ledgerStates(ctx, rdb, all)
+	if err != nil {
+		return false, err
+	}
+	for _, s := range states {
+		if s == "" {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // collect fills the counts from the fake's per-ID delete counts, the ledger

@@ -33,7 +33,7 @@ type env struct {
 	log      io.Writer
 	self     string // this binary, for the child roles
 	worker   string // built cmd/worker
-	enqueue  string // built cmd/enqueue, "" when the command is not in the tree
+	enqueue  string // built cmd/enqueue, when the bulk scenario runs
 	rules    string // built cmd/rules, for the plan scenario
 	addrFlag []string
 	// batchWait is given to every worker as --batch-wait.
@@ -68,7 +68,7 @@ func newEnv(ctx context.Context, log io.Writer, keep, withEnqueue, withRules boo
 	if err := goBuild(ctx, root, e.worker, "./cmd/worker"); err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(filepath.Join(root, "cmd", "enqueue", "main.go")); err == nil && withEnqueue {
+	if withEnqueue {
 		e.enqueue = filepath.Join(dir, "enqueue")
 		if err := goBuild(ctx, root, e.enqueue, "./cmd/enqueue"); err != nil {
 			return nil, err

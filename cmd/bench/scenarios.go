@@ -199,119 +199,112 @@ type baselineResult struct {
 func runBaselines(ctx context.Context, e *env, sc scale, ours float64) (baselineResult, error) {
 	r := baselineResult{Ours: ours, Window: sc.Window}
 	ids := burstIDs(sc.BurstIDs, "base")
-
-	// Naive: one task and one call per ID.
-	if err := e.reset(ctx); err != nil {
-		return r, err
-	}
-	f, err := e.startFake(ctx, "naive-fake", fakeConfig{QPS: burstQPS, Latency: fakeLatency})
-	if err != nil {
-		return r, err
-	}
-	w, err := e.start("naive-worker", []string{roleEnv + "=" + roleNaive}, nil, e.self,
-		"-redis-url", e.redis.URL(), "-base-url", f.URL, "-qps", strconv.Itoa(burstQPS), "-concurrency", strconv.Itoa(concurrency))
-	if err != nil {
-		f.Kill()
-		return r, err
-	}
-	err = func() error {
-		defer f.Kill()
-		defer w.Stop(10 * time.Second)
-		if err := waitWorkerUp(ctx, e, w); err != nil {
-			return err
-		}
-		c := asynq.NewClientFromRedisClient(e.rdb)
-		t0 := time.Now()
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		var failed atomic.Pointer[error]
-		for range sc.Producers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					i := int(next.Add(1) - 1)
-					if i >= len(ids) || ctx.Err() != nil || time.Since(t0) > sc.Window {
-						return
-					}
-					b, _ := json.Marshal(naivePayload{ID: ids[i]})
-					if _, err := c.EnqueueContext(ctx, asynq.NewTask(naiveType, b, asynq.Queue(naiveQueue))); err != nil {
-						failed.Store(&err)
-						return
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		if p := failed.Load(); p != nil {
-			return *p
-		}
-		if err := sleepUntil(ctx, t0.Add(sc.Window)); err != nil {
-			return err
-		}
-		st, err := f.Stats(ctx)
-		if err != nil {
-			return err
-		}
-		r.NaiveDeleted, r.NaiveRejected = st.IDsDeleted, st.Calls["18"]
-		return nil
-	}()
+	err := withWorker(ctx, e, "naive", []string{roleEnv + "=" + roleNaive}, nil, func(f *fake, _ *proc) error {
+		return runNaive(ctx, e, sc, ids, f, &r)
+	})
 	if err != nil {
 		return r, fmt.Errorf("naive: %w", err)
 	}
-
-	// This pipeline with Asynq's default group settings.
-	if err := e.reset(ctx); err != nil {
-		return r, err
-	}
-	f, err = e.startFake(ctx, "defaults-fake", fakeConfig{QPS: burstQPS, Latency: fakeLatency})
-	if err != nil {
-		return r, err
-	}
-	w, err = e.start("defaults-worker", []string{roleEnv + "=" + roleDefaults}, nil, e.self,
-		"-redis-url", e.redis.URL(), "-base-url", f.URL, "-qps", strconv.Itoa(burstQPS),
-		"-concurrency", strconv.Itoa(concurrency), "-batch-size", strconv.Itoa(batchSize))
-	if err != nil {
-		f.Kill()
-		return r, err
-	}
-	err = func() error {
-		defer f.Kill()
-		defer w.Stop(10 * time.Second)
-		if err := waitWorkerUp(ctx, e, w); err != nil {
-			return err
-		}
-		t0 := time.Now()
-		if err := enqueueSingles(ctx, e.rdb, ids, sc.Producers); err != nil {
-			return err
-		}
-		if err := sleepUntil(ctx, t0.Add(sc.Window)); err != nil {
-			return err
-		}
-		st, err := f.Stats(ctx)
-		if err != nil {
-			return err
-		}
-		r.DefaultsDeleted = st.IDsDeleted
-		// Then let it finish, bounded, to show when it would have.
-		_ = waitDeleted(ctx, f, len(ids), 3*time.Minute, w)
-		st, err = f.Stats(ctx)
-		if err != nil {
-			return err
-		}
-		r.DefaultsDrainedIDs = st.IDsDeleted
-		if last, err := lastEventTime(ctx, e.rdb); err == nil && !last.IsZero() {
-			r.DefaultsDrain = last.Sub(t0)
-		}
-		if first, err := e.rdb.XRangeN(ctx, ledger.EventStream, "-", "+", 1).Result(); err == nil && len(first) > 0 {
-			r.DefaultsFirstDelete = streamTime(first[0].ID).Sub(t0)
-		}
-		return nil
-	}()
+	extra := []string{"-batch-size", strconv.Itoa(batchSize)}
+	err = withWorker(ctx, e, "defaults", []string{roleEnv + "=" + roleDefaults}, extra, func(f *fake, w *proc) error {
+		return runDefaults(ctx, e, sc, ids, f, w, &r)
+	})
 	if err != nil {
 		return r, fmt.Errorf("asynq defaults: %w", err)
 	}
 	return r, nil
+}
+
+// withWorker runs fn against a fresh fake at the burst's cap and one
+// baseline worker (the bench binary in a role), stopping both after.
+func withWorker(ctx context.Context, e *env, name string, environ, extra []string, fn func(*fake, *proc) error) error {
+	if err := e.reset(ctx); err != nil {
+		return err
+	}
+	f, err := e.startFake(ctx, name+"-fake", fakeConfig{QPS: burstQPS, Latency: fakeLatency})
+	if err != nil {
+		return err
+	}
+	defer f.Kill()
+	args := append([]string{"-redis-url", e.redis.URL(), "-base-url", f.URL, "-qps", strconv.Itoa(burstQPS),
+		"-concurrency", strconv.Itoa(concurrency)}, extra...)
+	w, err := e.start(name+"-worker", environ, nil, e.self, args...)
+	if err != nil {
+		return err
+	}
+	defer w.Stop(10 * time.Second)
+	if err := waitWorkerUp(ctx, e, w); err != nil {
+		return err
+	}
+	return fn(f, w)
+}
+
+// runNaive enqueues one task per ID for the window and counts what the
+// naive worker deleted in it.
+func runNaive(ctx context.Context, e *env, sc scale, ids []modelid.ID, f *fake, r *baselineResult) error {
+	c := asynq.NewClientFromRedisClient(e.rdb)
+	t0 := time.Now()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var failed atomic.Pointer[error]
+	for range sc.Producers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(ids) || ctx.Err() != nil || time.Since(t0) > sc.Window {
+					return
+				}
+				b, _ := json.Marshal(naivePayload{ID: ids[i]})
+				if _, err := c.EnqueueContext(ctx, asynq.NewTask(naiveType, b, asynq.Queue(naiveQueue))); err != nil {
+					failed.Store(&err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if p := failed.Load(); p != nil {
+		return *p
+	}
+	if err := sleepUntil(ctx, t0.Add(sc.Window)); err != nil {
+		return err
+	}
+	st, err := f.Stats(ctx)
+	if err != nil {
+		return err
+	}
+	r.NaiveDeleted, r.NaiveRejected = st.IDsDeleted, st.Calls["18"]
+	return nil
+}
+
+// runDefaults enqueues the burst for the pipeline with Asynq's default
+// group settings, counts the window, then lets it finish (bounded) to
+// show when it would have.
+func runDefaults(ctx context.Context, e *env, sc scale, ids []modelid.ID, f *fake, w *proc, r *baselineResult) error {
+	t0 := time.Now()
+	if err := enqueueSingles(ctx, e.rdb, ids, sc.Producers); err != nil {
+		return err
+	}
+	if err := sleepUntil(ctx, t0.Add(sc.Window)); err != nil {
+		return err
+	}
+	st, err := f.Stats(ctx)
+	if err != nil {
+		return err
+	}
+	r.DefaultsDeleted = st.IDsDeleted
+	_ = waitDeleted(ctx, f, len(ids), 3*time.Minute, w)
+	if st, err = f.Stats(ctx); err != nil {
+		return err
+	}
+	r.DefaultsDrainedIDs = st.IDsDeleted
+	if last, err := lastEventTime(ctx, e.rdb); err == nil && !last.IsZero() {
+		r.DefaultsDrain = last.Sub(t0)
+	}
+	if first, err := e.rdb.XRangeN(ctx, ledger.EventStream, "-", "+", 1).Result(); err == nil && len(first) > 0 {
+		r.DefaultsFirstDelete = streamTime(first[0].ID).Sub(t0)
+	}
+	return nil
 }
 
 func (r baselineResult) rows(t *table) {
@@ -378,40 +371,9 @@ func runBulk(ctx context.Context, e *env, sc scale) (bulkResult, error) {
 	if r.MemBefore, err = usedMemory(ctx, e.rdb); err != nil {
 		return r, err
 	}
-	if e.enqueue != "" {
-		r.Via = "cmd/enqueue -f FILE --json"
-		cmd := exec.CommandContext(ctx, e.enqueue, "-f", file, "--json", "--batch-size", strconv.Itoa(batchSize),
-			"--redis-url", e.redis.URL(), "--progress", "never")
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		t0 := time.Now()
-		err := cmd.Run()
-		r.EnqueueFor = time.Since(t0)
-		if err != nil {
-			return r, fmt.Errorf("cmd/enqueue: %w: %s", err, errb.String())
-		}
-		var rc producer.Receipt
-		if err := json.Unmarshal(out.Bytes(), &rc); err != nil {
-			return r, fmt.Errorf("cmd/enqueue --json output: %w", err)
-		}
-		r.Tasks = len(rc.Batches)
-	} else {
-		r.Via = "producer package (cmd/enqueue not in the tree)"
-		p, err := producer.New(e.rdb, producer.Config{BatchSize: batchSize})
-		if err != nil {
-			return r, err
-		}
-		t0 := time.Now()
-		ids, err := producer.ParseIDs(bytes.NewReader(b.Bytes()), producer.KindModel)
-		if err != nil {
-			return r, err
-		}
-		rc, err := p.Enqueue(ctx, producer.Request{Kind: producer.KindModel, IDs: ids})
-		r.EnqueueFor = time.Since(t0)
-		if err != nil {
-			return r, err
-		}
-		r.Tasks = len(rc.Batches)
+	r.Via = "cmd/enqueue -f FILE --json"
+	if r.EnqueueFor, r.Tasks, err = enqueueFile(ctx, e, file); err != nil {
+		return r, err
 	}
 	if r.MemAfter, err = usedMemory(ctx, e.rdb); err != nil {
 		return r, err
@@ -443,6 +405,26 @@ func runBulk(ctx context.Context, e *env, sc scale) (bulkResult, error) {
 	r.Calls, r.Rejected = sum(st.Calls), st.Calls["18"]
 	r.PeakRSS = w.peakRSS()
 	return r, nil
+}
+
+// enqueueFile runs cmd/enqueue on file, timing it from process start to
+// exit, and counts the tasks its receipt lists.
+func enqueueFile(ctx context.Context, e *env, file string) (time.Duration, int, error) {
+	cmd := exec.CommandContext(ctx, e.enqueue, "-f", file, "--json", "--batch-size", strconv.Itoa(batchSize),
+		"--redis-url", e.redis.URL(), "--progress", "never")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	t0 := time.Now()
+	err := cmd.Run()
+	took := time.Since(t0)
+	if err != nil {
+		return took, 0, fmt.Errorf("cmd/enqueue: %w: %s", err, errb.String())
+	}
+	var rc producer.Receipt
+	if err := json.Unmarshal(out.Bytes(), &rc); err != nil {
+		return took, 0, fmt.Errorf("cmd/enqueue --json output: %w", err)
+	}
+	return took, len(rc.Batches), nil
 }
 
 func (r bulkResult) rows(t *table) {

@@ -191,51 +191,15 @@ func planCmd(ctx context.Context, g globals, cmd string, args []string, getenv f
 	if len(pos) != 1 {
 		return cli.Usagef("%s takes one rule name", cmd)
 	}
-	entries, err := loadRules(g)
+	rule, err := findRule(g, pos[0])
 	if err != nil {
 		return err
 	}
-	var rule *policy.Rule
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name)
-		if e.Name == pos[0] {
-			rule = e.Rule
-		}
-	}
-	if rule == nil {
-		return cli.Usagef("no rule entry named %q in %s (rule entries: %s)", pos[0], g.schedule, cmp.Or(strings.Join(names, ", "), "none"))
-	}
-	ak, sk := getenv("QIANFAN_ACCESS_KEY"), getenv("QIANFAN_SECRET_KEY")
-	if ak == "" || sk == "" {
-		return cli.Usagef("QIANFAN_ACCESS_KEY and QIANFAN_SECRET_KEY must be set")
-	}
-	if g.qps < 0 || g.batchSize < 1 || g.concurrency < 1 {
-		return cli.Usagef("--qps must not be negative, --batch-size and --concurrency must be at least 1")
-	}
-	rdb, err := connect(ctx, g.redisURL)
+	runner, closeRedis, err := newRunner(ctx, g, getenv, stderr)
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
-	opts := []qianfan.Option{qianfan.WithBaseURL(g.baseURL)}
-	if g.qps > 0 {
-		l, err := fleetlimit.New(rdb, fleetlimit.Config{QPS: g.qps, Key: fleetlimit.Key(g.baseURL, ak)})
-		if err != nil {
-			return err
-		}
-		opts = append(opts, qianfan.WithLimiter(l))
-	}
-	qc, err := qianfan.New(qianfan.Credentials{AccessKey: ak, SecretKey: sk}, opts...)
-	if err != nil {
-		return cli.Usage(err)
-	}
-	prod, err := enqueue.New(rdb, enqueue.Config{BatchSize: g.batchSize})
-	if err != nil {
-		return cli.Usage(err)
-	}
-	runner := policy.NewRunner(rdb, policy.QianfanSource(qc), prod, policy.Config{Concurrency: g.concurrency,
-		Logger: quietSlog(), Progress: newProgress(stderr, time.Now)})
+	defer closeRedis()
 	mode := policy.ModePreview
 	if cmd == "run" {
 		mode = policy.ModeRun
@@ -261,6 +225,57 @@ func planCmd(ctx context.Context, g globals, cmd string, args []string, getenv f
 		return fmt.Errorf("run %s blocked: %s; nothing deleted (--override-limit runs it anyway, once)", rec.ID, rec.Blocked)
 	}
 	return nil
+}
+
+// findRule finds a rule entry of the schedule file by name.
+func findRule(g globals, name string) (*policy.Rule, error) {
+	entries, err := loadRules(g)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name)
+		if e.Name == name {
+			return e.Rule, nil
+		}
+	}
+	return nil, cli.Usagef("no rule entry named %q in %s (rule entries: %s)", name, g.schedule, cmp.Or(strings.Join(names, ", "), "none"))
+}
+
+// newRunner opens Redis and a Qianfan client under the fleet's QPS budget.
+func newRunner(ctx context.Context, g globals, getenv func(string) string, stderr io.Writer) (*policy.Runner, func(), error) {
+	ak, sk := getenv("QIANFAN_ACCESS_KEY"), getenv("QIANFAN_SECRET_KEY")
+	if ak == "" || sk == "" {
+		return nil, nil, cli.Usagef("QIANFAN_ACCESS_KEY and QIANFAN_SECRET_KEY must be set")
+	}
+	if g.qps < 0 || g.batchSize < 1 || g.concurrency < 1 {
+		return nil, nil, cli.Usagef("--qps must not be negative, --batch-size and --concurrency must be at least 1")
+	}
+	rdb, err := connect(ctx, g.redisURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	fail := func(err error) (*policy.Runner, func(), error) { rdb.Close(); return nil, nil, err }
+	opts := []qianfan.Option{qianfan.WithBaseURL(g.baseURL)}
+	if g.qps > 0 {
+		l, err := fleetlimit.New(rdb, fleetlimit.Config{QPS: g.qps, Key: fleetlimit.Key(g.baseURL, ak)})
+		if err != nil {
+			return fail(err)
+		}
+		opts = append(opts, qianfan.WithLimiter(l))
+	}
+	qc, err := qianfan.New(qianfan.Credentials{AccessKey: ak, SecretKey: sk}, opts...)
+	if err != nil {
+		return fail(cli.Usage(err))
+	}
+	prod, err := enqueue.New(rdb, enqueue.Config{BatchSize: g.batchSize})
+	if err != nil {
+		return fail(cli.Usage(err))
+	}
+	runner := policy.NewRunner(rdb, policy.QianfanSource(qc), prod, policy.Config{Concurrency: g.concurrency,
+		Logger: quietSlog(), Progress: newProgress(stderr, time.Now)})
+	return runner, func() { rdb.Close() }, nil
 }
 
 // summarize drops the items of a plan when only totals are wanted.

@@ -1,4 +1,4 @@
-// Package policy is qfpurge's rule-driven purges. A Rule selects models or
+// Package policy plans and runs retention rules, qfpurge's rule-driven purges. A Rule selects models or
 // model versions from the account's inventory (by name, type, age and, for
 // versions, rank within their model), may keep some of them (keep wins over
 // delete), never deletes what a custom service uses unless told to, and
