@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# qfpurge: static binaries for worker, enqueue, dlq, rules and fakeqianfan in a
+# qfpurge: static binaries for worker, enqueue, dlq, rules, pause and fakeqianfan in a
 # distroless image that runs as a non-root user. No secrets are baked in:
 # credentials come from the environment at run time (see .env.example).
 
@@ -9,7 +9,7 @@ ENV CGO_ENABLED=0
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN go build -trimpath -ldflags="-s -w" -o /out/ ./cmd/worker ./cmd/enqueue ./cmd/dlq ./cmd/rules ./cmd/fakeqianfan
+RUN go build -trimpath -ldflags="-s -w" -o /out/ ./cmd/worker ./cmd/enqueue ./cmd/dlq ./cmd/rules ./cmd/pause ./cmd/fakeqianfan
 
 # distroless/static: CA certificates (Qianfan is HTTPS), tzdata, /etc/passwd
 # with the nonroot user (65532), no shell. The worker also embeds tzdata.

@@ -72,7 +72,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
 	switch cmd {
 	case "status", "lift":
-		if len(rest) > 0 {
+		// Flags may follow the command too: pause status --json.
+		if err := fs.Parse(rest); err != nil {
+			return cli.Usage(err)
+		}
+		if rest = fs.Args(); len(rest) > 0 {
 			return cli.Usagef("%s takes no arguments", cmd)
 		}
 	case "set":

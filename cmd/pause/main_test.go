@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"context"
 	"strings"
 	"testing"
@@ -36,6 +37,13 @@ func TestPauseCommands(t *testing.T) {
 	}
 	if out, code := do("status"); code != 0 || !strings.Contains(out, "paused since") || !strings.Contains(out, "Baidu maintenance") {
 		t.Errorf("status = %d %q; want paused with the reason", code, out)
+	}
+	for _, args := range [][]string{{"status", "--json"}, {"--json", "status"}} {
+		out, code := do(args...)
+		var got pause.Status
+		if code != 0 || json.Unmarshal([]byte(out), &got) != nil || got.State != pause.Paused || !strings.Contains(got.Reason, "Baidu maintenance") {
+			t.Errorf("%q = %d %q; want the pause as JSON", args, code, out)
+		}
 	}
 	if out, code := do("lift"); code != 0 || !strings.Contains(out, "resumed") {
 		t.Errorf("lift = %d %q", code, out)

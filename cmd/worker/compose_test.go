@@ -2,7 +2,7 @@ package main
 
 // No Docker engine runs on our machines, so this test reads
 // docker-compose.yml, .env.example and the Dockerfile and checks them against
-// the real binaries: the worker's own flag set and validation (parseConfig,
+// the real binaries: the worker's own flag set and validation (parseFlags,
 // validate), the other commands' -h output and sources.
 
 import (
@@ -168,7 +168,7 @@ func TestCompose(t *testing.T) {
 				t.Fatalf("entrypoint %q: the image's CMD names the binary; use command", svc.Entrypoint)
 			}
 			if len(svc.Command) == 0 {
-				t.Fatal("no command: name the binary (worker, enqueue, dlq or fakeqianfan)")
+				t.Fatal("no command: name the binary (worker, enqueue, dlq, rules, pause or fakeqianfan)")
 			}
 			env := map[string]string{}
 			for k, v := range svc.Environment {

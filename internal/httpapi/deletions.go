@@ -150,6 +150,8 @@ type deletionState struct {
 	Verified *time.Time `json:"verified,omitempty"`
 	// Run is the rule run that planned the deletion.
 	Run string `json:"run,omitempty"`
+	// API is the Qianfan API that answered: v1 or v2.
+	API string `json:"api,omitempty"`
 }
 
 // StateUnknown is answered for IDs the ledger holds nothing about.
@@ -190,14 +192,13 @@ func (a *API) getDeletion(w http.ResponseWriter, r *http.Request) {
 	}
 	st := deletionState{Kind: k, ID: id, IDType: string(id.Type()), State: StateUnknown}
 	if ok {
-		st.State, st.LogID, st.Code, st.Message, st.TaskID, st.Run = string(rec.State), rec.LogID, rec.Code, rec.Message, rec.TaskID, rec.Run
+		st.State, st.LogID, st.Code, st.Message, st.TaskID, st.Run, st.API = string(rec.State), rec.LogID, rec.Code, rec.Message, rec.TaskID, rec.Run, rec.API
 		if !rec.At.IsZero() {
 			st.At = &rec.At
 		}
 		if !rec.Verified.IsZero() {
 			st.Verified = &rec.Verified
 		}
-		st.Run = rec.Run
 	}
 	writeJSON(w, http.StatusOK, st)
 }

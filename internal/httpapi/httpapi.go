@@ -2,7 +2,7 @@
 // when --api-addr is set, for producers not written in Go:
 //
 //	POST /v1/deletions               enqueue deletions (202 with the producer's receipt)
-//	GET  /v1/deletions/{id}          state of one ID: pending, deleted, presumed, dead or unknown
+//	GET  /v1/deletions/{id}          state of one ID: pending, deleted, presumed, protected, dead or unknown
 //	GET  /v1/deadletters             list dead letters, paged
 //	POST /v1/deadletters/requeue     requeue dead letters (some, or all)
 //	POST /v1/deadletters/purge       forget dead letters (some, or all) without requeuing

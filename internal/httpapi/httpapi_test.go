@@ -310,13 +310,13 @@ func TestPostDeletionsAndState(t *testing.T) {
 	// A worker records outcomes; pending is replaced.
 	at := time.Now().Add(-time.Minute).Truncate(time.Second)
 	if _, err := b.ledger.Write(ctx, []ledger.Outcome{
-		{Kind: modelid.KindModel, ID: modelid.IntID(585), State: ledger.StateDeleted, LogID: "L-1", TaskID: "job-1/0", At: at},
+		{Kind: modelid.KindModel, ID: modelid.IntID(585), State: ledger.StateDeleted, LogID: "L-1", TaskID: "job-1/0", API: "v2", Run: "run-1", At: at},
 		{Kind: modelid.KindModel, ID: modelid.StringID("am-x"), State: ledger.StateDead, Code: 500001, Message: "param invalid", LogID: "L-2", At: at},
 	}); err != nil {
 		t.Fatal(err)
 	}
 	got := state("/v1/deletions/585")
-	want := deletionState{Kind: modelid.KindModel, ID: modelid.IntID(585), IDType: "int", State: string(ledger.StateDeleted), LogID: "L-1", TaskID: "job-1/0", At: got.At}
+	want := deletionState{Kind: modelid.KindModel, ID: modelid.IntID(585), IDType: "int", State: string(ledger.StateDeleted), LogID: "L-1", TaskID: "job-1/0", API: "v2", Run: "run-1", At: got.At}
 	if diff := cmp.Diff(want, got, cmp.AllowUnexported(modelid.ID{})); diff != "" || got.At == nil || !got.At.Equal(at) {
 		t.Errorf("deleted (-want +got)\n%s at %v", diff, got.At)
 	}

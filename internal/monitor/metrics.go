@@ -96,7 +96,7 @@ func NewMetrics(rdb redis.UniversalClient, insp *asynq.Inspector, log *slog.Logg
 	})
 	m.fleet = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "qfpurge_fleet_events_total",
-		Help: `Changes of the whole fleet's state this process made: "paused" (credentials or permission refused), "resumed".`,
+		Help: `Changes of the whole fleet's state this process made: "paused" (credentials or permission refused), "resumed", "switched" (V1 gone, deleting through V2).`,
 	}, []string{"event"})
 	m.ruleRuns = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "qfpurge_rule_runs_total",
