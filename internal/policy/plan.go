@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/qfpurge/qfpurge/internal/inventory"
@@ -27,22 +29,32 @@ var ErrModelGone = errors.New("model not found")
 
 // QianfanSource reads through the Qianfan client: V2 model and service
 // listings (pages of 100) and V1 modelDetail for version times, which no
-// listing gives.
-func QianfanSource(c *qianfan.Client) Source { return qianfanSource{c} }
+// listing gives. Once V1 answers as gone, version times come from V2: one
+// DescribeModelSet and one DescribeModel per version.
+func QianfanSource(c *qianfan.Client) Source { return &qianfanSource{c: c} }
 
-type qianfanSource struct{ c *qianfan.Client }
+type qianfanSource struct {
+	c      *qianfan.Client
+	v1Gone atomic.Bool
+}
 
-func (s qianfanSource) Snapshot(ctx context.Context) (*inventory.Snapshot, error) {
+func (s *qianfanSource) Snapshot(ctx context.Context) (*inventory.Snapshot, error) {
 	return inventory.Read(ctx, s.c, inventory.SourceV2|inventory.SourceServices)
 }
 
-func (s qianfanSource) Versions(ctx context.Context, model string) ([]inventory.Version, error) {
+func (s *qianfanSource) Versions(ctx context.Context, model string) ([]inventory.Version, error) {
+	if s.v1Gone.Load() {
+		return s.versionsV2(ctx, model)
+	}
 	d, _, err := s.c.ModelDetail(ctx, modelid.StringID(model))
-	if err != nil {
-		if qianfan.IsInvalidIDs(err) {
-			// A read's "param invalid" is how V1 answers an unknown ID.
-			return nil, fmt.Errorf("%w: %s: %v", ErrModelGone, model, err)
-		}
+	switch {
+	case qianfan.IsGone(err):
+		s.v1Gone.Store(true)
+		return s.versionsV2(ctx, model)
+	case qianfan.IsInvalidIDs(err):
+		// A read's "param invalid" is how V1 answers an unknown ID.
+		return nil, fmt.Errorf("%w: %s: %v", ErrModelGone, model, err)
+	case err != nil:
 		return nil, fmt.Errorf("versions of %s (V1 modelDetail): %w", model, err)
 	}
 	out := make([]inventory.Version, 0, len(d.Versions))
@@ -51,6 +63,35 @@ func (s qianfanSource) Versions(ctx context.Context, model string) ([]inventory.
 			Version: v.Version, State: v.State, Created: v.CreateTime})
 	}
 	return out, nil
+}
+
+// versionsV2 reads a model's versions through V2. Not finding the model or
+// any one of its versions leaves the whole model out of the plan (as gone):
+// ranks taken over a partial list could spare the wrong versions.
+func (s *qianfanSource) versionsV2(ctx context.Context, model string) ([]inventory.Version, error) {
+	ms, _, err := s.c.DescribeModelSet(ctx, model)
+	if err != nil {
+		return nil, v2ReadError(model, "DescribeModelSet", err)
+	}
+	out := make([]inventory.Version, 0, len(ms.ModelIDs))
+	for _, id := range ms.ModelIDs {
+		m, _, err := s.c.DescribeModel(ctx, id)
+		if err != nil {
+			return nil, v2ReadError(model, "DescribeModel "+id, err)
+		}
+		out = append(out, inventory.Version{ID: m.ModelID, Model: model, Version: m.ModelName, State: m.Status, Created: m.CreateTime})
+	}
+	return out, nil
+}
+
+// v2ReadError makes a V2 "not found" or rejected ID ErrModelGone, which
+// leaves the model out of the plan; anything else fails the plan.
+func v2ReadError(model, call string, err error) error {
+	var qe *qianfan.Error
+	if qianfan.IsInvalidIDs(err) || (errors.As(err, &qe) && qe.HTTPStatus == http.StatusNotFound) {
+		return fmt.Errorf("%w: %s (V2 %s): %v", ErrModelGone, model, call, err)
+	}
+	return fmt.Errorf("versions of %s (V2 %s): %w", model, call, err)
 }
 
 // PlanOptions tune NewPlan.

@@ -549,3 +549,30 @@ func (f *failingEnqueuer) Enqueue(_ context.Context, r enqueue.Request) (enqueue
 	f.req = r
 	return enqueue.Receipt{Kind: r.Kind, IDs: len(r.IDs), Batches: []enqueue.Batch{{}}}, nil
 }
+
+// TestVersionRuleAfterV1IsGone: with V1 switched off, version times come
+// from V2 and the plan is the same.
+func TestVersionRuleAfterV1IsGone(t *testing.T) {
+	t.Parallel()
+	inv := account(400, 4, 10)
+	b := setup(t, inv)
+	b.env.Fake.SetV1Off(true)
+	_, plan, err := b.runner.Execute(context.Background(), rule(t, "ci-versions", modelid.KindVersion, ciRule),
+		policy.Options{Mode: policy.ModePreview, Trigger: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := bruteVersions(inv, plan.At)
+	if len(want) < 10 {
+		t.Fatalf("only %d deletions expected: the account does not exercise the rule", len(want))
+	}
+	if diff := cmp.Diff(want, deletions(plan)); diff != "" {
+		t.Errorf("deletions without V1 differ from brute force (-want +got)\n%s", diff)
+	}
+	st := b.env.Fake.Stats()
+	sets, models := st.Endpoints["/v2/model?Action=DescribeModelSet"], st.Endpoints["/v2/model?Action=DescribeModel"]
+	if sets != plan.Totals.DetailCalls || models != 4*sets {
+		t.Errorf("V2 reads: %d DescribeModelSet, %d DescribeModel for %d models; want one per model and one per version",
+			sets, models, plan.Totals.DetailCalls)
+	}
+}
