@@ -496,7 +496,7 @@ func runTrickle(ctx context.Context, e *env, sc scale) (trickleResult, error) {
 	var lat []time.Duration
 	for _, m := range msgs {
 		id, _ := m.Values["id"].(string)
-		if at, ok := sent[id]; ok && m.Values["outcome"] == ledger.StateDeleted {
+		if at, ok := sent[id]; ok && m.Values["outcome"] == string(ledger.StateDeleted) {
 			lat = append(lat, streamTime(m.ID).Sub(at))
 			delete(sent, id)
 		}
