@@ -78,6 +78,12 @@ func (s *Server) controlMux() *http.ServeMux {
 			w.WriteHeader(http.StatusNoContent)
 		})
 	}
+	s.keyRoutes(change)
+	return mux
+}
+
+// keyRoutes adds the endpoints that revoke, restore and limit access keys.
+func (s *Server) keyRoutes(change func(path string, h http.HandlerFunc)) {
 	for path, set := range map[string]func(ak string, r *http.Request) bool{
 		"/_fake/keys/revoke":  func(ak string, _ *http.Request) bool { s.Revoke(ak); return true },
 		"/_fake/keys/restore": func(ak string, _ *http.Request) bool { s.Restore(ak); return true },
@@ -103,7 +109,6 @@ func (s *Server) controlMux() *http.ServeMux {
 			w.WriteHeader(http.StatusNoContent)
 		})
 	}
-	return mux
 }
 
 // decodeBody decodes JSON; strict rejects unknown fields (a misspelt
