@@ -33,15 +33,12 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	var err error
-	if role := os.Getenv(roleEnv); role != "" {
-		err = runRole(ctx, role, os.Args[1:], os.Stdout, os.Stderr)
-	} else {
-		err = run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
-	}
-	stop()
-	os.Exit(cli.Status("bench", err, os.Stderr))
+	cli.Main("bench", func(ctx context.Context) error {
+		if role := os.Getenv(roleEnv); role != "" {
+			return runRole(ctx, role, os.Args[1:], os.Stdout, os.Stderr)
+		}
+		return run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	})
 }
 
 // allScenarios in the order they run.

@@ -23,9 +23,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -41,12 +39,11 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// go-redis logs every failed dial; the error returned says it once.
 	redisconn.Silence()
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
-	stop()
-	os.Exit(cli.Status("dlq", err, os.Stderr))
+	cli.Main("dlq", func(ctx context.Context) error {
+		return run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	})
 }
 
 const usage = `usage: dlq [--redis-url URL] COMMAND [flags]
@@ -125,10 +122,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	rdb, err := redisconn.Connect(ctx, o.redisURL)
-	if errors.Is(err, redisconn.ErrBadURL) {
-		return cli.Usage(err)
-	}
+	rdb, err := cli.ConnectRedis(ctx, o.redisURL)
 	if err != nil {
 		return err
 	}

@@ -28,9 +28,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -44,12 +42,11 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// go-redis logs every failed dial; the error returned says it once.
 	redisconn.Silence()
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
-	stop()
-	os.Exit(cli.Status("enqueue", err, os.Stderr))
+	cli.Main("enqueue", func(ctx context.Context) error {
+		return run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
+	})
 }
 
 // progressThreshold is the input size from which a terminal gets a progress bar.
@@ -177,10 +174,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return err
 	}
 
-	rdb, err := redisconn.Connect(ctx, o.redisURL)
-	if errors.Is(err, redisconn.ErrBadURL) {
-		return cli.Usage(err)
-	}
+	rdb, err := cli.ConnectRedis(ctx, o.redisURL)
 	if err != nil {
 		return fmt.Errorf("%w (is REDIS_URL right, and is a worker or Redis running?)", err)
 	}

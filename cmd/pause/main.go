@@ -18,9 +18,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/qfpurge/qfpurge/internal/cli"
@@ -30,12 +28,11 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// go-redis logs every failed dial; the error returned says it once.
 	redisconn.Silence()
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
-	stop()
-	os.Exit(cli.Status("pause", err, os.Stderr))
+	cli.Main("pause", func(ctx context.Context) error {
+		return run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	})
 }
 
 const usage = `usage: pause [--redis-url URL] COMMAND
@@ -86,10 +83,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	default:
 		return cli.Usagef("unknown command %q\n%s", cmd, usage)
 	}
-	rdb, err := redisconn.Connect(ctx, *redisURL)
-	if errors.Is(err, redisconn.ErrBadURL) {
-		return cli.Usage(err)
-	}
+	rdb, err := cli.ConnectRedis(ctx, *redisURL)
 	if err != nil {
 		return err
 	}

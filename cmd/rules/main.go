@@ -23,13 +23,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"os/user"
 	"strings"
-	"syscall"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
@@ -45,17 +42,12 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// go-redis logs every failed dial; the error returned says it once.
-	redis.SetLogger(quietLogger{})
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
-	stop()
-	os.Exit(cli.Status("rules", err, os.Stderr))
+	redisconn.Silence()
+	cli.Main("rules", func(ctx context.Context) error {
+		return run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	})
 }
-
-type quietLogger struct{}
-
-func (quietLogger) Printf(context.Context, string, ...any) {}
 
 const usage = `usage: rules [flags] COMMAND [flags]
 
@@ -252,7 +244,7 @@ func newRunner(ctx context.Context, g globals, getenv func(string) string, stder
 	if g.qps < 0 || g.batchSize < 1 || g.concurrency < 1 {
 		return nil, nil, cli.Usagef("--qps must not be negative, --batch-size and --concurrency must be at least 1")
 	}
-	rdb, err := connect(ctx, g.redisURL)
+	rdb, err := cli.ConnectRedis(ctx, g.redisURL)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -310,7 +302,7 @@ func runsCmd(ctx context.Context, g globals, args []string, stdout, stderr io.Wr
 	default:
 		return cli.Usagef("usage: runs [--limit N] [--json], or runs show ID")
 	}
-	rdb, err := connect(ctx, g.redisURL)
+	rdb, err := cli.ConnectRedis(ctx, g.redisURL)
 	if err != nil {
 		return err
 	}
@@ -350,20 +342,6 @@ func runsCmd(ctx context.Context, g globals, args []string, stdout, stderr io.Wr
 	}
 	printRun(stdout, rec, outs, total, *offset)
 	return nil
-}
-
-func connect(ctx context.Context, url string) (redis.UniversalClient, error) {
-	rdb, err := redisconn.Open(url)
-	if err != nil {
-		return nil, cli.Usage(err)
-	}
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := rdb.Ping(pctx).Err(); err != nil {
-		rdb.Close()
-		return nil, fmt.Errorf("cannot reach Redis %s: %w", redisconn.Redact(url), err)
-	}
-	return rdb, nil
 }
 
 // who names the person running the command, for the run's record.

@@ -1,13 +1,22 @@
 // Package cli is what qfpurge's commands share about being commands: one
-// usage-error type and one mapping from a run's error to an exit status
-// (0 done, 1 runtime failure, 2 bad usage or input).
+// usage-error type, one mapping from a run's error to an exit status (0
+// done, 1 runtime failure, 2 bad usage or input), one main and one way to
+// open Redis.
 package cli
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/qfpurge/qfpurge/internal/redisconn"
 )
 
 // UsageError is a mistake in the command line or its input: exit status 2.
@@ -39,4 +48,24 @@ func Status(name string, err error, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stderr, name+":", err)
 	return 1
+}
+
+// Main runs a command: run gets a context cancelled on SIGINT or SIGTERM,
+// and its error becomes the exit status (see Status).
+func Main(name string, run func(ctx context.Context) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx)
+	stop()
+	os.Exit(Status(name, err, os.Stderr))
+}
+
+// ConnectRedis opens Redis for a command and checks that it answers
+// (redisconn.Connect): a malformed URL is a UsageError, an unreachable
+// Redis a runtime failure.
+func ConnectRedis(ctx context.Context, rawURL string) (redis.UniversalClient, error) {
+	rdb, err := redisconn.Connect(ctx, rawURL)
+	if errors.Is(err, redisconn.ErrBadURL) {
+		return nil, Usage(err)
+	}
+	return rdb, err
 }

@@ -2,9 +2,11 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"testing"
 )
 
@@ -28,5 +30,16 @@ func TestStatus(t *testing.T) {
 	}
 	if Usage(nil) != nil {
 		t.Error("Usage(nil) is not nil")
+	}
+}
+
+func TestConnectRedis(t *testing.T) {
+	ctx := context.Background()
+	if _, err := ConnectRedis(ctx, "http://127.0.0.1:6379"); Status("cmd", err, io.Discard) != 2 {
+		t.Errorf("a malformed URL: %v, want a usage error", err)
+	}
+	// Port 1 on loopback refuses at once: a runtime failure, not usage.
+	if _, err := ConnectRedis(ctx, "redis://127.0.0.1:1/0"); err == nil || Status("cmd", err, io.Discard) != 1 {
+		t.Errorf("an unreachable Redis: %v, want a runtime failure", err)
 	}
 }
