@@ -51,10 +51,7 @@ func (r rig) rules(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	err := run(context.Background(), append([]string{"--qps", "0"}, args...), func(k string) string { return r.env[k] }, &out, &errb)
-	if strings.Contains(strings.Join(args, " "), "--json") {
-		return out.String(), err // progress lines go to stderr; JSON alone to stdout
-	}
-	return out.String() + errb.String(), err
+	return out.String(), err
 }
 
 func writeSchedule(t *testing.T, doc string) string {
