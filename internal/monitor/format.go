@@ -41,22 +41,6 @@ func FormatPayload(taskType string, payload []byte) string {
 	return strings.Join(parts, " · ")
 }
 
-// result mirrors the JSON the tasks handler writes as a task result.
-type result struct {
-	Kind           modelid.Kind `json:"kind"`
-	Deleted        []modelid.ID `json:"deleted"`
-	Verified       []modelid.ID `json:"verified_deleted"`
-	AlreadyDeleted []modelid.ID `json:"already_deleted"`
-	Protected      []modelid.ID `json:"protected"`
-	Presumed       []modelid.ID `json:"presumed_deleted"`
-	Dead           []modelid.ID `json:"dead"`
-	SplitInto      []string     `json:"split_into"`
-	Reason         string       `json:"reason"`
-	LogID          string       `json:"log_id"`
-	Attempts       int          `json:"attempts"`
-	At             string       `json:"at"`
-}
-
 // FormatResult renders a finished batch's result for asynqmon, e.g.
 //
 //	deleted 40 int IDs: 1001, … · log_id 2443985832 · 2 attempts
@@ -64,7 +48,7 @@ func FormatResult(taskType string, res []byte) string {
 	if len(res) == 0 {
 		return ""
 	}
-	var r result
+	var r tasks.Result
 	if err := json.Unmarshal(res, &r); err != nil || (taskType != tasks.TypeDelete && taskType != tasks.TypeDeleteBatch) {
 		return clip(string(res), 2000)
 	}

@@ -18,9 +18,9 @@ import (
 	"github.com/qfpurge/qfpurge/internal/qianfan"
 )
 
-// batchResult is written as the task's result: asynqmon's completed tab is
-// the audit trail.
-type batchResult struct {
+// Result is what a batch task writes as its Asynq result: asynqmon's
+// completed tab is the audit trail, and monitor.FormatResult renders it.
+type Result struct {
 	Kind           modelid.Kind `json:"kind"`
 	Deleted        []modelid.ID `json:"deleted,omitempty"`
 	Verified       []modelid.ID `json:"verified_deleted,omitempty"`
@@ -366,7 +366,7 @@ func (h *Handler) fanOut(ctx context.Context, t *asynq.Task, taskID string, p Pa
 	}
 	h.obs.Split(p.Kind, "oversize")
 	h.log.Info("batch split before calling", "task_id", taskID, "kind", p.Kind, "ids", len(ints)+len(strs), "batches", len(children))
-	return h.finish(ctx, &batch{t: t, res: batchResult{Kind: p.Kind, SplitInto: children, Reason: "over the batch size or mixed ID types"}})
+	return h.finish(ctx, &batch{t: t, res: Result{Kind: p.Kind, SplitInto: children, Reason: "over the batch size or mixed ID types"}})
 }
 
 // enqueueChildren enqueues chunks as batches whose task IDs derive from the

@@ -146,7 +146,7 @@ type batch struct {
 	a      attempt
 	p      Payload
 	ids    []modelid.ID // still to settle
-	res    batchResult
+	res    Result
 	log    *slog.Logger
 	answer *qianfan.Error // the call's error, when it failed with an answer
 	start  time.Time      // of the call
@@ -172,7 +172,7 @@ func (h *Handler) process(ctx context.Context, t *asynq.Task, a attempt) error {
 	if ints, strs := modelid.SplitByType(ids); len(ids) > h.cfg.BatchSize || (len(ints) > 0 && len(strs) > 0) {
 		return h.fanOut(ctx, t, a.taskID, p, ints, strs)
 	}
-	b := &batch{t: t, a: a, p: p, res: batchResult{Kind: p.Kind}}
+	b := &batch{t: t, a: a, p: p, res: Result{Kind: p.Kind}}
 	b.log = h.log.With("task_id", a.taskID, "kind", p.Kind, "id_type", ids[0].Type())
 	if a.retried > 0 {
 		b.log = b.log.With("retry", a.retried)
