@@ -13,7 +13,7 @@ var floors = [][]string{
 	{"internal/qianfan", "internal/fakeqianfan", "internal/fleetlimit"},
 	{"internal/ledger", "internal/inventory", "internal/deadletter", "internal/pause", "internal/apimode"},
 	{"internal/tasks", "internal/enqueue"},
-	{"internal/policy"},
+	{"internal/policy", "internal/policy/policytest"},
 	{"internal/httpapi", "internal/monitor", "internal/schedule"},
 	{"internal/worker", "internal/worker/workertest"},
 	{"producer"},

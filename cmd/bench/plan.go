@@ -8,13 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
 	"github.com/qfpurge/qfpurge/internal/policy"
+	"github.com/qfpurge/qfpurge/internal/policy/policytest"
 )
 
 // planQPS is the fake's cap and the planner's budget in the plan scenario.
@@ -54,18 +54,6 @@ type planResult struct {
 	Runs                       []planRun
 }
 
-// planInventory is the account: generated, with every third experiment
-// marked to keep.
-func planInventory(sc scale) *fakeqianfan.Inventory {
-	inv := fakeqianfan.NewInventory(fakeqianfan.Generate{Models: sc.PlanModels, Versions: 4, Services: sc.PlanServices, Seed: 1}, time.Now())
-	for i := range inv.Models {
-		if strings.HasPrefix(inv.Models[i].Name, "exp-") && i%3 == 0 {
-			inv.Models[i].Name += "-keep"
-		}
-	}
-	return inv
-}
-
 // runPlan previews both rules with cmd/rules against the fake holding the
 // account at planQPS, one child process per preview, started through the
 // measure role for its peak RSS. The wall time includes that small wrapper's
@@ -75,7 +63,7 @@ func runPlan(ctx context.Context, e *env, sc scale) (planResult, error) {
 	if err := e.reset(ctx); err != nil {
 		return r, err
 	}
-	inv := planInventory(sc)
+	inv := policytest.Account(sc.PlanModels, 4, sc.PlanServices, 1)
 	f, err := e.startFake(ctx, "plan-fake", fakeConfig{QPS: planQPS, Inventory: inv})
 	if err != nil {
 		return r, err
@@ -126,63 +114,14 @@ func runPlan(ctx context.Context, e *env, sc scale) (planResult, error) {
 		}
 		pr.Refused = after.Calls["18"] + after.Calls["RequestLimitExceeded"] - before.Calls["18"] - before.Calls["RequestLimitExceeded"]
 		if rule == "ci-versions" {
-			pr.Brute = bruteCIVersions(inv, pr.At)
+			pr.Brute = len(policytest.CIVersions(inv, pr.At))
 		} else {
-			pr.Brute = bruteExpModels(inv, pr.At)
+			pr.Brute = len(policytest.ExpModels(inv, pr.At))
 		}
 		r.Runs = append(r.Runs, pr)
 		fmt.Fprintf(e.log, "plan %s: %s, %d calls\n", rule, pr.Wall.Round(time.Second), sum(pr.Calls))
 	}
 	return r, nil
-}
-
-// bruteCIVersions counts the ci rule's deletions the obvious way.
-func bruteCIVersions(inv *fakeqianfan.Inventory, now time.Time) int {
-	used := map[string]bool{}
-	for _, s := range inv.Services {
-		used[s.Version] = true
-	}
-	n := 0
-	for _, m := range inv.Models {
-		if !strings.HasPrefix(m.Name, "ci-") {
-			continue
-		}
-		vs := slices.Clone(m.Versions)
-		slices.SortFunc(vs, func(a, b fakeqianfan.Version) int {
-			if c := b.CreateTime.Compare(a.CreateTime); c != 0 {
-				return c
-			}
-			return b.Version - a.Version
-		})
-		for i, v := range vs {
-			if i >= 3 && v.CreateTime.Before(now.Add(-30*24*time.Hour)) && !used[v.IDStr] {
-				n++
-			}
-		}
-	}
-	return n
-}
-
-// bruteExpModels counts the exp rule's deletions the obvious way.
-func bruteExpModels(inv *fakeqianfan.Inventory, now time.Time) int {
-	used := map[string]bool{}
-	for _, s := range inv.Services {
-		used[s.Model], used[s.Version] = true, true
-	}
-	n := 0
-	for _, m := range inv.Models {
-		if !strings.HasPrefix(m.Name, "exp-") || strings.HasSuffix(m.Name, "-keep") || !m.CreateTime.Before(now.Add(-90*24*time.Hour)) {
-			continue
-		}
-		inUse := used[m.IDStr]
-		for _, v := range m.Versions {
-			inUse = inUse || used[v.IDStr]
-		}
-		if !inUse {
-			n++
-		}
-	}
-	return n
 }
 
 func (r planResult) rows(t *table) {

@@ -20,6 +20,7 @@ import (
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/policy"
+	"github.com/qfpurge/qfpurge/internal/policy/policytest"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
 	"github.com/qfpurge/qfpurge/internal/worker/workertest"
 )
@@ -106,66 +107,7 @@ func setup(t *testing.T, inv *fakeqianfan.Inventory, opts ...qianfan.Option) bun
 }
 
 func account(models, versions, services int) *fakeqianfan.Inventory {
-	inv := fakeqianfan.NewInventory(fakeqianfan.Generate{Models: models, Versions: versions, Services: services, Seed: 7}, time.Now())
-	// Some experiments are marked to keep.
-	for i := range inv.Models {
-		if strings.HasPrefix(inv.Models[i].Name, "exp-") && i%3 == 0 {
-			inv.Models[i].Name += "-keep"
-		}
-	}
-	return inv
-}
-
-// bruteVersions is the ci rule computed the obvious way over the fake's
-// inventory.
-func bruteVersions(inv *fakeqianfan.Inventory, now time.Time) []string {
-	used := map[string]bool{}
-	for _, s := range inv.Services {
-		used[s.Version] = true
-	}
-	var out []string
-	for _, m := range inv.Models {
-		if !strings.HasPrefix(m.Name, "ci-") {
-			continue
-		}
-		vs := slices.Clone(m.Versions)
-		slices.SortFunc(vs, func(a, b fakeqianfan.Version) int {
-			if c := b.CreateTime.Compare(a.CreateTime); c != 0 {
-				return c
-			}
-			return b.Version - a.Version
-		})
-		for i, v := range vs {
-			if i >= 3 && v.CreateTime.Before(now.Add(-30*24*time.Hour)) && !used[v.IDStr] {
-				out = append(out, v.IDStr)
-			}
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
-// bruteModels is the exp rule computed the obvious way.
-func bruteModels(inv *fakeqianfan.Inventory, now time.Time) []string {
-	used := map[string]bool{}
-	for _, s := range inv.Services {
-		used[s.Model], used[s.Version] = true, true
-	}
-	var out []string
-	for _, m := range inv.Models {
-		if !strings.HasPrefix(m.Name, "exp-") || strings.HasSuffix(m.Name, "-keep") || !m.CreateTime.Before(now.Add(-90*24*time.Hour)) {
-			continue
-		}
-		inUse := used[m.IDStr]
-		for _, v := range m.Versions {
-			inUse = inUse || used[v.IDStr]
-		}
-		if !inUse {
-			out = append(out, m.IDStr)
-		}
-	}
-	slices.Sort(out)
-	return out
+	return policytest.Account(models, versions, services, 7)
 }
 
 func deletions(p *policy.Plan) []string {
@@ -234,8 +176,8 @@ func TestRulesAcceptance(t *testing.T) {
 		brute func(*fakeqianfan.Inventory, time.Time) []string
 		fake  string
 	}{
-		{"ci-versions", modelid.KindVersion, ciRule, bruteVersions, fakeqianfan.KindVersion},
-		{"old-experiments", modelid.KindModel, expRule, bruteModels, fakeqianfan.KindModel},
+		{"ci-versions", modelid.KindVersion, ciRule, policytest.CIVersions, fakeqianfan.KindVersion},
+		{"old-experiments", modelid.KindModel, expRule, policytest.ExpModels, fakeqianfan.KindModel},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -562,7 +504,7 @@ func TestVersionRuleAfterV1IsGone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := bruteVersions(inv, plan.At)
+	want := policytest.CIVersions(inv, plan.At)
 	if len(want) < 10 {
 		t.Fatalf("only %d deletions expected: the account does not exercise the rule", len(want))
 	}
