@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -11,6 +10,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/qfpurge/qfpurge/internal/cli"
 	"github.com/qfpurge/qfpurge/internal/redistest"
 )
 
@@ -18,14 +18,7 @@ import (
 // from this test binary.
 func TestMain(m *testing.M) {
 	if role := os.Getenv(roleEnv); role != "" {
-		ctx, stop := signalContext()
-		err := runRole(ctx, role, os.Args[1:], os.Stdout, os.Stderr)
-		stop()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
+		cli.Main("bench", func(ctx context.Context) error { return runRole(ctx, role, os.Args[1:], os.Stdout, os.Stderr) })
 	}
 	// Baidu's SDK starts its logger's goroutine at init.
 	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/baidubce/bce-sdk-go/util/log.NewLogger.func1"))

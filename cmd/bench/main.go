@@ -23,10 +23,8 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/signal"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/qfpurge/qfpurge/internal/cli"
@@ -124,8 +122,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if !slices.ContainsFunc(st.names, want) {
 			continue
 		}
-		if err := st.run(t); err != nil {
+		r, err := st.run()
+		if err != nil {
 			return fmt.Errorf("%s: %w", st.names[0], err)
+		}
+		if r != nil {
+			r.rows(t)
 		}
 		fmt.Fprintln(stdout, st.names[0], "done")
 	}
@@ -134,85 +136,54 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return nil
 }
 
-// step runs when any of its scenarios is wanted, adding its rows.
+// step runs when any of its scenarios is wanted; what it returns adds its
+// rows to the table (nil adds none).
 type step struct {
 	names []string
-	run   func(t *table) error
+	run   func() (rower, error)
 }
+
+type rower interface{ rows(t *table) }
+
+// rowsFunc adds rows by calling itself.
+type rowsFunc func(t *table)
+
+func (f rowsFunc) rows(t *table) { f(t) }
 
 // steps lists the scenarios in the order they run; baseline reuses the
 // burst's drain rate, footprint the bulk run.
 func steps(ctx context.Context, env *env, sc scale, seed uint64, want func(string) bool, stdout io.Writer) []step {
 	var burst burstResult
 	return []step{
-		{[]string{"burst", "baseline"}, func(t *table) (err error) {
-			if burst, err = runBurst(ctx, env, sc); err == nil && want("burst") {
-				burst.rows(t)
+		{[]string{"burst", "baseline"}, func() (_ rower, err error) {
+			if burst, err = runBurst(ctx, env, sc); err != nil || !want("burst") {
+				return nil, err
 			}
-			return err
+			return burst, nil
 		}},
-		{[]string{"baseline"}, func(t *table) error {
-			r, err := runBaselines(ctx, env, sc, burst.idsPerSec())
-			if err == nil {
-				r.rows(t)
-			}
-			return err
-		}},
-		{[]string{"bulk", "footprint"}, func(t *table) error {
+		{[]string{"baseline"}, func() (rower, error) { return runBaselines(ctx, env, sc, burst.idsPerSec()) }},
+		{[]string{"bulk", "footprint"}, func() (rower, error) {
 			r, err := runBulk(ctx, env, sc)
-			if err != nil {
-				return err
-			}
-			if want("bulk") {
-				r.rows(t)
-			}
-			if want("footprint") {
-				r.footprintRows(t)
-			}
-			return nil
+			return rowsFunc(func(t *table) {
+				if want("bulk") {
+					r.rows(t)
+				}
+				if want("footprint") {
+					r.footprintRows(t)
+				}
+			}), err
 		}},
-		{[]string{"trickle"}, func(t *table) error {
-			r, err := runTrickle(ctx, env, sc)
-			if err == nil {
-				r.rows(t)
-			}
-			return err
-		}},
-		{[]string{"chaos"}, func(t *table) error {
-			r, err := runChaos(ctx, env, chaosConfig{
+		{[]string{"trickle"}, func() (rower, error) { return runTrickle(ctx, env, sc) }},
+		{[]string{"chaos"}, func() (rower, error) {
+			return runChaos(ctx, env, chaosConfig{
 				IDs: sc.ChaosIDs, Invalid: sc.ChaosInvalid, Kills: sc.ChaosKills, Seed: seed,
 				QPS: 50, Producers: sc.Producers, KillWithin: 6 * time.Second, Timeout: 8 * time.Minute, Log: stdout,
 			})
-			if err == nil {
-				r.rows(t)
-			}
-			return err
 		}},
-		{[]string{"v2"}, func(t *table) error {
-			r, err := runV2Drain(ctx, env, sc.V2IDs)
-			if err == nil {
-				r.rows(t)
-			}
-			return err
+		{[]string{"v2"}, func() (rower, error) { return runV2Drain(ctx, env, sc.V2IDs) }},
+		{[]string{"switch"}, func() (rower, error) {
+			return runSwitch(ctx, env, switchConfig{IDs: sc.V2IDs, Invalid: 5, V1Calls: 20, Seed: seed})
 		}},
-		{[]string{"switch"}, func(t *table) error {
-			r, err := runSwitch(ctx, env, switchConfig{IDs: sc.V2IDs, Invalid: 5, V1Calls: 20, Seed: seed})
-			if err == nil {
-				r.rows(t)
-			}
-			return err
-		}},
-		{[]string{"plan"}, func(t *table) error {
-			r, err := runPlan(ctx, env, sc)
-			if err == nil {
-				r.rows(t)
-			}
-			return err
-		}},
+		{[]string{"plan"}, func() (rower, error) { return runPlan(ctx, env, sc) }},
 	}
-}
-
-// signalContext is done on SIGINT or SIGTERM.
-func signalContext() (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
