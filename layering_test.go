@@ -9,8 +9,8 @@ import (
 // floors are the README's layout table, lowest first: a package may import
 // from its own floor and the ones below, never from above.
 var floors = [][]string{
-	{"internal/modelid", "internal/retry", "internal/asynqlayout", "internal/redisconn", "internal/cli", "internal/authtoken", "internal/connlimit", "internal/redistest"},
-	{"internal/qianfan", "internal/fakeqianfan", "internal/fleetlimit"},
+	{"internal/modelid", "internal/retry", "internal/asynqlayout", "internal/redisconn", "internal/cli", "internal/authtoken", "internal/redistest"},
+	{"internal/qianfan", "internal/qianfan/qianfantest", "internal/fleetlimit"},
 	{"internal/ledger", "internal/inventory", "internal/deadletter", "internal/pause", "internal/apimode"},
 	{"internal/tasks", "internal/enqueue"},
 	{"internal/policy", "internal/policy/policytest"},

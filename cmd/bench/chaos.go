@@ -13,9 +13,9 @@ import (
 
 	"github.com/qfpurge/qfpurge/internal/asynqlayout"
 	"github.com/qfpurge/qfpurge/internal/deadletter"
-	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
+	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
 )
 
 // chaosConfig sizes the chaos scenario.
@@ -35,8 +35,8 @@ type chaosConfig struct {
 }
 
 // chaosFaults are the transient faults: 10% of calls in all.
-func chaosFaults(seed uint64) fakeqianfan.Faults {
-	return fakeqianfan.Faults{
+func chaosFaults(seed uint64) qianfantest.Faults {
+	return qianfantest.Faults{
 		Rate503: 0.03, Rate336100: 0.02, Rate500000: 0.01, RateReset: 0.02, RateDropAfterDelete: 0.02,
 		Latency: fakeLatency, Seed: int64(seed >> 1),
 	}
@@ -102,9 +102,9 @@ func (r chaosResult) failures() []string {
 // chaosAccount is the fake's account: the valid IDs' models and as many
 // again that are not purged. Valid IDs alternate int and string forms;
 // invalid ones were never in the account.
-func chaosAccount(c chaosConfig) (inv *fakeqianfan.Inventory, valid, invalid []modelid.ID) {
+func chaosAccount(c chaosConfig) (inv *qianfantest.Inventory, valid, invalid []modelid.ID) {
 	n := c.IDs - c.Invalid
-	inv = fakeqianfan.NewInventory(fakeqianfan.Generate{Models: 2 * n, Versions: 1, Seed: int64(c.Seed >> 2)}, time.Now())
+	inv = qianfantest.NewInventory(qianfantest.Generate{Models: 2 * n, Versions: 1, Seed: int64(c.Seed >> 2)}, time.Now())
 	for i, m := range inv.Models[:n] {
 		if i%2 == 0 {
 			valid = append(valid, modelid.IntID(m.ID))
@@ -236,7 +236,7 @@ func (r *chaosResult) collect(ctx context.Context, rdb *redis.Client, f *fake, v
 	for i, id := range valid {
 		vk[i] = fakeKey(id)
 	}
-	counts, err := f.DeleteCounts(ctx, fakeqianfan.KindModel, vk)
+	counts, err := f.DeleteCounts(ctx, qianfantest.KindModel, vk)
 	if err != nil {
 		return err
 	}

@@ -20,8 +20,8 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
 	"github.com/qfpurge/qfpurge/internal/ledger"
+	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
 	"github.com/qfpurge/qfpurge/internal/redistest"
 )
 
@@ -278,7 +278,7 @@ type fakeConfig struct {
 	Latency time.Duration
 	Invalid []string // "i:<n>" or "s:<text>"
 	// Inventory, when set, is the account the fake holds (inventory mode).
-	Inventory *fakeqianfan.Inventory
+	Inventory *qianfantest.Inventory
 }
 
 // fake is a running fake Qianfan child.
@@ -337,8 +337,8 @@ func (e *env) startFake(ctx context.Context, name string, c fakeConfig) (*fake, 
 var httpc = &http.Client{Timeout: 10 * time.Second}
 
 // Stats reads the fake's /_fake/stats.
-func (f *fake) Stats(ctx context.Context) (fakeqianfan.Stats, error) {
-	var st fakeqianfan.Stats
+func (f *fake) Stats(ctx context.Context) (qianfantest.Stats, error) {
+	var st qianfantest.Stats
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, f.URL+"/_fake/stats", nil)
 	resp, err := httpc.Do(req)
 	if err != nil {
@@ -349,7 +349,7 @@ func (f *fake) Stats(ctx context.Context) (fakeqianfan.Stats, error) {
 }
 
 // SetFaults posts to the fake's /_fake/faults.
-func (f *fake) SetFaults(ctx context.Context, fl fakeqianfan.Faults) error {
+func (f *fake) SetFaults(ctx context.Context, fl qianfantest.Faults) error {
 	b, _ := json.Marshal(fl)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, f.URL+"/_fake/faults", strings.NewReader(string(b)))
 	resp, err := httpc.Do(req)
@@ -404,8 +404,8 @@ func (e *env) startWorker(name string, f *fake, c workerConfig) (*proc, error) {
 	args = append(args, c.Extra...)
 	return e.start(name, []string{
 		"REDIS_URL=" + e.redis.URL(),
-		"QIANFAN_ACCESS_KEY=" + fakeqianfan.DefaultAccessKey,
-		"QIANFAN_SECRET_KEY=" + fakeqianfan.DefaultSecretKey,
+		"QIANFAN_ACCESS_KEY=" + qianfantest.DefaultAccessKey,
+		"QIANFAN_SECRET_KEY=" + qianfantest.DefaultSecretKey,
 		"QIANFAN_BASE_URL=" + f.URL,
 	}, nil, e.worker, args...)
 }

@@ -12,9 +12,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
 	"github.com/qfpurge/qfpurge/internal/policy"
 	"github.com/qfpurge/qfpurge/internal/policy/policytest"
+	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
 )
 
 // planQPS is the fake's cap and the planner's budget in the plan scenario.
@@ -81,7 +81,7 @@ func runPlan(ctx context.Context, e *env, sc scale) (planResult, error) {
 		cmd := exec.CommandContext(ctx, e.self, e.rules, "--schedule", file, "--qps", strconv.Itoa(planQPS), "--redis-url", e.redis.URL(),
 			"--qianfan-base-url", f.URL, "preview", rule, "--json", "--summary")
 		cmd.Env = append(os.Environ(), roleEnv+"="+roleMeasure,
-			"QIANFAN_ACCESS_KEY="+fakeqianfan.DefaultAccessKey, "QIANFAN_SECRET_KEY="+fakeqianfan.DefaultSecretKey)
+			"QIANFAN_ACCESS_KEY="+qianfantest.DefaultAccessKey, "QIANFAN_SECRET_KEY="+qianfantest.DefaultSecretKey)
 		cmd.SysProcAttr = childAttr()
 		var out, errb bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &errb

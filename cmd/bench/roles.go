@@ -19,9 +19,9 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/qfpurge/qfpurge/internal/cli"
-	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
+	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
 	"github.com/qfpurge/qfpurge/internal/redisconn"
 	"github.com/qfpurge/qfpurge/internal/tasks"
 	"github.com/qfpurge/qfpurge/internal/worker"
@@ -134,22 +134,22 @@ func runFake(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			invalid = append(invalid, id)
 		}
 	}
-	cfg := fakeqianfan.Config{QPS: *qps, MaxIDs: *maxIDs, Faults: fakeqianfan.Faults{Latency: *latency}}
+	cfg := qianfantest.Config{QPS: *qps, MaxIDs: *maxIDs, Faults: qianfantest.Faults{Latency: *latency}}
 	if len(invalid) > 0 {
-		cfg.Invalid = fakeqianfan.InvalidIDs(invalid...)
+		cfg.Invalid = qianfantest.InvalidIDs(invalid...)
 	}
 	if *inventoryFile != "" {
 		f, err := os.Open(*inventoryFile)
 		if err != nil {
 			return err
 		}
-		cfg.Inventory, err = fakeqianfan.ReadInventory(f)
+		cfg.Inventory, err = qianfantest.ReadInventory(f)
 		f.Close()
 		if err != nil {
 			return err
 		}
 	}
-	srv := fakeqianfan.New(cfg)
+	srv := qianfantest.New(cfg)
 	mux := http.NewServeMux()
 	mux.Handle("/", srv)
 	mux.HandleFunc("POST /_bench/counts", func(w http.ResponseWriter, r *http.Request) {
@@ -212,7 +212,7 @@ func runBaselineWorker(ctx context.Context, role string, args []string, stderr i
 		// The real worker with Asynq's group defaults: a grace period of a
 		// minute, no maximum delay, no maximum size.
 		w, err := worker.New(rdb, worker.Config{
-			AccessKey: fakeqianfan.DefaultAccessKey, SecretKey: fakeqianfan.DefaultSecretKey, BaseURL: *baseURL,
+			AccessKey: qianfantest.DefaultAccessKey, SecretKey: qianfantest.DefaultSecretKey, BaseURL: *baseURL,
 			QPS: *qps, Concurrency: *conc, BatchSize: *batch,
 			BatchWait: time.Minute, BatchMaxWait: -1, GroupMaxSize: -1,
 			Logger: log, LogLevel: slog.LevelWarn,
@@ -227,7 +227,7 @@ func runBaselineWorker(ctx context.Context, role string, args []string, stderr i
 		w.Shutdown()
 		return nil
 	}
-	qc, err := qianfan.New(qianfan.Credentials{AccessKey: fakeqianfan.DefaultAccessKey, SecretKey: fakeqianfan.DefaultSecretKey},
+	qc, err := qianfan.New(qianfan.Credentials{AccessKey: qianfantest.DefaultAccessKey, SecretKey: qianfantest.DefaultSecretKey},
 		qianfan.WithBaseURL(*baseURL), qianfan.WithQPS(*qps, 1))
 	if err != nil {
 		return err

@@ -10,9 +10,9 @@ import (
 
 	"github.com/qfpurge/qfpurge/internal/asynqlayout"
 	"github.com/qfpurge/qfpurge/internal/deadletter"
-	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
+	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
 	"github.com/qfpurge/qfpurge/producer"
 )
 
@@ -42,7 +42,7 @@ func runV2Drain(ctx context.Context, e *env, n int) (v2Result, error) {
 	if err := e.reset(ctx); err != nil {
 		return r, err
 	}
-	inv := fakeqianfan.NewInventory(fakeqianfan.Generate{Models: n, Versions: 1, Seed: 5}, time.Now())
+	inv := qianfantest.NewInventory(qianfantest.Generate{Models: n, Versions: 1, Seed: 5}, time.Now())
 	f, err := e.startFake(ctx, "v2-fake", fakeConfig{QPS: v2QPS, Latency: fakeLatency, Inventory: inv})
 	if err != nil {
 		return r, err
@@ -133,10 +133,10 @@ type switchResult struct {
 // switchAccount: purged models (int and string forms) and purged versions
 // (int and string forms) of other models, so no version goes with its
 // model; invalid IDs were never in the account.
-func switchAccount(c switchConfig) (inv *fakeqianfan.Inventory, models, versions, invalid []modelid.ID) {
+func switchAccount(c switchConfig) (inv *qianfantest.Inventory, models, versions, invalid []modelid.ID) {
 	valid := c.IDs - c.Invalid
 	nm, nv := valid/2, valid-valid/2
-	inv = fakeqianfan.NewInventory(fakeqianfan.Generate{Models: nm + (nv+1)/2, Versions: 2, Seed: int64(c.Seed >> 3)}, time.Now())
+	inv = qianfantest.NewInventory(qianfantest.Generate{Models: nm + (nv+1)/2, Versions: 2, Seed: int64(c.Seed >> 3)}, time.Now())
 	for i, m := range inv.Models[:nm] {
 		if i%2 == 0 {
 			models = append(models, modelid.IntID(m.ID))
@@ -229,7 +229,7 @@ func (r *switchResult) collect(ctx context.Context, e *env, f *fake, models, ver
 	for _, kv := range []struct {
 		kind string
 		ids  []modelid.ID
-	}{{fakeqianfan.KindModel, models}, {fakeqianfan.KindVersion, versions}} {
+	}{{qianfantest.KindModel, models}, {qianfantest.KindVersion, versions}} {
 		keys := make([]string, len(kv.ids))
 		for i, id := range kv.ids {
 			keys[i] = fakeKey(id)

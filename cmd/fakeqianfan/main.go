@@ -28,7 +28,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
+	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
 )
 
 func main() {
@@ -68,7 +68,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		"models", models, "v1_off_after", cfg.V1OffAfter, "v2_off_after", cfg.V2OffAfter,
 		"assumptions", fmt.Sprintf("%+v", cfg.Assumptions))
 	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
-	err = serve(ctx, &http.Server{Handler: fakeqianfan.New(cfg), ReadHeaderTimeout: 10 * time.Second}, ln)
+	err = serve(ctx, &http.Server{Handler: qianfantest.New(cfg), ReadHeaderTimeout: 10 * time.Second}, ln)
 	log.Info("fake qianfan stopped")
 	return err
 }
@@ -76,7 +76,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // options is the command line: the fake's configuration and what run does
 // around it.
 type options struct {
-	cfg       fakeqianfan.Config
+	cfg       qianfantest.Config
 	addr      string
 	dumpFile  string
 	accessKey string
@@ -87,9 +87,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	fs := flag.NewFlagSet("fakeqianfan", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:8300", "listen address")
-	ak := fs.String("access-key", orDefault(getenv("QIANFAN_ACCESS_KEY"), fakeqianfan.DefaultAccessKey), "accepted access key (env QIANFAN_ACCESS_KEY)")
-	sk := fs.String("secret-key", orDefault(getenv("QIANFAN_SECRET_KEY"), fakeqianfan.DefaultSecretKey), "its secret key (env QIANFAN_SECRET_KEY)")
-	cfg := fakeqianfan.Config{}
+	ak := fs.String("access-key", orDefault(getenv("QIANFAN_ACCESS_KEY"), qianfantest.DefaultAccessKey), "accepted access key (env QIANFAN_ACCESS_KEY)")
+	sk := fs.String("secret-key", orDefault(getenv("QIANFAN_SECRET_KEY"), qianfantest.DefaultSecretKey), "its secret key (env QIANFAN_SECRET_KEY)")
+	cfg := qianfantest.Config{}
 	fs.IntVar(&cfg.QPS, "qps", 0, "answer error_code 18 above this many calls per second (0 = off)")
 	fs.IntVar(&cfg.MaxIDs, "max-ids", 0, "answer 500001 for longer lists (0 = unlimited)")
 	invalid := fs.String("invalid", "", "comma-separated IDs that do not exist (numbers are int IDs)")
@@ -101,7 +101,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	fs.Float64Var(&f.RateReset, "rate-reset", 0, "rate of connection resets before deleting")
 	fs.Float64Var(&f.RateDropAfterDelete, "rate-drop", 0, "rate of dropped answers after deleting")
 	fs.Int64Var(&f.Seed, "seed", 1, "fault generator seed")
-	var g fakeqianfan.Generate
+	var g qianfantest.Generate
 	fs.IntVar(&g.Models, "models", 0, "make up an inventory of this many models (0 = open world)")
 	fs.IntVar(&g.Versions, "versions", 1, "versions per made-up model")
 	fs.IntVar(&g.Services, "services", 0, "made-up custom services, each running a random model's version")
@@ -132,12 +132,12 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	}
 	for _, gone := range []struct {
 		name string
-		into *fakeqianfan.Answer
+		into *qianfantest.Answer
 	}{{*v1Gone, &asm.V1Gone}, {*v2Gone, &asm.V2Gone}} {
 		if gone.name == "" {
 			continue
 		}
-		a, ok := fakeqianfan.GoneForms()[gone.name]
+		a, ok := qianfantest.GoneForms()[gone.name]
 		if !ok {
 			return options{}, fmt.Errorf("unknown gone form %q: want one of %s", gone.name, strings.Join(goneNames(), ", "))
 		}
@@ -149,7 +149,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	}
 	cfg.Credentials = map[string]string{*ak: *sk}
 	ids := parseIDs(*invalid)
-	cfg.Invalid = fakeqianfan.InvalidIDs(ids...)
+	cfg.Invalid = qianfantest.InvalidIDs(ids...)
 	return options{cfg: cfg, addr: *addr, dumpFile: *dumpFile, accessKey: *ak, invalid: len(ids)}, nil
 }
 
@@ -195,11 +195,11 @@ func orDefault(v, def string) string {
 }
 
 func goneNames() []string {
-	return slices.Sorted(maps.Keys(fakeqianfan.GoneForms()))
+	return slices.Sorted(maps.Keys(qianfantest.GoneForms()))
 }
 
-func readAssumptions(path string) (fakeqianfan.Assumptions, error) {
-	var a fakeqianfan.Assumptions
+func readAssumptions(path string) (qianfantest.Assumptions, error) {
+	var a qianfantest.Assumptions
 	if path == "" {
 		return a, nil
 	}
@@ -217,7 +217,7 @@ func readAssumptions(path string) (fakeqianfan.Assumptions, error) {
 
 // loadInventory reads -inventory or makes one up from -models; nil means
 // open world.
-func loadInventory(path string, g fakeqianfan.Generate) (*fakeqianfan.Inventory, error) {
+func loadInventory(path string, g qianfantest.Generate) (*qianfantest.Inventory, error) {
 	switch {
 	case path != "" && g.Models > 0:
 		return nil, errors.New("-inventory and -models exclude each other")
@@ -227,16 +227,16 @@ func loadInventory(path string, g fakeqianfan.Generate) (*fakeqianfan.Inventory,
 			return nil, err
 		}
 		defer f.Close()
-		return fakeqianfan.ReadInventory(f)
+		return qianfantest.ReadInventory(f)
 	case g.Models > 0:
-		return fakeqianfan.NewInventory(g, time.Now()), nil
+		return qianfantest.NewInventory(g, time.Now()), nil
 	case g.Services > 0:
 		return nil, errors.New("-services needs -models")
 	}
 	return nil, nil
 }
 
-func writeInventory(path string, inv *fakeqianfan.Inventory) error {
+func writeInventory(path string, inv *qianfantest.Inventory) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err

@@ -12,8 +12,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
+	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
 	"go.uber.org/goleak"
 )
 
@@ -86,7 +86,7 @@ func TestInventoryFlags(t *testing.T) {
 	dump := filepath.Join(t.TempDir(), "inv.json")
 	base, stop := start(t, "-models", "7", "-versions", "2", "-services", "3", "-inventory-seed", "5",
 		"-dump-inventory", dump, "-v1-off-after", "2", "-v2-gone", "410", "-refuse-in-use")
-	c, err := qianfan.New(qianfan.Credentials{AccessKey: fakeqianfan.DefaultAccessKey, SecretKey: fakeqianfan.DefaultSecretKey},
+	c, err := qianfan.New(qianfan.Credentials{AccessKey: qianfantest.DefaultAccessKey, SecretKey: qianfantest.DefaultSecretKey},
 		qianfan.WithBaseURL(base))
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +126,7 @@ func TestInventoryFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	inv, err := fakeqianfan.ReadInventory(f)
+	inv, err := qianfantest.ReadInventory(f)
 	if err != nil || len(inv.Models) != 7 || len(inv.Services) != 3 {
 		t.Fatalf("dump: %v", err)
 	}
@@ -134,7 +134,7 @@ func TestInventoryFlags(t *testing.T) {
 	// The dump loads back.
 	base, stop = start(t, "-inventory", dump)
 	defer stop()
-	c, _ = qianfan.New(qianfan.Credentials{AccessKey: fakeqianfan.DefaultAccessKey, SecretKey: fakeqianfan.DefaultSecretKey},
+	c, _ = qianfan.New(qianfan.Credentials{AccessKey: qianfantest.DefaultAccessKey, SecretKey: qianfantest.DefaultSecretKey},
 		qianfan.WithBaseURL(base))
 	d, _, err := c.DescribeModelSet(ctx, inv.Models[0].IDStr)
 	if err != nil || d.ModelSetName != inv.Models[0].Name {
@@ -181,7 +181,7 @@ func TestRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st fakeqianfan.Stats
+	var st qianfantest.Stats
 	err = json.NewDecoder(resp.Body).Decode(&st)
 	resp.Body.Close()
 	if err != nil || st.IDsDeleted != 1 || st.Calls["ok"] != 1 || st.Calls["500001"] != 1 {

@@ -16,8 +16,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/qfpurge/qfpurge/internal/cli"
-	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
 	"github.com/qfpurge/qfpurge/internal/policy"
+	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
 	"github.com/qfpurge/qfpurge/internal/redistest"
 	"github.com/qfpurge/qfpurge/internal/schedule"
 )
@@ -31,19 +31,19 @@ func TestMain(m *testing.M) {
 // rig is a real Redis and the fake Qianfan holding an account.
 type rig struct {
 	env  map[string]string
-	fake *fakeqianfan.Server
+	fake *qianfantest.Server
 }
 
 func newRig(t *testing.T, schedulePath string) rig {
 	t.Helper()
 	srv := redistest.Start(t)
-	fake := fakeqianfan.New(fakeqianfan.Config{Inventory: fakeqianfan.NewInventory(
-		fakeqianfan.Generate{Models: 300, Versions: 4, Services: 10, Seed: 5}, time.Now())})
+	fake := qianfantest.New(qianfantest.Config{Inventory: qianfantest.NewInventory(
+		qianfantest.Generate{Models: 300, Versions: 4, Services: 10, Seed: 5}, time.Now())})
 	hs := httptest.NewServer(fake)
 	t.Cleanup(hs.Close)
 	return rig{fake: fake, env: map[string]string{
 		"REDIS_URL": srv.URL(), "QFPURGE_SCHEDULE": schedulePath, "QIANFAN_BASE_URL": hs.URL,
-		"QIANFAN_ACCESS_KEY": fakeqianfan.DefaultAccessKey, "QIANFAN_SECRET_KEY": fakeqianfan.DefaultSecretKey,
+		"QIANFAN_ACCESS_KEY": qianfantest.DefaultAccessKey, "QIANFAN_SECRET_KEY": qianfantest.DefaultSecretKey,
 	}}
 }
 

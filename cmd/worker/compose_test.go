@@ -23,8 +23,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
 	"github.com/qfpurge/qfpurge/internal/monitor"
+	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
 	"github.com/qfpurge/qfpurge/internal/schedule"
 )
 
@@ -239,7 +239,7 @@ func TestCompose(t *testing.T) {
 					t.Errorf("monitor on %s (beyond loopback) without credentials: the worker would refuse to start", cfg.Monitor.Addr)
 				}
 			}
-			if cfg.SecretKey != "" && cfg.SecretKey != fakeqianfan.DefaultSecretKey && svc.Environment["QIANFAN_SECRET_KEY"] == cfg.SecretKey {
+			if cfg.SecretKey != "" && cfg.SecretKey != qianfantest.DefaultSecretKey && svc.Environment["QIANFAN_SECRET_KEY"] == cfg.SecretKey {
 				t.Errorf("QIANFAN_SECRET_KEY is written into docker-compose.yml; take it from the environment")
 			}
 			if base, err := url.Parse(cfg.BaseURL); err == nil {

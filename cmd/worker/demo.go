@@ -17,8 +17,8 @@ import (
 	"github.com/qfpurge/qfpurge/internal/asynqlayout"
 	"github.com/qfpurge/qfpurge/internal/deadletter"
 	"github.com/qfpurge/qfpurge/internal/enqueue"
-	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
 	"github.com/qfpurge/qfpurge/internal/modelid"
+	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
 	"github.com/qfpurge/qfpurge/internal/worker"
 )
 
@@ -27,17 +27,17 @@ const demoBadID = 404404
 
 // demoEnv is a fake Qianfan started for --demo.
 type demoEnv struct {
-	fake *fakeqianfan.Server
+	fake *qianfantest.Server
 	srv  *http.Server
 	log  *slog.Logger
 }
 
 // startDemo serves a fake Qianfan on a free loopback port and points cfg at it.
 func startDemo(cfg *worker.Config) (*demoEnv, error) {
-	fake := fakeqianfan.New(fakeqianfan.Config{
-		Invalid: fakeqianfan.InvalidIDs(int64(demoBadID)),
+	fake := qianfantest.New(qianfantest.Config{
+		Invalid: qianfantest.InvalidIDs(int64(demoBadID)),
 		// A few transient failures so retries show in the log.
-		Faults: fakeqianfan.Faults{Rate503: 0.25, Latency: 30 * time.Millisecond, Seed: 7},
+		Faults: qianfantest.Faults{Rate503: 0.25, Latency: 30 * time.Millisecond, Seed: 7},
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -46,7 +46,7 @@ func startDemo(cfg *worker.Config) (*demoEnv, error) {
 	srv := &http.Server{Handler: fake, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	cfg.BaseURL = "http://" + ln.Addr().String()
-	cfg.AccessKey, cfg.SecretKey = fakeqianfan.DefaultAccessKey, fakeqianfan.DefaultSecretKey
+	cfg.AccessKey, cfg.SecretKey = qianfantest.DefaultAccessKey, qianfantest.DefaultSecretKey
 	cfg.SkipPreflight = true
 	cfg.Logger.Warn("DEMO: deleting against a fake Qianfan at " + cfg.BaseURL + ", not Baidu")
 	return &demoEnv{fake: fake, srv: srv, log: cfg.Logger}, nil

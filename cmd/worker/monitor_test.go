@@ -11,9 +11,9 @@ import (
 
 	"github.com/qfpurge/qfpurge/internal/cli"
 	"github.com/qfpurge/qfpurge/internal/enqueue"
-	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/monitor"
+	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
 	"github.com/qfpurge/qfpurge/internal/redistest"
 	"github.com/qfpurge/qfpurge/internal/worker/workertest"
 )
@@ -130,7 +130,7 @@ func TestHelpKeepsSecrets(t *testing.T) {
 // within seconds, naming the problem, before it takes any work.
 func TestRunRefusesWrongSecret(t *testing.T) {
 	t.Parallel()
-	e := workertest.New(t, fakeqianfan.Config{})
+	e := workertest.New(t, qianfantest.Config{})
 	p, err := enqueue.New(e.RDB, enqueue.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -139,7 +139,7 @@ func TestRunRefusesWrongSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := map[string]string{"REDIS_URL": e.Redis.URL(), "QIANFAN_BASE_URL": e.URL,
-		"QIANFAN_ACCESS_KEY": fakeqianfan.DefaultAccessKey, "QIANFAN_SECRET_KEY": "wrong-secret-0123"}
+		"QIANFAN_ACCESS_KEY": qianfantest.DefaultAccessKey, "QIANFAN_SECRET_KEY": "wrong-secret-0123"}
 	var logs workertest.Log
 	start := time.Now()
 	err = run(context.Background(), []string{"--monitor-addr", ""}, func(k string) string { return env[k] }, io.Discard, &logs)

@@ -18,9 +18,9 @@ import (
 	"time"
 
 	"github.com/qfpurge/qfpurge/internal/asynqlayout"
-	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
+	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
 	"github.com/qfpurge/qfpurge/internal/worker/workertest"
 )
 
@@ -95,7 +95,7 @@ func TestWorkerKilledMidwayLosesNothing(t *testing.T) {
 	t.Parallel()
 	binaries(t)
 	fc, ids, invalid := workertest.Account(1000, 500)
-	fc.Faults = fakeqianfan.Faults{Latency: 20 * time.Millisecond, Rate503: 0.1, Seed: 3}
+	fc.Faults = qianfantest.Faults{Latency: 20 * time.Millisecond, Rate503: 0.1, Seed: 3}
 	e := workertest.New(t, fc)
 	e.EnqueueMixed(t, ids)
 
@@ -139,7 +139,7 @@ func TestEnqueueToSignedCallsBlackBox(t *testing.T) {
 		calls []string
 	)
 	e := workertest.NewWithHandler(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := verifyWithBaiduSigner(r, fakeqianfan.DefaultAccessKey, fakeqianfan.DefaultSecretKey)
+		body, err := verifyWithBaiduSigner(r, qianfantest.DefaultAccessKey, qianfantest.DefaultSecretKey)
 		if err != nil {
 			w.Header().Set("X-Bce-Error-Code", "SignatureDoesNotMatch")
 			w.WriteHeader(http.StatusUnauthorized)
@@ -213,12 +213,12 @@ func TestBlackBoxThousandIDsBaiduVerified(t *testing.T) {
 	t.Parallel()
 	binaries(t)
 	ids, invalid := workertest.IDs(1000)
-	fake := fakeqianfan.New(fakeqianfan.Config{
-		Invalid: fakeqianfan.InvalidIDs(workertest.FakeIDs(invalid)...),
-		Faults:  fakeqianfan.Faults{Rate503: 0.08, Rate336100: 0.06, Rate500000: 0.06, Seed: 4},
+	fake := qianfantest.New(qianfantest.Config{
+		Invalid: qianfantest.InvalidIDs(workertest.FakeIDs(invalid)...),
+		Faults:  qianfantest.Faults{Rate503: 0.08, Rate336100: 0.06, Rate500000: 0.06, Seed: 4},
 	})
 	e := workertest.NewWithHandler(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := verifyWithBaiduSigner(r, fakeqianfan.DefaultAccessKey, fakeqianfan.DefaultSecretKey)
+		body, err := verifyWithBaiduSigner(r, qianfantest.DefaultAccessKey, qianfantest.DefaultSecretKey)
 		if err != nil {
 			t.Errorf("Baidu's signer rejects the request: %v", err)
 			w.WriteHeader(http.StatusUnauthorized)

@@ -11,9 +11,9 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
 	"github.com/qfpurge/qfpurge/internal/fleetlimit"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
+	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
 	"github.com/qfpurge/qfpurge/internal/redistest"
 )
 
@@ -63,13 +63,13 @@ func TestTwoClientsShareTheBudget(t *testing.T) {
 		t.Skip("paces 30 calls at 5 per second")
 	}
 	srv := redistest.Start(t)
-	fake := fakeqianfan.New(fakeqianfan.Config{QPS: 5})
+	fake := qianfantest.New(qianfantest.Config{QPS: 5})
 	api := httptest.NewServer(fake)
 	defer api.Close()
 
 	const calls = 30
 	var waited atomic.Int64
-	key := fleetlimit.Key(api.URL, fakeqianfan.DefaultAccessKey)
+	key := fleetlimit.Key(api.URL, qianfantest.DefaultAccessKey)
 	var clients []*qianfan.Client
 	for range 2 {
 		l, err := fleetlimit.New(srv.Client(t), fleetlimit.Config{QPS: 5, Key: key, Observe: func(d time.Duration) {
@@ -80,7 +80,7 @@ func TestTwoClientsShareTheBudget(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := qianfan.New(qianfan.Credentials{AccessKey: fakeqianfan.DefaultAccessKey, SecretKey: fakeqianfan.DefaultSecretKey},
+		c, err := qianfan.New(qianfan.Credentials{AccessKey: qianfantest.DefaultAccessKey, SecretKey: qianfantest.DefaultSecretKey},
 			qianfan.WithBaseURL(api.URL), qianfan.WithLimiter(l), qianfan.WithMaxElapsed(0))
 		if err != nil {
 			t.Fatal(err)

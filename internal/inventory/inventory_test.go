@@ -8,26 +8,26 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
 	"github.com/qfpurge/qfpurge/internal/inventory"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
+	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
 	"github.com/qfpurge/qfpurge/internal/redistest"
 )
 
 type bundle struct {
-	fake *fakeqianfan.Server
+	fake *qianfantest.Server
 	qc   *qianfan.Client
-	inv  *fakeqianfan.Inventory
+	inv  *qianfantest.Inventory
 }
 
-func setup(t *testing.T, g fakeqianfan.Generate) *bundle {
+func setup(t *testing.T, g qianfantest.Generate) *bundle {
 	t.Helper()
-	inv := fakeqianfan.NewInventory(g, time.Now())
-	fake := fakeqianfan.New(fakeqianfan.Config{Inventory: inv})
+	inv := qianfantest.NewInventory(g, time.Now())
+	fake := qianfantest.New(qianfantest.Config{Inventory: inv})
 	srv := httptest.NewServer(fake)
 	t.Cleanup(srv.Close)
-	qc, err := qianfan.New(qianfan.Credentials{AccessKey: fakeqianfan.DefaultAccessKey, SecretKey: fakeqianfan.DefaultSecretKey},
+	qc, err := qianfan.New(qianfan.Credentials{AccessKey: qianfantest.DefaultAccessKey, SecretKey: qianfantest.DefaultSecretKey},
 		qianfan.WithBaseURL(srv.URL), qianfan.WithMaxElapsed(0))
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +44,7 @@ var (
 )
 
 func TestReadSources(t *testing.T) {
-	b := setup(t, fakeqianfan.Generate{Models: 250, Versions: 3, Services: 7, Seed: 1})
+	b := setup(t, qianfantest.Generate{Models: 250, Versions: 3, Services: 7, Seed: 1})
 	ctx := context.Background()
 	s, err := inventory.Read(ctx, b.qc, inventory.SourceV2|inventory.SourceV1|inventory.SourceServices)
 	if err != nil {
@@ -78,8 +78,8 @@ func TestReadSources(t *testing.T) {
 // TestReadFailsWholeOnAFailedPage: a listing that fails part-way proves
 // nothing, and the store keeps the last good snapshot.
 func TestReadFailsWholeOnAFailedPage(t *testing.T) {
-	b := setup(t, fakeqianfan.Generate{Models: 250, Versions: 1, Seed: 2})
-	b.fake.SetFaults(fakeqianfan.Faults{Rate503: 0.5, Seed: 9})
+	b := setup(t, qianfantest.Generate{Models: 250, Versions: 1, Seed: 2})
+	b.fake.SetFaults(qianfantest.Faults{Rate503: 0.5, Seed: 9})
 	_, err := inventory.Read(context.Background(), b.qc, inventory.SourceV2)
 	if err == nil {
 		t.Fatal("a read with failing pages succeeded")
@@ -87,7 +87,7 @@ func TestReadFailsWholeOnAFailedPage(t *testing.T) {
 }
 
 func TestStoreCheck(t *testing.T) {
-	b := setup(t, fakeqianfan.Generate{Models: 120, Versions: 2, Seed: 3})
+	b := setup(t, qianfantest.Generate{Models: 120, Versions: 2, Seed: 3})
 	st := inventory.NewStore(redistest.Start(t).Client(t))
 	ctx := context.Background()
 	before := time.Now().Add(-time.Second)
@@ -145,7 +145,7 @@ func TestStoreCheck(t *testing.T) {
 // TestVerifierSettlesOnceForEveryone: two tasks want a listing; one Once
 // takes a single V1 listing that answers both.
 func TestVerifierSettlesOnceForEveryone(t *testing.T) {
-	b := setup(t, fakeqianfan.Generate{Models: 150, Versions: 1, Seed: 4})
+	b := setup(t, qianfantest.Generate{Models: 150, Versions: 1, Seed: 4})
 	rdb := redistest.Start(t).Client(t)
 	ctx := context.Background()
 	quiet := false

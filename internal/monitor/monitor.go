@@ -33,8 +33,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/qfpurge/qfpurge/internal/authtoken"
-	"github.com/qfpurge/qfpurge/internal/connlimit"
 	"github.com/qfpurge/qfpurge/internal/pause"
+	"golang.org/x/net/netutil"
 )
 
 // RootPath is where asynqmon is mounted.
@@ -284,7 +284,7 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return fmt.Errorf("monitor: listen on %s: %w", s.cfg.Addr, err)
 	}
-	s.ln = connlimit.Wrap(ln, s.cfg.MaxConns)
+	s.ln = netutil.LimitListener(ln, max(s.cfg.MaxConns, 1))
 	return nil
 }
 

@@ -16,12 +16,12 @@ import (
 
 	"github.com/qfpurge/qfpurge/internal/asynqlayout"
 	"github.com/qfpurge/qfpurge/internal/enqueue"
-	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/policy"
 	"github.com/qfpurge/qfpurge/internal/policy/policytest"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
+	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
 	"github.com/qfpurge/qfpurge/internal/worker/workertest"
 )
 
@@ -83,10 +83,10 @@ func (o *observer) RunEnded(r policy.Record) {
 	o.ends = append(o.ends, r)
 }
 
-func setup(t *testing.T, inv *fakeqianfan.Inventory, opts ...qianfan.Option) bundle {
+func setup(t *testing.T, inv *qianfantest.Inventory, opts ...qianfan.Option) bundle {
 	t.Helper()
-	e := workertest.New(t, fakeqianfan.Config{Inventory: inv})
-	qc, err := qianfan.New(qianfan.Credentials{AccessKey: fakeqianfan.DefaultAccessKey, SecretKey: fakeqianfan.DefaultSecretKey},
+	e := workertest.New(t, qianfantest.Config{Inventory: inv})
+	qc, err := qianfan.New(qianfan.Credentials{AccessKey: qianfantest.DefaultAccessKey, SecretKey: qianfantest.DefaultSecretKey},
 		append([]qianfan.Option{qianfan.WithBaseURL(e.URL), qianfan.WithRetryInterval(time.Millisecond, 10*time.Millisecond)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +106,7 @@ func setup(t *testing.T, inv *fakeqianfan.Inventory, opts ...qianfan.Option) bun
 	return bundle{env: e, runner: r, ledger: ledger.New(e.RDB, ledger.Config{}), obs: obs}
 }
 
-func account(models, versions, services int) *fakeqianfan.Inventory {
+func account(models, versions, services int) *qianfantest.Inventory {
 	return policytest.Account(models, versions, services, 7)
 }
 
@@ -173,11 +173,11 @@ func TestRulesAcceptance(t *testing.T) {
 		name  string
 		kind  modelid.Kind
 		rule  string
-		brute func(*fakeqianfan.Inventory, time.Time) []string
+		brute func(*qianfantest.Inventory, time.Time) []string
 		fake  string
 	}{
-		{"ci-versions", modelid.KindVersion, ciRule, policytest.CIVersions, fakeqianfan.KindVersion},
-		{"old-experiments", modelid.KindModel, expRule, policytest.ExpModels, fakeqianfan.KindModel},
+		{"ci-versions", modelid.KindVersion, ciRule, policytest.CIVersions, qianfantest.KindVersion},
+		{"old-experiments", modelid.KindModel, expRule, policytest.ExpModels, qianfantest.KindModel},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -273,7 +273,7 @@ func TestRulesAcceptance(t *testing.T) {
 }
 
 // checkNotUsed fails for any planned deletion a service of inv uses.
-func checkNotUsed(t *testing.T, inv *fakeqianfan.Inventory, p *policy.Plan) {
+func checkNotUsed(t *testing.T, inv *qianfantest.Inventory, p *policy.Plan) {
 	t.Helper()
 	used := map[string]string{}
 	for _, s := range inv.Services {
@@ -331,7 +331,7 @@ func TestDeployedAfterThePlanIsNotDeleted(t *testing.T) {
 			addedModel = it.Model
 		}
 	}
-	if err := b.env.Fake.AddService(fakeqianfan.Service{ID: 9001, IDStr: "svco-late", Name: "svc-late", Status: "Deploying",
+	if err := b.env.Fake.AddService(qianfantest.Service{ID: 9001, IDStr: "svco-late", Name: "svc-late", Status: "Deploying",
 		Model: addedModel, Version: added}); err != nil {
 		t.Fatal(err)
 	}
@@ -344,7 +344,7 @@ func TestDeployedAfterThePlanIsNotDeleted(t *testing.T) {
 			if rec.State != ledger.StateProtected || rec.Run != run.ID || !strings.Contains(rec.Message, "used by service") {
 				t.Errorf("%s: %s %q, want protected naming the service", id, rec.State, rec.Message)
 			}
-			if !b.env.Fake.Exists(fakeqianfan.KindVersion, id) {
+			if !b.env.Fake.Exists(qianfantest.KindVersion, id) {
 				t.Errorf("%s was deleted although a service used it", id)
 			}
 		default:
@@ -417,14 +417,14 @@ limit: {count: 5}
 func TestListingFailingPartWayDeletesNothing(t *testing.T) {
 	t.Parallel()
 	b := setup(t, account(2000, 4, 5), qianfan.WithMaxElapsed(0)) // no retries inside a call
-	b.env.Fake.SetFaults(fakeqianfan.Faults{Rate503: 0.1, Seed: 3})
+	b.env.Fake.SetFaults(qianfantest.Faults{Rate503: 0.1, Seed: 3})
 	ctx := context.Background()
 	rec, plan, err := b.runner.Execute(ctx, rule(t, "exp", modelid.KindModel, expRule), policy.Options{Mode: policy.ModeRun, Trigger: "test"})
 	if err == nil || plan != nil {
 		t.Fatalf("plan over a failing listing: err %v", err)
 	}
 	st := b.env.Fake.Stats()
-	if st.Calls[fakeqianfan.OutcomeOK] == 0 || st.Calls[fakeqianfan.Outcome503] == 0 {
+	if st.Calls[qianfantest.OutcomeOK] == 0 || st.Calls[qianfantest.Outcome503] == 0 {
 		t.Fatalf("fake answered %v: want some pages served before a 503", st.Calls)
 	}
 	if rec.Status != policy.StatusFailed || !strings.Contains(rec.Error, "nothing deleted: read the inventory") {
@@ -449,7 +449,7 @@ func TestRetriedRunResumesItsEnqueue(t *testing.T) {
 	b := setup(t, account(400, 4, 5))
 	ctx := context.Background()
 	fail := &failingEnqueuer{}
-	qc, _ := qianfan.New(qianfan.Credentials{AccessKey: fakeqianfan.DefaultAccessKey, SecretKey: fakeqianfan.DefaultSecretKey}, qianfan.WithBaseURL(b.env.URL))
+	qc, _ := qianfan.New(qianfan.Credentials{AccessKey: qianfantest.DefaultAccessKey, SecretKey: qianfantest.DefaultSecretKey}, qianfan.WithBaseURL(b.env.URL))
 	r := policy.NewRunner(b.env.RDB, policy.QianfanSource(qc), fail, policy.Config{Logger: (&workertest.Log{}).Logger()})
 	ru := rule(t, "ci", modelid.KindVersion, ciRule)
 	rec, plan, err := r.Execute(ctx, ru, policy.Options{ID: "run-1", Mode: policy.ModeRun, Trigger: "test"})

@@ -18,12 +18,12 @@ import (
 	bcehttp "github.com/baidubce/bce-sdk-go/http"
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
+	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
 )
 
 // bundle is a client wired to a fake server.
 type bundle struct {
-	fake   *fakeqianfan.Server
+	fake   *qianfantest.Server
 	srv    *httptest.Server
 	client *Client
 	logs   *syncBuffer
@@ -47,12 +47,12 @@ func (s *syncBuffer) String() string {
 }
 
 // setup starts a fake (optionally wrapped) and a client with fast retries.
-func setup(t *testing.T, cfg fakeqianfan.Config, wrap func(http.Handler) http.Handler, opts ...Option) *bundle {
+func setup(t *testing.T, cfg qianfantest.Config, wrap func(http.Handler) http.Handler, opts ...Option) *bundle {
 	t.Helper()
 	if cfg.Credentials == nil {
 		cfg.Credentials = map[string]string{"ak": testSecret}
 	}
-	fake := fakeqianfan.New(cfg)
+	fake := qianfantest.New(cfg)
 	var h http.Handler = fake
 	if wrap != nil {
 		h = wrap(fake)
@@ -80,11 +80,11 @@ func setup(t *testing.T, cfg fakeqianfan.Config, wrap func(http.Handler) http.Ha
 
 func TestThreeTransientFaultsThenSuccess(t *testing.T) {
 	t.Parallel()
-	var fake *fakeqianfan.Server
-	seq := []fakeqianfan.Faults{{Rate503: 1}, {Rate336100: 1}, {RateReset: 1}, {}}
+	var fake *qianfantest.Server
+	seq := []qianfantest.Faults{{Rate503: 1}, {Rate336100: 1}, {RateReset: 1}, {}}
 	var n atomic.Int32
-	b := setup(t, fakeqianfan.Config{}, func(h http.Handler) http.Handler {
-		fake = h.(*fakeqianfan.Server)
+	b := setup(t, qianfantest.Config{}, func(h http.Handler) http.Handler {
+		fake = h.(*qianfantest.Server)
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			fake.SetFaults(seq[min(int(n.Add(1))-1, len(seq)-1)])
 			h.ServeHTTP(w, r)
@@ -98,7 +98,7 @@ func TestThreeTransientFaultsThenSuccess(t *testing.T) {
 		t.Errorf("Result = %+v, want 4 attempts, ambiguous (after the reset), a log_id", res)
 	}
 	for _, id := range []int64{585, 586} {
-		if got := b.fake.DeleteCount(fakeqianfan.KindModel, id); got != 1 {
+		if got := b.fake.DeleteCount(qianfantest.KindModel, id); got != 1 {
 			t.Errorf("DeleteCount(%d) = %d, want 1", id, got)
 		}
 	}
@@ -114,7 +114,7 @@ func TestThreeTransientFaultsThenSuccess(t *testing.T) {
 
 func TestPermanentErrorMakesOneCall(t *testing.T) {
 	t.Parallel()
-	b := setup(t, fakeqianfan.Config{Invalid: fakeqianfan.InvalidIDs("am-bad")}, nil)
+	b := setup(t, qianfantest.Config{Invalid: qianfantest.InvalidIDs("am-bad")}, nil)
 	_, err := b.client.BatchDeleteModelVersions(t.Context(), StringIDs{"am-ok", "am-bad"})
 	var e *Error
 	if !errors.As(err, &e) || !IsInvalidIDs(err) || e.Code != 500001 || e.Attempts != 1 || e.LogID == "" {
@@ -123,7 +123,7 @@ func TestPermanentErrorMakesOneCall(t *testing.T) {
 	if diff := cmp.Diff(map[string]int{"500001": 1}, b.fake.Stats().Calls); diff != "" {
 		t.Errorf("Calls (-want +got):\n%s", diff)
 	}
-	if got := b.fake.DeleteCount(fakeqianfan.KindVersion, "am-ok"); got != 0 {
+	if got := b.fake.DeleteCount(qianfantest.KindVersion, "am-ok"); got != 0 {
 		t.Errorf("batch not atomic: am-ok deleted %d times", got)
 	}
 }
@@ -145,7 +145,7 @@ func TestUnknownCodeIsNotRetried(t *testing.T) {
 
 func TestBadSignatureRejected(t *testing.T) {
 	t.Parallel()
-	b := setup(t, fakeqianfan.Config{Credentials: map[string]string{"ak": "other-secret"}}, nil)
+	b := setup(t, qianfantest.Config{Credentials: map[string]string{"ak": "other-secret"}}, nil)
 	_, err := b.client.BatchDeleteModels(t.Context(), IntIDs{1})
 	var e *Error
 	if !errors.As(err, &e) || !IsRequestError(err) || e.HTTPStatus != 401 ||
@@ -161,7 +161,7 @@ func TestThrottledHonoursRetryAfter(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
 	var times []time.Time
-	b := setup(t, fakeqianfan.Config{}, func(h http.Handler) http.Handler {
+	b := setup(t, qianfantest.Config{}, func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			mu.Lock()
 			times = append(times, time.Now())
@@ -186,7 +186,7 @@ func TestThrottledHonoursRetryAfter(t *testing.T) {
 
 func TestThrottledByFakeQPSBacksOff(t *testing.T) {
 	t.Parallel()
-	b := setup(t, fakeqianfan.Config{QPS: 1}, nil, WithRetryInterval(50*time.Millisecond, time.Second))
+	b := setup(t, qianfantest.Config{QPS: 1}, nil, WithRetryInterval(50*time.Millisecond, time.Second))
 	if _, err := b.client.BatchDeleteModels(t.Context(), IntIDs{1}); err != nil {
 		t.Fatal(err)
 	}
@@ -211,16 +211,16 @@ func TestCancelReturnsWithin50ms(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			arrived := make(chan struct{}, 10)
-			b := setup(t, fakeqianfan.Config{}, func(h http.Handler) http.Handler {
+			b := setup(t, qianfantest.Config{}, func(h http.Handler) http.Handler {
 				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 					arrived <- struct{}{}
 					h.ServeHTTP(w, r)
 				})
 			}, WithRetryInterval(10*time.Second, 10*time.Second), WithMaxElapsed(time.Minute))
 			if name == "in flight" {
-				b.fake.SetFaults(fakeqianfan.Faults{Latency: 10 * time.Second})
+				b.fake.SetFaults(qianfantest.Faults{Latency: 10 * time.Second})
 			} else {
-				b.fake.SetFaults(fakeqianfan.Faults{Rate503: 1})
+				b.fake.SetFaults(qianfantest.Faults{Rate503: 1})
 			}
 			ctx, cancel := context.WithCancel(t.Context())
 			done := make(chan error, 1)
@@ -253,7 +253,7 @@ func TestCancelReturnsWithin50ms(t *testing.T) {
 func TestDroppedResponseIsReproducibleAndAmbiguous(t *testing.T) {
 	t.Parallel()
 	pattern := func() string {
-		b := setup(t, fakeqianfan.Config{Faults: fakeqianfan.Faults{RateDropAfterDelete: 0.5, Seed: 42}},
+		b := setup(t, qianfantest.Config{Faults: qianfantest.Faults{RateDropAfterDelete: 0.5, Seed: 42}},
 			nil, WithMaxElapsed(0))
 		var out strings.Builder
 		for i := range 12 {
@@ -266,7 +266,7 @@ func TestDroppedResponseIsReproducibleAndAmbiguous(t *testing.T) {
 			default:
 				t.Fatalf("unexpected error %v", err)
 			}
-			if got := b.fake.DeleteCount(fakeqianfan.KindModel, i); got != 1 {
+			if got := b.fake.DeleteCount(qianfantest.KindModel, i); got != 1 {
 				t.Errorf("id %d deleted %d times, want 1 (drop happens after delete)", i, got)
 			}
 		}
@@ -278,13 +278,13 @@ func TestDroppedResponseIsReproducibleAndAmbiguous(t *testing.T) {
 	}
 
 	// With retries, the retry after a drop meets the deleted IDs: 500001, ambiguous.
-	b := setup(t, fakeqianfan.Config{Faults: fakeqianfan.Faults{RateDropAfterDelete: 1}}, nil)
+	b := setup(t, qianfantest.Config{Faults: qianfantest.Faults{RateDropAfterDelete: 1}}, nil)
 	_, err := b.client.BatchDeleteModels(t.Context(), IntIDs{9})
 	var e *Error
 	if !errors.As(err, &e) || e.Code != 500001 || !e.Ambiguous || e.Attempts != 2 {
 		t.Fatalf("want ambiguous 500001 on attempt 2, got %#v", err)
 	}
-	if got := b.fake.DeleteCount(fakeqianfan.KindModel, 9); got != 1 {
+	if got := b.fake.DeleteCount(qianfantest.KindModel, 9); got != 1 {
 		t.Errorf("DeleteCount = %d, want 1", got)
 	}
 	if st := b.fake.Stats(); st.RepeatDeletes != 1 {
@@ -383,7 +383,7 @@ func TestEachAttemptSignedAfresh(t *testing.T) {
 	var dates []string
 	var mu sync.Mutex
 	var tick atomic.Int64
-	b := setup(t, fakeqianfan.Config{Now: func() time.Time { return time.Unix(1_700_000_000+tick.Load(), 0) }},
+	b := setup(t, qianfantest.Config{Now: func() time.Time { return time.Unix(1_700_000_000+tick.Load(), 0) }},
 		func(h http.Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				mu.Lock()
@@ -392,7 +392,7 @@ func TestEachAttemptSignedAfresh(t *testing.T) {
 				h.ServeHTTP(w, r)
 			})
 		}, WithClock(func() time.Time { return time.Unix(1_700_000_000+tick.Add(1), 0) }), WithMaxElapsed(50*time.Millisecond))
-	b.fake.SetFaults(fakeqianfan.Faults{Rate500000: 1})
+	b.fake.SetFaults(qianfantest.Faults{Rate500000: 1})
 	_, err := b.client.BatchDeleteModels(t.Context(), IntIDs{1})
 	if !IsTransient(err) {
 		t.Fatalf("want transient error, got %v", err)
@@ -448,7 +448,7 @@ func TestInputs(t *testing.T) {
 
 func TestQPSCapPacesAttempts(t *testing.T) {
 	t.Parallel()
-	b := setup(t, fakeqianfan.Config{}, nil, WithQPS(20, 1))
+	b := setup(t, qianfantest.Config{}, nil, WithQPS(20, 1))
 	start := time.Now()
 	for i := range 5 {
 		if _, err := b.client.BatchDeleteModels(t.Context(), IntIDs{int64(i)}); err != nil {
@@ -469,8 +469,8 @@ func (l *countingLimiter) Wait(ctx context.Context) error { l.n.Add(1); return c
 func TestExtraLimiterPerAttempt(t *testing.T) {
 	t.Parallel()
 	l := &countingLimiter{}
-	b := setup(t, fakeqianfan.Config{}, nil, WithLimiter(l), WithMaxElapsed(50*time.Millisecond))
-	b.fake.SetFaults(fakeqianfan.Faults{Rate503: 1})
+	b := setup(t, qianfantest.Config{}, nil, WithLimiter(l), WithMaxElapsed(50*time.Millisecond))
+	b.fake.SetFaults(qianfantest.Faults{Rate503: 1})
 	_, _ = b.client.BatchDeleteModels(t.Context(), IntIDs{1})
 	if int(l.n.Load()) != b.fake.Stats().Calls["503"] {
 		t.Errorf("limiter waited %d times for %d attempts", l.n.Load(), b.fake.Stats().Calls["503"])

@@ -5,16 +5,16 @@ import (
 	"fmt"
 	"net/http/httptest"
 
-	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
+	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
 )
 
 func Example() {
-	fake := fakeqianfan.New(fakeqianfan.Config{Invalid: fakeqianfan.InvalidIDs(999)})
+	fake := qianfantest.New(qianfantest.Config{Invalid: qianfantest.InvalidIDs(999)})
 	srv := httptest.NewServer(fake)
 	defer srv.Close()
 
-	c, err := qianfan.New(qianfan.Credentials{AccessKey: fakeqianfan.DefaultAccessKey, SecretKey: fakeqianfan.DefaultSecretKey},
+	c, err := qianfan.New(qianfan.Credentials{AccessKey: qianfantest.DefaultAccessKey, SecretKey: qianfantest.DefaultSecretKey},
 		qianfan.WithBaseURL(srv.URL))
 	if err != nil {
 		panic(err)
@@ -26,7 +26,7 @@ func Example() {
 
 	_, err = c.BatchDeleteModels(ctx, qianfan.IntIDs{587, 999})
 	fmt.Println(qianfan.Classify(err), err)
-	fmt.Println("587 deleted", fake.DeleteCount(fakeqianfan.KindModel, 587), "times")
+	fmt.Println("587 deleted", fake.DeleteCount(qianfantest.KindModel, 587), "times")
 	// Output:
 	// deleted: true attempts: 1 log_id: 2443985832
 	// invalid-ids 500001 param invalid (log_id 2443985833)

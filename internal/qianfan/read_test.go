@@ -12,23 +12,23 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
 	"github.com/qfpurge/qfpurge/internal/modelid"
+	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
 )
 
 var invNow = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 
 // setupInventory is setup with a generated inventory and the fake's clock at invNow.
-func setupInventory(t *testing.T, g fakeqianfan.Generate, cfg fakeqianfan.Config, wrap func(http.Handler) http.Handler, opts ...Option) (*bundle, *fakeqianfan.Inventory) {
+func setupInventory(t *testing.T, g qianfantest.Generate, cfg qianfantest.Config, wrap func(http.Handler) http.Handler, opts ...Option) (*bundle, *qianfantest.Inventory) {
 	t.Helper()
-	inv := fakeqianfan.NewInventory(g, invNow)
+	inv := qianfantest.NewInventory(g, invNow)
 	cfg.Inventory = inv
 	return setup(t, cfg, wrap, opts...), inv
 }
 
 func TestReadsAreTypedAndSigned(t *testing.T) {
 	t.Parallel()
-	b, inv := setupInventory(t, fakeqianfan.Generate{Models: 3, Versions: 2, Services: 2, Seed: 1}, fakeqianfan.Config{}, nil)
+	b, inv := setupInventory(t, qianfantest.Generate{Models: 3, Versions: 2, Services: 2, Seed: 1}, qianfantest.Config{}, nil)
 	ctx := t.Context()
 	m := inv.Models[0]
 
@@ -76,7 +76,7 @@ func TestReadsAreTypedAndSigned(t *testing.T) {
 		t.Fatalf("ListServices = %+v, %v", list, err)
 	}
 	st := b.fake.Stats()
-	if st.Calls[fakeqianfan.OutcomeAuth] != 0 || st.Reads != 8 || st.Deletes != 0 {
+	if st.Calls[qianfantest.OutcomeAuth] != 0 || st.Reads != 8 || st.Deletes != 0 {
 		t.Errorf("stats %+v: every read must pass the fake's own verifier", st)
 	}
 }
@@ -84,8 +84,8 @@ func TestReadsAreTypedAndSigned(t *testing.T) {
 func TestServiceListIDsInEitherForm(t *testing.T) {
 	t.Parallel()
 	for _, asStrings := range []bool{false, true} {
-		b, inv := setupInventory(t, fakeqianfan.Generate{Models: 2, Versions: 1, Services: 1, Seed: 2},
-			fakeqianfan.Config{Assumptions: fakeqianfan.Assumptions{V1ServiceIDsAsStrings: asStrings}}, nil)
+		b, inv := setupInventory(t, qianfantest.Generate{Models: 2, Versions: 1, Services: 1, Seed: 2},
+			qianfantest.Config{Assumptions: qianfantest.Assumptions{V1ServiceIDsAsStrings: asStrings}}, nil)
 		list, _, err := b.client.ListServices(t.Context(), ServiceListRequest{})
 		if err != nil || len(list.Custom) != 1 {
 			t.Fatalf("strings=%v: %+v %v", asStrings, list, err)
@@ -109,8 +109,8 @@ func TestServiceListIDsInEitherForm(t *testing.T) {
 
 func TestWalkModelsV1(t *testing.T) {
 	t.Parallel()
-	b, inv := setupInventory(t, fakeqianfan.Generate{Models: 25, Versions: 1, Seed: 3},
-		fakeqianfan.Config{Assumptions: fakeqianfan.Assumptions{V1MaxPageSize: 7}}, nil)
+	b, inv := setupInventory(t, qianfantest.Generate{Models: 25, Versions: 1, Seed: 3},
+		qianfantest.Config{Assumptions: qianfantest.Assumptions{V1MaxPageSize: 7}}, nil)
 	// pageSize 10 is cut to 7 without a word: the walk still gets everything.
 	l, err := b.client.WalkModelsV1(t.Context(), ModelListRequest{PageSize: 10})
 	if err != nil {
@@ -139,7 +139,7 @@ func TestWalkModelsV1DetectsSkipUnderDeletion(t *testing.T) {
 	var lists atomic.Int32
 	var b *bundle
 	var victim int64
-	b, inv := setupInventory(t, fakeqianfan.Generate{Models: 12, Versions: 1, Seed: 4}, fakeqianfan.Config{},
+	b, inv := setupInventory(t, qianfantest.Generate{Models: 12, Versions: 1, Seed: 4}, qianfantest.Config{},
 		func(h http.Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				// Someone else deletes a model of page 1 while the walk is between pages 1 and 2.
@@ -171,7 +171,7 @@ func TestWalkModelsV1DetectsSkipUnderDeletion(t *testing.T) {
 	}
 	var skipped int
 	for _, m := range inv.Models {
-		if m.ID != victim && !listed[m.IDStr] && b.fake.Exists(fakeqianfan.KindModel, m.IDStr) {
+		if m.ID != victim && !listed[m.IDStr] && b.fake.Exists(qianfantest.KindModel, m.IDStr) {
 			skipped++
 		}
 	}
@@ -185,7 +185,7 @@ func TestWalkCustomModelSets(t *testing.T) {
 	var calls atomic.Int32
 	var b *bundle
 	var victims []string
-	b, inv := setupInventory(t, fakeqianfan.Generate{Models: 23, Versions: 2, Seed: 5}, fakeqianfan.Config{},
+	b, inv := setupInventory(t, qianfantest.Generate{Models: 23, Versions: 2, Seed: 5}, qianfantest.Config{},
 		func(h http.Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if r.URL.Query().Get("Action") == ActionDescribeCustomModelSets && calls.Add(1) == 2 {
@@ -225,15 +225,15 @@ func TestWalkCustomModelSets(t *testing.T) {
 
 func TestWalkServicesShapes(t *testing.T) {
 	t.Parallel()
-	for _, asm := range []fakeqianfan.Assumptions{
+	for _, asm := range []qianfantest.Assumptions{
 		{},
 		{ServicesFlatPaging: true},
 		{ServicesListField: "services"},
 		{ServicesListField: "customServiceList", ServicesFlatPaging: true},
 		{V2ServiceModelIDIsSet: true},
 	} {
-		b, inv := setupInventory(t, fakeqianfan.Generate{Models: 5, Versions: 1, Services: 13, Seed: 6},
-			fakeqianfan.Config{Assumptions: asm}, nil)
+		b, inv := setupInventory(t, qianfantest.Generate{Models: 5, Versions: 1, Services: 13, Seed: 6},
+			qianfantest.Config{Assumptions: asm}, nil)
 		svcs, err := b.client.WalkServices(t.Context(), 5)
 		if err != nil || len(svcs) != 13 {
 			t.Errorf("%+v: %d services, %v", asm, len(svcs), err)
@@ -246,8 +246,8 @@ func TestWalkServicesShapes(t *testing.T) {
 		_ = inv
 	}
 	// A list under a name we do not know is unreadable, never "no services".
-	b, _ := setupInventory(t, fakeqianfan.Generate{Models: 1, Services: 1, Seed: 7},
-		fakeqianfan.Config{Assumptions: fakeqianfan.Assumptions{ServicesListField: "svcs"}}, nil)
+	b, _ := setupInventory(t, qianfantest.Generate{Models: 1, Services: 1, Seed: 7},
+		qianfantest.Config{Assumptions: qianfantest.Assumptions{ServicesListField: "svcs"}}, nil)
 	svcs, err := b.client.WalkServices(t.Context(), 5)
 	if svcs != nil || !IsUnknown(err) {
 		t.Errorf("unknown list field: %v, %v; want ClassUnknown", svcs, err)
@@ -346,7 +346,7 @@ func TestWalkMarkerEdges(t *testing.T) {
 
 func TestV2DeletesAgainstTheFake(t *testing.T) {
 	t.Parallel()
-	b, inv := setupInventory(t, fakeqianfan.Generate{Models: 3, Versions: 2, Seed: 8}, fakeqianfan.Config{}, nil)
+	b, inv := setupInventory(t, qianfantest.Generate{Models: 3, Versions: 2, Seed: 8}, qianfantest.Config{}, nil)
 	ctx := t.Context()
 	m := inv.Models[0]
 	res, err := b.client.DeleteModelSet(ctx, m.IDStr)
@@ -354,7 +354,7 @@ func TestV2DeletesAgainstTheFake(t *testing.T) {
 		t.Fatalf("DeleteModelSet: %+v %v", res, err)
 	}
 	for _, v := range m.Versions {
-		if b.fake.Exists(fakeqianfan.KindVersion, v.IDStr) {
+		if b.fake.Exists(qianfantest.KindVersion, v.IDStr) {
 			t.Errorf("version %s survived its model", v.IDStr)
 		}
 	}
@@ -374,8 +374,8 @@ func TestV2DeletesAgainstTheFake(t *testing.T) {
 		t.Errorf("V1 detail of deleted: %v", err)
 	}
 	// Switched: a V2 delete refused because a service runs the model.
-	b.fake.SetAssumptions(fakeqianfan.Assumptions{RefuseInUse: true})
-	if err := b.fake.AddService(fakeqianfan.Service{ID: 9, IDStr: "svco-x", Name: "x", Status: "New"}); err != nil {
+	b.fake.SetAssumptions(qianfantest.Assumptions{RefuseInUse: true})
+	if err := b.fake.AddService(qianfantest.Service{ID: 9, IDStr: "svco-x", Name: "x", Status: "New"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.fake.SetServiceVersion("svco-x", inv.Models[2].Versions[0].IDStr); err != nil {
@@ -384,14 +384,14 @@ func TestV2DeletesAgainstTheFake(t *testing.T) {
 	if _, err := b.client.DeleteModel(ctx, inv.Models[2].Versions[0].IDStr); !IsInvalidIDs(err) {
 		t.Errorf("in-use delete: %v", err)
 	}
-	if st := b.fake.Stats(); st.Deletes != 4 || st.Calls[fakeqianfan.OutcomeAuth] != 0 {
+	if st := b.fake.Stats(); st.Deletes != 4 || st.Calls[qianfantest.OutcomeAuth] != 0 {
 		t.Errorf("stats %+v", st)
 	}
 }
 
 func TestGoneIsNeverSuccessNorInvalidIDs(t *testing.T) {
 	t.Parallel()
-	b, _ := setupInventory(t, fakeqianfan.Generate{Models: 3, Versions: 1, Seed: 9}, fakeqianfan.Config{V1OffAfter: 1}, nil)
+	b, _ := setupInventory(t, qianfantest.Generate{Models: 3, Versions: 1, Seed: 9}, qianfantest.Config{V1OffAfter: 1}, nil)
 	ctx := t.Context()
 	if _, err := b.client.BatchDeleteModels(ctx, IntIDs{10000}); err != nil {
 		t.Fatal(err)
@@ -401,11 +401,11 @@ func TestGoneIsNeverSuccessNorInvalidIDs(t *testing.T) {
 	if !IsGone(err) || !errors.As(err, &e) || e.Attempts != 1 || e.Endpoint != PathBatchDeleteModels {
 		t.Fatalf("V1 off: %#v", err)
 	}
-	if !b.fake.Exists(fakeqianfan.KindModel, 10001) {
+	if !b.fake.Exists(qianfantest.KindModel, 10001) {
 		t.Error("deleted while off")
 	}
-	for name, form := range fakeqianfan.GoneForms() {
-		b.fake.SetAssumptions(fakeqianfan.Assumptions{V1Gone: form, V2Gone: form})
+	for name, form := range qianfantest.GoneForms() {
+		b.fake.SetAssumptions(qianfantest.Assumptions{V1Gone: form, V2Gone: form})
 		b.fake.SetV1Off(true)
 		b.fake.SetV2Off(true)
 		for _, call := range []func() error{
@@ -423,14 +423,14 @@ func TestGoneIsNeverSuccessNorInvalidIDs(t *testing.T) {
 			}
 		}
 	}
-	if !b.fake.Exists(fakeqianfan.KindModel, 10002) {
+	if !b.fake.Exists(qianfantest.KindModel, 10002) {
 		t.Error("deleted while off")
 	}
 }
 
 func TestRevokedKeyAndPermission(t *testing.T) {
 	t.Parallel()
-	b, inv := setupInventory(t, fakeqianfan.Generate{Models: 2, Versions: 1, Seed: 10}, fakeqianfan.Config{}, nil)
+	b, inv := setupInventory(t, qianfantest.Generate{Models: 2, Versions: 1, Seed: 10}, qianfantest.Config{}, nil)
 	ctx := t.Context()
 	b.fake.Revoke("ak")
 	_, err := b.client.DeleteModelSet(ctx, inv.Models[0].IDStr)
@@ -438,7 +438,7 @@ func TestRevokedKeyAndPermission(t *testing.T) {
 		t.Errorf("revoked: %v (%v)", err, CredentialProblemOf(err))
 	}
 	b.fake.Restore("ak")
-	b.fake.SetPermission("ak", fakeqianfan.PermRead)
+	b.fake.SetPermission("ak", qianfantest.PermRead)
 	if _, err := b.client.WalkCustomModelSets(ctx, 0); err != nil {
 		t.Errorf("read-only key cannot read: %v", err)
 	}
@@ -447,7 +447,7 @@ func TestRevokedKeyAndPermission(t *testing.T) {
 	if !errors.As(err, &e) || e.HTTPStatus != 403 || e.Attempts != 1 || e.Credential() != CredentialNoPermission {
 		t.Errorf("read-only delete: %#v", err)
 	}
-	if !b.fake.Exists(fakeqianfan.KindModel, inv.Models[0].ID) {
+	if !b.fake.Exists(qianfantest.KindModel, inv.Models[0].ID) {
 		t.Error("deleted without permission")
 	}
 }
@@ -455,9 +455,9 @@ func TestRevokedKeyAndPermission(t *testing.T) {
 func TestReadsRetryAndAreNeverAmbiguous(t *testing.T) {
 	t.Parallel()
 	l := &countingLimiter{}
-	b, _ := setupInventory(t, fakeqianfan.Generate{Models: 2, Seed: 11}, fakeqianfan.Config{}, nil, WithLimiter(l),
+	b, _ := setupInventory(t, qianfantest.Generate{Models: 2, Seed: 11}, qianfantest.Config{}, nil, WithLimiter(l),
 		WithMaxElapsed(100*time.Millisecond))
-	b.fake.SetFaults(fakeqianfan.Faults{RateReset: 1})
+	b.fake.SetFaults(qianfantest.Faults{RateReset: 1})
 	_, res, err := b.client.ListModels(t.Context(), ModelListRequest{})
 	var e *Error
 	if !IsTransient(err) || !errors.As(err, &e) || e.Ambiguous || res.Ambiguous || e.Attempts < 2 {
@@ -466,7 +466,7 @@ func TestReadsRetryAndAreNeverAmbiguous(t *testing.T) {
 	if int(l.n.Load()) != e.Attempts {
 		t.Errorf("limiter waited %d times for %d attempts", l.n.Load(), e.Attempts)
 	}
-	b.fake.SetFaults(fakeqianfan.Faults{Rate503: 0.3, Seed: 3})
+	b.fake.SetFaults(qianfantest.Faults{Rate503: 0.3, Seed: 3})
 	if _, err := b.client.WalkModelsV1(t.Context(), ModelListRequest{PageSize: 1}); err != nil {
 		t.Errorf("503s are retried: %v", err)
 	}

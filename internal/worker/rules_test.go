@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/policy"
+	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
 	"github.com/qfpurge/qfpurge/internal/worker"
 	"github.com/qfpurge/qfpurge/internal/worker/workertest"
 )
@@ -78,7 +78,7 @@ func checkRunDeleted(t *testing.T, e *workertest.Env, store *policy.Store, rec p
 		return true
 	})
 	for _, id := range ids {
-		if n := e.Fake.DeleteCount(fakeqianfan.KindModel, id.String()); n != 1 {
+		if n := e.Fake.DeleteCount(qianfantest.KindModel, id.String()); n != 1 {
 			t.Errorf("%s deleted %d times", id, n)
 		}
 	}
@@ -88,8 +88,8 @@ func checkRunDeleted(t *testing.T, e *workertest.Env, store *policy.Store, rec p
 	return len(ids)
 }
 
-func ruleAccount() fakeqianfan.Config {
-	return fakeqianfan.Config{Inventory: fakeqianfan.NewInventory(fakeqianfan.Generate{Models: 400, Versions: 2, Services: 20, Seed: 3}, time.Now())}
+func ruleAccount() qianfantest.Config {
+	return qianfantest.Config{Inventory: qianfantest.NewInventory(qianfantest.Generate{Models: 400, Versions: 2, Services: 20, Seed: 3}, time.Now())}
 }
 
 // TestScheduledRuleRun: a rule entry's tick is planned and run by the

@@ -26,7 +26,6 @@ import (
 
 	"github.com/qfpurge/qfpurge/internal/apimode"
 	"github.com/qfpurge/qfpurge/internal/asynqlayout"
-	"github.com/qfpurge/qfpurge/internal/connlimit"
 	"github.com/qfpurge/qfpurge/internal/deadletter"
 	"github.com/qfpurge/qfpurge/internal/enqueue"
 	"github.com/qfpurge/qfpurge/internal/fleetlimit"
@@ -39,6 +38,7 @@ import (
 	"github.com/qfpurge/qfpurge/internal/qianfan"
 	"github.com/qfpurge/qfpurge/internal/schedule"
 	"github.com/qfpurge/qfpurge/internal/tasks"
+	"golang.org/x/net/netutil"
 )
 
 // apiMaxConns caps the HTTP API's open connections.
@@ -326,7 +326,7 @@ func (w *Worker) listen() error {
 		}
 		// Slow or idle clients wait for a slot instead of using up the
 		// process's file descriptors; the server's timeouts free slots.
-		w.apiLn = connlimit.Wrap(ln, apiMaxConns)
+		w.apiLn = netutil.LimitListener(ln, apiMaxConns)
 	}
 	return nil
 }

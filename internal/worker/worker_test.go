@@ -19,10 +19,10 @@ import (
 	"github.com/qfpurge/qfpurge/internal/asynqlayout"
 	"github.com/qfpurge/qfpurge/internal/deadletter"
 	"github.com/qfpurge/qfpurge/internal/enqueue"
-	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/pause"
+	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
 	"github.com/qfpurge/qfpurge/internal/worker"
 	"github.com/qfpurge/qfpurge/internal/worker/workertest"
 )
@@ -42,11 +42,11 @@ func TestPipeline1000IDs(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
 		name   string
-		faults fakeqianfan.Faults
+		faults qianfantest.Faults
 	}{
-		{"20% transient faults", fakeqianfan.Faults{Rate503: 0.08, Rate336100: 0.06, Rate500000: 0.06, Seed: 1}},
-		{"20% dropped responses", fakeqianfan.Faults{RateDropAfterDelete: 0.2, Seed: 2}},
-		{"10% dropped and 10% reset", fakeqianfan.Faults{RateDropAfterDelete: 0.1, RateReset: 0.1, Seed: 5}},
+		{"20% transient faults", qianfantest.Faults{Rate503: 0.08, Rate336100: 0.06, Rate500000: 0.06, Seed: 1}},
+		{"20% dropped responses", qianfantest.Faults{RateDropAfterDelete: 0.2, Seed: 2}},
+		{"10% dropped and 10% reset", qianfantest.Faults{RateDropAfterDelete: 0.1, RateReset: 0.1, Seed: 5}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -80,7 +80,7 @@ func TestPipeline1000IDs(t *testing.T) {
 // worker before Asynq takes a task, so queued work stays queued.
 func TestStartFindsMistakesBeforeWork(t *testing.T) {
 	t.Parallel()
-	e := workertest.New(t, fakeqianfan.Config{})
+	e := workertest.New(t, qianfantest.Config{})
 	p, err := enqueue.New(e.RDB, enqueue.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -161,7 +161,7 @@ func TestMonitor(t *testing.T) {
 		t.Skip("end to end: a few seconds")
 	}
 	t.Parallel()
-	e := workertest.New(t, fakeqianfan.Config{Invalid: fakeqianfan.InvalidIDs(int64(7))})
+	e := workertest.New(t, qianfantest.Config{Invalid: qianfantest.InvalidIDs(int64(7))})
 	w, _ := e.Start(t, func(c *worker.Config) {
 		c.Monitor.Addr = "127.0.0.1:0"
 		c.QPS = 50
@@ -276,7 +276,7 @@ func TestAPIEndToEnd(t *testing.T) {
 		t.Skip("end to end: a few seconds")
 	}
 	t.Parallel()
-	e := workertest.New(t, fakeqianfan.Config{Invalid: fakeqianfan.InvalidIDs(apiPoison)})
+	e := workertest.New(t, qianfantest.Config{Invalid: qianfantest.InvalidIDs(apiPoison)})
 	// Batch size 2 and even counts per ID type: every batch is ready at
 	// once, so nothing waits for Asynq's aggregation tick.
 	w, log := e.Start(t, func(c *worker.Config) {
@@ -348,7 +348,7 @@ func TestAPIEndToEnd(t *testing.T) {
 		t.Errorf("poison ID: %+v, want dead with code 500001", st)
 	}
 	for _, id := range []any{int64(101), int64(102), int64(103), "am-a", "am-b"} {
-		if n := e.Fake.DeleteCount(fakeqianfan.KindModel, id); n != 1 {
+		if n := e.Fake.DeleteCount(qianfantest.KindModel, id); n != 1 {
 			t.Errorf("fake deleted %v %d times, want 1", id, n)
 		}
 	}
@@ -417,7 +417,7 @@ func TestAPIEndToEnd(t *testing.T) {
 //	go test -run '^$' -bench FleetQPS -benchtime 1x ./internal/worker
 func BenchmarkFleetQPS(b *testing.B) {
 	for range b.N {
-		e := workertest.New(b, fakeqianfan.Config{QPS: 5})
+		e := workertest.New(b, qianfantest.Config{QPS: 5})
 		for range 2 {
 			e.Start(b, func(c *worker.Config) { c.QPS = 5; c.Logger = (&workertest.Log{}).Logger() })
 		}
@@ -473,7 +473,7 @@ func TestRevokedKeyPausesThenResumes(t *testing.T) {
 			monitorAddr = w.MonitorAddr()
 		}
 	}
-	e.Fake.Revoke(fakeqianfan.DefaultAccessKey)
+	e.Fake.Revoke(qianfantest.DefaultAccessKey)
 	e.EnqueueMixed(t, ids)
 	ps := pause.NewStore(e.RDB)
 	workertest.Eventually(t, 30*time.Second, "the fleet to pause", func() bool {
@@ -504,7 +504,7 @@ func TestRevokedKeyPausesThenResumes(t *testing.T) {
 		t.Error("the queue is empty while paused: batches must stay queued")
 	}
 
-	e.Fake.Restore(fakeqianfan.DefaultAccessKey)
+	e.Fake.Restore(qianfantest.DefaultAccessKey)
 	e.WaitSettled(t, ids, time.Minute)
 	e.CheckOutcomes(t, ids, invalid)
 	evs, err := e.RDB.XRange(context.Background(), ledger.EventStream, "-", "+").Result()

@@ -9,13 +9,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
+	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
 )
 
-// Account makes up an account (fakeqianfan.NewInventory) in which every
+// Account makes up an account (qianfantest.NewInventory) in which every
 // third experiment is marked to keep.
-func Account(models, versions, services int, seed int64) *fakeqianfan.Inventory {
-	inv := fakeqianfan.NewInventory(fakeqianfan.Generate{Models: models, Versions: versions, Services: services, Seed: seed}, time.Now())
+func Account(models, versions, services int, seed int64) *qianfantest.Inventory {
+	inv := qianfantest.NewInventory(qianfantest.Generate{Models: models, Versions: versions, Services: services, Seed: seed}, time.Now())
 	for i := range inv.Models {
 		if strings.HasPrefix(inv.Models[i].Name, "exp-") && i%3 == 0 {
 			inv.Models[i].Name += "-keep"
@@ -27,7 +27,7 @@ func Account(models, versions, services int, seed int64) *fakeqianfan.Inventory 
 // CIVersions is "the versions of models named ci-* created more than 30
 // days before now, except each model's 3 newest, none a service uses",
 // as sorted amv- IDs.
-func CIVersions(inv *fakeqianfan.Inventory, now time.Time) []string {
+func CIVersions(inv *qianfantest.Inventory, now time.Time) []string {
 	used := map[string]bool{}
 	for _, s := range inv.Services {
 		used[s.Version] = true
@@ -38,7 +38,7 @@ func CIVersions(inv *fakeqianfan.Inventory, now time.Time) []string {
 			continue
 		}
 		vs := slices.Clone(m.Versions)
-		slices.SortFunc(vs, func(a, b fakeqianfan.Version) int {
+		slices.SortFunc(vs, func(a, b qianfantest.Version) int {
 			if c := b.CreateTime.Compare(a.CreateTime); c != 0 {
 				return c
 			}
@@ -57,7 +57,7 @@ func CIVersions(inv *fakeqianfan.Inventory, now time.Time) []string {
 // ExpModels is "the models named exp-* created more than 90 days before
 // now, unless named *-keep, none a service uses (by the model or any of
 // its versions)", as sorted am- IDs.
-func ExpModels(inv *fakeqianfan.Inventory, now time.Time) []string {
+func ExpModels(inv *qianfantest.Inventory, now time.Time) []string {
 	used := map[string]bool{}
 	for _, s := range inv.Services {
 		used[s.Model], used[s.Version] = true, true

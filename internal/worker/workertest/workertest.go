@@ -22,9 +22,9 @@ import (
 	"github.com/qfpurge/qfpurge/internal/asynqlayout"
 	"github.com/qfpurge/qfpurge/internal/deadletter"
 	"github.com/qfpurge/qfpurge/internal/enqueue"
-	"github.com/qfpurge/qfpurge/internal/fakeqianfan"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
+	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
 	"github.com/qfpurge/qfpurge/internal/redistest"
 	"github.com/qfpurge/qfpurge/internal/worker"
 )
@@ -34,15 +34,15 @@ type Env struct {
 	Redis *redistest.Server
 	RDB   *redis.Client
 	// Fake is the fake Qianfan; nil when NewWithHandler was given another.
-	Fake *fakeqianfan.Server
+	Fake *qianfantest.Server
 	// URL is Qianfan's base URL.
 	URL string
 }
 
 // New starts a Redis and a fake Qianfan configured by fc.
-func New(t testing.TB, fc fakeqianfan.Config) *Env {
+func New(t testing.TB, fc qianfantest.Config) *Env {
 	t.Helper()
-	fake := fakeqianfan.New(fc)
+	fake := qianfantest.New(fc)
 	e := NewWithHandler(t, fake)
 	e.Fake = fake
 	return e
@@ -63,8 +63,8 @@ func NewWithHandler(t testing.TB, h http.Handler) *Env {
 // aggregation waits of a second, no QPS cap, no listeners.
 func (e *Env) Config() worker.Config {
 	return worker.Config{
-		AccessKey:       fakeqianfan.DefaultAccessKey,
-		SecretKey:       fakeqianfan.DefaultSecretKey,
+		AccessKey:       qianfantest.DefaultAccessKey,
+		SecretKey:       qianfantest.DefaultSecretKey,
 		BaseURL:         e.URL,
 		BatchWait:       time.Second,
 		BatchMaxWait:    2 * time.Second,
@@ -78,8 +78,8 @@ func (e *Env) Config() worker.Config {
 func (e *Env) Environ() []string {
 	return []string{
 		"REDIS_URL=" + e.Redis.URL(),
-		"QIANFAN_ACCESS_KEY=" + fakeqianfan.DefaultAccessKey,
-		"QIANFAN_SECRET_KEY=" + fakeqianfan.DefaultSecretKey,
+		"QIANFAN_ACCESS_KEY=" + qianfantest.DefaultAccessKey,
+		"QIANFAN_SECRET_KEY=" + qianfantest.DefaultSecretKey,
 		"QIANFAN_BASE_URL=" + e.URL,
 	}
 }
@@ -137,8 +137,8 @@ func IDs(n int) (all, invalid []modelid.ID) {
 // models more that stay, one version each, and the IDs to purge: the n
 // models, 60% by int ID and 40% by string ID, with five of them replaced by
 // IDs the account never held (the invalid ones). Pass cfg to New.
-func Account(n, extra int) (cfg fakeqianfan.Config, ids, invalid []modelid.ID) {
-	inv := fakeqianfan.NewInventory(fakeqianfan.Generate{Models: n + extra, Versions: 1, Seed: 42}, time.Now())
+func Account(n, extra int) (cfg qianfantest.Config, ids, invalid []modelid.ID) {
+	inv := qianfantest.NewInventory(qianfantest.Generate{Models: n + extra, Versions: 1, Seed: 42}, time.Now())
 	for i, m := range inv.Models[:n] {
 		if i%5 < 3 {
 			ids = append(ids, modelid.IntID(m.ID))
@@ -157,7 +157,7 @@ func Account(n, extra int) (cfg fakeqianfan.Config, ids, invalid []modelid.ID) {
 		ids[i-1] = bad
 		invalid = append(invalid, bad)
 	}
-	return fakeqianfan.Config{Inventory: inv}, ids, invalid
+	return qianfantest.Config{Inventory: inv}, ids, invalid
 }
 
 // FakeID is id as the fake's Config.Invalid and DeleteCount take it.
@@ -279,7 +279,7 @@ func (e *Env) CheckOutcomes(t testing.TB, ids, invalid []modelid.ID) {
 		}
 	}
 	for _, id := range ids {
-		n := e.Fake.DeleteCount(fakeqianfan.KindModel, FakeID(id))
+		n := e.Fake.DeleteCount(qianfantest.KindModel, FakeID(id))
 		switch {
 		case bad[id] && deadCount[id] != 1:
 			t.Errorf("invalid ID %s dead-lettered %d times, want once", id, deadCount[id])

@@ -54,7 +54,7 @@
 // as JSON), GET and PUT inventory, GET and PUT assumptions, POST v1-off,
 // v1-on, v2-off, v2-on, POST keys/revoke, keys/restore and keys/permission
 // (?access_key=AK, &level=full|read|none).
-package fakeqianfan
+package qianfantest
 
 import (
 	"bytes"

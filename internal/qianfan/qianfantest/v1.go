@@ -1,4 +1,4 @@
-package fakeqianfan
+package qianfantest
 
 import (
 	"encoding/json"
