@@ -10,7 +10,7 @@ import (
 // from its own floor and the ones below, never from above.
 var floors = [][]string{
 	{"internal/modelid", "internal/retry", "internal/asynqlayout", "internal/redisconn", "internal/cli", "internal/authtoken", "internal/redistest"},
-	{"internal/qianfan", "internal/qianfan/qianfantest", "internal/fleetlimit"},
+	{"internal/qianfan", "internal/qianfan/qianfantest", "internal/fleetlimit", "internal/fleet"},
 	{"internal/ledger", "internal/inventory", "internal/deadletter", "internal/pause", "internal/apimode"},
 	{"internal/tasks", "internal/enqueue"},
 	{"internal/policy", "internal/policy/policytest"},

@@ -60,7 +60,11 @@ func Key(k modelid.Kind, id modelid.ID) string { return FormOf(k, id).String() +
 
 // Snapshot is the result of complete listings, started at Taken.
 type Snapshot struct {
-	Taken    time.Time
+	Taken time.Time
+	// Seq is the fleet's order stamp (fleet.Stamp) taken before the first
+	// page was read: what "this listing came after that lost answer"
+	// compares.
+	Seq      int64
 	Models   []Model
 	Services []Service
 	// Decides lists the ID forms whose absence from this snapshot proves

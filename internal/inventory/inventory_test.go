@@ -90,14 +90,19 @@ func TestStoreCheck(t *testing.T) {
 	b := setup(t, qianfantest.Generate{Models: 120, Versions: 2, Seed: 3})
 	st := inventory.NewStore(redistest.Start(t).Client(t))
 	ctx := context.Background()
-	before := time.Now().Add(-time.Second)
-	if _, _, err := st.Check(ctx, modelid.KindModel, []modelid.ID{modelid.IntID(1)}, before); !errors.Is(err, inventory.ErrNoSnapshot) {
+	if _, _, err := st.Check(ctx, modelid.KindModel, []modelid.ID{modelid.IntID(1)}, 0); !errors.Is(err, inventory.ErrNoSnapshot) {
 		t.Fatalf("Check without a snapshot: %v, want ErrNoSnapshot", err)
 	}
 	// Learn the pairs from a V1 read, then delete two models, then take a
 	// V2-only snapshot: ints are decided through their pairs.
 	s1, err := inventory.Read(ctx, b.qc, inventory.SourceV1)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Save(ctx, s1); err == nil {
+		t.Fatal("a snapshot without an order stamp was saved")
+	}
+	if s1.Seq, err = st.Stamp(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.Save(ctx, s1); err != nil {
@@ -110,12 +115,20 @@ func TestStoreCheck(t *testing.T) {
 	if _, err := b.qc.BatchDeleteModelVersions(ctx, qianfan.StringIDs{kept.Versions[0].IDStr}); err != nil {
 		t.Fatal(err)
 	}
-	after := time.Now()
+	// The losses are stamped, then the listing: the same millisecond or
+	// not, the order decides.
+	after, err := st.Stamp(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	s2, err := inventory.Read(ctx, b.qc, inventory.SourceV2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s2.Taken = after.Add(time.Millisecond)
+	if s2.Seq, err = st.Stamp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s2.Taken = s1.Taken // a coarse clock: the stamps still order them
 	if err := st.Save(ctx, s2); err != nil {
 		t.Fatal(err)
 	}
@@ -137,8 +150,12 @@ func TestStoreCheck(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("versions: %v, want %v (an int version ID with no known pair is undecided)", got, want)
 	}
-	if _, _, err := st.Check(ctx, modelid.KindModel, ids, time.Now()); !errors.Is(err, inventory.ErrNoSnapshot) {
-		t.Errorf("Check for a time after the snapshot: %v, want ErrNoSnapshot", err)
+	later, err := st.Stamp(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.Check(ctx, modelid.KindModel, ids, later); !errors.Is(err, inventory.ErrNoSnapshot) {
+		t.Errorf("Check for a loss after the snapshot: %v, want ErrNoSnapshot", err)
 	}
 }
 
@@ -154,11 +171,14 @@ func TestVerifierSettlesOnceForEveryone(t *testing.T) {
 	if _, err := b.qc.BatchDeleteModels(ctx, qianfan.IntIDs{m.ID}); err != nil {
 		t.Fatal(err)
 	}
-	lost := time.Now()
-	if err := inventory.NewStore(rdb).Want(ctx, "t1", modelid.KindModel, []modelid.ID{modelid.IntID(m.ID)}); err != nil {
+	lost, err := inventory.NewStore(rdb).Stamp(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := inventory.NewStore(rdb).Want(ctx, "t2", modelid.KindModel, []modelid.ID{modelid.StringID(b.inv.Models[4].IDStr)}); err != nil {
+	if err := inventory.NewStore(rdb).Want(ctx, "t1", modelid.KindModel, []modelid.ID{modelid.IntID(m.ID)}, lost, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := inventory.NewStore(rdb).Want(ctx, "t2", modelid.KindModel, []modelid.ID{modelid.StringID(b.inv.Models[4].IDStr)}, lost, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	reads := b.fake.Stats().Reads

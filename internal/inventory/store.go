@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/qfpurge/qfpurge/internal/fleet"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 )
 
@@ -41,9 +42,12 @@ func (st *Store) Save(ctx context.Context, s *Snapshot) error {
 	if len(s.Decides) == 0 {
 		return nil // proves nothing: keep the last snapshot
 	}
-	if last, _, err := st.meta(ctx); err != nil {
+	if s.Seq <= 0 {
+		return errors.New("inventory: a snapshot without an order stamp cannot be saved: take one (Store.Stamp) before reading")
+	}
+	if last, err := st.meta(ctx); err != nil {
 		return err
-	} else if !last.Before(s.Taken) {
+	} else if last.seq >= s.Seq {
 		return nil
 	}
 	if err := st.rdb.Del(ctx, keyPresentNew).Err(); err != nil {
@@ -70,7 +74,7 @@ func (st *Store) Save(ctx context.Context, s *Snapshot) error {
 	} else {
 		pipe.Del(ctx, keyPresent)
 	}
-	pipe.HSet(ctx, keyMeta, "taken", s.Taken.UnixMilli(), "decides", strings.Join(forms, ","), "ids", len(keys))
+	pipe.HSet(ctx, keyMeta, "taken", s.Taken.UnixMilli(), "seq", s.Seq, "decides", strings.Join(forms, ","), "ids", len(keys))
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("inventory: save snapshot: %w", err)
 	}
@@ -133,31 +137,43 @@ func (st *Store) Other(ctx context.Context, k modelid.Kind, ids []modelid.ID) (m
 	return out, nil
 }
 
-// meta returns the last snapshot's start time and the forms it decides.
-func (st *Store) meta(ctx context.Context) (time.Time, map[Form]bool, error) {
+// meta is what the Store keeps of the last snapshot.
+type meta struct {
+	taken time.Time
+	seq   int64
+	forms map[Form]bool
+}
+
+// meta returns the last snapshot's start, order stamp and the forms it
+// decides (zero when there is none).
+func (st *Store) meta(ctx context.Context) (meta, error) {
 	m, err := st.rdb.HGetAll(ctx, keyMeta).Result()
 	if err != nil {
-		return time.Time{}, nil, fmt.Errorf("inventory: %w", err)
+		return meta{}, fmt.Errorf("inventory: %w", err)
 	}
 	ms, err := strconv.ParseInt(m["taken"], 10, 64)
 	if err != nil {
-		return time.Time{}, nil, nil
+		return meta{}, nil
 	}
-	forms := map[Form]bool{}
+	out := meta{taken: time.UnixMilli(ms), forms: map[Form]bool{}}
+	out.seq, _ = strconv.ParseInt(m["seq"], 10, 64)
 	for f := range strings.SplitSeq(m["decides"], ",") {
 		k, t, ok := strings.Cut(f, ":")
 		if ok {
-			forms[Form{modelid.Kind(k), modelid.IDType(t)}] = true
+			out.forms[Form{modelid.Kind(k), modelid.IDType(t)}] = true
 		}
 	}
-	return time.UnixMilli(ms), forms, nil
+	return out, nil
 }
 
 // Taken is when the last saved snapshot started (zero when none).
 func (st *Store) Taken(ctx context.Context) (time.Time, error) {
-	t, _, err := st.meta(ctx)
-	return t, err
+	m, err := st.meta(ctx)
+	return m.taken, err
 }
+
+// Stamp takes the fleet's next order stamp (fleet.Stamp).
+func (st *Store) Stamp(ctx context.Context) (int64, error) { return fleet.Stamp(ctx, st.rdb) }
 
 // Presence is what the last snapshot says of one ID.
 type Presence int
@@ -181,19 +197,20 @@ func (p Presence) String() string {
 	return "undecided"
 }
 
-// ErrNoSnapshot means no snapshot started after the time asked for.
+// ErrNoSnapshot means no snapshot started after the stamp asked for.
 var ErrNoSnapshot = errors.New("inventory: no complete listing since then")
 
 // Check answers, for each of ids of kind k, whether the last snapshot holds
-// it, provided that snapshot started after notBefore; otherwise it returns
-// ErrNoSnapshot. An int ID is checked through its string form when the
-// snapshot does not decide ints itself.
-func (st *Store) Check(ctx context.Context, k modelid.Kind, ids []modelid.ID, notBefore time.Time) ([]Presence, time.Time, error) {
-	taken, forms, err := st.meta(ctx)
+// it, provided that snapshot's order stamp is after the stamp after (0: any
+// snapshot); otherwise it returns ErrNoSnapshot. An int ID is checked
+// through its string form when the snapshot does not decide ints itself.
+func (st *Store) Check(ctx context.Context, k modelid.Kind, ids []modelid.ID, after int64) ([]Presence, time.Time, error) {
+	m, err := st.meta(ctx)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
-	if taken.IsZero() || !taken.After(notBefore) {
+	taken, forms := m.taken, m.forms
+	if taken.IsZero() || m.seq <= after {
 		return nil, taken, ErrNoSnapshot
 	}
 	others, err := st.Other(ctx, k, ids)

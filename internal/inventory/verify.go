@@ -12,15 +12,17 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/qfpurge/qfpurge/internal/fleet"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
 )
 
 // More keys of the verification.
 const (
-	keyWanted = "qfpurge:{inv}:wanted" // "<form> <task ID>" scored by when it was wanted (unix ms)
-	keyLock   = "qfpurge:{inv}:lock"   // held by the worker taking a listing
-	keyHold   = "qfpurge:{inv}:hold"   // exists while a V1 listing wants no deletions under way
+	keyWanted   = "qfpurge:{inv}:wanted"    // "<form> <task ID>" scored by the order stamp of the want
+	keyWantedAt = "qfpurge:{inv}:wanted:at" // the same members scored by when they were wanted (unix ms)
+	keyLock     = "qfpurge:{inv}:lock"      // held by the worker taking a listing
+	keyHold     = "qfpurge:{inv}:hold"      // exists while a V1 listing wants no deletions under way
 )
 
 // VerifierConfig configures a Verifier.
@@ -45,6 +47,8 @@ type VerifierConfig struct {
 	Observe func(forms []Form, took time.Duration, err error)
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// Clock defaults to the wall clock.
+	Clock fleet.Clock
 }
 
 // Verifier settles lost answers for the whole fleet: a task that cannot tell
@@ -70,23 +74,26 @@ func NewVerifier(rdb redis.UniversalClient, qc *qianfan.Client, cfg VerifierConf
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	cfg.Clock = fleet.Or(cfg.Clock)
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	return &Verifier{rdb: rdb, store: NewStore(rdb), qc: qc, cfg: cfg, id: hex.EncodeToString(b)}
 }
 
 // Want asks for a listing that decides the IDs of kind k of task taskID,
-// taken after now.
-func (st *Store) Want(ctx context.Context, taskID string, k modelid.Kind, ids []modelid.ID) error {
+// started after the order stamp after (the batch's lost answer); now is
+// when it was asked, for VerifierConfig.MaxWait.
+func (st *Store) Want(ctx context.Context, taskID string, k modelid.Kind, ids []modelid.ID, after int64, now time.Time) error {
 	rdb := st.rdb
 	forms := map[Form]bool{}
 	for _, id := range ids {
 		forms[FormOf(k, id)] = true
 	}
-	now := float64(time.Now().UnixMilli())
 	pipe := rdb.Pipeline()
 	for f := range forms {
-		pipe.ZAddNX(ctx, keyWanted, redis.Z{Score: now, Member: f.String() + " " + taskID})
+		m := f.String() + " " + taskID
+		pipe.ZAddNX(ctx, keyWanted, redis.Z{Score: float64(after), Member: m})
+		pipe.ZAddNX(ctx, keyWantedAt, redis.Z{Score: float64(now.UnixMilli()), Member: m})
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("inventory: want a listing: %w", err)
@@ -99,6 +106,7 @@ func (st *Store) Settled(ctx context.Context, taskID string, k modelid.Kind) err
 	pipe := st.rdb.Pipeline()
 	for _, t := range []modelid.IDType{modelid.IDInt, modelid.IDString} {
 		pipe.ZRem(ctx, keyWanted, Form{k, t}.String()+" "+taskID)
+		pipe.ZRem(ctx, keyWantedAt, Form{k, t}.String()+" "+taskID)
 	}
 	_, err := pipe.Exec(ctx)
 	return err
@@ -141,30 +149,37 @@ func (v *Verifier) Once(ctx context.Context) error {
 	if err != nil || len(wanted) == 0 {
 		return err
 	}
-	taken, err := v.store.Taken(ctx)
+	last, err := v.store.meta(ctx)
 	if err != nil {
 		return err
 	}
 	forms := map[Form]bool{}
-	oldest := time.Now()
-	due := false
+	var due []string
 	for _, z := range wanted {
-		at := time.UnixMilli(int64(z.Score))
-		if !taken.Before(at) {
+		if last.seq > int64(z.Score) {
 			continue // the last listing answers it
 		}
-		due = true
-		f, _, _ := strings.Cut(z.Member.(string), " ")
+		m := z.Member.(string)
+		due = append(due, m)
+		f, _, _ := strings.Cut(m, " ")
 		k, t, _ := strings.Cut(f, ":")
 		forms[Form{modelid.Kind(k), modelid.IDType(t)}] = true
-		if at.Before(oldest) {
+	}
+	if len(due) == 0 {
+		return nil
+	}
+	now := v.cfg.Clock.Now()
+	oldest := now
+	ats, err := v.rdb.ZMScore(ctx, keyWantedAt, due...).Result()
+	if err != nil {
+		return err
+	}
+	for _, ms := range ats {
+		if at := time.UnixMilli(int64(ms)); ms > 0 && at.Before(oldest) {
 			oldest = at
 		}
 	}
-	if !due {
-		return nil
-	}
-	if time.Since(oldest) < v.cfg.MaxWait && (v.cfg.Quiet == nil || !v.cfg.Quiet(ctx)) {
+	if now.Sub(oldest) < v.cfg.MaxWait && (v.cfg.Quiet == nil || !v.cfg.Quiet(ctx)) {
 		return nil
 	}
 	ok, err := v.rdb.SetNX(ctx, keyLock, v.id, time.Minute).Result()
@@ -222,13 +237,13 @@ func (v *Verifier) list(ctx context.Context, forms map[Form]bool) (err error) {
 		defer v.store.Release(context.WithoutCancel(ctx))
 	}
 	v.cfg.Logger.Info("taking a listing to settle lost answers", "forms", fs)
-	s, err := Read(ctx, v.qc, src)
+	s, err := v.read(ctx, src)
 	if err != nil {
 		return err
 	}
 	if src == SourceV1 && !s.decides(Form{modelid.KindModel, modelid.IDInt}) {
 		v.cfg.Logger.Info("the V1 listing moved under its walk; reading V2 as well")
-		s2, err := Read(ctx, v.qc, SourceV2|SourceV1)
+		s2, err := v.read(ctx, SourceV2|SourceV1)
 		if err != nil {
 			return err
 		}
@@ -237,10 +252,25 @@ func (v *Verifier) list(ctx context.Context, forms map[Form]bool) (err error) {
 	if err := v.store.Save(ctx, s); err != nil {
 		return err
 	}
-	// Wants older than this listing are answered.
-	v.rdb.ZRemRangeByScore(ctx, keyWanted, "-inf", "("+strconv.FormatInt(s.Taken.UnixMilli(), 10))
+	// Wants stamped before this listing are answered.
+	v.rdb.ZRemRangeByScore(ctx, keyWanted, "-inf", "("+strconv.FormatInt(s.Seq, 10))
 	v.cfg.Logger.Info("listing taken", "models", len(s.Models), "decides", s.Decides, "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// read takes the fleet's order stamp, then the listing: every loss
+// stamped before it happened before its first page was read.
+func (v *Verifier) read(ctx context.Context, src Source) (*Snapshot, error) {
+	seq, err := v.store.Stamp(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s, err := Read(ctx, v.qc, src)
+	if err != nil {
+		return nil, err
+	}
+	s.Seq = seq
+	return s, nil
 }
 
 func (s *Snapshot) decides(f Form) bool {
@@ -288,7 +318,7 @@ func (v *Verifier) Refresh(ctx context.Context, every time.Duration, versions bo
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		if taken, err := v.store.Taken(ctx); err == nil && time.Since(taken) >= every {
+		if taken, err := v.store.Taken(ctx); err == nil && v.cfg.Clock.Now().Sub(taken) >= every {
 			if ok, err := v.rdb.SetNX(ctx, keyLock, v.id, time.Minute).Result(); err == nil && ok {
 				lctx, stop := context.WithCancel(ctx)
 				go v.keepLock(lctx)
@@ -299,7 +329,7 @@ func (v *Verifier) Refresh(ctx context.Context, every time.Duration, versions bo
 						src |= SourceV1Versions
 					}
 				}
-				s, err := Read(ctx, v.qc, src)
+				s, err := v.read(ctx, src)
 				if err == nil {
 					err = v.store.Save(ctx, s)
 				}

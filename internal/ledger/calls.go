@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/qfpurge/qfpurge/internal/fleet"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 )
 
@@ -43,6 +44,9 @@ type Call struct {
 	// Lost is when an answer of this batch was first lost (zero: never). A
 	// lost call may have deleted the IDs.
 	Lost time.Time
+	// LostSeq is the fleet's order stamp of that loss: only a listing
+	// stamped after it can tell what the lost call did.
+	LostSeq int64
 	// Code, Message and LogID are the last rejection's, kept for the dead
 	// letters a verification may write.
 	Code    int
@@ -50,6 +54,10 @@ type Call struct {
 	LogID   string
 	// Present holds IDs a detail call showed to exist before the first call.
 	Present []modelid.ID
+	// Absent holds IDs shown not to exist by an answer no lost call can
+	// explain: a detail call before the first call, or a V2 "not found"
+	// while none of the batch's answers was lost.
+	Absent []modelid.ID
 	// API is the API of the calls in doubt ("v2": one ID per call).
 	API string
 	// Done holds IDs whose outcome this batch already recorded (V2 records
@@ -75,7 +83,9 @@ func callFrom(m map[string]string) Call {
 	if ms, err := strconv.ParseInt(m["lost"], 10, 64); err == nil && ms > 0 {
 		c.Lost = time.UnixMilli(ms)
 	}
+	c.LostSeq, _ = strconv.ParseInt(m["lost_seq"], 10, 64)
 	c.Present = parseIDList(m["present"])
+	c.Absent = parseIDList(m["absent"])
 	c.Done = parseIDList(m["done"])
 	return c
 }
@@ -117,7 +127,7 @@ func (l *Ledger) NoteDone(ctx context.Context, taskID string, done []modelid.ID)
 // execution died, so its answer is lost. It returns the record as it stands.
 var beginScript = redis.NewScript(`
 if redis.call('HGET', KEYS[1], 'state') == 'calling' and redis.call('HEXISTS', KEYS[1], 'lost') == 0 then
-  redis.call('HSET', KEYS[1], 'lost', ARGV[1])
+  redis.call('HSET', KEYS[1], 'lost', ARGV[1], 'lost_seq', ARGV[3])
 end
 redis.call('HSET', KEYS[1], 'state', 'calling')
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -128,8 +138,14 @@ return redis.call('HGETALL', KEYS[1])
 // next execution finds the mark and counts the call's answer as lost. It
 // returns the record (Lost set when an earlier execution died mid-call).
 func (l *Ledger) BeginCall(ctx context.Context, taskID string) (Call, error) {
-	now := time.Now()
-	res, err := beginScript.Run(ctx, l.rdb, []string{keyCall + taskID}, now.UnixMilli(), l.cfg.TTL.Milliseconds()).StringSlice()
+	now := l.cfg.Clock.Now()
+	// Stamped before the call: a death during it is a loss ordered before
+	// any listing that starts afterwards.
+	seq, err := fleet.Stamp(ctx, l.rdb)
+	if err != nil {
+		return Call{}, err
+	}
+	res, err := beginScript.Run(ctx, l.rdb, []string{keyCall + taskID}, now.UnixMilli(), l.cfg.TTL.Milliseconds(), seq).StringSlice()
 	if err != nil {
 		return Call{}, fmt.Errorf("ledger: begin call: %w", err)
 	}
@@ -158,10 +174,18 @@ func (l *Ledger) InDoubt(ctx context.Context, taskID string, lost bool, code int
 
 func (l *Ledger) update(ctx context.Context, taskID string, st CallState, lost bool, extra []any) error {
 	key := keyCall + taskID
+	var seq int64
+	if lost {
+		var err error
+		if seq, err = fleet.Stamp(ctx, l.rdb); err != nil {
+			return err
+		}
+	}
 	pipe := l.rdb.TxPipeline()
 	pipe.HSet(ctx, key, append([]any{"state", string(st)}, extra...)...)
 	if lost {
-		pipe.HSetNX(ctx, key, "lost", time.Now().UnixMilli())
+		pipe.HSetNX(ctx, key, "lost", l.cfg.Clock.Now().UnixMilli())
+		pipe.HSetNX(ctx, key, "lost_seq", seq)
 	}
 	pipe.PExpire(ctx, key, l.cfg.TTL)
 	pipe.ZRem(ctx, keyCalls, taskID)
@@ -174,18 +198,28 @@ func (l *Ledger) update(ctx context.Context, taskID string, st CallState, lost b
 // NotePresent adds IDs a detail call or a listing showed to exist to the
 // batch's call record.
 func (l *Ledger) NotePresent(ctx context.Context, taskID string, ids []modelid.ID) error {
+	return l.note(ctx, taskID, "present", func(c Call) []modelid.ID { return c.Present }, ids)
+}
+
+// NoteAbsent adds IDs shown not to exist (see Call.Absent) to the batch's
+// call record.
+func (l *Ledger) NoteAbsent(ctx context.Context, taskID string, ids []modelid.ID) error {
+	return l.note(ctx, taskID, "absent", func(c Call) []modelid.ID { return c.Absent }, ids)
+}
+
+func (l *Ledger) note(ctx context.Context, taskID, field string, had func(Call) []modelid.ID, ids []modelid.ID) error {
 	c, err := l.Call(ctx, taskID)
 	if err != nil {
 		return err
 	}
-	all := c.Present
+	all := had(c)
 	for _, id := range ids {
 		if !slices.Contains(all, id) {
 			all = append(all, id)
 		}
 	}
 	pipe := l.rdb.TxPipeline()
-	pipe.HSet(ctx, keyCall+taskID, "present", idList(all))
+	pipe.HSet(ctx, keyCall+taskID, field, idList(all))
 	pipe.PExpire(ctx, keyCall+taskID, l.cfg.TTL)
 	_, err = pipe.Exec(ctx)
 	return err
@@ -207,4 +241,25 @@ func (l *Ledger) CallsUnderWay(ctx context.Context, since time.Time) (int, error
 		return 0, fmt.Errorf("ledger: %w", err)
 	}
 	return int(n), nil
+}
+
+// keyThrough marks, for a batch whose call lost its answer, that a batch
+// split from it after a listing was deleted: the lost call deleted nothing.
+const keyThrough = "qfpurge:through:"
+
+// NoteThrough records that a batch of lostIn's line went through.
+func (l *Ledger) NoteThrough(ctx context.Context, lostIn string) error {
+	if err := l.rdb.Set(ctx, keyThrough+lostIn, 1, l.cfg.TTL).Err(); err != nil {
+		return fmt.Errorf("ledger: %w", err)
+	}
+	return nil
+}
+
+// Through reports whether a batch of lostIn's line went through.
+func (l *Ledger) Through(ctx context.Context, lostIn string) (bool, error) {
+	n, err := l.rdb.Exists(ctx, keyThrough+lostIn).Result()
+	if err != nil {
+		return false, fmt.Errorf("ledger: %w", err)
+	}
+	return n > 0, nil
 }

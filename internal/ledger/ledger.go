@@ -12,11 +12,13 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/qfpurge/qfpurge/internal/deadletter"
+	"github.com/qfpurge/qfpurge/internal/fleet"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 )
 
@@ -38,6 +40,8 @@ type Config struct {
 	// dead verdict for an ID another batch deleted meanwhile). Defaults to
 	// slog.Default().
 	Logger *slog.Logger
+	// Clock defaults to the wall clock.
+	Clock fleet.Clock
 }
 
 // Ledger reads and writes outcomes. It is safe for concurrent use.
@@ -57,6 +61,7 @@ func New(rdb redis.UniversalClient, cfg Config) *Ledger {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	cfg.Clock = fleet.Or(cfg.Clock)
 	return &Ledger{rdb: rdb, cfg: cfg}
 }
 
@@ -184,73 +189,136 @@ func (o Outcome) entry() deadletter.Entry {
 		TaskID: o.TaskID, Attempts: o.Attempts, API: o.API, At: o.At}
 }
 
-// Write records outcomes: the ID's state (with TTL), an event, and for dead
-// IDs a dead letter, all in one round trip after one read of the current
-// states. An outcome whose ID's current state may not become it
-// (State.CanBecome, e.g. dead for an ID another batch deleted meanwhile) is
-// dropped and logged. It returns the outcomes written.
+// writeScript writes one ID's record if its current state is one of
+// ARGV[3] (states joined by ",", "" for none): the transition check and the
+// write are one step, so two workers cannot both pass the check. It returns
+// 1 when written, else the state that refused it.
+var writeScript = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], 'state') or ''
+if not string.find(',' .. ARGV[2] .. ',', ',' .. cur .. ',', 1, true) then
+  return cur
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+`)
+
+// allStates lists every state a record can hold, the empty one first.
+var allStates = []State{"", StatePending, StateDeleted, StatePresumed, StateProtected, StateDead}
+
+// from lists, for the script, the states that may become next.
+func from(next State) string {
+	var ok []string
+	for _, s := range allStates {
+		if s.CanBecome(next) {
+			ok = append(ok, string(s))
+		}
+	}
+	return strings.Join(ok, ",")
+}
+
+// Write records outcomes: each ID's state (with TTL), checked against its
+// current state and written in one step per ID (State.CanBecome: e.g. dead
+// for an ID another batch deleted meanwhile is dropped and logged), then
+// an event per outcome written, and a dead letter per dead one. Two round
+// trips for the whole batch. It returns the outcomes written.
 func (l *Ledger) Write(ctx context.Context, outs []Outcome) ([]Outcome, error) {
 	if len(outs) == 0 {
 		return nil, nil
 	}
-	keys := make([]string, len(outs))
-	for i, o := range outs {
-		keys[i] = idKey(o.Kind, o.ID)
+	if err := writeScript.Load(ctx, l.rdb).Err(); err != nil {
+		return nil, fmt.Errorf("ledger: write %d outcomes: %w", len(outs), err)
 	}
-	cur, err := l.states(ctx, keys)
+	now := l.cfg.Clock.Now()
+	for i := range outs {
+		if outs[i].At.IsZero() {
+			outs[i].At = now
+		}
+	}
+	cmds, err := l.writeStates(ctx, outs, true)
+	if err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+		cmds, err = l.writeStates(ctx, outs, false) // Redis lost its scripts since Load
+	}
 	if err != nil {
 		return nil, fmt.Errorf("ledger: write %d outcomes: %w", len(outs), err)
 	}
 	written := outs[:0:0]
-	pipe := l.rdb.Pipeline()
 	for i, o := range outs {
-		if !cur[i].CanBecome(o.State) {
-			l.cfg.Logger.Warn("outcome not recorded: the ID has moved on", "kind", o.Kind, "id", o.ID.String(),
-				"state", cur[i], "outcome", o.State, "task_id", o.TaskID)
+		if n, err := cmds[i].Int64(); err == nil && n == 1 {
+			written = append(written, o)
 			continue
 		}
-		if o.At.IsZero() {
-			o.At = time.Now()
-		}
-		fields := []any{"state", string(o.State), "log_id", o.LogID, "code", o.Code, "msg", o.Message, "task", o.TaskID, "at", o.At.Unix()}
-		if !o.Verified.IsZero() {
-			fields = append(fields, "verified", o.Verified.UnixMilli())
-		}
-		if o.Run != "" {
-			fields = append(fields, "run", o.Run)
-		}
-		if o.API != "" {
-			fields = append(fields, "api", o.API)
-		}
-		pipe.Del(ctx, keys[i])
-		pipe.HSet(ctx, keys[i], fields...)
-		pipe.Expire(ctx, keys[i], l.cfg.TTL)
-		e := o.entry()
-		if o.State == StateDead {
-			deadletter.Append(ctx, pipe, e)
-		}
-		f := e.Fields()
-		f["outcome"] = string(o.State)
-		if !o.Verified.IsZero() {
-			f["verified_at"] = o.Verified.UTC().Format(time.RFC3339)
-		}
-		if o.Run != "" {
-			f["run"] = o.Run
-		}
-		ev := &redis.XAddArgs{Stream: EventStream, Values: f}
-		if l.cfg.EventsMaxLen > 0 {
-			ev.MaxLen, ev.Approx = l.cfg.EventsMaxLen, true
-		}
-		pipe.XAdd(ctx, ev)
-		written = append(written, o)
+		l.cfg.Logger.Warn("outcome not recorded: the ID has moved on", "kind", o.Kind, "id", o.ID.String(),
+			"state", cmds[i].Val(), "outcome", o.State, "task_id", o.TaskID)
 	}
 	if len(written) == 0 {
 		return nil, nil
 	}
+	pipe := l.rdb.Pipeline()
+	for _, o := range written {
+		e := o.entry()
+		if o.State == StateDead {
+			deadletter.Append(ctx, pipe, e)
+		}
+		pipe.XAdd(ctx, l.event(o, e))
+	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, fmt.Errorf("ledger: write %d outcomes: %w", len(written), err)
+		return nil, fmt.Errorf("ledger: write %d outcome events: %w", len(written), err)
 	}
 	return written, nil
+}
+
+// writeStates runs writeScript for every outcome in one pipeline, by its
+// SHA or, when sha is false, with its text.
+func (l *Ledger) writeStates(ctx context.Context, outs []Outcome, sha bool) ([]*redis.Cmd, error) {
+	pipe := l.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(outs))
+	for i, o := range outs {
+		keys := []string{idKey(o.Kind, o.ID)}
+		args := append([]any{l.cfg.TTL.Milliseconds(), from(o.State)}, o.fields()...)
+		if sha {
+			cmds[i] = writeScript.EvalSha(ctx, pipe, keys, args...)
+		} else {
+			cmds[i] = writeScript.Eval(ctx, pipe, keys, args...)
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	return cmds, nil
+}
+
+// fields are the record's hash fields.
+func (o Outcome) fields() []any {
+	f := []any{"state", string(o.State), "log_id", o.LogID, "code", o.Code, "msg", o.Message, "task", o.TaskID, "at", o.At.Unix()}
+	if !o.Verified.IsZero() {
+		f = append(f, "verified", o.Verified.UnixMilli())
+	}
+	if o.Run != "" {
+		f = append(f, "run", o.Run)
+	}
+	if o.API != "" {
+		f = append(f, "api", o.API)
+	}
+	return f
+}
+
+// event is the outcome's entry in EventStream.
+func (l *Ledger) event(o Outcome, e deadletter.Entry) *redis.XAddArgs {
+	f := e.Fields()
+	f["outcome"] = string(o.State)
+	if !o.Verified.IsZero() {
+		f["verified_at"] = o.Verified.UTC().Format(time.RFC3339)
+	}
+	if o.Run != "" {
+		f["run"] = o.Run
+	}
+	ev := &redis.XAddArgs{Stream: EventStream, Values: f}
+	if l.cfg.EventsMaxLen > 0 {
+		ev.MaxLen, ev.Approx = l.cfg.EventsMaxLen, true
+	}
+	return ev
 }
 
 // TTL returns how long the record of one ID is still kept (negative when
@@ -263,7 +331,7 @@ func (l *Ledger) TTL(ctx context.Context, k modelid.Kind, id modelid.ID) (time.D
 // "paused", "resumed", ...), to EventStream.
 func (l *Ledger) FleetEvent(ctx context.Context, outcome, message string) error {
 	ev := &redis.XAddArgs{Stream: EventStream, Values: map[string]any{
-		"outcome": outcome, "message": message, "time": time.Now().UTC().Format(time.RFC3339),
+		"outcome": outcome, "message": message, "time": l.cfg.Clock.Now().UTC().Format(time.RFC3339),
 		"id": "", "id_type": "", "kind": "", "log_id": "", "code": "0", "task_id": "", "attempts": "0",
 	}}
 	if l.cfg.EventsMaxLen > 0 {

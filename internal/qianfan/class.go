@@ -156,6 +156,8 @@ func (e *Error) class() Class {
 		return c
 	case e.unparsed:
 		return ClassUnknown
+	case e.routeGone:
+		return ClassGone
 	case e.HTTPStatus == 0:
 		return ClassTransient // no answer: transport failure
 	}

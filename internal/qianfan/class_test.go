@@ -262,6 +262,16 @@ func v2Rows() []classRow {
 		row{name: "gone: 405", handler: jsonAnswer(405, ""), want: ClassGone},
 		row{name: "gone: 501", handler: jsonAnswer(501, ""), want: ClassGone},
 		row{name: "gone: V1 404 with BCE NotFound", handler: v2Answer(404, "NotFound"), want: ClassUnknown},
+		// A gateway's answer for a V1 route that no longer exists: no body,
+		// its own code in a header. Gone, whatever the header says.
+		row{name: "gone: V1 404 empty with a gateway NotFound header", want: ClassGone,
+			handler: jsonAnswer(404, "", "X-Bce-Error-Code", "NotFound")},
+		row{name: "gone: V1 404 empty with a gateway NoSuchKey header", want: ClassGone,
+			handler: jsonAnswer(404, "", "X-Bce-Error-Code", "NoSuchKey", "X-Bce-Error-Message", "The resource you requested does not exist")},
+		// On V2 one path serves many actions: a header-only "not found" may
+		// be the ID's, so it proves nothing.
+		row{name: "V2 404 empty with a gateway NotFound header", v2: true, want: ClassUnknown,
+			handler: jsonAnswer(404, "", "X-Bce-Error-Code", "NotFound")},
 		row{name: "gone: V1 error_code 3 at 404", handler: jsonAnswer(404, `{"error_code":3,"error_msg":"Unsupported openapi method"}`), want: ClassGone},
 		row{name: "gone: V1 error_code 336005", handler: codeAnswer(336005), want: ClassGone},
 	)

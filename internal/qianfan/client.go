@@ -435,5 +435,12 @@ func (c *Client) attempt(ctx context.Context, ep endpoint, body []byte, out any)
 	}
 	defer resp.Body.Close()
 	logID, e = newResponseError(resp, out)
+	if e != nil && ep.action == "" && e.Code == 0 && e.ErrorCode == "" && isGoneStatus(e.HTTPStatus) {
+		// A V1 path is one operation: a "not found" for it that carries no
+		// answer of the operation's own (only a gateway's header, or
+		// nothing) is a route that no longer exists, whatever the gateway
+		// calls it.
+		e.routeGone = true
+	}
 	return logID, e, wrote.Load()
 }

@@ -45,6 +45,9 @@ type Error struct {
 	// unparsed marks a 2xx answer we could not understand (empty, malformed,
 	// oversized, or neither result nor error_code).
 	unparsed bool
+	// routeGone marks a V1 path answered "not found" with no code of the
+	// operation's own: the route is gone (see Client.attempt).
+	routeGone bool
 }
 
 // Error describes the failure, e.g. "500001 param invalid (log_id 2443985832)".

@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -35,6 +36,30 @@ type Result struct {
 	At             string       `json:"at"`
 }
 
+// outcome is the one place an outcome is built: the batch's kind, task,
+// attempt, rule run and API, and the answer's code, message and log_id when
+// there is one.
+func (h *Handler) outcome(b *batch, id modelid.ID, st ledger.State, answer *qianfan.Error) ledger.Outcome {
+	o := ledger.Outcome{Kind: b.p.Kind, ID: id, State: st, LogID: b.res.LogID, TaskID: b.a.taskID,
+		Attempts: b.a.retried + 1, Run: b.p.Run, API: string(cmp.Or(b.api, apimode.V1)), At: h.now()}
+	if answer != nil {
+		o.Code, o.Message = answerCode(answer), answer.Message
+		if answer.LogID != "" {
+			o.LogID = answer.LogID
+		}
+	}
+	return o
+}
+
+// outcomes builds one outcome per ID.
+func (h *Handler) outcomes(b *batch, ids []modelid.ID, st ledger.State, answer *qianfan.Error) []ledger.Outcome {
+	outs := make([]ledger.Outcome, len(ids))
+	for i, id := range ids {
+		outs[i] = h.outcome(b, id, st, answer)
+	}
+	return outs
+}
+
 // act applies the decision for f.
 func (h *Handler) act(ctx context.Context, b *batch, f Facts) error {
 	a := Decide(f)
@@ -58,6 +83,11 @@ func (h *Handler) act(ctx context.Context, b *batch, f Facts) error {
 	case ActDeadLetter:
 		return h.deadLetter(ctx, b, f.Err, b.ids)
 	case ActVerify:
+		if f.Evident && !f.Lost && !f.Call.Doubted() {
+			// Refused although shown to exist before the call: only a
+			// listing taken from now on can tell, as after a lost answer.
+			f.Lost = true
+		}
 		return h.verify(ctx, b, f)
 	case ActWait:
 		h.obs.Retry(b.p.Kind, "verify")
@@ -71,6 +101,8 @@ func (h *Handler) act(ctx context.Context, b *batch, f Facts) error {
 		return h.pause(ctx, b, f)
 	case ActSwitch:
 		return h.switchToV2(ctx, b, f)
+	case ActPresume:
+		return h.presume(ctx, b, f)
 	case ActPaused:
 		h.obs.Retry(b.p.Kind, "paused")
 		return &ThrottleError{Wait: h.cfg.PausePoll, Err: errors.New("deletions are paused for the whole fleet (see cmd/pause status)")}
@@ -81,14 +113,15 @@ func (h *Handler) act(ctx context.Context, b *batch, f Facts) error {
 
 // deleted records a successful call.
 func (h *Handler) deleted(ctx context.Context, b *batch, f Facts) error {
-	now := time.Now()
-	outs := make([]ledger.Outcome, len(b.ids))
-	for i, id := range b.ids {
-		outs[i] = ledger.Outcome{Kind: b.p.Kind, ID: id, State: ledger.StateDeleted, LogID: b.res.LogID, TaskID: b.a.taskID,
-			Attempts: b.res.Attempts, Run: b.p.Run, API: string(b.api), At: now}
-	}
-	if err := h.write(ctx, b, outs); err != nil {
+	if err := h.write(ctx, b, h.outcomes(b, b.ids, ledger.StateDeleted, nil)); err != nil {
 		return err
+	}
+	if b.p.LostIn != "" {
+		// A batch of a lost call's line went through: that call deleted
+		// nothing, so its other IDs refused alone are really refused.
+		if err := h.ledger.NoteThrough(ctx, b.p.LostIn); err != nil {
+			return err
+		}
 	}
 	b.log.Info("batch deleted", "ids", len(b.ids), "attempts", b.res.Attempts, "lost_answers_before", f.Call.Doubted())
 	b.res.Deleted = b.ids
@@ -195,7 +228,11 @@ func (h *Handler) verify(ctx context.Context, b *batch, f Facts) error {
 	if err := h.ledger.InDoubt(ctx, b.a.taskID, f.Lost, code, msg, logID, string(b.api)); err != nil {
 		return err
 	}
-	if err := h.inv.Want(ctx, b.a.taskID, b.p.Kind, b.ids); err != nil {
+	rec, err := h.ledger.Call(ctx, b.a.taskID)
+	if err != nil {
+		return err
+	}
+	if err := h.inv.Want(ctx, b.a.taskID, b.p.Kind, b.ids, rec.LostSeq, h.now()); err != nil {
 		return err
 	}
 	h.obs.Retry(b.p.Kind, "verify")
@@ -206,46 +243,56 @@ func (h *Handler) verify(ctx context.Context, b *batch, f Facts) error {
 // settle decides each ID from the listing (Settle) and records it. IDs
 // still present are sent again; IDs that look never to have existed are
 // sent once more in a batch of their own ("recheck"), whose plain rejection
-// then dead-letters them like any bad ID, archived task included. Only a
-// recheck batch that is itself settled as dead is dead-lettered here.
+// then dead-letters them like any bad ID, archived task included; IDs
+// nothing can decide are sent again ("resend") with the lost call's line
+// (Payload.LostIn, Unsure), so their own answers decide. Only a recheck
+// batch that is itself settled as dead is dead-lettered here.
 func (h *Handler) settle(ctx context.Context, b *batch, f Facts) error {
-	pres, taken, err := h.inv.Check(ctx, b.p.Kind, b.ids, f.Call.Lost)
+	pres, taken, err := h.inv.Check(ctx, b.p.Kind, b.ids, f.Call.LostSeq)
 	if err != nil {
 		return err
 	}
-	v := Settle(b.ids, pres, f.Call.Present, f.Call.API != string(apimode.V2))
+	v := Settle(b.ids, pres, f.Call.Present, f.Call.Absent, f.Call.API != string(apimode.V2))
 	when := taken.UTC().Format(time.RFC3339)
 	var outs []ledger.Outcome
-	add := func(ids []modelid.ID, st ledger.State, code int, msg string) {
+	add := func(ids []modelid.ID, st ledger.State, msg string) {
 		for _, id := range ids {
-			o := ledger.Outcome{Kind: b.p.Kind, ID: id, State: st, Code: code, Message: msg, LogID: f.Call.LogID,
-				TaskID: b.a.taskID, Attempts: b.a.retried + 1, Run: b.p.Run, API: string(b.api)}
+			o := h.outcome(b, id, st, nil)
+			o.LogID, o.Message = f.Call.LogID, msg
 			if st == ledger.StateDeleted {
 				o.Verified = taken
+			}
+			if st == ledger.StateDead {
+				o.Code = f.Call.Code
 			}
 			outs = append(outs, o)
 		}
 	}
-	add(v.Deleted, ledger.StateDeleted, 0, "deleted by a call whose answer was lost; verified absent from the listing started "+when)
-	add(v.Presumed, ledger.StatePresumed, 0, "a call whose answer was lost most likely deleted it; no listing shows this ID form, so it could not be verified")
+	add(v.Deleted, ledger.StateDeleted, "shown to exist before the call, absent from the listing started "+when+": deleted")
+	add(v.Presumed, ledger.StatePresumed, "a call whose answer was lost most likely deleted it; no listing shows this ID form, so it could not be verified")
 	final := b.p.Split == "recheck"
 	if final {
-		add(v.Dead, ledger.StateDead, f.Call.Code, deadMessage(f.Call, when))
+		add(v.Dead, ledger.StateDead, deadMessage(f.Call, when))
 	}
-	var chunks [][]modelid.ID
-	var whys []string
-	if len(v.Again) > 0 {
-		chunks, whys = append(chunks, v.Again), append(whys, "again")
+	line := cmp.Or(b.p.LostIn, b.a.taskID)
+	if f.Call.API == string(apimode.V2) {
+		line = "" // V2 deletes one ID per call: no line to learn from
 	}
-	if len(v.Dead) > 0 && !final {
-		chunks, whys = append(chunks, v.Dead), append(whys, "recheck")
-	}
-	for i, c := range chunks {
-		children, err := h.enqueueChildren(ctx, b.a.taskID, b.p, [][]modelid.ID{c}, whys[i])
+	for _, c := range []struct {
+		ids    []modelid.ID
+		why    string
+		unsure bool
+	}{{v.Again, "again", false}, {v.Dead, "recheck", false}, {v.Resend, "resend", true}} {
+		if len(c.ids) == 0 || (c.why == "recheck" && final) {
+			continue
+		}
+		p := b.p
+		p.LostIn, p.Unsure = line, c.unsure || b.p.Unsure
+		children, err := h.enqueueChildren(ctx, b.a.taskID, p, [][]modelid.ID{c.ids}, c.why)
 		if err != nil {
 			return err
 		}
-		h.obs.Split(b.p.Kind, whys[i])
+		h.obs.Split(b.p.Kind, c.why)
 		b.res.SplitInto = append(b.res.SplitInto, children...)
 	}
 	if err := h.write(ctx, b, outs); err != nil {
@@ -255,7 +302,7 @@ func (h *Handler) settle(ctx context.Context, b *batch, f Facts) error {
 		return err
 	}
 	b.log.Info("batch settled by a listing", "listing", when, "deleted", len(v.Deleted), "presumed", len(v.Presumed),
-		"sent_again", len(v.Again), "rechecked", len(v.Dead))
+		"sent_again", len(v.Again), "rechecked", len(v.Dead), "resent", len(v.Resend))
 	b.res.Verified, b.res.Presumed = v.Deleted, v.Presumed
 	if final && len(v.Dead) > 0 {
 		b.res.Dead = v.Dead
@@ -270,6 +317,23 @@ func (h *Handler) settle(ctx context.Context, b *batch, f Facts) error {
 	return nil
 }
 
+// presume records a batch refused alone after a lost answer that nothing
+// could settle: no listing showed it, and no batch of the lost call's line
+// went through to show the call deleted nothing.
+func (h *Handler) presume(ctx context.Context, b *batch, f Facts) error {
+	outs := h.outcomes(b, b.ids, ledger.StatePresumed, b.answer)
+	for i := range outs {
+		outs[i].Message = "a call whose answer was lost may have deleted it: sent again it was refused (" + reason(b.answer, f.Err) +
+			"), no listing showed it, and no other ID of that call went through; nothing can tell"
+	}
+	if err := h.write(ctx, b, outs); err != nil {
+		return err
+	}
+	b.log.Warn("presumed deleted: refused after a lost answer that nothing can settle", "ids", idStrings(b.ids))
+	b.res.Presumed, b.res.Reason = b.ids, reason(b.answer, f.Err)
+	return h.end(ctx, b)
+}
+
 func deadMessage(c ledger.Call, when string) string {
 	s := "not in the account: absent from the listing started " + when
 	if c.Message != "" {
@@ -278,27 +342,34 @@ func deadMessage(c ledger.Call, when string) string {
 	return s
 }
 
-// deadLetter records ids as dead and archives the task with the reason.
+// deadLetter records ids as dead and archives the task with the reason;
+// an ID whose other form the ledger holds as deleted meanwhile is recorded
+// deleted instead.
 func (h *Handler) deadLetter(ctx context.Context, b *batch, cause error, ids []modelid.ID) error {
-	msg := reason(b.answer, cause)
-	code := 0
-	if b.answer != nil {
-		code = answerCode(b.answer)
-		if b.answer.Message != "" {
-			msg = b.answer.Message
+	byOther, err := h.goneAsOther(ctx, b, ids, nil)
+	if err != nil {
+		return err
+	}
+	var dead []modelid.ID
+	for _, id := range ids {
+		if !byOther[id] {
+			dead = append(dead, id)
 		}
 	}
-	now := time.Now()
-	outs := make([]ledger.Outcome, len(ids))
-	for i, id := range ids {
-		outs[i] = ledger.Outcome{Kind: b.p.Kind, ID: id, State: ledger.StateDead, Code: code, Message: msg, LogID: b.res.LogID,
-			TaskID: b.a.taskID, Attempts: b.a.retried + 1, Run: b.p.Run, API: string(b.api), At: now}
+	if len(dead) == 0 {
+		return h.end(ctx, b)
+	}
+	outs := h.outcomes(b, dead, ledger.StateDead, b.answer)
+	for i := range outs {
+		if outs[i].Message == "" {
+			outs[i].Message = reason(b.answer, cause)
+		}
 	}
 	if err := h.write(ctx, b, outs); err != nil {
 		return err // retried; the dead letters are written next time
 	}
-	b.log.Error("dead-lettered", "ids", idStrings(ids), "code", code, "message", msg, "attempts", b.a.retried+1)
-	b.res.Dead, b.res.Reason = ids, reason(b.answer, cause)
+	b.log.Error("dead-lettered", "ids", idStrings(dead), "code", outs[0].Code, "message", outs[0].Message, "attempts", b.a.retried+1)
+	b.res.Dead, b.res.Reason = dead, reason(b.answer, cause)
 	if err := h.end(ctx, b); err != nil {
 		return err
 	}
@@ -330,7 +401,7 @@ func (h *Handler) end(ctx context.Context, b *batch) error {
 }
 
 func (h *Handler) finish(_ context.Context, b *batch) error {
-	b.res.At = time.Now().UTC().Format(time.RFC3339)
+	b.res.At = h.now().UTC().Format(time.RFC3339)
 	data, err := json.Marshal(b.res)
 	if err != nil {
 		return err
@@ -377,7 +448,8 @@ func (h *Handler) enqueueChildren(ctx context.Context, parent string, p Payload,
 	var ids []string
 	for i, c := range chunks {
 		id := ChildTaskID(parent, why, i)
-		task, err := NewBatchTask(Payload{Kind: p.Kind, IDs: c, Parent: parent, Split: why, Run: p.Run, Rule: p.Rule, DeleteInUse: p.DeleteInUse}, h.cfg.Options)
+		task, err := NewBatchTask(Payload{Kind: p.Kind, IDs: c, Parent: parent, Split: why, Run: p.Run, Rule: p.Rule,
+			DeleteInUse: p.DeleteInUse, LostIn: p.LostIn, Unsure: p.Unsure}, h.cfg.Options)
 		if err != nil {
 			return nil, err
 		}

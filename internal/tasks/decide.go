@@ -27,6 +27,7 @@ const (
 	ActPause                        // credentials or permission refused: pause the fleet
 	ActPaused                       // the fleet is paused: wait without calling
 	ActSwitch                       // V1 is gone: switch the fleet to V2 and delete through it
+	ActPresume                      // refused alone after a lost answer nothing can settle: presumed deleted
 )
 
 func (a Action) String() string {
@@ -55,6 +56,8 @@ func (a Action) String() string {
 		return "paused"
 	case ActSwitch:
 		return "switch"
+	case ActPresume:
+		return "presume"
 	}
 	return "action(" + strconv.Itoa(int(a)) + ")"
 }
@@ -82,6 +85,15 @@ type Facts struct {
 	Retried, MaxRetry int
 	// Auto: the fleet may switch to V2 (configured auto, still on V1).
 	Auto bool
+	// Evident: the batch is one ID that a listing or detail call showed to
+	// exist before this call; refused now, something else deleted it.
+	Evident bool
+	// Again: the batch was sent again because a listing showed its IDs
+	// still present after a lost answer.
+	Again bool
+	// Unsure: the batch descends from a lost answer no listing could
+	// settle (Payload.Unsure); Through: a batch of that line went through.
+	Unsure, Through bool
 }
 
 // Decide maps facts to an action. It is the one place where what Qianfan
@@ -114,6 +126,15 @@ func Decide(f Facts) Action {
 			return ActVerify
 		case f.N > 1:
 			return ActBisect
+		case f.Evident && !f.Again:
+			// It existed before this call: another call (its other ID
+			// form, a second request, a person) deleted it meanwhile. A
+			// listing taken from now on tells.
+			return ActVerify
+		case f.Unsure && !f.Through:
+			// The lost call may have deleted it, and nothing shows it did
+			// not.
+			return ActPresume
 		}
 		return ActDeadLetter
 	case qianfan.ClassRequest:
@@ -134,54 +155,60 @@ func Decide(f Facts) Action {
 	if doubt {
 		return ActVerify // never dead-letter what a lost call may have deleted
 	}
+	if f.Unsure && !f.Through {
+		return ActPresume
+	}
 	return ActDeadLetter
 }
 
 // Verdict is how a listing settles a batch that was rejected after a lost
 // answer.
 type Verdict struct {
-	Deleted  []modelid.ID // absent, and the lost call deleted them
-	Dead     []modelid.ID // absent, and nothing shows they ever existed
+	Deleted  []modelid.ID // absent, and shown to exist before: deleted
+	Dead     []modelid.ID // absent, never shown, and the lost call deleted nothing: sent once more alone
 	Again    []modelid.ID // present: the lost call deleted nothing, send them again
-	Presumed []modelid.ID // no listing can tell (see inventory.Undecided)
+	Presumed []modelid.ID // existed, but no listing can tell (see inventory.Undecided)
+	Resend   []modelid.ID // nothing tells: sent again, their own answers decide
 }
-
-// inferMin is the smallest batch whose IDs, all absent after a lost answer,
-// are taken as deleted by that call without each one's own evidence:
-// Qianfan rejects a list holding a missing ID as a whole, so the only other
-// explanation is that every one of them never existed.
-const inferMin = 3
 
 // Settle decides each ID of a batch rejected after a lost answer from a
 // listing taken afterwards: presence[i] answers ids[i], and evident holds
-// IDs known to have existed before the first call. atomic says the lost
-// call was one V1 batchDelete of all of ids, which Qianfan applies whole or
-// not at all; V2 deletes one ID per call.
+// IDs known to have existed before the first call (a listing or a detail
+// call showed them), absent IDs shown not to exist by an answer no lost
+// call explains (Call.Absent). atomic says the lost call was one V1 batchDelete of
+// all of ids, which Qianfan applies whole or not at all; V2 deletes one ID
+// per call.
 //
-//   - Some ID present (atomic): the lost call deleted nothing, so present
-//     and undecided IDs are sent again and absent ones were missing all
-//     along: dead.
-//   - None present, inferMin IDs or more (atomic): the lost call deleted
-//     them.
-//   - Otherwise each ID alone: present is sent again; absent is deleted if
-//     it existed before the call, dead otherwise; undecided is presumed
-//     deleted if it existed, dead otherwise.
-func Settle(ids []modelid.ID, presence []inventory.Presence, evident []modelid.ID, atomic bool) Verdict {
+// Absence proves deletion only for an ID shown to exist before: a listing
+// may not return every model, and an ID that never existed is absent too.
+//
+//   - Present: the lost call did not delete it: sent again.
+//   - Absent and evident: deleted (by the lost call or meanwhile).
+//   - Undecided and evident: presumed deleted (no listing shows that form).
+//   - Shown not to exist before: never existed, sent once more alone.
+//   - Some ID present (atomic): the lost call deleted nothing, so an absent
+//     ID never shown existed never did (sent once more alone, where a
+//     refusal dead-letters it) and an undecided one is sent again.
+//   - Otherwise nothing tells: the ID is sent again (Resend), and what
+//     Qianfan then deletes is deleted.
+func Settle(ids []modelid.ID, presence []inventory.Presence, evident, absent []modelid.ID, atomic bool) Verdict {
 	var v Verdict
 	anyPresent := atomic && slices.Contains(presence, inventory.Present)
 	for i, id := range ids {
 		p, ev := presence[i], slices.Contains(evident, id)
 		switch {
-		case anyPresent && p == inventory.Absent:
-			v.Dead = append(v.Dead, id)
-		case anyPresent, p == inventory.Present:
+		case p == inventory.Present:
 			v.Again = append(v.Again, id)
-		case p == inventory.Absent && ((atomic && len(ids) >= inferMin) || ev):
+		case p == inventory.Absent && ev:
 			v.Deleted = append(v.Deleted, id)
-		case p == inventory.Undecided && ((atomic && len(ids) >= inferMin) || ev):
+		case p == inventory.Undecided && ev:
 			v.Presumed = append(v.Presumed, id)
-		default:
+		case slices.Contains(absent, id), anyPresent && p == inventory.Absent:
 			v.Dead = append(v.Dead, id)
+		case anyPresent:
+			v.Again = append(v.Again, id)
+		default:
+			v.Resend = append(v.Resend, id)
 		}
 	}
 	return v

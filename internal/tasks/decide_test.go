@@ -46,6 +46,17 @@ func TestDecide(t *testing.T) {
 		{"V1 gone in auto mode switches to V2", with(called(&qianfan.Error{Code: 3}), func(f *Facts) { f.Auto = true }), ActSwitch},
 		{"V1 gone in v1 mode pauses", called(&qianfan.Error{HTTPStatus: 404}), ActPause},
 		{"retries used up after a lost answer wait for a listing", with(called(&qianfan.Error{HTTPStatus: 503}), func(f *Facts) { f.Retried = 3; f.Lost = true }), ActVerify},
+		// One ID shown to exist right before its call, refused: deleted
+		// meanwhile (e.g. under its other ID form), so a listing decides.
+		{"param invalid on one ID shown to exist waits for a listing", with(called(invalid), func(f *Facts) { f.N = 1; f.Evident = true }), ActVerify},
+		{"param invalid on one ID sent again after a listing dead-letters", with(called(invalid), func(f *Facts) { f.N = 1; f.Evident = true; f.Again = true }), ActDeadLetter},
+		// Resent after a lost answer no listing settled.
+		{"unsure single refused, nothing of its line went through: presumed", with(called(invalid), func(f *Facts) { f.N = 1; f.Unsure = true }), ActPresume},
+		{"unsure single refused, its line went through: dead", with(called(invalid), func(f *Facts) { f.N = 1; f.Unsure = true; f.Through = true }), ActDeadLetter},
+		{"unsure batch refused is bisected", with(called(invalid), func(f *Facts) { f.Unsure = true }), ActBisect},
+		{"unsure retries used up: presumed", with(called(&qianfan.Error{HTTPStatus: 503}), func(f *Facts) { f.Retried = 3; f.Unsure = true }), ActPresume},
+		// A refused credential on a read as on a delete.
+		{"a detail read refused for credentials pauses the fleet", with(called(&qianfan.Error{HTTPStatus: 403, GatewayCode: "AccessDenied"}), func(f *Facts) { f.N = 1 }), ActPause},
 		{"in doubt, no listing yet", Facts{N: 5, Call: doubt}, ActWait},
 		{"in doubt, a listing answers", Facts{N: 5, Call: doubt, Listed: true}, ActSettle},
 		{"held by a listing", Facts{N: 5, Held: true}, ActHold},
@@ -78,24 +89,35 @@ func TestSettle(t *testing.T) {
 		evident  []modelid.ID
 		v2       bool
 		want     Verdict
+		absent   []modelid.ID
 	}{
 		{"some present: the lost call deleted nothing", ids(1, 2, 3, 4), []inventory.Presence{P, A, P, U}, nil, false,
-			Verdict{Again: ids(1, 3, 4), Dead: ids(2)}},
-		{"none present in a big batch: the lost call deleted them", ids(1, 2, 3), []inventory.Presence{A, A, A}, nil, false,
-			Verdict{Deleted: ids(1, 2, 3)}},
-		{"big batch with an undecidable form", ids(1, 2, 3), []inventory.Presence{A, U, A}, nil, false,
-			Verdict{Deleted: ids(1, 3), Presumed: ids(2)}},
-		{"one ID that existed before", ids(7), []inventory.Presence{A}, ids(7), false, Verdict{Deleted: ids(7)}},
-		{"one ID nothing showed", ids(7), []inventory.Presence{A}, nil, false, Verdict{Dead: ids(7)}},
-		{"one ID still there", ids(7), []inventory.Presence{P}, nil, false, Verdict{Again: ids(7)}},
-		{"two IDs, one evident", ids(7, 8), []inventory.Presence{A, A}, ids(8), false, Verdict{Dead: ids(7), Deleted: ids(8)}},
-		{"undecidable single that existed", ids(7), []inventory.Presence{U}, ids(7), false, Verdict{Presumed: ids(7)}},
-		{"undecidable single nothing showed", ids(7), []inventory.Presence{U}, nil, false, Verdict{Dead: ids(7)}},
-		{"V2: each ID alone, no inference", ids(1, 2, 3, 4), []inventory.Presence{P, A, A, U}, ids(2, 4), true,
-			Verdict{Again: ids(1), Deleted: ids(2), Dead: ids(3), Presumed: ids(4)}},
+			Verdict{Again: ids(1, 3, 4), Dead: ids(2)}, nil},
+		{"some present, an absent one shown before: deleted meanwhile", ids(1, 2, 3), []inventory.Presence{P, A, A}, ids(2), false,
+			Verdict{Again: ids(1), Deleted: ids(2), Dead: ids(3)}, nil},
+		// Absence proves deletion only for what was shown to exist: a
+		// listing may not return every model.
+		{"none present, none shown before: sent again", ids(1, 2, 3), []inventory.Presence{A, A, A}, nil, false,
+			Verdict{Resend: ids(1, 2, 3)}, nil},
+		{"none present, all shown before: deleted", ids(1, 2, 3), []inventory.Presence{A, A, A}, ids(1, 2, 3), false,
+			Verdict{Deleted: ids(1, 2, 3)}, nil},
+		{"big batch with an undecidable form", ids(1, 2, 3), []inventory.Presence{A, U, A}, ids(1, 2, 3), false,
+			Verdict{Deleted: ids(1, 3), Presumed: ids(2)}, nil},
+		{"one ID that existed before", ids(7), []inventory.Presence{A}, ids(7), false, Verdict{Deleted: ids(7)}, nil},
+		{"one ID nothing showed: sent again", ids(7), []inventory.Presence{A}, nil, false, Verdict{Resend: ids(7)}, nil},
+		{"one ID still there", ids(7), []inventory.Presence{P}, nil, false, Verdict{Again: ids(7)}, nil},
+		{"two IDs, one evident", ids(7, 8), []inventory.Presence{A, A}, ids(8), false, Verdict{Resend: ids(7), Deleted: ids(8)}, nil},
+		{"undecidable single that existed", ids(7), []inventory.Presence{U}, ids(7), false, Verdict{Presumed: ids(7)}, nil},
+		{"undecidable single nothing showed: sent again", ids(7), []inventory.Presence{U}, nil, false, Verdict{Resend: ids(7)}, nil},
+		{"one ID a detail call showed missing before: rechecked", ids(7), []inventory.Presence{A}, nil, false,
+			Verdict{Dead: ids(7)}, ids(7)},
+		{"V2: not found with nothing lost, absent: rechecked", ids(7), []inventory.Presence{A}, nil, true,
+			Verdict{Dead: ids(7)}, ids(7)},
+		{"V2: each ID alone, no inference", ids(1, 2, 3, 4, 5), []inventory.Presence{P, A, A, U, A}, ids(2, 4), true,
+			Verdict{Again: ids(1), Deleted: ids(2), Resend: ids(3, 5), Presumed: ids(4)}, nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			got := Settle(tt.ids, tt.presence, tt.evident, !tt.v2)
+			got := Settle(tt.ids, tt.presence, tt.evident, tt.absent, !tt.v2)
 			if diff := cmp.Diff(tt.want, got, cmp.AllowUnexported(modelid.ID{})); diff != "" {
 				t.Errorf("Settle (-want +got):\n%s", diff)
 			}
@@ -106,24 +128,27 @@ func TestSettle(t *testing.T) {
 func TestDecideOne(t *testing.T) {
 	notFound := &qianfan.Error{HTTPStatus: 404, ErrorCode: "NoSuchKey"}
 	for _, tt := range []struct {
-		name          string
-		err           error
-		lost, recheck bool
-		want          OneAction
+		name                  string
+		err                   error
+		lost, recheck, unsure bool
+		want                  OneAction
 	}{
-		{"deleted", nil, false, false, OneDeleted},
-		{"deleted after a lost answer", nil, true, false, OneDeleted},
-		{"invalid parameter", &qianfan.Error{HTTPStatus: 400, ErrorCode: "InvalidParameter"}, false, false, OneDead},
-		{"invalid parameter after a lost answer", &qianfan.Error{HTTPStatus: 400, ErrorCode: "InvalidParameter"}, true, false, OneDoubt},
-		{"not found: a listing decides", notFound, false, false, OneDoubt},
-		{"not found on a recheck: dead", notFound, false, true, OneDead},
-		{"not found on a recheck after a lost answer", notFound, true, true, OneDoubt},
-		{"throttled", &qianfan.Error{HTTPStatus: 429, ErrorCode: "RequestLimitExceeded"}, false, false, OneThrottle},
-		{"access denied pauses", &qianfan.Error{HTTPStatus: 403, ErrorCode: "AccessDenied"}, false, false, OnePause},
-		{"V2 gone too pauses", &qianfan.Error{HTTPStatus: 404}, false, false, OnePause},
-		{"transient", &qianfan.Error{HTTPStatus: 500, ErrorCode: "InternalError"}, false, false, OneRetry},
+		{"deleted", nil, false, false, false, OneDeleted},
+		{"deleted after a lost answer", nil, true, false, false, OneDeleted},
+		{"invalid parameter", &qianfan.Error{HTTPStatus: 400, ErrorCode: "InvalidParameter"}, false, false, false, OneDead},
+		{"invalid parameter after a lost answer", &qianfan.Error{HTTPStatus: 400, ErrorCode: "InvalidParameter"}, true, false, false, OneDoubt},
+		{"not found: a listing decides", notFound, false, false, false, OneDoubt},
+		{"not found on a recheck: dead", notFound, false, true, false, OneDead},
+		{"not found on a recheck after a lost answer", notFound, true, true, false, OneDoubt},
+		// A lost answer a listing could not settle: never dead.
+		{"not found when resent after a lost answer: presumed", notFound, false, false, true, OnePresumed},
+		{"not found when resent, its own answer lost again", notFound, true, false, true, OneDoubt},
+		{"throttled", &qianfan.Error{HTTPStatus: 429, ErrorCode: "RequestLimitExceeded"}, false, false, false, OneThrottle},
+		{"access denied pauses", &qianfan.Error{HTTPStatus: 403, ErrorCode: "AccessDenied"}, false, false, false, OnePause},
+		{"V2 gone too pauses", &qianfan.Error{HTTPStatus: 404}, false, false, false, OnePause},
+		{"transient", &qianfan.Error{HTTPStatus: 500, ErrorCode: "InternalError"}, false, false, false, OneRetry},
 	} {
-		if got := DecideOne(tt.err, tt.lost, tt.recheck); got != tt.want {
+		if got := DecideOne(tt.err, tt.lost, tt.recheck, tt.unsure); got != tt.want {
 			t.Errorf("%s: DecideOne = %v, want %v", tt.name, got, tt.want)
 		}
 	}

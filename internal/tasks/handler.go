@@ -11,6 +11,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/qfpurge/qfpurge/internal/apimode"
+	"github.com/qfpurge/qfpurge/internal/fleet"
 	"github.com/qfpurge/qfpurge/internal/inventory"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
@@ -80,6 +81,8 @@ type HandlerConfig struct {
 	Logger *slog.Logger
 	// Observer defaults to one that ignores everything.
 	Observer Observer
+	// Clock defaults to the wall clock.
+	Clock fleet.Clock
 }
 
 // Handler processes TypeDelete and TypeDeleteBatch tasks. Each execution
@@ -101,6 +104,7 @@ type Handler struct {
 	cfg    HandlerConfig
 	log    *slog.Logger
 	obs    Observer
+	now    func() time.Time
 }
 
 // NewHandler returns a Handler.
@@ -114,7 +118,8 @@ func NewHandler(del Deleter, q Enqueuer, l *ledger.Ledger, inv *inventory.Store,
 	if cfg.PausePoll <= 0 {
 		cfg.PausePoll = 10 * time.Second
 	}
-	h := &Handler{del: del, q: q, ledger: l, inv: inv, cfg: cfg, log: cfg.Logger, obs: cfg.Observer}
+	cfg.Clock = fleet.Or(cfg.Clock)
+	h := &Handler{del: del, q: q, ledger: l, inv: inv, cfg: cfg, log: cfg.Logger, obs: cfg.Observer, now: cfg.Clock.Now}
 	if h.log == nil {
 		h.log = slog.Default()
 	}
@@ -187,10 +192,16 @@ func (h *Handler) process(ctx context.Context, t *asynq.Task, a attempt) error {
 	if b.call, err = h.ledger.Call(ctx, a.taskID); err != nil {
 		return err
 	}
+	byOther, err := h.goneAsOther(ctx, b, ids, gone)
+	if err != nil {
+		return err
+	}
 	for _, id := range ids {
 		switch {
 		case gone[id]:
 			b.res.AlreadyDeleted = append(b.res.AlreadyDeleted, id)
+		case byOther[id]:
+			// Recorded deleted under its other form just now.
 		case slices.Contains(b.call.Done, id):
 			// Settled by an earlier execution of this task (V2 records
 			// each ID as it goes): a retry calls only the others.
@@ -232,11 +243,12 @@ func (h *Handler) gather(ctx context.Context, b *batch) (*Facts, error) {
 // record (and, in doubt, whether a listing answers), a listing's hold, the
 // fleet's pause, and for a rule's batch the services using its IDs.
 func (h *Handler) precheck(ctx context.Context, b *batch) (*Facts, error) {
-	f := &Facts{N: len(b.ids), Retried: b.a.retried, MaxRetry: b.a.maxRetry, Auto: h.auto(b), Call: b.call}
+	f := &Facts{N: len(b.ids), Retried: b.a.retried, MaxRetry: b.a.maxRetry, Auto: h.auto(b), Call: b.call,
+		Again: b.p.Split == "again", Unsure: b.p.Unsure}
 	call := b.call
 	var err error
 	if call.State == ledger.CallInDoubt {
-		_, _, err := h.inv.Check(ctx, b.p.Kind, b.ids, call.Lost)
+		_, _, err := h.inv.Check(ctx, b.p.Kind, b.ids, call.LostSeq)
 		switch {
 		case errors.Is(err, inventory.ErrNoSnapshot):
 		case err != nil:
@@ -269,8 +281,24 @@ func (h *Handler) callV1(ctx context.Context, b *batch, f *Facts) (*Facts, error
 	call := f.Call
 	var err error
 	// A recheck batch is already known absent: nothing to show.
-	if call.State == "" && len(b.ids) < inferMin && b.p.Split != "recheck" {
+	if call.State == "" && b.p.Split != "recheck" {
 		if err := h.notePresent(ctx, b); err != nil {
+			if qianfan.Classify(err) == qianfan.ClassUnknown {
+				return nil, err
+			}
+			// The read's answer decides as a delete call's would: a refused
+			// credential pauses the fleet, a quota waits, a gone V1
+			// switches; none of them spends a retry without a word.
+			f.Called, f.Err = true, err
+			b.answer, _ = errors.AsType[*qianfan.Error](err)
+			return f, nil
+		}
+	}
+	if len(b.ids) == 1 {
+		f.Evident = slices.Contains(b.call.Present, b.ids[0])
+	}
+	if f.Unsure && b.p.LostIn != "" {
+		if f.Through, err = h.ledger.Through(ctx, b.p.LostIn); err != nil {
 			return nil, err
 		}
 	}
@@ -280,7 +308,7 @@ func (h *Handler) callV1(ctx context.Context, b *batch, f *Facts) (*Facts, error
 	if f.Call.Doubted() && !call.Doubted() {
 		b.log.Warn("an earlier execution died during its call: its answer is lost")
 	}
-	b.start = time.Now()
+	b.start = h.now()
 	res, err := h.del.Delete(ctx, b.p.Kind, b.ids)
 	if ctx.Err() != nil {
 		// Shutting down or timed out: the call record stays "under way", so
@@ -298,7 +326,7 @@ func (h *Handler) callV1(ctx context.Context, b *batch, f *Facts) (*Facts, error
 	if b.res.LogID != "" {
 		b.log = b.log.With("log_id", b.res.LogID)
 	}
-	h.obs.Call(b.p.Kind, b.ids[0].Type(), callOutcome(err), len(b.ids), time.Since(b.start))
+	h.obs.Call(b.p.Kind, b.ids[0].Type(), callOutcome(err), len(b.ids), h.now().Sub(b.start))
 	return f, nil
 }
 
@@ -343,8 +371,9 @@ func (h *Handler) guard(ctx context.Context, b *batch) error {
 			keep = append(keep, id)
 			continue
 		}
-		outs = append(outs, ledger.Outcome{Kind: b.p.Kind, ID: id, State: ledger.StateProtected, TaskID: b.a.taskID, Run: b.p.Run,
-			Message: "not deleted: used by service " + svc + " (checked right before the call)"})
+		o := h.outcome(b, id, ledger.StateProtected, nil)
+		o.Message = "not deleted: used by service " + svc + " (checked right before the call)"
+		outs = append(outs, o)
 		b.res.Protected = append(b.res.Protected, id)
 	}
 	if _, err := h.ledger.Write(ctx, outs); err != nil {
@@ -356,13 +385,20 @@ func (h *Handler) guard(ctx context.Context, b *batch) error {
 	return nil
 }
 
-// notePresent records, before a small batch's first call, which of its IDs
+// detailMax is the largest batch that gets a detail call per ID before
+// its first call; larger batches take their evidence from the last
+// listing only.
+const detailMax = 2
+
+// notePresent records, before a batch's first call, which of its IDs
 // Qianfan shows to exist: if the call's answer is lost and a listing then
 // shows them absent, this tells "the call deleted it" from "it never
-// existed". A listing already saved answers without a call.
+// existed". The last listing answers for every batch without a call; a
+// batch of detailMax IDs or fewer asks a detail call for the rest. It
+// also notes the string forms the answers name, for goneAsOther.
 func (h *Handler) notePresent(ctx context.Context, b *batch) error {
-	var present []modelid.ID
-	known, _, err := h.inv.Check(ctx, b.p.Kind, b.ids, time.Time{})
+	var present, absent []modelid.ID
+	known, _, err := h.inv.Check(ctx, b.p.Kind, b.ids, 0)
 	if err != nil && !errors.Is(err, inventory.ErrNoSnapshot) {
 		return err
 	}
@@ -371,11 +407,17 @@ func (h *Handler) notePresent(ctx context.Context, b *batch) error {
 			present = append(present, id)
 			continue
 		}
-		start := time.Now()
+		if len(b.ids) > detailMax {
+			continue
+		}
+		start := h.now()
 		found, other, err := h.del.Describe(ctx, b.p.Kind, id)
-		h.obs.Call(b.p.Kind, id.Type(), describeOutcome(found, err), 1, time.Since(start))
+		h.obs.Call(b.p.Kind, id.Type(), describeOutcome(found, err), 1, h.now().Sub(start))
 		if err != nil {
 			return err
+		}
+		if !found {
+			absent = append(absent, id)
 		}
 		if found {
 			present = append(present, id)
@@ -391,10 +433,78 @@ func (h *Handler) notePresent(ctx context.Context, b *batch) error {
 			}
 		}
 	}
+	if len(absent) > 0 {
+		if err := h.ledger.NoteAbsent(ctx, b.a.taskID, absent); err != nil {
+			return err
+		}
+	}
 	if len(present) == 0 {
 		return nil
 	}
+	b.call.Present = append(b.call.Present, present...)
 	return h.ledger.NotePresent(ctx, b.a.taskID, present)
+}
+
+// goneAsOther records as deleted the IDs of ids whose other form (the int
+// ID of a string ID, or the reverse) the ledger holds as deleted: one
+// model named by both of its IDs is deleted once, and both forms read
+// deleted. It reports the IDs so recorded.
+func (h *Handler) goneAsOther(ctx context.Context, b *batch, ids []modelid.ID, gone map[modelid.ID]bool) (map[modelid.ID]bool, error) {
+	var ask []modelid.ID
+	for _, id := range ids {
+		if !gone[id] {
+			ask = append(ask, id)
+		}
+	}
+	if len(ask) == 0 {
+		return nil, nil
+	}
+	others, err := h.inv.Other(ctx, b.p.Kind, ask)
+	if err != nil || len(others) == 0 {
+		return nil, err
+	}
+	var forms []modelid.ID
+	for _, o := range others {
+		forms = append(forms, o)
+	}
+	recs, err := h.ledger.LookupMany(ctx, b.p.Kind, forms)
+	if err != nil {
+		return nil, err
+	}
+	byForm := map[modelid.ID]ledger.Record{}
+	for _, r := range recs {
+		if r.State == ledger.StateDeleted {
+			byForm[r.ID] = r
+		}
+	}
+	var outs []ledger.Outcome
+	for _, id := range ask {
+		r, ok := byForm[others[id]]
+		if !ok {
+			continue
+		}
+		o := h.outcome(b, id, ledger.StateDeleted, nil)
+		o.LogID, o.API, o.Verified = r.LogID, r.API, r.Verified
+		o.Message = "deleted as " + r.ID.String() + ", its other ID form"
+		if r.TaskID != "" {
+			o.Message += ", by task " + r.TaskID
+		}
+		outs = append(outs, o)
+	}
+	if len(outs) == 0 {
+		return nil, nil
+	}
+	written, err := h.ledger.Write(ctx, outs)
+	if err != nil {
+		return nil, err
+	}
+	out := map[modelid.ID]bool{}
+	for _, o := range written {
+		out[o.ID] = true
+		b.res.AlreadyDeleted = append(b.res.AlreadyDeleted, o.ID)
+	}
+	h.obs.Outcome(b.p.Kind, ids[0].Type(), ledger.StateDeleted, len(written))
+	return out, nil
 }
 
 func describeOutcome(found bool, err error) string {

@@ -147,8 +147,12 @@ func (a *account) callCount() int {
 // snapshot saves a listing of the account's models taken now.
 func (a *account) snapshot(t *testing.T, st *inventory.Store) {
 	t.Helper()
+	seq, err := st.Stamp(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
 	a.mu.Lock()
-	s := &inventory.Snapshot{Taken: time.Now(), Decides: []inventory.Form{
+	s := &inventory.Snapshot{Taken: time.Now(), Seq: seq, Decides: []inventory.Form{
 		{Kind: modelid.KindModel, Type: modelid.IDInt}, {Kind: modelid.KindModel, Type: modelid.IDString}}}
 	for id := range a.exists {
 		if n, ok := id.Int(); ok {
@@ -377,13 +381,15 @@ func TestHandlerBisectsToTheBadID(t *testing.T) {
 	}
 }
 
-// TestHandlerLostAnswerIsVerified: the call deletes the batch but its
-// answer is lost; the retry answers 500001; a listing taken afterwards shows
-// the IDs absent, so they are recorded deleted, verified, and never dead.
+// TestHandlerLostAnswerIsVerified: a listing showed the IDs before the
+// call; the call deletes the batch but its answer is lost; the retry
+// answers 500001; a listing taken afterwards shows the IDs absent, so they
+// are recorded deleted, verified, and never dead.
 func TestHandlerLostAnswerIsVerified(t *testing.T) {
 	acct := newAccount(ids(1, 2, 3, 4, 9)...)
 	acct.fault = func(n int) string { return map[int]string{0: "drop"}[n] }
 	b := setup(t, acct)
+	acct.snapshot(t, b.inv)
 	listed := 0
 	res := b.drain(t, newBatch(t, ids(1, 2, 3, 4)), "p", func() {
 		if listed == 0 {
@@ -403,6 +409,62 @@ func TestHandlerLostAnswerIsVerified(t *testing.T) {
 	}
 	if acct.callCount() != 2 {
 		t.Errorf("%d calls, want 2 (the lost one and the rejected retry)", acct.callCount())
+	}
+}
+
+// TestHandlerLostAnswerUnlistedIDsAreSentAgain: a batch holding a bad ID
+// loses its call's answer (the call deleted nothing) and the listing
+// afterwards does not show any of its IDs (models a listing does not
+// return). Absence proves nothing for IDs never shown: the batch is sent
+// again and split, the good IDs are deleted by those calls, and the bad ID,
+// refused alone while the rest of its call went through, is dead. Nothing
+// is recorded deleted that was not.
+func TestHandlerLostAnswerUnlistedIDsAreSentAgain(t *testing.T) {
+	acct := newAccount(ids(1, 2, 3, 4)...)
+	acct.fault = func(n int) string { return map[int]string{0: "reset"}[n] }
+	b := setup(t, acct, func(c *HandlerConfig) { c.BatchSize = 8 })
+	empty := &inventory.Snapshot{Taken: time.Now(), Decides: []inventory.Form{{Kind: modelid.KindModel, Type: modelid.IDInt}}}
+	res := b.drain(t, newBatch(t, ids(1, 2, 3, 4, 404)), "p", func() {
+		seq, err := b.inv.Stamp(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := *empty
+		s.Seq = seq
+		if err := b.inv.Save(context.Background(), &s); err != nil {
+			t.Fatal(err)
+		}
+	})
+	want := []ledger.State{ledger.StateDeleted, ledger.StateDeleted, ledger.StateDeleted, ledger.StateDeleted, ledger.StateDead}
+	if diff := cmp.Diff(want, b.states(t, ids(1, 2, 3, 4, 404))); diff != "" {
+		t.Errorf("states (-want +got):\n%s", diff)
+	}
+	acct.mu.Lock()
+	left := len(acct.exists)
+	acct.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d IDs still exist at Qianfan", left)
+	}
+	if len(res.archived) != 1 || len(b.deadLetters(t)) != 1 {
+		t.Errorf("archived %v, dead letters %d; want one each", res.archived, len(b.deadLetters(t)))
+	}
+}
+
+// TestHandlerLostAnswerNothingCanTellIsPresumed: the call deletes the
+// batch and loses its answer, and no listing ever showed its IDs: sent
+// again, each is refused, and nothing of the call went through on the
+// resend. Nothing can tell "deleted by the lost call" from "never
+// existed": presumed, never deleted and never dead.
+func TestHandlerLostAnswerNothingCanTellIsPresumed(t *testing.T) {
+	acct := newAccount(ids(1, 2, 3)...)
+	acct.fault = func(n int) string { return map[int]string{0: "drop"}[n] }
+	b := setup(t, acct)
+	res := b.drain(t, newBatch(t, ids(1, 2, 3)), "p", func() { acct.snapshot(t, b.inv) })
+	if diff := cmp.Diff(repeat(ledger.StatePresumed, 3), b.states(t, ids(1, 2, 3))); diff != "" {
+		t.Errorf("states (-want +got):\n%s", diff)
+	}
+	if len(res.archived) != 0 || len(b.deadLetters(t)) != 0 {
+		t.Errorf("archived %v, dead letters %d; want none", res.archived, len(b.deadLetters(t)))
 	}
 }
 
@@ -565,7 +627,8 @@ func (h *hookDeleter) Delete(ctx context.Context, k modelid.Kind, ids []modelid.
 	return r, err
 }
 
-// failHSet makes pipelines holding HSET fail while on is set.
+// failHSet makes pipelines holding HSET or the ledger's write script fail
+// while on is set.
 type failHSet struct{ on *atomic.Bool }
 
 func (failHSet) DialHook(next redis.DialHook) redis.DialHook          { return next }
@@ -574,7 +637,7 @@ func (f failHSet) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proc
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		if f.on.Load() {
 			for _, c := range cmds {
-				if c.Name() == "hset" {
+				if n := c.Name(); n == "hset" || n == "evalsha" || n == "eval" {
 					return errors.New("injected: Redis refused the write")
 				}
 			}

@@ -59,6 +59,15 @@ type Payload struct {
 	// DeleteInUse is set by a rule with protect_in_use: false: its run's
 	// IDs are deleted without the service check.
 	DeleteInUse bool `json:"delete_in_use,omitempty"`
+	// LostIn names the batch whose call lost its answer when this batch was
+	// split from it after a listing; a deletion by any batch of that line
+	// shows the lost call deleted nothing (V1 applies a batch whole or not
+	// at all).
+	LostIn string `json:"lost_in,omitempty"`
+	// Unsure: no listing could tell whether the lost call deleted these
+	// IDs, so an ID refused on its own is dead only if a batch of the same
+	// line went through; otherwise it is presumed deleted.
+	Unsure bool `json:"unsure,omitempty"`
 	// Rejected holds payloads the aggregator could not read; the handler
 	// dead-letters them so nothing is dropped silently.
 	Rejected []string `json:"rejected,omitempty"`

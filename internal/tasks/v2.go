@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/qfpurge/qfpurge/internal/apimode"
 	"github.com/qfpurge/qfpurge/internal/inventory"
@@ -25,12 +24,14 @@ const (
 	OneRetry                         // transient: the task's retry calls it again
 	OneThrottle                      // stop the batch, wait without using a retry
 	OnePause                         // credentials, permission or V2 gone: pause the fleet
+	OnePresumed                      // refused after a lost answer nothing can settle: presumed deleted
 )
 
 // DecideOne maps one V2 call's answer to its action; lost says an answer
 // for this ID (or the task's calls) was lost before, recheck that a listing
-// already showed the ID absent and never shown to exist.
-func DecideOne(err error, lost, recheck bool) OneAction {
+// already showed the ID absent and the lost call deleted nothing, unsure
+// that a listing could not tell whether the lost call deleted it.
+func DecideOne(err error, lost, recheck, unsure bool) OneAction {
 	if err == nil {
 		return OneDeleted
 	}
@@ -39,16 +40,17 @@ func DecideOne(err error, lost, recheck bool) OneAction {
 		return OneThrottle
 	case qianfan.ClassRequest, qianfan.ClassGone:
 		return OnePause
-	case qianfan.ClassInvalidIDs:
-		if lost {
-			return OneDoubt
-		}
-		return OneDead
-	case qianfan.ClassUnknown:
+	case qianfan.ClassInvalidIDs, qianfan.ClassUnknown:
 		// V2's "not found" is not documented: it may mean a lost call
-		// deleted the ID, or that it never existed. A listing decides,
-		// unless one already has and this call lost nothing.
-		if recheck && !lost {
+		// deleted the ID, or that it never existed. A listing decides
+		// after a loss; after a listing, an ID the lost call may have
+		// deleted is presumed deleted, never dead.
+		switch {
+		case lost:
+			return OneDoubt
+		case unsure:
+			return OnePresumed
+		case qianfan.Classify(err) == qianfan.ClassInvalidIDs, recheck:
 			return OneDead
 		}
 		return OneDoubt
@@ -149,7 +151,7 @@ type v2Run struct {
 // v2Evidence notes which IDs the last listing holds: evidence, should a
 // later answer be lost, without a detail call per ID.
 func (h *Handler) v2Evidence(ctx context.Context, b *batch, call ledger.Call) error {
-	known, _, err := h.inv.Check(ctx, b.p.Kind, b.ids, time.Time{})
+	known, _, err := h.inv.Check(ctx, b.p.Kind, b.ids, 0)
 	if err != nil && !errors.Is(err, inventory.ErrNoSnapshot) {
 		return err
 	}
@@ -167,32 +169,45 @@ func (h *Handler) v2Evidence(ctx context.Context, b *batch, call ledger.Call) er
 
 // v2Call deletes one ID and records its outcome when it has one.
 func (h *Handler) v2Call(ctx context.Context, b *batch, r *v2Run, id modelid.ID, target string) (OneAction, error) {
-	start := time.Now()
+	start := h.now()
 	res, err := h.del.DeleteOne(ctx, b.p.Kind, target)
 	if ctx.Err() != nil {
 		return 0, ctx.Err() // the record stays "under way": the next execution counts it lost
 	}
-	h.obs.Call(b.p.Kind, id.Type(), callOutcome(err), 1, time.Since(start))
+	h.obs.Call(b.p.Kind, id.Type(), callOutcome(err), 1, h.now().Sub(start))
 	qe, _ := errors.AsType[*qianfan.Error](err)
 	if qe != nil {
 		b.answer = qe
 	}
 	idLost := r.lost || res.Ambiguous || (qe != nil && qe.Ambiguous)
-	out := ledger.Outcome{Kind: b.p.Kind, ID: id, LogID: res.LogID, TaskID: b.a.taskID, Attempts: b.a.retried + 1, Run: b.p.Run, API: string(apimode.V2)}
-	act := DecideOne(err, idLost, b.p.Split == "recheck")
+	act := DecideOne(err, idLost, b.p.Split == "recheck", b.p.Unsure)
+	var out ledger.Outcome
 	switch act {
 	case OneDeleted:
-		out.State = ledger.StateDeleted
+		out = h.outcome(b, id, ledger.StateDeleted, nil)
+		out.LogID = res.LogID
 		b.res.Deleted = append(b.res.Deleted, id)
+	case OnePresumed:
+		out = h.outcome(b, id, ledger.StatePresumed, qe)
+		out.Message = "a call whose answer was lost may have deleted it: sent again it was refused (" + qe.Error() +
+			"), and no listing showed it; nothing can tell"
+		b.res.Presumed = append(b.res.Presumed, id)
 	case OneDead:
-		out.State, out.Code, out.Message, out.LogID = ledger.StateDead, answerCode(qe), qe.Message, qe.LogID
+		out = h.outcome(b, id, ledger.StateDead, qe)
 		if qianfan.Classify(err) == qianfan.ClassUnknown {
-			out.Message = qe.Error() + "; absent from the last complete listing and never shown to exist"
+			out.Message = qe.Error() + "; absent from the listing after a lost answer while other IDs of the call were present"
 		}
 		b.res.Dead = append(b.res.Dead, id)
 		b.log.Error("dead-lettered", "ids", []string{id.String()}, "code", out.Code, "message", out.Message, "log_id", out.LogID, "api", "v2")
 	case OneDoubt:
 		r.doubt = append(r.doubt, id)
+		if !idLost {
+			// "Not found" with no lost answer behind it: no call of ours
+			// deleted it, so a listing showing it absent means it never was.
+			if err := h.ledger.NoteAbsent(ctx, b.a.taskID, []modelid.ID{id}); err != nil {
+				return 0, err
+			}
+		}
 		return act, nil
 	case OneRetry:
 		r.retry, r.err = append(r.retry, id), err
@@ -260,9 +275,11 @@ func (h *Handler) v2Targets(ctx context.Context, b *batch) ([]string, error) {
 			keep, targets = append(keep, id), append(targets, s.String())
 			continue
 		}
-		dead = append(dead, ledger.Outcome{Kind: b.p.Kind, ID: id, State: ledger.StateDead, TaskID: b.a.taskID, Run: b.p.Run, API: string(apimode.V2),
-			Attempts: b.a.retried + 1, Message: "V2 takes string IDs only, and no listing has shown this int ID's " + stringForm(b.p.Kind) +
-				" form; find it in the console and enqueue that"})
+		o := h.outcome(b, id, ledger.StateDead, nil)
+		o.API = string(apimode.V2)
+		o.Message = "V2 takes string IDs only, and no listing has shown this int ID's " + stringForm(b.p.Kind) +
+			" form; find it in the console and enqueue that"
+		dead = append(dead, o)
 	}
 	if len(dead) > 0 {
 		if err := h.write(ctx, b, dead); err != nil {

@@ -17,6 +17,9 @@ type Answer struct {
 	Code      string `json:"code,omitempty"`       // V2 / BCE string code
 	Message   string `json:"message,omitempty"`
 	Body      string `json:"body,omitempty"` // raw body when there is no code
+	// GatewayCode, with no other code, is sent only as the X-Bce-Error-Code
+	// header over Body: how a gateway answers for a route it no longer has.
+	GatewayCode string `json:"gateway_code,omitempty"`
 }
 
 // outcome is the Stats.Calls key the answer counts under.
@@ -151,19 +154,22 @@ func (a Assumptions) withDefaults() Assumptions {
 // them as success or as bad IDs.
 func GoneForms() map[string]Answer {
 	return map[string]Answer{
-		"v1-code-3":        {ErrorCode: 3, Message: "Unsupported openapi method"},
-		"v1-code-336005":   {ErrorCode: 336005, Message: "api name not exist"},
-		"v1-code-336101":   {ErrorCode: 336101, Message: "invalid HTTP method"},
-		"404-empty":        {Status: http.StatusNotFound},
-		"404-html":         {Status: http.StatusNotFound, Body: "<html><body><h1>404 Not Found</h1></body></html>"},
-		"404-notfound":     {Status: http.StatusNotFound, Code: "NotFound", Message: "not found"},
-		"404-nosuchkey":    {Status: http.StatusNotFound, Code: "NoSuchKey", Message: "The resource you requested does not exist"},
-		"400-invaliduri":   {Status: http.StatusBadRequest, Code: "InvalidURI", Message: "Could not parse the specified URI."},
-		"410":              {Status: http.StatusGone},
-		"405":              {Status: http.StatusMethodNotAllowed},
-		"501":              {Status: http.StatusNotImplemented},
-		"404-v1-code-3":    {Status: http.StatusNotFound, ErrorCode: 3, Message: "Unsupported openapi method"},
-		"200-empty-object": {Body: "{}"},
+		"v1-code-3":      {ErrorCode: 3, Message: "Unsupported openapi method"},
+		"v1-code-336005": {ErrorCode: 336005, Message: "api name not exist"},
+		"v1-code-336101": {ErrorCode: 336101, Message: "invalid HTTP method"},
+		"404-empty":      {Status: http.StatusNotFound},
+		"404-html":       {Status: http.StatusNotFound, Body: "<html><body><h1>404 Not Found</h1></body></html>"},
+		"404-notfound":   {Status: http.StatusNotFound, Code: "NotFound", Message: "not found"},
+		"404-nosuchkey":  {Status: http.StatusNotFound, Code: "NoSuchKey", Message: "The resource you requested does not exist"},
+		"400-invaliduri": {Status: http.StatusBadRequest, Code: "InvalidURI", Message: "Could not parse the specified URI."},
+		"410":            {Status: http.StatusGone},
+		"405":            {Status: http.StatusMethodNotAllowed},
+		"501":            {Status: http.StatusNotImplemented},
+		"404-v1-code-3":  {Status: http.StatusNotFound, ErrorCode: 3, Message: "Unsupported openapi method"},
+		// A route removed behind BCE's gateway: no body, the gateway's own
+		// "not found" in a header.
+		"404-route-removed": {Status: http.StatusNotFound, GatewayCode: "NotFound"},
+		"200-empty-object":  {Body: "{}"},
 	}
 }
 
@@ -179,6 +185,10 @@ func (a Answer) write(w http.ResponseWriter, logID string) {
 		w.Header().Set("X-Bce-Request-Id", logID)
 		writeJSON(w, a.status(), map[string]any{"requestId": logID, "code": a.Code, "message": a.Message})
 	default:
+		if a.GatewayCode != "" {
+			w.Header().Set("X-Bce-Error-Code", a.GatewayCode)
+			w.Header().Set("X-Bce-Request-Id", logID)
+		}
 		if a.Body != "" {
 			ct := "text/html"
 			if json.Valid([]byte(a.Body)) {
