@@ -69,6 +69,7 @@ func (c Config) validate() error {
 
 // Producer enqueues deletions. It is safe for concurrent use.
 type Producer struct {
+	rdb  redis.UniversalClient
 	c    *asynq.Client
 	insp *asynq.Inspector
 	cfg  Config
@@ -83,6 +84,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Producer, error) {
 		return nil, err
 	}
 	return &Producer{
+		rdb:  rdb,
 		c:    asynq.NewClientFromRedisClient(rdb),
 		insp: asynq.NewInspectorFromRedisClient(rdb),
 		cfg:  cfg,
@@ -98,8 +100,14 @@ type Request struct {
 	// ProcessAt delays the deletion; zero means now.
 	ProcessAt time.Time
 	// Key, when set, makes the request idempotent: enqueuing the same key
-	// again adds nothing while its tasks are still known to Asynq.
+	// again adds nothing while its tasks are still known to Asynq. The
+	// same key with other IDs or kind is refused (ErrKeyConflict)
+	// before anything is enqueued.
 	Key string
+	// Digest is Digest.Sum of the request's IDs. Enqueue computes it; a
+	// keyed Stream needs it from the caller's first pass over its input,
+	// else the key is not checked against other requests.
+	Digest string
 	// Progress, when set, is called after each task with the number of IDs
 	// enqueued so far.
 	Progress func(done int)
@@ -180,6 +188,13 @@ func (p *Producer) Enqueue(ctx context.Context, r Request) (Receipt, error) {
 		return Receipt{}, err
 	}
 	ids := modelid.Dedupe(r.IDs)
+	if r.Key != "" {
+		var d Digest
+		for _, id := range ids {
+			d.Add(id)
+		}
+		r.Digest = d.Sum(r)
+	}
 	s, err := p.stream(r, false)
 	if err != nil {
 		return Receipt{}, err
@@ -219,6 +234,7 @@ type Stream struct {
 	seen    *window
 	rc      Receipt
 	done    int
+	claimed bool // the key's digest is recorded or checked
 }
 
 // Stream starts a streamed request; r.IDs must be empty.
@@ -293,6 +309,12 @@ func (s *Stream) Close(ctx context.Context) (Receipt, error) {
 func (s *Stream) Receipt() Receipt { return s.rc }
 
 func (s *Stream) flush(ctx context.Context, t int) error {
+	if !s.claimed {
+		if err := claimKey(ctx, s.p.rdb, s.r); err != nil {
+			return err
+		}
+		s.claimed = true
+	}
 	ids := s.pending[t]
 	ready := len(ids) == s.p.cfg.BatchSize || s.delayed || s.r.Run != ""
 	b, err := s.p.enqueueOne(ctx, s.r, ids, ready, s.n[t])

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -249,5 +250,52 @@ func TestRunRequestsAreReadyBatches(t *testing.T) {
 		if pl.Run != "r1" || pl.Rule != "ci" || !pl.DeleteInUse {
 			t.Errorf("batch %s payload run %q rule %q, delete_in_use %v; want r1, ci, true", b.TaskID, pl.Run, pl.Rule, pl.DeleteInUse)
 		}
+	}
+}
+
+// TestEnqueueKeyWithOtherIDsConflicts: a key reused for other IDs is
+// refused whole, naming the key, and nothing of the second request is
+// enqueued; the same IDs in another order are the same request.
+func TestEnqueueKeyWithOtherIDsConflicts(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	p := newProducer(t, rdb, enqueue.Config{})
+	ctx := context.Background()
+	first := enqueue.Request{Kind: modelid.KindModel, IDs: []modelid.ID{modelid.IntID(1), modelid.IntID(2)}, Key: "tenant-7"}
+	if _, err := p.Enqueue(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	same := first
+	same.IDs = []modelid.ID{modelid.IntID(2), modelid.IntID(1), modelid.IntID(2)}
+	rc, err := p.Enqueue(ctx, same)
+	if err != nil || len(rc.Batches) != 1 || !rc.Batches[0].Existing {
+		t.Fatalf("the same request again: %+v, %v; want the existing batch", rc.Batches, err)
+	}
+	before, err := asynq.NewInspectorFromRedisClient(rdb).GetQueueInfo("qfpurge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, other := range [][]modelid.ID{
+		{modelid.IntID(1), modelid.IntID(2), modelid.IntID(3), modelid.IntID(4)},
+		{modelid.IntID(3)},
+	} {
+		r := first
+		r.IDs = other
+		_, err := p.Enqueue(ctx, r)
+		if !errors.Is(err, enqueue.ErrKeyConflict) || !strings.Contains(err.Error(), `"tenant-7"`) {
+			t.Fatalf("key reused for %v: %v; want a conflict naming the key", other, err)
+		}
+	}
+	after, err := asynq.NewInspectorFromRedisClient(rdb).GetQueueInfo("qfpurge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Size != before.Size {
+		t.Errorf("queue size %d after the conflicts, was %d: a conflicting request enqueued tasks", after.Size, before.Size)
+	}
+	// Another kind is another request too.
+	v := first
+	v.Kind = modelid.KindVersion
+	if _, err := p.Enqueue(ctx, v); !errors.Is(err, enqueue.ErrKeyConflict) {
+		t.Errorf("the key for another kind: %v, want a conflict", err)
 	}
 }

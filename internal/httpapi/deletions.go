@@ -56,6 +56,10 @@ func (a *API) postDeletions(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, ie.Error(), ie.Invalid)
 			return
 		}
+		if errors.Is(err, enqueue.ErrKeyConflict) {
+			writeError(w, http.StatusConflict, err.Error(), nil)
+			return
+		}
 		a.log.Error("enqueue failed", "kind", req.Kind, "ids", len(req.IDs), "batches_enqueued", len(rc.Batches), "err", err)
 		writeJSON(w, http.StatusInternalServerError, struct {
 			Error   string          `json:"error"`

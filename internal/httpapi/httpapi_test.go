@@ -276,10 +276,18 @@ func TestPostDeletionsAndState(t *testing.T) {
 	if q.Pending != 1 || q.Aggregating != 1 {
 		t.Fatalf("queue: pending %d aggregating %d, want 1 and 1", q.Pending, q.Aggregating)
 	}
-	// The same key again adds nothing.
-	w = b.do(t, "POST", "/v1/deletions", tokenOld, `{"model_ids":[585, 586],"key":"job-1"}`)
+	// The same request under the same key adds nothing, in any order.
+	w = b.do(t, "POST", "/v1/deletions", tokenOld, `{"model_ids":["am-x", 586, 585],"key":"job-1"}`)
 	if rc := decode[enqueue.Receipt](t, w); w.Code != 202 || !rc.Batches[0].Existing {
 		t.Fatalf("repeat: %d %s", w.Code, w.Body)
+	}
+	// The key with other IDs is another request: refused, naming the key.
+	w = b.do(t, "POST", "/v1/deletions", tokenOld, `{"model_ids":[585, 586, 587],"key":"job-1"}`)
+	if w.Code != http.StatusConflict || !strings.Contains(w.Body.String(), "job-1") {
+		t.Fatalf("key reused for other IDs: %d %s; want 409 naming the key", w.Code, w.Body)
+	}
+	if q, err := b.insp.GetQueueInfo(asynqlayout.Queue); err != nil || q.Pending != 1 || q.Aggregating != 1 {
+		t.Fatalf("queue after the conflict: %+v %v; want nothing added", q, err)
 	}
 
 	state := func(path string) deletionState {
