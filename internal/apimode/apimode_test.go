@@ -2,7 +2,10 @@ package apimode
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/qfpurge/qfpurge/internal/redistest"
 )
@@ -37,5 +40,53 @@ func TestSwitchOnceForTheFleet(t *testing.T) {
 	}
 	if _, err := Parse("v3"); err == nil {
 		t.Error("Parse(v3) succeeded")
+	}
+}
+
+// TestJoinRefusesAMixedFleet: one fleet, one API. A worker whose explicit
+// setting contradicts a live worker's, or an explicit v1 after the switch,
+// refuses to start and names the conflict; a stale member does not count.
+func TestJoinRefusesAMixedFleet(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	ctx := context.Background()
+	now := time.Unix(1_800_000_000, 0)
+	if err := NewStore(rdb, V1).Join(ctx, "w1", now); err != nil {
+		t.Fatal(err)
+	}
+	if err := NewStore(rdb, V1).Join(ctx, "w2", now); err != nil {
+		t.Fatalf("a second v1 worker: %v", err)
+	}
+	err := NewStore(rdb, V2).Join(ctx, "w3", now)
+	if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "w1") || !strings.Contains(err.Error(), "v1") {
+		t.Fatalf("a v2 worker beside v1 workers: %v; want a conflict naming the worker and its mode", err)
+	}
+	if err := NewStore(rdb, Auto).Join(ctx, "w4", now); !errors.Is(err, ErrConflict) {
+		t.Fatalf("an auto worker beside v1 workers: %v; want a conflict", err)
+	}
+	// The v1 workers stop beating: once stale they no longer count.
+	later := now.Add(memberTTL + time.Second)
+	if err := NewStore(rdb, V2).Join(ctx, "w3", later); err != nil {
+		t.Fatalf("after the v1 workers went away: %v", err)
+	}
+	if err := NewStore(rdb, V1).Leave(ctx, "w1"); err != nil {
+		t.Fatal(err)
+	}
+	// An auto fleet that switched refuses a v1 worker.
+	rdb2 := redistest.Start(t).Client(t)
+	auto := NewStore(rdb2, Auto)
+	if err := auto.Join(ctx, "a1", now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := auto.Switch(ctx, "V1 answered 404"); err != nil {
+		t.Fatal(err)
+	}
+	if err := NewStore(rdb2, V1).Join(ctx, "late", now); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "switched to V2") {
+		t.Fatalf("v1 after the switch: %v; want a conflict", err)
+	}
+	if err := auto.Leave(ctx, "a1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := NewStore(rdb2, V1).Join(ctx, "late", now); !errors.Is(err, ErrConflict) {
+		t.Fatalf("v1 after the switch, alone: %v; want a conflict", err)
 	}
 }

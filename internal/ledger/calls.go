@@ -52,8 +52,12 @@ type Call struct {
 	Code    int
 	Message string
 	LogID   string
-	// Present holds IDs a detail call showed to exist before the first call.
+	// Present holds IDs the last listing showed before the first call: a
+	// later listing's absence proves them deleted.
 	Present []modelid.ID
+	// Seen holds IDs a detail call showed before the first call; a listing
+	// need not return them, so only another detail call proves them gone.
+	Seen []modelid.ID
 	// Absent holds IDs shown not to exist by an answer no lost call can
 	// explain: a detail call before the first call, or a V2 "not found"
 	// while none of the batch's answers was lost.
@@ -86,6 +90,7 @@ func callFrom(m map[string]string) Call {
 	c.LostSeq, _ = strconv.ParseInt(m["lost_seq"], 10, 64)
 	c.Present = parseIDList(m["present"])
 	c.Absent = parseIDList(m["absent"])
+	c.Seen = parseIDList(m["seen"])
 	c.Done = parseIDList(m["done"])
 	return c
 }
@@ -199,6 +204,12 @@ func (l *Ledger) update(ctx context.Context, taskID string, st CallState, lost b
 // batch's call record.
 func (l *Ledger) NotePresent(ctx context.Context, taskID string, ids []modelid.ID) error {
 	return l.note(ctx, taskID, "present", func(c Call) []modelid.ID { return c.Present }, ids)
+}
+
+// NoteSeen adds IDs a detail call showed to exist to the batch's call
+// record.
+func (l *Ledger) NoteSeen(ctx context.Context, taskID string, ids []modelid.ID) error {
+	return l.note(ctx, taskID, "seen", func(c Call) []modelid.ID { return c.Seen }, ids)
 }
 
 // NoteAbsent adds IDs shown not to exist (see Call.Absent) to the batch's

@@ -8,12 +8,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/hibiken/asynq"
 
 	"github.com/qfpurge/qfpurge/internal/apimode"
+	"github.com/qfpurge/qfpurge/internal/inventory"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
@@ -252,7 +254,11 @@ func (h *Handler) settle(ctx context.Context, b *batch, f Facts) error {
 	if err != nil {
 		return err
 	}
-	v := Settle(b.ids, pres, f.Call.Present, f.Call.Absent, f.Call.API != string(apimode.V2))
+	evident, err := h.reread(ctx, b, pres, f.Call)
+	if err != nil {
+		return err
+	}
+	v := Settle(b.ids, pres, evident, f.Call.Absent, f.Call.API != string(apimode.V2))
 	when := taken.UTC().Format(time.RFC3339)
 	var outs []ledger.Outcome
 	add := func(ids []modelid.ID, st ledger.State, msg string) {
@@ -315,6 +321,34 @@ func (h *Handler) settle(ctx context.Context, b *batch, f Facts) error {
 		return deadError{deadMessage(f.Call, when)}
 	}
 	return nil
+}
+
+// reread asks a detail call, after the loss, about each ID that a detail
+// call showed before the first call and the listing does not show: a
+// listing need not return every model, so its absence proves nothing for
+// them. Found, the ID is present (pres is updated); not found, it existed
+// and is gone: evident. It returns the IDs whose absence proves deletion.
+func (h *Handler) reread(ctx context.Context, b *batch, pres []inventory.Presence, call ledger.Call) ([]modelid.ID, error) {
+	evident := slices.Clone(call.Present)
+	for i, id := range b.ids {
+		if pres[i] == inventory.Present || slices.Contains(call.Present, id) || !slices.Contains(call.Seen, id) {
+			continue
+		}
+		start := h.now()
+		found, _, err := h.del.Describe(ctx, b.p.Kind, id)
+		h.obs.Call(b.p.Kind, id.Type(), describeOutcome(found, err), 1, h.now().Sub(start))
+		if err != nil {
+			h.obs.Retry(b.p.Kind, "verify")
+			return nil, &ThrottleError{Wait: h.cfg.VerifyPoll, Err: fmt.Errorf("reading %s again to settle a lost answer: %w", id, err)}
+		}
+		if found {
+			pres[i] = inventory.Present
+			continue
+		}
+		pres[i] = inventory.Absent
+		evident = append(evident, id)
+	}
+	return evident, nil
 }
 
 // presume records a batch refused alone after a lost answer that nothing

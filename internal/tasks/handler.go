@@ -295,7 +295,7 @@ func (h *Handler) callV1(ctx context.Context, b *batch, f *Facts) (*Facts, error
 		}
 	}
 	if len(b.ids) == 1 {
-		f.Evident = slices.Contains(b.call.Present, b.ids[0])
+		f.Evident = slices.Contains(b.call.Present, b.ids[0]) || slices.Contains(b.call.Seen, b.ids[0])
 	}
 	if f.Unsure && b.p.LostIn != "" {
 		if f.Through, err = h.ledger.Through(ctx, b.p.LostIn); err != nil {
@@ -397,7 +397,7 @@ const detailMax = 2
 // batch of detailMax IDs or fewer asks a detail call for the rest. It
 // also notes the string forms the answers name, for goneAsOther.
 func (h *Handler) notePresent(ctx context.Context, b *batch) error {
-	var present, absent []modelid.ID
+	var present, seen, absent []modelid.ID
 	known, _, err := h.inv.Check(ctx, b.p.Kind, b.ids, 0)
 	if err != nil && !errors.Is(err, inventory.ErrNoSnapshot) {
 		return err
@@ -420,7 +420,7 @@ func (h *Handler) notePresent(ctx context.Context, b *batch) error {
 			absent = append(absent, id)
 		}
 		if found {
-			present = append(present, id)
+			seen = append(seen, id)
 			if other != (modelid.ID{}) {
 				n, s := id, other
 				if id.Type() == modelid.IDString {
@@ -435,6 +435,12 @@ func (h *Handler) notePresent(ctx context.Context, b *batch) error {
 	}
 	if len(absent) > 0 {
 		if err := h.ledger.NoteAbsent(ctx, b.a.taskID, absent); err != nil {
+			return err
+		}
+	}
+	if len(seen) > 0 {
+		b.call.Seen = append(b.call.Seen, seen...)
+		if err := h.ledger.NoteSeen(ctx, b.a.taskID, seen); err != nil {
 			return err
 		}
 	}

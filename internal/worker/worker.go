@@ -11,12 +11,15 @@
 package worker
 
 import (
+	"cmp"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -65,6 +68,8 @@ type Worker struct {
 	verifier *inventory.Verifier
 	qc       *qianfan.Client
 	mode     *apimode.Store
+	member   string // this worker's name in the fleet: host, process and a random suffix
+	joined   bool
 	pause    *pause.Store
 	prober   *pause.Prober
 
@@ -98,6 +103,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Worker, error) {
 	})
 	w.qc = qc
 	w.mode = apimode.NewStore(rdb, cfg.QianfanAPI)
+	w.member = memberName()
 	w.pause = pause.NewStore(rdb)
 	w.prober = pause.NewProber(w.pause, pause.ProberConfig{Every: cfg.PauseProbe, Probe: w.probe, Logger: w.log.With("component", "pause")})
 	handler := tasks.NewHandler(tasks.QianfanDeleter{Client: qc}, asynq.NewClientFromRedisClient(rdb), w.ledger, inventory.NewStore(rdb),
@@ -211,11 +217,16 @@ func (w *Worker) Start() (err error) {
 			return err
 		}
 	}
+	if err := w.mode.Join(context.Background(), w.member, time.Now()); err != nil {
+		return err
+	}
+	w.joined = true
 	if err := w.srv.Start(w.mux); err != nil {
 		return fmt.Errorf("start asynq server: %w", err)
 	}
 	sweepCtx, stop := context.WithCancel(context.Background())
 	w.stopSweep = stop
+	w.bg.Go(func() { w.mode.Beat(sweepCtx, w.member, time.Now, w.log.With("component", "fleet")) })
 	w.bg.Go(func() { runSweeper(sweepCtx, w.rdb, w.ledger, w.cfg.SweepInterval, w.log.With("component", "sweeper")) })
 	w.bg.Go(func() { w.verifier.Run(sweepCtx) })
 	w.bg.Go(func() { w.prober.Run(sweepCtx) })
@@ -378,4 +389,19 @@ func (w *Worker) Shutdown() {
 		w.stopSweep = nil
 	}
 	w.bg.Wait()
+	if w.joined {
+		if err := w.mode.Leave(ctx, w.member); err != nil {
+			w.log.Warn("could not leave the fleet; others stop counting this worker within a minute", "err", err)
+		}
+		w.joined = false
+	}
+}
+
+// memberName names this worker among the fleet's: host and process, so an
+// operator can find it, and a random suffix, so two never collide.
+func memberName() string {
+	host, _ := os.Hostname()
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%s/%d/%x", cmp.Or(host, "worker"), os.Getpid(), b)
 }

@@ -37,6 +37,11 @@ type Model struct {
 	Type       int       `json:"type"` // V1 modelType: 0 LLM, 1 text-to-image, ...
 	CreateTime time.Time `json:"createTime"`
 	Versions   []Version `json:"versions"`
+	// Unlisted: the model exists (deletes and detail calls see it) but no
+	// listing returns it. Baidu does not say that a listing returns every
+	// model of the account; a client that takes absence from a listing as
+	// proof must be safe when one does not.
+	Unlisted bool `json:"unlisted,omitempty"`
 }
 
 // Version is one model version (a "model" in V2).

@@ -167,6 +167,9 @@ func (sm *smodel) latest() *sversion {
 func (st *store) v1Order(nameFilter string, types []int, asc bool) []*smodel {
 	var out []*smodel
 	for _, sm := range st.models {
+		if sm.m.Unlisted {
+			continue
+		}
 		if nameFilter != "" && !strings.Contains(sm.m.Name, nameFilter) {
 			continue
 		}
@@ -188,7 +191,7 @@ func (st *store) v1Order(nameFilter string, types []int, asc bool) []*smodel {
 // v2Order lists models by string ID: a marker is an ID, so pages stay
 // stable when models are deleted between them.
 func (st *store) v2Order() []*smodel {
-	out := slices.Clone(st.models)
+	out := slices.DeleteFunc(slices.Clone(st.models), func(sm *smodel) bool { return sm.m.Unlisted })
 	slices.SortFunc(out, func(a, b *smodel) int { return strings.Compare(a.m.IDStr, b.m.IDStr) })
 	return out
 }

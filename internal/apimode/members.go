@@ -1,0 +1,90 @@
+package apimode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// keyMembers holds the live workers' configured modes: "<worker> <mode>"
+// scored by the worker's last heartbeat (unix ms).
+const keyMembers = "qfpurge:api:workers"
+
+// memberTTL is how long a worker that stopped beating still counts: three
+// missed heartbeats.
+const memberTTL = 45 * time.Second
+
+// Heartbeat is how often a member says it is alive.
+const Heartbeat = 15 * time.Second
+
+// ErrConflict: this worker's configured API contradicts the fleet's.
+var ErrConflict = errors.New("the fleet deletes through another Qianfan API")
+
+// joinScript drops stale members, refuses a mode other than the live
+// members' (and an explicit v1 once the fleet switched to V2), and adds the
+// member: one step, so two workers starting at once cannot both pass.
+// KEYS: members, switch. ARGV: member, mode, now ms, stale-before ms.
+var joinScript = redis.NewScript(`
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[4])
+if ARGV[2] == 'v1' and redis.call('EXISTS', KEYS[2]) == 1 then
+  return 'switched'
+end
+for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local name, mode = string.match(m, '^(.*) (%S+)$')
+  if name ~= ARGV[1] and mode ~= ARGV[2] then
+    return m
+  end
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1] .. ' ' .. ARGV[2])
+return ''
+`)
+
+// Join enters this worker into the fleet with its configured mode, or
+// returns an error wrapping ErrConflict that names the conflict: one fleet
+// on one Redis deletes through one API. A worker set to v2 beside workers
+// set to v1 sends int IDs V2 cannot take; a v1 worker after an auto fleet
+// switched to V2 calls a V1 that is gone.
+func (s *Store) Join(ctx context.Context, worker string, now time.Time) error {
+	res, err := joinScript.Run(ctx, s.rdb, []string{keyMembers, key}, worker, string(s.mode),
+		now.UnixMilli(), now.Add(-memberTTL).UnixMilli()).Text()
+	if err != nil {
+		return fmt.Errorf("apimode: join the fleet: %w", err)
+	}
+	switch {
+	case res == "":
+		return nil
+	case res == "switched":
+		reason, at, _ := s.Switched(ctx)
+		return fmt.Errorf("%w: --qianfan-api v1, but the fleet switched to V2 at %s (%s); run with auto or v2, or delete the Redis key %s to try V1 again",
+			ErrConflict, at.UTC().Format(time.RFC3339), reason, key)
+	}
+	name, mode, _ := strings.Cut(res, " ")
+	return fmt.Errorf("%w: this worker is set to --qianfan-api %s, but worker %s on the same Redis runs with %s; give every worker the same setting (QFPURGE_QIANFAN_API)",
+		ErrConflict, s.mode, name, mode)
+}
+
+// Leave takes this worker out of the fleet.
+func (s *Store) Leave(ctx context.Context, worker string) error {
+	return s.rdb.ZRem(ctx, keyMembers, worker+" "+string(s.mode)).Err()
+}
+
+// Beat says, every Heartbeat until ctx is done, that this worker is alive.
+func (s *Store) Beat(ctx context.Context, worker string, now func() time.Time, log *slog.Logger) {
+	t := time.NewTicker(Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := s.rdb.ZAdd(ctx, keyMembers, redis.Z{Score: float64(now().UnixMilli()), Member: worker + " " + string(s.mode)}).Err(); err != nil && ctx.Err() == nil {
+			log.Warn("could not renew this worker's place in the fleet", "err", err)
+		}
+	}
+}
