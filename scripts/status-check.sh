@@ -85,7 +85,7 @@ grep -q 'paused by hand from scripts/status-check.sh &lt;to show the banner&gt;'
 echo "status-check: Chromium rendered the pause banner with its reason"
 
 mkdir -p "$(dirname "$shot")"
-"$chrome" "${chrome_flags[@]}" --user-data-dir="$tmp/profile-shot" --window-size=1200,1500 \
+"$chrome" "${chrome_flags[@]}" --user-data-dir="$tmp/profile-shot" --window-size=1200,1000 \
   --screenshot="$shot" "$base/status" >>"$tmp/chrome.log" 2>&1 || fail "chromium --screenshot failed"
 [ -s "$shot" ] || fail "no screenshot written"
 echo "status-check: screenshot saved to $shot"
