@@ -311,6 +311,9 @@ func TestChartAllOptions(t *testing.T) {
 	if sec.StringData["QIANFAN_SECRET_KEY"] != "example-secret-key" {
 		t.Error("the chart's Secret does not hold the inline secret key")
 	}
+	if a := d.Spec.Template.Annotations; a["prometheus.io/scrape"] != "true" || a["prometheus.io/port"] != "9090" || a["example.com/owner"] != "ops" {
+		t.Errorf("pod annotations %v", a)
+	}
 	if d.Spec.Template.Annotations["checksum/secret"] == "" {
 		t.Error("no checksum of the chart's Secret on the pods: a changed key would not restart them")
 	}

@@ -109,3 +109,17 @@ true
 {{- end -}}
 {{- join "," $hosts -}}
 {{- end -}}
+
+{{- define "qfpurge.podAnnotations" -}}
+{{- if include "qfpurge.createSecret" . }}
+checksum/secret: {{ include (print .Template.BasePath "/secret.yaml") . | sha256sum }}
+{{- end }}
+{{- if .Values.monitor.prometheusAnnotations }}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .Values.monitor.port | quote }}
+prometheus.io/path: /metrics
+{{- end }}
+{{- with .Values.podAnnotations }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
