@@ -18,6 +18,7 @@ var floors = [][]string{
 	{"internal/worker", "internal/worker/workertest"},
 	{"producer"},
 	{"cmd/"},
+	{"deploy"},
 }
 
 const module = "github.com/qfpurge/qfpurge/"

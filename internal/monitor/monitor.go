@@ -1,6 +1,6 @@
 // Package monitor is the worker's operator listener: the asynqmon web UI
-// under /monitoring/, Prometheus metrics on /metrics, and /healthz and
-// /readyz for orchestrators.
+// under /monitoring/, a status page on /status, Prometheus metrics on
+// /metrics, and /healthz and /readyz for orchestrators.
 //
 // asynqmon can delete and run tasks, so a listener beyond loopback must be
 // given credentials (a bearer token, or a user and password for basic auth);
@@ -32,6 +32,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/qfpurge/qfpurge/internal/apimode"
 	"github.com/qfpurge/qfpurge/internal/authtoken"
 	"github.com/qfpurge/qfpurge/internal/pause"
 	"golang.org/x/net/netutil"
@@ -74,6 +75,14 @@ type Config struct {
 	ServerPID  int
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// QianfanAPI is the API the worker was configured with, shown on the
+	// status page. Defaults to apimode.Auto.
+	QianfanAPI apimode.Mode
+	// StatusEventCap bounds the events the status page reads. Defaults to
+	// DefaultStatusEventCap.
+	StatusEventCap int
+	// Now is the status page's clock. Defaults to time.Now.
+	Now func() time.Time
 }
 
 func (c Config) withDefaults() Config {
@@ -94,6 +103,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxConns == 0 {
 		c.MaxConns = 128
+	}
+	if c.QianfanAPI == "" {
+		c.QianfanAPI = apimode.Auto
+	}
+	if c.StatusEventCap <= 0 {
+		c.StatusEventCap = DefaultStatusEventCap
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	return c
 }
@@ -187,6 +205,7 @@ func New(rdb redis.UniversalClient, insp *asynq.Inspector, m *Metrics, cfg Confi
 	})
 	mux := http.NewServeMux()
 	mux.Handle(RootPath+"/", s.auth(ui))
+	mux.Handle("GET "+StatusPath, s.auth(http.HandlerFunc(s.status)))
 	mux.Handle("GET "+RootPath, http.RedirectHandler(RootPath+"/", http.StatusMovedPermanently))
 	metrics := promhttp.HandlerFor(m.Registry(), promhttp.HandlerOpts{
 		ErrorHandling: promhttp.ContinueOnError,

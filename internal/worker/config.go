@@ -244,7 +244,7 @@ func (c Config) Validate() error {
 func (c Config) monitorConfig() monitor.Config {
 	m := c.Monitor
 	return monitor.Config{Addr: m.Addr, ReadOnly: m.ReadOnly, Token: m.Token, User: m.User, Password: m.Password,
-		Hosts: m.Hosts, Logger: c.Logger.With("component", "monitor")}
+		Hosts: m.Hosts, Logger: c.Logger.With("component", "monitor"), QianfanAPI: c.QianfanAPI}
 }
 
 // LogValue is the whole resolved config with secrets masked, logged once at
