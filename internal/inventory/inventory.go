@@ -7,6 +7,7 @@
 package inventory
 
 import (
+	"fmt"
 	"strconv"
 	"time"
 
@@ -34,13 +35,38 @@ type Version struct {
 	Created time.Time `json:"created"`
 }
 
-// Service is a custom service and what it runs, in any status.
+// Service is what makes a model or version in use: a custom service in any
+// status, of either protocol version, or a batch inference task not yet
+// ended (Kind says which).
 type Service struct {
-	ID       string   `json:"id"` // svco-... or the V1 int ID as text
+	Kind     UserKind `json:"kind,omitempty"` // "" is KindService
+	ID       string   `json:"id"`             // svco-..., infer-..., or a V1 int ID as text
 	Name     string   `json:"name"`
 	Status   string   `json:"status"`
+	Protocol int      `json:"protocol,omitempty"` // a service's protocolVersion, 1 or 2; 0 unknown
 	Models   []string `json:"models,omitempty"`   // am-...
 	Versions []string `json:"versions,omitempty"` // amv-...
+}
+
+// UserKind is what uses a model: a service or a batch inference task.
+type UserKind string
+
+// The kinds of user.
+const (
+	KindService   UserKind = "service"
+	KindBatchTask UserKind = "batch inference task"
+)
+
+// Label names the user for people: `service NAME (svco-…, protocol v2,
+// Serving)` or `batch inference task NAME (infer-…, Running)`.
+func (s Service) Label() string {
+	if s.Kind == KindBatchTask {
+		return fmt.Sprintf("%s %s (%s, %s)", KindBatchTask, s.Name, s.ID, s.Status)
+	}
+	if s.Protocol == 0 {
+		return fmt.Sprintf("%s %s (%s, %s)", KindService, s.Name, s.ID, s.Status)
+	}
+	return fmt.Sprintf("%s %s (%s, protocol v%d, %s)", KindService, s.Name, s.ID, s.Protocol, s.Status)
 }
 
 // Form is an ID form a listing can prove absent: kind and ID type.

@@ -348,7 +348,7 @@ func (p *Plan) decide(r *Rule, it Item, del, keep string, svcs []inventory.Servi
 	case len(svcs) > 0 && !r.DeleteInUse:
 		it.Action = ActionProtect
 		for _, s := range svcs {
-			it.Services = append(it.Services, s.Name+" ("+s.ID+", "+s.Status+")")
+			it.Services = append(it.Services, s.Label())
 		}
 		it.Services = slices.Compact(slices.Sorted(slices.Values(it.Services)))
 		it.Reason = "used by " + strings.Join(it.Services, ", ") + " (selected by " + del + ")"
