@@ -9,6 +9,7 @@ package inventory
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/qfpurge/qfpurge/internal/modelid"
@@ -39,7 +40,7 @@ type Version struct {
 // status, of either protocol version, or a batch inference task not yet
 // ended (Kind says which).
 type Service struct {
-	Kind     UserKind `json:"kind,omitempty"` // "" is KindService
+	Kind     UserKind `json:"kind,omitempty"`
 	ID       string   `json:"id"`             // svco-..., infer-..., or a V1 int ID as text
 	Name     string   `json:"name"`
 	Status   string   `json:"status"`
@@ -58,15 +59,19 @@ const (
 )
 
 // Label names the user for people: `service NAME (svco-…, protocol v2,
-// Serving)` or `batch inference task NAME (infer-…, Running)`.
+// Serving)` or `batch inference task NAME (infer-…, Running)`; a user of no
+// kind (made by hand, not read) is `NAME (ID, STATUS)`.
 func (s Service) Label() string {
-	if s.Kind == KindBatchTask {
-		return fmt.Sprintf("%s %s (%s, %s)", KindBatchTask, s.Name, s.ID, s.Status)
+	var b strings.Builder
+	if s.Kind != "" {
+		b.WriteString(string(s.Kind) + " ")
 	}
-	if s.Protocol == 0 {
-		return fmt.Sprintf("%s %s (%s, %s)", KindService, s.Name, s.ID, s.Status)
+	b.WriteString(s.Name + " (" + s.ID + ", ")
+	if s.Kind != KindBatchTask && s.Protocol != 0 {
+		fmt.Fprintf(&b, "protocol v%d, ", s.Protocol)
 	}
-	return fmt.Sprintf("%s %s (%s, protocol v%d, %s)", KindService, s.Name, s.ID, s.Protocol, s.Status)
+	b.WriteString(s.Status + ")")
+	return b.String()
 }
 
 // Form is an ID form a listing can prove absent: kind and ID type.

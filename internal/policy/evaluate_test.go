@@ -94,8 +94,8 @@ limit: {count: 100, share: 100%}
 		{ID: "am-notime", Name: "exp-chat-7"},
 		{ID: "am-batch", Name: "exp-chat-8", Created: daysAgo(100), Versions: []string{"amv-batch"}},
 	}, Services: []inventory.Service{
-		{ID: "svco-1", Name: "svc-a", Status: "Stopped", Protocol: 1, Models: []string{"am-used"}},
-		{ID: "svco-2", Name: "svc-b", Status: "Failed", Protocol: 2, Versions: []string{"amv-served"}},
+		{Kind: inventory.KindService, ID: "svco-1", Name: "svc-a", Status: "Stopped", Protocol: 1, Models: []string{"am-used"}},
+		{Kind: inventory.KindService, ID: "svco-2", Name: "svc-b", Status: "Failed", Protocol: 2, Versions: []string{"amv-served"}},
 		{Kind: inventory.KindBatchTask, ID: "infer-1", Name: "nightly", Status: "Running", Versions: []string{"amv-batch"}},
 	}}
 	p, err := Evaluate(&r, snap, nil, now)
@@ -162,7 +162,7 @@ limit: {count: 100, share: 100%}
 	}
 	checkRows(t, []row{
 		{ID: "amv-1", Action: ActionDelete, Reason: "created 2025-11-23, more than 30d ago"},
-		{ID: "amv-2", Action: ActionProtect, Reason: "used by service svc-ci (svco-1, Serving)", Services: 1},
+		{ID: "amv-2", Action: ActionProtect, Reason: "used by svc-ci (svco-1, Serving)", Services: 1},
 		// A service naming the model but no version may run any of them.
 		{ID: "amv-w1", Action: ActionProtect, Reason: "svc-old", Services: 1},
 		{ID: "amv-w2", Action: ActionKeep, Reason: "keep #1 (line 3): 3rd newest of 4, among the 3 newest"},
