@@ -41,7 +41,7 @@ type Version struct {
 // ended (Kind says which).
 type Service struct {
 	Kind     UserKind `json:"kind,omitempty"`
-	ID       string   `json:"id"`             // svco-..., infer-..., or a V1 int ID as text
+	ID       string   `json:"id"` // svco-..., infer-..., or a V1 int ID as text
 	Name     string   `json:"name"`
 	Status   string   `json:"status"`
 	Protocol int      `json:"protocol,omitempty"` // a service's protocolVersion, 1 or 2; 0 unknown
