@@ -8,6 +8,7 @@ package inventory
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -138,6 +139,26 @@ func (s *Snapshot) Pairs() map[string]string {
 		if m.IntID != 0 && m.ID != "" {
 			out[Key(modelid.KindModel, modelid.IntID(m.IntID))] = m.ID
 			out[Key(modelid.KindModel, modelid.StringID(m.ID))] = strconv.FormatInt(m.IntID, 10)
+		}
+	}
+	return out
+}
+
+// Parents maps every version the snapshot shows (amv-) to its model (am-):
+// from the model listing, and from services that name both.
+func (s *Snapshot) Parents() map[string]string {
+	out := map[string]string{}
+	for _, m := range s.Models {
+		for _, v := range m.Versions {
+			out[v] = m.ID
+		}
+	}
+	for _, svc := range s.Services {
+		// A service naming one model and its versions shows their parent.
+		if ms := slices.Compact(slices.Sorted(slices.Values(svc.Models))); len(ms) == 1 {
+			for _, v := range svc.Versions {
+				out[v] = ms[0]
+			}
 		}
 	}
 	return out
