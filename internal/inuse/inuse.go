@@ -143,6 +143,9 @@ func New(rdb redis.UniversalClient, qc *qianfan.Client, cfg Config) *View {
 // whose string form no listing has shown is Unknown. An error wrapping
 // ErrCannotTell means the listings could not be read completely.
 func (v *View) Check(ctx context.Context, k modelid.Kind, ids []modelid.ID) ([]Result, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
 	if err := v.ensure(ctx); err != nil {
 		return nil, err
 	}
