@@ -52,7 +52,7 @@ func account() *qianfantest.Inventory {
 	}}
 }
 
-func setup(t *testing.T, inv *qianfantest.Inventory) *env {
+func setup(t testing.TB, inv *qianfantest.Inventory) *env {
 	t.Helper()
 	fake := qianfantest.New(qianfantest.Config{Inventory: inv})
 	srv := httptest.NewServer(fake)
@@ -314,4 +314,31 @@ func TestOneListingForTheFleet(t *testing.T) {
 	if ok, _ := e.rdb.Exists(context.Background(), keyLock).Result(); ok != 0 {
 		t.Error("the lock was left behind")
 	}
+}
+
+// BenchmarkCheckFresh: answering 100 IDs from a fresh view (Redis reads
+// only; the clock never moves, so nothing is listed again).
+func BenchmarkCheckFresh(b *testing.B) {
+	inv := qianfantest.NewInventory(qianfantest.Generate{Models: 200, Versions: 3, Services: 300, BatchTasks: 300, Seed: 1}, t0)
+	e := setup(b, inv)
+	v := e.view(Config{})
+	ids := make([]modelid.ID, 100)
+	for i := range ids {
+		ids[i] = modelid.StringID(inv.Models[i].IDStr)
+	}
+	if _, err := v.Check(b.Context(), modelid.KindModel, ids); err != nil {
+		b.Fatal(err)
+	}
+	listed := e.listings()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := v.Check(b.Context(), modelid.KindModel, ids); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	if e.listings() != listed {
+		b.Fatal("a fresh view was listed again")
+	}
+	b.ReportMetric(float64(listed), "service-listing-calls")
 }
