@@ -11,7 +11,7 @@ import (
 var floors = [][]string{
 	{"internal/modelid", "internal/retry", "internal/asynqlayout", "internal/redisconn", "internal/cli", "internal/authtoken", "internal/redistest"},
 	{"internal/qianfan", "internal/qianfan/qianfantest", "internal/fleetlimit", "internal/fleet"},
-	{"internal/ledger", "internal/inventory", "internal/deadletter", "internal/pause", "internal/apimode"},
+	{"internal/ledger", "internal/inventory", "internal/inuse", "internal/deadletter", "internal/pause", "internal/apimode"},
 	{"internal/tasks", "internal/enqueue"},
 	{"internal/policy", "internal/policy/policytest"},
 	{"internal/httpapi", "internal/monitor", "internal/schedule"},

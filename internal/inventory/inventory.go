@@ -7,7 +7,10 @@
 package inventory
 
 import (
+	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/qfpurge/qfpurge/internal/modelid"
@@ -34,13 +37,42 @@ type Version struct {
 	Created time.Time `json:"created"`
 }
 
-// Service is a custom service and what it runs, in any status.
+// Service is what makes a model or version in use: a custom service in any
+// status, of either protocol version, or a batch inference task not yet
+// ended (Kind says which).
 type Service struct {
-	ID       string   `json:"id"` // svco-... or the V1 int ID as text
+	Kind     UserKind `json:"kind,omitempty"`
+	ID       string   `json:"id"` // svco-..., infer-..., or a V1 int ID as text
 	Name     string   `json:"name"`
 	Status   string   `json:"status"`
+	Protocol int      `json:"protocol,omitempty"` // a service's protocolVersion, 1 or 2; 0 unknown
 	Models   []string `json:"models,omitempty"`   // am-...
 	Versions []string `json:"versions,omitempty"` // amv-...
+}
+
+// UserKind is what uses a model: a service or a batch inference task.
+type UserKind string
+
+// The kinds of user.
+const (
+	KindService   UserKind = "service"
+	KindBatchTask UserKind = "batch inference task"
+)
+
+// Label names the user for people: `service NAME (svco-…, protocol v2,
+// Serving)` or `batch inference task NAME (infer-…, Running)`; a user of no
+// kind (made by hand, not read) is `NAME (ID, STATUS)`.
+func (s Service) Label() string {
+	var b strings.Builder
+	if s.Kind != "" {
+		b.WriteString(string(s.Kind) + " ")
+	}
+	b.WriteString(s.Name + " (" + s.ID + ", ")
+	if s.Kind != KindBatchTask && s.Protocol != 0 {
+		fmt.Fprintf(&b, "protocol v%d, ", s.Protocol)
+	}
+	b.WriteString(s.Status + ")")
+	return b.String()
 }
 
 // Form is an ID form a listing can prove absent: kind and ID type.
@@ -111,6 +143,26 @@ func (s *Snapshot) Pairs() map[string]string {
 		if m.IntID != 0 && m.ID != "" {
 			out[Key(modelid.KindModel, modelid.IntID(m.IntID))] = m.ID
 			out[Key(modelid.KindModel, modelid.StringID(m.ID))] = strconv.FormatInt(m.IntID, 10)
+		}
+	}
+	return out
+}
+
+// Parents maps every version the snapshot shows (amv-) to its model (am-):
+// from the model listing, and from services that name both.
+func (s *Snapshot) Parents() map[string]string {
+	out := map[string]string{}
+	for _, m := range s.Models {
+		for _, v := range m.Versions {
+			out[v] = m.ID
+		}
+	}
+	for _, svc := range s.Services {
+		// A service naming one model and its versions shows their parent.
+		if ms := slices.Compact(slices.Sorted(slices.Values(svc.Models))); len(ms) == 1 {
+			for _, v := range svc.Versions {
+				out[v] = ms[0]
+			}
 		}
 	}
 	return out

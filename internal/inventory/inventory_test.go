@@ -205,3 +205,43 @@ func TestVerifierSettlesOnceForEveryone(t *testing.T) {
 		t.Errorf("a second Once listed again (%v)", err)
 	}
 }
+
+// TestParentsAndUsers: a saved snapshot teaches each version's model; the
+// users are services of both protocol versions and unfinished batch tasks.
+func TestParentsAndUsers(t *testing.T) {
+	b := setup(t, qianfantest.Generate{Models: 30, Versions: 2, Services: 6, BatchTasks: 20, Seed: 4})
+	ctx := context.Background()
+	s, err := inventory.Read(ctx, b.qc, inventory.SourceV2|inventory.SourceServices)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := inventory.NewStore(redistest.Start(t).Client(t))
+	if s.Seq, err = st.Stamp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Save(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	m := b.inv.Models[3]
+	got, err := st.Parents(ctx, []string{m.Versions[0].IDStr, m.Versions[1].IDStr, "amv-unknown"})
+	if err != nil || len(got) != 2 || got[m.Versions[0].IDStr] != m.IDStr || got[m.Versions[1].IDStr] != m.IDStr {
+		t.Errorf("Parents: %v, %v", got, err)
+	}
+	kinds := map[inventory.UserKind]int{}
+	protocols := map[int]int{}
+	for _, u := range s.Services {
+		kinds[u.Kind]++
+		if u.Kind == inventory.KindService {
+			protocols[u.Protocol]++
+		}
+	}
+	active := 0
+	for _, task := range b.inv.BatchTasks {
+		if slices.Contains(qianfan.TaskActiveStates, task.Status) && task.Version != "" {
+			active++
+		}
+	}
+	if kinds[inventory.KindService] != 6 || kinds[inventory.KindBatchTask] != active || active == 0 || protocols[1] != 3 || protocols[2] != 3 {
+		t.Errorf("users by kind %v, services by protocol %v; want 6 services (3 of each), %d tasks", kinds, protocols, active)
+	}
+}

@@ -21,7 +21,10 @@ type Source int
 const (
 	SourceV2 Source = 1 << iota
 	SourceV1
-	// SourceServices also lists the custom services (V2).
+	// SourceServices also lists what uses models: the custom services of
+	// both protocol versions and the batch inference tasks not yet ended
+	// (V2). They are read before the models, so that a version they name
+	// which still exists is in the model listing.
 	SourceServices
 	// SourceV1Versions also reads every model's V1 detail (one call per
 	// model) for its versions' int IDs: the only source of them, needed to
@@ -38,10 +41,10 @@ func Read(ctx context.Context, c *qianfan.Client, src Source) (*Snapshot, error)
 		on   Source
 		read func() error
 	}{
+		{SourceServices, func() error { return s.readServices(ctx, c) }},
 		{SourceV2, func() error { return s.readV2(ctx, c, byID) }},
 		{SourceV1, func() error { return s.readV1(ctx, c, byID, src&SourceV2 != 0) }},
 		{SourceV1Versions, func() error { return s.readVersions(ctx, c) }},
-		{SourceServices, func() error { return s.readServices(ctx, c) }},
 	}
 	for _, step := range steps {
 		if src&step.on == 0 {
@@ -111,15 +114,32 @@ func (s *Snapshot) readVersions(ctx context.Context, c *qianfan.Client) error {
 	return nil
 }
 
-// readServices walks V2's custom services.
+// readServices walks V2's custom services of both protocol versions and
+// the batch inference tasks that have not ended.
 func (s *Snapshot) readServices(ctx context.Context, c *qianfan.Client) error {
 	svcs, err := c.WalkServices(ctx, 100)
 	if err != nil {
 		return err
 	}
+	tasks, err := c.WalkBatchInferenceTasks(ctx, 100, qianfan.TaskActiveStates...)
+	if err != nil {
+		return err
+	}
 	for _, v := range svcs {
 		models, versions := v.Refs()
-		s.Services = append(s.Services, Service{ID: v.ServiceID, Name: v.Name, Status: v.RunStatus, Models: models, Versions: versions})
+		s.Services = append(s.Services, Service{Kind: KindService, ID: v.ServiceID, Name: v.Name, Status: v.RunStatus,
+			Protocol: v.ProtocolVersion, Models: models, Versions: versions})
+	}
+	for _, t := range tasks {
+		// The filter is the server's; an ended task it returns anyway uses nothing.
+		if !t.Active() || t.ModelID == "" {
+			continue
+		}
+		u := Service{Kind: KindBatchTask, ID: t.TaskID, Name: t.Name, Status: t.RunStatus}
+		if models, versions := (qianfan.V2Service{ModelID: t.ModelID}).Refs(); len(models)+len(versions) > 0 {
+			u.Models, u.Versions = models, versions
+		}
+		s.Services = append(s.Services, u)
 	}
 	return nil
 }

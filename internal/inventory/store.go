@@ -21,6 +21,7 @@ const (
 	keyPresent    = "qfpurge:{inv}:present"     // Keys present in the last snapshot
 	keyPresentNew = "qfpurge:{inv}:present:new" // being written
 	keyMeta       = "qfpurge:{inv}:meta"        // the last snapshot's taken (unix ms) and decides
+	keyParents    = "qfpurge:{inv}:parents"     // a version's amv- ID → its model's am- ID
 )
 
 // Store keeps in Redis what the fleet has seen: the int↔string pairs, which
@@ -38,6 +39,9 @@ func (st *Store) Save(ctx context.Context, s *Snapshot) error {
 		if err := st.savePairs(ctx, pairs); err != nil {
 			return err
 		}
+	}
+	if err := st.LearnParents(ctx, s.Parents()); err != nil {
+		return err
 	}
 	if len(s.Decides) == 0 {
 		return nil // proves nothing: keep the last snapshot
@@ -92,6 +96,42 @@ func (st *Store) savePairs(ctx context.Context, pairs map[string]string) error {
 		}
 	}
 	return nil
+}
+
+// LearnParents records which model each version (amv- → am-) belongs to;
+// like the ID pairs, that never changes.
+func (st *Store) LearnParents(ctx context.Context, parents map[string]string) error {
+	args := make([]any, 0, 2*len(parents))
+	for v, m := range parents {
+		if v != "" && m != "" {
+			args = append(args, v, m)
+		}
+	}
+	for lo := 0; lo < len(args); lo += 20_000 {
+		if err := st.rdb.HSet(ctx, keyParents, args[lo:min(lo+20_000, len(args))]...).Err(); err != nil {
+			return fmt.Errorf("inventory: save parents: %w", err)
+		}
+	}
+	return nil
+}
+
+// Parents returns the model (am-) of each version (amv-) where a listing or
+// detail call has shown it; a missing one is absent from the map.
+func (st *Store) Parents(ctx context.Context, versions []string) (map[string]string, error) {
+	out := map[string]string{}
+	if len(versions) == 0 {
+		return out, nil
+	}
+	vals, err := st.rdb.HMGet(ctx, keyParents, versions...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("inventory: read parents: %w", err)
+	}
+	for i, v := range vals {
+		if m, ok := v.(string); ok && m != "" {
+			out[versions[i]] = m
+		}
+	}
+	return out, nil
 }
 
 // Learn records pairs seen outside a listing (a detail call's answer).

@@ -118,7 +118,7 @@ func (s *Selector) modelMatch(f facts, keep bool, why *[]string) bool {
 		*why = append(*why, fmt.Sprintf("name matches %q", s.Names[i]))
 	}
 	if s.re != nil {
-		if !s.re.MatchString(f.name) {
+		if !wholeMatch(s.re, f.name) {
 			return false
 		}
 		*why = append(*why, fmt.Sprintf("name matches /%s/", s.NameRegex))
@@ -348,7 +348,7 @@ func (p *Plan) decide(r *Rule, it Item, del, keep string, svcs []inventory.Servi
 	case len(svcs) > 0 && !r.DeleteInUse:
 		it.Action = ActionProtect
 		for _, s := range svcs {
-			it.Services = append(it.Services, s.Name+" ("+s.ID+", "+s.Status+")")
+			it.Services = append(it.Services, s.Label())
 		}
 		it.Services = slices.Compact(slices.Sorted(slices.Values(it.Services)))
 		it.Reason = "used by " + strings.Join(it.Services, ", ") + " (selected by " + del + ")"
@@ -398,4 +398,12 @@ func (l Limit) check(k modelid.Kind, t Totals) string {
 		}
 	}
 	return ""
+}
+
+// wholeMatch reports whether re (compiled leftmost-longest) matches all of
+// name: if any match spans the name it starts at 0, the leftmost place, and
+// the longest match from there is the whole name.
+func wholeMatch(re *regexp.Regexp, name string) bool {
+	loc := re.FindStringIndex(name)
+	return loc != nil && loc[0] == 0 && loc[1] == len(name)
 }

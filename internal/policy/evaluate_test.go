@@ -92,9 +92,11 @@ limit: {count: 100, share: 100%}
 		{ID: "am-used", Name: "exp-chat-5", Created: daysAgo(100), Versions: []string{"amv-used1"}},
 		{ID: "am-vused", Name: "exp-chat-6", Created: daysAgo(100), Versions: []string{"amv-a", "amv-served"}},
 		{ID: "am-notime", Name: "exp-chat-7"},
+		{ID: "am-batch", Name: "exp-chat-8", Created: daysAgo(100), Versions: []string{"amv-batch"}},
 	}, Services: []inventory.Service{
-		{ID: "svco-1", Name: "svc-a", Status: "Stopped", Models: []string{"am-used"}},
-		{ID: "svco-2", Name: "svc-b", Status: "Failed", Versions: []string{"amv-served"}},
+		{Kind: inventory.KindService, ID: "svco-1", Name: "svc-a", Status: "Stopped", Protocol: 1, Models: []string{"am-used"}},
+		{Kind: inventory.KindService, ID: "svco-2", Name: "svc-b", Status: "Failed", Protocol: 2, Versions: []string{"amv-served"}},
+		{Kind: inventory.KindBatchTask, ID: "infer-1", Name: "nightly", Status: "Running", Versions: []string{"amv-batch"}},
 	}}
 	p, err := Evaluate(&r, snap, nil, now)
 	if err != nil {
@@ -103,10 +105,11 @@ limit: {count: 100, share: 100%}
 	checkRows(t, []row{
 		{ID: "am-old", Action: ActionDelete, Reason: `delete #1 (line 2): name matches "exp-*"; created 2026-02-21, more than 90d ago`},
 		{ID: "am-keep", Action: ActionKeep, Reason: `kept by keep #1 (line 4): name matches "*-keep"`},
-		{ID: "am-used", Action: ActionProtect, Reason: "used by svc-a (svco-1, Stopped)", Services: 1},
-		{ID: "am-vused", Action: ActionProtect, Reason: "used by svc-b (svco-2, Failed)", Services: 1},
+		{ID: "am-used", Action: ActionProtect, Reason: "used by service svc-a (svco-1, protocol v1, Stopped)", Services: 1},
+		{ID: "am-vused", Action: ActionProtect, Reason: "used by service svc-b (svco-2, protocol v2, Failed)", Services: 1},
+		{ID: "am-batch", Action: ActionProtect, Reason: "used by batch inference task nightly (infer-1, Running)", Services: 1},
 	}, p.Items)
-	want := Totals{Considered: 7, Matched: 4, Delete: 1, Keep: 1, Protect: 2}
+	want := Totals{Considered: 8, Matched: 5, Delete: 1, Keep: 1, Protect: 3}
 	if diff := cmp.Diff(want, p.Totals); diff != "" {
 		t.Errorf("totals (-want +got)\n%s", diff)
 	}

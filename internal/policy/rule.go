@@ -155,9 +155,13 @@ func (s *Selector) compile(k modelid.Kind, where string, ruleLine int) []Problem
 		s.globs = append(s.globs, globRE(g))
 	}
 	if s.NameRegex != "" {
-		re, err := regexp.Compile(`^(?:` + s.NameRegex + `)$`)
+		// Compiled as written, never pasted into a wrapper: "x)|(.*" must be
+		// refused, not turned into an expression matching every name.
+		re, err := regexp.Compile(s.NameRegex)
 		if err != nil {
 			add("bad name_regex %q: %v", s.NameRegex, err)
+		} else {
+			re.Longest()
 		}
 		s.re = re
 	}

@@ -26,6 +26,9 @@ const (
 	// runPrefix + ID is the run's record (JSON); + ID + ":items" its planned
 	// items (a list, one JSON item each). Both expire with the TTL.
 	runPrefix = "qfpurge:run:"
+	// boundPrefix + status + ":" + rule orders a rule's previews or blocked
+	// runs (member run ID, score creation time), so only the newest are kept.
+	boundPrefix = "qfpurge:runs:"
 )
 
 // Mode says whether a run deletes.
@@ -96,6 +99,11 @@ type StoreConfig struct {
 	// EventsMaxLen caps RunsStream approximately; negative for none.
 	// Defaults to 10,000.
 	EventsMaxLen int64
+	// Previews and blocked runs delete nothing, so fewer are kept, for
+	// less long: the newest KeepPreviews previews and KeepBlocked blocked
+	// runs of each rule, each for at most ShortTTL. Defaults 20, 20, 24h.
+	KeepPreviews, KeepBlocked int
+	ShortTTL                  time.Duration
 }
 
 // Store keeps run records in Redis.
@@ -112,6 +120,16 @@ func NewStore(rdb redis.UniversalClient, cfg StoreConfig) *Store {
 	if cfg.EventsMaxLen == 0 {
 		cfg.EventsMaxLen = 10_000
 	}
+	if cfg.KeepPreviews <= 0 {
+		cfg.KeepPreviews = 20
+	}
+	if cfg.KeepBlocked <= 0 {
+		cfg.KeepBlocked = 20
+	}
+	if cfg.ShortTTL <= 0 {
+		cfg.ShortTTL = 24 * time.Hour
+	}
+	cfg.ShortTTL = min(cfg.ShortTTL, cfg.TTL)
 	return &Store{rdb: rdb, cfg: cfg}
 }
 
@@ -137,11 +155,57 @@ func (s *Store) put(ctx context.Context, rec *Record) error {
 	if err != nil {
 		return err
 	}
+	keep := s.kept(rec.Status)
+	ttl := s.cfg.TTL
+	if keep > 0 {
+		ttl = s.cfg.ShortTTL
+	}
 	pipe := s.rdb.Pipeline()
-	pipe.Set(ctx, recordKey(rec.ID), b, s.cfg.TTL)
+	pipe.Set(ctx, recordKey(rec.ID), b, ttl)
 	pipe.ZAdd(ctx, runsIndex, redis.Z{Score: float64(rec.Created.UnixMilli()), Member: rec.ID})
+	if keep > 0 {
+		pipe.Expire(ctx, itemsKey(rec.ID), ttl)
+		pipe.ZAdd(ctx, boundKey(rec), redis.Z{Score: float64(rec.Created.UnixMilli()), Member: rec.ID})
+		pipe.Expire(ctx, boundKey(rec), ttl)
+	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("record run %s: %w", rec.ID, err)
+	}
+	if keep > 0 {
+		return s.trim(ctx, boundKey(rec), keep)
+	}
+	return nil
+}
+
+// kept is how many runs of a rule in status s are kept; 0: no bound.
+func (s *Store) kept(st Status) int {
+	switch st {
+	case StatusPreviewed:
+		return s.cfg.KeepPreviews
+	case StatusBlocked:
+		return s.cfg.KeepBlocked
+	}
+	return 0
+}
+
+func boundKey(rec *Record) string { return boundPrefix + string(rec.Status) + ":" + rec.Rule }
+
+// trim forgets all but the newest keep runs in the bound set key.
+func (s *Store) trim(ctx context.Context, key string, keep int) error {
+	old, err := s.rdb.ZRange(ctx, key, 0, int64(-keep-1)).Result()
+	if err != nil || len(old) == 0 {
+		return err
+	}
+	members := make([]any, len(old))
+	pipe := s.rdb.Pipeline()
+	for i, id := range old {
+		members[i] = id
+		pipe.Del(ctx, recordKey(id), itemsKey(id))
+	}
+	pipe.ZRem(ctx, key, members...)
+	pipe.ZRem(ctx, runsIndex, members...)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("forget old runs: %w", err)
 	}
 	return nil
 }

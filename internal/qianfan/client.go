@@ -29,8 +29,9 @@ const (
 	PathModelVersionDetail       = "/wenxinworkshop/modelrepo/modelVersionDetail"
 	PathServiceList              = "/wenxinworkshop/service/list"
 
-	PathV2Model   = "/v2/model"
-	PathV2Service = "/v2/service"
+	PathV2Model          = "/v2/model"
+	PathV2Service        = "/v2/service"
+	PathV2BatchInference = "/v2/batchinference"
 )
 
 // V2 actions (the Action query parameter, part of the signature).
@@ -42,6 +43,8 @@ const (
 	ActionDeleteModel             = "DeleteModel"             // on PathV2Model
 	ActionDescribeServices        = "DescribeServices"        // on PathV2Service
 	ActionDescribeService         = "DescribeService"         // on PathV2Service
+
+	ActionDescribeBatchInferenceTasks = "DescribeBatchInferenceTasks" // on PathV2BatchInference
 )
 
 // endpoint is one API operation.
@@ -73,6 +76,7 @@ var (
 	epDeleteModel              = endpoint{path: PathV2Model, action: ActionDeleteModel, write: true}
 	epDescribeServices         = endpoint{path: PathV2Service, action: ActionDescribeServices}
 	epDescribeService          = endpoint{path: PathV2Service, action: ActionDescribeService}
+	epDescribeBatchTasks       = endpoint{path: PathV2BatchInference, action: ActionDescribeBatchInferenceTasks}
 )
 
 // DefaultBaseURL is Qianfan's public endpoint.

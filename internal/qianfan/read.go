@@ -81,13 +81,34 @@ func (c *Client) DescribeModel(ctx context.Context, modelID string) (V2Model, Re
 	return m, res, err
 }
 
-// DescribeServices reads one page of the account's custom services (V2),
-// paged like DescribeCustomModelSets. Its result's shape is undocumented;
-// see ServicePage for what is accepted.
+// DescribeServices reads one page of the account's custom services of one
+// protocol version (V2), paged like DescribeCustomModelSets. Baidu lists
+// only protocolVersion 1 when the field is absent, so it is always sent:
+// req.ProtocolVersion 0 means 1. Its result's shape is undocumented; see
+// ServicePage for what is accepted.
 // API: docs/qianfan-api.md
-func (c *Client) DescribeServices(ctx context.Context, marker string, maxKeys int) (ServicePage, Result, error) {
+func (c *Client) DescribeServices(ctx context.Context, req ServicesRequest) (ServicePage, Result, error) {
+	req.ProtocolVersion = cmp.Or(req.ProtocolVersion, 1)
+	if req.ProtocolVersion != 1 && req.ProtocolVersion != 2 {
+		return ServicePage{}, Result{}, fmt.Errorf("qianfan: DescribeServices: protocolVersion %d is neither 1 nor 2", req.ProtocolVersion)
+	}
+	req.MaxKeys = pageKeys(req.MaxKeys)
 	var p ServicePage
-	res, err := c.call(ctx, epDescribeServices, markerRequest(marker, maxKeys), &p)
+	res, err := c.call(ctx, epDescribeServices, req, &p)
+	for i := range p.Services {
+		p.Services[i].ProtocolVersion = req.ProtocolVersion
+	}
+	return p, res, err
+}
+
+// DescribeBatchInferenceTasks reads one page of the account's batch
+// inference tasks (V2), paged like DescribeCustomModelSets; req.RunStatus
+// filters by state (none: every state).
+// API: docs/qianfan-api.md
+func (c *Client) DescribeBatchInferenceTasks(ctx context.Context, req BatchTasksRequest) (BatchTaskPage, Result, error) {
+	req.MaxKeys = pageKeys(req.MaxKeys)
+	var p BatchTaskPage
+	res, err := c.call(ctx, epDescribeBatchTasks, req, &p)
 	return p, res, err
 }
 
@@ -99,11 +120,17 @@ func (c *Client) DescribeService(ctx context.Context, serviceID string) (V2Servi
 	return s, res, err
 }
 
-func markerRequest(marker string, maxKeys int) map[string]any {
+// pageKeys is the page size asked of a V2 list: 100, the largest, unless
+// a smaller one is given.
+func pageKeys(maxKeys int) int {
 	if maxKeys <= 0 || maxKeys > 100 {
-		maxKeys = 100
+		return 100
 	}
-	req := map[string]any{"maxKeys": maxKeys}
+	return maxKeys
+}
+
+func markerRequest(marker string, maxKeys int) map[string]any {
+	req := map[string]any{"maxKeys": pageKeys(maxKeys)}
 	if marker != "" {
 		req["marker"] = marker
 	}
@@ -175,13 +202,50 @@ func (c *Client) WalkCustomModelSets(ctx context.Context, maxKeys int) ([]ModelS
 	}, func(m ModelSet) string { return m.ModelSetID })
 }
 
-// WalkServices lists every custom service through V2 DescribeServices,
-// like WalkCustomModelSets.
+// ServiceProtocolVersions are the values of DescribeServices'
+// protocolVersion: services deployed with the V1 calling protocol and with
+// V2's. Baidu lists only 1 when the field is absent.
+var ServiceProtocolVersions = []int{1, 2}
+
+// WalkServices lists every custom service of both protocol versions, in
+// every status, through V2 DescribeServices: one walk per protocol
+// version, each following nextMarker while isTruncated. Any failed page
+// fails the whole walk: the error means "unknown", never "no services".
+// Each service's ProtocolVersion is that of the walk that listed it; a
+// service listed by both walks is kept once, with the first.
 func (c *Client) WalkServices(ctx context.Context, maxKeys int) ([]V2Service, error) {
-	return walkMarker(ctx, "V2 services", func(marker string) ([]V2Service, PageInfo, error) {
-		p, _, err := c.DescribeServices(ctx, marker, maxKeys)
-		return p.Services, p.PageInfo, err
-	}, func(s V2Service) string { return s.ServiceID })
+	var all []V2Service
+	seen := map[string]bool{}
+	for _, pv := range ServiceProtocolVersions {
+		what := fmt.Sprintf("V2 services (protocolVersion %d)", pv)
+		svcs, err := walkMarker(ctx, what, func(marker string) ([]V2Service, PageInfo, error) {
+			p, _, err := c.DescribeServices(ctx, ServicesRequest{Marker: marker, MaxKeys: maxKeys, ProtocolVersion: pv})
+			return p.Services, p.PageInfo, err
+		}, func(s V2Service) string { return s.ServiceID })
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range svcs {
+			if !seen[s.ServiceID] {
+				seen[s.ServiceID] = true
+				all = append(all, s)
+			}
+		}
+	}
+	if all == nil {
+		all = []V2Service{}
+	}
+	return all, nil
+}
+
+// WalkBatchInferenceTasks lists every batch inference task in one of
+// runStatus (none: every task) through V2 DescribeBatchInferenceTasks,
+// following nextMarker while isTruncated. Any failed page fails the walk.
+func (c *Client) WalkBatchInferenceTasks(ctx context.Context, maxKeys int, runStatus ...string) ([]BatchTask, error) {
+	return walkMarker(ctx, "V2 batch inference tasks", func(marker string) ([]BatchTask, PageInfo, error) {
+		p, _, err := c.DescribeBatchInferenceTasks(ctx, BatchTasksRequest{Marker: marker, MaxKeys: maxKeys, RunStatus: runStatus})
+		return p.Tasks, p.PageInfo, err
+	}, func(t BatchTask) string { return t.TaskID })
 }
 
 // walkMarker follows a V2 marker listing to its end, dropping repeats.

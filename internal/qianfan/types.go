@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -161,6 +162,23 @@ type V2Model struct {
 	IsSupportDeploy bool      `json:"isSupportDeploy"`
 }
 
+// ServicesRequest filters and pages V2 DescribeServices. Zero fields are
+// not sent, except MaxKeys and ProtocolVersion, which the call fills in
+// (100 and 1).
+type ServicesRequest struct {
+	Marker      string   `json:"marker,omitempty"`
+	MaxKeys     int      `json:"maxKeys"`
+	PageReverse bool     `json:"pageReverse,omitempty"`
+	Name        string   `json:"name,omitempty"`        // fuzzy match on the service's name
+	ServiceType []string `json:"serviceType,omitempty"` // chat, completions, text2image, image2text
+	RunStatus   []string `json:"runStatus,omitempty"`   // New, Deploying, Serving, Failed, Stopped
+	Creator     []string `json:"creator,omitempty"`
+	ChargeType  string   `json:"chargeType,omitempty"` // ComputingUnit, Tokens
+	PayType     string   `json:"payType,omitempty"`    // Prepay, Postpay
+	// ProtocolVersion is 1 (V1 calling interfaces) or 2; Baidu's default is 1.
+	ProtocolVersion int `json:"protocolVersion"`
+}
+
 // V2Service is a custom service as V2 DescribeService(s) returns it.
 // ModelID has held the model's am- ID (older records) and the version's
 // amv- ID: use Refs, which goes by prefix.
@@ -173,6 +191,9 @@ type V2Service struct {
 	UpdateStatus string `json:"updateStatus"`
 	URL          string `json:"url"`
 	ServiceType  string `json:"serviceType"`
+	// ProtocolVersion is the protocolVersion of the listing that returned
+	// the service (1 or 2); 0 when read otherwise.
+	ProtocolVersion int `json:"-"`
 }
 
 // Refs returns the am- (model) and amv- (version) IDs the service names,
@@ -187,6 +208,93 @@ func (s V2Service) Refs() (models, versions []string) {
 		}
 	}
 	return models, versions
+}
+
+// Batch inference task states (runStatus). A task Queuing, Running or
+// Stopping still reads its model version.
+const (
+	TaskQueuing  = "Queuing"
+	TaskRunning  = "Running"
+	TaskStopping = "Stopping"
+	TaskDone     = "Done"
+	TaskStopped  = "Stopped"
+	TaskFailed   = "Failed"
+	TaskExpired  = "Expired"
+)
+
+// TaskActiveStates are the states in which a batch inference task uses its
+// model version.
+var TaskActiveStates = []string{TaskQueuing, TaskRunning, TaskStopping}
+
+// BatchTasksRequest filters and pages V2 DescribeBatchInferenceTasks. Zero
+// fields are not sent, except MaxKeys, which the call fills in (100).
+type BatchTasksRequest struct {
+	RunStatus   []string `json:"runStatus,omitempty"`
+	Marker      string   `json:"marker,omitempty"`
+	MaxKeys     int      `json:"maxKeys"`
+	PageReverse bool     `json:"pageReverse,omitempty"`
+}
+
+// BatchTaskPage is one page of V2 DescribeBatchInferenceTasks.
+type BatchTaskPage struct {
+	Tasks    []BatchTask `json:"taskList"`
+	PageInfo PageInfo    `json:"pageInfo"`
+}
+
+// BatchTask is a batch inference task as V2 lists it. ModelID is the
+// model version it runs (amv-); empty when it runs on an endpoint alone.
+type BatchTask struct {
+	TaskID       string    `json:"taskId"` // infer-...
+	Name         string    `json:"name"`
+	Description  string    `json:"description"`
+	Endpoint     string    `json:"endpoint"`
+	ModelID      string    `json:"modelId"`
+	RunStatus    string    `json:"runStatus"`
+	ErrorCode    int64     `json:"-"` // when Failed
+	ErrorReason  string    `json:"errorReason"`
+	InputBosURI  string    `json:"inputBosUri"`
+	OutputBosURI string    `json:"outputBosUri"`
+	CreateTime   time.Time `json:"createTime"`
+	FinishTime   time.Time `json:"finishTime"`
+}
+
+// Active reports whether the task still uses its model version.
+func (t BatchTask) Active() bool { return slices.Contains(TaskActiveStates, t.RunStatus) }
+
+// UnmarshalJSON reads the list and refuses a page without one: an absent
+// list must never read as "no tasks".
+func (p *BatchTaskPage) UnmarshalJSON(b []byte) error {
+	type plain BatchTaskPage
+	aux := struct {
+		*plain
+		Tasks    *[]BatchTask `json:"taskList"`
+		PageInfo *PageInfo    `json:"pageInfo"`
+	}{plain: (*plain)(p)}
+	if err := json.Unmarshal(b, &aux); err != nil {
+		return err
+	}
+	if aux.Tasks == nil || aux.PageInfo == nil {
+		return fmt.Errorf("%w: DescribeBatchInferenceTasks result lacks taskList or pageInfo", errShape)
+	}
+	p.Tasks, p.PageInfo = *aux.Tasks, *aux.PageInfo
+	return nil
+}
+
+// UnmarshalJSON is lenient as the package's types are.
+func (t *BatchTask) UnmarshalJSON(b []byte) error {
+	type plain BatchTask
+	aux := struct {
+		*plain
+		ErrorCode  flexInt  `json:"errorCode"`
+		CreateTime flexTime `json:"createTime"`
+		FinishTime flexTime `json:"finishTime"`
+	}{plain: (*plain)(t)}
+	if err := json.Unmarshal(b, &aux); err != nil {
+		return err
+	}
+	t.ErrorCode = int64(aux.ErrorCode)
+	t.CreateTime, t.FinishTime = time.Time(aux.CreateTime), time.Time(aux.FinishTime)
+	return nil
 }
 
 // ServicePage is one page of V2 DescribeServices. Its shape is not

@@ -52,6 +52,20 @@ func TestLenientDecoding(t *testing.T) {
 		{"services under an unknown name", `{"svcs":[],"pageInfo":{}}`, func() any { return &ServicePage{} }, nil, true},
 		{"services without paging", `{"serviceList":[]}`, func() any { return &ServicePage{} }, nil, true},
 		{"services list null", `{"serviceList":null,"pageInfo":{}}`, func() any { return &ServicePage{} }, nil, true},
+		{"batch tasks as documented", `{"taskList":[{"taskId":"infer-n509xxxhqq3","name":"eb4-job4","description":"desc",
+			"endpoint":"https://aip.baidubce.com/rpc/2.0/ai_custom/v1/wenxinworkshop/chat/completions_pro","modelId":"amv-1",
+			"inferenceParams":{"temperature":0.9,"top_p":0.3},"runStatus":"Failed","errorCode":"336003","errorReason":"bad input",
+			"inputBosUri":"bos:/b/in","outputBosUri":"bos:/b/out","createTime":"2024-07-01T10:00:00+08:00"}],
+			"pageInfo":{"marker":"","maxKeys":10,"isTruncated":true,"nextMarker":"infer-z"}}`,
+			func() any { return &BatchTaskPage{} },
+			&BatchTaskPage{Tasks: []BatchTask{{TaskID: "infer-n509xxxhqq3", Name: "eb4-job4", Description: "desc",
+				Endpoint: "https://aip.baidubce.com/rpc/2.0/ai_custom/v1/wenxinworkshop/chat/completions_pro", ModelID: "amv-1",
+				RunStatus: "Failed", ErrorCode: 336003, ErrorReason: "bad input", InputBosURI: "bos:/b/in", OutputBosURI: "bos:/b/out",
+				CreateTime: time.Date(2024, 7, 1, 10, 0, 0, 0, cst)}},
+				PageInfo: PageInfo{MaxKeys: 10, IsTruncated: true, NextMarker: "infer-z"}}, false},
+		{"batch tasks without a list", `{"pageInfo":{}}`, func() any { return &BatchTaskPage{} }, nil, true},
+		{"batch tasks list null", `{"taskList":null,"pageInfo":{}}`, func() any { return &BatchTaskPage{} }, nil, true},
+		{"batch tasks without paging", `{"taskList":[]}`, func() any { return &BatchTaskPage{} }, nil, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()

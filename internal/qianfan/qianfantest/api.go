@@ -39,6 +39,9 @@ var (
 			"DescribeServices": {run: (*Server).v2Services},
 			"DescribeService":  {run: (*Server).v2Service},
 		},
+		"/v2/batchinference": {
+			"DescribeBatchInferenceTasks": {run: (*Server).v2BatchTasks},
+		},
 	}
 )
 

@@ -90,6 +90,11 @@ type Assumptions struct {
 	// and nextMarker beside the list (the classic BCE list shape) instead of
 	// in pageInfo. Defaults to false (pageInfo, like DescribeCustomModelSets).
 	ServicesFlatPaging bool `json:"services_flat_paging"`
+	// ServicesIgnoreProtocolVersion: DescribeServices lists the services of
+	// both protocol versions whatever protocolVersion says. Defaults to
+	// false: only those of the protocolVersion asked (absent: 1, as
+	// documented). Either way a client must list both values.
+	ServicesIgnoreProtocolVersion bool `json:"services_ignore_protocol_version"`
 	// V2ServiceModelIDIsSet: a V2 service's modelId holds the model's am-
 	// ID (the older meaning) instead of the version's amv- ID. Defaults to
 	// false.

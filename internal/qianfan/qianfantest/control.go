@@ -79,6 +79,7 @@ func (s *Server) controlMux() *http.ServeMux {
 		})
 	}
 	s.keyRoutes(change)
+	s.itemRoutes(change)
 	return mux
 }
 
@@ -123,4 +124,34 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, strict bool) bool
 		return false
 	}
 	return true
+}
+
+// itemRoutes adds the endpoints that add services and batch tasks and move
+// a task to another state.
+func (s *Server) itemRoutes(change func(path string, h http.HandlerFunc)) {
+	change("/_fake/services", func(w http.ResponseWriter, r *http.Request) {
+		var svc Service
+		if decodeBody(w, r, &svc, true) {
+			answerErr(w, s.AddService(svc))
+		}
+	})
+	change("/_fake/batch-tasks", func(w http.ResponseWriter, r *http.Request) {
+		var t BatchTask
+		if decodeBody(w, r, &t, true) {
+			answerErr(w, s.AddBatchTask(t))
+		}
+	})
+	change("/_fake/batch-tasks/status", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		answerErr(w, s.SetBatchTaskStatus(q.Get("id"), q.Get("status")))
+	})
+}
+
+// answerErr answers 204, or 400 with err.
+func answerErr(w http.ResponseWriter, err error) {
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }

@@ -20,13 +20,18 @@ import (
 //	             "versions": [{"id": 15001, "idStr": "amv-prjg6zqe1bhb", "version": 1,
 //	                           "state": "Ready", "createTime": "2024-01-27T09:00:00+08:00"}]}],
 //	 "services": [{"id": 199, "idStr": "svco-3fx8k2l0qa1z", "name": "svc-prod-chat",
-//	               "status": "Serving", "model": "am-gmptxxxfci", "version": "amv-prjg6zqe1bhb"}]}
+//	               "status": "Serving", "model": "am-gmptxxxfci", "version": "amv-prjg6zqe1bhb",
+//	               "protocolVersion": 2}],
+//	 "batchTasks": [{"id": "infer-n509xxxhqq3", "name": "nightly-eval", "status": "Running",
+//	                 "version": "amv-prjg6zqe1bhb", "createTime": "2024-02-01T10:00:00+08:00"}]}
 //
 // Every model and version has both ID forms; a service names the model and
-// the version it runs by their string IDs (either may be empty).
+// the version it runs by their string IDs (either may be empty); a batch
+// inference task names the version it runs (empty: an endpoint alone).
 type Inventory struct {
-	Models   []Model   `json:"models"`
-	Services []Service `json:"services"`
+	Models     []Model     `json:"models"`
+	Services   []Service   `json:"services"`
+	BatchTasks []BatchTask `json:"batchTasks,omitempty"`
 }
 
 // Model is a model (a "model set" in V2) with its versions.
@@ -61,17 +66,43 @@ type Service struct {
 	Status  string `json:"status"`  // a ServiceStatuses value
 	Model   string `json:"model"`   // am- ID of the model it runs
 	Version string `json:"version"` // amv- ID of the version it runs
+	// ProtocolVersion is the calling protocol it was deployed with, 1 or 2;
+	// absent (0) is 1, as Baidu documents DescribeServices' default.
+	ProtocolVersion int `json:"protocolVersion,omitempty"`
 }
+
+// protocol is the service's protocol version, absent read as 1.
+func (s *Service) protocol() int { return cmp.Or(s.ProtocolVersion, 1) }
 
 // ServiceStatuses are V2's runStatus values; V1 calls Serving "Done".
 var ServiceStatuses = []string{"New", "Deploying", "Serving", "Failed", "Stopped"}
 
+// BatchTask is a batch inference task (V2 /v2/batchinference).
+type BatchTask struct {
+	ID         string    `json:"id"` // infer-...
+	Name       string    `json:"name"`
+	Status     string    `json:"status"`  // a TaskStatuses value
+	Version    string    `json:"version"` // amv- ID of the version it runs; empty: an endpoint alone
+	CreateTime time.Time `json:"createTime"`
+}
+
+// TaskStatuses are a batch inference task's runStatus values.
+var TaskStatuses = []string{"Queuing", "Running", "Stopping", "Done", "Stopped", "Failed", "Expired"}
+
+// taskActive: the states in which a task still reads its version.
+func taskActive(status string) bool {
+	return status == "Queuing" || status == "Running" || status == "Stopping"
+}
+
 // Generate describes an inventory to make up.
 type Generate struct {
-	Models   int   // number of models
-	Versions int   // versions per model
-	Services int   // custom services, each running a random model's random version
-	Seed     int64 // same seed, same inventory
+	Models   int // number of models
+	Versions int // versions per model
+	Services int // custom services, each running a random model's random version
+	// BatchTasks are batch inference tasks in random states, each on a
+	// random model's random version.
+	BatchTasks int
+	Seed       int64 // same seed, same inventory
 	// Span is how far back creation times go from now. Defaults to a year.
 	Span time.Duration
 }
@@ -125,7 +156,8 @@ func NewInventory(g Generate, now time.Time) *Inventory {
 		inv.Models = append(inv.Models, m)
 	}
 	for i := range g.Services {
-		s := Service{ID: 100 + int64(i), IDStr: strID("svco-"), Status: ServiceStatuses[rng.IntN(len(ServiceStatuses))]}
+		// Every other service was deployed with the V2 calling protocol.
+		s := Service{ID: 100 + int64(i), IDStr: strID("svco-"), Status: ServiceStatuses[rng.IntN(len(ServiceStatuses))], ProtocolVersion: 1 + i%2}
 		if len(inv.Models) > 0 {
 			m := inv.Models[rng.IntN(len(inv.Models))]
 			s.Model, s.Name = m.IDStr, "svc-"+m.Name
@@ -135,6 +167,16 @@ func NewInventory(g Generate, now time.Time) *Inventory {
 		}
 		s.Name = cmp.Or(s.Name, fmt.Sprintf("svc-%d", i))
 		inv.Services = append(inv.Services, s)
+	}
+	for i := range g.BatchTasks {
+		task := BatchTask{ID: strID("infer-"), Name: fmt.Sprintf("batch-%d", i), Status: TaskStatuses[rng.IntN(len(TaskStatuses))],
+			CreateTime: now.Add(-time.Duration(rng.Int64N(int64(span)))).Truncate(time.Second)}
+		if len(inv.Models) > 0 {
+			if m := inv.Models[rng.IntN(len(inv.Models))]; len(m.Versions) > 0 {
+				task.Version = m.Versions[rng.IntN(len(m.Versions))].IDStr
+			}
+		}
+		inv.BatchTasks = append(inv.BatchTasks, task)
 	}
 	return inv
 }
@@ -194,6 +236,9 @@ func (inv *Inventory) Validate() error {
 		if err := check(KindService, s.ID, s.IDStr, "svco-"); err != nil {
 			return err
 		}
+		if s.ProtocolVersion < 0 || s.ProtocolVersion > 2 {
+			return fmt.Errorf("inventory: service %s: protocolVersion %d is not 1 or 2", s.IDStr, s.ProtocolVersion)
+		}
 		if !slices.Contains(ServiceStatuses, s.Status) {
 			return fmt.Errorf("inventory: service %s: status %q is not one of %v", s.IDStr, s.Status, ServiceStatuses)
 		}
@@ -210,12 +255,30 @@ func (inv *Inventory) Validate() error {
 			}
 		}
 	}
+	return inv.validateTasks(strs, versionOf)
+}
+
+func (inv *Inventory) validateTasks(strs map[string]bool, versionOf map[string]string) error {
+	for _, t := range inv.BatchTasks {
+		switch {
+		case !strings.HasPrefix(t.ID, "infer-") || len(t.ID) == len("infer-"):
+			return fmt.Errorf("inventory: batch task ID %q must start with %q", t.ID, "infer-")
+		case strs[t.ID]:
+			return fmt.Errorf("inventory: batch task %s appears twice", t.ID)
+		case !slices.Contains(TaskStatuses, t.Status):
+			return fmt.Errorf("inventory: batch task %s: status %q is not one of %v", t.ID, t.Status, TaskStatuses)
+		}
+		if _, ok := versionOf[t.Version]; t.Version != "" && !ok {
+			return fmt.Errorf("inventory: batch task %s runs unknown version %q", t.ID, t.Version)
+		}
+		strs[t.ID] = true
+	}
 	return nil
 }
 
 // clone deep-copies inv.
 func (inv *Inventory) clone() *Inventory {
-	out := &Inventory{Models: make([]Model, len(inv.Models)), Services: slices.Clone(inv.Services)}
+	out := &Inventory{Models: make([]Model, len(inv.Models)), Services: slices.Clone(inv.Services), BatchTasks: slices.Clone(inv.BatchTasks)}
 	for i, m := range inv.Models {
 		m.Versions = slices.Clone(m.Versions)
 		out.Models[i] = m

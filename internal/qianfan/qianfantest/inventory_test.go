@@ -396,8 +396,8 @@ func TestServiceListings(t *testing.T) {
 	if _, isNum := ver["aiModelId"].(float64); !isNum {
 		t.Errorf("aiModelId %v, want a number by default", ver["aiModelId"])
 	}
-	v2 := b.post(t, "/v2/service?Action=DescribeServices", `{"maxKeys":2}`).result(t)
-	if len(v2["serviceList"].([]any)) != 2 || v2["pageInfo"].(map[string]any)["isTruncated"] != true {
+	v2 := b.post(t, "/v2/service?Action=DescribeServices", `{"maxKeys":1}`).result(t)
+	if len(v2["serviceList"].([]any)) != 1 || v2["pageInfo"].(map[string]any)["isTruncated"] != true {
 		t.Errorf("DescribeServices %+v", v2)
 	}
 	first := v2["serviceList"].([]any)[0].(map[string]any)
@@ -414,8 +414,8 @@ func TestServiceListings(t *testing.T) {
 	if _, isStr := ver["aiModelId"].(string); !isStr {
 		t.Errorf("aiModelId %v, want a string", ver["aiModelId"])
 	}
-	flat := b.post(t, "/v2/service?Action=DescribeServices", `{"maxKeys":2}`).result(t)
-	if len(flat["services"].([]any)) != 2 || flat["isTruncated"] != true || flat["pageInfo"] != nil {
+	flat := b.post(t, "/v2/service?Action=DescribeServices", `{"maxKeys":1}`).result(t)
+	if len(flat["services"].([]any)) != 1 || flat["isTruncated"] != true || flat["pageInfo"] != nil {
 		t.Errorf("flat DescribeServices %+v", flat)
 	}
 	if id := flat["services"].([]any)[0].(map[string]any)["modelId"].(string); !strings.HasPrefix(id, "am-") || strings.HasPrefix(id, "amv-") {

@@ -39,6 +39,8 @@
 //	V2Throttled            HTTP 429 RequestLimitExceeded
 //	ServicesListField      "serviceList"
 //	ServicesFlatPaging     false: DescribeServices pages in pageInfo
+//	ServicesIgnoreProtocolVersion  false: DescribeServices lists only the
+//	                       protocolVersion asked, 1 when absent (documented)
 //	V2ServiceModelIDIsSet  false: a V2 service's modelId is the amv- version
 //	RefuseInUse            false: deleting what a service runs succeeds
 //	                       (Stats.InUseDeletes counts it); InUseV1 500001,
@@ -49,10 +51,12 @@
 // # Control
 //
 // Tests use Go methods (SetFaults, SetV1Off, Revoke, SetPermission,
-// AddService, SetServiceVersion, Exists, Inventory, DeleteCount, Stats).
+// AddService, SetServiceVersion, AddBatchTask, SetBatchTaskStatus, Exists,
+// Inventory, DeleteCount, Stats).
 // Other processes use the /_fake/ endpoints: GET stats, POST faults (Faults
 // as JSON), GET and PUT inventory, GET and PUT assumptions, POST v1-off,
-// v1-on, v2-off, v2-on, POST keys/revoke, keys/restore and keys/permission
+// v1-on, v2-off, v2-on, POST services and batch-tasks (one as JSON, added),
+// POST batch-tasks/status (?id=infer-…&status=Done), POST keys/revoke, keys/restore and keys/permission
 // (?access_key=AK, &level=full|read|none).
 package qianfantest
 
@@ -66,6 +70,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -183,6 +188,12 @@ type Faults struct {
 	RateDropAfterDelete float64       `json:"rate_drop_after_delete"`
 	Latency             time.Duration `json:"latency"`
 	Seed                int64         `json:"seed"`
+	// FailPages fails V2 listings part-way: for a listing named by its
+	// Action (DescribeCustomModelSets, DescribeServices,
+	// DescribeBatchInferenceTasks), every request for page N >= 2 or later
+	// answers HTTP 500 InternalError, so a walk fails after its first N-1
+	// pages.
+	FailPages map[string]int `json:"fail_pages,omitempty"`
 }
 
 // Stats are the fake's counters.
@@ -203,6 +214,8 @@ type Stats struct {
 	// InUseDeletes counts models and versions deleted while a custom service
 	// ran them (only possible while Assumptions.RefuseInUse is false).
 	InUseDeletes int `json:"in_use_deletes"`
+	// FailedPages counts listing pages failed by Faults.FailPages.
+	FailedPages int `json:"failed_pages"`
 }
 
 // Server is the fake; it is an http.Handler and safe for concurrent use.
@@ -429,6 +442,41 @@ func (s *Server) AddService(svc Service) error {
 	}
 	s.inv.services = append(s.inv.services, &svc)
 	return nil
+}
+
+// AddBatchTask adds a batch inference task. It needs an inventory.
+func (s *Server) AddBatchTask(t BatchTask) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inv == nil {
+		return errNoInventory
+	}
+	inv := s.inv.snapshot()
+	inv.BatchTasks = append(inv.BatchTasks, t)
+	if err := inv.Validate(); err != nil {
+		return err
+	}
+	s.inv.tasks = append(s.inv.tasks, &t)
+	return nil
+}
+
+// SetBatchTaskStatus moves a batch inference task (infer- ID) to status.
+func (s *Server) SetBatchTaskStatus(taskID, status string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inv == nil {
+		return errNoInventory
+	}
+	if !slices.Contains(TaskStatuses, status) {
+		return fmt.Errorf("status %q is not one of %v", status, TaskStatuses)
+	}
+	for _, t := range s.inv.tasks {
+		if t.ID == taskID {
+			t.Status = status
+			return nil
+		}
+	}
+	return fmt.Errorf("no batch task %q", taskID)
 }
 
 // SetServiceVersion deploys the version (an amv- ID) on the service (a

@@ -15,6 +15,7 @@ type store struct {
 	verInt   map[int64]*sversion
 	verStr   map[string]*sversion
 	services []*Service
+	tasks    []*BatchTask
 	// intOf remembers the int ID of every string ID ever held, so that a
 	// service keeps naming a model that was deleted under it.
 	intOf map[string]int64
@@ -49,6 +50,9 @@ func newStore(inv *Inventory) *store {
 	for _, s := range inv.Services {
 		st.services = append(st.services, &s)
 	}
+	for _, t := range inv.BatchTasks {
+		st.tasks = append(st.tasks, &t)
+	}
 	return st
 }
 
@@ -64,6 +68,9 @@ func (st *store) snapshot() *Inventory {
 	}
 	for _, s := range st.services {
 		inv.Services = append(inv.Services, *s)
+	}
+	for _, t := range st.tasks {
+		inv.BatchTasks = append(inv.BatchTasks, *t)
 	}
 	return inv
 }
@@ -106,24 +113,25 @@ func (st *store) service(id any) *Service {
 	return nil
 }
 
-// modelInUse reports whether a service runs the model or one of its versions.
+// modelInUse reports whether a service runs the model or one of its
+// versions, or an unfinished batch task runs one of its versions.
 func (st *store) modelInUse(sm *smodel) bool {
 	for _, s := range st.services {
 		if s.Model == sm.m.IDStr {
 			return true
 		}
-		for _, sv := range sm.versions {
-			if s.Version == sv.v.IDStr {
-				return true
-			}
-		}
 	}
-	return false
+	return slices.ContainsFunc(sm.versions, st.versionInUse)
 }
 
 func (st *store) versionInUse(sv *sversion) bool {
 	for _, s := range st.services {
 		if s.Version == sv.v.IDStr {
+			return true
+		}
+	}
+	for _, t := range st.tasks {
+		if t.Version == sv.v.IDStr && taskActive(t.Status) {
 			return true
 		}
 	}
@@ -193,6 +201,12 @@ func (st *store) v1Order(nameFilter string, types []int, asc bool) []*smodel {
 func (st *store) v2Order() []*smodel {
 	out := slices.DeleteFunc(slices.Clone(st.models), func(sm *smodel) bool { return sm.m.Unlisted })
 	slices.SortFunc(out, func(a, b *smodel) int { return strings.Compare(a.m.IDStr, b.m.IDStr) })
+	return out
+}
+
+func (st *store) tasksByID() []*BatchTask {
+	out := slices.Clone(st.tasks)
+	slices.SortFunc(out, func(a, b *BatchTask) int { return strings.Compare(a.ID, b.ID) })
 	return out
 }
 

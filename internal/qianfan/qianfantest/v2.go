@@ -56,8 +56,9 @@ func (s *Server) v2Delete(kind, key string, body []byte) (any, *Answer) {
 
 // v2Page is one marker page over items sorted by ID: the page starts at the
 // first item whose ID is >= marker, so deleting items between calls
-// neither skips nor repeats any.
-func v2Page[T any](s *Server, body []byte, items []T, id func(T) string) (page []T, info map[string]any, a *Answer) {
+// neither skips nor repeats any. Faults.FailPages may fail it (action names
+// the listing).
+func v2Page[T any](s *Server, action string, body []byte, items []T, id func(T) string) (page []T, info map[string]any, a *Answer) {
 	var req struct {
 		Marker  string `json:"marker"`
 		MaxKeys int    `json:"maxKeys"`
@@ -71,6 +72,10 @@ func v2Page[T any](s *Server, body []byte, items []T, id func(T) string) (page [
 	}
 	maxKeys = min(maxKeys, s.asm.V2MaxKeys)
 	start, _ := slices.BinarySearchFunc(items, req.Marker, func(it T, m string) int { return strings.Compare(id(it), m) })
+	if n := s.faults.FailPages[action]; n > 1 && start >= (n-1)*maxKeys {
+		s.stats.FailedPages++
+		return nil, nil, &Answer{Status: http.StatusInternalServerError, Code: "InternalError", Message: "We encountered an internal error. Please try again."}
+	}
 	end := min(start+maxKeys, len(items))
 	info = map[string]any{"marker": req.Marker, "maxKeys": maxKeys, "isTruncated": end < len(items), "nextMarker": ""}
 	if end < len(items) {
@@ -96,7 +101,7 @@ func (s *Server) v2ModelSets(body []byte) (any, *Answer) {
 	if s.inv == nil {
 		return nil, noInventory(true)
 	}
-	page, info, a := v2Page(s, body, s.inv.v2Order(), func(sm *smodel) string { return sm.m.IDStr })
+	page, info, a := v2Page(s, "DescribeCustomModelSets", body, s.inv.v2Order(), func(sm *smodel) string { return sm.m.IDStr })
 	if a != nil {
 		return nil, a
 	}
@@ -176,11 +181,32 @@ func (s *Server) v2ServiceItem(svc *Service) map[string]any {
 	}
 }
 
+// v2Services lists the services of the protocolVersion asked (absent: 1,
+// as Baidu documents) unless ServicesIgnoreProtocolVersion, in the
+// runStatus asked (absent: all).
 func (s *Server) v2Services(body []byte) (any, *Answer) {
 	if s.inv == nil {
 		return nil, noInventory(true)
 	}
-	page, info, a := v2Page(s, body, s.inv.servicesByID(), func(svc *Service) string { return svc.IDStr })
+	var req struct {
+		ProtocolVersion *int     `json:"protocolVersion"`
+		RunStatus       []string `json:"runStatus"`
+	}
+	if json.Unmarshal(body, &req) != nil {
+		return nil, &v2BadRequest
+	}
+	pv := 1
+	if req.ProtocolVersion != nil {
+		pv = *req.ProtocolVersion
+	}
+	if pv != 1 && pv != 2 {
+		return nil, &v2BadRequest
+	}
+	svcs := slices.DeleteFunc(s.inv.servicesByID(), func(svc *Service) bool {
+		return (!s.asm.ServicesIgnoreProtocolVersion && svc.protocol() != pv) ||
+			(len(req.RunStatus) > 0 && !slices.Contains(req.RunStatus, svc.Status))
+	})
+	page, info, a := v2Page(s, "DescribeServices", body, svcs, func(svc *Service) string { return svc.IDStr })
 	if a != nil {
 		return nil, a
 	}
@@ -193,6 +219,40 @@ func (s *Server) v2Services(body []byte) (any, *Answer) {
 		return info, nil
 	}
 	return map[string]any{s.asm.ServicesListField: list, "pageInfo": info}, nil
+}
+
+// v2BatchTasks serves DescribeBatchInferenceTasks: taskList and pageInfo,
+// filtered by runStatus (absent: all).
+func (s *Server) v2BatchTasks(body []byte) (any, *Answer) {
+	if s.inv == nil {
+		return nil, noInventory(true)
+	}
+	var req struct {
+		RunStatus []string `json:"runStatus"`
+	}
+	if json.Unmarshal(body, &req) != nil {
+		return nil, &v2BadRequest
+	}
+	tasks := slices.DeleteFunc(s.inv.tasksByID(), func(t *BatchTask) bool {
+		return len(req.RunStatus) > 0 && !slices.Contains(req.RunStatus, t.Status)
+	})
+	page, info, a := v2Page(s, "DescribeBatchInferenceTasks", body, tasks, func(t *BatchTask) string { return t.ID })
+	if a != nil {
+		return nil, a
+	}
+	list := []map[string]any{}
+	for _, t := range page {
+		item := map[string]any{
+			"taskId": t.ID, "name": t.Name, "description": "", "modelId": t.Version, "runStatus": t.Status,
+			"endpoint": "", "inferenceParams": map[string]any{}, "createTime": v1Time(t.CreateTime),
+			"inputBosUri": "bos:/fake/input/" + t.ID, "outputBosUri": "bos:/fake/output/" + t.ID,
+		}
+		if t.Status == "Failed" {
+			item["errorCode"], item["errorReason"] = 500, "fake failure"
+		}
+		list = append(list, item)
+	}
+	return map[string]any{"taskList": list, "pageInfo": info}, nil
 }
 
 func (s *Server) v2Service(body []byte) (any, *Answer) {
