@@ -1,4 +1,4 @@
-package main
+package workercmd
 
 import (
 	"context"
@@ -71,18 +71,18 @@ func TestParseFlags(t *testing.T) {
 	}{
 		{name: "default monitor", env: base, wantAddr: monitor.DefaultAddr},
 		{name: "monitor flag", args: []string{"--monitor-addr", "127.0.0.1:9"}, env: base, wantAddr: "127.0.0.1:9", wantExplicit: true},
-		{name: "monitor env", env: with(envMonitorAddr, "127.0.0.1:7"), wantAddr: "127.0.0.1:7", wantExplicit: true},
-		{name: "flag wins over env", args: []string{"--monitor-addr", "127.0.0.1:9"}, env: with(envMonitorAddr, "127.0.0.1:7"), wantAddr: "127.0.0.1:9", wantExplicit: true},
+		{name: "monitor env", env: with("QFPURGE_MONITOR_ADDR", "127.0.0.1:7"), wantAddr: "127.0.0.1:7", wantExplicit: true},
+		{name: "flag wins over env", args: []string{"--monitor-addr", "127.0.0.1:9"}, env: with("QFPURGE_MONITOR_ADDR", "127.0.0.1:7"), wantAddr: "127.0.0.1:9", wantExplicit: true},
 		{name: "monitor off", args: []string{"--monitor-addr", ""}, env: base, wantAddr: "", wantExplicit: true},
 		{name: "no Redis", env: with("REDIS_URL", ""), wantErr: "no Redis: set REDIS_URL"},
 		{name: "embedded on request", args: []string{"--embedded-redis"}, env: with("REDIS_URL", ""), wantAddr: monitor.DefaultAddr},
 		{name: "demo", args: []string{"--demo"}, env: with("REDIS_URL", ""), wantAddr: monitor.DefaultAddr},
 		{name: "Redis URL and embedded", args: []string{"--embedded-redis"}, env: base, wantErr: "exclude each other"},
 		{name: "argument", args: []string{"extra"}, env: base, wantErr: `unexpected argument "extra"`},
-		{name: "log level", env: with(envLogLevel, "loud"), wantErr: `--log-level "loud"`},
-		{name: "monitor hosts env", env: with(envMonitorHosts, " q.example.com , p.example.com,"), wantAddr: monitor.DefaultAddr,
+		{name: "log level", env: with("QFPURGE_LOG_LEVEL", "loud"), wantErr: `--log-level "loud"`},
+		{name: "monitor hosts env", env: with("QFPURGE_MONITOR_HOSTS", " q.example.com , p.example.com,"), wantAddr: monitor.DefaultAddr,
 			wantHosts: []string{"q.example.com", "p.example.com"}},
-		{name: "monitor hosts flag", args: []string{"--monitor-hosts", "f.example.com"}, env: with(envMonitorHosts, "q.example.com"),
+		{name: "monitor hosts flag", args: []string{"--monitor-hosts", "f.example.com"}, env: with("QFPURGE_MONITOR_HOSTS", "q.example.com"),
 			wantAddr: monitor.DefaultAddr, wantHosts: []string{"f.example.com"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -106,8 +106,8 @@ func TestParseFlags(t *testing.T) {
 	}
 }
 
-// TestHelpKeepsSecrets: -h and a mistyped flag print the usage, which must
-// not show the Redis password from the environment.
+// TestHelpKeepsSecrets: -h prints the usage and a mistyped flag one line;
+// neither shows the Redis password from the environment.
 func TestHelpKeepsSecrets(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{"REDIS_URL": "redis://:s3cret-pw@r:6379/0", "QIANFAN_SECRET_KEY": "s3cret-sk"}
@@ -120,8 +120,11 @@ func TestHelpKeepsSecrets(t *testing.T) {
 		if strings.Contains(out.String(), "s3cret") {
 			t.Errorf("%v printed a secret:\n%s", args, out.String())
 		}
-		if !strings.Contains(out.String(), "QIANFAN_ACCESS_KEY") {
+		if args[0] == "-h" && !strings.Contains(out.String(), "QIANFAN_ACCESS_KEY") {
 			t.Errorf("%v: the usage does not name the environment variables:\n%s", args, out.String())
+		}
+		if args[0] != "-h" && out.String() != "worker: unknown flag --no-such-flag (--help lists the flags)\n" {
+			t.Errorf("%v: want one line naming the flag, got:\n%s", args, out.String())
 		}
 	}
 }
@@ -182,4 +185,18 @@ func TestRedisLogsFollowLogFormat(t *testing.T) {
 	if fromRedis == 0 {
 		t.Errorf("no go-redis line in the worker's log:\n%s", logs.String())
 	}
+}
+
+// parseFlags resolves args and the environment as the worker command does,
+// and returns the options it would run with.
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
+	var got options
+	cmd := newCommand(getenv, func(_ context.Context, o options, _ io.Writer) error { got = o; return nil })
+	err := cli.RunIO(context.Background(), cmd, args, nil, stderr, stderr)
+	return got, err
+}
+
+// run is the worker command as the binaries run it.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return cli.RunIO(ctx, New(getenv), args, nil, stdout, stderr)
 }

@@ -1,0 +1,83 @@
+// Package app is the qfpurge command: one binary whose subcommands are the
+// worker, enqueue, dlq, pause and rules commands, version and shell
+// completion. cmd/qfpurge runs it; cmd/worker and cmd/enqueue run two of
+// its subcommands as binaries of their own.
+package app
+
+import (
+	"fmt"
+	"runtime"
+	"runtime/debug"
+
+	"github.com/spf13/cobra"
+
+	"github.com/qfpurge/qfpurge/cmd/internal/dlqcmd"
+	"github.com/qfpurge/qfpurge/cmd/internal/enqueuecmd"
+	"github.com/qfpurge/qfpurge/cmd/internal/pausecmd"
+	"github.com/qfpurge/qfpurge/cmd/internal/rulescmd"
+	"github.com/qfpurge/qfpurge/cmd/internal/workercmd"
+	"github.com/qfpurge/qfpurge/internal/cli"
+)
+
+// New returns the qfpurge command reading the environment through getenv.
+func New(getenv func(string) string) *cobra.Command {
+	root := cli.Group(&cobra.Command{
+		Use:   "qfpurge",
+		Short: "Delete Baidu Qianfan models asynchronously, in bulk, safely",
+		Long: `qfpurge deletes Baidu Qianfan models asynchronously, in bulk, safely: producers
+enqueue deletions into Redis, workers batch them and call Qianfan's signed
+delete endpoints, and what Qianfan refuses for good is dead-lettered.
+
+Every command but version, completion and worker --demo needs REDIS_URL (or
+--redis-url): none guesses a Redis.
+
+Exit status: 0 done, 1 runtime failure, 2 bad usage or input.`,
+	})
+	root.AddCommand(
+		workercmd.New(getenv),
+		enqueuecmd.New(getenv),
+		dlqcmd.New(getenv),
+		pausecmd.New(getenv),
+		rulescmd.New(getenv),
+		versionCommand(),
+	)
+	// Completion scripts for bash, zsh and fish (cobra's); PowerShell too.
+	root.CompletionOptions.HiddenDefaultCmd = false
+	return root
+}
+
+func versionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the module version, the VCS revision and time, and the Go version",
+		Args:  cli.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			_, err := fmt.Fprint(c.OutOrStdout(), Version())
+			return err
+		},
+	}
+}
+
+// Version describes this build: the module version, the VCS revision and
+// its time (and whether the tree had changes), and the Go version.
+func Version() string {
+	v, rev, at, modified := "(devel)", "unknown", "unknown", ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.time":
+				at = s.Value
+			case "vcs.modified":
+				if s.Value == "true" {
+					modified = " (modified)"
+				}
+			}
+		}
+	}
+	return fmt.Sprintf("qfpurge %s\nrevision %s%s\nbuilt from a tree of %s\n%s %s/%s\n", v, rev, modified, at, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
