@@ -6,8 +6,12 @@ package app
 
 import (
 	"fmt"
+	"io"
+	"maps"
 	"runtime"
 	"runtime/debug"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -40,10 +44,36 @@ Exit status: 0 done, 1 runtime failure, 2 bad usage or input.`,
 		pausecmd.New(getenv),
 		rulescmd.New(getenv),
 		versionCommand(),
+		completionCommand(),
 	)
-	// Completion scripts for bash, zsh and fish (cobra's); PowerShell too.
-	root.CompletionOptions.HiddenDefaultCmd = false
 	return root
+}
+
+// completionCommand writes cobra's completion script for a shell.
+func completionCommand() *cobra.Command {
+	gen := map[string]func(root *cobra.Command, w io.Writer) error{
+		"bash":       func(r *cobra.Command, w io.Writer) error { return r.GenBashCompletionV2(w, true) },
+		"zsh":        (*cobra.Command).GenZshCompletion,
+		"fish":       func(r *cobra.Command, w io.Writer) error { return r.GenFishCompletion(w, true) },
+		"powershell": (*cobra.Command).GenPowerShellCompletionWithDesc,
+	}
+	shells := slices.Sorted(maps.Keys(gen))
+	return &cobra.Command{
+		Use:   "completion bash|zsh|fish|powershell",
+		Short: "Print the shell completion script",
+		Long: `Prints the completion script for a shell. To load it:
+  bash   source <(qfpurge completion bash)       (needs bash-completion)
+  zsh    qfpurge completion zsh > "${fpath[1]}/_qfpurge"
+  fish   qfpurge completion fish > ~/.config/fish/completions/qfpurge.fish`,
+		ValidArgs: shells,
+		Args: cli.Args(func(args []string) error {
+			if len(args) != 1 || gen[args[0]] == nil {
+				return fmt.Errorf("completion takes one shell: %s", strings.Join(shells, ", "))
+			}
+			return nil
+		}),
+		RunE: func(c *cobra.Command, args []string) error { return gen[args[0]](c.Root(), c.OutOrStdout()) },
+	}
 }
 
 func versionCommand() *cobra.Command {
