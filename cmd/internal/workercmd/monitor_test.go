@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -199,4 +201,86 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 // run is the worker command as the binaries run it.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	return cli.RunIO(ctx, New(getenv), args, nil, stdout, stderr)
+}
+
+// TestPrintConfig: --print-config prints what the worker would run with,
+// from every source, with the Redis password and the secrets masked, as a
+// config file that --config reads back; it needs no Redis and exits 0.
+func TestPrintConfig(t *testing.T) {
+	t.Parallel()
+	cfg := filepath.Join(t.TempDir(), "worker.yaml")
+	if err := os.WriteFile(cfg, []byte("qps: 3\nconcurrency: 4\nmonitor-hosts: [a.example.com, b.example.com]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"REDIS_URL": "redis://:s3cret-pw@r:6379/0", "QIANFAN_ACCESS_KEY": "ak-visible", "QIANFAN_SECRET_KEY": "s3cret-sk",
+		"QFPURGE_API_TOKENS": "s3cret-token", "QFPURGE_CONCURRENCY": "6", "QFPURGE_BATCH_WAIT": "5s",
+	}
+	getenv := func(k string) string { return env[k] }
+	var out, errb strings.Builder
+	err := run(context.Background(), []string{"--config", cfg, "--print-config", "--max-retry", "2"}, getenv, &out, &errb)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, errb.String())
+	}
+	got := out.String()
+	if strings.Contains(got, "s3cret") {
+		t.Errorf("a secret was printed:\n%s", got)
+	}
+	for _, want := range []string{
+		"qps: 3\n",              // file
+		"concurrency: 6\n",      // environment over file
+		"batch-wait: 5s\n",      // environment
+		"max-retry: 2\n",        // flag
+		"retention: 168h0m0s\n", // default
+		`redis-url: redis://:xxxxx@r:6379/0` + "\n", // REDIS_URL, password masked
+		`monitor-hosts: a.example.com,b.example.com` + "\n",
+		"# QIANFAN_ACCESS_KEY: ak-visible\n", "# QIANFAN_SECRET_KEY: (set, masked)\n", "# QFPURGE_API_TOKENS: (set, masked)\n",
+		"# QFPURGE_MONITOR_TOKEN: (unset)\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("no %q in:\n%s", want, got)
+		}
+	}
+	// Read back with no environment, it gives the same configuration.
+	back := filepath.Join(t.TempDir(), "back.yaml")
+	if err := os.WriteFile(back, []byte(got), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var again strings.Builder
+	if err := run(context.Background(), []string{"--config", back, "--print-config"}, func(string) string { return "" }, &again, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := flagLines(got), flagLines(again.String()); a != b {
+		t.Errorf("read back:\n%s\nwant:\n%s", b, a)
+	}
+	// Without any Redis, --print-config still prints.
+	if err := run(context.Background(), []string{"--print-config"}, func(string) string { return "" }, io.Discard, io.Discard); err != nil {
+		t.Errorf("--print-config without Redis: %v", err)
+	}
+}
+
+// flagLines drops the comment lines of a printed config.
+func flagLines(s string) string {
+	var b strings.Builder
+	for l := range strings.Lines(s) {
+		if !strings.HasPrefix(l, "#") {
+			b.WriteString(l)
+		}
+	}
+	return b.String()
+}
+
+// TestQPSFromEnvironment: QFPURGE_QPS, which .env.example documents,
+// reaches the worker's configuration.
+func TestQPSFromEnvironment(t *testing.T) {
+	t.Parallel()
+	o, err := parseFlags(nil, func(k string) string {
+		return map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0", "QFPURGE_QPS": "25"}[k]
+	}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.worker.QPS != 25 {
+		t.Errorf("QPS %v, want 25 from QFPURGE_QPS", o.worker.QPS)
+	}
 }
