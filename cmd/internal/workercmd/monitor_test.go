@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/qfpurge/qfpurge/internal/cli"
 	"github.com/qfpurge/qfpurge/internal/enqueue"
 	"github.com/qfpurge/qfpurge/internal/modelid"
@@ -282,5 +284,37 @@ func TestQPSFromEnvironment(t *testing.T) {
 	}
 	if o.worker.QPS != 25 {
 		t.Errorf("QPS %v, want 25 from QFPURGE_QPS", o.worker.QPS)
+	}
+}
+
+// TestEveryFlagHasEnvironment: each worker flag but --config and
+// --print-config is read from QFPURGE_<FLAG>.
+func TestEveryFlagHasEnvironment(t *testing.T) {
+	t.Parallel()
+	fs := New(func(string) string { return "" }).Flags()
+	env := map[string]string{}
+	fs.VisitAll(func(f *pflag.Flag) {
+		v := f.DefValue
+		switch {
+		case f.Value.Type() == "bool":
+			v = "true"
+		case v == "":
+			v = "x"
+		}
+		env[cli.EnvName(f.Name)] = v
+	})
+	if err := sources(func(k string) string { return env[k] }).Resolve(fs, ""); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	fs.VisitAll(func(f *pflag.Flag) {
+		n++
+		local := f.Name == "config" || f.Name == "print-config"
+		if f.Changed == local {
+			t.Errorf("--%s: set from %s is %v", f.Name, cli.EnvName(f.Name), f.Changed)
+		}
+	})
+	if n < 30 {
+		t.Errorf("only %d flags", n)
 	}
 }
