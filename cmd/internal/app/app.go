@@ -46,7 +46,25 @@ Exit status: 0 done, 1 runtime failure, 2 bad usage or input.`,
 		versionCommand(),
 		completionCommand(),
 	)
+	root.SetHelpCommand(helpCommand(root))
 	return root
+}
+
+// helpCommand is cobra's help command, except that a command that does not
+// exist is a usage error rather than the root's help.
+func helpCommand(root *cobra.Command) *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [COMMAND]",
+		Short: "Help about any command",
+		RunE: func(c *cobra.Command, args []string) error {
+			target, rest, err := root.Find(args)
+			if err != nil || len(rest) > 0 {
+				return cli.Usagef("no command %q (qfpurge help lists them)", strings.Join(args, " "))
+			}
+			target.SetOut(c.OutOrStdout())
+			return target.Help()
+		},
+	}
 }
 
 // completionCommand writes cobra's completion script for a shell.

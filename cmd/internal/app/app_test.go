@@ -122,6 +122,9 @@ func TestHelp(t *testing.T) {
 			t.Errorf("%q: exit %d, want 0 and %q in:\n%s", tc.args, code, tc.want, out)
 		}
 	}
+	if _, errOut, code := qfpurge(t, nil, "help", "dlq", "nope"); code != 2 || !strings.Contains(errOut, `no command "dlq nope"`) {
+		t.Errorf("help of a command that does not exist: exit %d, %s", code, errOut)
+	}
 	// Without a subcommand: the help on stderr, and a usage error.
 	for _, args := range [][]string{nil, {"dlq"}, {"pause"}, {"rules"}} {
 		out, errOut, code := qfpurge(t, nil, args...)
