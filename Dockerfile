@@ -1,7 +1,10 @@
 # syntax=docker/dockerfile:1
-# qfpurge: static binaries for worker, enqueue, dlq, rules, pause and fakeqianfan in a
-# distroless image that runs as a non-root user. No secrets are baked in:
+# qfpurge: one static binary, qfpurge (worker, enqueue, dlq, pause, rules), in
+# a distroless image that runs as a non-root user. No secrets are baked in:
 # credentials come from the environment at run time (see .env.example).
+#
+#   docker build -t qfpurge .                                   # the image compose runs
+#   docker build --target fakeqianfan -t qfpurge-fakeqianfan .  # the demo's fake Qianfan
 
 FROM golang:1.26 AS build
 WORKDIR /src
@@ -9,14 +12,25 @@ ENV CGO_ENABLED=0
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN go build -trimpath -ldflags="-s -w" -o /out/ ./cmd/worker ./cmd/enqueue ./cmd/dlq ./cmd/rules ./cmd/pause ./cmd/fakeqianfan
+RUN go build -trimpath -ldflags="-s -w" -o /out/ ./cmd/qfpurge
 
-# distroless/static: CA certificates (Qianfan is HTTPS), tzdata, /etc/passwd
-# with the nonroot user (65532), no shell. The worker also embeds tzdata.
-FROM gcr.io/distroless/static-debian12:nonroot
-COPY --from=build /out/ /usr/local/bin/
+# The fake Qianfan is a developer tool: built only for the fakeqianfan target.
+FROM build AS build-fake
+RUN go build -trimpath -ldflags="-s -w" -o /fake/ ./cmd/fakeqianfan
+
+# distroless/static: CA certificates, tzdata, /etc/passwd with the nonroot
+# user (65532), no shell.
+FROM gcr.io/distroless/static-debian12:nonroot AS fakeqianfan
+COPY --from=build-fake /fake/fakeqianfan /usr/local/bin/fakeqianfan
+USER 65532:65532
+CMD ["fakeqianfan"]
+
+# The default target, last: qfpurge alone. CA certificates (Qianfan is
+# HTTPS); the worker also embeds tzdata.
+FROM gcr.io/distroless/static-debian12:nonroot AS qfpurge
+COPY --from=build /out/qfpurge /usr/local/bin/qfpurge
 USER 65532:65532
 # The worker's monitor (asynqmon, /metrics, /healthz, /readyz) when
 # --monitor-addr 0.0.0.0:8080 is given.
 EXPOSE 8080
-CMD ["worker"]
+CMD ["qfpurge", "worker"]

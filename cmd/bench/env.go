@@ -34,7 +34,7 @@ type env struct {
 	self     string // this binary, for the child roles
 	worker   string // built cmd/worker
 	enqueue  string // built cmd/enqueue, when the bulk scenario runs
-	rules    string // built cmd/rules, for the plan scenario
+	rules    string // built cmd/qfpurge, whose rules command the plan scenario runs
 	addrFlag []string
 	// batchWait is given to every worker as --batch-wait.
 	batchWait time.Duration
@@ -75,8 +75,8 @@ func newEnv(ctx context.Context, log io.Writer, keep, withEnqueue, withRules boo
 		}
 	}
 	if withRules {
-		e.rules = filepath.Join(dir, "rules")
-		if err := goBuild(ctx, root, e.rules, "./cmd/rules"); err != nil {
+		e.rules = filepath.Join(dir, "qfpurge")
+		if err := goBuild(ctx, root, e.rules, "./cmd/qfpurge"); err != nil {
 			return nil, err
 		}
 	}

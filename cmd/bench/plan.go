@@ -37,7 +37,7 @@ const planRules = `schedules:
     limit: {count: 100000, share: 100%}
 `
 
-// planRun is one preview through cmd/rules.
+// planRun is one preview through qfpurge rules.
 type planRun struct {
 	Rule    string
 	Wall    time.Duration
@@ -54,7 +54,7 @@ type planResult struct {
 	Runs                       []planRun
 }
 
-// runPlan previews both rules with cmd/rules against the fake holding the
+// runPlan previews both rules with qfpurge rules against the fake holding the
 // account at planQPS, one child process per preview, started through the
 // measure role for its peak RSS. The wall time includes that small wrapper's
 // start.
@@ -78,7 +78,7 @@ func runPlan(ctx context.Context, e *env, sc scale) (planResult, error) {
 		if err != nil {
 			return r, err
 		}
-		cmd := exec.CommandContext(ctx, e.self, e.rules, "--schedule", file, "--qps", strconv.Itoa(planQPS), "--redis-url", e.redis.URL(),
+		cmd := exec.CommandContext(ctx, e.self, e.rules, "rules", "--schedule", file, "--qps", strconv.Itoa(planQPS), "--redis-url", e.redis.URL(),
 			"--qianfan-base-url", f.URL, "preview", rule, "--json", "--summary")
 		cmd.Env = append(os.Environ(), roleEnv+"="+roleMeasure,
 			"QIANFAN_ACCESS_KEY="+qianfantest.DefaultAccessKey, "QIANFAN_SECRET_KEY="+qianfantest.DefaultSecretKey)

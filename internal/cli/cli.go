@@ -1,7 +1,8 @@
 // Package cli is what qfpurge's commands share about being commands: one
 // usage-error type, one mapping from a run's error to an exit status (0
-// done, 1 runtime failure, 2 bad usage or input), one main and one way to
-// open Redis.
+// done, 1 runtime failure, 2 bad usage or input), one main, one way to
+// open Redis (never a guessed one), flags resolved from the environment and
+// a config file, and one-line answers to mistyped flags.
 package cli
 
 import (
@@ -59,10 +60,17 @@ func Main(name string, run func(ctx context.Context) error) {
 	os.Exit(Status(name, err, os.Stderr))
 }
 
+// ErrNoRedis is what a command says when it was given no Redis: a command
+// never guesses one, since a wrong guess would enqueue or purge elsewhere.
+var ErrNoRedis = UsageError{errors.New("no Redis: set REDIS_URL (e.g. REDIS_URL=redis://127.0.0.1:6379/0) or pass --redis-url")}
+
 // ConnectRedis opens Redis for a command and checks that it answers
-// (redisconn.Connect): a malformed URL is a UsageError, an unreachable
-// Redis a runtime failure.
+// (redisconn.Connect): no URL or a malformed one is a UsageError, an
+// unreachable Redis a runtime failure.
 func ConnectRedis(ctx context.Context, rawURL string) (redis.UniversalClient, error) {
+	if rawURL == "" {
+		return nil, ErrNoRedis
+	}
 	rdb, err := redisconn.Connect(ctx, rawURL)
 	if errors.Is(err, redisconn.ErrBadURL) {
 		return nil, Usage(err)

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"testing"
 )
 
@@ -37,6 +38,10 @@ func TestConnectRedis(t *testing.T) {
 	ctx := context.Background()
 	if _, err := ConnectRedis(ctx, "http://127.0.0.1:6379"); Status("cmd", err, io.Discard) != 2 {
 		t.Errorf("a malformed URL: %v, want a usage error", err)
+	}
+	// No URL: never a guessed Redis, but a usage error saying how to give one.
+	if _, err := ConnectRedis(ctx, ""); Status("cmd", err, io.Discard) != 2 || !strings.Contains(err.Error(), "set REDIS_URL") {
+		t.Errorf("no URL: %v, want a usage error naming REDIS_URL", err)
 	}
 	// Port 1 on loopback refuses at once: a runtime failure, not usage.
 	if _, err := ConnectRedis(ctx, "redis://127.0.0.1:1/0"); err == nil || Status("cmd", err, io.Discard) != 1 {

@@ -1,6 +1,6 @@
 // Package deadletter owns qfpurge's dead letters: the entries of the Redis
 // stream Stream, one per ID that Qianfan refused for good or that ran out of
-// retries. It reads, exports, requeues and purges them for cmd/dlq and the
+// retries. It reads, exports, requeues and purges them for qfpurge dlq and the
 // HTTP API, and gives the ledger the one way to append them.
 //
 // Requeuing an entry means: enqueue its ID again, then remove the entry

@@ -5,7 +5,7 @@
 // checks the credentials every interval with a read call and, once it works
 // again, lets one delete call through (the canary) before the whole fleet
 // resumes, so a key that may read but not delete is not retried by every
-// worker at once. An operator can read and lift the pause (cmd/pause).
+// worker at once. An operator can read and lift the pause (qfpurge pause).
 package pause
 
 import (

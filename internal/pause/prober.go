@@ -64,7 +64,7 @@ func (p *Prober) Once(ctx context.Context) {
 	if time.Since(p.lastLog) >= time.Minute {
 		p.cfg.Logger.Error("deletions are paused for the whole fleet; batches wait in the queue, nothing is dead-lettered",
 			"reason", st.Reason, "since", st.Since.UTC().Format(time.RFC3339), "failed_canaries", st.Tries,
-			"lift", "fix the credentials (workers resume by themselves), or: go run ./cmd/pause lift")
+			"lift", "fix the credentials (workers resume by themselves), or: qfpurge pause lift")
 		p.lastLog = time.Now()
 	}
 	ok, err := p.s.rdb.SetNX(ctx, keyProbe, "1", p.cfg.Every-time.Second/2).Result()

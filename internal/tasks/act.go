@@ -107,7 +107,7 @@ func (h *Handler) act(ctx context.Context, b *batch, f Facts) error {
 		return h.presume(ctx, b, f)
 	case ActPaused:
 		h.obs.Retry(b.p.Kind, "paused")
-		return &ThrottleError{Wait: h.cfg.PausePoll, Err: errors.New("deletions are paused for the whole fleet (see cmd/pause status)")}
+		return &ThrottleError{Wait: h.cfg.PausePoll, Err: errors.New("deletions are paused for the whole fleet (see qfpurge pause status)")}
 	default:
 		return fmt.Errorf("no action for %v", a)
 	}
@@ -166,7 +166,7 @@ func (h *Handler) pause(ctx context.Context, b *batch, f Facts) error {
 	case first:
 		h.obs.Fleet("paused")
 		b.log.Error("DELETIONS PAUSED for the whole fleet: Qianfan refused the request for a reason that is not the IDs'; batches stay queued with their retries unspent",
-			"reason", why, "resume", "fix it; a probe resumes the fleet by itself, or: go run ./cmd/pause lift")
+			"reason", why, "resume", "fix it; a probe resumes the fleet by itself, or: qfpurge pause lift")
 		if err := h.ledger.FleetEvent(ctx, "paused", why); err != nil {
 			return err
 		}

@@ -1,40 +1,47 @@
-package main
+package workercmd
 
 import (
-	"errors"
-	"flag"
+	"cmp"
 	"fmt"
 	"io"
 	"log/slog"
 	"strings"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/qfpurge/qfpurge/internal/apimode"
 	"github.com/qfpurge/qfpurge/internal/cli"
 	"github.com/qfpurge/qfpurge/internal/httpapi"
 	"github.com/qfpurge/qfpurge/internal/monitor"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
+	"github.com/qfpurge/qfpurge/internal/redisconn"
 	"github.com/qfpurge/qfpurge/internal/tasks"
 	"github.com/qfpurge/qfpurge/internal/worker"
 )
 
-// Environment variables the worker reads. Credentials come only from the
-// environment, never from flags (which other users can read in ps).
+// Environment variables the worker reads besides its flags' (QFPURGE_<FLAG>).
+// Credentials come only from the environment, never from flags (which other
+// users can read in ps) or the config file.
 const (
 	envRedisURL        = "REDIS_URL"
 	envAccessKey       = "QIANFAN_ACCESS_KEY"
 	envSecretKey       = "QIANFAN_SECRET_KEY"
 	envBaseURL         = "QIANFAN_BASE_URL"
-	envMonitorAddr     = "QFPURGE_MONITOR_ADDR"
 	envMonitorToken    = "QFPURGE_MONITOR_TOKEN"
 	envMonitorUser     = "QFPURGE_MONITOR_USER"
 	envMonitorPassword = "QFPURGE_MONITOR_PASSWORD"
-	envMonitorHosts    = "QFPURGE_MONITOR_HOSTS"
-	envSchedule        = "QFPURGE_SCHEDULE"
-	envQianfanAPI      = "QFPURGE_QIANFAN_API"
-	envLogLevel        = "QFPURGE_LOG_LEVEL"
-	envLogFormat       = "QFPURGE_LOG_FORMAT"
 )
+
+// sources resolve the flags the command line leaves unset: QFPURGE_<FLAG>,
+// the established REDIS_URL and QIANFAN_BASE_URL, then --config.
+func sources(getenv func(string) string) cli.Sources {
+	return cli.Sources{
+		Getenv: getenv,
+		Also:   map[string]string{"redis-url": envRedisURL, "qianfan-base-url": envBaseURL},
+		Local:  []string{"config", "print-config"},
+	}
+}
 
 // options are the command line resolved against the environment.
 type options struct {
@@ -46,91 +53,45 @@ type options struct {
 	logFormat    string
 }
 
-const usageHead = `usage: worker [flags]
+const usageHead = `Runs qfpurge's Asynq workers: batches pending Qianfan model deletions and calls
+Qianfan's signed batchDelete.
 
-Runs qfpurge's Asynq workers: batches pending Qianfan model deletions and calls
-Qianfan's signed batchDelete. Environment (flags override):
+Every flag may also come from the environment as QFPURGE_<FLAG> (upper case,
+dashes as underscores: --batch-size is QFPURGE_BATCH_SIZE) or from --config
+FILE, a YAML mapping of flag names to values. Flags win over the environment,
+the environment over the file, the file over the defaults. Further environment:
   REDIS_URL                 redis://[user:pass@]host:port/db, rediss://, redis+sentinel://, redis+cluster://
+                            (QFPURGE_REDIS_URL wins if both are set)
   QIANFAN_ACCESS_KEY, QIANFAN_SECRET_KEY   required (the secret is never logged)
   QIANFAN_BASE_URL          Qianfan's API root
-  QFPURGE_QIANFAN_API       v1, v2 or auto: which Qianfan API deletes
-  QFPURGE_MONITOR_ADDR      the monitor's address
   QFPURGE_MONITOR_TOKEN, or QFPURGE_MONITOR_USER and QFPURGE_MONITOR_PASSWORD
                             the monitor's credentials (required beyond loopback)
-  QFPURGE_MONITOR_HOSTS     further names the monitor answers to (a proxy's), comma-separated
-  QFPURGE_API_TOKENS        the HTTP API's bearer tokens, comma-separated
-  QFPURGE_SCHEDULE          the schedule file
-  QFPURGE_LOG_LEVEL, QFPURGE_LOG_FORMAT
+  QFPURGE_API_TOKENS        the HTTP API's bearer tokens, comma-separated`
 
-flags:
-`
-
-// parseFlags resolves args and the environment. Problems are cli.UsageErrors.
-func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
-	var o options
-	c := &o.worker
-	c.AccessKey, c.SecretKey = getenv(envAccessKey), getenv(envSecretKey)
-	c.API.Tokens = httpapi.ParseTokens(getenv(httpapi.TokensEnv))
-	c.Monitor.Token, c.Monitor.User, c.Monitor.Password = getenv(envMonitorToken), getenv(envMonitorUser), getenv(envMonitorPassword)
-
-	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usageHead); fs.PrintDefaults() }
-	raw := register(fs, &o)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return o, err
-		}
-		return o, cli.Usage(err)
-	}
-	if fs.NArg() > 0 {
-		return o, cli.Usagef("unexpected argument %q", fs.Arg(0))
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	fromEnv := func(flagName, env string, dst *string) {
-		if !set[flagName] && getenv(env) != "" {
-			*dst = getenv(env)
-		}
-	}
-	fromEnv("redis-url", envRedisURL, &o.redisURL)
-	fromEnv("qianfan-base-url", envBaseURL, &c.BaseURL)
-	fromEnv("monitor-addr", envMonitorAddr, &c.Monitor.Addr)
-	fromEnv("schedule", envSchedule, &c.Schedule)
-	fromEnv("monitor-hosts", envMonitorHosts, &raw.monitorHosts)
-	fromEnv("log-level", envLogLevel, &raw.level)
-	fromEnv("log-format", envLogFormat, &o.logFormat)
-	fromEnv("qianfan-api", envQianfanAPI, &raw.api)
-	for h := range strings.SplitSeq(raw.monitorHosts, ",") {
-		if h = strings.TrimSpace(h); h != "" {
-			c.Monitor.Hosts = append(c.Monitor.Hosts, h)
-		}
-	}
-	c.QianfanAPI = apimode.Mode(raw.api)
-	c.Monitor.Explicit = set["monitor-addr"] || getenv(envMonitorAddr) != ""
-	if err := o.check(raw.level); err != nil {
-		return o, err
-	}
-	c.Logger = newLogger(stderr, o.logFormat, c.LogLevel)
-	return o, nil
+// flags are the worker's flags as parsed: the options, and the values
+// turned into the configuration once every source has had its say.
+type flags struct {
+	o                        options
+	api, monitorHosts, level string
+	configFile               string
+	printConfig              bool
 }
 
-// rawFlags are the flags whose values are turned into the configuration
-// after the environment has had its say.
-type rawFlags struct{ api, monitorHosts, level string }
-
-// register defines the worker's flags on fs, writing into o.
-func register(fs *flag.FlagSet, o *options) *rawFlags {
+// register defines the worker's flags on fs. A flag defined here is also
+// read from QFPURGE_<FLAG> and the config file, and shown by --print-config.
+func (fl *flags) register(fs *pflag.FlagSet) {
+	o := &fl.o
 	c := &o.worker
-	raw := &rawFlags{}
 	// Defaults are shown without the environment's values: REDIS_URL may
 	// carry a password.
-	fs.StringVar(&o.redisURL, "redis-url", "", "Redis URL (env "+envRedisURL+")")
+	fs.StringVar(&fl.configFile, "config", "", "read flags from this YAML `FILE` (keys are flag names)")
+	fs.BoolVar(&fl.printConfig, "print-config", false, "print the resolved configuration (secrets masked) as a config file and exit")
+	fs.StringVar(&o.redisURL, "redis-url", "", "Redis `URL` (env "+envRedisURL+")")
 	fs.BoolVar(&o.embedded, "embedded-redis", false, "without a Redis URL, start an in-memory Redis on --embedded-addr (its queue is lost when the worker stops)")
 	fs.StringVar(&o.embeddedAddr, "embedded-addr", "127.0.0.1:6379", "where the in-memory Redis listens (--demo, --embedded-redis)")
 	fs.BoolVar(&o.demo, "demo", false, "start an in-memory Redis and a fake Qianfan, and enqueue sample IDs (one of them bad) to show batching, retries and a dead letter")
-	fs.StringVar(&c.BaseURL, "qianfan-base-url", "", "Qianfan API base URL (env "+envBaseURL+"; default "+qianfan.DefaultBaseURL+")")
-	fs.StringVar(&raw.api, "qianfan-api", "auto", "which Qianfan API deletes (env "+envQianfanAPI+"): v1 (batchDelete), v2 (one ID per call), or auto (V1 until it is gone, then V2 for the whole fleet)")
+	fs.StringVar(&c.BaseURL, "qianfan-base-url", "", "Qianfan API base `URL` (env "+envBaseURL+"; default "+qianfan.DefaultBaseURL+")")
+	fs.StringVar(&fl.api, "qianfan-api", "auto", "which Qianfan API deletes: v1 (batchDelete), v2 (one ID per call), or auto (V1 until it is gone, then V2 for the whole fleet)")
 	fs.DurationVar(&c.InventoryEvery, "inventory-every", 0, "list the whole account this often (one worker at a time) so int IDs' string forms are known before V2 needs them; 0: only when a lost answer or a rule needs a listing")
 	fs.BoolVar(&c.InventoryVersions, "inventory-versions", false, "with --inventory-every, also read every model's V1 detail (one call per model) to learn version int IDs' string forms")
 	fs.IntVar(&c.Concurrency, "concurrency", 10, "batches processed at once")
@@ -149,19 +110,70 @@ func register(fs *flag.FlagSet, o *options) *rawFlags {
 	fs.DurationVar(&c.VerifyWait, "verify-wait", 2*time.Minute, "longest a batch rejected after a lost answer waits for the queue to go quiet before the account is listed to settle it")
 	fs.StringVar(&c.API.Addr, "api-addr", "", "serve the authenticated HTTP API on this address (e.g. 127.0.0.1:8081); off when empty; needs "+httpapi.TokensEnv)
 	fs.Int64Var(&c.API.MaxBody, "api-max-body", 1<<20, "largest HTTP API request body in bytes; larger bodies answer 413")
-	fs.StringVar(&c.Monitor.Addr, "monitor-addr", monitor.DefaultAddr, "serve asynqmon (/monitoring/), /metrics, /healthz and /readyz here (env "+envMonitorAddr+"); off when empty; "+
+	fs.StringVar(&c.Monitor.Addr, "monitor-addr", monitor.DefaultAddr, "serve asynqmon (/monitoring/), /metrics, /healthz and /readyz here; off when empty; "+
 		"beyond loopback it needs "+envMonitorToken+" or "+envMonitorUser+"/"+envMonitorPassword)
 	fs.BoolVar(&c.Monitor.ReadOnly, "monitor-readonly", false, "asynqmon shows tasks but cannot delete, run or archive them")
-	fs.StringVar(&raw.monitorHosts, "monitor-hosts", "", "further host names the monitor answers to, comma-separated, e.g. a reverse proxy's (env "+envMonitorHosts+"); IP addresses, localhost and this machine's name always work")
-	fs.StringVar(&c.Schedule, "schedule", "", "YAML file of scheduled purges (env "+envSchedule+"); see docs/schedule.md; off when empty")
+	fs.StringVar(&fl.monitorHosts, "monitor-hosts", "", "further host names the monitor answers to, comma-separated, e.g. a reverse proxy's; IP addresses, localhost and this machine's name always work")
+	fs.StringVar(&c.Schedule, "schedule", "", "YAML `FILE` of scheduled purges; see docs/schedule.md; off when empty")
 	fs.DurationVar(&c.ScheduleSync, "schedule-sync", 30*time.Second, "how often the --schedule file is read again for changes")
-	fs.StringVar(&raw.level, "log-level", "info", "debug, info, warn or error (env "+envLogLevel+")")
-	fs.StringVar(&o.logFormat, "log-format", "text", "text or json (env "+envLogFormat+")")
-	return raw
+	fs.StringVar(&fl.level, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	fs.SortFlags = false
+}
+
+// resolve fills what the command line left unset from the environment and
+// the config file, and checks the result. Problems are cli.UsageErrors;
+// requireRedis is false for --print-config, which runs nothing.
+func (fl *flags) resolve(fs *pflag.FlagSet, getenv func(string) string, stderr io.Writer, requireRedis bool) (options, error) {
+	if err := sources(getenv).Resolve(fs, fl.configFile); err != nil {
+		return options{}, err
+	}
+	o := fl.o
+	c := &o.worker
+	c.AccessKey, c.SecretKey = getenv(envAccessKey), getenv(envSecretKey)
+	c.API.Tokens = httpapi.ParseTokens(getenv(httpapi.TokensEnv))
+	c.Monitor.Token, c.Monitor.User, c.Monitor.Password = getenv(envMonitorToken), getenv(envMonitorUser), getenv(envMonitorPassword)
+	c.Monitor.Hosts = nil
+	for h := range strings.SplitSeq(fl.monitorHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			c.Monitor.Hosts = append(c.Monitor.Hosts, h)
+		}
+	}
+	c.QianfanAPI = apimode.Mode(fl.api)
+	c.Monitor.Explicit = fs.Changed("monitor-addr")
+	if err := o.check(fl.level, requireRedis); err != nil {
+		return o, err
+	}
+	c.Logger = newLogger(stderr, o.logFormat, c.LogLevel)
+	return o, nil
+}
+
+// printConfig writes the resolved flags as a config file, with the Redis
+// password masked, and which credentials the environment holds.
+func printConfig(w io.Writer, fs *pflag.FlagSet, getenv func(string) string) error {
+	err := sources(getenv).PrintConfig(w, fs, func(name, v string) string {
+		if name == "redis-url" && v != "" {
+			return redisconn.Redact(v)
+		}
+		return v
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "# from the environment only:")
+	fmt.Fprintf(w, "# %s: %s\n", envAccessKey, cmp.Or(getenv(envAccessKey), "(unset)"))
+	for _, name := range []string{envSecretKey, envMonitorToken, envMonitorUser, envMonitorPassword, httpapi.TokensEnv} {
+		state := "(unset)"
+		if getenv(name) != "" {
+			state = "(set, masked)"
+		}
+		fmt.Fprintf(w, "# %s: %s\n", name, state)
+	}
+	return nil
 }
 
 // check reports every problem of the resolved options at once.
-func (o *options) check(level string) error {
+func (o *options) check(level string, requireRedis bool) error {
 	c := &o.worker
 	var errs []string
 	if err := c.LogLevel.UnmarshalText([]byte(level)); err != nil {
@@ -173,7 +185,7 @@ func (o *options) check(level string) error {
 	if o.redisURL != "" && (o.embedded || o.demo) {
 		errs = append(errs, "a Redis URL and --embedded-redis or --demo exclude each other: the demo runs on its own in-memory Redis")
 	}
-	if o.redisURL == "" && !o.embedded && !o.demo {
+	if requireRedis && o.redisURL == "" && !o.embedded && !o.demo {
 		errs = append(errs, "no Redis: set "+envRedisURL+" (e.g. redis://127.0.0.1:6379/0), or pass --embedded-redis to run on an in-memory Redis whose queue is lost at exit, or --demo")
 	}
 	if len(errs) > 0 {

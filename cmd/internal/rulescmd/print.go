@@ -1,4 +1,4 @@
-package main
+package rulescmd
 
 import (
 	"cmp"
@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/policy"
 	"github.com/qfpurge/qfpurge/internal/schedule"
 )
@@ -74,10 +75,11 @@ func summary(w io.Writer, rec policy.Record) {
 	case rec.Blocked != "" && rec.OverrideLimit && rec.Mode == policy.ModeRun:
 		fmt.Fprintf(w, "OVER THE LIMIT, OVERRIDDEN: %s\n", rec.Blocked)
 	case rec.Blocked != "":
-		fmt.Fprintf(w, "BLOCKED: %s; a run deletes nothing (rules run --override-limit runs it once anyway)\n", rec.Blocked)
+		fmt.Fprintf(w, "BLOCKED: %s; a run deletes nothing (qfpurge rules run --override-limit runs it once anyway)\n", rec.Blocked)
 	}
 	if rec.Status == policy.StatusEnqueued {
-		fmt.Fprintf(w, "enqueued %d deletions in %d batches; follow them with: rules runs show %s\n", t.Delete, rec.Batches, rec.ID)
+		fmt.Fprintf(w, "enqueued %s in %s; follow them with: qfpurge rules runs show %s\n",
+			modelid.Plural(t.Delete, "deletion", "deletions"), modelid.Plural(rec.Batches, "batch", "batches"), rec.ID)
 	}
 }
 

@@ -1,14 +1,15 @@
-package main
+package workercmd
 
 // No Docker engine runs on our machines, so this test reads
 // docker-compose.yml, .env.example and the Dockerfile and checks them against
-// the real binaries: the worker's own flag set and validation (parseFlags,
-// validate), the other commands' -h output and sources.
+// the real binaries: the worker's own flag set and validation (parseFlags),
+// the other commands' -h output and sources.
 
 import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"maps"
 	"net/url"
 	"os"
@@ -28,7 +29,7 @@ import (
 	"github.com/qfpurge/qfpurge/internal/schedule"
 )
 
-const repoRoot = "../.."
+const repoRoot = "../../.."
 
 type composeFile struct {
 	Name     string                    `yaml:"name"`
@@ -168,7 +169,7 @@ func TestCompose(t *testing.T) {
 				t.Fatalf("entrypoint %q: the image's CMD names the binary; use command", svc.Entrypoint)
 			}
 			if len(svc.Command) == 0 {
-				t.Fatal("no command: name the binary (worker, enqueue, dlq, rules, pause or fakeqianfan)")
+				t.Fatal("no command: name the binary (qfpurge or fakeqianfan)")
 			}
 			env := map[string]string{}
 			for k, v := range svc.Environment {
@@ -188,21 +189,29 @@ func TestCompose(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(repoRoot, "cmd", bin, "main.go")); err != nil {
 				t.Fatalf("command %q: no cmd/%s/main.go", bin, bin)
 			}
-			if bin != "worker" {
-				fl := flagsOf[bin]
-				if fl == nil {
-					fl = commandFlags(t, bin)
-					flagsOf[bin] = fl
+			if bin == "qfpurge" && len(args) < 2 {
+				t.Fatal("qfpurge without a subcommand")
+			}
+			if bin != "qfpurge" || args[1] != "worker" {
+				cmdline := args[:1]
+				if bin == "qfpurge" {
+					cmdline = args[:2]
 				}
-				for _, a := range args[1:] {
+				key := strings.Join(cmdline, " ")
+				fl := flagsOf[key]
+				if fl == nil {
+					fl = commandFlags(t, cmdline)
+					flagsOf[key] = fl
+				}
+				for _, a := range args[len(cmdline):] {
 					if f, ok := flagName(a); ok && !fl[f] {
-						t.Errorf("%s has no flag -%s (it has %v)", bin, f, slices.Sorted(maps.Keys(fl)))
+						t.Errorf("%s has no flag -%s (it has %v)", key, f, slices.Sorted(maps.Keys(fl)))
 					}
 				}
 				read := envReadBySource(t, bin)
 				for k := range env {
 					if !read[k] {
-						t.Errorf("%s does not read environment variable %s", bin, k)
+						t.Errorf("%s does not read environment variable %s", key, k)
 					}
 				}
 				return
@@ -212,9 +221,9 @@ func TestCompose(t *testing.T) {
 			read := map[string]bool{}
 			getenv := func(k string) string { read[k] = true; return env[k] }
 			var usage bytes.Buffer
-			o, err := parseFlags(args[1:], getenv, &usage)
+			o, err := parseFlags(args[2:], getenv, &usage)
 			if err != nil {
-				t.Fatalf("worker rejects the compose command %q: %v\n%s", args[1:], err, usage.String())
+				t.Fatalf("worker rejects the compose command %q: %v\n%s", args[2:], err, usage.String())
 			}
 			cfg := o.worker
 			if err := cfg.Validate(); err != nil {
@@ -315,11 +324,13 @@ func hostPath(volumes []string, inContainer string, env map[string]string, used 
 	return "", false
 }
 
-var helpFlagRE = regexp.MustCompile(`(?m)^\s+-([A-Za-z0-9][A-Za-z0-9_-]*)`)
+var helpFlagRE = regexp.MustCompile(`(?m)^\s+(?:-[A-Za-z0-9], )?--?([A-Za-z0-9][A-Za-z0-9_-]*)`)
 
-// commandFlags builds cmd/<bin> and reads its flags from -h.
-func commandFlags(t *testing.T, bin string) map[string]bool {
+// commandFlags builds cmd/<cmdline[0]> and reads the flags of cmdline (a
+// binary and, for qfpurge, its subcommand) from -h.
+func commandFlags(t *testing.T, cmdline []string) map[string]bool {
 	t.Helper()
+	bin := cmdline[0]
 	exe := filepath.Join(t.TempDir(), bin)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -329,7 +340,7 @@ func commandFlags(t *testing.T, bin string) map[string]bool {
 		t.Fatalf("go build ./cmd/%s: %v\n%s", bin, err, out)
 	}
 	var out bytes.Buffer
-	h := exec.CommandContext(ctx, exe, "-h")
+	h := exec.CommandContext(ctx, exe, append(slices.Clone(cmdline[1:]), "-h")...)
 	h.Stdout, h.Stderr = &out, &out
 	_ = h.Run() // flag's -h exits 0 or 2
 	fl := map[string]bool{}
@@ -337,7 +348,7 @@ func commandFlags(t *testing.T, bin string) map[string]bool {
 		fl[m[1]] = true
 	}
 	if len(fl) == 0 {
-		t.Fatalf("%s -h listed no flags:\n%s", bin, out.String())
+		t.Fatalf("%s -h listed no flags:\n%s", strings.Join(cmdline, " "), out.String())
 	}
 	return fl
 }
@@ -379,34 +390,45 @@ func envReadBySource(t *testing.T, bin string) map[string]bool {
 }
 
 // TestDockerfile checks that the Dockerfile builds every command compose
-// runs, from paths that exist, statically, into a non-root image.
+// runs, from paths that exist, statically, into non-root images, and that
+// the default image holds qfpurge alone.
 func TestDockerfile(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join(repoRoot, "Dockerfile"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	df := string(data)
-	var (
-		built     []string
-		finalUser string
-		stages    int
-		from      []string
-	)
+	type stage struct {
+		name, from, user string
+		built, copied    []string // binaries built here; files copied in from other stages
+	}
+	var stages []*stage
+	byName := map[string]*stage{}
 	for line := range strings.Lines(df) {
 		line = strings.TrimSpace(line)
+		f := strings.Fields(line)
 		switch {
 		case strings.HasPrefix(line, "FROM "):
-			stages++
-			from = append(from, strings.Fields(line)[1])
-			finalUser = ""
+			st := &stage{from: f[1]}
+			if len(f) == 4 && strings.EqualFold(f[2], "AS") {
+				st.name = f[3]
+				byName[st.name] = st
+			}
+			if base := byName[st.from]; base != nil {
+				st.built = slices.Clone(base.built)
+			}
+			stages = append(stages, st)
+		case len(stages) == 0:
 		case strings.HasPrefix(line, "USER "):
-			finalUser = strings.TrimSpace(strings.TrimPrefix(line, "USER "))
+			stages[len(stages)-1].user = f[1]
+		case strings.HasPrefix(line, "COPY --from="):
+			stages[len(stages)-1].copied = append(stages[len(stages)-1].copied, path.Base(f[len(f)-2]))
 		case strings.HasPrefix(line, "RUN ") && strings.Contains(line, "go build"):
-			for _, f := range strings.Fields(line) {
-				if strings.HasPrefix(f, "./cmd/") {
-					built = append(built, path.Base(f))
-					if _, err := os.Stat(filepath.Join(repoRoot, f, "main.go")); err != nil {
-						t.Errorf("Dockerfile builds %s, which has no main.go", f)
+			for _, a := range f {
+				if strings.HasPrefix(a, "./cmd/") {
+					stages[len(stages)-1].built = append(stages[len(stages)-1].built, path.Base(a))
+					if _, err := os.Stat(filepath.Join(repoRoot, a, "main.go")); err != nil {
+						t.Errorf("Dockerfile builds %s, which has no main.go", a)
 					}
 				}
 			}
@@ -419,22 +441,42 @@ func TestDockerfile(t *testing.T) {
 			}
 		}
 	}
-	if stages < 2 || !strings.HasPrefix(from[0], "golang:1.26") {
-		t.Errorf("want a multi-stage build from golang:1.26, got FROM %v", from)
+	if len(stages) < 2 || !strings.HasPrefix(stages[0].from, "golang:1.26") {
+		t.Fatalf("want a multi-stage build from golang:1.26, got %d stages", len(stages))
 	}
 	if !strings.Contains(df, "CGO_ENABLED=0") {
 		t.Error("Dockerfile does not set CGO_ENABLED=0 (static binaries)")
 	}
-	if final := from[len(from)-1]; !strings.Contains(final, "distroless/static") && final != "scratch" {
-		t.Errorf("final image %s, want distroless/static or scratch", final)
+	// image checks a stage that compose runs: distroless or scratch, non-root,
+	// holding exactly the binaries it was copied.
+	image := func(st *stage) {
+		if !strings.Contains(st.from, "distroless/static") && st.from != "scratch" {
+			t.Errorf("stage %s from %s, want distroless/static or scratch", st.name, st.from)
+		}
+		if u, _, _ := strings.Cut(st.user, ":"); u == "" || u == "root" || u == "0" {
+			t.Errorf("stage %s: USER %q, want a non-root user", st.name, st.user)
+		}
 	}
-	if u, _, _ := strings.Cut(finalUser, ":"); u == "" || u == "root" || u == "0" {
-		t.Errorf("final stage USER %q, want a non-root user", finalUser)
+	final := stages[len(stages)-1]
+	image(final)
+	if !slices.Equal(final.copied, []string{"qfpurge"}) {
+		t.Errorf("the default image holds %v, want qfpurge alone", final.copied)
 	}
 	c := loadCompose(t)
 	for name, svc := range c.Services {
-		if svc.ours() && len(svc.Command) > 0 && !slices.Contains(built, svc.Command[0]) {
-			t.Errorf("service %s runs %s, which the Dockerfile does not build (%v)", name, svc.Command[0], built)
+		if !svc.ours() || len(svc.Command) == 0 {
+			continue
+		}
+		st := final
+		if b, ok := svc.Build.(map[string]any); ok && b["target"] != nil {
+			if st = byName[fmt.Sprint(b["target"])]; st == nil {
+				t.Errorf("service %s builds target %v, which the Dockerfile lacks", name, b["target"])
+				continue
+			}
+			image(st)
+		}
+		if !slices.Contains(st.copied, svc.Command[0]) {
+			t.Errorf("service %s runs %s, which its image does not hold (%v)", name, svc.Command[0], st.copied)
 		}
 	}
 	// The build context must not carry local secrets into the image.

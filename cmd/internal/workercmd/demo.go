@@ -1,4 +1,4 @@
-package main
+package workercmd
 
 import (
 	"context"
@@ -98,7 +98,7 @@ func (d *demoEnv) Run(ctx context.Context, w *worker.Worker, rdb redis.Universal
 	for _, dl := range dls {
 		fmt.Fprintf(out, "demo: dead letter: %s %s: %s\n", dl.Kind, dl.ID, dl.Reason())
 	}
-	fmt.Fprintf(out, "demo: done. In another terminal, while this runs: REDIS_URL=redis://%s go run ./cmd/dlq list. Stop with Ctrl-C.\n", redisAddr)
+	fmt.Fprintf(out, "demo: done. In another terminal, while this runs: REDIS_URL=redis://%s go run ./cmd/qfpurge dlq list. Stop with Ctrl-C.\n", redisAddr)
 }
 
 // countList renders counts by outcome as "ok 6, 500001 6, 503 5", most first.

@@ -1,5 +1,6 @@
-// Command dlq reads and acts on qfpurge's dead letters: the IDs Qianfan
-// refused for good (e.g. "500001 param invalid") or that ran out of retries.
+// Package dlqcmd is the dlq command (qfpurge dlq): it reads and acts on
+// qfpurge's dead letters, the IDs Qianfan refused for good (e.g. "500001
+// param invalid") or that ran out of retries.
 //
 //	dlq list [--json] [--limit N] [--after ENTRY]   show dead letters, oldest first
 //	dlq count                                      how many there are
@@ -12,14 +13,13 @@
 // asynq CLI), whose archive keeps only the newest 10,000 per queue.
 //
 // Exit status: 0 success, 1 runtime failure, 2 usage.
-package main
+package dlqcmd
 
 import (
 	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -29,40 +29,19 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
 
 	"github.com/qfpurge/qfpurge/internal/cli"
 	"github.com/qfpurge/qfpurge/internal/deadletter"
 	"github.com/qfpurge/qfpurge/internal/enqueue"
 	"github.com/qfpurge/qfpurge/internal/modelid"
-	"github.com/qfpurge/qfpurge/internal/redisconn"
 	"github.com/qfpurge/qfpurge/internal/tasks"
 )
-
-func main() {
-	// go-redis logs every failed dial; the error returned says it once.
-	redisconn.Silence()
-	cli.Main("dlq", func(ctx context.Context) error {
-		return run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
-	})
-}
-
-const usage = `usage: dlq [--redis-url URL] COMMAND [flags]
-
-Environment: REDIS_URL (default redis://127.0.0.1:6379).
-
-commands:
-  list     show dead letters, oldest first (--json, --limit N, --after ENTRY)
-  count    print how many dead letters there are
-  export   write every dead letter as JSON lines (-o FILE, default stdout)
-  requeue  enqueue dead IDs again and remove their entries (--all or ENTRY...)
-  purge    remove entries without requeuing (--all --yes, or ENTRY...)`
 
 // options are the command line.
 type options struct {
 	redisURL  string
 	batchSize int
-	cmd       string
-	args      []string
 	asJSON    bool
 	limit     int64
 	after     string
@@ -70,97 +49,91 @@ type options struct {
 	all, yes  bool
 }
 
-func parse(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
+// New returns the dlq command reading the environment through getenv.
+func New(getenv func(string) string) *cobra.Command {
 	var o options
-	fs := flag.NewFlagSet("dlq", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprintln(stderr, usage+"\n\nflags:"); fs.PrintDefaults() }
+	cmd := cli.Group(&cobra.Command{
+		Use:   "dlq COMMAND",
+		Short: "List, export, requeue and purge dead letters",
+		Long: `Reads and acts on qfpurge's dead letters: the IDs Qianfan refused for good
+(e.g. "500001 param invalid") or that ran out of retries. They live in the
+Redis stream qfpurge:deadletters, which has no cap.
+
+Environment: REDIS_URL, required unless --redis-url is given.`,
+	})
+	pf := cmd.PersistentFlags()
 	// Shown without REDIS_URL's value: it may carry a password.
-	fs.StringVar(&o.redisURL, "redis-url", "", "Redis `URL` (default $REDIS_URL, else redis://127.0.0.1:6379)")
-	fs.IntVar(&o.batchSize, "batch-size", tasks.DefaultBatchSize, "batch size for requeued IDs; keep equal to the workers'")
-	if err := fs.Parse(args); err != nil {
-		return o, usageOrHelp(err)
-	}
-	o.redisURL = cmp.Or(o.redisURL, getenv("REDIS_URL"), "redis://127.0.0.1:6379")
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return o, cli.Usagef("no command given")
-	}
-	o.cmd = fs.Arg(0)
-	switch o.cmd {
-	case "list", "count", "export", "requeue", "purge":
-	default:
-		return o, cli.Usagef("unknown command %q\n%s", o.cmd, usage)
-	}
-	sub := flag.NewFlagSet("dlq "+o.cmd, flag.ContinueOnError)
-	sub.SetOutput(stderr)
-	sub.BoolVar(&o.asJSON, "json", false, "print JSON")
-	sub.Int64Var(&o.limit, "limit", 100, "list at most this many")
-	sub.StringVar(&o.after, "after", "", "list entries after this entry ID")
-	sub.StringVar(&o.out, "o", "", "export to this `FILE` instead of stdout")
-	sub.BoolVar(&o.all, "all", false, "act on every dead letter")
-	sub.BoolVar(&o.yes, "yes", false, "confirm purging every dead letter")
-	if err := sub.Parse(fs.Args()[1:]); err != nil {
-		return o, usageOrHelp(err)
-	}
-	if o.limit < 1 {
-		return o, cli.Usagef("--limit must be at least 1")
-	}
-	o.args = sub.Args()
-	return o, nil
-}
+	pf.StringVar(&o.redisURL, "redis-url", "", "Redis `URL` (default $REDIS_URL)")
+	pf.IntVar(&o.batchSize, "batch-size", tasks.DefaultBatchSize, "batch size for requeued IDs; keep equal to the workers'")
 
-func usageOrHelp(err error) error {
-	if errors.Is(err, flag.ErrHelp) {
-		return err
+	// sub adds a subcommand whose action gets the opened store.
+	sub := func(use, short string, args cobra.PositionalArgs, act func(ctx context.Context, c *cobra.Command, rdb redis.UniversalClient, args []string) error) *cobra.Command {
+		c := &cobra.Command{Use: use, Short: short, Args: args, RunE: func(c *cobra.Command, args []string) error {
+			if o.limit < 1 {
+				return cli.Usagef("--limit must be at least 1")
+			}
+			rdb, err := cli.ConnectRedis(c.Context(), cmp.Or(o.redisURL, getenv("REDIS_URL")))
+			if err != nil {
+				return err
+			}
+			defer rdb.Close()
+			return act(c.Context(), c, rdb, args)
+		}}
+		cmd.AddCommand(c)
+		return c
 	}
-	return cli.Usage(err)
-}
-
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	o, err := parse(args, getenv, stderr)
-	if err != nil {
-		return err
-	}
-	rdb, err := cli.ConnectRedis(ctx, o.redisURL)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	store := deadletter.NewStore(rdb)
-	switch o.cmd {
-	case "count":
-		n, err := store.Count(ctx)
-		if err == nil {
-			fmt.Fprintln(stdout, n)
-		}
-		return err
-	case "list":
+	list := sub("list", "Show dead letters, oldest first", cli.NoArgs, func(ctx context.Context, c *cobra.Command, rdb redis.UniversalClient, _ []string) error {
+		store := deadletter.NewStore(rdb)
 		dls, err := store.List(ctx, o.after, o.limit)
 		if err != nil {
 			return err
 		}
-		return list(ctx, stdout, store, dls, o.asJSON)
-	case "export":
-		return export(ctx, store, o.out, stdout, stderr)
-	}
-	entries, err := pick(ctx, store, o.args, o.all)
-	if err != nil {
+		return listEntries(ctx, c.OutOrStdout(), store, dls, o.asJSON)
+	})
+	list.Flags().BoolVar(&o.asJSON, "json", false, "print JSON")
+	list.Flags().Int64Var(&o.limit, "limit", 100, "list at most this many")
+	list.Flags().StringVar(&o.after, "after", "", "list entries after this `ENTRY` ID")
+	sub("count", "Print how many dead letters there are", cli.NoArgs, func(ctx context.Context, c *cobra.Command, rdb redis.UniversalClient, _ []string) error {
+		n, err := deadletter.NewStore(rdb).Count(ctx)
+		if err == nil {
+			fmt.Fprintln(c.OutOrStdout(), n)
+		}
 		return err
+	})
+	export := sub("export", "Write every dead letter as JSON lines", cli.NoArgs, func(ctx context.Context, c *cobra.Command, rdb redis.UniversalClient, _ []string) error {
+		return exportEntries(ctx, deadletter.NewStore(rdb), o.out, c.OutOrStdout(), c.ErrOrStderr())
+	})
+	export.Flags().StringVarP(&o.out, "output", "o", "", "export to this `FILE` instead of stdout")
+	act := func(purging bool) func(ctx context.Context, c *cobra.Command, rdb redis.UniversalClient, args []string) error {
+		return func(ctx context.Context, c *cobra.Command, rdb redis.UniversalClient, args []string) error {
+			store := deadletter.NewStore(rdb)
+			entries, err := pick(ctx, store, args, o.all)
+			if err != nil {
+				return err
+			}
+			if len(entries) == 0 {
+				fmt.Fprintln(c.OutOrStdout(), "no dead letters")
+				return nil
+			}
+			insp := asynq.NewInspectorFromRedisClient(rdb)
+			if purging {
+				return purge(ctx, store, insp, entries, o, c.OutOrStdout())
+			}
+			return requeue(ctx, rdb, store, insp, entries, o, c.OutOrStdout())
+		}
 	}
-	if len(entries) == 0 {
-		fmt.Fprintln(stdout, "no dead letters")
-		return nil
-	}
-	insp := asynq.NewInspectorFromRedisClient(rdb)
-	if o.cmd == "purge" {
-		return purge(ctx, store, insp, entries, o, stdout)
-	}
-	return requeue(ctx, rdb, store, insp, entries, o, stdout)
+	requeueCmd := sub("requeue (--all | ENTRY...)", "Enqueue dead IDs again and remove their entries", cobra.ArbitraryArgs, act(false))
+	requeueCmd.Flags().BoolVar(&o.all, "all", false, "requeue every dead letter")
+	requeueCmd.Flags().BoolVar(&o.asJSON, "json", false, "print JSON")
+	purgeCmd := sub("purge (--all --yes | ENTRY...)", "Remove entries without requeuing", cobra.ArbitraryArgs, act(true))
+	purgeCmd.Flags().BoolVar(&o.all, "all", false, "purge every dead letter")
+	purgeCmd.Flags().BoolVar(&o.yes, "yes", false, "confirm purging every dead letter")
+	purgeCmd.Flags().BoolVar(&o.asJSON, "json", false, "print JSON")
+	return cmd
 }
 
 // export writes every dead letter as JSON lines to file (stdout when empty).
-func export(ctx context.Context, store *deadletter.Store, file string, stdout, stderr io.Writer) error {
+func exportEntries(ctx context.Context, store *deadletter.Store, file string, stdout, stderr io.Writer) error {
 	w := stdout
 	if file != "" {
 		f, err := os.Create(file)
@@ -216,7 +189,7 @@ func pick(ctx context.Context, store *deadletter.Store, ids []string, all bool) 
 	case all:
 		return store.All(ctx, 1000)
 	case len(ids) == 0:
-		return nil, cli.Usage(errors.New("name entry IDs (from dlq list) or --all"))
+		return nil, cli.Usage(errors.New("name entry IDs (from qfpurge dlq list) or --all"))
 	}
 	found, missing, err := store.Get(ctx, ids)
 	if err != nil {
@@ -228,7 +201,7 @@ func pick(ctx context.Context, store *deadletter.Store, ids []string, all bool) 
 	return found, nil
 }
 
-func list(ctx context.Context, w io.Writer, store *deadletter.Store, dls []deadletter.Entry, asJSON bool) error {
+func listEntries(ctx context.Context, w io.Writer, store *deadletter.Store, dls []deadletter.Entry, asJSON bool) error {
 	if asJSON {
 		if dls == nil {
 			dls = []deadletter.Entry{}
@@ -254,7 +227,7 @@ func list(ctx context.Context, w io.Writer, store *deadletter.Store, dls []deadl
 		return err
 	}
 	if int64(len(dls)) < total {
-		fmt.Fprintf(w, "showing %d of %d; next page: dlq list --after %s\n", len(dls), total, dls[len(dls)-1].EntryID)
+		fmt.Fprintf(w, "showing %d of %d; next page: qfpurge dlq list --after %s\n", len(dls), total, dls[len(dls)-1].EntryID)
 	}
 	return nil
 }

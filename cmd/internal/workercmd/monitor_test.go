@@ -1,13 +1,17 @@
-package main
+package workercmd
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/qfpurge/qfpurge/internal/cli"
 	"github.com/qfpurge/qfpurge/internal/enqueue"
@@ -71,18 +75,18 @@ func TestParseFlags(t *testing.T) {
 	}{
 		{name: "default monitor", env: base, wantAddr: monitor.DefaultAddr},
 		{name: "monitor flag", args: []string{"--monitor-addr", "127.0.0.1:9"}, env: base, wantAddr: "127.0.0.1:9", wantExplicit: true},
-		{name: "monitor env", env: with(envMonitorAddr, "127.0.0.1:7"), wantAddr: "127.0.0.1:7", wantExplicit: true},
-		{name: "flag wins over env", args: []string{"--monitor-addr", "127.0.0.1:9"}, env: with(envMonitorAddr, "127.0.0.1:7"), wantAddr: "127.0.0.1:9", wantExplicit: true},
+		{name: "monitor env", env: with("QFPURGE_MONITOR_ADDR", "127.0.0.1:7"), wantAddr: "127.0.0.1:7", wantExplicit: true},
+		{name: "flag wins over env", args: []string{"--monitor-addr", "127.0.0.1:9"}, env: with("QFPURGE_MONITOR_ADDR", "127.0.0.1:7"), wantAddr: "127.0.0.1:9", wantExplicit: true},
 		{name: "monitor off", args: []string{"--monitor-addr", ""}, env: base, wantAddr: "", wantExplicit: true},
 		{name: "no Redis", env: with("REDIS_URL", ""), wantErr: "no Redis: set REDIS_URL"},
 		{name: "embedded on request", args: []string{"--embedded-redis"}, env: with("REDIS_URL", ""), wantAddr: monitor.DefaultAddr},
 		{name: "demo", args: []string{"--demo"}, env: with("REDIS_URL", ""), wantAddr: monitor.DefaultAddr},
 		{name: "Redis URL and embedded", args: []string{"--embedded-redis"}, env: base, wantErr: "exclude each other"},
 		{name: "argument", args: []string{"extra"}, env: base, wantErr: `unexpected argument "extra"`},
-		{name: "log level", env: with(envLogLevel, "loud"), wantErr: `--log-level "loud"`},
-		{name: "monitor hosts env", env: with(envMonitorHosts, " q.example.com , p.example.com,"), wantAddr: monitor.DefaultAddr,
+		{name: "log level", env: with("QFPURGE_LOG_LEVEL", "loud"), wantErr: `--log-level "loud"`},
+		{name: "monitor hosts env", env: with("QFPURGE_MONITOR_HOSTS", " q.example.com , p.example.com,"), wantAddr: monitor.DefaultAddr,
 			wantHosts: []string{"q.example.com", "p.example.com"}},
-		{name: "monitor hosts flag", args: []string{"--monitor-hosts", "f.example.com"}, env: with(envMonitorHosts, "q.example.com"),
+		{name: "monitor hosts flag", args: []string{"--monitor-hosts", "f.example.com"}, env: with("QFPURGE_MONITOR_HOSTS", "q.example.com"),
 			wantAddr: monitor.DefaultAddr, wantHosts: []string{"f.example.com"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -106,8 +110,8 @@ func TestParseFlags(t *testing.T) {
 	}
 }
 
-// TestHelpKeepsSecrets: -h and a mistyped flag print the usage, which must
-// not show the Redis password from the environment.
+// TestHelpKeepsSecrets: -h prints the usage and a mistyped flag one line;
+// neither shows the Redis password from the environment.
 func TestHelpKeepsSecrets(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{"REDIS_URL": "redis://:s3cret-pw@r:6379/0", "QIANFAN_SECRET_KEY": "s3cret-sk"}
@@ -120,8 +124,11 @@ func TestHelpKeepsSecrets(t *testing.T) {
 		if strings.Contains(out.String(), "s3cret") {
 			t.Errorf("%v printed a secret:\n%s", args, out.String())
 		}
-		if !strings.Contains(out.String(), "QIANFAN_ACCESS_KEY") {
+		if args[0] == "-h" && !strings.Contains(out.String(), "QIANFAN_ACCESS_KEY") {
 			t.Errorf("%v: the usage does not name the environment variables:\n%s", args, out.String())
+		}
+		if args[0] != "-h" && out.String() != "worker: unknown flag --no-such-flag (--help lists the flags)\n" {
+			t.Errorf("%v: want one line naming the flag, got:\n%s", args, out.String())
 		}
 	}
 }
@@ -181,5 +188,133 @@ func TestRedisLogsFollowLogFormat(t *testing.T) {
 	}
 	if fromRedis == 0 {
 		t.Errorf("no go-redis line in the worker's log:\n%s", logs.String())
+	}
+}
+
+// parseFlags resolves args and the environment as the worker command does,
+// and returns the options it would run with.
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
+	var got options
+	cmd := newCommand(getenv, func(_ context.Context, o options, _ io.Writer) error { got = o; return nil })
+	err := cli.RunIO(context.Background(), cmd, args, nil, stderr, stderr)
+	return got, err
+}
+
+// run is the worker command as the binaries run it.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return cli.RunIO(ctx, New(getenv), args, nil, stdout, stderr)
+}
+
+// TestPrintConfig: --print-config prints what the worker would run with,
+// from every source, with the Redis password and the secrets masked, as a
+// config file that --config reads back; it needs no Redis and exits 0.
+func TestPrintConfig(t *testing.T) {
+	t.Parallel()
+	cfg := filepath.Join(t.TempDir(), "worker.yaml")
+	if err := os.WriteFile(cfg, []byte("qps: 3\nconcurrency: 4\nmonitor-hosts: [a.example.com, b.example.com]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"REDIS_URL": "redis://:s3cret-pw@r:6379/0", "QIANFAN_ACCESS_KEY": "ak-visible", "QIANFAN_SECRET_KEY": "s3cret-sk",
+		"QFPURGE_API_TOKENS": "s3cret-token", "QFPURGE_CONCURRENCY": "6", "QFPURGE_BATCH_WAIT": "5s",
+	}
+	getenv := func(k string) string { return env[k] }
+	var out, errb strings.Builder
+	err := run(context.Background(), []string{"--config", cfg, "--print-config", "--max-retry", "2"}, getenv, &out, &errb)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, errb.String())
+	}
+	got := out.String()
+	if strings.Contains(got, "s3cret") {
+		t.Errorf("a secret was printed:\n%s", got)
+	}
+	for _, want := range []string{
+		"qps: 3\n",              // file
+		"concurrency: 6\n",      // environment over file
+		"batch-wait: 5s\n",      // environment
+		"max-retry: 2\n",        // flag
+		"retention: 168h0m0s\n", // default
+		`redis-url: redis://:xxxxx@r:6379/0` + "\n", // REDIS_URL, password masked
+		`monitor-hosts: a.example.com,b.example.com` + "\n",
+		"# QIANFAN_ACCESS_KEY: ak-visible\n", "# QIANFAN_SECRET_KEY: (set, masked)\n", "# QFPURGE_API_TOKENS: (set, masked)\n",
+		"# QFPURGE_MONITOR_TOKEN: (unset)\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("no %q in:\n%s", want, got)
+		}
+	}
+	// Read back with no environment, it gives the same configuration.
+	back := filepath.Join(t.TempDir(), "back.yaml")
+	if err := os.WriteFile(back, []byte(got), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var again strings.Builder
+	if err := run(context.Background(), []string{"--config", back, "--print-config"}, func(string) string { return "" }, &again, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := flagLines(got), flagLines(again.String()); a != b {
+		t.Errorf("read back:\n%s\nwant:\n%s", b, a)
+	}
+	// Without any Redis, --print-config still prints.
+	if err := run(context.Background(), []string{"--print-config"}, func(string) string { return "" }, io.Discard, io.Discard); err != nil {
+		t.Errorf("--print-config without Redis: %v", err)
+	}
+}
+
+// flagLines drops the comment lines of a printed config.
+func flagLines(s string) string {
+	var b strings.Builder
+	for l := range strings.Lines(s) {
+		if !strings.HasPrefix(l, "#") {
+			b.WriteString(l)
+		}
+	}
+	return b.String()
+}
+
+// TestQPSFromEnvironment: QFPURGE_QPS, which .env.example documents,
+// reaches the worker's configuration.
+func TestQPSFromEnvironment(t *testing.T) {
+	t.Parallel()
+	o, err := parseFlags(nil, func(k string) string {
+		return map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0", "QFPURGE_QPS": "25"}[k]
+	}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.worker.QPS != 25 {
+		t.Errorf("QPS %v, want 25 from QFPURGE_QPS", o.worker.QPS)
+	}
+}
+
+// TestEveryFlagHasEnvironment: each worker flag but --config and
+// --print-config is read from QFPURGE_<FLAG>.
+func TestEveryFlagHasEnvironment(t *testing.T) {
+	t.Parallel()
+	fs := New(func(string) string { return "" }).Flags()
+	env := map[string]string{}
+	fs.VisitAll(func(f *pflag.Flag) {
+		v := f.DefValue
+		switch {
+		case f.Value.Type() == "bool":
+			v = "true"
+		case v == "":
+			v = "x"
+		}
+		env[cli.EnvName(f.Name)] = v
+	})
+	if err := sources(func(k string) string { return env[k] }).Resolve(fs, ""); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	fs.VisitAll(func(f *pflag.Flag) {
+		n++
+		local := f.Name == "config" || f.Name == "print-config"
+		if f.Changed == local {
+			t.Errorf("--%s: set from %s is %v", f.Name, cli.EnvName(f.Name), f.Changed)
+		}
+	})
+	if n < 30 {
+		t.Errorf("only %d flags", n)
 	}
 }

@@ -1,10 +1,11 @@
-package main
+package rulescmd
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -166,7 +167,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--schedule", bad, "list"}, `:5: rule "r": delete #1: older_than: bad age "3"`},
 		{[]string{"--schedule", "", "list"}, "no schedule file"},
 		{[]string{"runs", "show", "../x"}, "bad run ID"},
-		{[]string{"run", "r", "--overide-limit"}, "flag provided but not defined"},
+		{[]string{"run", "r", "--overide-limit"}, "unknown flag --overide-limit; did you mean --override-limit?"},
 	} {
 		out, err := rules(tt.args...)
 		if exitStatus(err) != 2 || !strings.Contains(err.Error()+out, tt.want) {
@@ -185,7 +186,7 @@ func TestDocExamples(t *testing.T) {
 	t.Parallel()
 	var docs []string
 	for _, f := range []string{"docs/rules.md", "README.md", "docs/schedule.md"} {
-		raw, err := os.ReadFile("../../" + f)
+		raw, err := os.ReadFile("../../../" + f)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -195,7 +196,7 @@ func TestDocExamples(t *testing.T) {
 			}
 		}
 	}
-	file, err := os.ReadFile("../../examples/rules.yaml")
+	file, err := os.ReadFile("../../../examples/rules.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,4 +252,9 @@ func TestProgressLines(t *testing.T) {
 	if buf.Len() != 0 {
 		t.Errorf("no details, yet: %q", buf.String())
 	}
+}
+
+// run is the command as qfpurge runs it, with the given environment.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return cli.RunIO(ctx, New(getenv), args, nil, stdout, stderr)
 }

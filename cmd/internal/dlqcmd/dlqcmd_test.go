@@ -1,10 +1,11 @@
-package main
+package dlqcmd
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 
@@ -121,4 +122,9 @@ func TestUsageHidesRedisURL(t *testing.T) {
 			t.Errorf("%q printed the password:\n%s", tc.args, out.String())
 		}
 	}
+}
+
+// run is the command as qfpurge runs it, with the given environment.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return cli.RunIO(ctx, New(getenv), args, nil, stdout, stderr)
 }

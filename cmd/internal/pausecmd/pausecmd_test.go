@@ -1,8 +1,9 @@
-package main
+package pausecmd
 
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"strings"
 	"testing"
 
@@ -57,4 +58,9 @@ func TestPauseCommands(t *testing.T) {
 			t.Errorf("%q: exit %d, want 2", args, code)
 		}
 	}
+}
+
+// run is the command as qfpurge runs it, with the given environment.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return cli.RunIO(ctx, New(getenv), args, nil, stdout, stderr)
 }

@@ -1,9 +1,10 @@
-package main
+package enqueuecmd
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -241,7 +242,8 @@ func TestEnqueueCommand(t *testing.T) {
 			t.Errorf("output %q", r.stdout)
 		}
 		r = enqueue(t, srv.URL(), in.String(), "-f", "-", "--key", "bulk")
-		if !strings.Contains(r.stdout, "3 tasks already enqueued under this key") || size() != 3 {
+		if !strings.HasPrefix(r.stdout, `nothing enqueued: key "bulk" was used before (3 tasks already enqueued under this key)`) ||
+			strings.Contains(r.stdout, "enqueued 250") || size() != 3 {
 			t.Errorf("repeat: %q, %d tasks", r.stdout, size())
 		}
 	})
@@ -278,22 +280,27 @@ func TestEnqueueCommand(t *testing.T) {
 	})
 }
 
-// TestUsageHidesRedisURL: -h and flag mistakes print the usage, never
-// REDIS_URL's value; -h exits 0.
+// TestUsageHidesRedisURL: -h prints the usage, a mistyped flag one line
+// naming the nearest flag, and neither REDIS_URL's value; -h exits 0.
 func TestUsageHidesRedisURL(t *testing.T) {
 	t.Parallel()
 	const secret = "s3cret-pa55"
 	for _, tc := range []struct {
 		args []string
 		code int
-	}{{[]string{"-h"}, 0}, {[]string{"--help"}, 0}, {[]string{"--kindd", "model", "1"}, 2}} {
+		want string
+	}{{[]string{"-h"}, 0, "--redis-url URL"}, {[]string{"--help"}, 0, "--redis-url URL"},
+		{[]string{"--kindd", "model", "1"}, 2, "enqueue: unknown flag --kindd; did you mean --kind?\n"}} {
 		args := tc.args
 		r := enqueue(t, "redis://:"+secret+"@127.0.0.1:1", "", args...)
 		if strings.Contains(r.stderr+r.stdout, secret) {
 			t.Errorf("%q printed the password:\n%s", args, r.stderr)
 		}
-		if !strings.Contains(r.stderr, "-redis-url") {
-			t.Errorf("%q: no usage:\n%s", args, r.stderr)
+		if !strings.Contains(r.stdout+r.stderr, tc.want) {
+			t.Errorf("%q: want %q in:\n%s%s", args, tc.want, r.stdout, r.stderr)
+		}
+		if tc.code == 2 && strings.Count(r.stderr, "\n") != 1 {
+			t.Errorf("%q: want one line, got:\n%s", args, r.stderr)
 		}
 		if r.code != tc.code {
 			t.Errorf("%q: exit %d, want %d", args, r.code, tc.code)
@@ -303,4 +310,9 @@ func TestUsageHidesRedisURL(t *testing.T) {
 	if r.code != 2 || strings.Contains(r.stderr, secret) {
 		t.Errorf("a bare password as REDIS_URL: exit %d: %s", r.code, r.stderr)
 	}
+}
+
+// run is the command as the binaries run it, with the given environment.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	return cli.RunIO(ctx, New(getenv), args, stdin, stdout, stderr)
 }

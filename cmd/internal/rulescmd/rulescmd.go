@@ -1,5 +1,6 @@
-// Command rules previews and runs the retention rules of a qfpurge schedule
-// file from the shell, and lists and shows past runs.
+// Package rulescmd is the rules command (qfpurge rules): it previews and
+// runs the retention rules of a qfpurge schedule file from the shell, and
+// lists and shows past runs.
 //
 //	rules list                                  the rule entries of the schedule file
 //	rules preview NAME [--json] [--summary]     plan a rule now and print the plan; deletes nothing
@@ -13,13 +14,12 @@
 //
 // Exit status: 0 done, 1 runtime failure (a plan that failed, or a run
 // blocked by its limit: nothing deleted), 2 bad usage or a bad schedule file.
-package main
+package rulescmd
 
 import (
 	"cmp"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
 	"github.com/qfpurge/qfpurge/internal/cli"
@@ -36,100 +37,119 @@ import (
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/policy"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
-	"github.com/qfpurge/qfpurge/internal/redisconn"
 	"github.com/qfpurge/qfpurge/internal/schedule"
 	"github.com/qfpurge/qfpurge/internal/tasks"
 )
 
-func main() {
-	// go-redis logs every failed dial; the error returned says it once.
-	redisconn.Silence()
-	cli.Main("rules", func(ctx context.Context) error {
-		return run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
-	})
-}
-
-const usage = `usage: rules [flags] COMMAND [flags]
-
-Previews and runs the retention rules of a qfpurge schedule file (docs/rules.md).
-
-commands:
-  list                           the rule entries of the schedule file
-  preview NAME [--json] [--summary]
-                                 plan the rule now, record the plan and print it; deletes nothing
-  run NAME [--override-limit] [--json] [--summary]
-                                 plan the rule now, record the plan and enqueue exactly its deletions
-                                 for the workers; a plan over the rule's limit deletes nothing unless
-                                 --override-limit (this run only)
-  runs [--limit N] [--json]      past previews and runs, newest first
-  runs show ID [--json] [--limit N] [--offset N]
-                                 one run: its record, its items with their reasons and outcomes
-
-environment (flags override):
-  QFPURGE_SCHEDULE               the schedule file (--schedule)
-  REDIS_URL                      the workers' Redis (--redis-url)
-  QIANFAN_ACCESS_KEY, QIANFAN_SECRET_KEY   for preview and run (the secret is never printed)
-  QIANFAN_BASE_URL               Qianfan's API root (--qianfan-base-url)
-
-flags:`
-
-// globals are the flags before the command.
+// globals are the flags every subcommand takes.
 type globals struct {
 	schedule, redisURL, baseURL string
 	qps                         float64
 	batchSize, concurrency      int
 }
 
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("rules", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprintln(stderr, usage); fs.PrintDefaults() }
-	var g globals
-	fs.StringVar(&g.schedule, "schedule", getenv("QFPURGE_SCHEDULE"), "schedule `file` holding the rules (env QFPURGE_SCHEDULE)")
-	fs.StringVar(&g.redisURL, "redis-url", cmp.Or(getenv("REDIS_URL"), "redis://127.0.0.1:6379"), "Redis URL (env REDIS_URL)")
-	fs.StringVar(&g.baseURL, "qianfan-base-url", cmp.Or(getenv("QIANFAN_BASE_URL"), qianfan.DefaultBaseURL), "Qianfan's API root (env QIANFAN_BASE_URL)")
-	fs.Float64Var(&g.qps, "qps", 10, "most API calls per second, shared with the workers on the same Redis and access key; 0 for none")
-	fs.IntVar(&g.batchSize, "batch-size", tasks.DefaultBatchSize, "IDs per batch; keep equal to the workers' --batch-size")
-	fs.IntVar(&g.concurrency, "concurrency", 4, "detail calls a plan makes at once (the QPS budget still paces them)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return cli.Usage(err)
-	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return cli.Usagef("no command given")
-	}
-	cmd, rest := fs.Arg(0), fs.Args()[1:]
-	switch cmd {
-	case "list":
-		return list(g, rest, stdout, stderr)
-	case "preview", "run":
-		return planCmd(ctx, g, cmd, rest, getenv, stdout, stderr)
-	case "runs":
-		return runsCmd(ctx, g, rest, stdout, stderr)
-	}
-	return cli.Usagef("unknown command %q (want list, preview, run or runs)", cmd)
+// subFlags are the subcommands' own flags.
+type subFlags struct {
+	asJSON, summary, override bool
+	limit, offset             int
 }
 
-// parseSub parses a command's flags, which may come before or after its
-// arguments ("preview NAME --json" and "preview --json NAME").
-func parseSub(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
+// New returns the rules command reading the environment through getenv.
+func New(getenv func(string) string) *cobra.Command {
+	var (
+		g  globals
+		sf subFlags
+	)
+	cmd := cli.Group(&cobra.Command{
+		Use:   "rules COMMAND",
+		Short: "Preview and run retention rules, list and show past runs",
+		Long: `Previews and runs the retention rules of a qfpurge schedule file (docs/rules.md).
+
+environment (flags override):
+  QFPURGE_SCHEDULE               the schedule file (--schedule)
+  REDIS_URL                      the workers' Redis (--redis-url); required for preview, run and runs
+  QIANFAN_ACCESS_KEY, QIANFAN_SECRET_KEY   for preview and run (the secret is never printed)
+  QIANFAN_BASE_URL               Qianfan's API root (--qianfan-base-url)`,
+	})
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&g.schedule, "schedule", "", "schedule `FILE` holding the rules (default $QFPURGE_SCHEDULE)")
+	pf.StringVar(&g.redisURL, "redis-url", "", "Redis `URL` (default $REDIS_URL)")
+	pf.StringVar(&g.baseURL, "qianfan-base-url", "", "Qianfan's API root (default $QIANFAN_BASE_URL, else "+qianfan.DefaultBaseURL+")")
+	pf.Float64Var(&g.qps, "qps", 10, "most API calls per second, shared with the workers on the same Redis and access key; 0 for none")
+	pf.IntVar(&g.batchSize, "batch-size", tasks.DefaultBatchSize, "IDs per batch; keep equal to the workers' --batch-size")
+	pf.IntVar(&g.concurrency, "concurrency", 4, "detail calls a plan makes at once (the QPS budget still paces them)")
+	// resolved reads the environment for what the flags left unset (a flag
+	// set to "" stays empty).
+	resolved := func() globals {
+		r := g
+		fromEnv := func(flag, env string, dst *string) {
+			if !pf.Changed(flag) {
+				*dst = getenv(env)
 			}
-			return nil, cli.Usage(err)
 		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+		fromEnv("schedule", "QFPURGE_SCHEDULE", &r.schedule)
+		fromEnv("redis-url", "REDIS_URL", &r.redisURL)
+		fromEnv("qianfan-base-url", "QIANFAN_BASE_URL", &r.baseURL)
+		r.baseURL = cmp.Or(r.baseURL, qianfan.DefaultBaseURL)
+		return r
 	}
+	cmd.AddCommand(&cobra.Command{
+		Use: "list", Short: "The rule entries of the schedule file", Args: cli.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error { return list(resolved(), c.OutOrStdout()) },
+	})
+	oneRule := func(c *cobra.Command, args []string) error {
+		if len(args) != 1 {
+			return cli.Usagef("%s takes one rule name", c.Name())
+		}
+		return nil
+	}
+	preview := &cobra.Command{
+		Use: "preview NAME", Short: "Plan the rule now, record the plan and print it; deletes nothing", Args: oneRule,
+		RunE: func(c *cobra.Command, args []string) error {
+			return planCmd(c.Context(), resolved(), "preview", args[0], sf, getenv, c.OutOrStdout(), c.ErrOrStderr())
+		},
+	}
+	run := &cobra.Command{
+		Use:   "run NAME",
+		Short: "Plan the rule now, record the plan and enqueue exactly its deletions",
+		Long: `Plans the rule now, records the plan and enqueues exactly its deletions for the
+workers; a plan over the rule's limit deletes nothing unless --override-limit
+(this run only).`,
+		Args: oneRule,
+		RunE: func(c *cobra.Command, args []string) error {
+			return planCmd(c.Context(), resolved(), "run", args[0], sf, getenv, c.OutOrStdout(), c.ErrOrStderr())
+		},
+	}
+	for _, c := range []*cobra.Command{preview, run} {
+		c.Flags().BoolVar(&sf.asJSON, "json", false, "print the record and the plan as JSON")
+		c.Flags().BoolVar(&sf.summary, "summary", false, "print the totals only, not every item")
+		cmd.AddCommand(c)
+	}
+	run.Flags().BoolVar(&sf.override, "override-limit", false, "run even if the plan is over the rule's limit (this run only)")
+	runs := &cobra.Command{
+		Use:   "runs [show ID]",
+		Short: "Past previews and runs, newest first; runs show ID: one run, its items and their outcomes",
+		Args: cli.Args(func(args []string) error {
+			switch {
+			case len(args) == 0:
+			case len(args) == 2 && args[0] == "show":
+				if !policy.ValidRunID(args[1]) {
+					return fmt.Errorf("bad run ID %q", args[1])
+				}
+			default:
+				return errors.New("usage: runs [--limit N] [--json], or runs show ID")
+			}
+			return nil
+		}),
+		RunE: func(c *cobra.Command, args []string) error {
+			return runsCmd(c.Context(), resolved(), args, sf, c.OutOrStdout())
+		},
+	}
+	runs.Flags().BoolVar(&sf.asJSON, "json", false, "print JSON")
+	runs.Flags().IntVar(&sf.limit, "limit", 0, "most runs (default 50) or items (default all) to show")
+	runs.Flags().IntVar(&sf.offset, "offset", 0, "runs show: the first item to show")
+	cmd.AddCommand(runs)
+	return cmd
 }
 
 func loadRules(g globals) ([]schedule.Entry, error) {
@@ -153,12 +173,7 @@ func loadRules(g globals) ([]schedule.Entry, error) {
 	return out, nil
 }
 
-func list(g globals, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("rules list", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	if pos, err := parseSub(fs, args); err != nil || len(pos) > 0 {
-		return cmp.Or(err, cli.Usagef("list takes no arguments"))
-	}
+func list(g globals, stdout io.Writer) error {
 	entries, err := loadRules(g)
 	if err != nil {
 		return err
@@ -167,23 +182,8 @@ func list(g globals, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func planCmd(ctx context.Context, g globals, cmd string, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("rules "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	asJSON := fs.Bool("json", false, "print the record and the plan as JSON")
-	summary := fs.Bool("summary", false, "print the totals only, not every item")
-	override := false
-	if cmd == "run" {
-		fs.BoolVar(&override, "override-limit", false, "run even if the plan is over the rule's limit (this run only)")
-	}
-	pos, err := parseSub(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return cli.Usagef("%s takes one rule name", cmd)
-	}
-	rule, err := findRule(g, pos[0])
+func planCmd(ctx context.Context, g globals, cmd, name string, sf subFlags, getenv func(string) string, stdout, stderr io.Writer) error {
+	rule, err := findRule(g, name)
 	if err != nil {
 		return err
 	}
@@ -196,25 +196,25 @@ func planCmd(ctx context.Context, g globals, cmd string, args []string, getenv f
 	if cmd == "run" {
 		mode = policy.ModeRun
 	}
-	rec, plan, err := runner.Execute(ctx, *rule, policy.Options{Mode: mode, Trigger: "cli", By: who(), OverrideLimit: override})
+	rec, plan, err := runner.Execute(ctx, *rule, policy.Options{Mode: mode, Trigger: "cli", By: who(), OverrideLimit: sf.override})
 	if rec.ID == "" {
 		return err
 	}
-	if *asJSON {
+	if sf.asJSON {
 		if perr := printJSON(stdout, struct {
 			Run  policy.Record `json:"run"`
 			Plan *policy.Plan  `json:"plan,omitempty"`
-		}{rec, summarize(plan, *summary)}); perr != nil {
+		}{rec, summarize(plan, sf.summary)}); perr != nil {
 			return perr
 		}
 	} else {
-		printPlan(stdout, rec, plan, *summary)
+		printPlan(stdout, rec, plan, sf.summary)
 	}
 	switch {
 	case err != nil:
 		return fmt.Errorf("run %s: %w", rec.ID, err)
 	case rec.Status == policy.StatusBlocked:
-		return fmt.Errorf("run %s blocked: %s; nothing deleted (--override-limit runs it anyway, once)", rec.ID, rec.Blocked)
+		return fmt.Errorf("run %s blocked: %s; nothing deleted (rules run --override-limit runs it anyway, once)", rec.ID, rec.Blocked)
 	}
 	return nil
 }
@@ -280,27 +280,9 @@ func summarize(p *policy.Plan, summary bool) *policy.Plan {
 	return &cp
 }
 
-func runsCmd(ctx context.Context, g globals, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("rules runs", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	asJSON := fs.Bool("json", false, "print JSON")
-	limit := fs.Int("limit", 0, "most runs (default 50) or items (default all) to show")
-	offset := fs.Int("offset", 0, "runs show: the first item to show")
-	pos, err := parseSub(fs, args)
-	if err != nil {
-		return err
-	}
-	if *limit < 0 || *offset < 0 {
+func runsCmd(ctx context.Context, g globals, pos []string, sf subFlags, stdout io.Writer) error {
+	if sf.limit < 0 || sf.offset < 0 {
 		return cli.Usagef("--limit and --offset must not be negative")
-	}
-	switch {
-	case len(pos) == 0:
-	case len(pos) == 2 && pos[0] == "show":
-		if !policy.ValidRunID(pos[1]) {
-			return cli.Usagef("bad run ID %q", pos[1])
-		}
-	default:
-		return cli.Usagef("usage: runs [--limit N] [--json], or runs show ID")
 	}
 	rdb, err := cli.ConnectRedis(ctx, g.redisURL)
 	if err != nil {
@@ -309,11 +291,11 @@ func runsCmd(ctx context.Context, g globals, args []string, stdout, stderr io.Wr
 	defer rdb.Close()
 	store := policy.NewStore(rdb, policy.StoreConfig{})
 	if len(pos) == 0 {
-		runs, err := store.List(ctx, cmp.Or(*limit, 50), time.Time{})
+		runs, err := store.List(ctx, cmp.Or(sf.limit, 50), time.Time{})
 		if err != nil {
 			return err
 		}
-		if *asJSON {
+		if sf.asJSON {
 			return printJSON(stdout, struct {
 				Runs []policy.Record `json:"runs"`
 			}{append([]policy.Record{}, runs...)})
@@ -325,7 +307,7 @@ func runsCmd(ctx context.Context, g globals, args []string, stdout, stderr io.Wr
 	if err != nil {
 		return err
 	}
-	items, total, err := store.Items(ctx, rec.ID, *offset, *limit)
+	items, total, err := store.Items(ctx, rec.ID, sf.offset, sf.limit)
 	if err != nil {
 		return err
 	}
@@ -333,14 +315,14 @@ func runsCmd(ctx context.Context, g globals, args []string, stdout, stderr io.Wr
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if sf.asJSON {
 		return printJSON(stdout, struct {
 			Run   policy.Record        `json:"run"`
 			Items []policy.ItemOutcome `json:"items"`
 			Total int                  `json:"total_items"`
 		}{rec, append([]policy.ItemOutcome{}, outs...), total})
 	}
-	printRun(stdout, rec, outs, total, *offset)
+	printRun(stdout, rec, outs, total, sf.offset)
 	return nil
 }
 
