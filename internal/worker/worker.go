@@ -56,11 +56,12 @@ type Worker struct {
 	srv     *asynq.Server
 	mux     *asynq.ServeMux
 
-	mon   *monitor.Server
-	api   *http.Server
-	apiLn net.Listener
-	sched *schedule.Scheduler
-	rules *policy.Runner
+	mon      *monitor.Server
+	api      *http.Server
+	apiNames []string
+	apiLn    net.Listener
+	sched    *schedule.Scheduler
+	rules    *policy.Runner
 
 	verifier *inventory.Verifier
 	qc       *qianfan.Client
@@ -163,14 +164,16 @@ func (w *Worker) qianfanClient() (*qianfan.Client, error) {
 func (w *Worker) buildAPI() error {
 	api, err := httpapi.New(httpapi.Config{
 		Tokens:       w.cfg.API.Tokens,
+		TokensFile:   w.cfg.API.TokensFile,
 		MaxBodyBytes: w.cfg.API.MaxBody,
 		PendingTTL:   w.cfg.LedgerTTL,
 		Logger:       w.log.With("component", "httpapi"),
-	}, httpapi.Deps{Ledger: w.ledger, DeadLetters: deadletter.NewStore(w.rdb), Producer: w.prod, Archive: w.insp,
+	}, httpapi.Deps{Redis: w.rdb, Ledger: w.ledger, DeadLetters: deadletter.NewStore(w.rdb), Producer: w.prod, Archive: w.insp,
 		Rules: &httpapi.Rules{Lookup: w.rule, Submitter: w.rules}, Runs: w.rules.Store()})
 	if err != nil {
 		return err
 	}
+	w.apiNames = api.TokenNames()
 	w.api = &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -179,6 +182,8 @@ func (w *Worker) buildAPI() error {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 	}
+	// Shutdown waits for handlers; event streams end only when told.
+	w.api.RegisterOnShutdown(api.Close)
 	return nil
 }
 
@@ -233,7 +238,7 @@ func (w *Worker) Start() (err error) {
 				w.log.Error("http api stopped", "err", err)
 			}
 		})
-		w.log.Info("http api listening", "addr", w.apiLn.Addr().String(), "tokens", len(w.cfg.API.Tokens))
+		w.log.Info("http api listening", "addr", w.apiLn.Addr().String(), "tokens", w.apiNames)
 	}
 	w.log.Info("qfpurge worker running", "queue", asynqlayout.Queue)
 	return nil
