@@ -130,9 +130,8 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s := &eventStream{a: a, w: w, rc: http.NewResponseController(w)}
-	// The server's read deadline would end the request's context (and so
-	// the stream) once it passed; a client that goes away still does.
-	_ = s.rc.SetReadDeadline(time.Time{})
+	// The server's ReadTimeout is no concern: net/http clears the read
+	// deadline once it watches the connection for the client going away.
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Accel-Buffering", "no") // nginx: pass each event on at once
@@ -192,18 +191,15 @@ func matches(v map[string]any, filters map[string]string) bool {
 	return true
 }
 
-// trimmedAfter returns the oldest kept entry's ID when entries after ID
-// after have been trimmed from the stream (EventsMaxLen), so a client
-// resuming there missed some; "" otherwise or when Redis cannot tell.
+// trimmedAfter returns the oldest kept entry's ID when the entry after
+// names is no longer kept (trimmed to EventsMaxLen): events that followed
+// it may have gone with it. "" otherwise, or when Redis cannot tell.
 func (a *API) trimmedAfter(ctx context.Context, after string) string {
 	if after == "0-0" {
 		return ""
 	}
 	info, err := a.d.Redis.XInfoStream(ctx, ledger.EventStream).Result()
-	if err != nil || info.MaxDeletedEntryID == "" {
-		return ""
-	}
-	if compareIDs(info.MaxDeletedEntryID, after) <= 0 {
+	if err != nil || info.FirstEntry.ID == "" || compareIDs(info.FirstEntry.ID, after) <= 0 {
 		return ""
 	}
 	return info.FirstEntry.ID
