@@ -88,6 +88,12 @@ type Config struct {
 	// API is the HTTP enqueue API; off unless API.Addr is set.
 	API APIConfig
 
+	// EmbeddedRedis says the worker runs on an in-memory Redis of its own
+	// (--embedded-redis): a start-up warning, unless Demo. Demo says it runs
+	// the demo (--demo), where no start-up warning applies.
+	EmbeddedRedis bool
+	Demo          bool
+
 	// Schedule is a schedule file (see package schedule); off when empty.
 	Schedule string
 	// ScheduleSync is how often Schedule is read again. Defaults to 30s.
@@ -284,6 +290,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Int64("api_max_body", c.API.MaxBody),
 		slog.Int("api_tokens", len(c.API.Tokens)),
 		slog.String("api_tokens_file", c.API.TokensFile),
+		slog.Bool("embedded_redis", c.EmbeddedRedis),
+		slog.Bool("demo", c.Demo),
 		slog.String("schedule", c.Schedule),
 		slog.Duration("schedule_sync", c.ScheduleSync),
 		slog.String("log_level", c.LogLevel.String()),

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/qfpurge/qfpurge/internal/apimode"
@@ -69,6 +70,10 @@ type Worker struct {
 	pause    *pause.Store
 	prober   *pause.Prober
 
+	warnGauge *prometheus.GaugeVec
+	warnMu    sync.Mutex
+	warnings  []Warning
+
 	stopSweep context.CancelFunc
 	bg        sync.WaitGroup
 }
@@ -83,6 +88,8 @@ func New(rdb redis.UniversalClient, cfg Config) (*Worker, error) {
 	w := &Worker{cfg: cfg, rdb: rdb, log: cfg.Logger}
 	w.insp = asynq.NewInspectorFromRedisClient(rdb)
 	w.metrics = monitor.NewMetrics(rdb, w.insp, w.log.With("component", "metrics"))
+	w.warnGauge = warningGauge()
+	w.metrics.Registry().MustRegister(w.warnGauge)
 	qc, err := w.qianfanClient()
 	if err != nil {
 		return nil, err
@@ -135,7 +142,9 @@ func New(rdb redis.UniversalClient, cfg Config) (*Worker, error) {
 		schedule.NewHandler(rdb, w.prod, schedule.HandlerConfig{Rules: w.rules, Logger: w.log.With("component", "schedule")}))
 	w.mux.Handle(policy.TypeRuleRun, w.rules)
 	if cfg.Monitor.Addr != "" {
-		if w.mon, err = monitor.New(rdb, w.insp, w.metrics, cfg.monitorConfig()); err != nil {
+		mc := cfg.monitorConfig()
+		mc.Notes = w.readyNotes
+		if w.mon, err = monitor.New(rdb, w.insp, w.metrics, mc); err != nil {
 			return nil, err
 		}
 	}
@@ -199,6 +208,7 @@ func (w *Worker) Start() (err error) {
 	if err := w.listen(); err != nil {
 		return err
 	}
+	w.checkSurroundings()
 	if w.cfg.Schedule != "" {
 		w.sched, err = schedule.Start(w.rdb, schedule.Config{
 			Path:          w.cfg.Schedule,
