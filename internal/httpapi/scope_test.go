@@ -220,11 +220,20 @@ func TestQuotaRefundedOnFailure(t *testing.T) {
 	}
 }
 
+// acceptAll answers every request with one new batch of its IDs, enqueuing
+// nothing.
+type acceptAll struct{}
+
+func (acceptAll) Enqueue(_ context.Context, r enqueue.Request) (enqueue.Receipt, error) {
+	n := len(modelid.Dedupe(r.IDs))
+	return enqueue.Receipt{Kind: r.Kind, IDs: n, Tasks: 1, Batches: []enqueue.Batch{{TaskID: "t", IDs: n}}}, nil
+}
+
 // TestQuotaUnderConcurrency: 20 requests of 3 IDs race for 10 a day;
 // exactly 3 go through, whatever their order.
 func TestQuotaUnderConcurrency(t *testing.T) {
 	clk := &clock{t: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)}
-	b := setupWith(t, Config{TokensFile: tokensFile(t), Now: clk.Now}, func(d *Deps) { d.Producer = nopEnqueuer{} })
+	b := setupWith(t, Config{TokensFile: tokensFile(t), Now: clk.Now}, func(d *Deps) { d.Producer = acceptAll{} })
 	var wg sync.WaitGroup
 	codes := make([]int, 20)
 	for i := range codes {
@@ -239,6 +248,9 @@ func TestQuotaUnderConcurrency(t *testing.T) {
 	}
 	if count[http.StatusAccepted] != 3 || count[http.StatusTooManyRequests] != 17 {
 		t.Errorf("statuses %v, want 3 × 202 and 17 × 429", count)
+	}
+	if n, _ := b.rdb.Get(context.Background(), QuotaKeyPrefix+"ci:2026-12-07").Int64(); n != 9 {
+		t.Errorf("counted %d, want 9", n)
 	}
 }
 
