@@ -103,6 +103,21 @@ func TestTokenSources(t *testing.T) {
 	}
 }
 
+// TestUnnamedTokensWarn: a list of bare tokens still works, named by
+// position, and the start says so.
+func TestUnnamedTokensWarn(t *testing.T) {
+	b := setupWith(t, Config{Tokens: []string{tokenOld, "ops:" + tokenNew}}, nil)
+	if !strings.Contains(b.logs.String(), "level=WARN") || !strings.Contains(b.logs.String(), "unnamed=1") {
+		t.Errorf("no warning about the unnamed token:\n%s", b.logs)
+	}
+	if diff := cmp.Diff([]string{"token-1", "ops"}, b.api.TokenNames()); diff != "" {
+		t.Errorf("names (-want +got)\n%s", diff)
+	}
+	if w := b.do(t, "GET", "/v1/deletions/1", tokenOld, ""); w.Code != http.StatusOK || !strings.Contains(b.logs.String(), "token=token-1") {
+		t.Errorf("the unnamed token: %d", w.Code)
+	}
+}
+
 func TestScopesAtEnqueue(t *testing.T) {
 	clk := &clock{t: time.Date(2026, 12, 7, 23, 0, 0, 0, time.UTC)}
 	st := &stamped{}
