@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -126,9 +127,19 @@ func (a *API) requeue(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	p := principal(r)
+	for _, e := range entries {
+		if e.Kind != "" && !p.Scope.AllowsKind(e.Kind) {
+			writeError(w, http.StatusForbidden, fmt.Sprintf("token %q may not delete kind %s (its kinds: %s): dead letter %s is of that kind; nothing requeued",
+				p.Name, e.Kind, kindList(p.Scope.Kinds), e.EntryID), nil)
+			return
+		}
+	}
 	pe := &pendingEnqueuer{a: a}
 	res, err := deadletter.Requeue(ctx, a.d.DeadLetters, func(ctx context.Context, k modelid.Kind, ids []modelid.ID) (enqueue.Receipt, error) {
-		return pe.Enqueue(ctx, enqueue.Request{Kind: k, IDs: ids})
+		req := enqueue.Request{Kind: k, IDs: ids}
+		a.attribute(&req, p)
+		return pe.Enqueue(ctx, req)
 	}, a.d.Archive, entries)
 	resp := requeueResponse{Result: res, Missing: missing}
 	if pe.warn != nil {
@@ -145,7 +156,7 @@ func (a *API) requeue(w http.ResponseWriter, r *http.Request) {
 		// The IDs were enqueued; only cleaning up failed.
 		resp.Warning = strings.TrimPrefix(resp.Warning+"; "+err.Error(), "; ")
 	}
-	a.log.Info("dead letters requeued", "requeued", res.Requeued, "skipped", len(res.Skipped), "archived_deleted", res.ArchivedDeleted)
+	a.log.Info("dead letters requeued", "requested_by", p.Name, "requeued", res.Requeued, "skipped", len(res.Skipped), "archived_deleted", res.ArchivedDeleted)
 	writeJSON(w, http.StatusOK, resp)
 }
 

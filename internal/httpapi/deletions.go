@@ -23,9 +23,6 @@ type deletionRequest struct {
 	Key       string            `json:"key"`
 }
 
-// maxDelay bounds process_at and process_in.
-const maxDelay = 365 * 24 * time.Hour
-
 // maxKeyLen bounds the idempotency key.
 const maxKeyLen = 200
 
@@ -37,7 +34,7 @@ type deletionResponse struct {
 }
 
 func (a *API) postDeletions(w http.ResponseWriter, r *http.Request) {
-	started := time.Now()
+	started := a.cfg.Now()
 	var body deletionRequest
 	if !a.decodeBody(w, r, &body) {
 		return
@@ -47,10 +44,21 @@ func (a *API) postDeletions(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error(), invalid)
 		return
 	}
+	p := principal(r)
+	if !p.Scope.AllowsKind(req.Kind) {
+		writeError(w, http.StatusForbidden, fmt.Sprintf("token %q may not delete kind %s (its kinds: %s)", p.Name, req.Kind, kindList(p.Scope.Kinds)), nil)
+		return
+	}
+	a.attribute(&req, p)
 	ctx, cancel := requestContext(r)
 	defer cancel()
+	q, ok := a.reserve(ctx, w, p, len(modelid.Dedupe(req.IDs)), started)
+	if !ok {
+		return
+	}
 	pe := &pendingEnqueuer{a: a}
 	rc, err := pe.Enqueue(ctx, req)
+	q.settle(ctx, rc)
 	if err != nil {
 		if ie, ok := errors.AsType[*modelid.InvalidIDsError](err); ok {
 			writeError(w, http.StatusBadRequest, ie.Error(), ie.Invalid)
@@ -71,7 +79,7 @@ func (a *API) postDeletions(w http.ResponseWriter, r *http.Request) {
 	if pe.warn != nil {
 		resp.Warning = "enqueued, but the IDs could not be marked pending: " + pe.warn.Error()
 	}
-	a.log.Info("deletions enqueued", "kind", rc.Kind, "ids", rc.IDs, "batches", len(rc.Batches))
+	a.log.Info("deletions enqueued", "kind", rc.Kind, "ids", rc.IDs, "batches", len(rc.Batches), "requested_by", p.Name)
 	writeJSON(w, http.StatusAccepted, resp)
 }
 
@@ -114,14 +122,20 @@ func (b deletionRequest) request(now time.Time) (enqueue.Request, []modelid.Inva
 		if err != nil {
 			return req, nil, fmt.Errorf("process_at %q: want RFC 3339, e.g. 2026-01-02T15:04:05Z", b.ProcessAt)
 		}
-		if t.Sub(now) > maxDelay {
-			return req, nil, fmt.Errorf("process_at %q is more than %s ahead", b.ProcessAt, maxDelay)
+		if err := enqueue.CheckWhen(t, now); err != nil {
+			return req, nil, fmt.Errorf("process_at: %w", err)
 		}
-		req.ProcessAt = t
+		// A time just past means now.
+		if t.After(now) {
+			req.ProcessAt = t
+		}
 	case b.ProcessIn != "":
 		d, err := time.ParseDuration(b.ProcessIn)
-		if err != nil || d < 0 || d > maxDelay {
-			return req, nil, fmt.Errorf("process_in %q: want a duration such as \"90s\" or \"10m\", from 0 to %s", b.ProcessIn, maxDelay)
+		if err != nil {
+			return req, nil, fmt.Errorf("process_in %q: want a duration such as \"90s\" or \"10m\"", b.ProcessIn)
+		}
+		if err := enqueue.CheckDelay(d); err != nil {
+			return req, nil, fmt.Errorf("process_in: %w", err)
 		}
 		if d > 0 {
 			req.ProcessAt = now.Add(d)

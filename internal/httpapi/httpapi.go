@@ -3,6 +3,7 @@
 //
 //	POST /v1/deletions               enqueue deletions (202 with the producer's receipt)
 //	GET  /v1/deletions/{id}          state of one ID: pending, deleted, presumed, protected, dead or unknown
+//	GET  /v1/events                  outcome events as server-sent events, resumable with Last-Event-ID
 //	GET  /v1/deadletters             list dead letters, paged
 //	POST /v1/deadletters/requeue     requeue dead letters (some, or all)
 //	POST /v1/deadletters/purge       forget dead letters (some, or all) without requeuing
@@ -11,8 +12,10 @@
 //	GET  /v1/runs                    list previews and runs, newest first
 //	GET  /v1/runs/{id}               one run: its record, planned items and their outcomes
 //
-// Every route needs "Authorization: Bearer <token>" with one of the tokens
-// of Config.Tokens; docs/openapi.yaml describes the routes and bodies.
+// Every route needs "Authorization: Bearer <token>" with a token of
+// Config.Tokens (full rights) or of Config.TokensFile (its scope: the kinds
+// it may delete, a daily quota of IDs, name globs and rights for the rule
+// and dead-letter routes). docs/openapi.yaml describes the routes and bodies.
 package httpapi
 
 import (
@@ -28,7 +31,10 @@ import (
 	"net/http"
 	"reflect"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/qfpurge/qfpurge/internal/authtoken"
 	"github.com/qfpurge/qfpurge/internal/deadletter"
@@ -39,18 +45,29 @@ import (
 )
 
 // TokensEnv is the environment variable the worker reads Config.Tokens from:
-// comma-separated, so a new token can be added before the old one is dropped.
+// comma-separated "name:token" entries, so a new token can be added before
+// the old one is dropped.
 const TokensEnv = "QFPURGE_API_TOKENS"
+
+// TokensFileEnv is the environment variable the worker reads
+// Config.TokensFile from (flag --api-tokens-file).
+const TokensFileEnv = "QFPURGE_API_TOKENS_FILE"
 
 // ErrNoTokens is returned by New when no token is configured: the API never
 // runs without authentication.
-var ErrNoTokens = errors.New("the HTTP API needs at least one bearer token: set " + TokensEnv + " (comma-separated, several allowed for rotation)")
+var ErrNoTokens = errors.New("the HTTP API needs at least one bearer token: set " + TokensEnv +
+	" (name:token, comma-separated, several allowed for rotation) or " + TokensFileEnv + " (--api-tokens-file)")
 
 // Config configures the API.
 type Config struct {
-	// Tokens are the accepted bearer tokens. Required: New fails without
-	// one. Each must be at least authtoken.MinLen characters.
+	// Tokens are the entries of QFPURGE_API_TOKENS: "name:token", or a bare
+	// token, named by its position (token-1, ...). They have full rights.
+	// Each token must be at least authtoken.MinLen characters. Tokens or
+	// TokensFile is required, not both.
 	Tokens []string
+	// TokensFile is a tokens file (authtoken.ParseFile): named tokens, held
+	// as SHA-256 hashes, each with its scope. Read once, by New.
+	TokensFile string
 	// MaxBodyBytes limits request bodies; a larger body answers 413.
 	// Defaults to 1 MiB.
 	MaxBodyBytes int64
@@ -58,6 +75,11 @@ type Config struct {
 	// the API is kept (on top of any delay); keep it equal to the ledger's
 	// TTL. Defaults to 30 days.
 	PendingTTL time.Duration
+	// Now is the clock: deletion times and the quota's day. Defaults to
+	// time.Now.
+	Now func() time.Time
+	// Events configures GET /v1/events.
+	Events EventsConfig
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -69,34 +91,57 @@ func (c Config) withDefaults() Config {
 	if c.PendingTTL == 0 {
 		c.PendingTTL = 30 * 24 * time.Hour
 	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	c.Events = c.Events.withDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
 	return c
 }
 
-// CheckTokens reports why tokens cannot protect the API.
-func CheckTokens(tokens []string) error {
-	if err := authtoken.CheckTokens(tokens); err != nil {
-		if errors.Is(err, authtoken.ErrNone) {
-			return ErrNoTokens
+// LoadTokens reads the tokens of env (QFPURGE_API_TOKENS's entries) or of
+// file, not both. unnamed counts the env tokens given without a name.
+func LoadTokens(env []string, file string) (reg *authtoken.Registry, unnamed int, err error) {
+	var tokens []authtoken.Named
+	switch {
+	case len(env) > 0 && file != "":
+		return nil, 0, errors.New("set " + TokensEnv + " or " + TokensFileEnv + " (--api-tokens-file), not both: " +
+			"tokens of the environment would have full rights beside the file's scoped ones")
+	case file != "":
+		if tokens, err = authtoken.LoadFile(file); err != nil {
+			return nil, 0, err
 		}
-		return fmt.Errorf("%s: %w", TokensEnv, err)
+	default:
+		if tokens, unnamed, err = authtoken.ParseEnv(env); err != nil {
+			if errors.Is(err, authtoken.ErrNone) {
+				return nil, 0, ErrNoTokens
+			}
+			return nil, 0, fmt.Errorf("%s: %w", TokensEnv, err)
+		}
 	}
-	return nil
+	reg, err = authtoken.NewRegistry(tokens)
+	if err != nil && file == "" {
+		err = fmt.Errorf("%s: %w", TokensEnv, err)
+	}
+	return reg, unnamed, err
+}
+
+// CheckTokens reports why the tokens of env or file cannot protect the API.
+func CheckTokens(env []string, file string) error {
+	_, _, err := LoadTokens(env, file)
+	return err
 }
 
 func (c Config) validate() error {
-	if err := CheckTokens(c.Tokens); err != nil {
-		return err
-	}
 	if c.MaxBodyBytes < 1 {
 		return fmt.Errorf("httpapi: MaxBodyBytes %d must be positive", c.MaxBodyBytes)
 	}
 	if c.PendingTTL < 0 {
 		return fmt.Errorf("httpapi: PendingTTL %s must not be negative", c.PendingTTL)
 	}
-	return nil
+	return c.Events.validate()
 }
 
 // ParseTokens splits a QFPURGE_API_TOKENS value at commas, trimming spaces
@@ -108,8 +153,11 @@ type Enqueuer interface {
 	Enqueue(ctx context.Context, r enqueue.Request) (enqueue.Receipt, error)
 }
 
-// Deps are what the API works on; all are required except Archive.
+// Deps are what the API works on; all are required except Archive, Rules,
+// Runs and Attribute.
 type Deps struct {
+	// Redis holds the quotas' counts and the event stream.
+	Redis       redis.UniversalClient
 	Ledger      *ledger.Ledger
 	DeadLetters *deadletter.Store
 	Producer    Enqueuer
@@ -120,13 +168,20 @@ type Deps struct {
 	Rules *Rules
 	// Runs are the run records; nil answers 404 on the run routes.
 	Runs *policy.Store
+	// Attribute writes who asked onto a request before it is enqueued: the
+	// token's name (requested_by) and its name globs, which workers check
+	// before each call. Nil drops both.
+	Attribute func(r *enqueue.Request, requestedBy string, nameScope []string)
 }
 
 // API is the HTTP handler.
 type API struct {
 	cfg     Config
 	d       Deps
-	creds   *authtoken.Set
+	tokens  *authtoken.Registry
+	closing chan struct{}
+	once    sync.Once
+	streams chan struct{} // a slot per open event stream
 	mux     *http.ServeMux
 	probe   *http.ServeMux // the routes alone, to tell 405 from 404
 	handler http.Handler
@@ -140,20 +195,29 @@ func New(cfg Config, d Deps) (*API, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if d.Ledger == nil || d.DeadLetters == nil || d.Producer == nil {
-		return nil, errors.New("httpapi: Deps.Ledger, DeadLetters and Producer are required")
+	if d.Redis == nil || d.Ledger == nil || d.DeadLetters == nil || d.Producer == nil {
+		return nil, errors.New("httpapi: Deps.Redis, Ledger, DeadLetters and Producer are required")
 	}
-	a := &API{cfg: cfg, d: d, mux: http.NewServeMux(), probe: http.NewServeMux(), log: cfg.Logger}
-	a.creds = authtoken.NewSet(cfg.Tokens, "", "")
-	a.handle("POST /v1/deletions", a.postDeletions)
-	a.handle("GET /v1/deletions/{id}", a.getDeletion)
-	a.handle("GET /v1/deadletters", a.listDeadLetters)
-	a.handle("POST /v1/deadletters/requeue", a.requeue)
-	a.handle("POST /v1/deadletters/purge", a.purge)
-	a.handle("POST /v1/rules/{name}/preview", a.previewRule)
-	a.handle("POST /v1/rules/{name}/run", a.runRule)
-	a.handle("GET /v1/runs", a.listRuns)
-	a.handle("GET /v1/runs/{id}", a.getRun)
+	reg, unnamed, err := LoadTokens(cfg.Tokens, cfg.TokensFile)
+	if err != nil {
+		return nil, err
+	}
+	if unnamed > 0 {
+		cfg.Logger.Warn("API tokens without a name are named by their position in "+TokensEnv+
+			" (token-1, token-2, ...), which changes when the list does: write them as name:token", "unnamed", unnamed)
+	}
+	a := &API{cfg: cfg, d: d, mux: http.NewServeMux(), probe: http.NewServeMux(), log: cfg.Logger, tokens: reg,
+		closing: make(chan struct{}), streams: make(chan struct{}, cfg.Events.MaxStreams)}
+	a.handle("POST /v1/deletions", a.postDeletions, "")
+	a.handle("GET /v1/deletions/{id}", a.getDeletion, "")
+	a.handle("GET /v1/events", a.events, "")
+	a.handle("GET /v1/deadletters", a.listDeadLetters, "")
+	a.handle("POST /v1/deadletters/requeue", a.requeue, authtoken.RightDeadLetters)
+	a.handle("POST /v1/deadletters/purge", a.purge, authtoken.RightDeadLetters)
+	a.handle("POST /v1/rules/{name}/preview", a.previewRule, authtoken.RightRules)
+	a.handle("POST /v1/rules/{name}/run", a.runRule, authtoken.RightRules)
+	a.handle("GET /v1/runs", a.listRuns, "")
+	a.handle("GET /v1/runs/{id}", a.getRun, "")
 	a.mux.HandleFunc("/", a.noRoute)
 	// Bearer tokens are not sent by browsers on their own, so this is belt
 	// and braces: no web page can drive the API from another origin.
@@ -165,9 +229,10 @@ func New(cfg Config, d Deps) (*API, error) {
 	return a, nil
 }
 
-func (a *API) handle(pattern string, h http.HandlerFunc) {
+// handle registers a route; need, when set, is the right a token must hold.
+func (a *API) handle(pattern string, h http.HandlerFunc, need authtoken.Right) {
 	a.routes = append(a.routes, pattern)
-	a.mux.Handle(pattern, a.authenticated(h))
+	a.mux.Handle(pattern, a.authenticated(h, need))
 	a.probe.Handle(pattern, http.NotFoundHandler())
 }
 
@@ -191,6 +256,14 @@ func (a *API) noRoute(w http.ResponseWriter, r *http.Request) {
 	writeError(w, http.StatusMethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path+"; allowed: "+strings.Join(allow, ", "), nil)
 }
 
+// TokenNames lists the names of the accepted tokens.
+func (a *API) TokenNames() []string { return a.tokens.Names() }
+
+// Close ends the open event streams (their clients may resume with
+// Last-Event-ID); http.Server.Shutdown does not end running handlers. Give
+// it to the server's RegisterOnShutdown.
+func (a *API) Close() { a.once.Do(func() { close(a.closing) }) }
+
 // Routes lists the registered patterns, e.g. "GET /v1/deletions/{id}".
 func (a *API) Routes() []string { return append([]string(nil), a.routes...) }
 
@@ -201,34 +274,62 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.handler.ServeHTTP(sw, r)
 	// Method, path and status only: headers carry the token.
 	a.log.Info("http request", "method", r.Method, "path", r.URL.Path, "status", sw.status,
-		"duration", time.Since(start), "remote", r.RemoteAddr)
+		"duration", time.Since(start), "remote", r.RemoteAddr, "token", sw.token)
 }
 
 type statusWriter struct {
 	http.ResponseWriter
 	status int
+	token  string // the authenticated token's name
 }
+
+// Unwrap lets http.ResponseController reach the connection (event streams
+// flush and move their deadlines).
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func (s *statusWriter) WriteHeader(code int) {
 	s.status = code
 	s.ResponseWriter.WriteHeader(code)
 }
 
-// authenticated checks the bearer token in constant time (authtoken.Set).
-func (a *API) authenticated(h http.HandlerFunc) http.Handler {
+// authenticated checks the bearer token in constant time
+// (authtoken.Registry), puts its principal in the request's context, and
+// refuses a token without the right need.
+func (a *API) authenticated(h http.HandlerFunc, need authtoken.Right) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, ok := authtoken.Bearer(r); !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="qfpurge"`)
 			writeError(w, http.StatusUnauthorized, "missing bearer token", nil)
 			return
 		}
-		if !a.creds.Allows(r) {
+		p, ok := a.tokens.Authenticate(r)
+		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="qfpurge", error="invalid_token"`)
 			writeError(w, http.StatusUnauthorized, "invalid bearer token", nil)
 			return
 		}
-		h(w, r)
+		if sw, ok := w.(*statusWriter); ok {
+			sw.token = p.Name
+		}
+		if need != "" && !p.Scope.Allows(need) {
+			writeError(w, http.StatusForbidden, fmt.Sprintf("token %q may not do this: its entry in the tokens file needs may: [%s]", p.Name, need), nil)
+			return
+		}
+		h(w, r.WithContext(authtoken.WithPrincipal(r.Context(), p)))
 	})
+}
+
+// principal is the authenticated caller of r.
+func principal(r *http.Request) authtoken.Principal {
+	p, _ := authtoken.PrincipalFrom(r.Context())
+	return p
+}
+
+// attribute writes p onto req through Deps.Attribute.
+func (a *API) attribute(req *enqueue.Request, p authtoken.Principal) {
+	if a.d.Attribute != nil {
+		a.d.Attribute(req, p.Name, p.Scope.Names)
+	}
 }
 
 // errorBody is every error answer.

@@ -52,6 +52,13 @@ type testBundle struct {
 
 func setup(t *testing.T) testBundle {
 	t.Helper()
+	return setupWith(t, Config{Tokens: []string{tokenOld, tokenNew}}, nil)
+}
+
+// setupWith builds the API on a new Redis with cfg (MaxBodyBytes and
+// Logger filled in) and the Deps as tweak, when set, leaves them.
+func setupWith(t *testing.T, cfg Config, tweak func(*Deps)) testBundle {
+	t.Helper()
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
 	ledger := ledger.New(rdb, ledger.Config{})
@@ -61,11 +68,13 @@ func setup(t *testing.T) testBundle {
 	}
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	logs := &bytes.Buffer{}
-	api, err := New(Config{
-		Tokens:       []string{tokenOld, tokenNew},
-		MaxBodyBytes: 512,
-		Logger:       slog.New(slog.NewTextHandler(logs, nil)),
-	}, Deps{Ledger: ledger, DeadLetters: deadletter.NewStore(rdb), Producer: prod, Archive: insp})
+	cfg.MaxBodyBytes = gocmp.Or(cfg.MaxBodyBytes, 512)
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	d := Deps{Redis: rdb, Ledger: ledger, DeadLetters: deadletter.NewStore(rdb), Producer: prod, Archive: insp}
+	if tweak != nil {
+		tweak(&d)
+	}
+	api, err := New(cfg, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +118,7 @@ func TestNewRefusesWithoutTokens(t *testing.T) {
 	t.Parallel()
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	defer rdb.Close()
-	deps := Deps{Ledger: ledger.New(rdb, ledger.Config{}), DeadLetters: deadletter.NewStore(rdb), Producer: nopEnqueuer{}}
+	deps := Deps{Redis: rdb, Ledger: ledger.New(rdb, ledger.Config{}), DeadLetters: deadletter.NewStore(rdb), Producer: nopEnqueuer{}}
 	if _, err := New(Config{}, deps); !errors.Is(err, ErrNoTokens) {
 		t.Fatalf("no tokens: got %v, want ErrNoTokens", err)
 	}
@@ -540,7 +549,7 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	defer rdb.Close()
 	api, err := New(Config{Tokens: []string{tokenOld}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
-		Deps{Ledger: ledger.New(rdb, ledger.Config{}), DeadLetters: deadletter.NewStore(rdb), Producer: nopEnqueuer{}})
+		Deps{Redis: rdb, Ledger: ledger.New(rdb, ledger.Config{}), DeadLetters: deadletter.NewStore(rdb), Producer: nopEnqueuer{}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"time"
 
 	"github.com/qfpurge/qfpurge/internal/enqueue"
 	"github.com/qfpurge/qfpurge/internal/modelid"
@@ -31,7 +30,7 @@ func (p *pendingEnqueuer) Enqueue(ctx context.Context, r enqueue.Request) (enque
 		return rc, nil
 	}
 	ttl := p.a.cfg.PendingTTL
-	if d := time.Until(r.ProcessAt); d > 0 {
+	if d := r.ProcessAt.Sub(p.a.cfg.Now()); d > 0 {
 		ttl += d
 	}
 	n, err := p.a.d.Ledger.MarkPending(ctx, r.Kind, ids, before, ttl)

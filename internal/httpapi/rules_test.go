@@ -53,7 +53,7 @@ func TestRuleRoutes(t *testing.T) {
 	runner := policy.NewRunner(rdb, memSource{}, nopEnqueuer{}, policy.Config{Logger: slog.New(slog.DiscardHandler)})
 	sub := &submitted{}
 	api, err := New(Config{Tokens: []string{tokenOld}, Logger: slog.New(slog.DiscardHandler)}, Deps{
-		Ledger: l, DeadLetters: deadletter.NewStore(rdb), Producer: nopEnqueuer{},
+		Redis: rdb, Ledger: l, DeadLetters: deadletter.NewStore(rdb), Producer: nopEnqueuer{},
 		Rules: &Rules{Lookup: func(name string) (policy.Rule, bool) { return rule, name == "tmp" }, Submitter: sub},
 		Runs:  runner.Store(),
 	})

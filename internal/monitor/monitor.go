@@ -73,6 +73,9 @@ type Config struct {
 	// os.Getpid(), which is what Asynq records.
 	ServerHost string
 	ServerPID  int
+	// Notes, when set, returns lines /readyz adds to a ready answer
+	// (start-up warnings): they inform, and do not make it unready.
+	Notes func() []string
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// QianfanAPI is the API the worker was configured with, shown on the
@@ -402,6 +405,11 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	for _, si := range servers {
 		if si.Host == s.cfg.ServerHost && si.PID == s.cfg.ServerPID && si.Status == "active" {
 			fmt.Fprintf(w, "ok: redis reachable, asynq server %s active\n", si.ID)
+			if s.cfg.Notes != nil {
+				for _, n := range s.cfg.Notes() {
+					fmt.Fprintf(w, "warning: %s\n", n)
+				}
+			}
 			return
 		}
 	}

@@ -55,6 +55,14 @@ const MissingMessage = "redis-server is not installed, so the tests against a re
 // except under CI (CI=true), where a missing real Redis is a failure.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return StartWith(t)
+}
+
+// StartWith starts a redis-server for t as Start does, with further
+// command-line arguments, which win over the defaults: "--requirepass", "pw"
+// or "--appendonly", "yes". Client then needs its own credentials.
+func StartWith(t testing.TB, args ...string) *Server {
+	t.Helper()
 	bin := Binary()
 	if bin == "" {
 		if os.Getenv("CI") == "true" {
@@ -62,7 +70,7 @@ func Start(t testing.TB) *Server {
 		}
 		t.Skip(MissingMessage)
 	}
-	s, err := start(bin, t.TempDir())
+	s, err := start(bin, t.TempDir(), args)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,10 +85,10 @@ func StartProcess(dir string) (*Server, error) {
 	if bin == "" {
 		return nil, fmt.Errorf("%s", MissingMessage)
 	}
-	return start(bin, dir)
+	return start(bin, dir, nil)
 }
 
-func start(bin, dir string) (*Server, error) {
+func start(bin, dir string, extra []string) (*Server, error) {
 	// The kernel picks the port; a tiny race with another process remains,
 	// so retry a few times on a bind failure.
 	var lastErr error
@@ -89,7 +97,7 @@ func start(bin, dir string) (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
-		s, err := startOn(bin, dir, port)
+		s, err := startOn(bin, dir, port, extra)
 		if err == nil {
 			return s, nil
 		}
@@ -98,7 +106,7 @@ func start(bin, dir string) (*Server, error) {
 	return nil, lastErr
 }
 
-func startOn(bin, dir string, port int) (*Server, error) {
+func startOn(bin, dir string, port int, extra []string) (*Server, error) {
 	args := []string{
 		"--port", strconv.Itoa(port),
 		"--bind", "127.0.0.1",
@@ -108,6 +116,7 @@ func startOn(bin, dir string, port int) (*Server, error) {
 		"--protected-mode", "yes",
 		"--logfile", filepath.Join(dir, "redis.log"),
 	}
+	args = append(args, extra...)
 	cmd := exec.Command(bin, args...)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start redis-server: %w", err)
@@ -145,7 +154,11 @@ func ping(addr string) error {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	return c.Ping(ctx).Err()
+	err := c.Ping(ctx).Err()
+	if err != nil && strings.HasPrefix(err.Error(), "NOAUTH") {
+		return nil // up, and asking for a password
+	}
+	return err
 }
 
 func freePort() (int, error) {

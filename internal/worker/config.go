@@ -88,6 +88,12 @@ type Config struct {
 	// API is the HTTP enqueue API; off unless API.Addr is set.
 	API APIConfig
 
+	// EmbeddedRedis says the worker runs on an in-memory Redis of its own
+	// (--embedded-redis): a start-up warning, unless Demo. Demo says it runs
+	// the demo (--demo), where no start-up warning applies.
+	EmbeddedRedis bool
+	Demo          bool
+
 	// Schedule is a schedule file (see package schedule); off when empty.
 	Schedule string
 	// ScheduleSync is how often Schedule is read again. Defaults to 30s.
@@ -132,8 +138,11 @@ type APIConfig struct {
 	Addr string
 	// MaxBody is the largest request body in bytes. Defaults to 1 MiB.
 	MaxBody int64
-	// Tokens are the bearer tokens; required when Addr is set.
-	Tokens []string
+	// Tokens are QFPURGE_API_TOKENS's entries ("name:token", full rights);
+	// TokensFile is a tokens file of scoped tokens (see httpapi.Config).
+	// One of the two is required when Addr is set.
+	Tokens     []string
+	TokensFile string
 }
 
 func (c Config) withDefaults() Config {
@@ -226,7 +235,7 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.API.Addr != "" {
-		if err := httpapi.CheckTokens(c.API.Tokens); err != nil {
+		if err := httpapi.CheckTokens(c.API.Tokens, c.API.TokensFile); err != nil {
 			add("--api-addr %s: %w", c.API.Addr, err)
 		}
 	}
@@ -280,6 +289,9 @@ func (c Config) LogValue() slog.Value {
 		slog.String("api_addr", c.API.Addr),
 		slog.Int64("api_max_body", c.API.MaxBody),
 		slog.Int("api_tokens", len(c.API.Tokens)),
+		slog.String("api_tokens_file", c.API.TokensFile),
+		slog.Bool("embedded_redis", c.EmbeddedRedis),
+		slog.Bool("demo", c.Demo),
 		slog.String("schedule", c.Schedule),
 		slog.Duration("schedule_sync", c.ScheduleSync),
 		slog.String("log_level", c.LogLevel.String()),

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/qfpurge/qfpurge/internal/apimode"
@@ -59,11 +60,12 @@ type Worker struct {
 	srv     *asynq.Server
 	mux     *asynq.ServeMux
 
-	mon   *monitor.Server
-	api   *http.Server
-	apiLn net.Listener
-	sched *schedule.Scheduler
-	rules *policy.Runner
+	mon      *monitor.Server
+	api      *http.Server
+	apiNames []string
+	apiLn    net.Listener
+	sched    *schedule.Scheduler
+	rules    *policy.Runner
 
 	verifier *inventory.Verifier
 	qc       *qianfan.Client
@@ -72,6 +74,10 @@ type Worker struct {
 	joined   bool
 	pause    *pause.Store
 	prober   *pause.Prober
+
+	warnGauge *prometheus.GaugeVec
+	warnMu    sync.Mutex
+	warnings  []Warning
 
 	stopSweep context.CancelFunc
 	bg        sync.WaitGroup
@@ -87,6 +93,8 @@ func New(rdb redis.UniversalClient, cfg Config) (*Worker, error) {
 	w := &Worker{cfg: cfg, rdb: rdb, log: cfg.Logger}
 	w.insp = asynq.NewInspectorFromRedisClient(rdb)
 	w.metrics = monitor.NewMetrics(rdb, w.insp, w.log.With("component", "metrics"))
+	w.warnGauge = warningGauge()
+	w.metrics.Registry().MustRegister(w.warnGauge)
 	qc, err := w.qianfanClient()
 	if err != nil {
 		return nil, err
@@ -140,7 +148,9 @@ func New(rdb redis.UniversalClient, cfg Config) (*Worker, error) {
 		schedule.NewHandler(rdb, w.prod, schedule.HandlerConfig{Rules: w.rules, Logger: w.log.With("component", "schedule")}))
 	w.mux.Handle(policy.TypeRuleRun, w.rules)
 	if cfg.Monitor.Addr != "" {
-		if w.mon, err = monitor.New(rdb, w.insp, w.metrics, cfg.monitorConfig()); err != nil {
+		mc := cfg.monitorConfig()
+		mc.Notes = w.readyNotes
+		if w.mon, err = monitor.New(rdb, w.insp, w.metrics, mc); err != nil {
 			return nil, err
 		}
 	}
@@ -169,14 +179,16 @@ func (w *Worker) qianfanClient() (*qianfan.Client, error) {
 func (w *Worker) buildAPI() error {
 	api, err := httpapi.New(httpapi.Config{
 		Tokens:       w.cfg.API.Tokens,
+		TokensFile:   w.cfg.API.TokensFile,
 		MaxBodyBytes: w.cfg.API.MaxBody,
 		PendingTTL:   w.cfg.LedgerTTL,
 		Logger:       w.log.With("component", "httpapi"),
-	}, httpapi.Deps{Ledger: w.ledger, DeadLetters: deadletter.NewStore(w.rdb), Producer: w.prod, Archive: w.insp,
+	}, httpapi.Deps{Redis: w.rdb, Ledger: w.ledger, DeadLetters: deadletter.NewStore(w.rdb), Producer: w.prod, Archive: w.insp,
 		Rules: &httpapi.Rules{Lookup: w.rule, Submitter: w.rules}, Runs: w.rules.Store()})
 	if err != nil {
 		return err
 	}
+	w.apiNames = api.TokenNames()
 	w.api = &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -185,6 +197,8 @@ func (w *Worker) buildAPI() error {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 	}
+	// Shutdown waits for handlers; event streams end only when told.
+	w.api.RegisterOnShutdown(api.Close)
 	return nil
 }
 
@@ -200,6 +214,7 @@ func (w *Worker) Start() (err error) {
 	if err := w.listen(); err != nil {
 		return err
 	}
+	w.checkSurroundings()
 	if w.cfg.Schedule != "" {
 		w.sched, err = schedule.Start(w.rdb, schedule.Config{
 			Path:          w.cfg.Schedule,
@@ -244,7 +259,7 @@ func (w *Worker) Start() (err error) {
 				w.log.Error("http api stopped", "err", err)
 			}
 		})
-		w.log.Info("http api listening", "addr", w.apiLn.Addr().String(), "tokens", len(w.cfg.API.Tokens))
+		w.log.Info("http api listening", "addr", w.apiLn.Addr().String(), "tokens", w.apiNames)
 	}
 	w.log.Info("qfpurge worker running", "queue", asynqlayout.Queue)
 	return nil
