@@ -92,6 +92,20 @@ const DedupeWindow = enqueue.DedupeWindow
 // ErrNoIDs rejects an empty request.
 var ErrNoIDs = enqueue.ErrNoIDs
 
+// ErrKeyConflict: the request's Key was used before for other IDs or
+// another kind; nothing was enqueued.
+var ErrKeyConflict = enqueue.ErrKeyConflict
+
+// Digest sums a streamed request's IDs for Request.Digest.
+type Digest = enqueue.Digest
+
+// CheckWhen reports why a time cannot be a deletion's (more than a minute
+// past, or more than a year ahead); every producer shares this horizon.
+var CheckWhen = enqueue.CheckWhen
+
+// CheckDelay is CheckWhen for a delay.
+var CheckDelay = enqueue.CheckDelay
+
 // New returns a Producer on a go-redis client, which the caller keeps
 // owning and closes.
 func New(rdb redis.UniversalClient, cfg Config) (*Producer, error) { return enqueue.New(rdb, cfg) }

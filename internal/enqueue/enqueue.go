@@ -121,8 +121,10 @@ type Request struct {
 	// would be merged with other jobs and lose its run.
 	Run  string
 	Rule string
-	// DeleteInUse skips the workers' service check for Run's IDs (a rule
-	// with protect_in_use: false).
+	// DeleteInUse deletes the IDs even where a service or a batch inference
+	// task uses them: the explicit override of the workers' in-use check
+	// (a rule with protect_in_use: false, enqueue --delete-in-use, the
+	// API's delete_in_use). It is recorded with each outcome.
 	DeleteInUse bool
 }
 
@@ -249,7 +251,13 @@ func (p *Producer) Stream(r Request) (*Stream, error) {
 }
 
 func (p *Producer) stream(r Request, dedupe bool) (*Stream, error) {
-	s := &Stream{p: p, r: r, delayed: r.ProcessAt.After(time.Now())}
+	now := time.Now()
+	// A time long past would run at once without a word: refuse it. (The
+	// CLI and the API also check the year ahead, against their clocks.)
+	if !r.ProcessAt.IsZero() && now.Sub(r.ProcessAt) > MaxBehind {
+		return nil, fmt.Errorf("process at: %w", CheckWhen(r.ProcessAt, now))
+	}
+	s := &Stream{p: p, r: r, delayed: r.ProcessAt.After(now)}
 	s.rc.Kind = r.Kind
 	if dedupe {
 		s.seen = newWindow(DedupeWindow)
@@ -316,7 +324,9 @@ func (s *Stream) flush(ctx context.Context, t int) error {
 		s.claimed = true
 	}
 	ids := s.pending[t]
-	ready := len(ids) == s.p.cfg.BatchSize || s.delayed || s.r.Run != ""
+	// A group merges jobs of many requests: one that overrides the in-use
+	// check or names a rule run keeps its batches to itself.
+	ready := len(ids) == s.p.cfg.BatchSize || s.delayed || s.r.Run != "" || s.r.DeleteInUse
 	b, err := s.p.enqueueOne(ctx, s.r, ids, ready, s.n[t])
 	if err != nil {
 		return fmt.Errorf("enqueue batch %d of the %s IDs: %w", s.n[t]+1, ids[0].Type(), err)

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"unicode"
 
 	"github.com/qfpurge/qfpurge/internal/enqueue"
+	"github.com/qfpurge/qfpurge/internal/inuse"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 )
 
@@ -21,6 +23,12 @@ type deletionRequest struct {
 	ProcessAt string            `json:"process_at"`
 	ProcessIn string            `json:"process_in"`
 	Key       string            `json:"key"`
+	// DeleteInUse overrides the workers' in-use check for this request
+	// only; it is recorded with each outcome.
+	DeleteInUse bool `json:"delete_in_use"`
+	// DryRun deletes nothing: the answer says, per ID, what a run would do
+	// now (exists, in use and by what, already gone, cannot tell).
+	DryRun bool `json:"dry_run"`
 }
 
 // maxKeyLen bounds the idempotency key.
@@ -52,6 +60,10 @@ func (a *API) postDeletions(w http.ResponseWriter, r *http.Request) {
 	a.attribute(&req, p)
 	ctx, cancel := requestContext(r)
 	defer cancel()
+	if body.DryRun {
+		a.dryRun(ctx, w, req)
+		return
+	}
 	q, ok := a.reserve(ctx, w, p, len(modelid.Dedupe(req.IDs)), started)
 	if !ok {
 		return
@@ -96,6 +108,7 @@ func (b deletionRequest) request(now time.Time) (enqueue.Request, []modelid.Inva
 		return req, nil, err
 	}
 	req.Kind = k
+	req.DeleteInUse = b.DeleteInUse
 	if len(b.ModelIDs) == 0 {
 		return req, nil, errors.New("model_ids: " + enqueue.ErrNoIDs.Error())
 	}
@@ -219,4 +232,34 @@ func (a *API) getDeletion(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, st)
+}
+
+// maxDryRun is the most IDs one dry run answers.
+const maxDryRun = 10_000
+
+// dryRunResponse is the 200 answer to a dry run.
+type dryRunResponse struct {
+	Kind    modelid.Kind   `json:"kind"`
+	DryRun  bool           `json:"dry_run"`
+	Answers []inuse.Answer `json:"answers"`
+}
+
+// dryRun answers per ID what a run would do now, enqueuing nothing.
+func (a *API) dryRun(ctx context.Context, w http.ResponseWriter, req enqueue.Request) {
+	if a.d.DryRun == nil {
+		writeError(w, http.StatusNotImplemented, "dry runs are not available on this worker", nil)
+		return
+	}
+	ids := modelid.Dedupe(req.IDs)
+	if len(ids) > maxDryRun {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("a dry run answers at most %d IDs; split the request", maxDryRun), nil)
+		return
+	}
+	answers, err := a.d.DryRun(ctx, req.Kind, ids)
+	if err != nil {
+		a.log.Error("dry run failed", "kind", req.Kind, "ids", len(ids), "err", err)
+		writeError(w, http.StatusServiceUnavailable, "dry run failed: "+err.Error(), nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, dryRunResponse{Kind: req.Kind, DryRun: true, Answers: answers})
 }

@@ -39,6 +39,7 @@ import (
 	"github.com/qfpurge/qfpurge/internal/authtoken"
 	"github.com/qfpurge/qfpurge/internal/deadletter"
 	"github.com/qfpurge/qfpurge/internal/enqueue"
+	"github.com/qfpurge/qfpurge/internal/inuse"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/policy"
@@ -172,6 +173,9 @@ type Deps struct {
 	// token's name (requested_by) and its name globs, which workers check
 	// before each call. Nil drops both.
 	Attribute func(r *enqueue.Request, requestedBy string, nameScope []string)
+	// DryRun answers a dry run from the fleet's in-use view and listings,
+	// deleting nothing; nil answers dry runs with 501.
+	DryRun func(ctx context.Context, k modelid.Kind, ids []modelid.ID) ([]inuse.Answer, error)
 }
 
 // API is the HTTP handler.

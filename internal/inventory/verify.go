@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -348,4 +349,17 @@ func (v *Verifier) Refresh(ctx context.Context, every time.Duration, versions bo
 		case <-t.C:
 		}
 	}
+}
+
+// WantedAt returns the order stamp of taskID's want of a listing deciding
+// IDs of kind k and ID type t; ok is false when it has none.
+func (st *Store) WantedAt(ctx context.Context, taskID string, k modelid.Kind, t modelid.IDType) (int64, bool, error) {
+	score, err := st.rdb.ZScore(ctx, keyWanted, Form{k, t}.String()+" "+taskID).Result()
+	if errors.Is(err, redis.Nil) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("inventory: %w", err)
+	}
+	return int64(score), true, nil
 }

@@ -84,8 +84,10 @@ type Record struct {
 	// Run is the rule run that planned the deletion, if any.
 	Run string `json:"run,omitempty"`
 	// API is the Qianfan API that answered: "v1" or "v2".
-	API string    `json:"api,omitempty"`
-	At  time.Time `json:"at"`
+	API string `json:"api,omitempty"`
+	// DeleteInUse: the request overrode the in-use check.
+	DeleteInUse bool      `json:"delete_in_use,omitempty"`
+	At          time.Time `json:"at"`
 }
 
 // Lookup returns the record of one ID; ok is false when none is kept.
@@ -116,7 +118,8 @@ func (l *Ledger) LookupMany(ctx context.Context, k modelid.Kind, ids []modelid.I
 }
 
 func recordFrom(k modelid.Kind, id modelid.ID, m map[string]string) Record {
-	r := Record{Kind: k, ID: id, State: State(m["state"]), LogID: m["log_id"], Message: m["msg"], TaskID: m["task"], Run: m["run"], API: m["api"]}
+	r := Record{Kind: k, ID: id, State: State(m["state"]), LogID: m["log_id"], Message: m["msg"], TaskID: m["task"], Run: m["run"], API: m["api"],
+		DeleteInUse: m["delete_in_use"] == "1"}
 	r.Code, _ = strconv.Atoi(m["code"])
 	if ms, err := strconv.ParseInt(m["verified"], 10, 64); err == nil && ms > 0 {
 		r.Verified = time.UnixMilli(ms).UTC()
@@ -181,7 +184,9 @@ type Outcome struct {
 	Run string
 	// API: see Record.API.
 	API string
-	At  time.Time
+	// DeleteInUse: the request overrode the in-use check.
+	DeleteInUse bool
+	At          time.Time
 }
 
 func (o Outcome) entry() deadletter.Entry {
@@ -301,6 +306,9 @@ func (o Outcome) fields() []any {
 	if o.API != "" {
 		f = append(f, "api", o.API)
 	}
+	if o.DeleteInUse {
+		f = append(f, "delete_in_use", 1)
+	}
 	return f
 }
 
@@ -313,6 +321,9 @@ func (l *Ledger) event(o Outcome, e deadletter.Entry) *redis.XAddArgs {
 	}
 	if o.Run != "" {
 		f["run"] = o.Run
+	}
+	if o.DeleteInUse {
+		f["delete_in_use"] = "true"
 	}
 	ev := &redis.XAddArgs{Stream: EventStream, Values: f}
 	if l.cfg.EventsMaxLen > 0 {

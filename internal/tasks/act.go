@@ -43,7 +43,7 @@ type Result struct {
 // there is one.
 func (h *Handler) outcome(b *batch, id modelid.ID, st ledger.State, answer *qianfan.Error) ledger.Outcome {
 	o := ledger.Outcome{Kind: b.p.Kind, ID: id, State: st, LogID: b.res.LogID, TaskID: b.a.taskID,
-		Attempts: b.a.retried + 1, Run: b.p.Run, API: string(cmp.Or(b.api, apimode.V1)), At: h.now()}
+		Attempts: b.a.retried + 1, Run: b.p.Run, API: string(cmp.Or(b.api, apimode.V1)), DeleteInUse: b.p.DeleteInUse, At: h.now()}
 	if answer != nil {
 		o.Code, o.Message = answerCode(answer), answer.Message
 		if answer.LogID != "" {

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
 
 	"github.com/qfpurge/qfpurge/internal/apimode"
 	"github.com/qfpurge/qfpurge/internal/fleet"
+	"github.com/qfpurge/qfpurge/internal/inuse"
 	"github.com/qfpurge/qfpurge/internal/inventory"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
@@ -24,10 +26,11 @@ type Enqueuer interface {
 	EnqueueContext(ctx context.Context, t *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
 }
 
-// Guard tells which IDs a service uses, so a deletion planned by a rule can
-// skip them; it names the services. An error means it could not tell.
+// Guard tells, right before a call, which IDs a service or a batch
+// inference task uses (inuse.View). An error wrapping inuse.ErrCannotTell
+// means the listings could not be read completely: nothing is deleted.
 type Guard interface {
-	Protected(ctx context.Context, k modelid.Kind, ids []modelid.ID) (map[modelid.ID]string, error)
+	Check(ctx context.Context, k modelid.Kind, ids []modelid.ID) ([]inuse.Result, error)
 }
 
 // Observer is told what the handler does, for metrics. All methods must be
@@ -63,8 +66,9 @@ type HandlerConfig struct {
 	BatchSize int
 	// Options are given to the batches the handler enqueues.
 	Options Options
-	// Guard checks deletions planned by rules; nil refuses them (they wait
-	// and are retried, never deleted unchecked).
+	// Guard checks every batch right before its call, whatever put it in
+	// the queue, unless the request said delete_in_use; nil refuses them
+	// (they wait, never deleted unchecked).
 	Guard Guard
 	// VerifyPoll is how often a batch waiting for a listing looks again.
 	// Defaults to 5s.
@@ -230,7 +234,7 @@ func (h *Handler) gather(ctx context.Context, b *batch) (*Facts, error) {
 	if err != nil || f == nil {
 		return nil, err
 	}
-	if f.Call.State == ledger.CallInDoubt || f.Held || f.Paused {
+	if f.Call.State == ledger.CallInDoubt || f.Held || f.Paused || f.Called {
 		return f, nil
 	}
 	if b.api == apimode.V2 {
@@ -264,12 +268,19 @@ func (h *Handler) precheck(ctx context.Context, b *batch) (*Facts, error) {
 	if f.Paused, err = h.paused(ctx, b); err != nil || f.Paused {
 		return f, err
 	}
-	if b.p.Run != "" && !b.p.DeleteInUse {
-		if err := h.guard(ctx, b); err != nil || len(b.ids) == 0 {
-			if err == nil {
-				err = h.finish(ctx, b)
+	if !b.p.DeleteInUse {
+		if err := h.guard(ctx, b); err != nil {
+			if qianfan.Classify(err) != qianfan.ClassUnknown {
+				// A listing refused for credentials pauses the fleet, a
+				// quota waits: as a delete call's answer would.
+				f.Called, f.Err = true, err
+				b.answer, _ = errors.AsType[*qianfan.Error](err)
+				return f, nil
 			}
 			return nil, err
+		}
+		if len(b.ids) == 0 {
+			return nil, h.end(ctx, b)
 		}
 		f.N = len(b.ids)
 	}
@@ -350,39 +361,132 @@ func (h *Handler) paused(ctx context.Context, b *batch) (bool, error) {
 	return true, nil
 }
 
-// guard drops the IDs a service uses from a batch planned by a rule,
-// recording them as protected.
+// guard drops from the batch the IDs in use (a custom service of either
+// protocol version, in any status, or an unfinished batch inference
+// task), recording them protected and naming what uses them; the rest of
+// the batch goes on. When the view cannot tell, nothing is sent: the batch
+// waits without spending a retry. An int ID whose string form no listing
+// has shown waits for a listing that shows it (or proves it absent).
 func (h *Handler) guard(ctx context.Context, b *batch) error {
 	if h.cfg.Guard == nil {
-		return fmt.Errorf("batch of rule run %s: no service check configured; not deleting unchecked", b.p.Run)
+		h.obs.Retry(b.p.Kind, "in-use")
+		return &ThrottleError{Wait: h.cfg.PausePoll, Err: errors.New("no in-use check configured; not deleting unchecked")}
 	}
-	used, err := h.cfg.Guard.Protected(ctx, b.p.Kind, b.ids)
+	rs, err := h.cfg.Guard.Check(ctx, b.p.Kind, b.ids)
+	if errors.Is(err, inuse.ErrCannotTell) {
+		if c := qianfan.Classify(err); c == qianfan.ClassRequest || c == qianfan.ClassThrottled {
+			return err
+		}
+		h.obs.Retry(b.p.Kind, "in-use")
+		b.log.Warn("cannot tell what is in use; the batch waits", "err", err)
+		return &ThrottleError{Wait: h.cfg.VerifyPoll, Err: fmt.Errorf("not deleting: %w", err)}
+	}
 	if err != nil {
-		return fmt.Errorf("check services before deleting: %w", err)
-	}
-	if len(used) == 0 {
-		return nil
+		return err
 	}
 	var outs []ledger.Outcome
+	var unplaced []modelid.ID
 	keep := b.ids[:0:0]
-	for _, id := range b.ids {
-		svc, ok := used[id]
-		if !ok {
-			keep = append(keep, id)
+	for _, r := range rs {
+		switch r.State {
+		case inuse.Free:
+			keep = append(keep, r.ID)
+		case inuse.InUse:
+			o := h.outcome(b, r.ID, ledger.StateProtected, nil)
+			o.Message = "not deleted: in use by " + strings.Join(r.Users, ", ") + " (checked right before the call; delete_in_use overrides)"
+			outs = append(outs, o)
+			b.res.Protected = append(b.res.Protected, r.ID)
+		default:
+			unplaced = append(unplaced, r.ID)
+		}
+	}
+	if len(unplaced) > 0 {
+		free, err := h.placeUnknown(ctx, b, unplaced, rs)
+		if err != nil {
+			return err
+		}
+		keep = append(keep, free...)
+	}
+	if len(outs) > 0 {
+		if err := h.write(ctx, b, outs); err != nil {
+			return err
+		}
+		b.log.Warn("not deleted: in use", "ids", idStrings(b.res.Protected), "by", outs[0].Message)
+	}
+	b.ids = keep
+	return nil
+}
+
+// placeUnknown decides the IDs the view could not place (an int ID whose
+// string form no listing has shown). The batch first asks for a listing
+// of the account, which teaches every existing int ID's string form, and
+// waits for it without spending a retry. Once a listing taken after that
+// ask is saved: an ID it shows absent does not exist, so nothing runs it
+// (its call will say so); an ID it still cannot place is not deleted
+// (protected, naming why: nothing is deleted on doubt).
+func (h *Handler) placeUnknown(ctx context.Context, b *batch, ids []modelid.ID, rs []inuse.Result) ([]modelid.ID, error) {
+	reasons := map[modelid.ID]string{}
+	for _, r := range rs {
+		reasons[r.ID] = r.Reason
+	}
+	at, asked, err := h.inv.WantedAt(ctx, b.a.taskID, b.p.Kind, ids[0].Type())
+	if err != nil {
+		return nil, err
+	}
+	if !asked {
+		seq, err := h.inv.Stamp(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if err := h.inv.Want(ctx, b.a.taskID, b.p.Kind, ids, seq, h.now()); err != nil {
+			return nil, err
+		}
+	}
+	pres, _, err := h.inv.Check(ctx, b.p.Kind, ids, at)
+	if errors.Is(err, inventory.ErrNoSnapshot) || !asked {
+		h.obs.Retry(b.p.Kind, "in-use")
+		b.log.Info("waiting for a listing before the in-use check can tell", "ids", len(ids), "reason", reasons[ids[0]])
+		return nil, &ThrottleError{Wait: h.cfg.VerifyPoll, Err: fmt.Errorf("not deleting %s yet: %s; waiting for a listing", ids[0], reasons[ids[0]])}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := h.inv.Settled(ctx, b.a.taskID, b.p.Kind); err != nil {
+		return nil, err
+	}
+	// The listing taught the string forms of the IDs it shows: ask again.
+	again, err := h.cfg.Guard.Check(ctx, b.p.Kind, ids)
+	if err != nil {
+		return nil, err
+	}
+	var free []modelid.ID
+	var outs []ledger.Outcome
+	for i, id := range ids {
+		r := again[i]
+		switch {
+		case r.State == inuse.Free, r.State == inuse.Unknown && pres[i] == inventory.Absent:
+			free = append(free, id)
+			continue
+		case r.State == inuse.InUse:
+			o := h.outcome(b, id, ledger.StateProtected, nil)
+			o.Message = "not deleted: in use by " + strings.Join(r.Users, ", ") + " (checked right before the call; delete_in_use overrides)"
+			outs = append(outs, o)
+			b.res.Protected = append(b.res.Protected, id)
 			continue
 		}
 		o := h.outcome(b, id, ledger.StateProtected, nil)
-		o.Message = "not deleted: used by service " + svc + " (checked right before the call)"
+		o.Message = "not deleted: cannot tell whether it is in use (" + reasons[id] + "); enqueue its " + stringForm(b.p.Kind) +
+			" form, or say delete_in_use"
 		outs = append(outs, o)
 		b.res.Protected = append(b.res.Protected, id)
 	}
-	if _, err := h.ledger.Write(ctx, outs); err != nil {
-		return err
+	if len(outs) > 0 {
+		if err := h.write(ctx, b, outs); err != nil {
+			return nil, err
+		}
+		b.log.Warn("not deleted: cannot tell whether in use", "ids", len(outs), "reason", outs[0].Message)
 	}
-	h.obs.Outcome(b.p.Kind, b.ids[0].Type(), ledger.StateProtected, len(outs))
-	b.log.Warn("rule deletion skipped: used by a service", "ids", idStrings(b.res.Protected))
-	b.ids = keep
-	return nil
+	return free, nil
 }
 
 // detailMax is the largest batch that gets a detail call per ID before

@@ -3,6 +3,7 @@ package tasks
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/qfpurge/qfpurge/internal/apimode"
 	"github.com/qfpurge/qfpurge/internal/deadletter"
+	"github.com/qfpurge/qfpurge/internal/inuse"
 	"github.com/qfpurge/qfpurge/internal/inventory"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
@@ -212,7 +214,7 @@ func setup(t *testing.T, acct *account, mod ...func(*HandlerConfig)) *bundle {
 	t.Helper()
 	rdb := redistest.Start(t).Client(t)
 	b := &bundle{acct: acct, q: &queue{}, rdb: rdb, ledger: ledger.New(rdb, ledger.Config{Logger: slog.New(slog.DiscardHandler)}), inv: inventory.NewStore(rdb)}
-	cfg := HandlerConfig{BatchSize: 4, Logger: slog.New(slog.DiscardHandler), VerifyPoll: time.Millisecond}
+	cfg := HandlerConfig{BatchSize: 4, Logger: slog.New(slog.DiscardHandler), VerifyPoll: time.Millisecond, Guard: guard{}}
 	for _, m := range mod {
 		m(&cfg)
 	}
@@ -646,16 +648,71 @@ func (f failHSet) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proc
 	}
 }
 
+// guard is an in-use view: the IDs it maps are used by what it names,
+// every other ID is free.
 type guard map[modelid.ID]string
 
-func (g guard) Protected(_ context.Context, _ modelid.Kind, list []modelid.ID) (map[modelid.ID]string, error) {
-	out := map[modelid.ID]string{}
-	for _, id := range list {
+func (g guard) Check(_ context.Context, _ modelid.Kind, list []modelid.ID) ([]inuse.Result, error) {
+	out := make([]inuse.Result, len(list))
+	for i, id := range list {
+		out[i] = inuse.Result{ID: id, State: inuse.Free}
 		if s, ok := g[id]; ok {
-			out[id] = s
+			out[i] = inuse.Result{ID: id, State: inuse.InUse, Users: []string{s}, Reason: "used by " + s}
 		}
 	}
 	return out, nil
+}
+
+// cannotTell is an in-use view whose listings fail.
+type cannotTell struct{ cause error }
+
+func (c cannotTell) Check(context.Context, modelid.Kind, []modelid.ID) ([]inuse.Result, error) {
+	return nil, fmt.Errorf("%w: %w", inuse.ErrCannotTell, c.cause)
+}
+
+// TestHandlerProtectsWhatIsInUse: IDs in use are skipped right before the
+// call whatever put the batch in the queue (a direct request here, a rule's
+// run below), recorded protected naming the user; the rest is deleted.
+// delete_in_use overrides, per request, and is recorded.
+func TestHandlerProtectsWhatIsInUse(t *testing.T) {
+	acct := newAccount(ids(1, 2, 3)...)
+	b := setup(t, acct, func(c *HandlerConfig) {
+		c.Guard = guard{modelid.IntID(2): "service chat (svco-1, protocol v2, Serving)"}
+	})
+	if err := b.h.process(context.Background(), newBatch(t, ids(1, 2, 3)), attempt{taskID: "t", maxRetry: 3}); err != nil {
+		t.Fatal(err)
+	}
+	want := []ledger.State{ledger.StateDeleted, ledger.StateProtected, ledger.StateDeleted}
+	if diff := cmp.Diff(want, b.states(t, ids(1, 2, 3))); diff != "" {
+		t.Errorf("states (-want +got):\n%s", diff)
+	}
+	r, _, _ := b.ledger.Lookup(context.Background(), modelid.KindModel, modelid.IntID(2))
+	if !strings.Contains(r.Message, "service chat (svco-1, protocol v2, Serving)") {
+		t.Errorf("protected record %+v does not name the service", r)
+	}
+	// A view that cannot tell deletes nothing, and spends no retry.
+	b2 := setup(t, newAccount(ids(7)...), func(c *HandlerConfig) { c.Guard = cannotTell{errors.New("page 2 failed")} })
+	err := b2.h.process(context.Background(), newBatch(t, ids(7)), attempt{taskID: "t", maxRetry: 3})
+	if _, waits := errors.AsType[*ThrottleError](err); !waits || b2.acct.callCount() != 0 {
+		t.Errorf("cannot tell: %v, %d calls; want a wait and no call", err, b2.acct.callCount())
+	}
+	// Listings refused for credentials pause the fleet like a refused delete.
+	b3 := setup(t, newAccount(ids(8)...), func(c *HandlerConfig) {
+		c.Guard = cannotTell{&qianfan.Error{HTTPStatus: 403, GatewayCode: "AccessDenied"}}
+		c.Pause = pause.NewStore(b2.rdb)
+	})
+	err = b3.h.process(context.Background(), newBatch(t, ids(8)), attempt{taskID: "t", maxRetry: 3})
+	if st, _ := pause.NewStore(b2.rdb).Status(context.Background()); st.State != pause.Paused || b3.acct.callCount() != 0 {
+		t.Errorf("a refused listing: %v, fleet %v, %d calls; want paused, no call", err, st.State, b3.acct.callCount())
+	}
+	// The override, per request.
+	b4 := setup(t, newAccount(ids(4, 5)...), func(c *HandlerConfig) { c.Guard = guard{modelid.IntID(5): "svc-prod"} })
+	if err := b4.h.process(context.Background(), newBatch(t, ids(4, 5), func(p *Payload) { p.DeleteInUse = true }), attempt{taskID: "t", maxRetry: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]ledger.State{ledger.StateDeleted, ledger.StateDeleted}, b4.states(t, ids(4, 5))); diff != "" {
+		t.Errorf("delete_in_use states (-want +got):\n%s", diff)
+	}
 }
 
 // TestHandlerProtectsRuleDeletions: IDs a service uses are skipped right
@@ -675,10 +732,11 @@ func TestHandlerProtectsRuleDeletions(t *testing.T) {
 	if r.Run != "run-1" || r.Message == "" {
 		t.Errorf("protected record %+v, want its run and the service named", r)
 	}
-	// Without a guard, a rule's batch is never deleted unchecked.
-	b2 := setup(t, newAccount(ids(7)...))
-	if err := b2.h.process(context.Background(), newBatch(t, ids(7), run), attempt{taskID: "t", maxRetry: 3}); err == nil || b2.acct.callCount() != 0 {
-		t.Errorf("unguarded rule batch: %v, %d calls; want an error and no call", err, b2.acct.callCount())
+	// Without a guard, no batch is deleted unchecked: it waits.
+	b2 := setup(t, newAccount(ids(7)...), func(c *HandlerConfig) { c.Guard = nil })
+	err := b2.h.process(context.Background(), newBatch(t, ids(7)), attempt{taskID: "t", maxRetry: 3})
+	if _, waits := errors.AsType[*ThrottleError](err); !waits || b2.acct.callCount() != 0 {
+		t.Errorf("unguarded batch: %v, %d calls; want a wait and no call", err, b2.acct.callCount())
 	}
 	// protect_in_use: false deletes what a service uses, and still names the run.
 	b3 := setup(t, newAccount(ids(4, 5)...), func(c *HandlerConfig) { c.Guard = guard{modelid.IntID(5): "svc-prod"} })

@@ -70,6 +70,11 @@ type Config struct {
 	// for the queue to go quiet before a listing is taken anyway (see
 	// inventory.Verifier). Defaults to 2 minutes.
 	VerifyWait time.Duration
+	// InUseMaxAge is the oldest in-use view (services of both protocol
+	// versions, batch inference tasks) a batch is checked against right
+	// before its call. Defaults to 2s: older trades read calls for the risk
+	// that a service deployed meanwhile is not seen.
+	InUseMaxAge time.Duration
 	// PauseProbe is how often a paused fleet's credentials are read again
 	// (see package pause). Defaults to 30s.
 	PauseProbe time.Duration
@@ -180,6 +185,7 @@ func (c Config) withDefaults() Config {
 	pos(&c.Retention, 7*24*time.Hour)
 	pos(&c.LedgerTTL, 30*24*time.Hour)
 	pos(&c.VerifyWait, 2*time.Minute)
+	pos(&c.InUseMaxAge, 2*time.Second)
 	pos(&c.ShutdownTimeout, 30*time.Second)
 	pos(&c.PauseProbe, 30*time.Second)
 	pos(&c.SweepInterval, 30*time.Second)
@@ -227,7 +233,7 @@ func (c Config) Validate() error {
 		add("--max-retry %d must not be negative", c.MaxRetry)
 	}
 	for name, d := range map[string]time.Duration{
-		"--retention": c.Retention, "--ledger-ttl": c.LedgerTTL, "--verify-wait": c.VerifyWait,
+		"--retention": c.Retention, "--ledger-ttl": c.LedgerTTL, "--verify-wait": c.VerifyWait, "--in-use-max-age": c.InUseMaxAge,
 		"--shutdown-timeout": c.ShutdownTimeout, "--pause-probe": c.PauseProbe, "--sweep-interval": c.SweepInterval, "--schedule-sync": c.ScheduleSync,
 	} {
 		if d < 0 {
@@ -281,6 +287,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("ledger_ttl", c.LedgerTTL),
 		slog.Int64("events_max_len", c.EventsMaxLen),
 		slog.Duration("verify_wait", c.VerifyWait),
+		slog.Duration("in_use_max_age", c.InUseMaxAge),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
 		slog.Duration("pause_probe", c.PauseProbe),
 		slog.Bool("skip_preflight", c.SkipPreflight),

@@ -34,6 +34,7 @@ import (
 	"github.com/qfpurge/qfpurge/internal/enqueue"
 	"github.com/qfpurge/qfpurge/internal/fleetlimit"
 	"github.com/qfpurge/qfpurge/internal/httpapi"
+	"github.com/qfpurge/qfpurge/internal/inuse"
 	"github.com/qfpurge/qfpurge/internal/inventory"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/monitor"
@@ -70,6 +71,7 @@ type Worker struct {
 	verifier *inventory.Verifier
 	qc       *qianfan.Client
 	mode     *apimode.Store
+	inUse    *inuse.View
 	member   string // this worker's name in the fleet: host, process and a random suffix
 	joined   bool
 	pause    *pause.Store
@@ -114,9 +116,10 @@ func New(rdb redis.UniversalClient, cfg Config) (*Worker, error) {
 	w.member = memberName()
 	w.pause = pause.NewStore(rdb)
 	w.prober = pause.NewProber(w.pause, pause.ProberConfig{Every: cfg.PauseProbe, Probe: w.probe, Logger: w.log.With("component", "pause")})
+	w.inUse = inuse.New(rdb, qc, inuse.Config{MaxAge: cfg.InUseMaxAge})
 	handler := tasks.NewHandler(tasks.QianfanDeleter{Client: qc}, asynq.NewClientFromRedisClient(rdb), w.ledger, inventory.NewStore(rdb),
 		tasks.HandlerConfig{BatchSize: cfg.BatchSize, Options: opts, Logger: w.log, Observer: w.metrics,
-			Guard: inventory.NewGuard(rdb, qc, 0), Pause: w.pause, PausePoll: max(cfg.PauseProbe/3, time.Second), API: w.mode})
+			Guard: w.inUse, Pause: w.pause, PausePoll: max(cfg.PauseProbe/3, time.Second), API: w.mode})
 	w.prod, err = enqueue.New(rdb, enqueue.Config{BatchSize: cfg.BatchSize, MaxRetry: cfg.MaxRetry, Retention: cfg.Retention})
 	if err != nil {
 		return nil, err
@@ -184,7 +187,7 @@ func (w *Worker) buildAPI() error {
 		PendingTTL:   w.cfg.LedgerTTL,
 		Logger:       w.log.With("component", "httpapi"),
 	}, httpapi.Deps{Redis: w.rdb, Ledger: w.ledger, DeadLetters: deadletter.NewStore(w.rdb), Producer: w.prod, Archive: w.insp,
-		Rules: &httpapi.Rules{Lookup: w.rule, Submitter: w.rules}, Runs: w.rules.Store()})
+		Rules: &httpapi.Rules{Lookup: w.rule, Submitter: w.rules}, Runs: w.rules.Store(), DryRun: w.inUse.DryRun})
 	if err != nil {
 		return err
 	}

@@ -58,8 +58,9 @@ Environment: REDIS_URL (redis://[user:pass@]host:port/db), required unless
 type options struct {
 	file, kind, at, redisURL, key, progress string
 	in                                      time.Duration
-	asJSON, gone                            bool
+	asJSON, gone, deleteInUse, dryRun       bool
 	batchSize, shards                       int
+	getenv                                  func(string) string
 }
 
 // register defines enqueue's flags on fs; a flag is added here and read
@@ -74,7 +75,9 @@ func (o *options) register(fs *pflag.FlagSet) {
 	fs.StringVar(&o.redisURL, "redis-url", "", "Redis `URL` (default $REDIS_URL)")
 	fs.IntVar(&o.batchSize, "batch-size", tasks.DefaultBatchSize, "most IDs per API call; keep equal to the workers' --batch-size")
 	fs.IntVar(&o.shards, "shards", producer.DefaultShards, fmt.Sprintf("groups per kind and ID type for small jobs (1-%d)", tasks.MaxShards))
-	fs.StringVar(&o.key, "key", "", "idempotency key: enqueuing the same key again adds nothing")
+	fs.StringVar(&o.key, "key", "", "idempotency key: enqueuing the same request again adds nothing; the key with other IDs is refused")
+	fs.BoolVar(&o.deleteInUse, "delete-in-use", false, "delete these IDs even where a service or batch inference task uses them (recorded with each outcome)")
+	fs.BoolVar(&o.dryRun, "dry-run", false, "delete nothing: say per ID what a run would do now (exists, in use and by what, already gone, cannot tell); needs QIANFAN_* keys (a read-only pair is enough)")
 	fs.StringVar(&o.progress, "progress", "auto", "progress bar on stderr: auto (terminal and large input), always or never")
 	// --string read bare numbers as string IDs: Qianfan's string IDs are
 	// never bare numbers, so it could only misread input.
@@ -95,6 +98,7 @@ func New(getenv func(string) string) *cobra.Command {
 				return cli.Usagef("--string is no longer supported: a bare number is an int ID, and string IDs are told by their am- or amv- prefix")
 			}
 			o.redisURL = cmp.Or(o.redisURL, getenv("REDIS_URL"))
+			o.getenv = getenv
 			return enqueueIDs(c.Context(), o, ids, c.InOrStdin(), c.OutOrStdout(), c.ErrOrStderr())
 		},
 	}
@@ -111,16 +115,24 @@ func enqueueIDs(ctx context.Context, o options, argIDs []string, stdin io.Reader
 		return cli.Usagef("--kind: %w", err)
 	}
 	var processAt time.Time
+	now := time.Now()
 	switch {
-	case o.in < 0:
-		return cli.Usagef("--in must not be negative")
 	case o.in > 0 && o.at != "":
 		return cli.Usagef("give --in or --at, not both")
-	case o.in > 0:
-		processAt = time.Now().Add(o.in)
+	case o.in != 0:
+		if err := producer.CheckDelay(o.in); err != nil {
+			return cli.Usagef("--in: %w", err)
+		}
+		processAt = now.Add(o.in)
 	case o.at != "":
 		if processAt, err = time.Parse(time.RFC3339, o.at); err != nil {
 			return cli.Usagef("--at %q is not RFC 3339 (like 2026-12-01T03:00:00+08:00)", o.at)
+		}
+		if err := producer.CheckWhen(processAt, now); err != nil {
+			return cli.Usagef("--at: %w", err)
+		}
+		if !processAt.After(now) {
+			processAt = time.Time{} // within the clocks' slack: now
 		}
 	}
 	if o.progress != "auto" && o.progress != "always" && o.progress != "never" {
@@ -132,9 +144,17 @@ func enqueueIDs(ctx context.Context, o options, argIDs []string, stdin io.Reader
 		return err
 	}
 	defer in.Close()
-	total, err := check(argIDs, in, kind)
+	var digest producer.Digest
+	total, err := check(argIDs, in, kind, &digest)
 	if err != nil {
 		return err
+	}
+	if o.dryRun {
+		getenv := o.getenv
+		if getenv == nil {
+			getenv = os.Getenv
+		}
+		return dryRun(ctx, o, getenv, kind, argIDs, in, stdout)
 	}
 
 	rdb, err := cli.ConnectRedis(ctx, o.redisURL)
@@ -148,7 +168,10 @@ func enqueueIDs(ctx context.Context, o options, argIDs []string, stdin io.Reader
 	}
 
 	out := newReport(stdout, o.asJSON, kind, o.key)
-	req := producer.Request{Kind: kind, ProcessAt: processAt, Key: o.key, OnBatch: out.batch}
+	req := producer.Request{Kind: kind, ProcessAt: processAt, Key: o.key, OnBatch: out.batch, DeleteInUse: o.deleteInUse}
+	if o.key != "" {
+		req.Digest = digest.Sum(req)
+	}
 	if bar := newBar(o.progress, total, stderr); bar != nil {
 		req.Progress = func(done int) { _ = bar.Set(done) }
 		defer bar.Finish()
@@ -163,6 +186,9 @@ func enqueueIDs(ctx context.Context, o options, argIDs []string, stdin io.Reader
 		_, err = s.Close(ctx)
 	}
 	out.finish(s.Receipt(), err, time.Since(start))
+	if errors.Is(err, producer.ErrKeyConflict) {
+		return cli.Usage(err)
+	}
 	if err != nil {
 		return fmt.Errorf("%w (Redis %s)", err, redisconn.Redact(o.redisURL))
 	}
@@ -219,7 +245,9 @@ func (in *input) rewind() (io.Reader, error) {
 
 // check is the first pass: every ID is judged, nothing is kept but the
 // count and the first invalid entries.
-func check(args []string, in *input, kind producer.Kind) (int, error) {
+// Each ID is added to d, so a keyed request can be told from another one
+// that reuses its key.
+func check(args []string, in *input, kind producer.Kind, d *producer.Digest) (int, error) {
 	var (
 		n    int
 		bad  []string
@@ -241,6 +269,7 @@ func check(args []string, in *input, kind producer.Kind) (int, error) {
 			report(fmt.Sprintf("argument %d %q: %v", i+1, a, err))
 			continue
 		}
+		d.Add(id)
 		n++
 	}
 	if in.f != nil {
@@ -250,6 +279,7 @@ func check(args []string, in *input, kind producer.Kind) (int, error) {
 				report(fmt.Sprintf("%s:%d %q: %s", in.name, v.Index, v.Text, v.Reason))
 				continue
 			}
+			d.Add(sc.ID())
 			n++
 		}
 		if err := sc.Err(); err != nil {

@@ -1,0 +1,145 @@
+package enqueuecmd
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/qfpurge/qfpurge/internal/cli"
+	"github.com/qfpurge/qfpurge/internal/fleetlimit"
+	"github.com/qfpurge/qfpurge/internal/inuse"
+	"github.com/qfpurge/qfpurge/internal/modelid"
+	"github.com/qfpurge/qfpurge/internal/qianfan"
+	"github.com/qfpurge/qfpurge/producer"
+)
+
+// maxDryRun is the most IDs one dry run answers: it holds them and their
+// answers, and a larger purge is better previewed in parts.
+const maxDryRun = 100_000
+
+// dryRun answers, per ID, what a run would do now, deleting nothing: the
+// same in-use view and listings the workers use, read with the read-only
+// key pair when one is set, so a dry run cannot delete.
+func dryRun(ctx context.Context, o options, getenv func(string) string, kind producer.Kind, args []string, in *input, stdout io.Writer) error {
+	ak, sk := getenv("QIANFAN_READ_ACCESS_KEY"), getenv("QIANFAN_READ_SECRET_KEY")
+	if ak == "" || sk == "" {
+		ak, sk = getenv("QIANFAN_ACCESS_KEY"), getenv("QIANFAN_SECRET_KEY")
+	}
+	if ak == "" || sk == "" {
+		return cli.Usagef("--dry-run reads the account: set QIANFAN_READ_ACCESS_KEY and QIANFAN_READ_SECRET_KEY (a read-only pair), or QIANFAN_ACCESS_KEY and QIANFAN_SECRET_KEY")
+	}
+	ids, err := collect(args, in, kind)
+	if err != nil {
+		return err
+	}
+	rdb, err := cli.ConnectRedis(ctx, o.redisURL)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	baseURL := cmp.Or(getenv("QIANFAN_BASE_URL"), qianfan.DefaultBaseURL)
+	opts := []qianfan.Option{qianfan.WithBaseURL(baseURL)}
+	// Under the fleet's budget: the same key as the workers' for this pair.
+	qps := 10.0
+	if s := getenv("QFPURGE_QPS"); s != "" {
+		if qps, err = strconv.ParseFloat(s, 64); err != nil || qps < 0 {
+			return cli.Usagef("QFPURGE_QPS %q: want a number of calls per second", s)
+		}
+	}
+	if qps > 0 {
+		l, err := fleetlimit.New(rdb, fleetlimit.Config{QPS: qps, Key: fleetlimit.Key(baseURL, ak)})
+		if err != nil {
+			return err
+		}
+		opts = append(opts, qianfan.WithLimiter(l))
+	}
+	qc, err := qianfan.New(qianfan.Credentials{AccessKey: ak, SecretKey: sk}, opts...)
+	if err != nil {
+		return cli.Usage(err)
+	}
+	answers, err := inuse.New(rdb, qc, inuse.Config{}).DryRun(ctx, kind, ids)
+	if err != nil {
+		return err
+	}
+	if o.asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			Kind    producer.Kind  `json:"kind"`
+			DryRun  bool           `json:"dry_run"`
+			Answers []inuse.Answer `json:"answers"`
+		}{kind, true, answers})
+	}
+	return printAnswers(stdout, answers)
+}
+
+// collect reads every ID of the request (already checked) into memory.
+func collect(args []string, in *input, kind producer.Kind) ([]modelid.ID, error) {
+	var ids []modelid.ID
+	for _, a := range args {
+		id, _ := modelid.ParseID(a)
+		ids = append(ids, id)
+	}
+	if in.f != nil {
+		r, err := in.rewind()
+		if err != nil {
+			return nil, err
+		}
+		sc := producer.NewScanner(r, kind)
+		for sc.Scan() {
+			if len(ids) == maxDryRun {
+				return nil, cli.Usagef("--dry-run answers at most %d IDs at a time; split the input", maxDryRun)
+			}
+			ids = append(ids, sc.ID())
+		}
+		if err := sc.Err(); err != nil {
+			return nil, fmt.Errorf("read %s again: %w", in.name, err)
+		}
+	}
+	return modelid.Dedupe(ids), nil
+}
+
+// would says what a run would do with an ID of each outcome.
+var would = map[inuse.Outcome]string{
+	inuse.OutcomeExists:     "delete it",
+	inuse.OutcomeInUse:      "protect it (in use)",
+	inuse.OutcomeGone:       "skip it (already gone)",
+	inuse.OutcomeNotFound:   "dead-letter it (not found)",
+	inuse.OutcomeCannotTell: "wait (cannot tell)",
+}
+
+// printAnswers writes a table and a count per outcome.
+func printAnswers(w io.Writer, answers []inuse.Answer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tA RUN NOW WOULD\tNAME\tTYPE\tCREATED\tWHY")
+	count := map[inuse.Outcome]int{}
+	for _, a := range answers {
+		count[a.Outcome]++
+		created := ""
+		if !a.Created.IsZero() {
+			created = a.Created.UTC().Format(time.DateOnly)
+		}
+		why := a.Reason
+		if len(a.Users) > 0 {
+			why = "used by " + strings.Join(a.Users, ", ")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, would[a.Outcome], a.Name, a.Type, created, why)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	var parts []string
+	for _, oc := range []inuse.Outcome{inuse.OutcomeExists, inuse.OutcomeInUse, inuse.OutcomeGone, inuse.OutcomeNotFound, inuse.OutcomeCannotTell} {
+		if count[oc] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", count[oc], oc))
+		}
+	}
+	_, err := fmt.Fprintf(w, "dry run, nothing deleted: %s\n", strings.Join(parts, ", "))
+	return err
+}
