@@ -96,7 +96,8 @@ type Options struct {
 	Retention time.Duration
 }
 
-func (o Options) withDefaults() Options {
+// WithDefaults fills the options left zero.
+func (o Options) WithDefaults() Options {
 	if o.MaxRetry == 0 {
 		o.MaxRetry = 12
 	}
@@ -110,7 +111,7 @@ func (o Options) withDefaults() Options {
 }
 
 func (o Options) asynq() []asynq.Option {
-	o = o.withDefaults()
+	o = o.WithDefaults()
 	return []asynq.Option{
 		asynq.Queue(asynqlayout.Queue),
 		asynq.MaxRetry(o.MaxRetry),
