@@ -451,6 +451,15 @@ func lastEventTime(ctx context.Context, rdb *redis.Client) (time.Time, error) {
 	return streamTime(msgs[0].ID), nil
 }
 
+// firstEventTime is the Redis time of the oldest qfpurge:events entry.
+func firstEventTime(ctx context.Context, rdb *redis.Client) (time.Time, error) {
+	msgs, err := rdb.XRangeN(ctx, ledger.EventStream, "-", "+", 1).Result()
+	if err != nil || len(msgs) == 0 {
+		return time.Time{}, err
+	}
+	return streamTime(msgs[0].ID), nil
+}
+
 // streamTime reads the millisecond time of a stream entry ID.
 func streamTime(id string) time.Time {
 	ms, _ := strconv.ParseInt(strings.SplitN(id, "-", 2)[0], 10, 64)

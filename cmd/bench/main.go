@@ -40,7 +40,7 @@ func main() {
 }
 
 // allScenarios in the order they run.
-var allScenarios = []string{"burst", "baseline", "bulk", "footprint", "trickle", "chaos", "v2", "switch", "plan"}
+var allScenarios = []string{"burst", "burst2", "baseline", "bulk", "footprint", "trickle", "chaos", "v2", "switch", "plan"}
 
 // scale holds the sizes a run uses; -quick shrinks them.
 type scale struct {
@@ -156,11 +156,12 @@ func steps(ctx context.Context, env *env, sc scale, seed uint64, want func(strin
 	var burst burstResult
 	return []step{
 		{[]string{"burst", "baseline"}, func() (_ rower, err error) {
-			if burst, err = runBurst(ctx, env, sc); err != nil || !want("burst") {
+			if burst, err = runBurst(ctx, env, sc, 1); err != nil || !want("burst") {
 				return nil, err
 			}
 			return burst, nil
 		}},
+		{[]string{"burst2"}, func() (rower, error) { return runBurst(ctx, env, sc, 2) }},
 		{[]string{"baseline"}, func() (rower, error) { return runBaselines(ctx, env, sc, burst.idsPerSec()) }},
 		{[]string{"bulk", "footprint"}, func() (rower, error) {
 			r, err := runBulk(ctx, env, sc)

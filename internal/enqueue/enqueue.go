@@ -345,6 +345,7 @@ func (s *Stream) send(ctx context.Context) error {
 			s.r.Progress(s.done)
 		}
 	}
+	s.p.cutGroups(ctx, ws)
 	clear(ws)
 	return s.err
 }
