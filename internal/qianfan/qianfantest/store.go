@@ -15,6 +15,9 @@ type store struct {
 	verInt   map[int64]*sversion
 	verStr   map[string]*sversion
 	services []*Service
+	// byStr is models sorted by string ID, kept until models change: a
+	// large account is listed in thousands of pages.
+	byStr []*smodel
 	// intOf remembers the int ID of every string ID ever held, so that a
 	// service keeps naming a model that was deleted under it.
 	intOf map[string]int64
@@ -43,6 +46,7 @@ func newStore(inv *Inventory) *store {
 			st.intOf[v.IDStr] = v.ID
 		}
 		st.models = append(st.models, sm)
+		st.byStr = nil
 		st.modelInt[m.ID], st.modelStr[m.IDStr] = sm, sm
 		st.intOf[m.IDStr] = m.ID
 	}
@@ -133,6 +137,7 @@ func (st *store) versionInUse(sv *sversion) bool {
 // deleteModel removes the model and its versions, which it returns.
 func (st *store) deleteModel(sm *smodel) []*sversion {
 	st.models = slices.DeleteFunc(st.models, func(x *smodel) bool { return x == sm })
+	st.byStr = nil
 	delete(st.modelInt, sm.m.ID)
 	delete(st.modelStr, sm.m.IDStr)
 	gone := sm.versions
@@ -186,11 +191,14 @@ func (st *store) v1Order(nameFilter string, types []int, asc bool) []*smodel {
 }
 
 // v2Order lists models by string ID: a marker is an ID, so pages stay
-// stable when models are deleted between them.
+// stable when models are deleted between them. The slice is shared: read it
+// only.
 func (st *store) v2Order() []*smodel {
-	out := slices.Clone(st.models)
-	slices.SortFunc(out, func(a, b *smodel) int { return strings.Compare(a.m.IDStr, b.m.IDStr) })
-	return out
+	if st.byStr == nil {
+		st.byStr = slices.Clone(st.models)
+		slices.SortFunc(st.byStr, func(a, b *smodel) int { return strings.Compare(a.m.IDStr, b.m.IDStr) })
+	}
+	return st.byStr
 }
 
 func (st *store) servicesByID() []*Service {
