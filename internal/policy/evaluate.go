@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unique"
 
 	"github.com/qfpurge/qfpurge/internal/inventory"
 	"github.com/qfpurge/qfpurge/internal/modelid"
@@ -302,10 +303,16 @@ func newEvaluation(r *Rule, taken time.Time, services []inventory.Service, now t
 
 // add decides m (or its versions, with detail when NeedsDetail named it).
 func (e *evaluation) add(m *inventory.Model, detail []inventory.Version) {
+	n := len(e.p.Items)
 	if e.r.Kind == modelid.KindModel {
 		e.p.model(e.r, m, e.usedBy, e.now)
 	} else {
 		e.p.versions(e.r, m, detail, e.usedBy, e.now)
+	}
+	// Reasons repeat (a rule has few selections, a year few days): a plan
+	// of a large account holds each text once.
+	for i := n; i < len(e.p.Items); i++ {
+		e.p.Items[i].Reason = unique.Make(e.p.Items[i].Reason).Value()
 	}
 }
 

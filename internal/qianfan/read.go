@@ -211,7 +211,7 @@ func (c *Client) WalkServices(ctx context.Context, maxKeys int) ([]V2Service, er
 // walkMarker follows a V2 marker listing to its end, handing each page to
 // fn without the items earlier pages held.
 func walkMarker[T any](ctx context.Context, what string, page func(marker string) ([]T, PageInfo, error), id func(T) string, fn func([]T) error) error {
-	seenItem := map[string]bool{}
+	seenItem := map[string]struct{}{}
 	seenMarker := map[string]bool{"": true}
 	marker := ""
 	for n := 1; ; n++ {
@@ -227,8 +227,8 @@ func walkMarker[T any](ctx context.Context, what string, page func(marker string
 		}
 		fresh := items[:0:0]
 		for _, it := range items {
-			if k := id(it); !seenItem[k] {
-				seenItem[k] = true
+			if k := id(it); !has(seenItem, k) {
+				seenItem[k] = struct{}{}
 				fresh = append(fresh, it)
 			}
 		}
@@ -247,4 +247,9 @@ func walkMarker[T any](ctx context.Context, what string, page func(marker string
 		seenMarker[info.NextMarker] = true
 		marker = info.NextMarker
 	}
+}
+
+func has(set map[string]struct{}, k string) bool {
+	_, ok := set[k]
+	return ok
 }
