@@ -310,6 +310,11 @@ func (e *env) startFake(ctx context.Context, name string, c fakeConfig) (*fake, 
 		}
 		args = append(args, "-inventory", f)
 	}
+	// A large account takes the fake a while to read.
+	wait := 10 * time.Second
+	if c.Inventory != nil {
+		wait += time.Duration(len(c.Inventory.Models)) * 200 * time.Microsecond
+	}
 	lines := make(chan string, 4)
 	p, err := e.start(name, []string{roleEnv + "=" + roleFake}, lines, e.self, args...)
 	if err != nil {
@@ -325,9 +330,9 @@ func (e *env) startFake(ctx context.Context, name string, c fakeConfig) (*fake, 
 		return &fake{proc: p, URL: u}, nil
 	case <-p.done:
 		return nil, p.exited()
-	case <-time.After(10 * time.Second):
+	case <-time.After(wait):
 		p.Kill()
-		return nil, errors.New("fake did not start within 10s")
+		return nil, fmt.Errorf("fake did not start within %s", wait)
 	case <-ctx.Done():
 		p.Kill()
 		return nil, ctx.Err()
@@ -445,6 +450,15 @@ func waitFor(ctx context.Context, limit, step time.Duration, cond func() (bool, 
 // lastEventTime is the Redis time of the newest qfpurge:events entry.
 func lastEventTime(ctx context.Context, rdb *redis.Client) (time.Time, error) {
 	msgs, err := rdb.XRevRangeN(ctx, ledger.EventStream, "+", "-", 1).Result()
+	if err != nil || len(msgs) == 0 {
+		return time.Time{}, err
+	}
+	return streamTime(msgs[0].ID), nil
+}
+
+// firstEventTime is the Redis time of the oldest qfpurge:events entry.
+func firstEventTime(ctx context.Context, rdb *redis.Client) (time.Time, error) {
+	msgs, err := rdb.XRangeN(ctx, ledger.EventStream, "-", "+", 1).Result()
 	if err != nil || len(msgs) == 0 {
 		return time.Time{}, err
 	}

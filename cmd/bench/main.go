@@ -40,7 +40,7 @@ func main() {
 }
 
 // allScenarios in the order they run.
-var allScenarios = []string{"burst", "baseline", "bulk", "footprint", "trickle", "chaos", "v2", "switch", "plan"}
+var allScenarios = []string{"burst", "burst2", "baseline", "bulk", "footprint", "trickle", "chaos", "v2", "switch", "plan", "plan1m"}
 
 // scale holds the sizes a run uses; -quick shrinks them.
 type scale struct {
@@ -56,18 +56,19 @@ type scale struct {
 	V2IDs        int // the V2 drain and the V1-shutdown burst
 	PlanModels   int // 4 versions each
 	PlanServices int
+	Plan1MModels int // the model rule alone, services 1 per 25 models
 }
 
 func fullScale() scale {
 	return scale{BurstIDs: 20_000, Producers: 16, BulkIDs: 100_000, TrickleFor: 30 * time.Second,
 		TrickleEvery: 100 * time.Millisecond, Window: 90 * time.Second, ChaosIDs: 20_000, ChaosInvalid: 10, ChaosKills: 3, V2IDs: 5_000,
-		PlanModels: 50_000, PlanServices: 2_000}
+		PlanModels: 50_000, PlanServices: 2_000, Plan1MModels: 1_000_000}
 }
 
 func quickScale() scale {
 	return scale{BurstIDs: 4_000, Producers: 16, BulkIDs: 20_000, TrickleFor: 10 * time.Second,
 		TrickleEvery: 100 * time.Millisecond, Window: 30 * time.Second, ChaosIDs: 2_000, ChaosInvalid: 10, ChaosKills: 2, V2IDs: 1_000,
-		PlanModels: 5_000, PlanServices: 200}
+		PlanModels: 5_000, PlanServices: 200, Plan1MModels: 100_000}
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -108,7 +109,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	want := func(s string) bool { return slices.Contains(picked, s) }
 
-	env, err := newEnv(ctx, stderr, *keep, want("bulk") || want("footprint"), want("plan"))
+	env, err := newEnv(ctx, stderr, *keep, want("bulk") || want("footprint"), want("plan") || want("plan1m"))
 	if err != nil {
 		return err
 	}
@@ -156,11 +157,12 @@ func steps(ctx context.Context, env *env, sc scale, seed uint64, want func(strin
 	var burst burstResult
 	return []step{
 		{[]string{"burst", "baseline"}, func() (_ rower, err error) {
-			if burst, err = runBurst(ctx, env, sc); err != nil || !want("burst") {
+			if burst, err = runBurst(ctx, env, sc, 1); err != nil || !want("burst") {
 				return nil, err
 			}
 			return burst, nil
 		}},
+		{[]string{"burst2"}, func() (rower, error) { return runBurst(ctx, env, sc, 2) }},
 		{[]string{"baseline"}, func() (rower, error) { return runBaselines(ctx, env, sc, burst.idsPerSec()) }},
 		{[]string{"bulk", "footprint"}, func() (rower, error) {
 			r, err := runBulk(ctx, env, sc)
@@ -185,5 +187,6 @@ func steps(ctx context.Context, env *env, sc scale, seed uint64, want func(strin
 			return runSwitch(ctx, env, switchConfig{IDs: sc.V2IDs, Invalid: 5, V1Calls: 20, Seed: seed})
 		}},
 		{[]string{"plan"}, func() (rower, error) { return runPlan(ctx, env, sc) }},
+		{[]string{"plan1m"}, func() (rower, error) { return runPlan1M(ctx, env, sc) }},
 	}
 }

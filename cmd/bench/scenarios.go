@@ -106,8 +106,10 @@ func waitDeleted(ctx context.Context, f *fake, n int, limit time.Duration, procs
 }
 
 type burstResult struct {
+	Workers    int
 	IDs        int
-	Drain      time.Duration
+	Drain      time.Duration // first enqueue → last deletion
+	FromCall   time.Duration // first deletion → last deletion
 	EnqueueFor time.Duration
 	Calls      int
 	OKCalls    int
@@ -119,9 +121,15 @@ type burstResult struct {
 
 func (r burstResult) idsPerSec() float64 { return float64(r.IDs) / r.Drain.Seconds() }
 
+// fromCallPerSec counts from the first deletion, plus one call interval
+// for the first call's own slot.
+func (r burstResult) fromCallPerSec() float64 {
+	return float64(r.IDs) / (r.FromCall + time.Second/burstQPS).Seconds()
+}
+
 // startBurstRig resets Redis and starts the burst set-up's fake (20 calls/s
-// cap) and one worker with --qps 20, waiting until the worker is up.
-func startBurstRig(ctx context.Context, e *env, name string) (*fake, *proc, func(), error) {
+// cap) and n workers sharing --qps 20, waiting until they are up.
+func startBurstRig(ctx context.Context, e *env, name string, n int) (*fake, []*proc, func(), error) {
 	if err := e.reset(ctx); err != nil {
 		return nil, nil, nil, err
 	}
@@ -129,22 +137,34 @@ func startBurstRig(ctx context.Context, e *env, name string) (*fake, *proc, func
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	w, err := e.startWorker(name+"-worker", f, workerConfig{QPS: burstQPS, BatchSize: batchSize, Concurrency: concurrency})
-	if err != nil {
+	var ws []*proc
+	stop := func() {
+		for _, w := range ws {
+			w.Stop(10 * time.Second)
+		}
 		f.Kill()
-		return nil, nil, nil, err
 	}
-	stop := func() { w.Stop(10 * time.Second); f.Kill() }
-	if err := waitWorkerUp(ctx, e, w); err != nil {
-		stop()
-		return nil, nil, nil, err
+	for i := range n {
+		w, err := e.startWorker(fmt.Sprintf("%s-worker%d", name, i+1), f, workerConfig{QPS: burstQPS, BatchSize: batchSize, Concurrency: concurrency})
+		if err != nil {
+			stop()
+			return nil, nil, nil, err
+		}
+		ws = append(ws, w)
 	}
-	return f, w, stop, nil
+	for _, w := range ws {
+		if err := waitWorkerUp(ctx, e, w); err != nil {
+			stop()
+			return nil, nil, nil, err
+		}
+	}
+	return f, ws, stop, nil
 }
 
-func runBurst(ctx context.Context, e *env, sc scale) (burstResult, error) {
-	r := burstResult{IDs: sc.BurstIDs}
-	f, w, stop, err := startBurstRig(ctx, e, "burst")
+// runBurst enqueues the burst into n freshly started workers.
+func runBurst(ctx context.Context, e *env, sc scale, n int) (burstResult, error) {
+	r := burstResult{IDs: sc.BurstIDs, Workers: n}
+	f, ws, stop, err := startBurstRig(ctx, e, fmt.Sprintf("burst%d", n), n)
 	if err != nil {
 		return r, err
 	}
@@ -155,34 +175,47 @@ func runBurst(ctx context.Context, e *env, sc scale) (burstResult, error) {
 		return r, err
 	}
 	r.EnqueueFor = time.Since(t0)
-	if err := waitDeleted(ctx, f, len(ids), 10*time.Minute, w); err != nil {
+	if err := waitDeleted(ctx, f, len(ids), 10*time.Minute, ws...); err != nil {
 		return r, fmt.Errorf("waiting for %d deletions: %w", len(ids), err)
 	}
 	last, err := lastEventTime(ctx, e.rdb)
 	if err != nil {
 		return r, err
 	}
-	r.Drain = last.Sub(t0)
+	first, err := firstEventTime(ctx, e.rdb)
+	if err != nil {
+		return r, err
+	}
+	r.Drain, r.FromCall = last.Sub(t0), last.Sub(first)
 	st, err := f.Stats(ctx)
 	if err != nil {
 		return r, err
 	}
 	r.Calls, r.OKCalls, r.Rejected, r.Deleted, r.Largest = sum(st.Calls), st.Calls["ok"], st.Calls["18"], st.IDsDeleted, st.LargestBatch
-	r.PeakRSS = w.peakRSS()
+	for _, w := range ws {
+		r.PeakRSS = max(r.PeakRSS, w.peakRSS())
+	}
 	return r, nil
 }
 
 func (r burstResult) rows(t *table) {
 	limit := float64(burstQPS * batchSize)
-	t.add("burst", "IDs (single-ID jobs, 16 producers, int+string)", itoa(r.IDs), "", "", "")
-	t.add("burst", "drain: first enqueue → last deletion", dur(r.Drain), "", "", "")
-	t.add("burst", "drain rate, fraction of API limit (20×100 IDs/s)", fmt.Sprintf("%.0f IDs/s", r.idsPerSec()),
-		ratio(r.idsPerSec()/limit), "≥ 0.85", verdict(r.idsPerSec()/limit >= 0.85))
-	t.add("burst", "enqueue time (16 producers)", dur(r.EnqueueFor), fmt.Sprintf("%.0f jobs/s", float64(r.IDs)/r.EnqueueFor.Seconds()), "", "")
-	t.add("burst", "API calls (all outcomes)", itoa(r.Calls), "", "", "")
+	name := "burst"
+	if r.Workers > 1 {
+		name = fmt.Sprintf("burst, %d workers", r.Workers)
+	}
+	t.add(name, "IDs (single-ID jobs, 16 producers, int+string)", itoa(r.IDs), "", "", "")
+	t.add(name, "drain: first enqueue → last deletion", dur(r.Drain), "", "", "")
+	t.add(name, "drain rate from the first enqueue, fraction of API limit (20×100 IDs/s)", fmt.Sprintf("%.0f IDs/s", r.idsPerSec()),
+		ratio(r.idsPerSec()/limit), "≥ 0.9", verdict(r.idsPerSec()/limit >= 0.9))
+	t.add(name, "drain rate from the first deletion (+1 call interval)", fmt.Sprintf("%.0f IDs/s", r.fromCallPerSec()),
+		ratio(r.fromCallPerSec()/limit), "", "")
+	t.add(name, "first enqueue → first deletion", dur(r.Drain-r.FromCall), "", "", "")
+	t.add(name, "enqueue time (16 producers)", dur(r.EnqueueFor), fmt.Sprintf("%.0f jobs/s", float64(r.IDs)/r.EnqueueFor.Seconds()), "", "")
+	t.add(name, "API calls (all outcomes)", itoa(r.Calls), "", "", "")
 	mean := float64(r.Deleted) / float64(max(r.OKCalls, 1))
-	t.add("burst", "mean IDs per successful call", fmt.Sprintf("%.1f", mean), ratio(mean/batchSize), "≥ 95", verdict(mean >= 95))
-	t.add("burst", "calls rejected for QPS (code 18), worker --qps 20", itoa(r.Rejected), "", "0", verdict(r.Rejected == 0))
+	t.add(name, "mean IDs per successful call", fmt.Sprintf("%.1f", mean), ratio(mean/batchSize), "≥ 95", verdict(mean >= 95))
+	t.add(name, "calls rejected for QPS (code 18), worker --qps 20", itoa(r.Rejected), "", "0", verdict(r.Rejected == 0))
 }
 
 type baselineResult struct {
@@ -462,7 +495,7 @@ type trickleResult struct {
 
 func runTrickle(ctx context.Context, e *env, sc scale) (trickleResult, error) {
 	r := trickleResult{BatchWait: e.batchWait}
-	f, w, stop, err := startBurstRig(ctx, e, "trickle")
+	f, ws, stop, err := startBurstRig(ctx, e, "trickle", 1)
 	if err != nil {
 		return r, err
 	}
@@ -488,7 +521,7 @@ func runTrickle(ctx context.Context, e *env, sc scale) (trickleResult, error) {
 		}
 	}
 	r.IDs = n
-	_ = waitDeleted(ctx, f, n, 2*time.Minute, w)
+	_ = waitDeleted(ctx, f, n, 2*time.Minute, ws...)
 	msgs, err := e.rdb.XRange(ctx, ledger.EventStream, "-", "+").Result()
 	if err != nil {
 		return r, err

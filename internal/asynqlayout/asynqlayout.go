@@ -29,3 +29,31 @@ func Paused(queue string) string { return prefix(queue) + "paused" }
 // time (seconds) their worker's lease on them runs out. A killed worker's
 // tasks are handed back once their lease has expired.
 func Lease(queue string) string { return prefix(queue) + "lease" }
+
+// Queues is the set of every queue's name; Asynq's client adds a queue's
+// name before its first task.
+const Queues = "asynq:queues"
+
+// TaskPrefix prefixes a queue's task hashes; Task names one.
+func TaskPrefix(queue string) string { return prefix(queue) + "t:" }
+
+// Task is the hash of one task: its encoded Message under "msg", its
+// "state", and per state "pending_since" (Unix nanoseconds) or "group".
+func Task(queue, id string) string { return TaskPrefix(queue) + id }
+
+// Pending is the list of a queue's task IDs ready to run.
+func Pending(queue string) string { return prefix(queue) + "pending" }
+
+// Scheduled is the sorted set of a queue's delayed task IDs, scored by the
+// Unix time (seconds) they become ready.
+func Scheduled(queue string) string { return prefix(queue) + "scheduled" }
+
+// AggregationSets is the sorted set of a queue's aggregation sets (a
+// group's tasks taken out to be merged), scored by the Unix time (seconds)
+// after which Asynq's recoverer puts their tasks back into the group.
+func AggregationSets(queue string) string { return prefix(queue) + "aggregation_sets" }
+
+// AggregationSet is one aggregation set of a group: a sorted set of task
+// IDs with their group scores. Asynq's recoverer finds the group from the
+// key, by cutting it at its last ':'.
+func AggregationSet(queue, group, id string) string { return Group(queue, group) + ":" + id }

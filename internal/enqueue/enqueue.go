@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -70,10 +71,11 @@ func (c Config) validate() error {
 // Producer enqueues deletions. It is safe for concurrent use.
 type Producer struct {
 	rdb  redis.UniversalClient
-	c    *asynq.Client
 	insp *asynq.Inspector
 	cfg  Config
 	opt  tasks.Options
+	// queueListed is set once the queue's name is in asynqlayout.Queues.
+	queueListed atomic.Bool
 }
 
 // New returns a Producer on a go-redis client, which the caller keeps
@@ -85,10 +87,9 @@ func New(rdb redis.UniversalClient, cfg Config) (*Producer, error) {
 	}
 	return &Producer{
 		rdb:  rdb,
-		c:    asynq.NewClientFromRedisClient(rdb),
 		insp: asynq.NewInspectorFromRedisClient(rdb),
 		cfg:  cfg,
-		opt:  tasks.Options{MaxRetry: cfg.MaxRetry, Timeout: cfg.Timeout, Retention: cfg.Retention},
+		opt:  tasks.Options{MaxRetry: cfg.MaxRetry, Timeout: cfg.Timeout, Retention: cfg.Retention}.WithDefaults(),
 	}, nil
 }
 
@@ -219,10 +220,10 @@ func (p *Producer) Enqueue(ctx context.Context, r Request) (Receipt, error) {
 // again, and the worker's ledger skips an ID once it is recorded deleted.
 const DedupeWindow = 1 << 20
 
-// Stream enqueues one request's IDs as they come, a batch at a time: full
-// batches are enqueued as soon as they fill, the rest at Close. It holds one
-// batch per ID type and the dedupe window, not the input. A Stream is not
-// safe for concurrent use.
+// Stream enqueues one request's IDs as they come: full batches are
+// written as they fill, many to a Redis round trip, the rest at Close. It
+// holds one batch per ID type, the batches of one round trip and the dedupe
+// window, not the input. A Stream is not safe for concurrent use.
 //
 // A Stream cannot take back what it enqueued: to keep a request
 // all-or-nothing, check every ID first (modelid.Scanner, Validate), as
@@ -234,6 +235,8 @@ type Stream struct {
 	pending [2][]modelid.ID // by type: int, string
 	n       [2]int          // batches enqueued, by type: the key's numbering
 	seen    *window
+	queued  []write // prepared, not yet sent
+	err     error   // the first failed write; the Stream takes nothing more
 	rc      Receipt
 	done    int
 	claimed bool // the key's digest is recorded or checked
@@ -272,10 +275,13 @@ func typeIndex(id modelid.ID) int {
 	return 0
 }
 
-// Add takes one ID; a full batch is enqueued at once. An invalid ID is
-// refused (and nothing else happens); a repeat within the dedupe window is
-// counted and dropped.
+// Add takes one ID; a full batch is written with the next round trip. An
+// invalid ID is refused (and nothing else happens); a repeat within the
+// dedupe window is counted and dropped.
 func (s *Stream) Add(ctx context.Context, id modelid.ID) error {
+	if s.err != nil {
+		return s.err
+	}
 	if err := id.ValidateFor(s.r.Kind); err != nil {
 		return &modelid.InvalidIDsError{Invalid: []modelid.InvalidID{{Index: s.rc.IDs + s.rc.Duplicates, Text: id.String(), Reason: err.Error()}}}
 	}
@@ -292,7 +298,10 @@ func (s *Stream) Add(ctx context.Context, id modelid.ID) error {
 	}
 	s.pending[t] = append(s.pending[t], id)
 	if len(s.pending[t]) == s.p.cfg.BatchSize {
-		return s.flush(ctx, t)
+		s.cut(t)
+		if len(s.queued) >= pipelineDepth {
+			return s.send(ctx)
+		}
 	}
 	return nil
 }
@@ -300,12 +309,16 @@ func (s *Stream) Add(ctx context.Context, id modelid.ID) error {
 // Close enqueues what is left (each ID type's last, part-filled batch) and
 // returns the receipt.
 func (s *Stream) Close(ctx context.Context) (Receipt, error) {
+	if s.err != nil {
+		return s.rc, s.err
+	}
 	for t := range s.pending {
 		if len(s.pending[t]) > 0 {
-			if err := s.flush(ctx, t); err != nil {
-				return s.rc, err
-			}
+			s.cut(t)
 		}
+	}
+	if err := s.send(ctx); err != nil {
+		return s.rc, err
 	}
 	if s.rc.IDs == 0 && s.rc.Duplicates == 0 {
 		return s.rc, ErrNoIDs
@@ -316,76 +329,77 @@ func (s *Stream) Close(ctx context.Context) (Receipt, error) {
 // Receipt is what was enqueued so far.
 func (s *Stream) Receipt() Receipt { return s.rc }
 
-func (s *Stream) flush(ctx context.Context, t int) error {
-	if !s.claimed {
-		if err := claimKey(ctx, s.p.rdb, s.r); err != nil {
-			return err
-		}
-		s.claimed = true
-	}
+// cut turns the pending IDs of type t into a task for the next round trip.
+func (s *Stream) cut(t int) {
 	ids := s.pending[t]
 	// A group merges jobs of many requests: one that overrides the in-use
 	// check or names a rule run keeps its batches to itself.
 	ready := len(ids) == s.p.cfg.BatchSize || s.delayed || s.r.Run != "" || s.r.DeleteInUse
-	b, err := s.p.enqueueOne(ctx, s.r, ids, ready, s.n[t])
-	if err != nil {
-		return fmt.Errorf("enqueue batch %d of the %s IDs: %w", s.n[t]+1, ids[0].Type(), err)
-	}
+	s.queued = append(s.queued, s.p.prepare(s.r, ids, ready, s.n[t], time.Now()))
 	s.n[t]++
 	s.pending[t] = make([]modelid.ID, 0, s.p.cfg.BatchSize)
-	s.rc.Tasks++
-	if s.r.OnBatch != nil {
-		s.r.OnBatch(b)
-	} else {
-		s.rc.Batches = append(s.rc.Batches, b)
+}
+
+// send writes the queued tasks and adds what Redis took to the receipt, in
+// order; the first failure ends the Stream.
+func (s *Stream) send(ctx context.Context) error {
+	ws := s.queued
+	s.queued = s.queued[:0]
+	if len(ws) == 0 {
+		return nil
 	}
-	s.done += len(ids)
-	if s.r.Progress != nil {
-		s.r.Progress(s.done)
+	if !s.claimed {
+		if err := claimKey(ctx, s.p.rdb, s.r); err != nil {
+			s.err = err
+			return err
+		}
+		s.claimed = true
 	}
-	return nil
+	s.p.send(ctx, ws)
+	for i := range ws {
+		w := &ws[i]
+		b, err := s.p.outcome(w)
+		if err != nil {
+			if s.err == nil {
+				s.err = fmt.Errorf("enqueue batch %d of the %s IDs: %w", w.n+1, w.b.IDType, err)
+			}
+			continue
+		}
+		s.rc.Tasks++
+		if s.r.OnBatch != nil {
+			s.r.OnBatch(b)
+		} else {
+			s.rc.Batches = append(s.rc.Batches, b)
+		}
+		s.done += w.b.IDs
+		if s.r.Progress != nil {
+			s.r.Progress(s.done)
+		}
+	}
+	s.p.cutGroups(ctx, ws)
+	clear(ws)
+	return s.err
+}
+
+// outcome reads a sent write's answer: the task as enqueued, or the earlier
+// task its key met.
+func (p *Producer) outcome(w *write) (Batch, error) {
+	n, err := w.cmd.Int64()
+	switch {
+	case err != nil:
+		return w.b, err
+	case n == 0 && w.keyed:
+		return p.existing(w.b, w.b.TaskID), nil
+	case n == 0:
+		return w.b, asynq.ErrTaskIDConflict
+	}
+	return w.b, nil
 }
 
 // taskID names a keyed request's n-th batch of one ID type, so the same
 // request enqueued again meets its own tasks whatever order its IDs come in.
 func taskID(key string, t modelid.IDType, n int) string {
 	return key + "/" + string(t) + "/" + strconv.Itoa(n)
-}
-
-func (p *Producer) enqueueOne(ctx context.Context, r Request, ids []modelid.ID, ready bool, n int) (Batch, error) {
-	b := Batch{IDType: string(ids[0].Type()), IDs: len(ids)}
-	pl := tasks.Payload{Kind: r.Kind, IDs: ids, Run: r.Run, Rule: r.Rule, DeleteInUse: r.DeleteInUse}
-	var extra []asynq.Option
-	if r.Key != "" {
-		extra = append(extra, asynq.TaskID(taskID(r.Key, ids[0].Type(), n)))
-	}
-	var (
-		t   *asynq.Task
-		err error
-	)
-	if ready {
-		if !r.ProcessAt.IsZero() {
-			extra = append(extra, asynq.ProcessAt(r.ProcessAt))
-			// Asynq keeps whole seconds; say the time it will use.
-			b.At = r.ProcessAt.UTC().Truncate(time.Second)
-		}
-		t, err = tasks.NewBatchTask(pl, p.opt, extra...)
-	} else {
-		b.Group = tasks.GroupName(r.Kind, ids[0].Type(), tasks.Shard(ids[0], p.cfg.Shards))
-		t, err = tasks.NewDeleteTask(pl, b.Group, p.opt)
-	}
-	if err != nil {
-		return b, err
-	}
-	info, err := p.c.EnqueueContext(ctx, t, extra...)
-	if errors.Is(err, asynq.ErrTaskIDConflict) {
-		return p.existing(b, taskID(r.Key, ids[0].Type(), n)), nil
-	}
-	if err != nil {
-		return b, err
-	}
-	b.TaskID = info.ID
-	return b, nil
 }
 
 // existing describes the earlier task a repeated key met, as Asynq holds
@@ -404,53 +418,4 @@ func (p *Producer) existing(b Batch, id string) Batch {
 		b.IDs = len(pl.IDs)
 	}
 	return b
-}
-
-// window remembers the last size distinct IDs of each type. Int IDs, the
-// bulk of large inputs, are kept as bare int64s: a million cost about 25 MB.
-type window struct {
-	ints ring[int64]
-	strs ring[string]
-}
-
-func newWindow(size int) *window {
-	return &window{ints: newRing[int64](size), strs: newRing[string](size)}
-}
-
-// add reports whether id is new, remembering it (and forgetting the oldest
-// of its type once full).
-func (w *window) add(id modelid.ID) bool {
-	if n, ok := id.Int(); ok {
-		return w.ints.add(n)
-	}
-	return w.strs.add(id.String())
-}
-
-func (w *window) len() int { return len(w.ints.set) + len(w.strs.set) }
-
-// ring is a set that forgets its oldest member beyond size.
-type ring[K comparable] struct {
-	set  map[K]struct{}
-	keys []K
-	size int
-	next int
-}
-
-func newRing[K comparable](size int) ring[K] {
-	return ring[K]{set: map[K]struct{}{}, size: max(size, 1)}
-}
-
-func (r *ring[K]) add(k K) bool {
-	if _, ok := r.set[k]; ok {
-		return false
-	}
-	if len(r.keys) < r.size {
-		r.keys = append(r.keys, k)
-	} else {
-		delete(r.set, r.keys[r.next])
-		r.keys[r.next] = k
-		r.next = (r.next + 1) % r.size
-	}
-	r.set[k] = struct{}{}
-	return true
 }

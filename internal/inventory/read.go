@@ -60,16 +60,63 @@ func Read(ctx context.Context, c *qianfan.Client, src Source) (*Snapshot, error)
 
 // readV2 walks V2's model sets: string IDs of models and their versions.
 func (s *Snapshot) readV2(ctx context.Context, c *qianfan.Client, byID map[string]int) error {
-	sets, err := c.WalkCustomModelSets(ctx, 100)
+	err := WalkModels(ctx, c, func(page []Model) error {
+		for _, m := range page {
+			byID[m.ID] = len(s.Models)
+			s.Models = append(s.Models, m)
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	for _, m := range sets {
-		byID[m.ModelSetID] = len(s.Models)
-		s.Models = append(s.Models, Model{ID: m.ModelSetID, Name: m.ModelSetName, Type: m.ModelType, Created: m.CreateTime, Versions: m.ModelIDs})
-	}
 	s.Decides = append(s.Decides, Form{modelid.KindModel, modelid.IDString}, Form{modelid.KindVersion, modelid.IDString})
 	return nil
+}
+
+// WalkModels lists every model through V2, a page of 100 at a time, for
+// readers that keep less than the whole listing (a rule's plan). fn's error
+// ends the walk; any failed page fails it. The page is reused: fn must not
+// keep it (its elements it may).
+func WalkModels(ctx context.Context, c *qianfan.Client, fn func([]Model) error) error {
+	var ms []Model
+	return c.WalkCustomModelSetPages(ctx, 100, func(sets []qianfan.ModelSet) error {
+		ms = ms[:0]
+		for _, m := range sets {
+			ms = append(ms, Model{ID: m.ModelSetID, Name: m.ModelSetName, Type: m.ModelType, Created: m.CreateTime, Versions: m.ModelIDs})
+		}
+		return fn(ms)
+	})
+}
+
+// ReadServices lists every custom service (V2).
+func ReadServices(ctx context.Context, c *qianfan.Client) ([]Service, error) {
+	svcs, err := c.WalkServices(ctx, 100)
+	if err != nil {
+		return nil, err
+	}
+	tasks, err := c.WalkBatchInferenceTasks(ctx, 100, qianfan.TaskActiveStates...)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Service, 0, len(svcs)+len(tasks))
+	for _, v := range svcs {
+		models, versions := v.Refs()
+		out = append(out, Service{Kind: KindService, ID: v.ServiceID, Name: v.Name, Status: v.RunStatus,
+			Protocol: v.ProtocolVersion, Models: models, Versions: versions})
+	}
+	for _, t := range tasks {
+		// The filter is the server's; an ended task it returns anyway uses nothing.
+		if !t.Active() || t.ModelID == "" {
+			continue
+		}
+		u := Service{Kind: KindBatchTask, ID: t.TaskID, Name: t.Name, Status: t.RunStatus}
+		if models, versions := (qianfan.V2Service{ModelID: t.ModelID}).Refs(); len(models)+len(versions) > 0 {
+			u.Models, u.Versions = models, versions
+		}
+		out = append(out, u)
+	}
+	return out, nil
 }
 
 // readV1 walks V1's model list for the int IDs. With V2 read too, a model
@@ -117,31 +164,9 @@ func (s *Snapshot) readVersions(ctx context.Context, c *qianfan.Client) error {
 // readServices walks V2's custom services of both protocol versions and
 // the batch inference tasks that have not ended.
 func (s *Snapshot) readServices(ctx context.Context, c *qianfan.Client) error {
-	svcs, err := c.WalkServices(ctx, 100)
-	if err != nil {
-		return err
-	}
-	tasks, err := c.WalkBatchInferenceTasks(ctx, 100, qianfan.TaskActiveStates...)
-	if err != nil {
-		return err
-	}
-	for _, v := range svcs {
-		models, versions := v.Refs()
-		s.Services = append(s.Services, Service{Kind: KindService, ID: v.ServiceID, Name: v.Name, Status: v.RunStatus,
-			Protocol: v.ProtocolVersion, Models: models, Versions: versions})
-	}
-	for _, t := range tasks {
-		// The filter is the server's; an ended task it returns anyway uses nothing.
-		if !t.Active() || t.ModelID == "" {
-			continue
-		}
-		u := Service{Kind: KindBatchTask, ID: t.TaskID, Name: t.Name, Status: t.RunStatus}
-		if models, versions := (qianfan.V2Service{ModelID: t.ModelID}).Refs(); len(models)+len(versions) > 0 {
-			u.Models, u.Versions = models, versions
-		}
-		s.Services = append(s.Services, u)
-	}
-	return nil
+	svcs, err := ReadServices(ctx, c)
+	s.Services = append(s.Services, svcs...)
+	return err
 }
 
 // addPair remembers an int↔string pair seen outside Models.

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unique"
 
 	"github.com/qfpurge/qfpurge/internal/inventory"
 	"github.com/qfpurge/qfpurge/internal/modelid"
@@ -272,22 +273,53 @@ func NeedsDetail(r *Rule, m *inventory.Model, now time.Time) bool {
 // on its listing alone, where unknown facts never delete). The limit is
 // applied; Inventory, DetailCalls and Vanished are the caller's to fill.
 func Evaluate(r *Rule, snap *inventory.Snapshot, details map[string][]inventory.Version, now time.Time) (Plan, error) {
-	if err := r.ready(); err != nil {
+	e, err := newEvaluation(r, snap.Taken, snap.Services, now)
+	if err != nil {
 		return Plan{}, err
 	}
-	p := Plan{Rule: r.Name, Kind: r.Kind, At: now, Inventory: snap.Taken, Protection: !r.DeleteInUse,
-		Limit: r.Limit.withDefaults(), Items: []Item{}}
-	usedBy := snap.UsedBy()
 	for i := range snap.Models {
-		m := &snap.Models[i]
-		if r.Kind == modelid.KindModel {
-			p.model(r, m, usedBy, now)
-		} else {
-			p.versions(r, m, details[m.ID], usedBy, now)
-		}
+		e.add(&snap.Models[i], details[snap.Models[i].ID])
 	}
-	p.Blocked = p.Limit.check(r.Kind, p.Totals)
-	return p, nil
+	return e.finish(), nil
+}
+
+// evaluation is Evaluate one model at a time, for plans that stream the
+// listing: it keeps the services and the plan's items, not the models.
+type evaluation struct {
+	r      *Rule
+	p      Plan
+	usedBy map[string][]inventory.Service
+	now    time.Time
+}
+
+func newEvaluation(r *Rule, taken time.Time, services []inventory.Service, now time.Time) (*evaluation, error) {
+	if err := r.ready(); err != nil {
+		return nil, err
+	}
+	return &evaluation{r: r, now: now, usedBy: (&inventory.Snapshot{Services: services}).UsedBy(),
+		p: Plan{Rule: r.Name, Kind: r.Kind, At: now, Inventory: taken, Protection: !r.DeleteInUse,
+			Limit: r.Limit.withDefaults(), Items: []Item{}}}, nil
+}
+
+// add decides m (or its versions, with detail when NeedsDetail named it).
+func (e *evaluation) add(m *inventory.Model, detail []inventory.Version) {
+	n := len(e.p.Items)
+	if e.r.Kind == modelid.KindModel {
+		e.p.model(e.r, m, e.usedBy, e.now)
+	} else {
+		e.p.versions(e.r, m, detail, e.usedBy, e.now)
+	}
+	// Reasons repeat (a rule has few selections, a year few days): a plan
+	// of a large account holds each text once.
+	for i := n; i < len(e.p.Items); i++ {
+		e.p.Items[i].Reason = unique.Make(e.p.Items[i].Reason).Value()
+	}
+}
+
+// finish applies the limit and returns the plan.
+func (e *evaluation) finish() Plan {
+	e.p.Blocked = e.p.Limit.check(e.r.Kind, e.p.Totals)
+	return e.p
 }
 
 func (p *Plan) model(r *Rule, m *inventory.Model, usedBy map[string][]inventory.Service, now time.Time) {

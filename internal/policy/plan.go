@@ -24,6 +24,18 @@ type Source interface {
 	Versions(ctx context.Context, model string) ([]inventory.Version, error)
 }
 
+// PagedSource is a Source that also hands the listing over a page at a
+// time: NewPlan then holds one page, the services and the plan's items,
+// not the whole account.
+type PagedSource interface {
+	Source
+	// Services lists every custom service.
+	Services(ctx context.Context) ([]inventory.Service, error)
+	// WalkModels calls fn with each page of the model listing, in order;
+	// fn may not keep the page. fn's error ends the walk.
+	WalkModels(ctx context.Context, fn func([]inventory.Model) error) error
+}
+
 // ErrModelGone: the model was deleted since the listing.
 var ErrModelGone = errors.New("model not found")
 
@@ -40,6 +52,14 @@ type qianfanSource struct {
 
 func (s *qianfanSource) Snapshot(ctx context.Context) (*inventory.Snapshot, error) {
 	return inventory.Read(ctx, s.c, inventory.SourceV2|inventory.SourceServices)
+}
+
+func (s *qianfanSource) Services(ctx context.Context) ([]inventory.Service, error) {
+	return inventory.ReadServices(ctx, s.c)
+}
+
+func (s *qianfanSource) WalkModels(ctx context.Context, fn func([]inventory.Model) error) error {
+	return inventory.WalkModels(ctx, s.c, fn)
 }
 
 func (s *qianfanSource) Versions(ctx context.Context, model string) ([]inventory.Version, error) {
@@ -101,17 +121,19 @@ type PlanOptions struct {
 	// Concurrency is how many detail calls run at once (the client's QPS
 	// limiter paces them). Defaults to 4.
 	Concurrency int
-	// Progress, when set, is called once the inventory is read (done 0)
-	// and after each version detail read, with how many of total are done.
+	// Progress, when set, is called with how many of total version detail
+	// reads are done: after each, and before the reads of each page of the
+	// listing (the first page always), where total grows by that page's.
 	// Calls are serialised.
 	Progress func(done, total int)
 }
 
-// NewPlan computes what rule r does to the account now: it takes a
-// complete snapshot, reads version details only for the models NeedsDetail
-// names, and lets Evaluate decide. Previews print its result and runs
-// enqueue exactly its deletions. Any listing or detail call that fails
-// fails the plan: nothing is deleted on a partial view.
+// NewPlan computes what rule r does to the account now: it walks the
+// listing a page at a time, reads version details only for the models
+// NeedsDetail names, and decides each model as Evaluate would, keeping only
+// the plan's items. Previews print its result and runs enqueue exactly its
+// deletions. Any listing or detail call that fails fails the plan: nothing
+// is deleted on a partial view.
 func NewPlan(ctx context.Context, src Source, r Rule, o PlanOptions) (Plan, error) {
 	if err := r.ready(); err != nil {
 		return Plan{}, err
@@ -122,42 +144,75 @@ func NewPlan(ctx context.Context, src Source, r Rule, o PlanOptions) (Plan, erro
 	if o.Concurrency <= 0 {
 		o.Concurrency = 4
 	}
-	snap, err := src.Snapshot(ctx)
-	if err != nil {
-		return Plan{}, fmt.Errorf("read the inventory: %w", err)
-	}
-	var need []string
-	for i := range snap.Models {
-		if NeedsDetail(&r, &snap.Models[i], o.Now) {
-			need = append(need, snap.Models[i].ID)
-		}
-	}
 	progress := o.Progress
 	if progress == nil {
 		progress = func(int, int) {}
 	}
-	progress(0, len(need))
-	details, vanished, err := fetchDetails(ctx, src, need, o.Concurrency, progress)
+	taken, services, walk, err := listing(ctx, src)
+	if err != nil {
+		return Plan{}, fmt.Errorf("read the inventory: %w", err)
+	}
+	e, err := newEvaluation(&r, taken, services, o.Now)
 	if err != nil {
 		return Plan{}, err
 	}
-	if len(vanished) > 0 {
-		// Judged on its listing alone, a gone model's versions would be
-		// ranked unknown; leave them out instead.
-		keep := snap.Models[:0:0]
-		for _, m := range snap.Models {
-			if !vanished[m.ID] {
-				keep = append(keep, m)
+	var (
+		done, total, vanished int
+		detailErr             error
+		first                 = true
+	)
+	err = walk(func(page []inventory.Model) error {
+		var need []string
+		for i := range page {
+			if NeedsDetail(&r, &page[i], o.Now) {
+				need = append(need, page[i].ID)
 			}
 		}
-		snap.Models = keep
+		total += len(need)
+		if len(need) > 0 || first {
+			progress(done, total)
+		}
+		first = false
+		details, gone, err := fetchDetails(ctx, src, need, o.Concurrency, func(d, _ int) { progress(done+d, total) })
+		if err != nil {
+			detailErr = err
+			return err
+		}
+		done += len(need)
+		vanished += len(gone)
+		for i := range page {
+			// Judged on its listing alone, a gone model's versions would be
+			// ranked unknown; leave them out instead.
+			if !gone[page[i].ID] {
+				e.add(&page[i], details[page[i].ID])
+			}
+		}
+		return nil
+	})
+	switch {
+	case detailErr != nil:
+		return Plan{}, detailErr
+	case err != nil:
+		return Plan{}, fmt.Errorf("read the inventory: %w", err)
 	}
-	p, err := Evaluate(&r, snap, details, o.Now)
-	if err != nil {
-		return Plan{}, err
-	}
-	p.Totals.DetailCalls, p.Totals.Vanished = len(need), len(vanished)
+	p := e.finish()
+	p.Totals.DetailCalls, p.Totals.Vanished = total, vanished
 	return p, nil
+}
+
+// listing returns when the read started, the services and a walk over the
+// models: page by page from a PagedSource, else one snapshot as one page.
+func listing(ctx context.Context, src Source) (time.Time, []inventory.Service, func(func([]inventory.Model) error) error, error) {
+	if ps, ok := src.(PagedSource); ok {
+		taken := time.Now()
+		svcs, err := ps.Services(ctx)
+		return taken, svcs, func(fn func([]inventory.Model) error) error { return ps.WalkModels(ctx, fn) }, err
+	}
+	snap, err := src.Snapshot(ctx)
+	if err != nil {
+		return time.Time{}, nil, nil, err
+	}
+	return snap.Taken, snap.Services, func(fn func([]inventory.Model) error) error { return fn(snap.Models) }, nil
 }
 
 // fetchDetails reads the versions of models with n calls at once; the

@@ -203,7 +203,7 @@ func (r *Runner) Execute(ctx context.Context, rule Rule, o Options) (Record, *Pl
 }
 
 // progress reports a plan's detail reads to Config.Progress and to the
-// log, at most every ProgressEvery and once at the end.
+// log, at most every ProgressEvery.
 func (r *Runner) progress(log *slog.Logger) func(done, total int) {
 	every := cmp.Or(r.cfg.ProgressEvery, 30*time.Second)
 	var last time.Time
@@ -219,7 +219,9 @@ func (r *Runner) progress(log *slog.Logger) func(done, total int) {
 			}
 			return
 		}
-		if done == total || now.Sub(last) >= every {
+		// total grows while the listing is read: done == total is the end
+		// of a page, not of the plan.
+		if now.Sub(last) >= every {
 			last = now
 			log.Info("rule run: reading version details", "done", done, "total", total)
 		}

@@ -222,7 +222,7 @@ func (s *Store) putItems(ctx context.Context, id string, items []Item) error {
 			chunk = chunk[:0:0]
 		}
 	}
-	for _, it := range items {
+	for i, it := range items {
 		b, err := json.Marshal(it)
 		if err != nil {
 			return err
@@ -230,6 +230,14 @@ func (s *Store) putItems(ctx context.Context, id string, items []Item) error {
 		chunk = append(chunk, b)
 		if len(chunk) == cap(chunk) {
 			flush()
+		}
+		// A plan of a large account has 100,000s of items: send them
+		// 10,000 at a time rather than encode them all at once.
+		if (i+1)%10_000 == 0 {
+			pipe.Expire(ctx, key, s.cfg.TTL)
+			if _, err := pipe.Exec(ctx); err != nil {
+				return fmt.Errorf("record the items of run %s: %w", id, err)
+			}
 		}
 	}
 	flush()

@@ -196,10 +196,26 @@ func (c *Client) WalkModelsV1(ctx context.Context, req ModelListRequest) (V1List
 // following nextMarker while isTruncated. Any failed page fails the walk:
 // the error means "unknown", never "absent".
 func (c *Client) WalkCustomModelSets(ctx context.Context, maxKeys int) ([]ModelSet, error) {
+	all := []ModelSet{}
+	err := c.WalkCustomModelSetPages(ctx, maxKeys, func(page []ModelSet) error {
+		all = append(all, page...)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return all, nil
+}
+
+// WalkCustomModelSetPages is WalkCustomModelSets handing each page to fn
+// (without repeats of earlier pages) instead of holding the whole listing;
+// fn's error ends the walk. A failure after some pages still means the
+// listing is incomplete.
+func (c *Client) WalkCustomModelSetPages(ctx context.Context, maxKeys int, fn func([]ModelSet) error) error {
 	return walkMarker(ctx, "V2 model sets", func(marker string) ([]ModelSet, PageInfo, error) {
 		p, _, err := c.DescribeCustomModelSets(ctx, marker, maxKeys)
 		return p.ModelSets, p.PageInfo, err
-	}, func(m ModelSet) string { return m.ModelSetID })
+	}, func(m ModelSet) string { return m.ModelSetID }, fn)
 }
 
 // ServiceProtocolVersions are the values of DescribeServices'
@@ -218,18 +234,20 @@ func (c *Client) WalkServices(ctx context.Context, maxKeys int) ([]V2Service, er
 	seen := map[string]bool{}
 	for _, pv := range ServiceProtocolVersions {
 		what := fmt.Sprintf("V2 services (protocolVersion %d)", pv)
-		svcs, err := walkMarker(ctx, what, func(marker string) ([]V2Service, PageInfo, error) {
+		err := walkMarker(ctx, what, func(marker string) ([]V2Service, PageInfo, error) {
 			p, _, err := c.DescribeServices(ctx, ServicesRequest{Marker: marker, MaxKeys: maxKeys, ProtocolVersion: pv})
 			return p.Services, p.PageInfo, err
-		}, func(s V2Service) string { return s.ServiceID })
+		}, func(s V2Service) string { return s.ServiceID }, func(page []V2Service) error {
+			for _, s := range page {
+				if !seen[s.ServiceID] {
+					seen[s.ServiceID] = true
+					all = append(all, s)
+				}
+			}
+			return nil
+		})
 		if err != nil {
 			return nil, err
-		}
-		for _, s := range svcs {
-			if !seen[s.ServiceID] {
-				seen[s.ServiceID] = true
-				all = append(all, s)
-			}
 		}
 	}
 	if all == nil {
@@ -242,45 +260,62 @@ func (c *Client) WalkServices(ctx context.Context, maxKeys int) ([]V2Service, er
 // runStatus (none: every task) through V2 DescribeBatchInferenceTasks,
 // following nextMarker while isTruncated. Any failed page fails the walk.
 func (c *Client) WalkBatchInferenceTasks(ctx context.Context, maxKeys int, runStatus ...string) ([]BatchTask, error) {
-	return walkMarker(ctx, "V2 batch inference tasks", func(marker string) ([]BatchTask, PageInfo, error) {
+	all := []BatchTask{}
+	err := walkMarker(ctx, "V2 batch inference tasks", func(marker string) ([]BatchTask, PageInfo, error) {
 		p, _, err := c.DescribeBatchInferenceTasks(ctx, BatchTasksRequest{Marker: marker, MaxKeys: maxKeys, RunStatus: runStatus})
 		return p.Tasks, p.PageInfo, err
-	}, func(t BatchTask) string { return t.TaskID })
+	}, func(t BatchTask) string { return t.TaskID }, func(page []BatchTask) error {
+		all = append(all, page...)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return all, nil
 }
 
-// walkMarker follows a V2 marker listing to its end, dropping repeats.
-func walkMarker[T any](ctx context.Context, what string, page func(marker string) ([]T, PageInfo, error), id func(T) string) ([]T, error) {
-	all := []T{}
-	seenItem := map[string]bool{}
+// walkMarker follows a V2 marker listing to its end, handing each page to
+// fn without the items earlier pages held.
+func walkMarker[T any](ctx context.Context, what string, page func(marker string) ([]T, PageInfo, error), id func(T) string, fn func([]T) error) error {
+	seenItem := map[string]struct{}{}
 	seenMarker := map[string]bool{"": true}
 	marker := ""
 	for n := 1; ; n++ {
 		if n > maxWalkPages {
-			return nil, fmt.Errorf("%w: %s: more than %d pages", ErrIncompleteListing, what, maxWalkPages)
+			return fmt.Errorf("%w: %s: more than %d pages", ErrIncompleteListing, what, maxWalkPages)
 		}
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
 		items, info, err := page(marker)
 		if err != nil {
-			return nil, fmt.Errorf("qianfan: %s, page %d: %w", what, n, err)
+			return fmt.Errorf("qianfan: %s, page %d: %w", what, n, err)
 		}
+		fresh := items[:0:0]
 		for _, it := range items {
-			if k := id(it); !seenItem[k] {
-				seenItem[k] = true
-				all = append(all, it)
+			if k := id(it); !has(seenItem, k) {
+				seenItem[k] = struct{}{}
+				fresh = append(fresh, it)
 			}
 		}
+		if err := fn(fresh); err != nil {
+			return err
+		}
 		if !info.IsTruncated {
-			return all, nil
+			return nil
 		}
 		switch {
 		case info.NextMarker == "":
-			return nil, fmt.Errorf("%w: %s page %d is truncated but has no nextMarker", ErrIncompleteListing, what, n)
+			return fmt.Errorf("%w: %s page %d is truncated but has no nextMarker", ErrIncompleteListing, what, n)
 		case seenMarker[info.NextMarker]:
-			return nil, fmt.Errorf("%w: %s page %d repeats marker %q", ErrIncompleteListing, what, n, info.NextMarker)
+			return fmt.Errorf("%w: %s page %d repeats marker %q", ErrIncompleteListing, what, n, info.NextMarker)
 		}
 		seenMarker[info.NextMarker] = true
 		marker = info.NextMarker
 	}
+}
+
+func has(set map[string]struct{}, k string) bool {
+	_, ok := set[k]
+	return ok
 }

@@ -105,7 +105,8 @@ type Options struct {
 	Retention time.Duration
 }
 
-func (o Options) withDefaults() Options {
+// WithDefaults fills the options left zero.
+func (o Options) WithDefaults() Options {
 	if o.MaxRetry == 0 {
 		o.MaxRetry = 12
 	}
@@ -119,7 +120,7 @@ func (o Options) withDefaults() Options {
 }
 
 func (o Options) asynq() []asynq.Option {
-	o = o.withDefaults()
+	o = o.WithDefaults()
 	return []asynq.Option{
 		asynq.Queue(asynqlayout.Queue),
 		asynq.MaxRetry(o.MaxRetry),

@@ -136,11 +136,15 @@ func New(rdb redis.UniversalClient, cfg Config) (*Worker, error) {
 		GroupGracePeriod: cfg.BatchWait,
 		GroupMaxDelay:    max(cfg.BatchMaxWait, 0),
 		GroupMaxSize:     max(cfg.GroupMaxSize, 0),
-		RetryDelayFunc:   tasks.RetryDelay,
-		IsFailure:        tasks.IsFailure,
-		ShutdownTimeout:  cfg.ShutdownTimeout,
-		Logger:           NewAsynqLogger(w.log.With("component", "asynq")),
-		LogLevel:         AsynqLevel(cfg.LogLevel),
+		// An idle worker looks for ready batches every 0.5-1.5 s by default:
+		// a burst's first batches, which producers merge at once, would
+		// wait that long. An idle slot's look is one short Lua call.
+		TaskCheckInterval: idleCheck,
+		RetryDelayFunc:    tasks.RetryDelay,
+		IsFailure:         tasks.IsFailure,
+		ShutdownTimeout:   cfg.ShutdownTimeout,
+		Logger:            NewAsynqLogger(w.log.With("component", "asynq")),
+		LogLevel:          AsynqLevel(cfg.LogLevel),
 	})
 	w.mux = asynq.NewServeMux()
 	w.mux.Handle(tasks.TypeDelete, handler)
@@ -164,6 +168,10 @@ func New(rdb redis.UniversalClient, cfg Config) (*Worker, error) {
 	}
 	return w, nil
 }
+
+// idleCheck is how often an idle worker looks for ready batches (Asynq
+// waits between half and one and a half of it).
+const idleCheck = 200 * time.Millisecond
 
 func (w *Worker) qianfanClient() (*qianfan.Client, error) {
 	c := w.cfg

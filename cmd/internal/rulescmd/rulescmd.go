@@ -347,6 +347,9 @@ func newProgress(stderr io.Writer, now func() time.Time) func(done, total int) {
 					progressbar.OptionSetDescription("reading version details"), progressbar.OptionShowCount(),
 					progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
 			}
+			if total != bar.GetMax() {
+				bar.ChangeMax(total) // it grows as the listing is read
+			}
 			_ = bar.Set(done)
 		}
 	}

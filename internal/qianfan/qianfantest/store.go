@@ -16,6 +16,9 @@ type store struct {
 	verStr   map[string]*sversion
 	services []*Service
 	tasks    []*BatchTask
+	// byStr is models sorted by string ID, kept until models change: a
+	// large account is listed in thousands of pages.
+	byStr []*smodel
 	// intOf remembers the int ID of every string ID ever held, so that a
 	// service keeps naming a model that was deleted under it.
 	intOf map[string]int64
@@ -44,6 +47,7 @@ func newStore(inv *Inventory) *store {
 			st.intOf[v.IDStr] = v.ID
 		}
 		st.models = append(st.models, sm)
+		st.byStr = nil
 		st.modelInt[m.ID], st.modelStr[m.IDStr] = sm, sm
 		st.intOf[m.IDStr] = m.ID
 	}
@@ -141,6 +145,7 @@ func (st *store) versionInUse(sv *sversion) bool {
 // deleteModel removes the model and its versions, which it returns.
 func (st *store) deleteModel(sm *smodel) []*sversion {
 	st.models = slices.DeleteFunc(st.models, func(x *smodel) bool { return x == sm })
+	st.byStr = nil
 	delete(st.modelInt, sm.m.ID)
 	delete(st.modelStr, sm.m.IDStr)
 	gone := sm.versions
@@ -197,11 +202,14 @@ func (st *store) v1Order(nameFilter string, types []int, asc bool) []*smodel {
 }
 
 // v2Order lists models by string ID: a marker is an ID, so pages stay
-// stable when models are deleted between them.
+// stable when models are deleted between them. The slice is shared: read it
+// only.
 func (st *store) v2Order() []*smodel {
-	out := slices.DeleteFunc(slices.Clone(st.models), func(sm *smodel) bool { return sm.m.Unlisted })
-	slices.SortFunc(out, func(a, b *smodel) int { return strings.Compare(a.m.IDStr, b.m.IDStr) })
-	return out
+	if st.byStr == nil {
+		st.byStr = slices.DeleteFunc(slices.Clone(st.models), func(sm *smodel) bool { return sm.m.Unlisted })
+		slices.SortFunc(st.byStr, func(a, b *smodel) int { return strings.Compare(a.m.IDStr, b.m.IDStr) })
+	}
+	return st.byStr
 }
 
 func (st *store) tasksByID() []*BatchTask {
