@@ -28,8 +28,11 @@ type Entry struct {
 	TaskID   string       `json:"task_id,omitempty"`
 	Attempts int          `json:"attempts"`
 	// API is the Qianfan API that answered: "v1" or "v2".
-	API string    `json:"api,omitempty"`
-	At  time.Time `json:"time"`
+	API string `json:"api,omitempty"`
+	// RequestedBy names who asked for the deletion, Key its request.
+	RequestedBy string    `json:"requested_by,omitempty"`
+	Key         string    `json:"key,omitempty"`
+	At          time.Time `json:"time"`
 }
 
 // Reason renders the entry's cause, e.g. "500001 param invalid (log_id 2443985832)".
@@ -58,6 +61,9 @@ func (e Entry) Fields() map[string]any {
 		"attempts": strconv.Itoa(e.Attempts),
 		"api":      e.API,
 		"time":     e.At.UTC().Format(time.RFC3339),
+		// Who asked, on every event and dead letter.
+		"requested_by": e.RequestedBy,
+		"key":          e.Key,
 	}
 }
 
@@ -71,7 +77,8 @@ func Append(ctx context.Context, pipe redis.Pipeliner, e Entry) {
 
 func parseEntry(m redis.XMessage) Entry {
 	str := func(k string) string { s, _ := m.Values[k].(string); return s }
-	e := Entry{EntryID: m.ID, Kind: modelid.Kind(str("kind")), Message: str("message"), LogID: str("log_id"), TaskID: str("task_id"), API: str("api")}
+	e := Entry{EntryID: m.ID, Kind: modelid.Kind(str("kind")), Message: str("message"), LogID: str("log_id"), TaskID: str("task_id"), API: str("api"),
+		RequestedBy: str("requested_by"), Key: str("key")}
 	e.ID, _ = modelid.Stored(str("id"), modelid.IDType(str("id_type")))
 	e.Code, _ = strconv.Atoi(str("code"))
 	e.Attempts, _ = strconv.Atoi(str("attempts"))

@@ -127,6 +127,10 @@ type Request struct {
 	// (a rule with protect_in_use: false, enqueue --delete-in-use, the
 	// API's delete_in_use). It is recorded with each outcome.
 	DeleteInUse bool
+	// RequestedBy names who asks (an API token's name, enqueue --as, a
+	// schedule entry); it is recorded with every outcome, event and dead
+	// letter, with Key.
+	RequestedBy string
 }
 
 // Batch is one enqueued task.

@@ -152,7 +152,7 @@ func (p *Producer) send(ctx context.Context, ws []write) {
 }
 
 // appendPayload appends the JSON of tasks.Payload{Kind, IDs, Run, Rule,
-// DeleteInUse} exactly as encoding/json writes it, without reflection: a
+// DeleteInUse, RequestedBy, Key} exactly as encoding/json writes it, without reflection: a
 // large input spends a good part of its time here.
 func appendPayload(b []byte, r Request, ids []modelid.ID) []byte {
 	b = append(b, `{"kind":`...)
@@ -179,6 +179,14 @@ func appendPayload(b []byte, r Request, ids []modelid.ID) []byte {
 	}
 	if r.DeleteInUse {
 		b = append(b, `,"delete_in_use":true`...)
+	}
+	if r.RequestedBy != "" {
+		b = append(b, `,"requested_by":`...)
+		b = appendJSONString(b, r.RequestedBy)
+	}
+	if r.Key != "" {
+		b = append(b, `,"key":`...)
+		b = appendJSONString(b, r.Key)
 	}
 	return append(b, '}')
 }

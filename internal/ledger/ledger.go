@@ -86,7 +86,11 @@ type Record struct {
 	// API is the Qianfan API that answered: "v1" or "v2".
 	API string `json:"api,omitempty"`
 	// DeleteInUse: the request overrode the in-use check.
-	DeleteInUse bool      `json:"delete_in_use,omitempty"`
+	DeleteInUse bool `json:"delete_in_use,omitempty"`
+	// RequestedBy names who asked for the deletion (an API token's name,
+	// enqueue --as, a schedule entry); Key is the request's key.
+	RequestedBy string    `json:"requested_by,omitempty"`
+	Key         string    `json:"key,omitempty"`
 	At          time.Time `json:"at"`
 }
 
@@ -119,7 +123,7 @@ func (l *Ledger) LookupMany(ctx context.Context, k modelid.Kind, ids []modelid.I
 
 func recordFrom(k modelid.Kind, id modelid.ID, m map[string]string) Record {
 	r := Record{Kind: k, ID: id, State: State(m["state"]), LogID: m["log_id"], Message: m["msg"], TaskID: m["task"], Run: m["run"], API: m["api"],
-		DeleteInUse: m["delete_in_use"] == "1"}
+		DeleteInUse: m["delete_in_use"] == "1", RequestedBy: m["by"], Key: m["key"]}
 	r.Code, _ = strconv.Atoi(m["code"])
 	if ms, err := strconv.ParseInt(m["verified"], 10, 64); err == nil && ms > 0 {
 		r.Verified = time.UnixMilli(ms).UTC()
@@ -186,12 +190,14 @@ type Outcome struct {
 	API string
 	// DeleteInUse: the request overrode the in-use check.
 	DeleteInUse bool
-	At          time.Time
+	// RequestedBy and Key: see Record.
+	RequestedBy, Key string
+	At               time.Time
 }
 
 func (o Outcome) entry() deadletter.Entry {
 	return deadletter.Entry{Kind: o.Kind, ID: o.ID, Code: o.Code, Message: o.Message, LogID: o.LogID,
-		TaskID: o.TaskID, Attempts: o.Attempts, API: o.API, At: o.At}
+		TaskID: o.TaskID, Attempts: o.Attempts, API: o.API, RequestedBy: o.RequestedBy, Key: o.Key, At: o.At}
 }
 
 // writeScript writes one ID's record if its current state is one of
@@ -308,6 +314,12 @@ func (o Outcome) fields() []any {
 	}
 	if o.DeleteInUse {
 		f = append(f, "delete_in_use", 1)
+	}
+	if o.RequestedBy != "" {
+		f = append(f, "by", o.RequestedBy)
+	}
+	if o.Key != "" {
+		f = append(f, "key", o.Key)
 	}
 	return f
 }

@@ -243,7 +243,7 @@ func (r *Runner) enqueue(ctx context.Context, rec Record, ids []modelid.ID) (Rec
 		}
 	}
 	req := enqueue.Request{Kind: rec.Kind, IDs: ids, Key: "run:" + rec.ID, Run: rec.ID, Rule: rec.Rule,
-		DeleteInUse: !rec.Protection}
+		DeleteInUse: !rec.Protection, RequestedBy: "rule:" + rec.Rule}
 	rc, err := r.prod.Enqueue(ctx, req)
 	if err != nil {
 		rec.Error = fmt.Sprintf("enqueue stopped after %d batches (they will run; the rest follows when the run is retried): %v", len(rc.Batches), err)

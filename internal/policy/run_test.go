@@ -204,7 +204,9 @@ func TestRulesAcceptance(t *testing.T) {
 			if b.env.Fake.Stats().Deletes != 0 || b.queued(t) != 0 {
 				t.Fatal("a preview deleted or enqueued something")
 			}
-			wantCalls := 50 + 1 + plan.Totals.DetailCalls // pages of 100 models, one of services, details
+			// Pages of 100 models; one page each of services of protocol
+			// versions 1 and 2 and of batch inference tasks; details.
+			wantCalls := 50 + 3 + plan.Totals.DetailCalls
 			if got := b.env.Fake.Stats().Reads; got != wantCalls {
 				t.Errorf("preview made %d read calls, want %d", got, wantCalls)
 			}
@@ -341,7 +343,7 @@ func TestDeployedAfterThePlanIsNotDeleted(t *testing.T) {
 		id := rec.ID.String()
 		switch id {
 		case moved, added:
-			if rec.State != ledger.StateProtected || rec.Run != run.ID || !strings.Contains(rec.Message, "used by service") {
+			if rec.State != ledger.StateProtected || rec.Run != run.ID || !strings.Contains(rec.Message, "in use by service") {
 				t.Errorf("%s: %s %q, want protected naming the service", id, rec.State, rec.Message)
 			}
 			if !b.env.Fake.Exists(qianfantest.KindVersion, id) {

@@ -51,6 +51,10 @@ type Entry struct {
 	// Rule, set on rule entries (those with delete:), chooses the IDs from
 	// the inventory at each run; IDs and File are then empty.
 	Rule *policy.Rule
+	// DeleteInUse (delete_in_use: true on an ids or file entry) deletes
+	// its IDs even where a service or batch task uses them; a rule entry
+	// says protect_in_use: false instead.
+	DeleteInUse bool
 	// Line is where the entry starts in the schedule file.
 	Line int
 }
@@ -94,7 +98,7 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 // rule entry.
 var entryFields = map[string]bool{
 	"name": true, "cron": true, "timezone": true, "kind": true,
-	"ids": true, "file": true, "string": true,
+	"ids": true, "file": true, "string": true, "delete_in_use": true,
 	"delete": true, "keep": true, "protect_in_use": true, "limit": true,
 }
 
@@ -335,6 +339,17 @@ func (p *parser) what(e *Entry, f fields, where string) {
 				file = filepath.Join(filepath.Dir(p.file), file)
 			}
 			e.File = file
+		}
+	}
+	if s, dn := f.str("delete_in_use"); dn != nil {
+		b, err := strconv.ParseBool(s)
+		switch {
+		case err != nil || dn.Tag != "!!bool":
+			p.add(dn.Line, "%s: delete_in_use: want true or false", where)
+		case ruleNode != nil:
+			p.add(dn.Line, "%s: a rule entry says protect_in_use: false instead of delete_in_use", where)
+		default:
+			e.DeleteInUse = b
 		}
 	}
 	if ruleNode == nil {

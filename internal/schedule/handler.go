@@ -34,10 +34,12 @@ type Trigger struct {
 	Rule *policy.Rule `json:"rule,omitempty"`
 	// Cron is the spec as registered, time zone included.
 	Cron string `json:"cron"`
+	// DeleteInUse: see Entry.DeleteInUse.
+	DeleteInUse bool `json:"delete_in_use,omitempty"`
 }
 
 func (e Entry) trigger() Trigger {
-	return Trigger{Name: e.Name, Kind: e.Kind, IDs: e.IDs, File: e.File, Rule: e.Rule, Cron: e.Spec()}
+	return Trigger{Name: e.Name, Kind: e.Kind, IDs: e.IDs, File: e.File, Rule: e.Rule, Cron: e.Spec(), DeleteInUse: e.DeleteInUse}
 }
 
 // Redis keys.
@@ -163,6 +165,9 @@ func (h *Handler) process(ctx context.Context, t *asynq.Task, taskID string) err
 		Kind: tr.Kind,
 		IDs:  ids,
 		Key:  "schedule:" + tr.Name + ":" + strconv.FormatInt(tick.Unix(), 10),
+		// The entry asked: its name is who asked.
+		RequestedBy: "schedule:" + tr.Name,
+		DeleteInUse: tr.DeleteInUse,
 	})
 	if err != nil {
 		var inv *modelid.InvalidIDsError

@@ -44,6 +44,7 @@ type Result struct {
 func (h *Handler) outcome(b *batch, id modelid.ID, st ledger.State, answer *qianfan.Error) ledger.Outcome {
 	o := ledger.Outcome{Kind: b.p.Kind, ID: id, State: st, LogID: b.res.LogID, TaskID: b.a.taskID,
 		Attempts: b.a.retried + 1, Run: b.p.Run, API: string(cmp.Or(b.api, apimode.V1)), DeleteInUse: b.p.DeleteInUse, At: h.now()}
+	o.Key, o.RequestedBy = b.p.OriginOf(id)
 	if answer != nil {
 		o.Code, o.Message = answerCode(answer), answer.Message
 		if answer.LogID != "" {
@@ -483,7 +484,8 @@ func (h *Handler) enqueueChildren(ctx context.Context, parent string, p Payload,
 	for i, c := range chunks {
 		id := ChildTaskID(parent, why, i)
 		task, err := NewBatchTask(Payload{Kind: p.Kind, IDs: c, Parent: parent, Split: why, Run: p.Run, Rule: p.Rule,
-			DeleteInUse: p.DeleteInUse, LostIn: p.LostIn, Unsure: p.Unsure}, h.cfg.Options)
+			DeleteInUse: p.DeleteInUse, LostIn: p.LostIn, Unsure: p.Unsure,
+			RequestedBy: p.RequestedBy, Key: p.Key, Origins: p.Origins}, h.cfg.Options)
 		if err != nil {
 			return nil, err
 		}

@@ -33,6 +33,7 @@ func (a *Aggregator) Aggregate(group string, ts []*asynq.Task) (out *asynq.Task)
 			out = a.fallback(ts, kind)
 		}
 	}()
+	var origins []Origin
 	for _, t := range ts {
 		jp, err := DecodePayload(t.Payload())
 		if err != nil || (p.Kind != "" && jp.Kind != p.Kind) || (gerr == nil && jp.Kind != kind) {
@@ -42,7 +43,13 @@ func (a *Aggregator) Aggregate(group string, ts []*asynq.Task) (out *asynq.Task)
 		p.Kind = jp.Kind
 		p.IDs = append(p.IDs, jp.IDs...)
 		p.Rejected = append(p.Rejected, jp.Rejected...)
+		if len(jp.Origins) > 0 {
+			origins = append(origins, jp.Origins...)
+		} else {
+			origins = append(origins, Origin{Key: jp.Key, RequestedBy: jp.RequestedBy, IDs: jp.IDs})
+		}
 	}
+	p.Key, p.RequestedBy, p.Origins = mergeOrigins(origins)
 	if p.Kind == "" {
 		p.Kind = cmpKind(kind)
 	}
@@ -54,6 +61,27 @@ func (a *Aggregator) Aggregate(group string, ts []*asynq.Task) (out *asynq.Task)
 	}
 	log.Debug("aggregated", "group", group, "jobs", len(ts), "ids", len(p.IDs))
 	return t
+}
+
+// mergeOrigins keeps who asked for each ID of a merged batch: one key and
+// name when every job shares them, else each job's.
+func mergeOrigins(os []Origin) (key, by string, out []Origin) {
+	if len(os) == 0 {
+		return "", "", nil
+	}
+	same := true
+	for _, o := range os[1:] {
+		same = same && o.Key == os[0].Key && o.RequestedBy == os[0].RequestedBy
+	}
+	if same {
+		return os[0].Key, os[0].RequestedBy, nil
+	}
+	for _, o := range os {
+		if o.Key != "" || o.RequestedBy != "" {
+			out = append(out, o)
+		}
+	}
+	return "", "", out
 }
 
 func cmpKind(k modelid.Kind) modelid.Kind {

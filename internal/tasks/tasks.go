@@ -68,6 +68,13 @@ type Payload struct {
 	// IDs, so an ID refused on its own is dead only if a batch of the same
 	// line went through; otherwise it is presumed deleted.
 	Unsure bool `json:"unsure,omitempty"`
+	// RequestedBy names who asked (an API token's name, enqueue --as, a
+	// schedule entry) and Key the request (its idempotency key), for every
+	// ID of the batch; Origins replaces both when the aggregator merged
+	// jobs of several requests.
+	RequestedBy string   `json:"requested_by,omitempty"`
+	Key         string   `json:"key,omitempty"`
+	Origins     []Origin `json:"origins,omitempty"`
 	// Rejected holds payloads the aggregator could not read; the handler
 	// dead-letters them so nothing is dropped silently.
 	Rejected []string `json:"rejected,omitempty"`
@@ -196,4 +203,23 @@ func Shard(id modelid.ID, shards int) int {
 	h := fnv.New32a()
 	h.Write([]byte(id.String()))
 	return int(h.Sum32() % uint32(shards))
+}
+
+// Origin is who asked for some IDs of a merged batch, and under which key.
+type Origin struct {
+	Key         string       `json:"key,omitempty"`
+	RequestedBy string       `json:"requested_by,omitempty"`
+	IDs         []modelid.ID `json:"model_ids"`
+}
+
+// OriginOf returns who asked for id and under which key.
+func (p Payload) OriginOf(id modelid.ID) (key, requestedBy string) {
+	for _, o := range p.Origins {
+		for _, x := range o.IDs {
+			if x == id {
+				return o.Key, o.RequestedBy
+			}
+		}
+	}
+	return p.Key, p.RequestedBy
 }

@@ -110,6 +110,11 @@ func TestInUseIsProtectedOnEveryPath(t *testing.T) {
 	if r := record(t, e, modelid.KindVersion, stopped); r.State != ledger.StateProtected || !strings.Contains(r.Message, "old") {
 		t.Errorf("stopped service's version: %s %q", r.State, r.Message)
 	}
+	// Who asked is on the record: the API token's name (an unnamed token
+	// is named by its place).
+	if r := record(t, e, modelid.KindVersion, stopped); r.RequestedBy != "token-1" {
+		t.Errorf("record of an API request: requested_by %q, want token-1", r.RequestedBy)
+	}
 	if r := record(t, e, modelid.KindVersion, tasked); r.State != ledger.StateProtected || !strings.Contains(r.Message, "nightly") {
 		t.Errorf("running task's version: %s %q", r.State, r.Message)
 	}

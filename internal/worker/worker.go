@@ -195,7 +195,8 @@ func (w *Worker) buildAPI() error {
 		PendingTTL:   w.cfg.LedgerTTL,
 		Logger:       w.log.With("component", "httpapi"),
 	}, httpapi.Deps{Redis: w.rdb, Ledger: w.ledger, DeadLetters: deadletter.NewStore(w.rdb), Producer: w.prod, Archive: w.insp,
-		Rules: &httpapi.Rules{Lookup: w.rule, Submitter: w.rules}, Runs: w.rules.Store(), DryRun: w.inUse.DryRun})
+		Rules: &httpapi.Rules{Lookup: w.rule, Submitter: w.rules}, Runs: w.rules.Store(), DryRun: w.inUse.DryRun,
+		Attribute: func(r *enqueue.Request, by string, _ []string) { r.RequestedBy = by }})
 	if err != nil {
 		return err
 	}

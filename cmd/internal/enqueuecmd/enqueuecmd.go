@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
 	"strings"
 	"time"
 
@@ -56,11 +57,11 @@ Environment: REDIS_URL (redis://[user:pass@]host:port/db), required unless
 --redis-url is given.`
 
 type options struct {
-	file, kind, at, redisURL, key, progress string
-	in                                      time.Duration
-	asJSON, gone, deleteInUse, dryRun       bool
-	batchSize, shards                       int
-	getenv                                  func(string) string
+	file, kind, at, redisURL, key, progress, as string
+	in                                          time.Duration
+	asJSON, gone, deleteInUse, dryRun           bool
+	batchSize, shards                           int
+	getenv                                      func(string) string
 }
 
 // register defines enqueue's flags on fs; a flag is added here and read
@@ -76,6 +77,7 @@ func (o *options) register(fs *pflag.FlagSet) {
 	fs.IntVar(&o.batchSize, "batch-size", tasks.DefaultBatchSize, "most IDs per API call; keep equal to the workers' --batch-size")
 	fs.IntVar(&o.shards, "shards", producer.DefaultShards, fmt.Sprintf("groups per kind and ID type for small jobs (1-%d)", tasks.MaxShards))
 	fs.StringVar(&o.key, "key", "", "idempotency key: enqueuing the same request again adds nothing; the key with other IDs is refused")
+	fs.StringVar(&o.as, "as", "", "who asks, recorded with every outcome (default user@host)")
 	fs.BoolVar(&o.deleteInUse, "delete-in-use", false, "delete these IDs even where a service or batch inference task uses them (recorded with each outcome)")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "delete nothing: say per ID what a run would do now (exists, in use and by what, already gone, cannot tell); needs QIANFAN_* keys (a read-only pair is enough)")
 	fs.StringVar(&o.progress, "progress", "auto", "progress bar on stderr: auto (terminal and large input), always or never")
@@ -168,7 +170,8 @@ func enqueueIDs(ctx context.Context, o options, argIDs []string, stdin io.Reader
 	}
 
 	out := newReport(stdout, o.asJSON, kind, o.key)
-	req := producer.Request{Kind: kind, ProcessAt: processAt, Key: o.key, OnBatch: out.batch, DeleteInUse: o.deleteInUse}
+	req := producer.Request{Kind: kind, ProcessAt: processAt, Key: o.key, OnBatch: out.batch, DeleteInUse: o.deleteInUse,
+		RequestedBy: cmp.Or(o.as, whoAmI())}
 	if o.key != "" {
 		req.Digest = digest.Sum(req)
 	}
@@ -467,4 +470,14 @@ func (r *report) printShown(rc producer.Receipt) {
 	if rc.Tasks > len(r.shown) {
 		fmt.Fprintf(r.w, "  ... and %d more (--json lists all)\n", rc.Tasks-len(r.shown))
 	}
+}
+
+// whoAmI names the person or job running the command: user@host.
+func whoAmI() string {
+	name := "unknown"
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		name = u.Username
+	}
+	host, _ := os.Hostname()
+	return name + "@" + cmp.Or(host, "localhost")
 }

@@ -66,7 +66,7 @@ the environment over the file, the file over the defaults. Further environment:
   QIANFAN_BASE_URL          Qianfan's API root
   QFPURGE_MONITOR_TOKEN, or QFPURGE_MONITOR_USER and QFPURGE_MONITOR_PASSWORD
                             the monitor's credentials (required beyond loopback)
-  QFPURGE_API_TOKENS        the HTTP API's bearer tokens, comma-separated`
+  QFPURGE_API_TOKENS        the HTTP API's bearer tokens, name:token entries, comma-separated`
 
 // flags are the worker's flags as parsed: the options, and the values
 // turned into the configuration once every source has had its say.
@@ -109,7 +109,8 @@ func (fl *flags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.PauseProbe, "pause-probe", 30*time.Second, "while deletions are paused (credentials or permission refused), how often the credentials are read again to resume")
 	fs.DurationVar(&c.VerifyWait, "verify-wait", 2*time.Minute, "longest a batch rejected after a lost answer waits for the queue to go quiet before the account is listed to settle it")
 	fs.DurationVar(&c.InUseMaxAge, "in-use-max-age", 2*time.Second, "oldest view of services and batch inference tasks a batch is checked against before its call; longer saves read calls, but a service deployed meanwhile is not seen")
-	fs.StringVar(&c.API.Addr, "api-addr", "", "serve the authenticated HTTP API on this address (e.g. 127.0.0.1:8081); off when empty; needs "+httpapi.TokensEnv)
+	fs.StringVar(&c.API.Addr, "api-addr", "", "serve the authenticated HTTP API on this address (e.g. 127.0.0.1:8081); off when empty; needs "+httpapi.TokensEnv+" or --api-tokens-file")
+	fs.StringVar(&c.API.TokensFile, "api-tokens-file", "", "YAML file of named API tokens (SHA-256 hashes) with their scopes: kinds, name globs, a daily cap, rights (docs/api.md)")
 	fs.Int64Var(&c.API.MaxBody, "api-max-body", 1<<20, "largest HTTP API request body in bytes; larger bodies answer 413")
 	fs.StringVar(&c.Monitor.Addr, "monitor-addr", monitor.DefaultAddr, "serve asynqmon (/monitoring/), /metrics, /healthz and /readyz here; off when empty; "+
 		"beyond loopback it needs "+envMonitorToken+" or "+envMonitorUser+"/"+envMonitorPassword)
@@ -141,6 +142,7 @@ func (fl *flags) resolve(fs *pflag.FlagSet, getenv func(string) string, stderr i
 		}
 	}
 	c.QianfanAPI = apimode.Mode(fl.api)
+	c.EmbeddedRedis, c.Demo = o.embedded || o.demo, o.demo
 	c.Monitor.Explicit = fs.Changed("monitor-addr")
 	if err := o.check(fl.level, requireRedis); err != nil {
 		return o, err
