@@ -183,6 +183,11 @@ type deletionState struct {
 	Run string `json:"run,omitempty"`
 	// API is the Qianfan API that answered: v1 or v2.
 	API string `json:"api,omitempty"`
+	// RequestedBy and Key: who asked, and the request's key.
+	RequestedBy string `json:"requested_by,omitempty"`
+	Key         string `json:"key,omitempty"`
+	// DeleteInUse: the request overrode the in-use check.
+	DeleteInUse bool `json:"delete_in_use,omitempty"`
 }
 
 // StateUnknown is answered for IDs the ledger holds nothing about.
@@ -224,6 +229,7 @@ func (a *API) getDeletion(w http.ResponseWriter, r *http.Request) {
 	st := deletionState{Kind: k, ID: id, IDType: string(id.Type()), State: StateUnknown}
 	if ok {
 		st.State, st.LogID, st.Code, st.Message, st.TaskID, st.Run, st.API = string(rec.State), rec.LogID, rec.Code, rec.Message, rec.TaskID, rec.Run, rec.API
+		st.RequestedBy, st.Key, st.DeleteInUse = rec.RequestedBy, rec.Key, rec.DeleteInUse
 		if !rec.At.IsZero() {
 			st.At = &rec.At
 		}
