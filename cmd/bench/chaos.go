@@ -13,6 +13,7 @@ import (
 
 	"github.com/qfpurge/qfpurge/internal/asynqlayout"
 	"github.com/qfpurge/qfpurge/internal/deadletter"
+	"github.com/qfpurge/qfpurge/internal/inventory"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
@@ -143,7 +144,9 @@ func runChaos(ctx context.Context, e *env, c chaosConfig) (chaosResult, error) {
 	if err := f.SetFaults(ctx, chaosFaults(c.Seed)); err != nil {
 		return r, err
 	}
-	wc := workerConfig{QPS: float64(c.QPS), BatchSize: batchSize, Concurrency: concurrency}
+	// A listing at start gives every batch its evidence: absence after a
+	// lost answer proves deletion only for IDs a listing showed before.
+	wc := workerConfig{QPS: float64(c.QPS), BatchSize: batchSize, Concurrency: concurrency, Extra: []string{"--inventory-every", "10m"}}
 	w, err := e.startWorker("chaos-worker", f, wc)
 	if err != nil {
 		return r, err
@@ -151,6 +154,14 @@ func runChaos(ctx context.Context, e *env, c chaosConfig) (chaosResult, error) {
 	defer func() { w.Stop(10 * time.Second) }()
 	if err := waitWorkerUp(ctx, e, w); err != nil {
 		return r, err
+	}
+	// The purge starts once the worker has listed the account, as an
+	// operator running --inventory-every has it.
+	if err := waitFor(ctx, 2*time.Minute, 100*time.Millisecond, func() (bool, error) {
+		taken, err := inventory.NewStore(e.rdb).Taken(ctx)
+		return err == nil && !taken.IsZero(), nil
+	}); err != nil {
+		return r, fmt.Errorf("the worker's first listing: %w", err)
 	}
 
 	insp := asynq.NewInspectorFromRedisClient(e.rdb)

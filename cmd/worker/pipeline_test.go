@@ -158,7 +158,9 @@ func TestEnqueueToSignedCallsBlackBox(t *testing.T) {
 		fmt.Fprint(w, `{"log_id":"2443985832","result":{}}`)
 	}))
 	e.Start(t)
-	out, err := command(e, "enqueue", "585", "586", "am-a", "am-b").CombinedOutput()
+	// This stand-in answers deletes only: nothing can list what is in use,
+	// so the request says delete_in_use, as a user of such an account would.
+	out, err := command(e, "enqueue", "--delete-in-use", "585", "586", "am-a", "am-b").CombinedOutput()
 	if err != nil {
 		t.Fatalf("enqueue: %v\n%s", err, out)
 	}
@@ -212,11 +214,10 @@ func TestBlackBoxThousandIDsBaiduVerified(t *testing.T) {
 	}
 	t.Parallel()
 	binaries(t)
-	ids, invalid := workertest.IDs(1000)
-	fake := qianfantest.New(qianfantest.Config{
-		Invalid: qianfantest.InvalidIDs(workertest.FakeIDs(invalid)...),
-		Faults:  qianfantest.Faults{Rate503: 0.08, Rate336100: 0.06, Rate500000: 0.06, Seed: 4},
-	})
+	// An account holding the valid IDs, so the in-use check can read it.
+	fc, ids, invalid := workertest.Account(1000, 0)
+	fc.Faults = qianfantest.Faults{Rate503: 0.08, Rate336100: 0.06, Rate500000: 0.06, Seed: 4}
+	fake := qianfantest.New(fc)
 	e := workertest.NewWithHandler(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := verifyWithBaiduSigner(r, qianfantest.DefaultAccessKey, qianfantest.DefaultSecretKey)
 		if err != nil {
@@ -243,7 +244,13 @@ func TestBlackBoxThousandIDsBaiduVerified(t *testing.T) {
 	if err != nil {
 		t.Fatalf("enqueue: %v\n%s", err, out)
 	}
-	if !strings.Contains(string(out), "enqueued 1000 model IDs (600 int, 400 string") {
+	ints := 0
+	for _, id := range ids {
+		if id.Type() == modelid.IDInt {
+			ints++
+		}
+	}
+	if !strings.Contains(string(out), fmt.Sprintf("enqueued 1000 model IDs (%d int, %d string", ints, 1000-ints)) {
 		t.Errorf("enqueue said %q", out)
 	}
 	startProcess(t, e)

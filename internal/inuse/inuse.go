@@ -90,8 +90,9 @@ type Config struct {
 	MaxAge time.Duration
 	// Now is the clock every freshness decision reads. Default time.Now.
 	Now func() time.Time
-	// LockTTL bounds how long one worker may hold the listing lock (a
-	// worker that dies holding it blocks the others this long). Default 2m.
+	// LockTTL bounds how long a worker that dies holding the listing lock
+	// blocks the others; a live holder renews it while it lists. Default
+	// 10s.
 	LockTTL time.Duration
 	// Wait is how long a worker waits for another's listing before
 	// answering ErrCannotTell; Poll how often it looks. Defaults 30s, 50ms.
@@ -109,7 +110,7 @@ func (c Config) withDefaults() Config {
 		c.Now = time.Now
 	}
 	if c.LockTTL <= 0 {
-		c.LockTTL = 2 * time.Minute
+		c.LockTTL = 10 * time.Second
 	}
 	if c.Wait <= 0 {
 		c.Wait = 30 * time.Second
@@ -297,7 +298,10 @@ func (v *View) ensure(ctx context.Context) error {
 			return err
 		}
 		if token != "" {
+			lctx, stop := context.WithCancel(ctx)
+			go v.keepLock(lctx, token)
 			err := v.refresh(ctx)
+			stop()
 			v.unlock(context.WithoutCancel(ctx), token)
 			return err
 		}
@@ -327,6 +331,23 @@ func (v *View) lock(ctx context.Context) (string, error) {
 		return "", nil
 	}
 	return token, nil
+}
+
+var renewScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end return 0`)
+
+// keepLock renews the lock while its holder lists, so a short TTL frees it
+// soon after a holder dies, never under a live one.
+func (v *View) keepLock(ctx context.Context, token string) {
+	t := time.NewTicker(v.cfg.LockTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_ = renewScript.Run(ctx, v.rdb, []string{keyLock}, token, v.cfg.LockTTL.Milliseconds()).Err()
+		}
+	}
 }
 
 var unlockScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -81,6 +80,11 @@ func NewVerifier(rdb redis.UniversalClient, qc *qianfan.Client, cfg VerifierConf
 	return &Verifier{rdb: rdb, store: NewStore(rdb), qc: qc, cfg: cfg, id: hex.EncodeToString(b)}
 }
 
+// UrgentPrefix marks a want whose task cannot start its first call until
+// a listing answers (the in-use check needs an int ID's string form): it
+// is taken at the next poll, not when the queue goes quiet.
+const UrgentPrefix = "urgent:"
+
 // Want asks for a listing that decides the IDs of kind k of task taskID,
 // started after the order stamp after (the batch's lost answer); now is
 // when it was asked, for VerifierConfig.MaxWait.
@@ -156,12 +160,15 @@ func (v *Verifier) Once(ctx context.Context) error {
 	}
 	forms := map[Form]bool{}
 	var due []string
+	urgent := false
 	for _, z := range wanted {
 		if last.seq > int64(z.Score) {
 			continue // the last listing answers it
 		}
 		m := z.Member.(string)
 		due = append(due, m)
+		_, task, _ := strings.Cut(m, " ")
+		urgent = urgent || strings.HasPrefix(task, UrgentPrefix)
 		f, _, _ := strings.Cut(m, " ")
 		k, t, _ := strings.Cut(f, ":")
 		forms[Form{modelid.Kind(k), modelid.IDType(t)}] = true
@@ -180,7 +187,7 @@ func (v *Verifier) Once(ctx context.Context) error {
 			oldest = at
 		}
 	}
-	if now.Sub(oldest) < v.cfg.MaxWait && (v.cfg.Quiet == nil || !v.cfg.Quiet(ctx)) {
+	if !urgent && now.Sub(oldest) < v.cfg.MaxWait && (v.cfg.Quiet == nil || !v.cfg.Quiet(ctx)) {
 		return nil
 	}
 	ok, err := v.rdb.SetNX(ctx, keyLock, v.id, time.Minute).Result()
@@ -349,17 +356,4 @@ func (v *Verifier) Refresh(ctx context.Context, every time.Duration, versions bo
 		case <-t.C:
 		}
 	}
-}
-
-// WantedAt returns the order stamp of taskID's want of a listing deciding
-// IDs of kind k and ID type t; ok is false when it has none.
-func (st *Store) WantedAt(ctx context.Context, taskID string, k modelid.Kind, t modelid.IDType) (int64, bool, error) {
-	score, err := st.rdb.ZScore(ctx, keyWanted, Form{k, t}.String()+" "+taskID).Result()
-	if errors.Is(err, redis.Nil) {
-		return 0, false, nil
-	}
-	if err != nil {
-		return 0, false, fmt.Errorf("inventory: %w", err)
-	}
-	return int64(score), true, nil
 }

@@ -67,6 +67,10 @@ type Call struct {
 	// Done holds IDs whose outcome this batch already recorded (V2 records
 	// each ID as it goes), so a retry calls only the others.
 	Done []modelid.ID
+	// Asked is the order stamp at which the in-use check asked for a
+	// listing to place the batch's int IDs (0: never): a listing stamped
+	// after it answers.
+	Asked int64
 }
 
 // Doubted reports whether an answer of this batch was ever lost.
@@ -91,6 +95,7 @@ func callFrom(m map[string]string) Call {
 	c.Present = parseIDList(m["present"])
 	c.Absent = parseIDList(m["absent"])
 	c.Seen = parseIDList(m["seen"])
+	c.Asked, _ = strconv.ParseInt(m["asked"], 10, 64)
 	c.Done = parseIDList(m["done"])
 	return c
 }
@@ -204,6 +209,16 @@ func (l *Ledger) update(ctx context.Context, taskID string, st CallState, lost b
 // batch's call record.
 func (l *Ledger) NotePresent(ctx context.Context, taskID string, ids []modelid.ID) error {
 	return l.note(ctx, taskID, "present", func(c Call) []modelid.ID { return c.Present }, ids)
+}
+
+// NoteAsked records the stamp at which the batch asked for a listing
+// (Call.Asked), keeping the first.
+func (l *Ledger) NoteAsked(ctx context.Context, taskID string, seq int64) error {
+	pipe := l.rdb.TxPipeline()
+	pipe.HSetNX(ctx, keyCall+taskID, "asked", seq)
+	pipe.PExpire(ctx, keyCall+taskID, l.cfg.TTL)
+	_, err := pipe.Exec(ctx)
+	return err
 }
 
 // NoteSeen adds IDs a detail call showed to exist to the batch's call

@@ -25,6 +25,8 @@ type Server struct {
 	Addr string
 	cmd  *exec.Cmd
 	dir  string
+	// exited is closed once the process has exited.
+	exited chan struct{}
 }
 
 // URL returns a redis:// URL for the server.
@@ -133,7 +135,8 @@ func startOn(bin, dir string, port int, extra []string) (*Server, error) {
 		}
 		if ping(s.Addr) == nil {
 			s.cmd = cmd
-			go func() { <-exited }()
+			s.exited = make(chan struct{})
+			go func() { <-exited; close(s.exited) }()
 			return s, nil
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -142,10 +145,17 @@ func startOn(bin, dir string, port int, extra []string) (*Server, error) {
 	return nil, fmt.Errorf("redis-server on %s did not answer within 10s", s.Addr)
 }
 
-// Stop kills the server.
+// Stop kills the server and returns once it has exited (up to 10 s), so
+// a test that stops Redis talks to no Redis from then on.
 func (s *Server) Stop() {
 	if s.cmd != nil && s.cmd.Process != nil {
 		_ = s.cmd.Process.Kill()
+		if s.exited != nil {
+			select {
+			case <-s.exited:
+			case <-time.After(10 * time.Second):
+			}
+		}
 	}
 }
 

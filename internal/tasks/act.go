@@ -485,7 +485,7 @@ func (h *Handler) enqueueChildren(ctx context.Context, parent string, p Payload,
 		id := ChildTaskID(parent, why, i)
 		task, err := NewBatchTask(Payload{Kind: p.Kind, IDs: c, Parent: parent, Split: why, Run: p.Run, Rule: p.Rule,
 			DeleteInUse: p.DeleteInUse, LostIn: p.LostIn, Unsure: p.Unsure,
-			RequestedBy: p.RequestedBy, Key: p.Key, Origins: p.Origins}, h.cfg.Options)
+			RequestedBy: p.RequestedBy, Key: p.Key, Origins: p.Origins, Asked: p.Asked}, h.cfg.Options)
 		if err != nil {
 			return nil, err
 		}

@@ -429,21 +429,24 @@ func (h *Handler) placeUnknown(ctx context.Context, b *batch, ids []modelid.ID, 
 	for _, r := range rs {
 		reasons[r.ID] = r.Reason
 	}
-	at, asked, err := h.inv.WantedAt(ctx, b.a.taskID, b.p.Kind, ids[0].Type())
-	if err != nil {
-		return nil, err
-	}
+	want := inventory.UrgentPrefix + b.a.taskID
+	at := max(b.call.Asked, b.p.Asked)
+	asked := at > 0
 	if !asked {
-		seq, err := h.inv.Stamp(ctx)
-		if err != nil {
+		var err error
+		if at, err = h.inv.Stamp(ctx); err != nil {
 			return nil, err
 		}
-		if err := h.inv.Want(ctx, b.a.taskID, b.p.Kind, ids, seq, h.now()); err != nil {
+		if err := h.ledger.NoteAsked(ctx, b.a.taskID, at); err != nil {
 			return nil, err
 		}
 	}
 	pres, _, err := h.inv.Check(ctx, b.p.Kind, ids, at)
 	if errors.Is(err, inventory.ErrNoSnapshot) || !asked {
+		// (Again) ask for a listing stamped after at.
+		if err := h.inv.Want(ctx, want, b.p.Kind, ids, at, h.now()); err != nil {
+			return nil, err
+		}
 		h.obs.Retry(b.p.Kind, "in-use")
 		b.log.Info("waiting for a listing before the in-use check can tell", "ids", len(ids), "reason", reasons[ids[0]])
 		return nil, &ThrottleError{Wait: h.cfg.VerifyPoll, Err: fmt.Errorf("not deleting %s yet: %s; waiting for a listing", ids[0], reasons[ids[0]])}
@@ -451,9 +454,10 @@ func (h *Handler) placeUnknown(ctx context.Context, b *batch, ids []modelid.ID, 
 	if err != nil {
 		return nil, err
 	}
-	if err := h.inv.Settled(ctx, b.a.taskID, b.p.Kind); err != nil {
+	if err := h.inv.Settled(ctx, want, b.p.Kind); err != nil {
 		return nil, err
 	}
+	b.p.Asked = at // batches split from this one need not ask again
 	// The listing taught the string forms of the IDs it shows: ask again.
 	again, err := h.cfg.Guard.Check(ctx, b.p.Kind, ids)
 	if err != nil {

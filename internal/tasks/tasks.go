@@ -75,6 +75,10 @@ type Payload struct {
 	RequestedBy string   `json:"requested_by,omitempty"`
 	Key         string   `json:"key,omitempty"`
 	Origins     []Origin `json:"origins,omitempty"`
+	// Asked is the order stamp after which a listing placed this batch's
+	// int IDs for the in-use check (its parent's ask): a listing stamped
+	// later answers for the split batches too, without asking again.
+	Asked int64 `json:"asked,omitempty"`
 	// Rejected holds payloads the aggregator could not read; the handler
 	// dead-letters them so nothing is dropped silently.
 	Rejected []string `json:"rejected,omitempty"`

@@ -35,7 +35,9 @@ type demoEnv struct {
 // startDemo serves a fake Qianfan on a free loopback port and points cfg at it.
 func startDemo(cfg *worker.Config) (*demoEnv, error) {
 	fake := qianfantest.New(qianfantest.Config{
-		Invalid: qianfantest.InvalidIDs(int64(demoBadID)),
+		// An account holding the demo's models (not its bad ID), so the
+		// in-use check and the listings have something real to read.
+		Inventory: demoInventory(),
 		// A few transient failures so retries show in the log.
 		Faults: qianfantest.Faults{Rate503: 0.25, Latency: 30 * time.Millisecond, Seed: 7},
 	})
@@ -127,4 +129,18 @@ func drained(insp *asynq.Inspector) bool {
 		return false
 	}
 	return q.Pending+q.Active+q.Scheduled+q.Retry+q.Aggregating == 0
+}
+
+// demoInventory is the demo account: models 1001-1040 and am-demo-01 to
+// am-demo-10, each with its other ID form, no services.
+func demoInventory() *qianfantest.Inventory {
+	inv := &qianfantest.Inventory{}
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for n := int64(1001); n <= 1040; n++ {
+		inv.Models = append(inv.Models, qianfantest.Model{ID: n, IDStr: fmt.Sprintf("am-demo-i%d", n), Name: fmt.Sprintf("demo-%d", n), CreateTime: at})
+	}
+	for i := 1; i <= 10; i++ {
+		inv.Models = append(inv.Models, qianfantest.Model{ID: int64(2000 + i), IDStr: fmt.Sprintf("am-demo-%02d", i), Name: fmt.Sprintf("demo-s%02d", i), CreateTime: at})
+	}
+	return inv
 }
