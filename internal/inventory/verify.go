@@ -49,6 +49,9 @@ type VerifierConfig struct {
 	Logger *slog.Logger
 	// Clock defaults to the wall clock.
 	Clock fleet.Clock
+	// Paused, when set and true, holds listings back: the fleet's
+	// credentials are refused, and a listing would only be refused too.
+	Paused func(context.Context) bool
 }
 
 // Verifier settles lost answers for the whole fleet: a task that cannot tell
@@ -150,6 +153,9 @@ func (v *Verifier) Run(ctx context.Context) {
 // Once takes a listing if one is wanted and due and no other worker is
 // taking one. It reports the listing's error, if any.
 func (v *Verifier) Once(ctx context.Context) error {
+	if v.cfg.Paused != nil && v.cfg.Paused(ctx) {
+		return nil
+	}
 	wanted, err := v.rdb.ZRangeWithScores(ctx, keyWanted, 0, -1).Result()
 	if err != nil || len(wanted) == 0 {
 		return err

@@ -118,6 +118,15 @@ func (s *Store) Canary(ctx context.Context, taskID string, ttl time.Duration) (b
 	return s.rdb.SetNX(ctx, keyCanary, taskID, ttl).Result()
 }
 
+var releaseScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
+
+// ReleaseCanary gives up taskID's turn to test the credentials (it made no
+// call: its batch waited for something else), so another batch takes it
+// now rather than when the turn expires.
+func (s *Store) ReleaseCanary(ctx context.Context, taskID string) error {
+	return releaseScript.Run(ctx, s.rdb, []string{keyCanary}, taskID).Err()
+}
+
 // Resume lets the fleet delete again; it reports whether deletions were
 // paused until now.
 func (s *Store) Resume(ctx context.Context) (bool, error) {

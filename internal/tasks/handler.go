@@ -219,11 +219,23 @@ func (h *Handler) process(ctx context.Context, t *asynq.Task, a attempt) error {
 	if b.api, err = h.effective(ctx); err != nil {
 		return err
 	}
+	defer h.releaseCanary(ctx, b)
 	f, err := h.gather(ctx, b)
 	if err != nil || f == nil {
 		return err
 	}
 	return h.act(ctx, b, *f)
+}
+
+// releaseCanary gives up the turn to test the credentials when the batch
+// holding it ends its execution without having resumed the fleet.
+func (h *Handler) releaseCanary(ctx context.Context, b *batch) {
+	if !b.canary || h.cfg.Pause == nil {
+		return
+	}
+	if err := h.cfg.Pause.ReleaseCanary(context.WithoutCancel(ctx), b.a.taskID); err != nil {
+		b.log.Warn("could not give up the credentials test turn; it expires by itself", "err", err)
+	}
 }
 
 // gather collects the facts, making the V1 delete call when one is due;

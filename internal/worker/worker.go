@@ -109,6 +109,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Worker, error) {
 		CallsUnderWay: w.ledger.CallsUnderWay,
 		Observe:       w.metrics.Listing,
 		V2Only:        w.v2Only,
+		Paused:        w.paused,
 		Logger:        w.log.With("component", "verifier"),
 	})
 	w.qc = qc
@@ -275,6 +276,12 @@ func (w *Worker) Start() (err error) {
 	}
 	w.log.Info("qfpurge worker running", "queue", asynqlayout.Queue)
 	return nil
+}
+
+// paused reports whether the fleet's deletions are paused (not probing).
+func (w *Worker) paused(ctx context.Context) bool {
+	st, err := w.pause.Status(ctx)
+	return err == nil && st.State == pause.Paused
 }
 
 // v2Only reports whether the fleet deletes through V2 (V1 not to be read).

@@ -19,6 +19,7 @@ import (
 	"github.com/qfpurge/qfpurge/internal/asynqlayout"
 	"github.com/qfpurge/qfpurge/internal/deadletter"
 	"github.com/qfpurge/qfpurge/internal/enqueue"
+	"github.com/qfpurge/qfpurge/internal/inventory"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/pause"
@@ -53,8 +54,14 @@ func TestPipeline1000IDs(t *testing.T) {
 			fc, ids, invalid := workertest.Account(1000, 500)
 			fc.Faults = tt.faults
 			e := workertest.New(t, fc)
+			// With the account listed before the purge, every lost answer
+			// is proved by a listing: nothing may end presumed.
+			e.Start(t, func(c *worker.Config) { c.InventoryEvery = 10 * time.Minute })
+			workertest.Eventually(t, time.Minute, "the first listing", func() bool {
+				taken, err := inventory.NewStore(e.RDB).Taken(context.Background())
+				return err == nil && !taken.IsZero()
+			})
 			e.EnqueueMixed(t, ids)
-			e.Start(t)
 			e.WaitSettled(t, ids, 3*time.Minute)
 			e.CheckOutcomes(t, ids, invalid)
 			recs, err := ledger.New(e.RDB, ledger.Config{}).LookupMany(context.Background(), modelid.KindModel, ids)
@@ -161,7 +168,8 @@ func TestMonitor(t *testing.T) {
 		t.Skip("end to end: a few seconds")
 	}
 	t.Parallel()
-	e := workertest.New(t, qianfantest.Config{Invalid: qianfantest.InvalidIDs(int64(7))})
+	// Models 5 and 6 exist; 7 does not.
+	e := workertest.New(t, qianfantest.Config{Inventory: workertest.Models(int64(5), int64(6))})
 	w, _ := e.Start(t, func(c *worker.Config) {
 		c.Monitor.Addr = "127.0.0.1:0"
 		c.QPS = 50
@@ -276,7 +284,8 @@ func TestAPIEndToEnd(t *testing.T) {
 		t.Skip("end to end: a few seconds")
 	}
 	t.Parallel()
-	e := workertest.New(t, qianfantest.Config{Invalid: qianfantest.InvalidIDs(apiPoison)})
+	// The account holds every ID the test deletes but apiPoison.
+	e := workertest.New(t, qianfantest.Config{Inventory: workertest.Models(int64(101), int64(102), int64(103), "am-a", "am-b")})
 	// Batch size 2 and even counts per ID type: every batch is ready at
 	// once, so nothing waits for Asynq's aggregation tick.
 	w, log := e.Start(t, func(c *worker.Config) {

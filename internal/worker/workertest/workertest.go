@@ -322,3 +322,27 @@ func (l *Log) String() string {
 
 // Logger is a text slog.Logger at info writing to l.
 func (l *Log) Logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
+
+// Models is an account holding exactly the given models, each with both
+// of its ID forms: an int ID (int64) gets the string form am-w<int>, a
+// string ID gets an int form from 900,000,001 on. IDs left out do not
+// exist, as a typo would not.
+func Models(ids ...any) *qianfantest.Inventory {
+	inv := &qianfantest.Inventory{}
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	next := int64(900_000_000)
+	for _, id := range ids {
+		m := qianfantest.Model{Name: fmt.Sprint("model-", id), CreateTime: at}
+		switch v := id.(type) {
+		case int64:
+			m.ID, m.IDStr = v, fmt.Sprintf("am-w%d", v)
+		case string:
+			next++
+			m.ID, m.IDStr = next, v
+		default:
+			panic(fmt.Sprintf("workertest.Models: %T is neither an int64 nor a string ID", id))
+		}
+		inv.Models = append(inv.Models, m)
+	}
+	return inv
+}
