@@ -257,3 +257,47 @@ func TestBlackBoxThousandIDsBaiduVerified(t *testing.T) {
 	e.WaitSettled(t, ids, 3*time.Minute)
 	e.CheckOutcomes(t, ids, invalid)
 }
+
+// TestEnqueueCommandProtectsWhatIsInUse: a model a protocol-version-2
+// service runs, enqueued with the enqueue command, is not deleted: it
+// ends protected, naming the service; --delete-in-use deletes it and is
+// recorded; --dry-run says so and deletes nothing.
+func TestEnqueueCommandProtectsWhatIsInUse(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the commands: a few seconds")
+	}
+	t.Parallel()
+	binaries(t)
+	inv := workertest.Models("am-served", "am-free")
+	inv.Services = []qianfantest.Service{{ID: 1, IDStr: "svco-1", Name: "chat", Status: "Serving", Model: "am-served", ProtocolVersion: 2}}
+	e := workertest.New(t, qianfantest.Config{Inventory: inv})
+	startProcess(t, e)
+
+	out, err := command(e, "enqueue", "--dry-run", "am-served", "am-free").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "protect it (in use)") || !strings.Contains(string(out), "chat") {
+		t.Fatalf("dry run: %v\n%s", err, out)
+	}
+	if !e.Fake.Exists(qianfantest.KindModel, "am-served") || !e.Fake.Exists(qianfantest.KindModel, "am-free") {
+		t.Fatal("the dry run deleted something")
+	}
+	if out, err := command(e, "enqueue", "--as", "ci-pipeline", "am-served", "am-free").CombinedOutput(); err != nil {
+		t.Fatalf("enqueue: %v\n%s", err, out)
+	}
+	ids := []modelid.ID{modelid.StringID("am-served"), modelid.StringID("am-free")}
+	e.WaitSettled(t, ids, time.Minute)
+	l := ledger.New(e.RDB, ledger.Config{})
+	served, _, _ := l.Lookup(context.Background(), modelid.KindModel, ids[0])
+	if served.State != ledger.StateProtected || !strings.Contains(served.Message, "chat") || served.RequestedBy != "ci-pipeline" {
+		t.Errorf("served model: %+v; want protected, naming the service and who asked", served)
+	}
+	if free, _, _ := l.Lookup(context.Background(), modelid.KindModel, ids[1]); free.State != ledger.StateDeleted {
+		t.Errorf("free model: %s, want deleted", free.State)
+	}
+	if out, err := command(e, "enqueue", "--delete-in-use", "am-served").CombinedOutput(); err != nil {
+		t.Fatalf("enqueue --delete-in-use: %v\n%s", err, out)
+	}
+	workertest.Eventually(t, time.Minute, "the override deletes", func() bool {
+		r, _, _ := l.Lookup(context.Background(), modelid.KindModel, ids[0])
+		return r.State == ledger.StateDeleted && r.DeleteInUse
+	})
+}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -197,4 +199,30 @@ func overrideRecorded(evs []redis.XMessage, id string) bool {
 		}
 	}
 	return false
+}
+
+// TestScheduledIDsAreCheckedToo: a schedule's ids: entry goes through the
+// same check; its entry is who asked.
+func TestScheduledIDsAreCheckedToo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end: a few seconds")
+	}
+	t.Parallel()
+	inv := workertest.Models("am-served", "am-free")
+	inv.Services = []qianfantest.Service{{ID: 1, IDStr: "svco-1", Name: "chat", Status: "Stopped", Model: "am-served", ProtocolVersion: 2}}
+	e := workertest.New(t, qianfantest.Config{Inventory: inv})
+	path := filepath.Join(t.TempDir(), "schedule.yaml")
+	doc := "schedules:\n  - name: nightly\n    cron: \"@every 1s\"\n    kind: model\n    ids: [am-served, am-free]\n"
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.Start(t, func(c *worker.Config) { c.Schedule = path })
+	served, free := modelid.StringID("am-served"), modelid.StringID("am-free")
+	waitFinal(t, e, modelid.KindModel, served, free)
+	if r := record(t, e, modelid.KindModel, served); r.State != ledger.StateProtected || !strings.Contains(r.Message, "chat") || r.RequestedBy != "schedule:nightly" {
+		t.Errorf("scheduled model a service runs: %+v", r)
+	}
+	if r := record(t, e, modelid.KindModel, free); r.State != ledger.StateDeleted {
+		t.Errorf("scheduled free model: %s", r.State)
+	}
 }
