@@ -269,3 +269,32 @@ func (a *API) dryRun(ctx context.Context, w http.ResponseWriter, req enqueue.Req
 	}
 	writeJSON(w, http.StatusOK, dryRunResponse{Kind: req.Kind, DryRun: true, Answers: answers})
 }
+
+// cancelResponse answers DELETE /v1/requests/{key}.
+type cancelResponse struct {
+	Key       string `json:"key"`
+	Cancelled bool   `json:"cancelled"`
+	// Already: the request had been cancelled before.
+	Already bool   `json:"already,omitempty"`
+	Message string `json:"message"`
+}
+
+// cancelRequest cancels a request by its key: its IDs that no call has
+// carried yet end cancelled when their batch comes up.
+func (a *API) cancelRequest(w http.ResponseWriter, r *http.Request) {
+	key := r.PathValue("key")
+	if key == "" || len(key) > maxKeyLen {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("key: want 1 to %d characters", maxKeyLen), nil)
+		return
+	}
+	ctx, cancel := requestContext(r)
+	defer cancel()
+	first, err := a.d.Ledger.CancelRequest(ctx, key, principal(r).Name)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error(), nil)
+		return
+	}
+	a.log.Info("request cancelled", "key", key, "by", principal(r).Name, "already", !first)
+	writeJSON(w, http.StatusOK, cancelResponse{Key: key, Cancelled: true, Already: !first,
+		Message: "IDs of this request that no call has carried yet are recorded cancelled when their batch comes up; IDs already sent keep their outcome"})
+}

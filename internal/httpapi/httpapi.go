@@ -215,6 +215,7 @@ func New(cfg Config, d Deps) (*API, error) {
 	a.handle("POST /v1/deletions", a.postDeletions, "")
 	a.handle("GET /v1/deletions/{id}", a.getDeletion, "")
 	a.handle("GET /v1/events", a.events, "")
+	a.handle("DELETE /v1/requests/{key}", a.cancelRequest, authtoken.RightCancel)
 	a.handle("GET /v1/deadletters", a.listDeadLetters, "")
 	a.handle("POST /v1/deadletters/requeue", a.requeue, authtoken.RightDeadLetters)
 	a.handle("POST /v1/deadletters/purge", a.purge, authtoken.RightDeadLetters)

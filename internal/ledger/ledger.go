@@ -216,7 +216,7 @@ return 1
 `)
 
 // allStates lists every state a record can hold, the empty one first.
-var allStates = []State{"", StatePending, StateDeleted, StatePresumed, StateProtected, StateDead}
+var allStates = []State{"", StatePending, StateDeleted, StatePresumed, StateProtected, StateDead, StateCancelled}
 
 // from lists, for the script, the states that may become next.
 func from(next State) string {
@@ -361,4 +361,44 @@ func (l *Ledger) FleetEvent(ctx context.Context, outcome, message string) error 
 		ev.MaxLen, ev.Approx = l.cfg.EventsMaxLen, true
 	}
 	return l.rdb.XAdd(ctx, ev).Err()
+}
+
+// keyCancelled marks a request (by its key) as cancelled: its IDs that no
+// call has carried yet end cancelled when their batch comes up.
+const keyCancelled = "qfpurge:cancelled:"
+
+// CancelRequest marks the request with key as cancelled, by who, for as
+// long as outcomes are kept. It reports whether it was not cancelled yet.
+func (l *Ledger) CancelRequest(ctx context.Context, key, by string) (bool, error) {
+	ok, err := l.rdb.SetNX(ctx, keyCancelled+key, by, l.cfg.TTL).Result()
+	if err != nil {
+		return false, fmt.Errorf("ledger: cancel %q: %w", key, err)
+	}
+	return ok, nil
+}
+
+// Cancelled maps each of keys that was cancelled to who cancelled it.
+func (l *Ledger) Cancelled(ctx context.Context, keys []string) (map[string]string, error) {
+	out := map[string]string{}
+	if len(keys) == 0 {
+		return out, nil
+	}
+	full := make([]string, len(keys))
+	for i, k := range keys {
+		full[i] = keyCancelled + k
+	}
+	pipe := l.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(full))
+	for i, k := range full {
+		cmds[i] = pipe.Get(ctx, k)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("ledger: %w", err)
+	}
+	for i, c := range cmds {
+		if by, err := c.Result(); err == nil {
+			out[keys[i]] = by
+		}
+	}
+	return out, nil
 }

@@ -19,13 +19,17 @@ const (
 	StateProtected State = "protected"
 	// StateDead: dead-lettered; see package deadletter.
 	StateDead State = "dead"
+	// StateCancelled: its request was cancelled before a call carried it.
+	StateCancelled State = "cancelled"
 )
 
 // Gone reports whether the ID needs no further call.
 func (s State) Gone() bool { return s == StateDeleted || s == StatePresumed }
 
 // Final reports whether the ID's handling has ended (no batch holds it).
-func (s State) Final() bool { return s.Gone() || s == StateDead || s == StateProtected }
+func (s State) Final() bool {
+	return s.Gone() || s == StateDead || s == StateProtected || s == StateCancelled
+}
 
 // CanBecome reports whether a record in state s may be overwritten with
 // next. Deleted is final; presumed may only be confirmed as deleted; dead and

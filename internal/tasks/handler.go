@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -213,8 +214,11 @@ func (h *Handler) process(ctx context.Context, t *asynq.Task, a attempt) error {
 			b.ids = append(b.ids, id)
 		}
 	}
+	if err := h.dropCancelled(ctx, b); err != nil {
+		return err
+	}
 	if len(b.ids) == 0 {
-		return h.finish(ctx, b)
+		return h.end(ctx, b)
 	}
 	if b.api, err = h.effective(ctx); err != nil {
 		return err
@@ -225,6 +229,44 @@ func (h *Handler) process(ctx context.Context, t *asynq.Task, a attempt) error {
 		return err
 	}
 	return h.act(ctx, b, *f)
+}
+
+// dropCancelled takes out of the batch, before any call, the IDs whose
+// request was cancelled, recording them cancelled: wherever they waited
+// (scheduled, in a group, queued, retrying), no call carries them now.
+func (h *Handler) dropCancelled(ctx context.Context, b *batch) error {
+	keys := map[string]bool{}
+	for _, id := range b.ids {
+		if k, _ := b.p.OriginOf(id); k != "" {
+			keys[k] = true
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	cancelled, err := h.ledger.Cancelled(ctx, slices.Collect(maps.Keys(keys)))
+	if err != nil || len(cancelled) == 0 {
+		return err
+	}
+	var outs []ledger.Outcome
+	keep := b.ids[:0:0]
+	for _, id := range b.ids {
+		k, _ := b.p.OriginOf(id)
+		by, ok := cancelled[k]
+		if !ok {
+			keep = append(keep, id)
+			continue
+		}
+		o := h.outcome(b, id, ledger.StateCancelled, nil)
+		o.Message = "not deleted: request " + k + " was cancelled by " + by + " before a call carried it"
+		outs = append(outs, o)
+	}
+	if err := h.write(ctx, b, outs); err != nil {
+		return err
+	}
+	b.log.Info("cancelled before the call", "ids", len(outs))
+	b.ids = keep
+	return nil
 }
 
 // releaseCanary gives up the turn to test the credentials when the batch

@@ -17,6 +17,7 @@ import (
 	"github.com/qfpurge/qfpurge/internal/enqueue"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
+	"github.com/qfpurge/qfpurge/internal/pause"
 	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
 	"github.com/qfpurge/qfpurge/internal/worker"
 	"github.com/qfpurge/qfpurge/internal/worker/workertest"
@@ -224,5 +225,78 @@ func TestScheduledIDsAreCheckedToo(t *testing.T) {
 	}
 	if r := record(t, e, modelid.KindModel, free); r.State != ledger.StateDeleted {
 		t.Errorf("scheduled free model: %s", r.State)
+	}
+}
+
+// TestCancelBeforeTheCall: a request cancelled by its key while its IDs
+// wait (small jobs in a group, a ready batch in the queue, a delayed
+// batch) is never sent: each ID ends cancelled, with 0 deletions at the
+// fake; another request is untouched.
+func TestCancelBeforeTheCall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end: a few seconds")
+	}
+	t.Parallel()
+	e := workertest.New(t, qianfantest.Config{Inventory: workertest.Models("am-g1", "am-g2", "am-q1", "am-q2", "am-q3", "am-d1", "am-other")})
+	const token = "cancel-token-0123456789"
+	ctx := context.Background()
+	p, err := enqueue.New(e.RDB, enqueue.Config{BatchSize: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid := func(ss ...string) []modelid.ID {
+		var out []modelid.ID
+		for _, s := range ss {
+			out = append(out, modelid.StringID(s))
+		}
+		return out
+	}
+	reqs := []enqueue.Request{
+		{Kind: modelid.KindModel, IDs: sid("am-g1", "am-g2"), Key: "grouped"},        // small jobs: a group
+		{Kind: modelid.KindModel, IDs: sid("am-q1", "am-q2", "am-q3"), Key: "queued"}, // a full, ready batch
+		{Kind: modelid.KindModel, IDs: sid("am-d1"), Key: "delayed", ProcessAt: time.Now().Add(2 * time.Second)},
+		{Kind: modelid.KindModel, IDs: sid("am-other"), Key: "kept"},
+	}
+	for _, r := range reqs {
+		if _, err := p.Enqueue(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Paused by hand, so no batch is called before the cancels land.
+	ps := pause.NewStore(e.RDB)
+	if _, err := ps.PauseManual(ctx, "test: cancel first"); err != nil {
+		t.Fatal(err)
+	}
+	w, _ := e.Start(t, func(c *worker.Config) {
+		c.API = worker.APIConfig{Addr: "127.0.0.1:0", Tokens: []string{"ops:" + token}}
+	})
+	api := apiClient{t: t, base: "http://" + w.APIAddr()}
+	// The API for two, the ledger (as the CLI does) for the third.
+	for _, key := range []string{"grouped", "queued"} {
+		if code, _, b := api.call("DELETE", "/v1/requests/"+key, token, ""); code != http.StatusOK {
+			t.Fatalf("cancel %s: %d %s", key, code, b)
+		}
+	}
+	if _, err := ledger.New(e.RDB, ledger.Config{}).CancelRequest(ctx, "delayed", "operator"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ps.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	all := sid("am-g1", "am-g2", "am-q1", "am-q2", "am-q3", "am-d1", "am-other")
+	waitFinal(t, e, modelid.KindModel, all...)
+	for _, id := range all[:6] {
+		if r := record(t, e, modelid.KindModel, id); r.State != ledger.StateCancelled || !strings.Contains(r.Message, "cancelled by") {
+			t.Errorf("%s: %s %q, want cancelled", id, r.State, r.Message)
+		}
+		if !e.Fake.Exists(qianfantest.KindModel, id.String()) {
+			t.Errorf("%s was deleted although its request was cancelled", id)
+		}
+	}
+	if r := record(t, e, modelid.KindModel, modelid.StringID("am-other")); r.State != ledger.StateDeleted {
+		t.Errorf("another request's ID: %s, want deleted", r.State)
+	}
+	if n := e.Fake.Stats().IDsDeleted; n != 1 {
+		t.Errorf("%d deletions at the fake, want 1 (only the request not cancelled)", n)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/qfpurge/qfpurge/cmd/internal/dlqcmd"
 	"github.com/qfpurge/qfpurge/cmd/internal/enqueuecmd"
 	"github.com/qfpurge/qfpurge/cmd/internal/pausecmd"
+	"github.com/qfpurge/qfpurge/cmd/internal/requestscmd"
 	"github.com/qfpurge/qfpurge/cmd/internal/rulescmd"
 	"github.com/qfpurge/qfpurge/cmd/internal/workercmd"
 	"github.com/qfpurge/qfpurge/internal/cli"
@@ -43,6 +44,7 @@ Exit status: 0 done, 1 runtime failure, 2 bad usage or input.`,
 		dlqcmd.New(getenv),
 		pausecmd.New(getenv),
 		rulescmd.New(getenv),
+		requestscmd.New(getenv),
 		versionCommand(),
 		completionCommand(),
 	)
