@@ -252,7 +252,7 @@ func TestCancelBeforeTheCall(t *testing.T) {
 		return out
 	}
 	reqs := []enqueue.Request{
-		{Kind: modelid.KindModel, IDs: sid("am-g1", "am-g2"), Key: "grouped"},        // small jobs: a group
+		{Kind: modelid.KindModel, IDs: sid("am-g1", "am-g2"), Key: "grouped"},         // small jobs: a group
 		{Kind: modelid.KindModel, IDs: sid("am-q1", "am-q2", "am-q3"), Key: "queued"}, // a full, ready batch
 		{Kind: modelid.KindModel, IDs: sid("am-d1"), Key: "delayed", ProcessAt: time.Now().Add(2 * time.Second)},
 		{Kind: modelid.KindModel, IDs: sid("am-other"), Key: "kept"},
