@@ -264,6 +264,17 @@ func (p *Producer) stream(r Request, dedupe bool) (*Stream, error) {
 	if !r.ProcessAt.IsZero() && now.Sub(r.ProcessAt) > MaxBehind {
 		return nil, fmt.Errorf("process at: %w", CheckWhen(r.ProcessAt, now))
 	}
+	// The fleet's grace period: a request may ask for a later time, never
+	// an earlier one.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	grace, err := Grace(ctx, p.rdb)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	if grace > 0 && r.ProcessAt.Before(now.Add(grace)) {
+		r.ProcessAt = now.Add(grace)
+	}
 	s := &Stream{p: p, r: r, delayed: r.ProcessAt.After(now)}
 	s.rc.Kind = r.Kind
 	if dedupe {

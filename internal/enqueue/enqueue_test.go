@@ -299,3 +299,34 @@ func TestEnqueueKeyWithOtherIDsConflicts(t *testing.T) {
 		t.Errorf("the key for another kind: %v, want a conflict", err)
 	}
 }
+
+// TestGraceDelaysEveryRequest: with the fleet's grace period set, a
+// request for now is scheduled after it; one asking for later keeps its
+// time.
+func TestGraceDelaysEveryRequest(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	ctx := context.Background()
+	if err := enqueue.SetGrace(ctx, rdb, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	p := newProducer(t, rdb, enqueue.Config{})
+	before := time.Now()
+	rc, err := p.Enqueue(ctx, enqueue.Request{Kind: modelid.KindModel, IDs: []modelid.ID{modelid.IntID(1)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if at := rc.Batches[0].At; at.Before(before.Add(time.Hour-time.Second)) || rc.Batches[0].Group != "" {
+		t.Errorf("a request for now under a 1h grace: %+v; want scheduled an hour ahead", rc.Batches[0])
+	}
+	later := time.Now().Add(3 * time.Hour).Truncate(time.Second)
+	rc, err = p.Enqueue(ctx, enqueue.Request{Kind: modelid.KindModel, IDs: []modelid.ID{modelid.IntID(2)}, ProcessAt: later})
+	if err != nil || !rc.Batches[0].At.Equal(later.UTC()) {
+		t.Errorf("a request for later: %+v %v; want its own time", rc.Batches, err)
+	}
+	if err := enqueue.SetGrace(ctx, rdb, 0); err != nil {
+		t.Fatal(err)
+	}
+	if g, err := enqueue.Grace(ctx, rdb); err != nil || g != 0 {
+		t.Errorf("grace after removal: %v %v", g, err)
+	}
+}

@@ -1,9 +1,12 @@
 package enqueue
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // The horizon of a deletion's time, the same for every producer.
@@ -49,4 +52,29 @@ func CheckDelay(d time.Duration) error {
 		return fmt.Errorf("%s is %w: more than %s", d, ErrTooLate, MaxAhead)
 	}
 	return nil
+}
+
+// keyGrace holds the fleet's grace period in milliseconds, set by the
+// workers (--grace): the least time between any request and its first
+// call, during which it can be cancelled.
+const keyGrace = "qfpurge:fleet:grace"
+
+// SetGrace records the fleet's grace period; zero removes it.
+func SetGrace(ctx context.Context, rdb redis.UniversalClient, d time.Duration) error {
+	if d <= 0 {
+		return rdb.Del(ctx, keyGrace).Err()
+	}
+	return rdb.Set(ctx, keyGrace, d.Milliseconds(), 0).Err()
+}
+
+// Grace reads the fleet's grace period (zero when none is set).
+func Grace(ctx context.Context, rdb redis.UniversalClient) (time.Duration, error) {
+	ms, err := rdb.Get(ctx, keyGrace).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read the fleet's grace period: %w", err)
+	}
+	return time.Duration(ms) * time.Millisecond, nil
 }

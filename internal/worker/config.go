@@ -75,6 +75,11 @@ type Config struct {
 	// before its call. Defaults to 2s: older trades read calls for the risk
 	// that a service deployed meanwhile is not seen.
 	InUseMaxAge time.Duration
+	// Grace is the fleet's least delay between any request and its first
+	// call, during which it can be cancelled (requests may ask for longer,
+	// never shorter). Written to Redis at start, where every producer reads
+	// it. Defaults to 0.
+	Grace time.Duration
 	// PauseProbe is how often a paused fleet's credentials are read again
 	// (see package pause). Defaults to 30s.
 	PauseProbe time.Duration
@@ -233,7 +238,7 @@ func (c Config) Validate() error {
 		add("--max-retry %d must not be negative", c.MaxRetry)
 	}
 	for name, d := range map[string]time.Duration{
-		"--retention": c.Retention, "--ledger-ttl": c.LedgerTTL, "--verify-wait": c.VerifyWait, "--in-use-max-age": c.InUseMaxAge,
+		"--retention": c.Retention, "--ledger-ttl": c.LedgerTTL, "--verify-wait": c.VerifyWait, "--in-use-max-age": c.InUseMaxAge, "--grace": c.Grace,
 		"--shutdown-timeout": c.ShutdownTimeout, "--pause-probe": c.PauseProbe, "--sweep-interval": c.SweepInterval, "--schedule-sync": c.ScheduleSync,
 	} {
 		if d < 0 {
@@ -288,6 +293,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int64("events_max_len", c.EventsMaxLen),
 		slog.Duration("verify_wait", c.VerifyWait),
 		slog.Duration("in_use_max_age", c.InUseMaxAge),
+		slog.Duration("grace", c.Grace),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
 		slog.Duration("pause_probe", c.PauseProbe),
 		slog.Bool("skip_preflight", c.SkipPreflight),

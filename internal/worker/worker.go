@@ -248,6 +248,9 @@ func (w *Worker) Start() (err error) {
 	if err := w.mode.Join(context.Background(), w.member, time.Now()); err != nil {
 		return err
 	}
+	if err := enqueue.SetGrace(context.Background(), w.rdb, w.cfg.Grace); err != nil {
+		return fmt.Errorf("record the grace period: %w", err)
+	}
 	w.joined = true
 	if err := w.srv.Start(w.mux); err != nil {
 		return fmt.Errorf("start asynq server: %w", err)

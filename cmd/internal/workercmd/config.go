@@ -108,6 +108,7 @@ func (fl *flags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", 30*time.Second, "how often stranded Asynq groups are looked for")
 	fs.DurationVar(&c.PauseProbe, "pause-probe", 30*time.Second, "while deletions are paused (credentials or permission refused), how often the credentials are read again to resume")
 	fs.DurationVar(&c.VerifyWait, "verify-wait", 2*time.Minute, "longest a batch rejected after a lost answer waits for the queue to go quiet before the account is listed to settle it")
+	fs.DurationVar(&c.Grace, "grace", 0, "least delay between any request and its first call, during which it can be cancelled (qfpurge requests cancel); requests may ask for longer")
 	fs.DurationVar(&c.InUseMaxAge, "in-use-max-age", 2*time.Second, "oldest view of services and batch inference tasks a batch is checked against before its call; longer saves read calls, but a service deployed meanwhile is not seen")
 	fs.StringVar(&c.API.Addr, "api-addr", "", "serve the authenticated HTTP API on this address (e.g. 127.0.0.1:8081); off when empty; needs "+httpapi.TokensEnv+" or --api-tokens-file")
 	fs.StringVar(&c.API.TokensFile, "api-tokens-file", "", "YAML file of named API tokens (SHA-256 hashes) with their scopes: kinds, name globs, a daily cap, rights (docs/api.md)")
