@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"os/user"
 	"syscall"
 
 	"github.com/redis/go-redis/v9"
@@ -76,4 +77,18 @@ func ConnectRedis(ctx context.Context, rawURL string) (redis.UniversalClient, er
 		return nil, Usage(err)
 	}
 	return rdb, err
+}
+
+// WhoAmI names the person or job running a command, user@host, for
+// records of who asked.
+func WhoAmI() string {
+	name := "unknown"
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		name = u.Username
+	}
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "localhost"
+	}
+	return name + "@" + host
 }

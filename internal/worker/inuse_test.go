@@ -35,7 +35,13 @@ func record(t *testing.T, e *workertest.Env, k modelid.Kind, id modelid.ID) ledg
 
 func waitFinal(t *testing.T, e *workertest.Env, k modelid.Kind, ids ...modelid.ID) {
 	t.Helper()
-	workertest.Eventually(t, 60*time.Second, fmt.Sprintf("%v settled", ids), func() bool {
+	waitFinalWithin(t, e, time.Minute, k, ids...)
+}
+
+// waitFinalWithin waits until every one of ids has a final state.
+func waitFinalWithin(t *testing.T, e *workertest.Env, within time.Duration, k modelid.Kind, ids ...modelid.ID) {
+	t.Helper()
+	workertest.Eventually(t, within, fmt.Sprintf("%d IDs settled", len(ids)), func() bool {
 		for _, st := range states(t, e, k, ids) {
 			if !st.Final() {
 				return false

@@ -148,14 +148,7 @@ func TestRemovedV1RouteSwitchesToV2(t *testing.T) {
 		ids = append(ids, modelid.StringID(m.IDStr))
 	}
 	enqueueIDs(t, e, enqueue.Request{Kind: modelid.KindModel, IDs: ids})
-	workertest.Eventually(t, 60*time.Second, "every ID settled", func() bool {
-		for _, st := range states(t, e, modelid.KindModel, ids) {
-			if !st.Final() {
-				return false
-			}
-		}
-		return true
-	})
+	waitFinalWithin(t, e, 60*time.Second, modelid.KindModel, ids...)
 	for i, st := range states(t, e, modelid.KindModel, ids) {
 		if st != ledger.StateDeleted {
 			t.Errorf("%s is %s, want deleted", ids[i], st)
@@ -186,14 +179,7 @@ func TestV2LostAnswersNeverDeadLetterDeletedIDs(t *testing.T) {
 		ids = append(ids, modelid.StringID(m.IDStr))
 	}
 	enqueueIDs(t, e, enqueue.Request{Kind: modelid.KindModel, IDs: ids})
-	workertest.Eventually(t, 90*time.Second, "every ID settled", func() bool {
-		for _, st := range states(t, e, modelid.KindModel, ids) {
-			if !st.Final() {
-				return false
-			}
-		}
-		return true
-	})
+	waitFinalWithin(t, e, 90*time.Second, modelid.KindModel, ids...)
 	for i, st := range states(t, e, modelid.KindModel, ids) {
 		exists := e.Fake.Exists(qianfantest.KindModel, ids[i].String())
 		switch {
@@ -232,14 +218,7 @@ func TestUnlistedModelsAreNeverReportedDeletedUndeleted(t *testing.T) {
 	bad := modelid.IntID(91_000_001)
 	enqueueIDs(t, e, enqueue.Request{Kind: modelid.KindModel, IDs: append(ids, bad)})
 	all := append(ids, bad)
-	workertest.Eventually(t, 120*time.Second, "every ID settled", func() bool {
-		for _, st := range states(t, e, modelid.KindModel, all) {
-			if !st.Final() {
-				return false
-			}
-		}
-		return true
-	})
+	waitFinalWithin(t, e, 120*time.Second, modelid.KindModel, all...)
 	for i, st := range states(t, e, modelid.KindModel, ids) {
 		if e.Fake.Exists(qianfantest.KindModel, mustInt(ids[i])) {
 			t.Errorf("%s still exists but reads %s", ids[i], st)

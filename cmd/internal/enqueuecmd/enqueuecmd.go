@@ -28,7 +28,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/user"
 	"strings"
 	"time"
 
@@ -171,7 +170,7 @@ func enqueueIDs(ctx context.Context, o options, argIDs []string, stdin io.Reader
 
 	out := newReport(stdout, o.asJSON, kind, o.key)
 	req := producer.Request{Kind: kind, ProcessAt: processAt, Key: o.key, OnBatch: out.batch, DeleteInUse: o.deleteInUse,
-		RequestedBy: cmp.Or(o.as, whoAmI())}
+		RequestedBy: cmp.Or(o.as, cli.WhoAmI())}
 	if o.key != "" {
 		req.Digest = digest.Sum(req)
 	}
@@ -470,14 +469,4 @@ func (r *report) printShown(rc producer.Receipt) {
 	if rc.Tasks > len(r.shown) {
 		fmt.Fprintf(r.w, "  ... and %d more (--json lists all)\n", rc.Tasks-len(r.shown))
 	}
-}
-
-// whoAmI names the person or job running the command: user@host.
-func whoAmI() string {
-	name := "unknown"
-	if u, err := user.Current(); err == nil && u.Username != "" {
-		name = u.Username
-	}
-	host, _ := os.Hostname()
-	return name + "@" + cmp.Or(host, "localhost")
 }

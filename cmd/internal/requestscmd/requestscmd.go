@@ -5,7 +5,6 @@ package requestscmd
 import (
 	"cmp"
 	"fmt"
-	"os/user"
 
 	"github.com/spf13/cobra"
 
@@ -45,7 +44,7 @@ paused or touched.`,
 				return err
 			}
 			defer rdb.Close()
-			first, err := ledger.New(rdb, ledger.Config{}).CancelRequest(c.Context(), args[0], cmp.Or(as, whoAmI()))
+			first, err := ledger.New(rdb, ledger.Config{}).CancelRequest(c.Context(), args[0], cmp.Or(as, cli.WhoAmI()))
 			if err != nil {
 				return err
 			}
@@ -60,12 +59,4 @@ paused or touched.`,
 	cancel.Flags().StringVar(&as, "as", "", "who cancels, recorded with the outcomes (default user@host)")
 	cmd.AddCommand(cancel)
 	return cmd
-}
-
-func whoAmI() string {
-	name := "unknown"
-	if u, err := user.Current(); err == nil && u.Username != "" {
-		name = u.Username
-	}
-	return name
 }
