@@ -24,10 +24,11 @@ type protectConfig struct {
 // protectRun is one drain of the scenario, protection on or off.
 type protectRun struct {
 	DeleteInUse bool
+	Cold        bool          // no listing of the account before the drain
 	Drain       time.Duration // first enqueue → last event
 	FromFirst   time.Duration // first event → last event
 	Deletes     int           // delete calls
-	Reads       int           // read calls made after the warm-up
+	Reads       int           // read calls made from the enqueue on
 	InUse       int           // purged IDs in use at the start (from the inventory)
 	Protected   int           // purged IDs the ledger records protected
 	InUseGone   int           // in-use IDs the fake deleted
@@ -77,12 +78,14 @@ func protectAccount(c protectConfig) (inv *qianfantest.Inventory, ids []modelid.
 	return inv, ids, inUse
 }
 
-// runProtect drains the same backlog twice, in the same account: with the
-// in-use check (the default) and with every request saying DeleteInUse.
+// runProtect drains the same backlog three times, in the same account:
+// with the in-use check (the default) and with every request saying
+// DeleteInUse, each by a worker that has listed the account; then with the
+// check by a worker that has not, so int IDs wait for a listing.
 func runProtect(ctx context.Context, e *env, c protectConfig) (protectResult, error) {
 	r := protectResult{Cfg: c}
-	for _, off := range []bool{false, true} {
-		run, err := runProtectOnce(ctx, e, c, off, &r)
+	for _, v := range []struct{ off, cold bool }{{false, false}, {true, false}, {false, true}} {
+		run, err := runProtectOnce(ctx, e, c, v.off, v.cold, &r)
 		if err != nil {
 			return r, err
 		}
@@ -91,39 +94,45 @@ func runProtect(ctx context.Context, e *env, c protectConfig) (protectResult, er
 	return r, nil
 }
 
-// runProtectOnce: a worker that has listed the account once (so every int
-// ID's string form is known, as in a fleet that runs --inventory-every)
-// drains one request of c.IDs model IDs at the bulk scenario's cap.
-func runProtectOnce(ctx context.Context, e *env, c protectConfig, deleteInUse bool, r *protectResult) (protectRun, error) {
-	run := protectRun{DeleteInUse: deleteInUse}
+// runProtectOnce: a worker drains one request of c.IDs model IDs at the
+// bulk scenario's cap. Unless cold, it has listed the account once first
+// (so every int ID's string form is known, as in a fleet that runs
+// --inventory-every), and the drain starts after that listing.
+func runProtectOnce(ctx context.Context, e *env, c protectConfig, deleteInUse, cold bool, r *protectResult) (protectRun, error) {
+	run := protectRun{DeleteInUse: deleteInUse, Cold: cold}
 	if err := e.reset(ctx); err != nil {
 		return run, err
 	}
 	inv, ids, inUse := protectAccount(c)
 	r.Account, run.InUse = len(inv.Models), len(inUse)
-	name := "protect-on"
-	if deleteInUse {
-		name = "protect-off"
-	}
+	name := run.name()
 	f, err := e.startFake(ctx, name+"-fake", fakeConfig{QPS: bulkQPS, Latency: fakeLatency, Inventory: inv})
 	if err != nil {
 		return run, err
 	}
 	defer f.Kill()
-	w, err := e.startWorker(name+"-worker", f, workerConfig{QPS: bulkQPS, BatchSize: batchSize, Concurrency: concurrency,
-		Extra: []string{"--inventory-every", "1h"}})
+	wc := workerConfig{QPS: bulkQPS, BatchSize: batchSize, Concurrency: concurrency, Extra: []string{"--inventory-every", "1h"}}
+	if cold {
+		wc.Extra = nil
+	}
+	w, err := e.startWorker(name+"-worker", f, wc)
 	if err != nil {
 		return run, err
 	}
 	defer func() { w.Stop(10 * time.Second) }()
-	if err := waitFor(ctx, 5*time.Minute, 200*time.Millisecond, func() (bool, error) {
-		if err := w.exited(); err != nil {
-			return false, err
-		}
-		n, err := e.rdb.Exists(ctx, "qfpurge:{inv}:meta").Result()
-		return n > 0, err
-	}); err != nil {
-		return run, fmt.Errorf("waiting for the inventory warm-up: %w", err)
+	if cold {
+		err = waitWorkerUp(ctx, e, w)
+	} else {
+		err = waitFor(ctx, 5*time.Minute, 200*time.Millisecond, func() (bool, error) {
+			if err := w.exited(); err != nil {
+				return false, err
+			}
+			n, err := e.rdb.Exists(ctx, "qfpurge:{inv}:meta").Result()
+			return n > 0, err
+		})
+	}
+	if err != nil {
+		return run, fmt.Errorf("%s: waiting for the worker: %w", name, err)
 	}
 	before, err := f.Stats(ctx)
 	if err != nil {
@@ -138,7 +147,7 @@ func runProtectOnce(ctx context.Context, e *env, c protectConfig, deleteInUse bo
 		return run, err
 	}
 	insp := asynq.NewInspectorFromRedisClient(e.rdb)
-	werr := waitFor(ctx, 10*time.Minute, 100*time.Millisecond, func() (bool, error) { return settled(ctx, e.rdb, insp, w, ids) })
+	werr := waitFor(ctx, 4*time.Minute, 100*time.Millisecond, func() (bool, error) { return settled(ctx, e.rdb, insp, w, ids) })
 	if ctx.Err() != nil {
 		return run, ctx.Err()
 	}
@@ -187,15 +196,25 @@ func runProtectOnce(ctx context.Context, e *env, c protectConfig, deleteInUse bo
 	return run, nil
 }
 
+func (run protectRun) name() string {
+	switch {
+	case run.Cold:
+		return "protect-on-cold"
+	case run.DeleteInUse:
+		return "protect-off"
+	}
+	return "protect-on"
+}
+
 func (r protectResult) rows(t *table) {
 	c := r.Cfg
 	limit := float64(bulkQPS * batchSize)
 	t.add("protect", "IDs (one request, int+string models); account: models, services (v1+v2), batch tasks",
-		fmt.Sprintf("%d; %d, %d, %d", c.IDs, r.Account, c.Services, c.BatchTasks), "after one listing of the account", "", "")
+		fmt.Sprintf("%d; %d, %d, %d", c.IDs, r.Account, c.Services, c.BatchTasks), "warm runs: after one listing of the account", "", "")
 	for _, run := range r.Runs {
-		name, wantProtected, wantInUseGone := "protect on", run.InUse, 0
+		name, wantProtected, wantInUseGone := run.name(), run.InUse, 0
 		if run.DeleteInUse {
-			name, wantProtected, wantInUseGone = "protect off", 0, run.InUse
+			wantProtected, wantInUseGone = 0, run.InUse
 		}
 		ok := run.Protected == wantProtected && run.InUseGone == wantInUseGone && run.ServiceRuns == wantInUseGone
 		rate := float64(c.IDs) / run.Drain.Seconds()
@@ -205,14 +224,14 @@ func (r protectResult) rows(t *table) {
 		}
 		t.add(name, "drain: enqueue → last event", dur(run.Drain), fmt.Sprintf("%d IDs without an end state%s", run.Unfinished, fin), "", "")
 		target, met := "", ""
-		if !run.DeleteInUse {
+		if !run.DeleteInUse && !run.Cold {
 			target, met = "≥ 0.9", verdict(rate/limit >= 0.9)
 		}
 		t.add(name, "drain rate, fraction of API limit (50×100 IDs/s)", fmt.Sprintf("%.0f IDs/s", rate), ratio(rate/limit), target, met)
 		// Plus one call interval for the first call's own slot, as burst.
 		from := float64(c.IDs) / (run.FromFirst + time.Second/bulkQPS).Seconds()
 		t.add(name, "drain rate from the first event (+1 call interval)", fmt.Sprintf("%.0f IDs/s", from), ratio(from/limit), "", "")
-		t.add(name, "calls: delete; read (after the warm-up); reads per 100 IDs", fmt.Sprintf("%d; %d; %.2f", run.Deletes, run.Reads,
+		t.add(name, "calls: delete; read (from the enqueue); reads per 100 IDs", fmt.Sprintf("%d; %d; %.2f", run.Deletes, run.Reads,
 			100*float64(run.Reads)/float64(c.IDs)), "", "", "")
 		t.add(name, "in-use IDs enqueued: protected / deleted", fmt.Sprintf("%d: %d / %d", run.InUse, run.Protected, run.InUseGone),
 			fmt.Sprintf("the fake's own count of in-use deletions: %d", run.ServiceRuns),
