@@ -25,6 +25,7 @@ type protectConfig struct {
 type protectRun struct {
 	DeleteInUse bool
 	Cold        bool          // no listing of the account before the drain
+	MaxAge      time.Duration // the worker's --in-use-max-age; 0 keeps its default
 	Drain       time.Duration // first enqueue → last event
 	FromFirst   time.Duration // first event → last event
 	Deletes     int           // delete calls
@@ -81,11 +82,12 @@ func protectAccount(c protectConfig) (inv *qianfantest.Inventory, ids []modelid.
 // runProtect drains the same backlog three times, in the same account:
 // with the in-use check (the default) and with every request saying
 // DeleteInUse, each by a worker that has listed the account; then with the
-// check by a worker that has not, so int IDs wait for a listing.
+// check by a worker that has not, so int IDs wait for a listing; last with
+// the check and a view five times older than the default may be.
 func runProtect(ctx context.Context, e *env, c protectConfig) (protectResult, error) {
 	r := protectResult{Cfg: c}
-	for _, v := range []struct{ off, cold bool }{{false, false}, {true, false}, {false, true}} {
-		run, err := runProtectOnce(ctx, e, c, v.off, v.cold, &r)
+	for _, v := range []protectRun{{}, {DeleteInUse: true}, {Cold: true}, {MaxAge: 10 * time.Second}} {
+		run, err := runProtectOnce(ctx, e, c, v, &r)
 		if err != nil {
 			return r, err
 		}
@@ -98,8 +100,7 @@ func runProtect(ctx context.Context, e *env, c protectConfig) (protectResult, er
 // bulk scenario's cap. Unless cold, it has listed the account once first
 // (so every int ID's string form is known, as in a fleet that runs
 // --inventory-every), and the drain starts after that listing.
-func runProtectOnce(ctx context.Context, e *env, c protectConfig, deleteInUse, cold bool, r *protectResult) (protectRun, error) {
-	run := protectRun{DeleteInUse: deleteInUse, Cold: cold}
+func runProtectOnce(ctx context.Context, e *env, c protectConfig, run protectRun, r *protectResult) (protectRun, error) {
 	if err := e.reset(ctx); err != nil {
 		return run, err
 	}
@@ -112,15 +113,18 @@ func runProtectOnce(ctx context.Context, e *env, c protectConfig, deleteInUse, c
 	}
 	defer f.Kill()
 	wc := workerConfig{QPS: bulkQPS, BatchSize: batchSize, Concurrency: concurrency, Extra: []string{"--inventory-every", "1h"}}
-	if cold {
+	if run.Cold {
 		wc.Extra = nil
+	}
+	if run.MaxAge > 0 {
+		wc.Extra = append(wc.Extra, "--in-use-max-age", run.MaxAge.String())
 	}
 	w, err := e.startWorker(name+"-worker", f, wc)
 	if err != nil {
 		return run, err
 	}
 	defer func() { w.Stop(10 * time.Second) }()
-	if cold {
+	if run.Cold {
 		err = waitWorkerUp(ctx, e, w)
 	} else {
 		err = waitFor(ctx, 5*time.Minute, 200*time.Millisecond, func() (bool, error) {
@@ -143,7 +147,7 @@ func runProtectOnce(ctx context.Context, e *env, c protectConfig, deleteInUse, c
 		return run, err
 	}
 	t0 := time.Now()
-	if _, err := p.Enqueue(ctx, producer.Request{Kind: producer.KindModel, IDs: ids, DeleteInUse: deleteInUse, RequestedBy: "bench"}); err != nil {
+	if _, err := p.Enqueue(ctx, producer.Request{Kind: producer.KindModel, IDs: ids, DeleteInUse: run.DeleteInUse, RequestedBy: "bench"}); err != nil {
 		return run, err
 	}
 	insp := asynq.NewInspectorFromRedisClient(e.rdb)
@@ -202,6 +206,8 @@ func (run protectRun) name() string {
 		return "protect-on-cold"
 	case run.DeleteInUse:
 		return "protect-off"
+	case run.MaxAge > 0:
+		return "protect-on-age-" + run.MaxAge.String()
 	}
 	return "protect-on"
 }
