@@ -183,7 +183,7 @@ func runChaos(ctx context.Context, e *env, c chaosConfig) (chaosResult, error) {
 	r.Finished = werr == nil
 	r.Drain = time.Since(t0)
 	if !r.Finished {
-		fmt.Fprintf(c.Log, "chaos: not finished: %v\n", werr)
+		fmt.Fprintf(c.Log, "chaos: not finished: %v\n%s\n", werr, queueState(insp, asynqlayout.Queue))
 	}
 	return r, r.collect(ctx, e.rdb, f, valid, invalid)
 }

@@ -502,3 +502,26 @@ func machine() string {
 	rv, _ := exec.Command(redistest.Binary(), "--version").Output()
 	return fmt.Sprintf("%s CPUs, MemTotal %s, %s, %s", cpus, mem, strings.TrimSpace(string(gov)), strings.TrimSpace(string(rv)))
 }
+
+// queueState says where a queue's tasks are, for a run that did not
+// finish: how many wait, run, are scheduled, retry, aggregate, and the
+// last error of a few retrying tasks.
+func queueState(insp *asynq.Inspector, queue string) string {
+	q, err := insp.GetQueueInfo(queue)
+	if err != nil {
+		return "queue: " + err.Error()
+	}
+	s := fmt.Sprintf("queue %s: pending %d, active %d, scheduled %d, retry %d, aggregating %d, archived %d",
+		queue, q.Pending, q.Active, q.Scheduled, q.Retry, q.Aggregating, q.Archived)
+	if ts, err := insp.ListRetryTasks(queue, asynq.PageSize(5)); err == nil {
+		for _, t := range ts {
+			s += fmt.Sprintf("\n  retry %s (retried %d, next %s): %s", t.ID, t.Retried, t.NextProcessAt.Format(time.TimeOnly), t.LastErr)
+		}
+	}
+	if ts, err := insp.ListScheduledTasks(queue, asynq.PageSize(5)); err == nil {
+		for _, t := range ts {
+			s += fmt.Sprintf("\n  scheduled %s (next %s)", t.ID, t.NextProcessAt.Format(time.TimeOnly))
+		}
+	}
+	return s
+}

@@ -40,7 +40,7 @@ func main() {
 }
 
 // allScenarios in the order they run.
-var allScenarios = []string{"burst", "burst2", "baseline", "bulk", "footprint", "trickle", "chaos", "v2", "switch", "plan", "plan1m"}
+var allScenarios = []string{"burst", "burst2", "baseline", "bulk", "footprint", "trickle", "chaos", "v2", "switch", "protect", "plan", "plan1m"}
 
 // scale holds the sizes a run uses; -quick shrinks them.
 type scale struct {
@@ -57,25 +57,28 @@ type scale struct {
 	PlanModels   int // 4 versions each
 	PlanServices int
 	Plan1MModels int // the model rule alone, services 1 per 25 models
+	Protect      protectConfig
 }
 
 func fullScale() scale {
 	return scale{BurstIDs: 20_000, Producers: 16, BulkIDs: 100_000, TrickleFor: 30 * time.Second,
 		TrickleEvery: 100 * time.Millisecond, Window: 90 * time.Second, ChaosIDs: 20_000, ChaosInvalid: 10, ChaosKills: 3, V2IDs: 5_000,
-		PlanModels: 50_000, PlanServices: 2_000, Plan1MModels: 1_000_000}
+		PlanModels: 50_000, PlanServices: 2_000, Plan1MModels: 1_000_000,
+		Protect: protectConfig{IDs: 20_000, Services: 2_000, BatchTasks: 500}}
 }
 
 func quickScale() scale {
 	return scale{BurstIDs: 4_000, Producers: 16, BulkIDs: 20_000, TrickleFor: 10 * time.Second,
 		TrickleEvery: 100 * time.Millisecond, Window: 30 * time.Second, ChaosIDs: 2_000, ChaosInvalid: 10, ChaosKills: 2, V2IDs: 1_000,
-		PlanModels: 5_000, PlanServices: 200, Plan1MModels: 100_000}
+		PlanModels: 5_000, PlanServices: 200, Plan1MModels: 100_000,
+		Protect: protectConfig{IDs: 4_000, Services: 400, BatchTasks: 100}}
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	scen := fs.String("scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios: "+strings.Join(allScenarios, ", "))
-	quick := fs.Bool("quick", false, "smaller sizes (4,000 burst IDs, 20,000 bulk IDs, 10 s trickle, 30 s baseline window, 2,000 chaos IDs, plan over 5,000 models)")
+	quick := fs.Bool("quick", false, "smaller sizes (4,000 burst IDs, 20,000 bulk IDs, 10 s trickle, 30 s baseline window, 2,000 chaos IDs, 4,000 protect IDs, plan over 5,000 models)")
 	seed := fs.Uint64("seed", 0, "seed for fault injection and kill moments; 0 picks one (printed)")
 	window := fs.Duration("window", 0, "baseline window; defaults to 90s (30s with -quick)")
 	keep := fs.Bool("keep", false, "keep the work directory (process logs) after the run")
@@ -185,6 +188,11 @@ func steps(ctx context.Context, env *env, sc scale, seed uint64, want func(strin
 		{[]string{"v2"}, func() (rower, error) { return runV2Drain(ctx, env, sc.V2IDs) }},
 		{[]string{"switch"}, func() (rower, error) {
 			return runSwitch(ctx, env, switchConfig{IDs: sc.V2IDs, Invalid: 5, V1Calls: 20, Seed: seed})
+		}},
+		{[]string{"protect"}, func() (rower, error) {
+			c := sc.Protect
+			c.Seed = seed
+			return runProtect(ctx, env, c)
 		}},
 		{[]string{"plan"}, func() (rower, error) { return runPlan(ctx, env, sc) }},
 		{[]string{"plan1m"}, func() (rower, error) { return runPlan1M(ctx, env, sc) }},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -128,6 +129,7 @@ type switchResult struct {
 	Switches         int
 	Calls            map[string]int
 	Endpoints        map[string]int
+	State            string // where the queue's tasks were when it did not finish
 }
 
 // switchAccount: purged models (int and string forms) and purged versions
@@ -222,6 +224,9 @@ func runSwitch(ctx context.Context, e *env, c switchConfig) (switchResult, error
 	})
 	r.Finished = werr == nil
 	r.Drain = time.Since(t0)
+	if !r.Finished {
+		r.State = queueState(insp, asynqlayout.Queue)
+	}
 	return r, r.collect(ctx, e, f, models, versions, invalid[:half], invalid[half:])
 }
 
@@ -297,6 +302,9 @@ func (r switchResult) rows(t *table) {
 		fin = "NO (timed out)"
 	}
 	t.add("switch", "drain: first enqueue → queue empty", dur(r.Drain), "finished: "+fin, "", "")
+	if r.State != "" {
+		t.add("switch", "where the queue's tasks were at the timeout", strings.ReplaceAll(r.State, "\n", "; "), "", "", "")
+	}
 	t.add("switch", "valid IDs lost / deleted twice at the fake", fmt.Sprintf("%d / %d", r.Lost, r.DeletedTwice), "", "0 / 0", verdict(r.Lost == 0 && r.DeletedTwice == 0))
 	t.add("switch", "valid IDs dead-lettered", itoa(r.ValidDead), "", "0", verdict(r.ValidDead == 0))
 	t.add("switch", "invalid IDs dead exactly once", fmt.Sprintf("%d of %d", r.InvalidDeadOnce, c.Invalid), "", "all", verdict(r.InvalidDeadOnce == c.Invalid))
