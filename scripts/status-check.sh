@@ -39,7 +39,7 @@ fail() {
 }
 
 start=$(date +%s)
-go build -o "$tmp/" ./cmd/worker ./cmd/pause
+go build -o "$tmp/" ./cmd/worker ./cmd/qfpurge
 
 env -u REDIS_URL -u QFPURGE_MONITOR_ADDR "$tmp/worker" --demo \
   --embedded-addr 127.0.0.1:0 --monitor-addr 127.0.0.1:0 \
@@ -56,7 +56,7 @@ for _ in $(seq 1 100); do
 done
 [ -n "$base" ] && [ -n "$redis_addr" ] || fail "the monitor or the embedded Redis did not start"
 echo "status-check: worker $worker_pid, status page at $base/status, Redis at $redis_addr"
-pause=("$tmp/pause" --redis-url "redis://$redis_addr/0")
+pause=("$tmp/qfpurge" pause --redis-url "redis://$redis_addr/0")
 
 for _ in $(seq 1 240); do
   grep -q "demo: dead letter" "$tmp/out.log" && break
