@@ -41,6 +41,7 @@ const (
 	keyView    = "qfpurge:{inv}:inuse"
 	keyViewNew = "qfpurge:{inv}:inuse:new"
 	keyLock    = "qfpurge:{inv}:inuse:lock"
+	keyFailed  = "qfpurge:{inv}:inuse:failed" // why the last listing failed, for MaxAge
 )
 
 // ErrCannotTell means the view could not be built from complete listings
@@ -293,6 +294,11 @@ func (v *View) ensure(ctx context.Context) error {
 		if v.fresh(taken) {
 			return nil
 		}
+		// A listing failed moments ago (refused credentials, a page that
+		// failed): the fleet does not try again before MaxAge.
+		if why, err := v.rdb.Get(ctx, keyFailed).Result(); err == nil {
+			return fmt.Errorf("%w: the last listing failed moments ago: %s", ErrCannotTell, why)
+		}
 		token, err := v.lock(ctx)
 		if err != nil {
 			return err
@@ -302,6 +308,9 @@ func (v *View) ensure(ctx context.Context) error {
 			go v.keepLock(lctx, token)
 			err := v.refresh(ctx)
 			stop()
+			if err != nil {
+				_ = v.rdb.Set(context.WithoutCancel(ctx), keyFailed, err.Error(), v.cfg.MaxAge).Err()
+			}
 			v.unlock(context.WithoutCancel(ctx), token)
 			return err
 		}

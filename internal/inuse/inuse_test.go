@@ -205,6 +205,12 @@ func TestListingFailingPartWayCannotTell(t *testing.T) {
 		if !errors.Is(err, ErrCannotTell) {
 			t.Errorf("%s failing at page 2: %v; want ErrCannotTell", action, err)
 		}
+		// Within MaxAge the fleet does not list again after a failure.
+		reads := e.fake.Stats().Reads
+		if _, err := v.Check(t.Context(), modelid.KindModel, []modelid.ID{modelid.StringID("am-b")}); !errors.Is(err, ErrCannotTell) || e.fake.Stats().Reads != reads {
+			t.Errorf("right after a failed listing: %v, %d more reads; want cannot tell and none", err, e.fake.Stats().Reads-reads)
+		}
+		e.rdb.Del(t.Context(), keyFailed) // MaxAge has passed
 	}
 	if e.fake.Stats().FailedPages < 2 {
 		t.Errorf("faults struck %d times", e.fake.Stats().FailedPages)

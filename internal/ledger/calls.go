@@ -212,10 +212,10 @@ func (l *Ledger) NotePresent(ctx context.Context, taskID string, ids []modelid.I
 }
 
 // NoteAsked records the stamp at which the batch asked for a listing
-// (Call.Asked), keeping the first.
+// (Call.Asked), replacing an earlier one.
 func (l *Ledger) NoteAsked(ctx context.Context, taskID string, seq int64) error {
 	pipe := l.rdb.TxPipeline()
-	pipe.HSetNX(ctx, keyCall+taskID, "asked", seq)
+	pipe.HSet(ctx, keyCall+taskID, "asked", seq)
 	pipe.PExpire(ctx, keyCall+taskID, l.cfg.TTL)
 	_, err := pipe.Exec(ctx)
 	return err

@@ -517,10 +517,20 @@ func (h *Handler) placeUnknown(ctx context.Context, b *batch, ids []modelid.ID, 
 	if err != nil {
 		return nil, err
 	}
-	var free []modelid.ID
+	var free, retry []modelid.ID
 	var outs []ledger.Outcome
+	v2, err := h.effective(ctx)
+	if err != nil {
+		return nil, err
+	}
 	for i, id := range ids {
 		r := again[i]
+		if r.State == inuse.Unknown && pres[i] == inventory.Undecided && v2 != apimode.V2 && id.Type() == modelid.IDInt && b.p.Kind == modelid.KindModel {
+			// That listing could not decide int models (its V1 walk moved
+			// under deletions): ask for another.
+			retry = append(retry, id)
+			continue
+		}
 		switch {
 		case r.State == inuse.Free, r.State == inuse.Unknown && pres[i] == inventory.Absent:
 			free = append(free, id)
@@ -543,6 +553,20 @@ func (h *Handler) placeUnknown(ctx context.Context, b *batch, ids []modelid.ID, 
 			return nil, err
 		}
 		b.log.Warn("not deleted: cannot tell whether in use", "ids", len(outs), "reason", outs[0].Message)
+	}
+	if len(retry) > 0 {
+		seq, err := h.inv.Stamp(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if err := h.ledger.NoteAsked(ctx, b.a.taskID, seq); err != nil {
+			return nil, err
+		}
+		if err := h.inv.Want(ctx, want, b.p.Kind, retry, seq, h.now()); err != nil {
+			return nil, err
+		}
+		h.obs.Retry(b.p.Kind, "in-use")
+		return nil, &ThrottleError{Wait: h.cfg.VerifyPoll, Err: fmt.Errorf("not deleting %s yet: the last listing could not decide int IDs; waiting for another", retry[0])}
 	}
 	return free, nil
 }
