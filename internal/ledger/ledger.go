@@ -238,9 +238,6 @@ func (l *Ledger) Write(ctx context.Context, outs []Outcome) ([]Outcome, error) {
 	if len(outs) == 0 {
 		return nil, nil
 	}
-	if err := writeScript.Load(ctx, l.rdb).Err(); err != nil {
-		return nil, fmt.Errorf("ledger: write %d outcomes: %w", len(outs), err)
-	}
 	now := l.cfg.Clock.Now()
 	for i := range outs {
 		if outs[i].At.IsZero() {
@@ -249,7 +246,7 @@ func (l *Ledger) Write(ctx context.Context, outs []Outcome) ([]Outcome, error) {
 	}
 	cmds, err := l.writeStates(ctx, outs, true)
 	if err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
-		cmds, err = l.writeStates(ctx, outs, false) // Redis lost its scripts since Load
+		cmds, err = l.writeStates(ctx, outs, false) // first use, or Redis lost its scripts: send the text
 	}
 	if err != nil {
 		return nil, fmt.Errorf("ledger: write %d outcomes: %w", len(outs), err)
