@@ -10,8 +10,8 @@ import (
 // from its own floor and the ones below, never from above.
 var floors = [][]string{
 	{"internal/modelid", "internal/retry", "internal/asynqlayout", "internal/redisconn", "internal/cli", "internal/authtoken", "internal/redistest"},
-	{"internal/qianfan", "internal/qianfan/qianfantest", "internal/fleetlimit", "internal/fleet"},
-	{"internal/ledger", "internal/inventory", "internal/inuse", "internal/deadletter", "internal/pause", "internal/apimode"},
+	{"internal/qianfan", "internal/qianfan/qianfantest", "internal/fleet"},
+	{"internal/ledger", "internal/inventory", "internal/inuse", "internal/deadletter"},
 	{"internal/tasks", "internal/enqueue"},
 	{"internal/policy", "internal/policy/policytest"},
 	{"internal/httpapi", "internal/monitor", "internal/schedule"},

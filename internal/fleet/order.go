@@ -1,6 +1,3 @@
-// Package fleet holds what the whole fleet of workers shares in Redis and
-// must agree on: the one order of events that decides whether a listing
-// came after a lost answer, and the clock the fleet's decisions read.
 package fleet
 
 import (

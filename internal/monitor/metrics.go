@@ -12,10 +12,10 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/qfpurge/qfpurge/internal/deadletter"
+	"github.com/qfpurge/qfpurge/internal/fleet"
 	"github.com/qfpurge/qfpurge/internal/inventory"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
-	"github.com/qfpurge/qfpurge/internal/pause"
 	"github.com/qfpurge/qfpurge/internal/policy"
 	"github.com/qfpurge/qfpurge/internal/tasks"
 )
@@ -110,7 +110,7 @@ func NewMetrics(rdb redis.UniversalClient, insp *asynq.Inspector, log *slog.Logg
 		m.ruleRuns, m.ruleItems,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if rdb != nil {
-		m.reg.MustRegister(deadLetterCollector{rdb: rdb, log: log}, pauseCollector{s: pause.NewStore(rdb), log: log})
+		m.reg.MustRegister(deadLetterCollector{rdb: rdb, log: log}, pauseCollector{s: fleet.NewPauseStore(rdb), log: log})
 	}
 	if insp != nil {
 		m.reg.MustRegister(&queueCollector{inner: metrics.NewQueueMetricsCollector(insp), insp: insp, log: log})
@@ -161,7 +161,7 @@ func (m *Metrics) Split(k modelid.Kind, why string) { m.splits.WithLabelValues(s
 // Retry implements tasks.Observer.
 func (m *Metrics) Retry(k modelid.Kind, why string) { m.retries.WithLabelValues(string(k), why).Inc() }
 
-// LimiterWait records one wait on the fleet QPS limiter (fleetlimit.Config.Observe).
+// LimiterWait records one wait on the fleet QPS limiter (fleet.LimitConfig.Observe).
 func (m *Metrics) LimiterWait(d time.Duration) { m.waits.Observe(d.Seconds()) }
 
 var deadLettersDesc = prometheus.NewDesc("qfpurge_dead_letters",
@@ -192,7 +192,7 @@ var pausedDesc = prometheus.NewDesc("qfpurge_deletions_paused",
 
 // pauseCollector reads the fleet's pause at scrape time.
 type pauseCollector struct {
-	s   *pause.Store
+	s   *fleet.PauseStore
 	log *slog.Logger
 }
 
@@ -207,7 +207,7 @@ func (c pauseCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	v, state := 0.0, "running"
-	if st.State != pause.Running {
+	if st.State != fleet.Running {
 		v, state = 1, string(st.State)
 	}
 	ch <- prometheus.MustNewConstMetric(pausedDesc, prometheus.GaugeValue, v, state)

@@ -32,9 +32,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/qfpurge/qfpurge/internal/apimode"
 	"github.com/qfpurge/qfpurge/internal/authtoken"
-	"github.com/qfpurge/qfpurge/internal/pause"
+	"github.com/qfpurge/qfpurge/internal/fleet"
 	"golang.org/x/net/netutil"
 )
 
@@ -79,8 +78,8 @@ type Config struct {
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// QianfanAPI is the API the worker was configured with, shown on the
-	// status page. Defaults to apimode.Auto.
-	QianfanAPI apimode.Mode
+	// status page. Defaults to fleet.Auto.
+	QianfanAPI fleet.APIMode
 	// StatusEventCap bounds the events the status page reads. Defaults to
 	// DefaultStatusEventCap.
 	StatusEventCap int
@@ -108,7 +107,7 @@ func (c Config) withDefaults() Config {
 		c.MaxConns = 128
 	}
 	if c.QianfanAPI == "" {
-		c.QianfanAPI = apimode.Auto
+		c.QianfanAPI = fleet.Auto
 	}
 	if c.StatusEventCap <= 0 {
 		c.StatusEventCap = DefaultStatusEventCap
@@ -395,10 +394,10 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "cannot list asynq servers", http.StatusServiceUnavailable)
 		return
 	}
-	if st, err := pause.NewStore(s.rdb).Status(ctx); err != nil {
+	if st, err := fleet.NewPauseStore(s.rdb).Status(ctx); err != nil {
 		http.Error(w, "cannot read the fleet's pause", http.StatusServiceUnavailable)
 		return
-	} else if st.State != pause.Running {
+	} else if st.State != fleet.Running {
 		http.Error(w, fmt.Sprintf("deletions %s since %s: %s", st.State, st.Since.UTC().Format(time.RFC3339), st.Reason), http.StatusServiceUnavailable)
 		return
 	}

@@ -14,11 +14,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/qfpurge/qfpurge/internal/apimode"
 	"github.com/qfpurge/qfpurge/internal/asynqlayout"
 	"github.com/qfpurge/qfpurge/internal/deadletter"
+	"github.com/qfpurge/qfpurge/internal/fleet"
 	"github.com/qfpurge/qfpurge/internal/ledger"
-	"github.com/qfpurge/qfpurge/internal/pause"
 	"github.com/qfpurge/qfpurge/internal/policy"
 )
 
@@ -35,7 +34,7 @@ type statusPage struct {
 	Now  time.Time
 	Root string
 
-	Pause    pause.Status
+	Pause    fleet.PauseStatus
 	PauseErr error
 
 	API       apiStatus
@@ -51,7 +50,7 @@ type statusPage struct {
 }
 
 type apiStatus struct {
-	Configured, Effective apimode.Mode
+	Configured, Effective fleet.APIMode
 	SwitchReason          string
 	SwitchedAt            time.Time
 }
@@ -125,9 +124,9 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) readStatus(ctx context.Context) statusPage {
 	p := statusPage{Now: s.cfg.Now(), Root: RootPath}
-	p.Pause, p.PauseErr = pause.NewStore(s.rdb).Status(ctx)
+	p.Pause, p.PauseErr = fleet.NewPauseStore(s.rdb).Status(ctx)
 
-	mode := apimode.NewStore(s.rdb, s.cfg.QianfanAPI)
+	mode := fleet.NewAPIModeStore(s.rdb, s.cfg.QianfanAPI)
 	p.API.Configured = mode.Configured()
 	if p.API.Effective, p.APIErr = mode.Effective(ctx); p.APIErr == nil {
 		p.API.SwitchReason, p.API.SwitchedAt, p.APIErr = mode.Switched(ctx)

@@ -13,14 +13,13 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/qfpurge/qfpurge/internal/apimode"
 	"github.com/qfpurge/qfpurge/internal/asynqlayout"
 	"github.com/qfpurge/qfpurge/internal/deadletter"
+	"github.com/qfpurge/qfpurge/internal/fleet"
 	"github.com/qfpurge/qfpurge/internal/inventory"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/monitor"
-	"github.com/qfpurge/qfpurge/internal/pause"
 	"github.com/qfpurge/qfpurge/internal/policy"
 )
 
@@ -63,7 +62,7 @@ func row(state string, hour, day int) string {
 func TestStatusPage(t *testing.T) {
 	t.Parallel()
 	token := "status-token-0123456789"
-	b := setup(t, monitor.Config{Token: token, QianfanAPI: apimode.Auto, Now: func() time.Time { return statusNow }})
+	b := setup(t, monitor.Config{Token: token, QianfanAPI: fleet.Auto, Now: func() time.Time { return statusNow }})
 	ctx := context.Background()
 	auth := []string{"Authorization", "Bearer " + token}
 
@@ -74,10 +73,10 @@ func TestStatusPage(t *testing.T) {
 	}
 
 	// The fleet paused by hand with a reason holding markup; V1 gone.
-	if _, err := pause.NewStore(b.rdb).PauseManual(ctx, `revoked <img src=x onerror="alert(1)">`); err != nil {
+	if _, err := fleet.NewPauseStore(b.rdb).PauseManual(ctx, `revoked <img src=x onerror="alert(1)">`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := apimode.NewStore(b.rdb, apimode.Auto).Switch(ctx, "V1 gone: 336101 <b>"); err != nil {
+	if _, err := fleet.NewAPIModeStore(b.rdb, fleet.Auto).Switch(ctx, "V1 gone: 336101 <b>"); err != nil {
 		t.Fatal(err)
 	}
 	addEvents(t, b.rdb, 25*time.Hour, "deleted", 4, "")

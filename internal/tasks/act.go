@@ -14,7 +14,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/qfpurge/qfpurge/internal/apimode"
+	"github.com/qfpurge/qfpurge/internal/fleet"
 	"github.com/qfpurge/qfpurge/internal/inventory"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
@@ -43,7 +43,7 @@ type Result struct {
 // there is one.
 func (h *Handler) outcome(b *batch, id modelid.ID, st ledger.State, answer *qianfan.Error) ledger.Outcome {
 	o := ledger.Outcome{Kind: b.p.Kind, ID: id, State: st, LogID: b.res.LogID, TaskID: b.a.taskID,
-		Attempts: b.a.retried + 1, Run: b.p.Run, API: string(cmp.Or(b.api, apimode.V1)), DeleteInUse: b.p.DeleteInUse, At: h.now()}
+		Attempts: b.a.retried + 1, Run: b.p.Run, API: string(cmp.Or(b.api, fleet.V1)), DeleteInUse: b.p.DeleteInUse, At: h.now()}
 	o.Key, o.RequestedBy = b.p.OriginOf(id)
 	if answer != nil {
 		o.Code, o.Message = answerCode(answer), answer.Message
@@ -259,7 +259,7 @@ func (h *Handler) settle(ctx context.Context, b *batch, f Facts) error {
 	if err != nil {
 		return err
 	}
-	v := Settle(b.ids, pres, evident, f.Call.Absent, f.Call.API != string(apimode.V2))
+	v := Settle(b.ids, pres, evident, f.Call.Absent, f.Call.API != string(fleet.V2))
 	when := taken.UTC().Format(time.RFC3339)
 	var outs []ledger.Outcome
 	add := func(ids []modelid.ID, st ledger.State, msg string) {
@@ -282,7 +282,7 @@ func (h *Handler) settle(ctx context.Context, b *batch, f Facts) error {
 		add(v.Dead, ledger.StateDead, deadMessage(f.Call, when))
 	}
 	line := cmp.Or(b.p.LostIn, b.a.taskID)
-	if f.Call.API == string(apimode.V2) {
+	if f.Call.API == string(fleet.V2) {
 		line = "" // V2 deletes one ID per call: no line to learn from
 	}
 	for _, c := range []struct {

@@ -12,13 +12,11 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/qfpurge/qfpurge/internal/apimode"
 	"github.com/qfpurge/qfpurge/internal/fleet"
 	"github.com/qfpurge/qfpurge/internal/inuse"
 	"github.com/qfpurge/qfpurge/internal/inventory"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
-	"github.com/qfpurge/qfpurge/internal/pause"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
 )
 
@@ -76,12 +74,12 @@ type HandlerConfig struct {
 	VerifyPoll time.Duration
 	// Pause is the fleet's pause; nil turns pausing off (a refused request
 	// is then retried like a transient failure, never dead-lettered).
-	Pause *pause.Store
+	Pause *fleet.PauseStore
 	// PausePoll is how often a batch waiting out a pause looks again.
 	// Defaults to 10s.
 	PausePoll time.Duration
 	// API says which Qianfan API to delete through; nil means V1 only.
-	API *apimode.Store
+	API *fleet.APIModeStore
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Observer defaults to one that ignores everything.
@@ -161,7 +159,7 @@ type batch struct {
 	answer *qianfan.Error // the call's error, when it failed with an answer
 	start  time.Time      // of the call
 	canary bool           // this call tests the credentials of a paused fleet
-	api    apimode.Mode   // the API this execution deletes through
+	api    fleet.APIMode  // the API this execution deletes through
 	call   ledger.Call    // the batch's call record as this execution found it
 }
 
@@ -291,7 +289,7 @@ func (h *Handler) gather(ctx context.Context, b *batch) (*Facts, error) {
 	if f.Call.State == ledger.CallInDoubt || f.Held || f.Paused || f.Called {
 		return f, nil
 	}
-	if b.api == apimode.V2 {
+	if b.api == fleet.V2 {
 		return nil, h.processV2(ctx, b, f.Call)
 	}
 	return h.callV1(ctx, b, f)
@@ -402,10 +400,10 @@ func (h *Handler) paused(ctx context.Context, b *batch) (bool, error) {
 		return false, nil
 	}
 	st, err := h.cfg.Pause.Status(ctx)
-	if err != nil || st.State == pause.Running {
+	if err != nil || st.State == fleet.Running {
 		return false, err
 	}
-	if st.State == pause.Probing {
+	if st.State == fleet.Probing {
 		got, err := h.cfg.Pause.Canary(ctx, b.a.taskID, 2*time.Minute)
 		if err != nil || got {
 			b.canary = got
@@ -525,7 +523,7 @@ func (h *Handler) placeUnknown(ctx context.Context, b *batch, ids []modelid.ID, 
 	}
 	for i, id := range ids {
 		r := again[i]
-		if r.State == inuse.Unknown && pres[i] == inventory.Undecided && v2 != apimode.V2 && id.Type() == modelid.IDInt && b.p.Kind == modelid.KindModel {
+		if r.State == inuse.Unknown && pres[i] == inventory.Undecided && v2 != fleet.V2 && id.Type() == modelid.IDInt && b.p.Kind == modelid.KindModel {
 			// That listing could not decide int models (its V1 walk moved
 			// under deletions): ask for another.
 			retry = append(retry, id)

@@ -16,13 +16,12 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/qfpurge/qfpurge/internal/apimode"
 	"github.com/qfpurge/qfpurge/internal/deadletter"
+	"github.com/qfpurge/qfpurge/internal/fleet"
 	"github.com/qfpurge/qfpurge/internal/inuse"
 	"github.com/qfpurge/qfpurge/internal/inventory"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
-	"github.com/qfpurge/qfpurge/internal/pause"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
 	"github.com/qfpurge/qfpurge/internal/redistest"
 )
@@ -699,10 +698,10 @@ func TestHandlerProtectsWhatIsInUse(t *testing.T) {
 	// Listings refused for credentials pause the fleet like a refused delete.
 	b3 := setup(t, newAccount(ids(8)...), func(c *HandlerConfig) {
 		c.Guard = cannotTell{&qianfan.Error{HTTPStatus: 403, GatewayCode: "AccessDenied"}}
-		c.Pause = pause.NewStore(b2.rdb)
+		c.Pause = fleet.NewPauseStore(b2.rdb)
 	})
 	err = b3.h.process(context.Background(), newBatch(t, ids(8)), attempt{taskID: "t", maxRetry: 3})
-	if st, _ := pause.NewStore(b2.rdb).Status(context.Background()); st.State != pause.Paused || b3.acct.callCount() != 0 {
+	if st, _ := fleet.NewPauseStore(b2.rdb).Status(context.Background()); st.State != fleet.Paused || b3.acct.callCount() != 0 {
 		t.Errorf("a refused listing: %v, fleet %v, %d calls; want paused, no call", err, st.State, b3.acct.callCount())
 	}
 	// The override, per request.
@@ -787,7 +786,7 @@ func (r *refusing) Delete(ctx context.Context, k modelid.Kind, list []modelid.ID
 func TestHandlerPausesOnRefusedCredentials(t *testing.T) {
 	acct := &refusing{account: newAccount(ids(1, 2, 3, 4)...)}
 	rdb := redistest.Start(t).Client(t)
-	ps := pause.NewStore(rdb)
+	ps := fleet.NewPauseStore(rdb)
 	b := setup(t, acct.account, func(c *HandlerConfig) { c.Pause = ps })
 	b.h.del = acct
 	ctx := context.Background()
@@ -797,7 +796,7 @@ func TestHandlerPausesOnRefusedCredentials(t *testing.T) {
 		t.Fatalf("refused credentials: %v; want a wait that uses no retry", err)
 	}
 	st, _ := ps.Status(ctx)
-	if st.State != pause.Paused || !strings.Contains(st.Reason, "unknown access key") {
+	if st.State != fleet.Paused || !strings.Contains(st.Reason, "unknown access key") {
 		t.Errorf("pause %+v; want paused naming the problem", st)
 	}
 	if n := len(b.deadLetters(t)); n != 0 {
@@ -814,7 +813,7 @@ func TestHandlerPausesOnRefusedCredentials(t *testing.T) {
 	if err := b.h.process(ctx, newBatch(t, ids(1, 2)), attempt{taskID: "a", maxRetry: 3}); err != nil {
 		t.Fatalf("the canary batch: %v", err)
 	}
-	if st, _ := ps.Status(ctx); st.State != pause.Running {
+	if st, _ := ps.Status(ctx); st.State != fleet.Running {
 		t.Errorf("after the canary went through %+v; want running", st)
 	}
 	if err := b.h.process(ctx, newBatch(t, ids(3, 4)), attempt{taskID: "b", maxRetry: 3}); err != nil {
@@ -840,7 +839,7 @@ func TestHandlerV2DeletesOneIDPerCall(t *testing.T) {
 	acct := newAccount(strs("am-a", "am-b", "am-c")...)
 	acct.fault = func(n int) string { return map[int]string{1: "503"}[n] }
 	rdb := redistest.Start(t).Client(t)
-	b := setup(t, acct, func(c *HandlerConfig) { c.API = apimode.NewStore(rdb, apimode.V2) })
+	b := setup(t, acct, func(c *HandlerConfig) { c.API = fleet.NewAPIModeStore(rdb, fleet.V2) })
 	res := b.drain(t, newBatch(t, strs("am-a", "am-b", "am-c", "am-missing")), "p", func() { acct.snapshot(t, b.inv) })
 	want := []ledger.State{ledger.StateDeleted, ledger.StateDeleted, ledger.StateDeleted, ledger.StateDead}
 	if diff := cmp.Diff(want, b.states(t, strs("am-a", "am-b", "am-c", "am-missing"))); diff != "" {
@@ -870,7 +869,7 @@ func TestHandlerV2TakesIntIDsThroughTheirPairs(t *testing.T) {
 	acct := newAccount(modelid.IntID(585))
 	acct.byString = map[string]modelid.ID{"am-585": modelid.IntID(585)}
 	rdb := redistest.Start(t).Client(t)
-	b := setup(t, acct, func(c *HandlerConfig) { c.API = apimode.NewStore(rdb, apimode.V2) })
+	b := setup(t, acct, func(c *HandlerConfig) { c.API = fleet.NewAPIModeStore(rdb, fleet.V2) })
 	ctx := context.Background()
 	if err := b.inv.Learn(ctx, modelid.KindModel, 585, "am-585"); err != nil {
 		t.Fatal(err)
@@ -897,7 +896,7 @@ func TestHandlerAutoSwitchesToV2(t *testing.T) {
 	acct := newAccount(strs("am-a", "am-b")...)
 	acct.v1Gone = true
 	rdb := redistest.Start(t).Client(t)
-	api := apimode.NewStore(rdb, apimode.Auto)
+	api := fleet.NewAPIModeStore(rdb, fleet.Auto)
 	b := setup(t, acct, func(c *HandlerConfig) { c.API = api })
 	ctx := context.Background()
 	if err := b.h.process(ctx, newBatch(t, strs("am-a", "am-b")), attempt{taskID: "t", maxRetry: 3}); err != nil {
@@ -906,7 +905,7 @@ func TestHandlerAutoSwitchesToV2(t *testing.T) {
 	if diff := cmp.Diff(repeat(ledger.StateDeleted, 2), b.states(t, strs("am-a", "am-b"))); diff != "" {
 		t.Errorf("states (-want +got):\n%s", diff)
 	}
-	if m, _ := api.Effective(ctx); m != apimode.V2 {
+	if m, _ := api.Effective(ctx); m != fleet.V2 {
 		t.Errorf("effective API %v after V1 answered gone, want v2", m)
 	}
 	if len(b.deadLetters(t)) != 0 {

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/qfpurge/qfpurge/internal/apimode"
+	"github.com/qfpurge/qfpurge/internal/fleet"
 	"github.com/qfpurge/qfpurge/internal/inventory"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
@@ -60,13 +60,13 @@ func DecideOne(err error, lost, recheck, unsure bool) OneAction {
 
 // auto reports whether this batch may switch the fleet to V2.
 func (h *Handler) auto(b *batch) bool {
-	return h.cfg.API != nil && h.cfg.API.Configured() == apimode.Auto && b.api == apimode.V1
+	return h.cfg.API != nil && h.cfg.API.Configured() == fleet.Auto && b.api == fleet.V1
 }
 
 // effective is the API this execution deletes through.
-func (h *Handler) effective(ctx context.Context) (apimode.Mode, error) {
+func (h *Handler) effective(ctx context.Context) (fleet.APIMode, error) {
 	if h.cfg.API == nil {
-		return apimode.V1, nil
+		return fleet.V1, nil
 	}
 	return h.cfg.API.Effective(ctx)
 }
@@ -90,7 +90,7 @@ func (h *Handler) switchToV2(ctx context.Context, b *batch, f Facts) error {
 			return err
 		}
 	}
-	b.api = apimode.V2
+	b.api = fleet.V2
 	call, err := h.ledger.Call(ctx, b.a.taskID)
 	if err != nil {
 		return err
@@ -276,7 +276,7 @@ func (h *Handler) v2Targets(ctx context.Context, b *batch) ([]string, error) {
 			continue
 		}
 		o := h.outcome(b, id, ledger.StateDead, nil)
-		o.API = string(apimode.V2)
+		o.API = string(fleet.V2)
 		o.Message = "V2 takes string IDs only, and no listing has shown this int ID's " + stringForm(b.p.Kind) +
 			" form; find it in the console and enqueue that"
 		dead = append(dead, o)

@@ -7,7 +7,7 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/qfpurge/qfpurge/internal/apimode"
+	"github.com/qfpurge/qfpurge/internal/fleet"
 	"github.com/qfpurge/qfpurge/internal/httpapi"
 	"github.com/qfpurge/qfpurge/internal/monitor"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
@@ -27,9 +27,9 @@ type Config struct {
 	// Redis, per base URL and access key. Defaults to 0: no cap (cmd/worker's
 	// --qps defaults to 10).
 	QPS float64
-	// QianfanAPI is the API to delete through: apimode.V1, V2 or Auto (V1
+	// QianfanAPI is the API to delete through: fleet.V1, V2 or Auto (V1
 	// until it is gone, then V2 for the fleet). Defaults to Auto.
-	QianfanAPI apimode.Mode
+	QianfanAPI fleet.APIMode
 	// InventoryEvery, when positive, lists the whole account (V1 and V2)
 	// this often, one worker at a time, so int↔string pairs are known before
 	// V2 needs them. Defaults to 0: only lost answers and rules list.
@@ -81,7 +81,7 @@ type Config struct {
 	// it. Defaults to 0.
 	Grace time.Duration
 	// PauseProbe is how often a paused fleet's credentials are read again
-	// (see package pause). Defaults to 30s.
+	// (see fleet.Prober). Defaults to 30s.
 	PauseProbe time.Duration
 	// SkipPreflight skips the signed read call Start makes to check the
 	// credentials (the demo's fake needs none).
@@ -165,7 +165,7 @@ func (c Config) withDefaults() Config {
 		c.BaseURL = qianfan.DefaultBaseURL
 	}
 	if c.QianfanAPI == "" {
-		c.QianfanAPI = apimode.Auto
+		c.QianfanAPI = fleet.Auto
 	}
 	if c.Concurrency == 0 {
 		c.Concurrency = 10
@@ -225,7 +225,7 @@ func (c Config) Validate() error {
 	if c.BatchMaxWait > 0 && c.BatchMaxWait < c.BatchWait {
 		add("--batch-max-wait %s must not be shorter than --batch-wait %s", c.BatchMaxWait, c.BatchWait)
 	}
-	if _, err := apimode.Parse(string(c.QianfanAPI)); err != nil {
+	if _, err := fleet.ParseAPIMode(string(c.QianfanAPI)); err != nil {
 		add("--qianfan-api: %w", err)
 	}
 	if c.InventoryEvery < 0 {

@@ -15,9 +15,9 @@ import (
 
 	"github.com/qfpurge/qfpurge/internal/deadletter"
 	"github.com/qfpurge/qfpurge/internal/enqueue"
+	"github.com/qfpurge/qfpurge/internal/fleet"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
-	"github.com/qfpurge/qfpurge/internal/pause"
 	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
 	"github.com/qfpurge/qfpurge/internal/worker"
 	"github.com/qfpurge/qfpurge/internal/worker/workertest"
@@ -269,7 +269,7 @@ func TestCancelBeforeTheCall(t *testing.T) {
 		}
 	}
 	// Paused by hand, so no batch is called before the cancels land.
-	ps := pause.NewStore(e.RDB)
+	ps := fleet.NewPauseStore(e.RDB)
 	if _, err := ps.PauseManual(ctx, "test: cancel first"); err != nil {
 		t.Fatal(err)
 	}

@@ -7,12 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qfpurge/qfpurge/internal/apimode"
 	"github.com/qfpurge/qfpurge/internal/deadletter"
 	"github.com/qfpurge/qfpurge/internal/enqueue"
+	"github.com/qfpurge/qfpurge/internal/fleet"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
-	"github.com/qfpurge/qfpurge/internal/pause"
 	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
 	"github.com/qfpurge/qfpurge/internal/worker"
 	"github.com/qfpurge/qfpurge/internal/worker/workertest"
@@ -60,16 +59,16 @@ func deadCount(t *testing.T, e *workertest.Env) int64 {
 func TestMixedFleetRefused(t *testing.T) {
 	t.Parallel()
 	e := workertest.New(t, qianfantest.Config{})
-	e.Start(t, func(c *worker.Config) { c.QianfanAPI = apimode.V1 })
+	e.Start(t, func(c *worker.Config) { c.QianfanAPI = fleet.V1 })
 	cfg := e.Config()
 	cfg.Logger = (&workertest.Log{}).Logger()
-	cfg.QianfanAPI = apimode.V2
+	cfg.QianfanAPI = fleet.V2
 	w, err := worker.New(e.RDB, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	err = w.Start()
-	if !errors.Is(err, apimode.ErrConflict) || !strings.Contains(err.Error(), "v1") || !strings.Contains(err.Error(), "v2") {
+	if !errors.Is(err, fleet.ErrAPIConflict) || !strings.Contains(err.Error(), "v1") || !strings.Contains(err.Error(), "v2") {
 		t.Fatalf("a v2 worker beside a v1 worker: %v; want a refusal naming both settings", err)
 	}
 }
@@ -115,10 +114,10 @@ func TestRefusedReadPausesSmallBatches(t *testing.T) {
 	e.Fake.Revoke(qianfantest.DefaultAccessKey)
 	id := modelid.IntID(fc.Inventory.Models[2].ID)
 	enqueueIDs(t, e, enqueue.Request{Kind: modelid.KindModel, IDs: []modelid.ID{id}})
-	ps := pause.NewStore(e.RDB)
+	ps := fleet.NewPauseStore(e.RDB)
 	workertest.Eventually(t, 30*time.Second, "the fleet to pause", func() bool {
 		st, err := ps.Status(context.Background())
-		return err == nil && st.State == pause.Paused
+		return err == nil && st.State == fleet.Paused
 	})
 	if e.Fake.Stats().Deletes != 0 {
 		t.Errorf("%d delete calls under a revoked key", e.Fake.Stats().Deletes)
@@ -157,7 +156,7 @@ func TestRemovedV1RouteSwitchesToV2(t *testing.T) {
 	if n := deadCount(t, e); n != 0 {
 		t.Errorf("%d dead letters, want none", n)
 	}
-	if _, at, _ := apimode.NewStore(e.RDB, apimode.Auto).Switched(context.Background()); at.IsZero() {
+	if _, at, _ := fleet.NewAPIModeStore(e.RDB, fleet.Auto).Switched(context.Background()); at.IsZero() {
 		t.Error("the fleet did not switch to V2")
 	}
 }
@@ -173,7 +172,7 @@ func TestV2LostAnswersNeverDeadLetterDeletedIDs(t *testing.T) {
 	fc, _, _ := workertest.Account(120, 0)
 	fc.Faults = qianfantest.Faults{RateDropAfterDelete: 0.2, Seed: 7}
 	e := workertest.New(t, fc)
-	e.Start(t, func(c *worker.Config) { c.QianfanAPI = apimode.V2; c.VerifyWait = time.Second })
+	e.Start(t, func(c *worker.Config) { c.QianfanAPI = fleet.V2; c.VerifyWait = time.Second })
 	var ids []modelid.ID
 	for _, m := range fc.Inventory.Models[:100] {
 		ids = append(ids, modelid.StringID(m.IDStr))

@@ -28,17 +28,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/qfpurge/qfpurge/internal/apimode"
 	"github.com/qfpurge/qfpurge/internal/asynqlayout"
 	"github.com/qfpurge/qfpurge/internal/deadletter"
 	"github.com/qfpurge/qfpurge/internal/enqueue"
-	"github.com/qfpurge/qfpurge/internal/fleetlimit"
+	"github.com/qfpurge/qfpurge/internal/fleet"
 	"github.com/qfpurge/qfpurge/internal/httpapi"
 	"github.com/qfpurge/qfpurge/internal/inuse"
 	"github.com/qfpurge/qfpurge/internal/inventory"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/monitor"
-	"github.com/qfpurge/qfpurge/internal/pause"
 	"github.com/qfpurge/qfpurge/internal/policy"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
 	"github.com/qfpurge/qfpurge/internal/schedule"
@@ -70,12 +68,12 @@ type Worker struct {
 
 	verifier *inventory.Verifier
 	qc       *qianfan.Client
-	mode     *apimode.Store
+	mode     *fleet.APIModeStore
 	inUse    *inuse.View
 	member   string // this worker's name in the fleet: host, process and a random suffix
 	joined   bool
-	pause    *pause.Store
-	prober   *pause.Prober
+	pause    *fleet.PauseStore
+	prober   *fleet.Prober
 
 	warnGauge *prometheus.GaugeVec
 	warnMu    sync.Mutex
@@ -113,10 +111,10 @@ func New(rdb redis.UniversalClient, cfg Config) (*Worker, error) {
 		Logger:        w.log.With("component", "verifier"),
 	})
 	w.qc = qc
-	w.mode = apimode.NewStore(rdb, cfg.QianfanAPI)
+	w.mode = fleet.NewAPIModeStore(rdb, cfg.QianfanAPI)
 	w.member = memberName()
-	w.pause = pause.NewStore(rdb)
-	w.prober = pause.NewProber(w.pause, pause.ProberConfig{Every: cfg.PauseProbe, Probe: w.probe, Logger: w.log.With("component", "pause")})
+	w.pause = fleet.NewPauseStore(rdb)
+	w.prober = fleet.NewProber(w.pause, fleet.ProberConfig{Every: cfg.PauseProbe, Probe: w.probe, Logger: w.log.With("component", "pause")})
 	w.inUse = inuse.New(rdb, qc, inuse.Config{MaxAge: cfg.InUseMaxAge})
 	handler := tasks.NewHandler(tasks.QianfanDeleter{Client: qc}, asynq.NewClientFromRedisClient(rdb), w.ledger, inventory.NewStore(rdb),
 		tasks.HandlerConfig{BatchSize: cfg.BatchSize, Options: opts, Logger: w.log, Observer: w.metrics,
@@ -179,7 +177,7 @@ func (w *Worker) qianfanClient() (*qianfan.Client, error) {
 	opts := []qianfan.Option{qianfan.WithBaseURL(c.BaseURL), qianfan.WithLogger(w.log.With("component", "qianfan"))}
 	if c.QPS > 0 {
 		// A budget for the whole fleet sharing this Redis.
-		l, err := fleetlimit.New(w.rdb, fleetlimit.Config{QPS: c.QPS, Key: fleetlimit.Key(c.BaseURL, c.AccessKey), Observe: w.metrics.LimiterWait})
+		l, err := fleet.NewLimiter(w.rdb, fleet.LimitConfig{QPS: c.QPS, Key: fleet.LimitKey(c.BaseURL, c.AccessKey), Observe: w.metrics.LimiterWait})
 		if err != nil {
 			return nil, err
 		}
@@ -284,13 +282,13 @@ func (w *Worker) Start() (err error) {
 // paused reports whether the fleet's deletions are paused (not probing).
 func (w *Worker) paused(ctx context.Context) bool {
 	st, err := w.pause.Status(ctx)
-	return err == nil && st.State == pause.Paused
+	return err == nil && st.State == fleet.Paused
 }
 
 // v2Only reports whether the fleet deletes through V2 (V1 not to be read).
 func (w *Worker) v2Only(ctx context.Context) bool {
 	m, err := w.mode.Effective(ctx)
-	return err == nil && m == apimode.V2
+	return err == nil && m == fleet.V2
 }
 
 // probe is one signed read call: V2's model listing, or V1's where V2
@@ -316,7 +314,7 @@ func (w *Worker) preflight() error {
 	switch {
 	case err == nil:
 		w.log.Info("credentials checked: Qianfan answered a signed read call")
-		if st, _ := w.pause.Status(ctx); st.State == pause.Paused && !st.Manual {
+		if st, _ := w.pause.Status(ctx); st.State == fleet.Paused && !st.Manual {
 			// A restart with new credentials: let one delete call test them.
 			if err := w.pause.Probe(ctx); err == nil {
 				w.log.Warn("deletions were paused; these credentials work for reading, so one delete call will test them", "paused_for", st.Reason)

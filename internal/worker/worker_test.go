@@ -19,10 +19,10 @@ import (
 	"github.com/qfpurge/qfpurge/internal/asynqlayout"
 	"github.com/qfpurge/qfpurge/internal/deadletter"
 	"github.com/qfpurge/qfpurge/internal/enqueue"
+	"github.com/qfpurge/qfpurge/internal/fleet"
 	"github.com/qfpurge/qfpurge/internal/inventory"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
-	"github.com/qfpurge/qfpurge/internal/pause"
 	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
 	"github.com/qfpurge/qfpurge/internal/worker"
 	"github.com/qfpurge/qfpurge/internal/worker/workertest"
@@ -484,10 +484,10 @@ func TestRevokedKeyPausesThenResumes(t *testing.T) {
 	}
 	e.Fake.Revoke(qianfantest.DefaultAccessKey)
 	e.EnqueueMixed(t, ids)
-	ps := pause.NewStore(e.RDB)
+	ps := fleet.NewPauseStore(e.RDB)
 	workertest.Eventually(t, 30*time.Second, "the fleet to pause", func() bool {
 		st, err := ps.Status(context.Background())
-		return err == nil && st.State == pause.Paused
+		return err == nil && st.State == fleet.Paused
 	})
 	code, body := get(t, "http://"+monitorAddr+"/readyz")
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "unknown access key") {
@@ -520,16 +520,16 @@ func TestRevokedKeyPausesThenResumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var fleet []string
+	var events []string
 	for _, ev := range evs {
 		if o := ev.Values["outcome"]; o == "paused" || o == "resumed" {
-			fleet = append(fleet, o.(string))
+			events = append(events, o.(string))
 		}
 	}
-	if !slices.Equal(fleet, []string{"paused", "resumed"}) {
-		t.Errorf("fleet events %v, want paused then resumed", fleet)
+	if !slices.Equal(events, []string{"paused", "resumed"}) {
+		t.Errorf("fleet events %v, want paused then resumed", events)
 	}
-	if st, _ := ps.Status(context.Background()); st.State != pause.Running {
+	if st, _ := ps.Status(context.Background()); st.State != fleet.Running {
 		t.Errorf("status after restoring %+v, want running", st)
 	}
 }

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/qfpurge/qfpurge/internal/cli"
-	"github.com/qfpurge/qfpurge/internal/fleetlimit"
+	"github.com/qfpurge/qfpurge/internal/fleet"
 	"github.com/qfpurge/qfpurge/internal/inuse"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
@@ -53,7 +53,7 @@ func dryRun(ctx context.Context, o options, getenv func(string) string, kind pro
 		}
 	}
 	if qps > 0 {
-		l, err := fleetlimit.New(rdb, fleetlimit.Config{QPS: qps, Key: fleetlimit.Key(baseURL, ak)})
+		l, err := fleet.NewLimiter(rdb, fleet.LimitConfig{QPS: qps, Key: fleet.LimitKey(baseURL, ak)})
 		if err != nil {
 			return err
 		}

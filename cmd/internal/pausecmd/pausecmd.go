@@ -23,8 +23,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/qfpurge/qfpurge/internal/cli"
+	"github.com/qfpurge/qfpurge/internal/fleet"
 	"github.com/qfpurge/qfpurge/internal/ledger"
-	"github.com/qfpurge/qfpurge/internal/pause"
 )
 
 // New returns the pause command reading the environment through getenv.
@@ -46,24 +46,24 @@ Environment: REDIS_URL, required unless --redis-url is given.`,
 	cmd.PersistentFlags().StringVar(&redisURL, "redis-url", "", "Redis `URL` (default $REDIS_URL)")
 	cmd.PersistentFlags().BoolVar(&asJSON, "json", false, "print status as JSON")
 	// sub adds a subcommand whose action gets the pause store and the event stream.
-	sub := func(c *cobra.Command, act func(ctx context.Context, s *pause.Store, events *ledger.Ledger, args []string, stdout io.Writer) error) *cobra.Command {
+	sub := func(c *cobra.Command, act func(ctx context.Context, s *fleet.PauseStore, events *ledger.Ledger, args []string, stdout io.Writer) error) *cobra.Command {
 		c.RunE = func(c *cobra.Command, args []string) error {
 			rdb, err := cli.ConnectRedis(c.Context(), cmp.Or(redisURL, getenv("REDIS_URL")))
 			if err != nil {
 				return err
 			}
 			defer rdb.Close()
-			return act(c.Context(), pause.NewStore(rdb), ledger.New(rdb, ledger.Config{}), args, c.OutOrStdout())
+			return act(c.Context(), fleet.NewPauseStore(rdb), ledger.New(rdb, ledger.Config{}), args, c.OutOrStdout())
 		}
 		cmd.AddCommand(c)
 		return c
 	}
 	sub(&cobra.Command{Use: "status", Short: "Whether the fleet's deletions are paused, since when and why", Args: cli.NoArgs},
-		func(ctx context.Context, s *pause.Store, _ *ledger.Ledger, _ []string, stdout io.Writer) error {
+		func(ctx context.Context, s *fleet.PauseStore, _ *ledger.Ledger, _ []string, stdout io.Writer) error {
 			return status(ctx, s, asJSON, stdout)
 		})
 	sub(&cobra.Command{Use: "lift", Short: "Resume deletions now", Args: cli.NoArgs},
-		func(ctx context.Context, s *pause.Store, events *ledger.Ledger, _ []string, stdout io.Writer) error {
+		func(ctx context.Context, s *fleet.PauseStore, events *ledger.Ledger, _ []string, stdout io.Writer) error {
 			return lift(ctx, s, events, stdout)
 		})
 	sub(&cobra.Command{Use: "set REASON...", Short: "Pause deletions until lifted", Args: cli.Args(func(args []string) error {
@@ -72,24 +72,24 @@ Environment: REDIS_URL, required unless --redis-url is given.`,
 		}
 		return nil
 	})},
-		func(ctx context.Context, s *pause.Store, events *ledger.Ledger, args []string, stdout io.Writer) error {
+		func(ctx context.Context, s *fleet.PauseStore, events *ledger.Ledger, args []string, stdout io.Writer) error {
 			return set(ctx, s, events, strings.Join(args, " "), stdout)
 		})
 	return cmd
 }
 
-func status(ctx context.Context, s *pause.Store, asJSON bool, stdout io.Writer) error {
+func status(ctx context.Context, s *fleet.PauseStore, asJSON bool, stdout io.Writer) error {
 	st, err := s.Status(ctx)
 	if err != nil {
 		return err
 	}
 	if asJSON {
-		if st.State == pause.Running {
+		if st.State == fleet.Running {
 			st.State = "running"
 		}
 		return json.NewEncoder(stdout).Encode(st)
 	}
-	if st.State == pause.Running {
+	if st.State == fleet.Running {
 		fmt.Fprintln(stdout, "running: deletions are not paused")
 		return nil
 	}
@@ -101,12 +101,12 @@ func status(ctx context.Context, s *pause.Store, asJSON bool, stdout io.Writer) 
 	return nil
 }
 
-func lift(ctx context.Context, s *pause.Store, events *ledger.Ledger, stdout io.Writer) error {
+func lift(ctx context.Context, s *fleet.PauseStore, events *ledger.Ledger, stdout io.Writer) error {
 	st, err := s.Status(ctx)
 	if err != nil {
 		return err
 	}
-	if st.State == pause.Running {
+	if st.State == fleet.Running {
 		fmt.Fprintln(stdout, "deletions were not paused")
 		return nil
 	}
@@ -120,7 +120,7 @@ func lift(ctx context.Context, s *pause.Store, events *ledger.Ledger, stdout io.
 	return nil
 }
 
-func set(ctx context.Context, s *pause.Store, events *ledger.Ledger, why string, stdout io.Writer) error {
+func set(ctx context.Context, s *fleet.PauseStore, events *ledger.Ledger, why string, stdout io.Writer) error {
 	reason := "paused by an operator: " + why
 	first, err := s.PauseManual(ctx, reason)
 	if err != nil {

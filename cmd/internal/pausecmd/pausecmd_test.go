@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/qfpurge/qfpurge/internal/cli"
+	"github.com/qfpurge/qfpurge/internal/fleet"
 	"github.com/qfpurge/qfpurge/internal/ledger"
-	"github.com/qfpurge/qfpurge/internal/pause"
 	"github.com/qfpurge/qfpurge/internal/redistest"
 )
 
@@ -32,8 +32,8 @@ func TestPauseCommands(t *testing.T) {
 	if out, code := do("set", "Baidu", "maintenance"); code != 0 || !strings.Contains(out, "paused until") {
 		t.Errorf("set = %d %q", code, out)
 	}
-	st, _ := pause.NewStore(srv.Client(t)).Status(context.Background())
-	if st.State != pause.Paused || !st.Manual || !strings.Contains(st.Reason, "Baidu maintenance") {
+	st, _ := fleet.NewPauseStore(srv.Client(t)).Status(context.Background())
+	if st.State != fleet.Paused || !st.Manual || !strings.Contains(st.Reason, "Baidu maintenance") {
 		t.Errorf("stored pause %+v", st)
 	}
 	if out, code := do("status"); code != 0 || !strings.Contains(out, "paused since") || !strings.Contains(out, "Baidu maintenance") {
@@ -41,8 +41,8 @@ func TestPauseCommands(t *testing.T) {
 	}
 	for _, args := range [][]string{{"status", "--json"}, {"--json", "status"}} {
 		out, code := do(args...)
-		var got pause.Status
-		if code != 0 || json.Unmarshal([]byte(out), &got) != nil || got.State != pause.Paused || !strings.Contains(got.Reason, "Baidu maintenance") {
+		var got fleet.PauseStatus
+		if code != 0 || json.Unmarshal([]byte(out), &got) != nil || got.State != fleet.Paused || !strings.Contains(got.Reason, "Baidu maintenance") {
 			t.Errorf("%q = %d %q; want the pause as JSON", args, code, out)
 		}
 	}

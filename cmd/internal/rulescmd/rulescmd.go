@@ -33,7 +33,7 @@ import (
 
 	"github.com/qfpurge/qfpurge/internal/cli"
 	"github.com/qfpurge/qfpurge/internal/enqueue"
-	"github.com/qfpurge/qfpurge/internal/fleetlimit"
+	"github.com/qfpurge/qfpurge/internal/fleet"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/policy"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
@@ -251,7 +251,7 @@ func newRunner(ctx context.Context, g globals, getenv func(string) string, stder
 	fail := func(err error) (*policy.Runner, func(), error) { rdb.Close(); return nil, nil, err }
 	opts := []qianfan.Option{qianfan.WithBaseURL(g.baseURL)}
 	if g.qps > 0 {
-		l, err := fleetlimit.New(rdb, fleetlimit.Config{QPS: g.qps, Key: fleetlimit.Key(g.baseURL, ak)})
+		l, err := fleet.NewLimiter(rdb, fleet.LimitConfig{QPS: g.qps, Key: fleet.LimitKey(g.baseURL, ak)})
 		if err != nil {
 			return fail(err)
 		}

@@ -10,8 +10,8 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/qfpurge/qfpurge/internal/apimode"
 	"github.com/qfpurge/qfpurge/internal/cli"
+	"github.com/qfpurge/qfpurge/internal/fleet"
 	"github.com/qfpurge/qfpurge/internal/httpapi"
 	"github.com/qfpurge/qfpurge/internal/monitor"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
@@ -142,7 +142,7 @@ func (fl *flags) resolve(fs *pflag.FlagSet, getenv func(string) string, stderr i
 			c.Monitor.Hosts = append(c.Monitor.Hosts, h)
 		}
 	}
-	c.QianfanAPI = apimode.Mode(fl.api)
+	c.QianfanAPI = fleet.APIMode(fl.api)
 	c.EmbeddedRedis, c.Demo = o.embedded || o.demo, o.demo
 	c.Monitor.Explicit = fs.Changed("monitor-addr")
 	if err := o.check(fl.level, requireRedis); err != nil {

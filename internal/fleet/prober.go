@@ -1,4 +1,4 @@
-package pause
+package fleet
 
 import (
 	"context"
@@ -14,7 +14,7 @@ type ProberConfig struct {
 	// Probe is a signed read call; nil error means the credentials work.
 	Probe func(ctx context.Context) error
 	// Changed, when set, hears of state changes this prober made.
-	Changed func(State)
+	Changed func(PauseState)
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -24,13 +24,13 @@ type ProberConfig struct {
 // probing when that works, and says once a minute that deletions are
 // paused and why.
 type Prober struct {
-	s       *Store
+	s       *PauseStore
 	cfg     ProberConfig
 	lastLog time.Time
 }
 
 // NewProber returns a Prober on s.
-func NewProber(s *Store, cfg ProberConfig) *Prober {
+func NewProber(s *PauseStore, cfg ProberConfig) *Prober {
 	if cfg.Every <= 0 {
 		cfg.Every = 30 * time.Second
 	}

@@ -1,4 +1,4 @@
-package pause
+package fleet
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 )
 
 func TestPauseProbeCanaryResume(t *testing.T) {
-	s := NewStore(redistest.Start(t).Client(t))
+	s := NewPauseStore(redistest.Start(t).Client(t))
 	ctx := context.Background()
 	if st, err := s.Status(ctx); err != nil || st.State != Running {
 		t.Fatalf("fresh status %+v, %v; want running", st, err)
@@ -62,7 +62,7 @@ func TestPauseProbeCanaryResume(t *testing.T) {
 }
 
 func TestProber(t *testing.T) {
-	s := NewStore(redistest.Start(t).Client(t))
+	s := NewPauseStore(redistest.Start(t).Client(t))
 	ctx := context.Background()
 	var probeErr error
 	probes := 0

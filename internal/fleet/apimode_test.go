@@ -1,4 +1,4 @@
-package apimode
+package fleet
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 func TestSwitchOnceForTheFleet(t *testing.T) {
 	rdb := redistest.Start(t).Client(t)
 	ctx := context.Background()
-	a, b := NewStore(rdb, Auto), NewStore(rdb, Auto)
+	a, b := NewAPIModeStore(rdb, Auto), NewAPIModeStore(rdb, Auto)
 	if m, err := a.Effective(ctx); err != nil || m != V1 {
 		t.Fatalf("auto before a switch: %v, %v; want v1", m, err)
 	}
@@ -30,16 +30,16 @@ func TestSwitchOnceForTheFleet(t *testing.T) {
 	if why, at, _ := b.Switched(ctx); why != "V1 gone" || at.IsZero() {
 		t.Errorf("Switched = %q at %v", why, at)
 	}
-	if m, _ := NewStore(rdb, V1).Effective(ctx); m != V1 {
+	if m, _ := NewAPIModeStore(rdb, V1).Effective(ctx); m != V1 {
 		t.Errorf("a worker forced to v1 sees %v", m)
 	}
 	for _, s := range []string{"v1", "v2", "auto"} {
-		if _, err := Parse(s); err != nil {
-			t.Errorf("Parse(%q): %v", s, err)
+		if _, err := ParseAPIMode(s); err != nil {
+			t.Errorf("ParseAPIMode(%q): %v", s, err)
 		}
 	}
-	if _, err := Parse("v3"); err == nil {
-		t.Error("Parse(v3) succeeded")
+	if _, err := ParseAPIMode("v3"); err == nil {
+		t.Error("ParseAPIMode(v3) succeeded")
 	}
 }
 
@@ -50,43 +50,43 @@ func TestJoinRefusesAMixedFleet(t *testing.T) {
 	rdb := redistest.Start(t).Client(t)
 	ctx := context.Background()
 	now := time.Unix(1_800_000_000, 0)
-	if err := NewStore(rdb, V1).Join(ctx, "w1", now); err != nil {
+	if err := NewAPIModeStore(rdb, V1).Join(ctx, "w1", now); err != nil {
 		t.Fatal(err)
 	}
-	if err := NewStore(rdb, V1).Join(ctx, "w2", now); err != nil {
+	if err := NewAPIModeStore(rdb, V1).Join(ctx, "w2", now); err != nil {
 		t.Fatalf("a second v1 worker: %v", err)
 	}
-	err := NewStore(rdb, V2).Join(ctx, "w3", now)
-	if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "w1") || !strings.Contains(err.Error(), "v1") {
+	err := NewAPIModeStore(rdb, V2).Join(ctx, "w3", now)
+	if !errors.Is(err, ErrAPIConflict) || !strings.Contains(err.Error(), "w1") || !strings.Contains(err.Error(), "v1") {
 		t.Fatalf("a v2 worker beside v1 workers: %v; want a conflict naming the worker and its mode", err)
 	}
-	if err := NewStore(rdb, Auto).Join(ctx, "w4", now); !errors.Is(err, ErrConflict) {
+	if err := NewAPIModeStore(rdb, Auto).Join(ctx, "w4", now); !errors.Is(err, ErrAPIConflict) {
 		t.Fatalf("an auto worker beside v1 workers: %v; want a conflict", err)
 	}
 	// The v1 workers stop beating: once stale they no longer count.
 	later := now.Add(memberTTL + time.Second)
-	if err := NewStore(rdb, V2).Join(ctx, "w3", later); err != nil {
+	if err := NewAPIModeStore(rdb, V2).Join(ctx, "w3", later); err != nil {
 		t.Fatalf("after the v1 workers went away: %v", err)
 	}
-	if err := NewStore(rdb, V1).Leave(ctx, "w1"); err != nil {
+	if err := NewAPIModeStore(rdb, V1).Leave(ctx, "w1"); err != nil {
 		t.Fatal(err)
 	}
 	// An auto fleet that switched refuses a v1 worker.
 	rdb2 := redistest.Start(t).Client(t)
-	auto := NewStore(rdb2, Auto)
+	auto := NewAPIModeStore(rdb2, Auto)
 	if err := auto.Join(ctx, "a1", now); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := auto.Switch(ctx, "V1 answered 404"); err != nil {
 		t.Fatal(err)
 	}
-	if err := NewStore(rdb2, V1).Join(ctx, "late", now); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "switched to V2") {
+	if err := NewAPIModeStore(rdb2, V1).Join(ctx, "late", now); !errors.Is(err, ErrAPIConflict) || !strings.Contains(err.Error(), "switched to V2") {
 		t.Fatalf("v1 after the switch: %v; want a conflict", err)
 	}
 	if err := auto.Leave(ctx, "a1"); err != nil {
 		t.Fatal(err)
 	}
-	if err := NewStore(rdb2, V1).Join(ctx, "late", now); !errors.Is(err, ErrConflict) {
+	if err := NewAPIModeStore(rdb2, V1).Join(ctx, "late", now); !errors.Is(err, ErrAPIConflict) {
 		t.Fatalf("v1 after the switch, alone: %v; want a conflict", err)
 	}
 }

@@ -1,13 +1,4 @@
-// Package fleetlimit is a fleet-wide QPS budget: every worker sharing one
-// Redis takes its call slots from the same schedule in Redis (one slot per
-// interval, handed out in order), so N replicas together never send more
-// calls per second than the budget, and no slot goes unused while callers
-// wait.
-//
-// The limiter satisfies qianfan.Limiter; give it to the client with
-// qianfan.WithLimiter and the client waits on it before every attempt,
-// retries included.
-package fleetlimit
+package fleet
 
 import (
 	"context"
@@ -19,21 +10,21 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// KeyPrefix starts every limiter key: "qfpurge:qps:<hash>".
-const KeyPrefix = "qfpurge:qps:"
+// LimitKeyPrefix starts every limiter key: "qfpurge:qps:<hash>".
+const LimitKeyPrefix = "qfpurge:qps:"
 
 // DefaultHeadroom is how much longer than 1/QPS the limiter spaces calls.
 const DefaultHeadroom = 0.05
 
-// Key names the budget of one API endpoint and credential: a hash of the
+// LimitKey names the budget of one API endpoint and credential: a hash of the
 // base URL and the access key. The access key itself is never stored.
-func Key(baseURL, accessKey string) string {
+func LimitKey(baseURL, accessKey string) string {
 	sum := sha256.Sum256([]byte(baseURL + "\x00" + accessKey))
-	return KeyPrefix + hex.EncodeToString(sum[:12])
+	return LimitKeyPrefix + hex.EncodeToString(sum[:12])
 }
 
-// Config configures a Limiter.
-type Config struct {
+// LimitConfig configures a Limiter.
+type LimitConfig struct {
 	// QPS is the most calls per second across every process using the same
 	// Key on the same Redis. It must be positive.
 	QPS float64
@@ -46,8 +37,8 @@ type Config struct {
 	// call into the API's one-second window. Defaults to DefaultHeadroom
 	// (5%); negative means none.
 	Headroom float64
-	// Key is the budget's name, usually Key(baseURL, accessKey). Defaults
-	// to KeyPrefix+"default".
+	// Key is the budget's name, usually LimitKey(baseURL, accessKey). Defaults
+	// to LimitKeyPrefix+"default".
 	Key string
 	// Observe is told how long each Wait waited (0 when the call could go at
 	// once). Defaults to nil: nothing is told.
@@ -59,13 +50,13 @@ type Config struct {
 type Limiter struct {
 	rdb      redis.UniversalClient
 	interval time.Duration
-	cfg      Config
+	cfg      LimitConfig
 }
 
-// New returns a Limiter on rdb.
-func New(rdb redis.UniversalClient, cfg Config) (*Limiter, error) {
+// NewLimiter returns a Limiter on rdb.
+func NewLimiter(rdb redis.UniversalClient, cfg LimitConfig) (*Limiter, error) {
 	if cfg.QPS <= 0 {
-		return nil, fmt.Errorf("fleetlimit: QPS %g must be positive", cfg.QPS)
+		return nil, fmt.Errorf("fleet: limit: QPS %g must be positive", cfg.QPS)
 	}
 	if cfg.Burst < 1 {
 		cfg.Burst = 1
@@ -77,11 +68,11 @@ func New(rdb redis.UniversalClient, cfg Config) (*Limiter, error) {
 		cfg.Headroom = 0
 	}
 	if cfg.Key == "" {
-		cfg.Key = KeyPrefix + "default"
+		cfg.Key = LimitKeyPrefix + "default"
 	}
 	interval := time.Duration(float64(time.Second) * (1 + cfg.Headroom) / cfg.QPS)
 	if interval < time.Microsecond {
-		return nil, fmt.Errorf("fleetlimit: QPS %g is too high", cfg.QPS)
+		return nil, fmt.Errorf("fleet: limit: QPS %g is too high", cfg.QPS)
 	}
 	return &Limiter{rdb: rdb, interval: interval, cfg: cfg}, nil
 }
@@ -118,7 +109,7 @@ func (l *Limiter) Wait(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("fleetlimit: %w", err)
+		return fmt.Errorf("fleet: limit: %w", err)
 	}
 	wait := time.Duration(us) * time.Microsecond
 	if l.cfg.Observe != nil {

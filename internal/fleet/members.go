@@ -1,4 +1,4 @@
-package apimode
+package fleet
 
 import (
 	"context"
@@ -22,8 +22,8 @@ const memberTTL = 45 * time.Second
 // Heartbeat is how often a member says it is alive.
 const Heartbeat = 15 * time.Second
 
-// ErrConflict: this worker's configured API contradicts the fleet's.
-var ErrConflict = errors.New("the fleet deletes through another Qianfan API")
+// ErrAPIConflict: this worker's configured API contradicts the fleet's.
+var ErrAPIConflict = errors.New("the fleet deletes through another Qianfan API")
 
 // joinScript drops stale members, refuses a mode other than the live
 // members' (and an explicit v1 once the fleet switched to V2), and adds the
@@ -45,15 +45,15 @@ return ''
 `)
 
 // Join enters this worker into the fleet with its configured mode, or
-// returns an error wrapping ErrConflict that names the conflict: one fleet
+// returns an error wrapping ErrAPIConflict that names the conflict: one fleet
 // on one Redis deletes through one API. A worker set to v2 beside workers
 // set to v1 sends int IDs V2 cannot take; a v1 worker after an auto fleet
 // switched to V2 calls a V1 that is gone.
-func (s *Store) Join(ctx context.Context, worker string, now time.Time) error {
-	res, err := joinScript.Run(ctx, s.rdb, []string{keyMembers, key}, worker, string(s.mode),
+func (s *APIModeStore) Join(ctx context.Context, worker string, now time.Time) error {
+	res, err := joinScript.Run(ctx, s.rdb, []string{keyMembers, keyAPIMode}, worker, string(s.mode),
 		now.UnixMilli(), now.Add(-memberTTL).UnixMilli()).Text()
 	if err != nil {
-		return fmt.Errorf("apimode: join the fleet: %w", err)
+		return fmt.Errorf("fleet: api mode: join the fleet: %w", err)
 	}
 	switch {
 	case res == "":
@@ -61,20 +61,20 @@ func (s *Store) Join(ctx context.Context, worker string, now time.Time) error {
 	case res == "switched":
 		reason, at, _ := s.Switched(ctx)
 		return fmt.Errorf("%w: --qianfan-api v1, but the fleet switched to V2 at %s (%s); run with auto or v2, or delete the Redis key %s to try V1 again",
-			ErrConflict, at.UTC().Format(time.RFC3339), reason, key)
+			ErrAPIConflict, at.UTC().Format(time.RFC3339), reason, keyAPIMode)
 	}
 	name, mode, _ := strings.Cut(res, " ")
 	return fmt.Errorf("%w: this worker is set to --qianfan-api %s, but worker %s on the same Redis runs with %s; give every worker the same setting (QFPURGE_QIANFAN_API)",
-		ErrConflict, s.mode, name, mode)
+		ErrAPIConflict, s.mode, name, mode)
 }
 
 // Leave takes this worker out of the fleet.
-func (s *Store) Leave(ctx context.Context, worker string) error {
+func (s *APIModeStore) Leave(ctx context.Context, worker string) error {
 	return s.rdb.ZRem(ctx, keyMembers, worker+" "+string(s.mode)).Err()
 }
 
 // Beat says, every Heartbeat until ctx is done, that this worker is alive.
-func (s *Store) Beat(ctx context.Context, worker string, now func() time.Time, log *slog.Logger) {
+func (s *APIModeStore) Beat(ctx context.Context, worker string, now func() time.Time, log *slog.Logger) {
 	t := time.NewTicker(Heartbeat)
 	defer t.Stop()
 	for {

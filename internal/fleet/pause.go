@@ -1,12 +1,4 @@
-// Package pause holds the fleet's deletions when a problem that is no
-// ID's fault stops every call: credentials rejected or revoked, permission
-// lost, or (later) an API that no longer serves. Every worker sharing the
-// Redis waits, with its batches queued and their retries unspent; a prober
-// checks the credentials every interval with a read call and, once it works
-// again, lets one delete call through (the canary) before the whole fleet
-// resumes, so a key that may read but not delete is not retried by every
-// worker at once. An operator can read and lift the pause (qfpurge pause).
-package pause
+package fleet
 
 import (
 	"context"
@@ -20,45 +12,45 @@ import (
 
 // Redis keys.
 const (
-	key       = "qfpurge:pause"        // hash: reason, since (unix ms), state, tries
+	keyPause  = "qfpurge:pause"        // hash: reason, since (unix ms), state, tries
 	keyCanary = "qfpurge:pause:canary" // the one call allowed while probing
 	keyProbe  = "qfpurge:pause:probe"  // lock of the worker probing
 )
 
-// State is where the fleet stands.
-type State string
+// PauseState is where the fleet stands.
+type PauseState string
 
 // The states.
 const (
-	Running State = ""        // deletions go on
-	Paused  State = "paused"  // no delete call is made
-	Probing State = "probing" // the credentials read again: one delete call may test them
+	Running PauseState = ""        // deletions go on
+	Paused  PauseState = "paused"  // no delete call is made
+	Probing PauseState = "probing" // the credentials read again: one delete call may test them
 )
 
-// Status is the pause as stored.
-type Status struct {
-	State  State     `json:"state"`
-	Reason string    `json:"reason,omitempty"`
-	Since  time.Time `json:"since,omitzero"`
+// PauseStatus is the pause as stored.
+type PauseStatus struct {
+	State  PauseState `json:"state"`
+	Reason string     `json:"reason,omitempty"`
+	Since  time.Time  `json:"since,omitzero"`
 	// Tries counts canaries that failed since the pause began.
 	Tries int `json:"tries,omitempty"`
 	// Manual: an operator paused; only an operator lifts it.
 	Manual bool `json:"manual,omitempty"`
 }
 
-// Store reads and changes the pause.
-type Store struct{ rdb redis.UniversalClient }
+// PauseStore reads and changes the pause.
+type PauseStore struct{ rdb redis.UniversalClient }
 
-// NewStore returns a Store on rdb.
-func NewStore(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb} }
+// NewPauseStore returns a PauseStore on rdb.
+func NewPauseStore(rdb redis.UniversalClient) *PauseStore { return &PauseStore{rdb: rdb} }
 
 // Status returns the current pause (State Running when none).
-func (s *Store) Status(ctx context.Context) (Status, error) {
-	m, err := s.rdb.HGetAll(ctx, key).Result()
+func (s *PauseStore) Status(ctx context.Context) (PauseStatus, error) {
+	m, err := s.rdb.HGetAll(ctx, keyPause).Result()
 	if err != nil {
-		return Status{}, fmt.Errorf("pause: %w", err)
+		return PauseStatus{}, fmt.Errorf("fleet: pause: %w", err)
 	}
-	st := Status{State: State(m["state"]), Reason: m["reason"]}
+	st := PauseStatus{State: PauseState(m["state"]), Reason: m["reason"]}
 	if ms, err := strconv.ParseInt(m["since"], 10, 64); err == nil {
 		st.Since = time.UnixMilli(ms)
 	}
@@ -85,27 +77,27 @@ return 1
 
 // Pause stops the fleet's deletions for reason. It reports whether the fleet
 // was running until now (so the caller says it once, loudly).
-func (s *Store) Pause(ctx context.Context, reason string) (bool, error) {
+func (s *PauseStore) Pause(ctx context.Context, reason string) (bool, error) {
 	return s.pause(ctx, reason, "0")
 }
 
 // PauseManual pauses like Pause, but no probe resumes it: only Resume does.
-func (s *Store) PauseManual(ctx context.Context, reason string) (bool, error) {
+func (s *PauseStore) PauseManual(ctx context.Context, reason string) (bool, error) {
 	return s.pause(ctx, reason, "1")
 }
 
-func (s *Store) pause(ctx context.Context, reason, manual string) (bool, error) {
-	n, err := pauseScript.Run(ctx, s.rdb, []string{key, keyCanary}, reason, time.Now().UnixMilli(), manual).Int()
+func (s *PauseStore) pause(ctx context.Context, reason, manual string) (bool, error) {
+	n, err := pauseScript.Run(ctx, s.rdb, []string{keyPause, keyCanary}, reason, time.Now().UnixMilli(), manual).Int()
 	if err != nil {
-		return false, fmt.Errorf("pause: %w", err)
+		return false, fmt.Errorf("fleet: pause: %w", err)
 	}
 	return n == 1, nil
 }
 
 // Probe moves a paused fleet to probing: one delete call may go (Canary).
-func (s *Store) Probe(ctx context.Context) error {
+func (s *PauseStore) Probe(ctx context.Context) error {
 	pipe := s.rdb.TxPipeline()
-	pipe.HSet(ctx, key, "state", string(Probing))
+	pipe.HSet(ctx, keyPause, "state", string(Probing))
 	pipe.Del(ctx, keyCanary)
 	_, err := pipe.Exec(ctx)
 	return err
@@ -114,7 +106,7 @@ func (s *Store) Probe(ctx context.Context) error {
 // Canary claims the one delete call allowed while probing; it reports
 // whether this caller got it. A claim lapses after ttl (a worker that died
 // with it).
-func (s *Store) Canary(ctx context.Context, taskID string, ttl time.Duration) (bool, error) {
+func (s *PauseStore) Canary(ctx context.Context, taskID string, ttl time.Duration) (bool, error) {
 	return s.rdb.SetNX(ctx, keyCanary, taskID, ttl).Result()
 }
 
@@ -123,18 +115,18 @@ var releaseScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] th
 // ReleaseCanary gives up taskID's turn to test the credentials (it made no
 // call: its batch waited for something else), so another batch takes it
 // now rather than when the turn expires.
-func (s *Store) ReleaseCanary(ctx context.Context, taskID string) error {
+func (s *PauseStore) ReleaseCanary(ctx context.Context, taskID string) error {
 	return releaseScript.Run(ctx, s.rdb, []string{keyCanary}, taskID).Err()
 }
 
 // Resume lets the fleet delete again; it reports whether deletions were
 // paused until now.
-func (s *Store) Resume(ctx context.Context) (bool, error) {
+func (s *PauseStore) Resume(ctx context.Context) (bool, error) {
 	pipe := s.rdb.TxPipeline()
-	n := pipe.Del(ctx, key)
+	n := pipe.Del(ctx, keyPause)
 	pipe.Del(ctx, keyCanary)
 	if _, err := pipe.Exec(ctx); err != nil {
-		return false, fmt.Errorf("pause: %w", err)
+		return false, fmt.Errorf("fleet: pause: %w", err)
 	}
 	return n.Val() > 0, nil
 }

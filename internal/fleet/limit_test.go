@@ -1,4 +1,4 @@
-package fleetlimit_test
+package fleet_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/qfpurge/qfpurge/internal/fleetlimit"
+	"github.com/qfpurge/qfpurge/internal/fleet"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
 	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
 	"github.com/qfpurge/qfpurge/internal/redistest"
@@ -23,14 +23,14 @@ func TestMain(m *testing.M) {
 
 func TestKeyHidesAccessKey(t *testing.T) {
 	t.Parallel()
-	k := fleetlimit.Key("https://qianfan.baidubce.com", "AKIDsecretish")
-	if !strings.HasPrefix(k, fleetlimit.KeyPrefix) || strings.Contains(k, "AKIDsecretish") {
+	k := fleet.LimitKey("https://qianfan.baidubce.com", "AKIDsecretish")
+	if !strings.HasPrefix(k, fleet.LimitKeyPrefix) || strings.Contains(k, "AKIDsecretish") {
 		t.Fatalf("Key = %q: want the prefix and no access key", k)
 	}
-	if k == fleetlimit.Key("https://qianfan.baidubce.com", "other") || k == fleetlimit.Key("http://127.0.0.1:1", "AKIDsecretish") {
+	if k == fleet.LimitKey("https://qianfan.baidubce.com", "other") || k == fleet.LimitKey("http://127.0.0.1:1", "AKIDsecretish") {
 		t.Fatal("different credentials or endpoints must get different keys")
 	}
-	if k != fleetlimit.Key("https://qianfan.baidubce.com", "AKIDsecretish") {
+	if k != fleet.LimitKey("https://qianfan.baidubce.com", "AKIDsecretish") {
 		t.Fatal("Key is not stable")
 	}
 }
@@ -38,18 +38,18 @@ func TestKeyHidesAccessKey(t *testing.T) {
 func TestNewValidates(t *testing.T) {
 	t.Parallel()
 	for _, qps := range []float64{0, -1} {
-		if _, err := fleetlimit.New(nil, fleetlimit.Config{QPS: qps}); err == nil {
+		if _, err := fleet.NewLimiter(nil, fleet.LimitConfig{QPS: qps}); err == nil {
 			t.Errorf("New(QPS %g) = nil error, want one", qps)
 		}
 	}
-	l, err := fleetlimit.New(nil, fleetlimit.Config{QPS: 5})
+	l, err := fleet.NewLimiter(nil, fleet.LimitConfig{QPS: 5})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got, want := l.Interval(), 210*time.Millisecond; got != want {
 		t.Errorf("Interval at 5 QPS with default headroom = %s, want %s", got, want)
 	}
-	l, _ = fleetlimit.New(nil, fleetlimit.Config{QPS: 0.5, Headroom: -1})
+	l, _ = fleet.NewLimiter(nil, fleet.LimitConfig{QPS: 0.5, Headroom: -1})
 	if got, want := l.Interval(), 2*time.Second; got != want {
 		t.Errorf("Interval at 0.5 QPS without headroom = %s, want %s", got, want)
 	}
@@ -69,10 +69,10 @@ func TestTwoClientsShareTheBudget(t *testing.T) {
 
 	const calls = 30
 	var waited atomic.Int64
-	key := fleetlimit.Key(api.URL, qianfantest.DefaultAccessKey)
+	key := fleet.LimitKey(api.URL, qianfantest.DefaultAccessKey)
 	var clients []*qianfan.Client
 	for range 2 {
-		l, err := fleetlimit.New(srv.Client(t), fleetlimit.Config{QPS: 5, Key: key, Observe: func(d time.Duration) {
+		l, err := fleet.NewLimiter(srv.Client(t), fleet.LimitConfig{QPS: 5, Key: key, Observe: func(d time.Duration) {
 			if d > 0 {
 				waited.Add(1)
 			}
@@ -131,7 +131,7 @@ func TestTwoClientsShareTheBudget(t *testing.T) {
 func TestWaitHonoursContext(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
-	l, err := fleetlimit.New(srv.Client(t), fleetlimit.Config{QPS: 0.1, Key: fleetlimit.KeyPrefix + t.Name()})
+	l, err := fleet.NewLimiter(srv.Client(t), fleet.LimitConfig{QPS: 0.1, Key: fleet.LimitKeyPrefix + t.Name()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,14 +149,14 @@ func TestWaitFailsWhenRedisIsDown(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
-	l, err := fleetlimit.New(rdb, fleetlimit.Config{QPS: 5})
+	l, err := fleet.NewLimiter(rdb, fleet.LimitConfig{QPS: 5})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := l.Wait(ctx); err == nil || !strings.HasPrefix(err.Error(), "fleetlimit:") {
-		t.Fatalf("Wait with Redis down = %v, want a fleetlimit error", err)
+	if err := l.Wait(ctx); err == nil || !strings.HasPrefix(err.Error(), "fleet: limit:") {
+		t.Fatalf("Wait with Redis down = %v, want a limiter error", err)
 	}
 }
