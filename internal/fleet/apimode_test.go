@@ -3,10 +3,12 @@ package fleet
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/qfpurge/qfpurge/internal/maintenance"
 	"github.com/qfpurge/qfpurge/internal/redistest"
 )
 
@@ -88,5 +90,36 @@ func TestJoinRefusesAMixedFleet(t *testing.T) {
 	}
 	if err := NewAPIModeStore(rdb2, V1).Join(ctx, "late", now); !errors.Is(err, ErrAPIConflict) {
 		t.Fatalf("v1 after the switch, alone: %v; want a conflict", err)
+	}
+}
+
+type stepClock struct{ t time.Time }
+
+func (c *stepClock) Now() time.Time { return c.t }
+
+func TestMemberBeatJoinsBeatsAndLeaves(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	ctx := context.Background()
+	clock := &stepClock{time.Unix(1_800_000_000, 0)}
+	tk, newTicker := maintenance.NewManualTicker()
+	b := NewMemberBeat(NewAPIModeStore(rdb, V1), "w1", BeatConfig{Clock: clock, Ticker: newTicker, Logger: slog.New(slog.DiscardHandler)})
+	if err := b.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	score := func() float64 { return rdb.ZScore(ctx, keyMembers, "w1 v1").Val() }
+	if got := score(); got != float64(clock.t.UnixMilli()) {
+		t.Fatalf("joined at %v, want the clock's %v", got, clock.t.UnixMilli())
+	}
+	if err := NewMemberBeat(NewAPIModeStore(rdb, V2), "w2", BeatConfig{Clock: clock}).Start(ctx); !errors.Is(err, ErrAPIConflict) {
+		t.Fatalf("a v2 member beside a v1 one started: %v", err)
+	}
+	clock.t = clock.t.Add(Heartbeat)
+	tk.Tick()
+	b.Stop() // waits for the beat the tick started
+	if got := score(); got != 0 {
+		t.Errorf("still a member (%v) after Stop", got)
+	}
+	if n := rdb.ZCard(ctx, keyMembers).Val(); n != 0 {
+		t.Errorf("%d members left, want none", n)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"time"
 
@@ -71,20 +70,4 @@ func (s *APIModeStore) Join(ctx context.Context, worker string, now time.Time) e
 // Leave takes this worker out of the fleet.
 func (s *APIModeStore) Leave(ctx context.Context, worker string) error {
 	return s.rdb.ZRem(ctx, keyMembers, worker+" "+string(s.mode)).Err()
-}
-
-// Beat says, every Heartbeat until ctx is done, that this worker is alive.
-func (s *APIModeStore) Beat(ctx context.Context, worker string, now func() time.Time, log *slog.Logger) {
-	t := time.NewTicker(Heartbeat)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if err := s.rdb.ZAdd(ctx, keyMembers, redis.Z{Score: float64(now().UnixMilli()), Member: worker + " " + string(s.mode)}).Err(); err != nil && ctx.Err() == nil {
-			log.Warn("could not renew this worker's place in the fleet", "err", err)
-		}
-	}
 }

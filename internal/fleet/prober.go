@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	"github.com/qfpurge/qfpurge/internal/maintenance"
 )
 
 // ProberConfig configures a Prober.
@@ -17,16 +19,22 @@ type ProberConfig struct {
 	Changed func(PauseState)
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// Clock decides when the pause is said again. Defaults to the wall clock.
+	Clock Clock
+	// Ticker defaults to maintenance.SystemTicker.
+	Ticker maintenance.NewTicker
 }
 
 // Prober watches the pause: while the fleet is paused it reads with the
 // credentials every interval (one worker at a time), moves the fleet to
 // probing when that works, and says once a minute that deletions are
-// paused and why.
+// paused and why. It is a maintenance.Service: the first probe comes one
+// interval after Start.
 type Prober struct {
 	s       *PauseStore
 	cfg     ProberConfig
 	lastLog time.Time
+	loop    maintenance.Loop
 }
 
 // NewProber returns a Prober on s.
@@ -37,22 +45,17 @@ func NewProber(s *PauseStore, cfg ProberConfig) *Prober {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Prober{s: s, cfg: cfg}
+	cfg.Clock = Or(cfg.Clock)
+	p := &Prober{s: s, cfg: cfg}
+	p.loop = maintenance.Loop{Every: cfg.Every, Delayed: true, Pass: p.Once, Ticker: cfg.Ticker}
+	return p
 }
 
-// Run probes until ctx is done.
-func (p *Prober) Run(ctx context.Context) {
-	t := time.NewTicker(p.cfg.Every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		p.Once(ctx)
-	}
-}
+// Start probes every interval until Stop.
+func (p *Prober) Start(ctx context.Context) error { return p.loop.Start(ctx) }
+
+// Stop ends the probing.
+func (p *Prober) Stop() { p.loop.Stop() }
 
 // Once probes if the fleet is paused and no other worker probed within the
 // interval.
@@ -61,11 +64,11 @@ func (p *Prober) Once(ctx context.Context) {
 	if err != nil || st.State != Paused || st.Manual {
 		return
 	}
-	if time.Since(p.lastLog) >= time.Minute {
+	if now := p.cfg.Clock.Now(); now.Sub(p.lastLog) >= time.Minute {
 		p.cfg.Logger.Error("deletions are paused for the whole fleet; batches wait in the queue, nothing is dead-lettered",
 			"reason", st.Reason, "since", st.Since.UTC().Format(time.RFC3339), "failed_canaries", st.Tries,
 			"lift", "fix the credentials (workers resume by themselves), or: qfpurge pause lift")
-		p.lastLog = time.Now()
+		p.lastLog = now
 	}
 	ok, err := p.s.rdb.SetNX(ctx, keyProbe, "1", p.cfg.Every-time.Second/2).Result()
 	if err != nil || !ok || p.cfg.Probe == nil {

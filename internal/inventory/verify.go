@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/qfpurge/qfpurge/internal/fleet"
+	"github.com/qfpurge/qfpurge/internal/maintenance"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
 )
@@ -52,6 +53,9 @@ type VerifierConfig struct {
 	// Paused, when set and true, holds listings back: the fleet's
 	// credentials are refused, and a listing would only be refused too.
 	Paused func(context.Context) bool
+	// Ticker paces the verifier's and the refresh's loops. Defaults to
+	// maintenance.SystemTicker.
+	Ticker maintenance.NewTicker
 }
 
 // Verifier settles lost answers for the whole fleet: a task that cannot tell
@@ -134,22 +138,6 @@ func (st *Store) Held(ctx context.Context) (bool, error) {
 	return n > 0, err
 }
 
-// Run takes wanted listings until ctx is done.
-func (v *Verifier) Run(ctx context.Context) {
-	t := time.NewTicker(v.cfg.Poll)
-	defer t.Stop()
-	for {
-		if err := v.Once(ctx); err != nil && ctx.Err() == nil {
-			v.cfg.Logger.Warn("verification listing failed; the waiting batches keep waiting", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
 // Once takes a listing if one is wanted and due and no other worker is
 // taking one. It reports the listing's error, if any.
 func (v *Verifier) Once(ctx context.Context) error {
@@ -200,26 +188,31 @@ func (v *Verifier) Once(ctx context.Context) error {
 	if err != nil || !ok {
 		return err
 	}
-	lctx, stop := context.WithCancel(ctx)
-	defer stop()
-	go v.keepLock(lctx)
 	defer v.rdb.Del(context.WithoutCancel(ctx), keyLock)
+	defer v.keepLock(ctx)()
 	return v.list(ctx, forms)
 }
 
-// keepLock extends the lock while a listing runs.
-func (v *Verifier) keepLock(ctx context.Context) {
-	t := time.NewTicker(15 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			v.rdb.Expire(ctx, keyLock, time.Minute)
-			v.rdb.Expire(ctx, keyHold, time.Minute)
+// keepLock extends the lock while a listing runs, until the returned stop,
+// which returns once it no longer does.
+func (v *Verifier) keepLock(ctx context.Context) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(15 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				v.rdb.Expire(ctx, keyLock, time.Minute)
+				v.rdb.Expire(ctx, keyHold, time.Minute)
+			}
 		}
-	}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // list reads what decides forms and saves it. Int model IDs need V1, which
@@ -279,11 +272,13 @@ func (v *Verifier) read(ctx context.Context, src Source) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
+	start := v.cfg.Clock.Now()
 	s, err := Read(ctx, v.qc, src)
 	if err != nil {
 		return nil, err
 	}
-	s.Seq = seq
+	// The refresh compares Taken with the same clock.
+	s.Seq, s.Taken = seq, start
 	return s, nil
 }
 
@@ -322,44 +317,4 @@ func (v *Verifier) hold(ctx context.Context) error {
 		}
 	}
 	return nil // the walk's consistency check catches a late deletion
-}
-
-// Refresh takes a complete listing (V1 and V2, so int↔string pairs are
-// learnt; with versions, every model's V1 detail too) every interval, one
-// worker at a time, so evidence and pairs are at hand before they are
-// needed; v1 reporting false leaves V1 out.
-func (v *Verifier) Refresh(ctx context.Context, every time.Duration, versions bool, v1 func(context.Context) bool) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		if taken, err := v.store.Taken(ctx); err == nil && v.cfg.Clock.Now().Sub(taken) >= every {
-			if ok, err := v.rdb.SetNX(ctx, keyLock, v.id, time.Minute).Result(); err == nil && ok {
-				lctx, stop := context.WithCancel(ctx)
-				go v.keepLock(lctx)
-				src := SourceV2
-				if v1 == nil || v1(ctx) {
-					src |= SourceV1
-					if versions {
-						src |= SourceV1Versions
-					}
-				}
-				s, err := v.read(ctx, src)
-				if err == nil {
-					err = v.store.Save(ctx, s)
-				}
-				stop()
-				v.rdb.Del(context.WithoutCancel(ctx), keyLock)
-				if err != nil && ctx.Err() == nil {
-					v.cfg.Logger.Warn("inventory refresh failed", "err", err)
-				} else if err == nil {
-					v.cfg.Logger.Info("inventory refreshed", "models", len(s.Models), "decides", s.Decides)
-				}
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }

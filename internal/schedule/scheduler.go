@@ -44,16 +44,18 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Scheduler runs a schedule file with Asynq's PeriodicTaskManager.
+// Scheduler runs a schedule file with Asynq's PeriodicTaskManager. It is a
+// maintenance.Service: New checks the file, Start runs it, Stop ends it.
 type Scheduler struct {
-	mgr *asynq.PeriodicTaskManager
-	p   *provider
+	mgr  *asynq.PeriodicTaskManager
+	p    *provider
+	stop sync.Once
 }
 
-// Start loads and validates the schedule file (a bad file fails here, with
-// its lines) and starts the PeriodicTaskManager on rdb, which the caller
-// keeps owning.
-func Start(rdb redis.UniversalClient, cfg Config) (*Scheduler, error) {
+// New loads and validates the schedule file (a bad file fails here, with
+// its lines) and builds the PeriodicTaskManager on rdb, which the caller
+// keeps owning. Nothing runs until Start.
+func New(rdb redis.UniversalClient, cfg Config) (*Scheduler, error) {
 	cfg = cfg.withDefaults()
 	if cfg.Path == "" {
 		return nil, fmt.Errorf("schedule: no file")
@@ -82,14 +84,20 @@ func Start(rdb redis.UniversalClient, cfg Config) (*Scheduler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("schedule: %w", err)
 	}
-	if err := mgr.Start(); err != nil {
-		return nil, fmt.Errorf("schedule: %w", err)
-	}
 	return &Scheduler{mgr: mgr, p: p}, nil
 }
 
-// Shutdown stops the manager; entries disappear from `asynq cron ls`.
-func (s *Scheduler) Shutdown() { s.mgr.Shutdown() }
+// Start runs the schedule: its triggers are enqueued from now on.
+func (s *Scheduler) Start(context.Context) error {
+	if err := s.mgr.Start(); err != nil {
+		return fmt.Errorf("schedule: %w", err)
+	}
+	return nil
+}
+
+// Stop stops the manager; entries disappear from `asynq cron ls`. Only a
+// started Scheduler may be stopped; a second Stop does nothing.
+func (s *Scheduler) Stop() { s.stop.Do(s.mgr.Shutdown) }
 
 // Entries returns the schedule currently registered (the last good file).
 func (s *Scheduler) Entries() []Entry {

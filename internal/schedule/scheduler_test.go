@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
 	"github.com/qfpurge/qfpurge/internal/asynqlayout"
@@ -174,7 +175,7 @@ func TestReplicasEnqueueOncePerTick(t *testing.T) {
 	)
 	for i := range 3 {
 		rdb := srv.Client(t) // one client per replica, as in separate processes
-		s, err := Start(rdb, Config{Path: path, HeartbeatInterval: 500 * time.Millisecond,
+		s, err := start(rdb, Config{Path: path, HeartbeatInterval: 500 * time.Millisecond,
 			Logger: log.With("replica", i), AsynqLogger: quietAsynq{}})
 		if err != nil {
 			t.Fatal(err)
@@ -210,7 +211,7 @@ func TestReplicasEnqueueOncePerTick(t *testing.T) {
 	})
 	waitFor(t, "three ticks triggered by all three replicas", 8*time.Second, func() bool { return full() >= 3 })
 	for _, s := range scheds {
-		s.Shutdown()
+		s.Stop()
 	}
 	waitFor(t, "the last triggers to be handled", 5*time.Second, func() bool {
 		q, err := insp.GetQueueInfo(asynqlayout.Queue)
@@ -270,14 +271,14 @@ func TestStartFailsOnBadFileWithLine(t *testing.T) {
 	srv := redistest.Start(t)
 	path := filepath.Join(t.TempDir(), "schedule.yaml")
 	writeFile(t, path, "schedules:\n  - name: a\n    cron: '0 25 * * *'\n    kind: model\n    ids: [1]\n")
-	_, err := Start(srv.Client(t), Config{Path: path, AsynqLogger: quietAsynq{}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	_, err := start(srv.Client(t), Config{Path: path, AsynqLogger: quietAsynq{}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err == nil {
 		t.Fatal("Start accepted a bad cron")
 	}
 	if want := path + `:3: entry "a": bad cron "0 25 * * *"`; !strings.Contains(err.Error(), want) {
 		t.Errorf("Start error = %q, want it to contain %q", err, want)
 	}
-	_, err = Start(srv.Client(t), Config{Path: filepath.Join(t.TempDir(), "missing.yaml")})
+	_, err = start(srv.Client(t), Config{Path: filepath.Join(t.TempDir(), "missing.yaml")})
 	if !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Start on a missing file: %v, want ErrNotExist", err)
 	}
@@ -292,12 +293,12 @@ func TestBadReloadKeepsLastGood(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "schedule.yaml")
 	writeFile(t, path, "schedules:\n  - name: hourly\n    cron: '@hourly'\n    kind: model\n    ids: [1]\n")
 	logs := &syncBuffer{}
-	s, err := Start(rdb, Config{Path: path, SyncInterval: 100 * time.Millisecond, HeartbeatInterval: 200 * time.Millisecond,
+	s, err := start(rdb, Config{Path: path, SyncInterval: 100 * time.Millisecond, HeartbeatInterval: 200 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(logs, nil)), AsynqLogger: quietAsynq{}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Shutdown()
+	defer s.Stop()
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	specs := func() string {
 		es, err := insp.SchedulerEntries()
@@ -476,4 +477,13 @@ func TestHandlerSubmitsRuleRuns(t *testing.T) {
 	if err := h.process(ctx, cfg.Task, "t3"); !errors.Is(err, asynq.SkipRetry) {
 		t.Errorf("a worker without rules: err = %v, want SkipRetry", err)
 	}
+}
+
+// start builds a Scheduler and starts it, as the worker does.
+func start(rdb redis.UniversalClient, cfg Config) (*Scheduler, error) {
+	s, err := New(rdb, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return s, s.Start(context.Background())
 }

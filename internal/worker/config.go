@@ -9,6 +9,7 @@ import (
 
 	"github.com/qfpurge/qfpurge/internal/fleet"
 	"github.com/qfpurge/qfpurge/internal/httpapi"
+	"github.com/qfpurge/qfpurge/internal/maintenance"
 	"github.com/qfpurge/qfpurge/internal/monitor"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
 	"github.com/qfpurge/qfpurge/internal/tasks"
@@ -113,6 +114,15 @@ type Config struct {
 	// are filtered at. Defaults to info.
 	Logger   *slog.Logger
 	LogLevel slog.Level
+
+	// Clock is the time the worker's decisions read (fleet membership,
+	// quiet queue, the prober's and the refresh's timing). Defaults to the
+	// wall clock.
+	Clock fleet.Clock
+	// Ticker paces the background services (sweeper, verifier, refresh,
+	// prober, heartbeat). Defaults to maintenance.SystemTicker; tests tick
+	// by hand.
+	Ticker maintenance.NewTicker
 }
 
 // MonitorConfig configures the monitor listener.
@@ -164,6 +174,7 @@ func (c Config) withDefaults() Config {
 	if c.BaseURL == "" {
 		c.BaseURL = qianfan.DefaultBaseURL
 	}
+	c.Clock = fleet.Or(c.Clock)
 	if c.QianfanAPI == "" {
 		c.QianfanAPI = fleet.Auto
 	}

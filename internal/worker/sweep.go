@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"time"
 
@@ -48,35 +47,6 @@ func sweepGroups(ctx context.Context, rdb redis.UniversalClient) ([]string, erro
 		return nil, fmt.Errorf("sweep groups: %w", err)
 	}
 	return res, nil
-}
-
-// runSweeper calls sweepGroups and reconcileArchive every interval until
-// ctx is done.
-func runSweeper(ctx context.Context, rdb redis.UniversalClient, l *ledger.Ledger, every time.Duration, log *slog.Logger) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	insp := asynq.NewInspectorFromRedisClient(rdb)
-	for {
-		if added, err := sweepGroups(ctx, rdb); err != nil {
-			if ctx.Err() == nil {
-				log.Warn("group sweep failed", "err", err)
-			}
-		} else if len(added) > 0 {
-			log.Warn("re-registered stranded groups", "groups", added)
-		}
-		if n, err := reconcileArchive(ctx, rdb, insp, l); err != nil {
-			if ctx.Err() == nil {
-				log.Warn("archive reconciliation failed", "err", err)
-			}
-		} else if n > 0 {
-			log.Error("recorded dead letters for batches Asynq archived after a crash", "ids", n)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }
 
 const keyReconciled = "qfpurge:archive-reconciled-until"

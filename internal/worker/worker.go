@@ -36,6 +36,7 @@ import (
 	"github.com/qfpurge/qfpurge/internal/inuse"
 	"github.com/qfpurge/qfpurge/internal/inventory"
 	"github.com/qfpurge/qfpurge/internal/ledger"
+	"github.com/qfpurge/qfpurge/internal/maintenance"
 	"github.com/qfpurge/qfpurge/internal/monitor"
 	"github.com/qfpurge/qfpurge/internal/policy"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
@@ -71,7 +72,6 @@ type Worker struct {
 	mode     *fleet.APIModeStore
 	inUse    *inuse.View
 	member   string // this worker's name in the fleet: host, process and a random suffix
-	joined   bool
 	pause    *fleet.PauseStore
 	prober   *fleet.Prober
 
@@ -79,8 +79,10 @@ type Worker struct {
 	warnMu    sync.Mutex
 	warnings  []Warning
 
-	stopSweep context.CancelFunc
-	bg        sync.WaitGroup
+	// services are the background loops and the Asynq server, started and
+	// stopped in one place (Start, Shutdown).
+	services maintenance.Group
+	bg       sync.WaitGroup
 }
 
 // New checks cfg and builds a worker on rdb, which the caller keeps owning.
@@ -109,12 +111,15 @@ func New(rdb redis.UniversalClient, cfg Config) (*Worker, error) {
 		V2Only:        w.v2Only,
 		Paused:        w.paused,
 		Logger:        w.log.With("component", "verifier"),
+		Clock:         cfg.Clock,
+		Ticker:        cfg.Ticker,
 	})
 	w.qc = qc
 	w.mode = fleet.NewAPIModeStore(rdb, cfg.QianfanAPI)
 	w.member = memberName()
 	w.pause = fleet.NewPauseStore(rdb)
-	w.prober = fleet.NewProber(w.pause, fleet.ProberConfig{Every: cfg.PauseProbe, Probe: w.probe, Logger: w.log.With("component", "pause")})
+	w.prober = fleet.NewProber(w.pause, fleet.ProberConfig{Every: cfg.PauseProbe, Probe: w.probe, Logger: w.log.With("component", "pause"),
+		Clock: cfg.Clock, Ticker: cfg.Ticker})
 	w.inUse = inuse.New(rdb, qc, inuse.Config{MaxAge: cfg.InUseMaxAge})
 	handler := tasks.NewHandler(tasks.QianfanDeleter{Client: qc}, asynq.NewClientFromRedisClient(rdb), w.ledger, inventory.NewStore(rdb),
 		tasks.HandlerConfig{BatchSize: cfg.BatchSize, Options: opts, Logger: w.log, Observer: w.metrics,
@@ -227,14 +232,7 @@ func (w *Worker) Start() (err error) {
 	}
 	w.checkSurroundings()
 	if w.cfg.Schedule != "" {
-		w.sched, err = schedule.Start(w.rdb, schedule.Config{
-			Path:          w.cfg.Schedule,
-			SyncInterval:  w.cfg.ScheduleSync,
-			Logger:        w.log.With("component", "schedule"),
-			AsynqLogger:   NewAsynqLogger(w.log.With("component", "schedule")),
-			AsynqLogLevel: AsynqLevel(w.cfg.LogLevel),
-		})
-		if err != nil {
+		if w.sched, err = w.newScheduler(); err != nil {
 			return err
 		}
 	}
@@ -243,26 +241,17 @@ func (w *Worker) Start() (err error) {
 			return err
 		}
 	}
-	if err := w.mode.Join(context.Background(), w.member, time.Now()); err != nil {
+	// Joining comes first: a worker whose API setting contradicts the
+	// fleet's changes nothing, not even the grace period.
+	if err := w.services.Start(context.Background(), fleet.NewMemberBeat(w.mode, w.member, fleet.BeatConfig{
+		Clock: w.cfg.Clock, Logger: w.log.With("component", "fleet"), Ticker: w.cfg.Ticker})); err != nil {
 		return err
 	}
 	if err := enqueue.SetGrace(context.Background(), w.rdb, w.cfg.Grace); err != nil {
 		return fmt.Errorf("record the grace period: %w", err)
 	}
-	w.joined = true
-	if err := w.srv.Start(w.mux); err != nil {
-		return fmt.Errorf("start asynq server: %w", err)
-	}
-	sweepCtx, stop := context.WithCancel(context.Background())
-	w.stopSweep = stop
-	w.bg.Go(func() { w.mode.Beat(sweepCtx, w.member, time.Now, w.log.With("component", "fleet")) })
-	w.bg.Go(func() { runSweeper(sweepCtx, w.rdb, w.ledger, w.cfg.SweepInterval, w.log.With("component", "sweeper")) })
-	w.bg.Go(func() { w.verifier.Run(sweepCtx) })
-	w.bg.Go(func() { w.prober.Run(sweepCtx) })
-	if w.cfg.InventoryEvery > 0 {
-		w.bg.Go(func() {
-			w.verifier.Refresh(sweepCtx, w.cfg.InventoryEvery, w.cfg.InventoryVersions, func(ctx context.Context) bool { return !w.v2Only(ctx) })
-		})
+	if err := w.services.Start(context.Background(), w.maintenance()...); err != nil {
+		return err
 	}
 	if w.mon != nil {
 		w.mon.Serve()
@@ -349,7 +338,7 @@ func (w *Worker) quiet(ctx context.Context) bool {
 	if err != nil || q.Pending+q.Active+q.Aggregating > 0 {
 		return false
 	}
-	n, err := w.ledger.CallsUnderWay(ctx, time.Now().Add(-5*time.Minute))
+	n, err := w.ledger.CallsUnderWay(ctx, w.cfg.Clock.Now().Add(-5*time.Minute))
 	return err == nil && n == 0
 }
 
@@ -414,22 +403,41 @@ func (w *Worker) Shutdown() {
 		}
 		w.mon = nil
 	}
-	if w.sched != nil {
-		w.sched.Shutdown()
-		w.sched = nil
-	}
-	w.srv.Shutdown()
-	if w.stopSweep != nil {
-		w.stopSweep()
-		w.stopSweep = nil
-	}
+	// The scheduler first, then the Asynq server (running batches finish),
+	// then the loops, and leaving the fleet last.
+	w.services.Stop()
 	w.bg.Wait()
-	if w.joined {
-		if err := w.mode.Leave(ctx, w.member); err != nil {
-			w.log.Warn("could not leave the fleet; others stop counting this worker within a minute", "err", err)
-		}
-		w.joined = false
+}
+
+// newScheduler loads and checks the schedule file; it runs once started.
+func (w *Worker) newScheduler() (*schedule.Scheduler, error) {
+	return schedule.New(w.rdb, schedule.Config{
+		Path:          w.cfg.Schedule,
+		SyncInterval:  w.cfg.ScheduleSync,
+		Logger:        w.log.With("component", "schedule"),
+		AsynqLogger:   NewAsynqLogger(w.log.With("component", "schedule")),
+		AsynqLogLevel: AsynqLevel(w.cfg.LogLevel),
+	})
+}
+
+// maintenance lists the services Start starts after joining the fleet, in
+// order; Shutdown stops them in the reverse order.
+func (w *Worker) maintenance() []maintenance.Service {
+	tick := w.cfg.Ticker
+	s := []maintenance.Service{
+		newSweeper(w.rdb, w.ledger, w.cfg.SweepInterval, tick, w.log.With("component", "sweeper")),
+		inventory.NewVerifyLoop(w.verifier),
+		w.prober,
 	}
+	if w.cfg.InventoryEvery > 0 {
+		s = append(s, inventory.NewRefreshLoop(w.verifier, inventory.RefreshConfig{
+			Every: w.cfg.InventoryEvery, Versions: w.cfg.InventoryVersions, V1: func(ctx context.Context) bool { return !w.v2Only(ctx) }}))
+	}
+	s = append(s, asynqServer{w.srv, w.mux})
+	if w.sched != nil {
+		s = append(s, w.sched)
+	}
+	return s
 }
 
 // memberName names this worker among the fleet's: host and process, so an
