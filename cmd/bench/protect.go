@@ -7,10 +7,10 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/qfpurge/qfpurge/internal/enqueue"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
-	"github.com/qfpurge/qfpurge/producer"
 )
 
 // protectConfig sizes the in-use protection scenario.
@@ -142,12 +142,12 @@ func runProtectOnce(ctx context.Context, e *env, c protectConfig, run protectRun
 	if err != nil {
 		return run, err
 	}
-	p, err := producer.New(e.rdb, producer.Config{BatchSize: batchSize})
+	p, err := enqueue.New(e.rdb, enqueue.Config{BatchSize: batchSize})
 	if err != nil {
 		return run, err
 	}
 	t0 := time.Now()
-	if _, err := p.Enqueue(ctx, producer.Request{Kind: producer.KindModel, IDs: ids, DeleteInUse: run.DeleteInUse, RequestedBy: "bench"}); err != nil {
+	if _, err := p.Enqueue(ctx, enqueue.Request{Kind: modelid.KindModel, IDs: ids, DeleteInUse: run.DeleteInUse, RequestedBy: "bench"}); err != nil {
 		return run, err
 	}
 	insp := asynq.NewInspectorFromRedisClient(e.rdb)

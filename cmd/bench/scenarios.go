@@ -19,9 +19,9 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/qfpurge/qfpurge/internal/enqueue"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
-	"github.com/qfpurge/qfpurge/producer"
 )
 
 // The set-ups of the table.
@@ -50,7 +50,7 @@ func burstIDs(n int, prefix string) []modelid.ID {
 // enqueueSingles enqueues one single-ID job per ID from n concurrent
 // producers, as other systems would, and returns when all are in.
 func enqueueSingles(ctx context.Context, rdb redis.UniversalClient, ids []modelid.ID, n int) error {
-	p, err := producer.New(rdb, producer.Config{BatchSize: batchSize})
+	p, err := enqueue.New(rdb, enqueue.Config{BatchSize: batchSize})
 	if err != nil {
 		return err
 	}
@@ -66,7 +66,7 @@ func enqueueSingles(ctx context.Context, rdb redis.UniversalClient, ids []modeli
 				if i >= len(ids) || ctx.Err() != nil {
 					return
 				}
-				if _, err := p.Enqueue(ctx, producer.Request{Kind: producer.KindModel, IDs: []producer.ID{ids[i]}}); err != nil {
+				if _, err := p.Enqueue(ctx, enqueue.Request{Kind: modelid.KindModel, IDs: []modelid.ID{ids[i]}}); err != nil {
 					errs[w] = err
 					return
 				}
@@ -453,7 +453,7 @@ func enqueueFile(ctx context.Context, e *env, file string) (time.Duration, int, 
 	if err != nil {
 		return took, 0, fmt.Errorf("cmd/enqueue: %w: %s", err, errb.String())
 	}
-	var rc producer.Receipt
+	var rc enqueue.Receipt
 	if err := json.Unmarshal(out.Bytes(), &rc); err != nil {
 		return took, 0, fmt.Errorf("cmd/enqueue --json output: %w", err)
 	}
@@ -500,7 +500,7 @@ func runTrickle(ctx context.Context, e *env, sc scale) (trickleResult, error) {
 		return r, err
 	}
 	defer stop()
-	p, err := producer.New(e.rdb, producer.Config{BatchSize: batchSize})
+	p, err := enqueue.New(e.rdb, enqueue.Config{BatchSize: batchSize})
 	if err != nil {
 		return r, err
 	}
@@ -511,7 +511,7 @@ func runTrickle(ctx context.Context, e *env, sc scale) (trickleResult, error) {
 	for i := range n {
 		id := modelid.IntID(int64(5_000_000 + i))
 		sent[id.String()] = time.Now()
-		if _, err := p.Enqueue(ctx, producer.Request{Kind: producer.KindModel, IDs: []producer.ID{id}}); err != nil {
+		if _, err := p.Enqueue(ctx, enqueue.Request{Kind: modelid.KindModel, IDs: []modelid.ID{id}}); err != nil {
 			return r, err
 		}
 		select {

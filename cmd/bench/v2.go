@@ -11,10 +11,10 @@ import (
 
 	"github.com/qfpurge/qfpurge/internal/asynqlayout"
 	"github.com/qfpurge/qfpurge/internal/deadletter"
+	"github.com/qfpurge/qfpurge/internal/enqueue"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
-	"github.com/qfpurge/qfpurge/producer"
 )
 
 // v2QPS is the fake's cap and the workers' --qps in the V2 scenarios.
@@ -53,11 +53,11 @@ func runV2Drain(ctx context.Context, e *env, n int) (v2Result, error) {
 	for i, m := range inv.Models {
 		ids[i] = modelid.StringID(m.IDStr)
 	}
-	p, err := producer.New(e.rdb, producer.Config{BatchSize: batchSize})
+	p, err := enqueue.New(e.rdb, enqueue.Config{BatchSize: batchSize})
 	if err != nil {
 		return r, err
 	}
-	if _, err := p.Enqueue(ctx, producer.Request{Kind: producer.KindModel, IDs: ids}); err != nil {
+	if _, err := p.Enqueue(ctx, enqueue.Request{Kind: modelid.KindModel, IDs: ids}); err != nil {
 		return r, err
 	}
 	w, err := e.startWorker("v2-worker", f, workerConfig{QPS: v2QPS, BatchSize: batchSize, Concurrency: concurrency,
@@ -202,14 +202,14 @@ func runSwitch(ctx context.Context, e *env, c switchConfig) (switchResult, error
 		return r, err
 	}
 	t0 := time.Now()
-	p, err := producer.New(e.rdb, producer.Config{BatchSize: batchSize})
+	p, err := enqueue.New(e.rdb, enqueue.Config{BatchSize: batchSize})
 	if err != nil {
 		return r, err
 	}
 	half := len(invalid) / 2
-	for _, req := range []producer.Request{
-		{Kind: producer.KindModel, IDs: append(append([]modelid.ID{}, models...), invalid[:half]...)},
-		{Kind: producer.KindVersion, IDs: append(append([]modelid.ID{}, versions...), invalid[half:]...)},
+	for _, req := range []enqueue.Request{
+		{Kind: modelid.KindModel, IDs: append(append([]modelid.ID{}, models...), invalid[:half]...)},
+		{Kind: modelid.KindVersion, IDs: append(append([]modelid.ID{}, versions...), invalid[half:]...)},
 	} {
 		if _, err := p.Enqueue(ctx, req); err != nil {
 			return r, err

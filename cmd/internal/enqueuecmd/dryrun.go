@@ -16,7 +16,6 @@ import (
 	"github.com/qfpurge/qfpurge/internal/inuse"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
-	"github.com/qfpurge/qfpurge/producer"
 )
 
 // maxDryRun is the most IDs one dry run answers: it holds them and their
@@ -26,7 +25,7 @@ const maxDryRun = 100_000
 // dryRun answers, per ID, what a run would do now, deleting nothing: the
 // same in-use view and listings the workers use, read with the read-only
 // key pair when one is set, so a dry run cannot delete.
-func dryRun(ctx context.Context, o options, getenv func(string) string, kind producer.Kind, args []string, in *input, stdout io.Writer) error {
+func dryRun(ctx context.Context, o options, getenv func(string) string, kind modelid.Kind, args []string, in *input, stdout io.Writer) error {
 	ak, sk := getenv("QIANFAN_READ_ACCESS_KEY"), getenv("QIANFAN_READ_SECRET_KEY")
 	if ak == "" || sk == "" {
 		ak, sk = getenv("QIANFAN_ACCESS_KEY"), getenv("QIANFAN_SECRET_KEY")
@@ -71,7 +70,7 @@ func dryRun(ctx context.Context, o options, getenv func(string) string, kind pro
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(struct {
-			Kind    producer.Kind  `json:"kind"`
+			Kind    modelid.Kind   `json:"kind"`
 			DryRun  bool           `json:"dry_run"`
 			Answers []inuse.Answer `json:"answers"`
 		}{kind, true, answers})
@@ -80,7 +79,7 @@ func dryRun(ctx context.Context, o options, getenv func(string) string, kind pro
 }
 
 // collect reads every ID of the request (already checked) into memory.
-func collect(args []string, in *input, kind producer.Kind) ([]modelid.ID, error) {
+func collect(args []string, in *input, kind modelid.Kind) ([]modelid.ID, error) {
 	var ids []modelid.ID
 	for _, a := range args {
 		id, _ := modelid.ParseID(a)
@@ -91,7 +90,7 @@ func collect(args []string, in *input, kind producer.Kind) ([]modelid.ID, error)
 		if err != nil {
 			return nil, err
 		}
-		sc := producer.NewScanner(r, kind)
+		sc := modelid.NewScanner(r, kind)
 		for sc.Scan() {
 			if len(ids) == maxDryRun {
 				return nil, cli.Usagef("--dry-run answers at most %d IDs at a time; split the input", maxDryRun)

@@ -37,10 +37,10 @@ import (
 	"golang.org/x/term"
 
 	"github.com/qfpurge/qfpurge/internal/cli"
+	"github.com/qfpurge/qfpurge/internal/enqueue"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/redisconn"
 	"github.com/qfpurge/qfpurge/internal/tasks"
-	"github.com/qfpurge/qfpurge/producer"
 )
 
 // progressThreshold is the input size from which a terminal gets a progress bar.
@@ -74,7 +74,7 @@ func (o *options) register(fs *pflag.FlagSet) {
 	// Shown without REDIS_URL's value: it may carry a password.
 	fs.StringVar(&o.redisURL, "redis-url", "", "Redis `URL` (default $REDIS_URL)")
 	fs.IntVar(&o.batchSize, "batch-size", tasks.DefaultBatchSize, "most IDs per API call; keep equal to the workers' --batch-size")
-	fs.IntVar(&o.shards, "shards", producer.DefaultShards, fmt.Sprintf("groups per kind and ID type for small jobs (1-%d)", tasks.MaxShards))
+	fs.IntVar(&o.shards, "shards", enqueue.DefaultShards, fmt.Sprintf("groups per kind and ID type for small jobs (1-%d)", tasks.MaxShards))
 	fs.StringVar(&o.key, "key", "", "idempotency key: enqueuing the same request again adds nothing; the key with other IDs is refused")
 	fs.StringVar(&o.as, "as", "", "who asks, recorded with every outcome (default user@host)")
 	fs.BoolVar(&o.deleteInUse, "delete-in-use", false, "delete these IDs even where a service or batch inference task uses them (recorded with each outcome)")
@@ -111,7 +111,7 @@ func enqueueIDs(ctx context.Context, o options, argIDs []string, stdin io.Reader
 	if o.redisURL == "" {
 		return cli.ErrNoRedis
 	}
-	kind, err := producer.ParseKind(o.kind)
+	kind, err := modelid.ParseKind(o.kind)
 	if err != nil {
 		return cli.Usagef("--kind: %w", err)
 	}
@@ -121,7 +121,7 @@ func enqueueIDs(ctx context.Context, o options, argIDs []string, stdin io.Reader
 	case o.in > 0 && o.at != "":
 		return cli.Usagef("give --in or --at, not both")
 	case o.in != 0:
-		if err := producer.CheckDelay(o.in); err != nil {
+		if err := enqueue.CheckDelay(o.in); err != nil {
 			return cli.Usagef("--in: %w", err)
 		}
 		processAt = now.Add(o.in)
@@ -129,7 +129,7 @@ func enqueueIDs(ctx context.Context, o options, argIDs []string, stdin io.Reader
 		if processAt, err = time.Parse(time.RFC3339, o.at); err != nil {
 			return cli.Usagef("--at %q is not RFC 3339 (like 2026-12-01T03:00:00+08:00)", o.at)
 		}
-		if err := producer.CheckWhen(processAt, now); err != nil {
+		if err := enqueue.CheckWhen(processAt, now); err != nil {
 			return cli.Usagef("--at: %w", err)
 		}
 		if !processAt.After(now) {
@@ -145,7 +145,7 @@ func enqueueIDs(ctx context.Context, o options, argIDs []string, stdin io.Reader
 		return err
 	}
 	defer in.Close()
-	var digest producer.Digest
+	var digest enqueue.Digest
 	total, err := check(argIDs, in, kind, &digest)
 	if err != nil {
 		return err
@@ -163,13 +163,13 @@ func enqueueIDs(ctx context.Context, o options, argIDs []string, stdin io.Reader
 		return fmt.Errorf("%w (is REDIS_URL right, and is a worker or Redis running?)", err)
 	}
 	defer rdb.Close()
-	p, err := producer.New(rdb, producer.Config{BatchSize: o.batchSize, Shards: o.shards})
+	p, err := enqueue.New(rdb, enqueue.Config{BatchSize: o.batchSize, Shards: o.shards})
 	if err != nil {
 		return cli.Usage(err)
 	}
 
 	out := newReport(stdout, o.asJSON, kind, o.key)
-	req := producer.Request{Kind: kind, ProcessAt: processAt, Key: o.key, OnBatch: out.batch, DeleteInUse: o.deleteInUse,
+	req := enqueue.Request{Kind: kind, ProcessAt: processAt, Key: o.key, OnBatch: out.batch, DeleteInUse: o.deleteInUse,
 		RequestedBy: cmp.Or(o.as, cli.WhoAmI())}
 	if o.key != "" {
 		req.Digest = digest.Sum(req)
@@ -188,7 +188,7 @@ func enqueueIDs(ctx context.Context, o options, argIDs []string, stdin io.Reader
 		_, err = s.Close(ctx)
 	}
 	out.finish(s.Receipt(), err, time.Since(start))
-	if errors.Is(err, producer.ErrKeyConflict) {
+	if errors.Is(err, enqueue.ErrKeyConflict) {
 		return cli.Usage(err)
 	}
 	if err != nil {
@@ -249,7 +249,7 @@ func (in *input) rewind() (io.Reader, error) {
 // count and the first invalid entries.
 // Each ID is added to d, so a keyed request can be told from another one
 // that reuses its key.
-func check(args []string, in *input, kind producer.Kind, d *producer.Digest) (int, error) {
+func check(args []string, in *input, kind modelid.Kind, d *enqueue.Digest) (int, error) {
 	var (
 		n    int
 		bad  []string
@@ -275,7 +275,7 @@ func check(args []string, in *input, kind producer.Kind, d *producer.Digest) (in
 		n++
 	}
 	if in.f != nil {
-		sc := producer.NewScanner(in.source, kind)
+		sc := modelid.NewScanner(in.source, kind)
 		for sc.Scan() {
 			if v, ok := sc.Invalid(); ok {
 				report(fmt.Sprintf("%s:%d %q: %s", in.name, v.Index, v.Text, v.Reason))
@@ -302,7 +302,7 @@ func check(args []string, in *input, kind producer.Kind, d *producer.Digest) (in
 }
 
 // feed is the second pass: the same IDs, into the stream.
-func feed(ctx context.Context, s *producer.Stream, args []string, in *input, kind producer.Kind) error {
+func feed(ctx context.Context, s *enqueue.Stream, args []string, in *input, kind modelid.Kind) error {
 	for _, a := range args {
 		id, _ := modelid.ParseID(a) // checked in the first pass
 		if err := s.Add(ctx, id); err != nil {
@@ -316,7 +316,7 @@ func feed(ctx context.Context, s *producer.Stream, args []string, in *input, kin
 	if err != nil {
 		return err
 	}
-	sc := producer.NewScanner(r, kind)
+	sc := modelid.NewScanner(r, kind)
 	for sc.Scan() {
 		if v, ok := sc.Invalid(); ok {
 			return fmt.Errorf("%s changed after it was checked: line %d %q: %s; what was enqueued before it is listed", in.name, v.Index, v.Text, v.Reason)
@@ -353,20 +353,20 @@ type report struct {
 	w      io.Writer
 	key    string
 	asJSON bool
-	kind   producer.Kind
+	kind   modelid.Kind
 	n      int
-	shown  []producer.Batch
+	shown  []enqueue.Batch
 	count  map[string]int
 	at     map[time.Time]bool
 }
 
 const textShown = 10
 
-func newReport(w io.Writer, asJSON bool, kind producer.Kind, key string) *report {
+func newReport(w io.Writer, asJSON bool, kind modelid.Kind, key string) *report {
 	return &report{w: w, key: key, asJSON: asJSON, kind: kind, count: map[string]int{}, at: map[time.Time]bool{}}
 }
 
-func (r *report) batch(b producer.Batch) {
+func (r *report) batch(b enqueue.Batch) {
 	r.n++
 	if r.asJSON {
 		if r.n == 1 {
@@ -396,7 +396,7 @@ func (r *report) batch(b producer.Batch) {
 	}
 }
 
-func (r *report) finish(rc producer.Receipt, err error, took time.Duration) {
+func (r *report) finish(rc enqueue.Receipt, err error, took time.Duration) {
 	if r.asJSON {
 		if r.n == 0 {
 			fmt.Fprintf(r.w, "{\n  \"kind\": %q,\n  \"batches\": [", r.kind)
@@ -451,7 +451,7 @@ func (r *report) finish(rc producer.Receipt, err error, took time.Duration) {
 }
 
 // printShown lists the first tasks.
-func (r *report) printShown(rc producer.Receipt) {
+func (r *report) printShown(rc enqueue.Receipt) {
 	for _, b := range r.shown {
 		var where string
 		switch {

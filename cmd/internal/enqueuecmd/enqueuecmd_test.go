@@ -27,7 +27,7 @@ type result struct {
 	stderr string
 }
 
-func enqueue(t *testing.T, redisURL, stdin string, args ...string) result {
+func runEnqueue(t *testing.T, redisURL, stdin string, args ...string) result {
 	t.Helper()
 	var out, errb bytes.Buffer
 	env := func(k string) string {
@@ -98,7 +98,7 @@ func TestEnqueueCommand(t *testing.T) {
 	}
 
 	t.Run("arguments of both types", func(t *testing.T) {
-		r := enqueue(t, srv.URL(), "", "585", "586", "am-a", "am-b", "585")
+		r := runEnqueue(t, srv.URL(), "", "585", "586", "am-a", "am-b", "585")
 		if r.code != 0 {
 			t.Fatalf("exit %d: %s", r.code, r.stderr)
 		}
@@ -108,7 +108,7 @@ func TestEnqueueCommand(t *testing.T) {
 	})
 
 	t.Run("one of everything is said in the singular", func(t *testing.T) {
-		r := enqueue(t, srv.URL(), "", "77")
+		r := runEnqueue(t, srv.URL(), "", "77")
 		if !strings.HasPrefix(r.stdout, "enqueued 1 model ID (1 int, 0 string; 0 duplicates dropped) as 1 task: 1 job waiting to be batched") ||
 			!strings.Contains(r.stdout, " 1 ID  waiting in group model/int/") {
 			t.Errorf("output %q", r.stdout)
@@ -117,7 +117,7 @@ func TestEnqueueCommand(t *testing.T) {
 
 	t.Run("flags after the IDs are flags", func(t *testing.T) {
 		reset()
-		r := enqueue(t, srv.URL(), "", "950001", "--kind", "version", "amv-1", "--json")
+		r := runEnqueue(t, srv.URL(), "", "950001", "--kind", "version", "amv-1", "--json")
 		if r.code != 0 {
 			t.Fatalf("exit %d: %s", r.code, r.stderr)
 		}
@@ -134,7 +134,7 @@ func TestEnqueueCommand(t *testing.T) {
 	t.Run("what looks like a flag is never an ID", func(t *testing.T) {
 		reset()
 		for _, args := range [][]string{{"585", "-5"}, {"585", "--", "--kind"}, {"585", "--", "-5"}, {"585", "--kind"}} {
-			r := enqueue(t, srv.URL(), "", args...)
+			r := runEnqueue(t, srv.URL(), "", args...)
 			if r.code != 2 {
 				t.Errorf("%q: exit %d, want 2 (%s)", args, r.code, r.stderr)
 			}
@@ -147,7 +147,7 @@ func TestEnqueueCommand(t *testing.T) {
 	t.Run("invalid input enqueues nothing and names the lines", func(t *testing.T) {
 		before := size()
 		file := writeFile(t, "1\n2\n0\nam\tx\n5\n585,\n1.5\n\ufeff7\ns-1\n")
-		r := enqueue(t, srv.URL(), "", "-f", file)
+		r := runEnqueue(t, srv.URL(), "", "-f", file)
 		if r.code != 2 {
 			t.Fatalf("exit %d, want 2", r.code)
 		}
@@ -164,7 +164,7 @@ func TestEnqueueCommand(t *testing.T) {
 
 	t.Run("a BOM at the start is skipped", func(t *testing.T) {
 		reset()
-		r := enqueue(t, srv.URL(), "", "-f", writeFile(t, "\ufeff910001\r\n910002\r\n"))
+		r := runEnqueue(t, srv.URL(), "", "-f", writeFile(t, "\ufeff910001\r\n910002\r\n"))
 		if r.code != 0 {
 			t.Fatalf("exit %d: %s", r.code, r.stderr)
 		}
@@ -172,7 +172,7 @@ func TestEnqueueCommand(t *testing.T) {
 			t.Errorf("queued %q", got)
 		}
 		reset()
-		r = enqueue(t, srv.URL(), "\ufeff[\n  585,\n  \"am-x\"\n]\n", "-f", "-")
+		r = runEnqueue(t, srv.URL(), "\ufeff[\n  585,\n  \"am-x\"\n]\n", "-f", "-")
 		if r.code != 0 {
 			t.Fatalf("exit %d: %s", r.code, r.stderr)
 		}
@@ -183,7 +183,7 @@ func TestEnqueueCommand(t *testing.T) {
 
 	t.Run("an ID of the other kind", func(t *testing.T) {
 		for _, args := range [][]string{{"--kind", "version", "am-1"}, {"amv-1"}} {
-			r := enqueue(t, srv.URL(), "", args...)
+			r := runEnqueue(t, srv.URL(), "", args...)
 			if r.code != 2 || !strings.Contains(r.stderr, "send it with kind") {
 				t.Errorf("%q: exit %d: %s", args, r.code, r.stderr)
 			}
@@ -192,14 +192,14 @@ func TestEnqueueCommand(t *testing.T) {
 
 	t.Run("a line over the limit is bad input with its line", func(t *testing.T) {
 		file := writeFile(t, "585\n"+strings.Repeat("1", modelid.MaxLine+1)+"\n")
-		r := enqueue(t, srv.URL(), "", "-f", file)
+		r := runEnqueue(t, srv.URL(), "", "-f", file)
 		if r.code != 2 || !strings.Contains(r.stderr, "ids.txt:2") || !strings.Contains(r.stderr, "line is over") {
 			t.Errorf("exit %d: %.300s", r.code, r.stderr)
 		}
 	})
 
 	t.Run("JSON from stdin with --json receipt", func(t *testing.T) {
-		r := enqueue(t, srv.URL(), `[585, "amv-p", "amv-q"]`, "-f", "-", "--kind", "version", "--json")
+		r := runEnqueue(t, srv.URL(), `[585, "amv-p", "amv-q"]`, "-f", "-", "--kind", "version", "--json")
 		if r.code != 0 {
 			t.Fatalf("exit %d: %s", r.code, r.stderr)
 		}
@@ -233,7 +233,7 @@ func TestEnqueueCommand(t *testing.T) {
 			in.WriteString(strconv.Itoa(1000+i) + "\n")
 		}
 		in.WriteString("1001\n") // a repeat
-		r := enqueue(t, srv.URL(), in.String(), "-f", "-", "--key", "bulk")
+		r := runEnqueue(t, srv.URL(), in.String(), "-f", "-", "--key", "bulk")
 		if r.code != 0 {
 			t.Fatalf("exit %d: %s", r.code, r.stderr)
 		}
@@ -241,7 +241,7 @@ func TestEnqueueCommand(t *testing.T) {
 			!strings.Contains(r.stdout, "task bulk/int/0  int    100 IDs  ready now") {
 			t.Errorf("output %q", r.stdout)
 		}
-		r = enqueue(t, srv.URL(), in.String(), "-f", "-", "--key", "bulk")
+		r = runEnqueue(t, srv.URL(), in.String(), "-f", "-", "--key", "bulk")
 		if !strings.HasPrefix(r.stdout, `nothing enqueued: key "bulk" was used before (3 tasks already enqueued under this key)`) ||
 			strings.Contains(r.stdout, "enqueued 250") || size() != 3 {
 			t.Errorf("repeat: %q, %d tasks", r.stdout, size())
@@ -250,7 +250,7 @@ func TestEnqueueCommand(t *testing.T) {
 
 	t.Run("delayed", func(t *testing.T) {
 		reset()
-		r := enqueue(t, srv.URL(), "", "--in", "1h", "77")
+		r := runEnqueue(t, srv.URL(), "", "--in", "1h", "77")
 		if r.code != 0 {
 			t.Fatalf("exit %d: %s", r.code, r.stderr)
 		}
@@ -266,14 +266,14 @@ func TestEnqueueCommand(t *testing.T) {
 	t.Run("usage errors exit 2", func(t *testing.T) {
 		for _, args := range [][]string{{}, {"--kind", "bucket", "1"}, {"--in", "1h", "--at", "2030-01-01T00:00:00Z", "1"}, {"--at", "tomorrow", "1"},
 			{"--shards", "99", "1"}, {"--string", "1"}, {"-f", "/nonexistent"}} {
-			if r := enqueue(t, srv.URL(), "", args...); r.code != 2 {
+			if r := runEnqueue(t, srv.URL(), "", args...); r.code != 2 {
 				t.Errorf("%q: exit %d, want 2 (%s)", args, r.code, r.stderr)
 			}
 		}
 	})
 
 	t.Run("unreachable Redis exits 1", func(t *testing.T) {
-		r := enqueue(t, "redis://127.0.0.1:1", "", "5")
+		r := runEnqueue(t, "redis://127.0.0.1:1", "", "5")
 		if r.code != 1 || !strings.Contains(r.stderr, "is not reachable") {
 			t.Errorf("exit %d: %s", r.code, r.stderr)
 		}
@@ -292,7 +292,7 @@ func TestUsageHidesRedisURL(t *testing.T) {
 	}{{[]string{"-h"}, 0, "--redis-url URL"}, {[]string{"--help"}, 0, "--redis-url URL"},
 		{[]string{"--kindd", "model", "1"}, 2, "enqueue: unknown flag --kindd; did you mean --kind?\n"}} {
 		args := tc.args
-		r := enqueue(t, "redis://:"+secret+"@127.0.0.1:1", "", args...)
+		r := runEnqueue(t, "redis://:"+secret+"@127.0.0.1:1", "", args...)
 		if strings.Contains(r.stderr+r.stdout, secret) {
 			t.Errorf("%q printed the password:\n%s", args, r.stderr)
 		}
@@ -306,7 +306,7 @@ func TestUsageHidesRedisURL(t *testing.T) {
 			t.Errorf("%q: exit %d, want %d", args, r.code, tc.code)
 		}
 	}
-	r := enqueue(t, secret, "", "5")
+	r := runEnqueue(t, secret, "", "5")
 	if r.code != 2 || strings.Contains(r.stderr, secret) {
 		t.Errorf("a bare password as REDIS_URL: exit %d: %s", r.code, r.stderr)
 	}
