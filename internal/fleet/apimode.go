@@ -32,14 +32,18 @@ const keyAPIMode = "qfpurge:api:v2"
 
 // APIModeStore reads and sets the fleet's switch.
 type APIModeStore struct {
-	rdb  redis.UniversalClient
-	mode APIMode
+	rdb   redis.UniversalClient
+	mode  APIMode
+	clock Clock
 }
 
 // NewAPIModeStore returns an APIModeStore for the configured mode.
 func NewAPIModeStore(rdb redis.UniversalClient, mode APIMode) *APIModeStore {
-	return &APIModeStore{rdb: rdb, mode: mode}
+	return &APIModeStore{rdb: rdb, mode: mode, clock: SystemClock{}}
 }
+
+// WithClock makes the store stamp the switch with c; it returns s.
+func (s *APIModeStore) WithClock(c Clock) *APIModeStore { s.clock = Or(c); return s }
 
 // Configured is the mode the worker was started with.
 func (s *APIModeStore) Configured() APIMode { return s.mode }
@@ -68,7 +72,7 @@ func (s *APIModeStore) Switch(ctx context.Context, reason string) (bool, error) 
 		return false, fmt.Errorf("fleet: api mode: %w", err)
 	}
 	if ok {
-		s.rdb.HSet(ctx, keyAPIMode, "at", time.Now().UnixMilli())
+		s.rdb.HSet(ctx, keyAPIMode, "at", s.clock.Now().UnixMilli())
 	}
 	return ok, nil
 }

@@ -39,10 +39,18 @@ type PauseStatus struct {
 }
 
 // PauseStore reads and changes the pause.
-type PauseStore struct{ rdb redis.UniversalClient }
+type PauseStore struct {
+	rdb   redis.UniversalClient
+	clock Clock
+}
 
 // NewPauseStore returns a PauseStore on rdb.
-func NewPauseStore(rdb redis.UniversalClient) *PauseStore { return &PauseStore{rdb: rdb} }
+func NewPauseStore(rdb redis.UniversalClient) *PauseStore {
+	return &PauseStore{rdb: rdb, clock: SystemClock{}}
+}
+
+// WithClock makes the store stamp pauses with c; it returns s.
+func (s *PauseStore) WithClock(c Clock) *PauseStore { s.clock = Or(c); return s }
 
 // Status returns the current pause (State Running when none).
 func (s *PauseStore) Status(ctx context.Context) (PauseStatus, error) {
@@ -87,7 +95,7 @@ func (s *PauseStore) PauseManual(ctx context.Context, reason string) (bool, erro
 }
 
 func (s *PauseStore) pause(ctx context.Context, reason, manual string) (bool, error) {
-	n, err := pauseScript.Run(ctx, s.rdb, []string{keyPause, keyCanary}, reason, time.Now().UnixMilli(), manual).Int()
+	n, err := pauseScript.Run(ctx, s.rdb, []string{keyPause, keyCanary}, reason, s.clock.Now().UnixMilli(), manual).Int()
 	if err != nil {
 		return false, fmt.Errorf("fleet: pause: %w", err)
 	}

@@ -303,7 +303,7 @@ func (v *Verifier) hold(ctx context.Context) error {
 		if v.cfg.CallsUnderWay == nil {
 			return nil
 		}
-		n, err := v.cfg.CallsUnderWay(ctx, time.Now().Add(-5*time.Minute))
+		n, err := v.cfg.CallsUnderWay(ctx, v.cfg.Clock.Now().Add(-5*time.Minute))
 		if err != nil {
 			return err
 		}

@@ -63,7 +63,7 @@ func (l *Ledger) MarkPending(ctx context.Context, k modelid.Kind, ids []modelid.
 		return 0, fmt.Errorf("ledger: mark pending: %w", err)
 	}
 	ttlSec := strconv.FormatInt(int64(max(ttl, time.Second)/time.Second), 10)
-	now := strconv.FormatInt(time.Now().Unix(), 10)
+	now := strconv.FormatInt(l.cfg.Clock.Now().Unix(), 10)
 	pipe := l.rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(ids))
 	for i, id := range ids {

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/qfpurge/qfpurge/internal/asynqlayout"
+	"github.com/qfpurge/qfpurge/internal/fleet"
 )
 
 // Config configures a Scheduler.
@@ -34,6 +35,9 @@ type Config struct {
 	AsynqLogger asynq.Logger
 	// AsynqLogLevel defaults to asynq.InfoLevel.
 	AsynqLogLevel asynq.LogLevel
+	// Clock stamps each trigger's fire time, from which its handler finds
+	// the tick. Defaults to the wall clock.
+	Clock fleet.Clock
 }
 
 func (c Config) withDefaults() Config {
@@ -41,6 +45,7 @@ func (c Config) withDefaults() Config {
 		c.SyncInterval = 30 * time.Second
 	}
 	c.Logger = cmpLogger(c.Logger)
+	c.Clock = fleet.Or(c.Clock)
 	return c
 }
 
@@ -78,7 +83,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Scheduler, error) {
 			HeartbeatInterval: cfg.HeartbeatInterval,
 			Logger:            alog,
 			LogLevel:          cfg.AsynqLogLevel,
-			PostEnqueueFunc:   recordFired(rdb, cfg.Logger),
+			PostEnqueueFunc:   recordFired(rdb, cfg.Logger, cfg.Clock),
 		},
 	})
 	if err != nil {
@@ -108,9 +113,9 @@ func (s *Scheduler) Entries() []Entry {
 
 // recordFired stores when each trigger was enqueued, so its handler can find
 // the tick however late it runs. The record is keyed by the trigger's task ID.
-func recordFired(rdb redis.UniversalClient, log *slog.Logger) func(*asynq.TaskInfo, error) {
+func recordFired(rdb redis.UniversalClient, log *slog.Logger, clock fleet.Clock) func(*asynq.TaskInfo, error) {
 	return func(info *asynq.TaskInfo, err error) {
-		now := time.Now()
+		now := clock.Now()
 		if err != nil {
 			name := "?"
 			if info != nil {

@@ -102,7 +102,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Worker, error) {
 		return nil, err
 	}
 	opts := tasks.Options{MaxRetry: cfg.MaxRetry, Retention: cfg.Retention}
-	w.ledger = ledger.New(rdb, ledger.Config{TTL: cfg.LedgerTTL, EventsMaxLen: cfg.EventsMaxLen, Logger: w.log})
+	w.ledger = ledger.New(rdb, ledger.Config{TTL: cfg.LedgerTTL, EventsMaxLen: cfg.EventsMaxLen, Logger: w.log, Clock: cfg.Clock})
 	w.verifier = inventory.NewVerifier(rdb, qc, inventory.VerifierConfig{
 		MaxWait:       cfg.VerifyWait,
 		Quiet:         w.quiet,
@@ -115,15 +115,15 @@ func New(rdb redis.UniversalClient, cfg Config) (*Worker, error) {
 		Ticker:        cfg.Ticker,
 	})
 	w.qc = qc
-	w.mode = fleet.NewAPIModeStore(rdb, cfg.QianfanAPI)
+	w.mode = fleet.NewAPIModeStore(rdb, cfg.QianfanAPI).WithClock(cfg.Clock)
 	w.member = memberName()
-	w.pause = fleet.NewPauseStore(rdb)
+	w.pause = fleet.NewPauseStore(rdb).WithClock(cfg.Clock)
 	w.prober = fleet.NewProber(w.pause, fleet.ProberConfig{Every: cfg.PauseProbe, Probe: w.probe, Logger: w.log.With("component", "pause"),
 		Clock: cfg.Clock, Ticker: cfg.Ticker})
 	w.inUse = inuse.New(rdb, qc, inuse.Config{MaxAge: cfg.InUseMaxAge})
 	handler := tasks.NewHandler(tasks.QianfanDeleter{Client: qc}, asynq.NewClientFromRedisClient(rdb), w.ledger, inventory.NewStore(rdb),
 		tasks.HandlerConfig{BatchSize: cfg.BatchSize, Options: opts, Logger: w.log, Observer: w.metrics,
-			Guard: w.inUse, Pause: w.pause, PausePoll: max(cfg.PauseProbe/3, time.Second), API: w.mode})
+			Guard: w.inUse, Pause: w.pause, PausePoll: max(cfg.PauseProbe/3, time.Second), API: w.mode, Clock: cfg.Clock})
 	w.prod, err = enqueue.New(rdb, enqueue.Config{BatchSize: cfg.BatchSize, MaxRetry: cfg.MaxRetry, Retention: cfg.Retention})
 	if err != nil {
 		return nil, err
@@ -417,6 +417,7 @@ func (w *Worker) newScheduler() (*schedule.Scheduler, error) {
 		Logger:        w.log.With("component", "schedule"),
 		AsynqLogger:   NewAsynqLogger(w.log.With("component", "schedule")),
 		AsynqLogLevel: AsynqLevel(w.cfg.LogLevel),
+		Clock:         w.cfg.Clock,
 	})
 }
 
