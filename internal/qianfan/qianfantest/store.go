@@ -177,13 +177,13 @@ func (sm *smodel) latest() *sversion {
 // v1Order lists models the way user/list does by default: newest first.
 // Offset pages over this order shift when a model is deleted mid-walk, as
 // in any offset query.
-func (st *store) v1Order(nameFilter string, types []int, asc bool) []*smodel {
+func (st *store) v1Order(nameFilter string, prefix bool, types []int, asc bool) []*smodel {
 	var out []*smodel
 	for _, sm := range st.models {
 		if sm.m.Unlisted {
 			continue
 		}
-		if nameFilter != "" && !strings.Contains(sm.m.Name, nameFilter) {
+		if nameFilter != "" && !(strings.Contains(sm.m.Name, nameFilter) && (!prefix || strings.HasPrefix(sm.m.Name, nameFilter))) {
 			continue
 		}
 		if len(types) > 0 && !slices.Contains(types, sm.m.Type) {
