@@ -485,6 +485,28 @@ func usedMemory(ctx context.Context, rdb *redis.Client) (int64, error) {
 	return 0, errors.New("no used_memory in INFO")
 }
 
+// commandStats is INFO commandstats: calls by command ("cmdstat_hset" →
+// "hset").
+func commandStats(ctx context.Context, rdb *redis.Client) (map[string]int64, error) {
+	s, err := rdb.Info(ctx, "commandstats").Result()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	for _, line := range strings.Split(s, "\r\n") {
+		name, rest, ok := strings.Cut(line, ":")
+		name, isCmd := strings.CutPrefix(name, "cmdstat_")
+		if !ok || !isCmd {
+			continue
+		}
+		calls, _, _ := strings.Cut(strings.TrimPrefix(rest, "calls="), ",")
+		if n, err := strconv.ParseInt(calls, 10, 64); err == nil {
+			out[name] = n
+		}
+	}
+	return out, nil
+}
+
 func machine() string {
 	cpus := "?"
 	if out, err := exec.Command("nproc").Output(); err == nil {

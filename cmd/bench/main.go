@@ -40,7 +40,7 @@ func main() {
 }
 
 // allScenarios in the order they run.
-var allScenarios = []string{"burst", "burst2", "baseline", "bulk", "footprint", "trickle", "chaos", "v2", "switch", "protect", "plan", "plan1m"}
+var allScenarios = []string{"burst", "burst2", "baseline", "bulk", "footprint", "trickle", "chaos", "v2", "switch", "protect", "lost", "plan", "plan1m"}
 
 // scale holds the sizes a run uses; -quick shrinks them.
 type scale struct {
@@ -58,20 +58,22 @@ type scale struct {
 	PlanServices int
 	Plan1MModels int // the model rule alone, services 1 per 25 models
 	Protect      protectConfig
+	LostAccount  int // models in the lost-answer scenario's account
+	LostIDs      int // of them purged
 }
 
 func fullScale() scale {
 	return scale{BurstIDs: 20_000, Producers: 16, BulkIDs: 100_000, TrickleFor: 30 * time.Second,
 		TrickleEvery: 100 * time.Millisecond, Window: 90 * time.Second, ChaosIDs: 20_000, ChaosInvalid: 10, ChaosKills: 3, V2IDs: 5_000,
 		PlanModels: 50_000, PlanServices: 2_000, Plan1MModels: 1_000_000,
-		Protect: protectConfig{IDs: 20_000, Services: 2_000, BatchTasks: 500}}
+		Protect: protectConfig{IDs: 20_000, Services: 2_000, BatchTasks: 500}, LostAccount: 300_000, LostIDs: 5_000}
 }
 
 func quickScale() scale {
 	return scale{BurstIDs: 4_000, Producers: 16, BulkIDs: 20_000, TrickleFor: 10 * time.Second,
 		TrickleEvery: 100 * time.Millisecond, Window: 30 * time.Second, ChaosIDs: 2_000, ChaosInvalid: 10, ChaosKills: 2, V2IDs: 1_000,
 		PlanModels: 5_000, PlanServices: 200, Plan1MModels: 100_000,
-		Protect: protectConfig{IDs: 4_000, Services: 400, BatchTasks: 100}}
+		Protect: protectConfig{IDs: 4_000, Services: 400, BatchTasks: 100}, LostAccount: 30_000, LostIDs: 2_000}
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -193,6 +195,10 @@ func steps(ctx context.Context, env *env, sc scale, seed uint64, want func(strin
 			c := sc.Protect
 			c.Seed = seed
 			return runProtect(ctx, env, c)
+		}},
+		{[]string{"lost"}, func() (rower, error) {
+			return runLost(ctx, env, lostConfig{Account: sc.LostAccount, IDs: sc.LostIDs, Drops: 5, QPS: 500, Seed: seed,
+				Timeout: 10 * time.Minute, Log: stdout})
 		}},
 		{[]string{"plan"}, func() (rower, error) { return runPlan(ctx, env, sc) }},
 		{[]string{"plan1m"}, func() (rower, error) { return runPlan1M(ctx, env, sc) }},
