@@ -120,8 +120,10 @@ func (st *Store) LearnParents(ctx context.Context, parents map[string]string) er
 	return nil
 }
 
-// learnNames records each listed model's name, what a lost answer's
-// filtered listing asks for (NamesOf).
+// learnNames records the name of each model V1's listing showed (it has
+// its int ID): a lost answer's filtered V1 listing asks for it (NamesOf).
+// A model only V2 showed gets none: whether V1 lists every model (imported
+// ones) is not documented, so its absence from V1 would prove nothing.
 func (st *Store) learnNames(ctx context.Context, ms []Model) error {
 	args := make([]any, 0, 20_000)
 	flush := func() error {
@@ -136,7 +138,7 @@ func (st *Store) learnNames(ctx context.Context, ms []Model) error {
 		return nil
 	}
 	for _, m := range ms {
-		if m.ID == "" || m.Name == "" {
+		if m.ID == "" || m.Name == "" || m.IntID == 0 {
 			continue
 		}
 		if args = append(args, m.ID, m.Name); len(args) >= 20_000 {
