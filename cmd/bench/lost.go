@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
 
+	"github.com/qfpurge/qfpurge/internal/asynqlayout"
 	"github.com/qfpurge/qfpurge/internal/inventory"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
@@ -47,6 +50,12 @@ type lostResult struct {
 	Presumed     int
 	Unfinished   int
 	DeletedTwice int
+	Cmds         int64 // Redis commands from the enqueue's end until every outcome is written, the harness's polls left out
+	BusyCmds     map[string]int64
+	BusyIDs      int64 // outcomes written in the busy part
+	// BusySent and BusyLua are the busy part's commands as MONITOR saw
+	// them: sent by clients, and run inside scripts.
+	BusySent, BusyLua map[string]int64
 }
 
 const (
@@ -122,12 +131,61 @@ func runLost(ctx context.Context, e *env, c lostConfig) (lostResult, error) {
 	if _, err := p.Enqueue(ctx, producer.Request{Kind: producer.KindModel, IDs: valid}); err != nil {
 		return r, err
 	}
+	cmdsBefore, err := commandStats(ctx, e.rdb)
+	if err != nil {
+		return r, err
+	}
+	mon, err := startMonitor(e.rdb.Options().Addr)
+	if err != nil {
+		return r, err
+	}
+	defer mon.Close()
+	// Wait cheaply (one XLEN a poll, one event per outcome) so that the
+	// commands counted are the worker's; the ledger is checked once after.
 	insp := asynq.NewInspectorFromRedisClient(e.rdb)
-	werr := waitFor(ctx, c.Timeout, 500*time.Millisecond, func() (bool, error) { return settled(ctx, e.rdb, insp, w, valid) })
+	// The busy part ends when every batch that lost no answer is written
+	// (a dropped call holds at most one batch); its commands per ID are the
+	// steady state, without the lost batches' wait.
+	busyUntil := int64(len(valid) - c.Drops*batchSize)
+	var busy map[string]int64
+	werr := waitFor(ctx, c.Timeout, 200*time.Millisecond, func() (bool, error) {
+		if err := w.exited(); err != nil {
+			return false, err
+		}
+		n, err := e.rdb.XLen(ctx, ledger.EventStream).Result()
+		if err == nil && busy == nil && n >= busyUntil {
+			if busy, err = commandStats(ctx, e.rdb); err != nil {
+				return false, err
+			}
+			r.BusySent, r.BusyLua = mon.counts()
+			r.BusyIDs = n
+		}
+		return err == nil && n >= int64(len(valid)) && queueEmpty(insp, asynqlayout.Queue), err
+	})
 	if ctx.Err() != nil {
 		return r, ctx.Err()
 	}
-	r.Drain, r.Finished = time.Since(t0), werr == nil
+	r.Drain = time.Since(t0)
+	cmdsAfter, err := commandStats(ctx, e.rdb)
+	if err != nil {
+		return r, err
+	}
+	r.BusyCmds = map[string]int64{}
+	for cmd, n := range cmdsAfter {
+		if cmd != "xlen" && cmd != "info" { // the harness's
+			r.Cmds += n - cmdsBefore[cmd]
+			if d := busy[cmd] - cmdsBefore[cmd]; d > 0 {
+				r.BusyCmds[cmd] = d
+			}
+		}
+	}
+	if werr == nil {
+		ok, err := settled(ctx, e.rdb, insp, w, valid)
+		if err != nil {
+			return r, err
+		}
+		r.Finished = ok
+	}
 	after, err := f.Stats(ctx)
 	if err != nil {
 		return r, err
@@ -212,4 +270,34 @@ func (r lostResult) rows(t *table) {
 	t.add("lost", "IDs without an end state; deleted twice", fmt.Sprintf("%d; %d", r.Unfinished, r.DeletedTwice), "", "0; 0",
 		verdict(r.Unfinished == 0 && r.DeletedTwice == 0))
 	t.add("lost", "calls by endpoint during the drain", fmtCalls(r.Endpoints), "", "", "")
+	perID := func(m map[string]int64) (float64, string) {
+		var all int64
+		type cmdN struct {
+			name string
+			n    int64
+		}
+		var top []cmdN
+		for cmd, n := range m {
+			if cmd == "xlen" || cmd == "info" || cmd == "monitor" { // the harness's
+				continue
+			}
+			all += n
+			top = append(top, cmdN{cmd, n})
+		}
+		slices.SortFunc(top, func(a, b cmdN) int { return cmpInt64(b.n, a.n) })
+		var parts []string
+		for _, x := range top[:min(len(top), 10)] {
+			parts = append(parts, fmt.Sprintf("%s %.2f", x.name, float64(x.n)/float64(max(r.BusyIDs, 1))))
+		}
+		return float64(all) / float64(max(r.BusyIDs, 1)), strings.Join(parts, ", ")
+	}
+	sent, sentTop := perID(r.BusySent)
+	t.add("lost", fmt.Sprintf("worker Redis commands sent per ID while deleting (MONITOR, the first %d outcomes)", r.BusyIDs),
+		fmt.Sprintf("%.2f", sent), sentTop, "report (was about 6)", "")
+	lua, luaTop := perID(r.BusyLua)
+	t.add("lost", "… and run inside its scripts per ID", fmt.Sprintf("%.2f", lua), luaTop, "report", "")
+	busy, busyTop := perID(r.BusyCmds)
+	t.add("lost", "… both, as INFO commandstats counts them", fmt.Sprintf("%.2f", busy), busyTop, "report", "")
+	t.add("lost", "worker Redis commands per ID, whole drain (the lost batches' waits and reads included)",
+		fmt.Sprintf("%.2f", float64(r.Cmds)/float64(c.IDs)), fmt.Sprintf("%d commands", r.Cmds), "report", "")
 }
