@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/redis/go-redis/v9"
 
+	"github.com/qfpurge/qfpurge/internal/apimode"
 	"github.com/qfpurge/qfpurge/internal/inventory"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
@@ -32,6 +34,23 @@ type lossy struct {
 	fault map[int]string
 	// before, when set, runs before the n-th call.
 	before func(n int)
+}
+
+// DeleteOne is V2's one-ID delete, with the same scripted faults.
+func (l *lossy) DeleteOne(ctx context.Context, k modelid.Kind, id string) (qianfan.Result, error) {
+	l.mu.Lock()
+	mode := l.fault[l.n]
+	l.n++
+	l.mu.Unlock()
+	lost := &qianfan.Error{Err: errors.New("connection reset by peer"), Ambiguous: true, Attempts: 1}
+	if mode == "reset" {
+		return qianfan.Result{}, lost
+	}
+	res, err := l.QianfanDeleter.DeleteOne(ctx, k, id)
+	if mode == "drop" && err == nil {
+		return qianfan.Result{}, lost
+	}
+	return res, err
 }
 
 func (l *lossy) Delete(ctx context.Context, k modelid.Kind, list []modelid.ID) (qianfan.Result, error) {
@@ -83,7 +102,7 @@ type fakeBundle struct {
 // setupFake runs the handler on the project's fake holding models models
 // (versions each), with a Finder, after a listing of the account; unnamed
 // models have their names left out of that listing.
-func setupFake(t *testing.T, models, versions int, asm qianfantest.Assumptions, fault map[int]string, unnamed ...string) *fakeBundle {
+func setupFake(t *testing.T, models, versions int, asm qianfantest.Assumptions, fault map[int]string, mod func(*HandlerConfig, *redis.Client), unnamed ...string) *fakeBundle {
 	t.Helper()
 	inv := qianfantest.NewInventory(qianfantest.Generate{Models: models, Versions: versions, Seed: 7}, time.Now())
 	fake := qianfantest.New(qianfantest.Config{Inventory: inv, Assumptions: asm})
@@ -99,8 +118,12 @@ func setupFake(t *testing.T, models, versions int, asm qianfantest.Assumptions, 
 	fb := &fakeBundle{fake: fake, qc: qc, inv: inv, clock: c, del: &lossy{QianfanDeleter: QianfanDeleter{Client: qc}, fault: fault}}
 	fb.bundle = &bundle{q: &queue{}, rdb: rdb, ledger: ledger.New(rdb, ledger.Config{Logger: slog.New(slog.DiscardHandler), Clock: c}),
 		inv: inventory.NewStore(rdb)}
-	fb.h = NewHandler(fb.del, fb.q, fb.ledger, fb.bundle.inv, HandlerConfig{BatchSize: 10, Logger: slog.New(slog.DiscardHandler),
-		VerifyPoll: time.Millisecond, Guard: guard{}, Clock: c, Finder: QianfanFinder{Client: qc}})
+	cfg := HandlerConfig{BatchSize: 10, Logger: slog.New(slog.DiscardHandler),
+		VerifyPoll: time.Millisecond, Guard: guard{}, Clock: c, Finder: QianfanFinder{Client: qc}}
+	if mod != nil {
+		mod(&cfg, rdb)
+	}
+	fb.h = NewHandler(fb.del, fb.q, fb.ledger, fb.bundle.inv, cfg)
 	ctx := context.Background()
 	seq, err := fb.bundle.inv.Stamp(ctx)
 	if err != nil {
@@ -177,7 +200,7 @@ func modelIDs(inv *qianfantest.Inventory, idx ...int) []modelid.ID {
 func TestLostAnswerSettledByName(t *testing.T) {
 	for _, prefix := range []bool{false, true} {
 		t.Run(map[bool]string{false: "contains", true: "prefix"}[prefix], func(t *testing.T) {
-			fb := setupFake(t, 1000, 1, qianfantest.Assumptions{V1NameFilterPrefix: prefix}, map[int]string{0: "drop"})
+			fb := setupFake(t, 1000, 1, qianfantest.Assumptions{V1NameFilterPrefix: prefix}, map[int]string{0: "drop"}, nil)
 			batch := modelIDs(fb.inv, 401, 522, 743, 998)
 			before := fb.fake.Stats()
 			waits := 0
@@ -219,7 +242,7 @@ func TestLostAnswerSettledByName(t *testing.T) {
 // there: it is sent again and deleted by that call; the one deleted
 // meanwhile, shown before and absent now, is recorded deleted.
 func TestLostAnswerStillPresentIsSentAgain(t *testing.T) {
-	fb := setupFake(t, 1000, 1, qianfantest.Assumptions{}, map[int]string{0: "reset"})
+	fb := setupFake(t, 1000, 1, qianfantest.Assumptions{}, map[int]string{0: "reset"}, nil)
 	batch := modelIDs(fb.inv, 610, 611)
 	fb.del.before = func(n int) {
 		if n == 1 {
@@ -256,7 +279,7 @@ func TestLostAnswerStillPresentIsSentAgain(t *testing.T) {
 // whose answer was lost are read through their model's detail, which lists
 // all its versions: one call per model, no listing.
 func TestLostVersionsSettledByTheirModelsDetail(t *testing.T) {
-	fb := setupFake(t, 1000, 2, qianfantest.Assumptions{}, map[int]string{0: "drop"})
+	fb := setupFake(t, 1000, 2, qianfantest.Assumptions{}, map[int]string{0: "drop"}, nil)
 	batch := []modelid.ID{
 		modelid.StringID(fb.inv.Models[100].Versions[0].IDStr),
 		modelid.StringID(fb.inv.Models[100].Versions[1].IDStr),
@@ -285,13 +308,43 @@ func TestLostVersionsSettledByTheirModelsDetail(t *testing.T) {
 	}
 }
 
+// TestLostV2AnswerSettledByName: through V2 (one ID per call) a call
+// deletes its model and loses the answer; the retry's "not found" proves
+// nothing. While V1 still reads, the model is read by name like a V1
+// batch's: one filtered listing, no listing of the account.
+func TestLostV2AnswerSettledByName(t *testing.T) {
+	fb := setupFake(t, 1000, 1, qianfantest.Assumptions{}, map[int]string{1: "drop"}, func(c *HandlerConfig, rdb *redis.Client) {
+		c.API = apimode.NewStore(rdb, apimode.V2)
+	})
+	batch := []modelid.ID{modelid.StringID(fb.inv.Models[500].IDStr), modelid.StringID(fb.inv.Models[501].IDStr),
+		modelid.StringID(fb.inv.Models[502].IDStr)}
+	before := fb.fake.Stats()
+	res := fb.drain(t, newBatch(t, batch), "p", func() { fb.clock.add(6 * time.Second) })
+	if len(res.archived) != 0 {
+		t.Fatalf("archived %v", res.archived)
+	}
+	recs := fb.recs(t, modelid.KindModel, batch)
+	for i, r := range recs {
+		if r.State != ledger.StateDeleted || (i == 1) == r.Verified.IsZero() {
+			t.Errorf("%s: %s, verified %v; want deleted, verified only for the lost one", r.ID, r.State, r.Verified)
+		}
+	}
+	after := fb.fake.Stats()
+	if n := after.NameFiltered - before.NameFiltered; n != 1 {
+		t.Errorf("%d filtered listings, want 1", n)
+	}
+	if n := after.Reads - before.Reads; n != 1 {
+		t.Errorf("%d reads, want 1", n)
+	}
+}
+
 // TestLostAnswerUnknownNameFallsBackToAListing: no listing showed the
 // models' names before the call, so nothing can be read by name: the batch
 // asks for a listing of the account, and that listing settles it.
 func TestLostAnswerUnknownNameFallsBackToAListing(t *testing.T) {
 	fb0 := qianfantest.NewInventory(qianfantest.Generate{Models: 1000, Versions: 1, Seed: 7}, time.Now())
 	unnamed := []string{fb0.Models[300].IDStr}
-	fb := setupFake(t, 1000, 1, qianfantest.Assumptions{}, map[int]string{0: "drop"}, unnamed...)
+	fb := setupFake(t, 1000, 1, qianfantest.Assumptions{}, map[int]string{0: "drop"}, nil, unnamed...)
 	batch := modelIDs(fb.inv, 300, 301)
 	before := fb.fake.Stats()
 	listings := 0
@@ -318,7 +371,7 @@ func TestLostAnswerUnknownNameFallsBackToAListing(t *testing.T) {
 // TestLostAnswerListingWhenCheaper: in a small account a listing costs
 // fewer calls than reading each lost ID: the batch asks for a listing.
 func TestLostAnswerListingWhenCheaper(t *testing.T) {
-	fb := setupFake(t, 150, 1, qianfantest.Assumptions{}, map[int]string{0: "drop"})
+	fb := setupFake(t, 150, 1, qianfantest.Assumptions{}, map[int]string{0: "drop"}, nil)
 	batch := modelIDs(fb.inv, 10, 20, 30, 40)
 	before := fb.fake.Stats()
 	listings := 0
