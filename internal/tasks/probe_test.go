@@ -3,6 +3,7 @@ package tasks
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"sync"
@@ -105,6 +106,12 @@ type fakeBundle struct {
 func setupFake(t *testing.T, models, versions int, asm qianfantest.Assumptions, fault map[int]string, mod func(*HandlerConfig, *redis.Client), unnamed ...string) *fakeBundle {
 	t.Helper()
 	inv := qianfantest.NewInventory(qianfantest.Generate{Models: models, Versions: versions, Seed: 7}, time.Now())
+	return setupFakeInv(t, inv, asm, fault, mod, unnamed...)
+}
+
+// setupFakeInv is setupFake on the inventory inv.
+func setupFakeInv(t *testing.T, inv *qianfantest.Inventory, asm qianfantest.Assumptions, fault map[int]string, mod func(*HandlerConfig, *redis.Client), unnamed ...string) *fakeBundle {
+	t.Helper()
 	fake := qianfantest.New(qianfantest.Config{Inventory: inv, Assumptions: asm})
 	srv := httptest.NewServer(fake)
 	t.Cleanup(srv.Close)
@@ -394,5 +401,40 @@ func TestLostAnswerListingWhenCheaper(t *testing.T) {
 	}
 	if diff := cmp.Diff(repeat(ledger.StateDeleted, 4), got); diff != "" {
 		t.Errorf("states (-want +got):\n%s", diff)
+	}
+}
+
+// TestLostAnswerNameMatchingManyFallsBack: under the substring reading a
+// short name's filter matches many models; more than 3 pages of them are
+// not walked: the batch asks for a listing of the account instead, and
+// that listing settles it.
+func TestLostAnswerNameMatchingManyFallsBack(t *testing.T) {
+	inv := qianfantest.NewInventory(qianfantest.Generate{Models: 1000, Versions: 1, Seed: 7}, time.Now())
+	for i := range 12 {
+		inv.Models[100+i].Name = fmt.Sprintf("m%d", i) // "m1" also matches m10, m11
+	}
+	inv.Models[100].Name = "m"
+	fb := setupFakeInv(t, inv, qianfantest.Assumptions{V1MaxPageSize: 2}, map[int]string{0: "drop"}, nil)
+	batch := modelIDs(fb.inv, 100, 101)
+	before := fb.fake.Stats()
+	listings := 0
+	res := fb.drain(t, newBatch(t, batch), "p", func() {
+		fb.clock.add(6 * time.Second)
+		if fb.wanted(t) > 0 {
+			fb.listing(t)
+			listings++
+		}
+	})
+	if len(res.archived) != 0 || listings != 1 {
+		t.Fatalf("archived %v, %d listings; want none archived, one listing", res.archived, listings)
+	}
+	for _, r := range fb.recs(t, modelid.KindModel, batch) {
+		if r.State != ledger.StateDeleted || r.Verified.IsZero() {
+			t.Errorf("%s: %s, verified %v; want deleted and verified", r.ID, r.State, r.Verified)
+		}
+	}
+	// "m" matches the 12 models: 6 pages of 2. One page read, then given up.
+	if n := fb.fake.Stats().NameFiltered - before.NameFiltered; n != 1 {
+		t.Errorf("%d filtered listing pages, want 1", n)
 	}
 }
