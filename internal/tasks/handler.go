@@ -93,7 +93,7 @@ type HandlerConfig struct {
 	// the account; nil: always a listing.
 	Finder Finder
 	// ProbeAfter is how old a lost answer must be before its IDs are read
-	// by name, so that the lost call cannot still be applied after the
+	// by name: time for a lost call still in flight to land before the
 	// read. Defaults to 10s.
 	ProbeAfter time.Duration
 }

@@ -157,7 +157,7 @@ func distinct(ss []string) map[string]bool {
 }
 
 // probe settles a batch in doubt by reading its IDs by name, once its lost
-// call is old enough (ProbeAfter) that it cannot still be applied. When
+// call is old enough (ProbeAfter) to have landed if it was in flight. When
 // the reads decide every ID, f.Listed is set and b holds the answer;
 // otherwise a listing of the account is asked for, as without a Finder.
 func (h *Handler) probe(ctx context.Context, b *batch, f *Facts) error {
