@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -485,6 +487,28 @@ func usedMemory(ctx context.Context, rdb *redis.Client) (int64, error) {
 	return 0, errors.New("no used_memory in INFO")
 }
 
+// commandStats is INFO commandstats: calls by command ("cmdstat_hset" →
+// "hset").
+func commandStats(ctx context.Context, rdb *redis.Client) (map[string]int64, error) {
+	s, err := rdb.Info(ctx, "commandstats").Result()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	for _, line := range strings.Split(s, "\r\n") {
+		name, rest, ok := strings.Cut(line, ":")
+		name, isCmd := strings.CutPrefix(name, "cmdstat_")
+		if !ok || !isCmd {
+			continue
+		}
+		calls, _, _ := strings.Cut(strings.TrimPrefix(rest, "calls="), ",")
+		if n, err := strconv.ParseInt(calls, 10, 64); err == nil {
+			out[name] = n
+		}
+	}
+	return out, nil
+}
+
 func machine() string {
 	cpus := "?"
 	if out, err := exec.Command("nproc").Output(); err == nil {
@@ -525,3 +549,70 @@ func queueState(insp *asynq.Inspector, queue string) string {
 	}
 	return s
 }
+
+// cmdMonitor counts, through MONITOR, the commands clients send and the
+// commands scripts run (source "lua"), by name. INFO commandstats counts
+// both together.
+type cmdMonitor struct {
+	conn      net.Conn
+	mu        sync.Mutex
+	sent, lua map[string]int64
+}
+
+func startMonitor(addr string) (*cmdMonitor, error) {
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := conn.Write([]byte("MONITOR\r\n")); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	m := &cmdMonitor{conn: conn, sent: map[string]int64{}, lua: map[string]int64{}}
+	sc := bufio.NewScanner(conn)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	if !sc.Scan() || sc.Text() != "+OK" {
+		conn.Close()
+		return nil, fmt.Errorf("MONITOR: %q %v", sc.Text(), sc.Err())
+	}
+	go func() {
+		for sc.Scan() {
+			m.add(sc.Text())
+		}
+	}()
+	return m, nil
+}
+
+// add counts one line: `+1700000000.1 [0 127.0.0.1:5] "hget" "k" "f"`.
+func (m *cmdMonitor) add(line string) {
+	i := strings.Index(line, " [")
+	if i < 0 {
+		return
+	}
+	j := strings.Index(line[i:], "] \"")
+	if j < 0 {
+		return
+	}
+	src, rest := line[i+2:i+j], line[i+j+3:]
+	k := strings.IndexByte(rest, '"')
+	if k < 0 {
+		return
+	}
+	name := strings.ToLower(rest[:k])
+	m.mu.Lock()
+	if strings.HasSuffix(src, "lua") {
+		m.lua[name]++
+	} else {
+		m.sent[name]++
+	}
+	m.mu.Unlock()
+}
+
+// counts returns copies of the counts so far.
+func (m *cmdMonitor) counts() (sent, lua map[string]int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return maps.Clone(m.sent), maps.Clone(m.lua)
+}
+
+func (m *cmdMonitor) Close() { m.conn.Close() }

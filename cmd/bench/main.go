@@ -3,7 +3,8 @@
 // process) and workers as separate processes, runs the scenarios and
 // prints a table in which every timing figure is also a ratio to its limit
 // or to a baseline measured in the same run. The plan scenario previews two
-// retention rules with cmd/rules over a large account.
+// retention rules with cmd/rules over a large account; the lost scenario
+// counts the reads that settle a few lost answers in a 300,000-model account.
 //
 //	go run ./cmd/bench                       # every scenario, full scale
 //	go run ./cmd/bench -quick                # smaller, about two minutes
@@ -40,7 +41,7 @@ func main() {
 }
 
 // allScenarios in the order they run.
-var allScenarios = []string{"burst", "burst2", "baseline", "bulk", "footprint", "trickle", "chaos", "v2", "switch", "protect", "plan", "plan1m"}
+var allScenarios = []string{"burst", "burst2", "baseline", "bulk", "footprint", "trickle", "chaos", "v2", "switch", "protect", "lost", "plan", "plan1m"}
 
 // scale holds the sizes a run uses; -quick shrinks them.
 type scale struct {
@@ -58,27 +59,29 @@ type scale struct {
 	PlanServices int
 	Plan1MModels int // the model rule alone, services 1 per 25 models
 	Protect      protectConfig
+	LostAccount  int // models in the lost-answer scenario's account
+	LostIDs      int // of them purged
 }
 
 func fullScale() scale {
 	return scale{BurstIDs: 20_000, Producers: 16, BulkIDs: 100_000, TrickleFor: 30 * time.Second,
 		TrickleEvery: 100 * time.Millisecond, Window: 90 * time.Second, ChaosIDs: 20_000, ChaosInvalid: 10, ChaosKills: 3, V2IDs: 5_000,
 		PlanModels: 50_000, PlanServices: 2_000, Plan1MModels: 1_000_000,
-		Protect: protectConfig{IDs: 20_000, Services: 2_000, BatchTasks: 500}}
+		Protect: protectConfig{IDs: 20_000, Services: 2_000, BatchTasks: 500}, LostAccount: 300_000, LostIDs: 5_000}
 }
 
 func quickScale() scale {
 	return scale{BurstIDs: 4_000, Producers: 16, BulkIDs: 20_000, TrickleFor: 10 * time.Second,
 		TrickleEvery: 100 * time.Millisecond, Window: 30 * time.Second, ChaosIDs: 2_000, ChaosInvalid: 10, ChaosKills: 2, V2IDs: 1_000,
 		PlanModels: 5_000, PlanServices: 200, Plan1MModels: 100_000,
-		Protect: protectConfig{IDs: 4_000, Services: 400, BatchTasks: 100}}
+		Protect: protectConfig{IDs: 4_000, Services: 400, BatchTasks: 100}, LostAccount: 30_000, LostIDs: 2_000}
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	scen := fs.String("scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios: "+strings.Join(allScenarios, ", "))
-	quick := fs.Bool("quick", false, "smaller sizes (4,000 burst IDs, 20,000 bulk IDs, 10 s trickle, 30 s baseline window, 2,000 chaos IDs, 4,000 protect IDs, plan over 5,000 models)")
+	quick := fs.Bool("quick", false, "smaller sizes (4,000 burst IDs, 20,000 bulk IDs, 10 s trickle, 30 s baseline window, 2,000 chaos IDs, 4,000 protect IDs, lost answers in 30,000 models, plan over 5,000 models)")
 	seed := fs.Uint64("seed", 0, "seed for fault injection and kill moments; 0 picks one (printed)")
 	window := fs.Duration("window", 0, "baseline window; defaults to 90s (30s with -quick)")
 	keep := fs.Bool("keep", false, "keep the work directory (process logs) after the run")
@@ -193,6 +196,10 @@ func steps(ctx context.Context, env *env, sc scale, seed uint64, want func(strin
 			c := sc.Protect
 			c.Seed = seed
 			return runProtect(ctx, env, c)
+		}},
+		{[]string{"lost"}, func() (rower, error) {
+			return runLost(ctx, env, lostConfig{Account: sc.LostAccount, IDs: sc.LostIDs, Drops: 5, QPS: 500, Seed: seed,
+				Timeout: 10 * time.Minute, Log: stdout})
 		}},
 		{[]string{"plan"}, func() (rower, error) { return runPlan(ctx, env, sc) }},
 		{[]string{"plan1m"}, func() (rower, error) { return runPlan1M(ctx, env, sc) }},

@@ -19,6 +19,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/qfpurge/qfpurge/internal/asynqlayout"
 	"github.com/qfpurge/qfpurge/internal/enqueue"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
@@ -384,6 +385,9 @@ type bulkResult struct {
 	Calls      int
 	Rejected   int
 	PeakRSS    int64
+	// Cmds are the Redis commands the drain sent (INFO commandstats, from
+	// the worker's start until the queue is empty), by command.
+	Cmds map[string]int64
 }
 
 func runBulk(ctx context.Context, e *env, sc scale) (bulkResult, error) {
@@ -417,6 +421,10 @@ func runBulk(ctx context.Context, e *env, sc scale) (bulkResult, error) {
 		return r, err
 	}
 	defer f.Kill()
+	cmdsBefore, err := commandStats(ctx, e.rdb)
+	if err != nil {
+		return r, err
+	}
 	t0 := time.Now()
 	w, err := e.startWorker("bulk-worker", f, workerConfig{QPS: bulkQPS, BatchSize: batchSize, Concurrency: concurrency})
 	if err != nil {
@@ -425,6 +433,20 @@ func runBulk(ctx context.Context, e *env, sc scale) (bulkResult, error) {
 	defer w.Stop(10 * time.Second)
 	if err := waitDeleted(ctx, f, sc.BulkIDs, 10*time.Minute, w); err != nil {
 		return r, fmt.Errorf("waiting for %d deletions: %w", sc.BulkIDs, err)
+	}
+	insp := asynq.NewInspectorFromRedisClient(e.rdb)
+	if err := waitFor(ctx, time.Minute, 20*time.Millisecond, func() (bool, error) { return queueEmpty(insp, asynqlayout.Queue), nil }); err != nil {
+		return r, fmt.Errorf("waiting for the queue to empty: %w", err)
+	}
+	cmdsAfter, err := commandStats(ctx, e.rdb)
+	if err != nil {
+		return r, err
+	}
+	r.Cmds = map[string]int64{}
+	for c, n := range cmdsAfter {
+		if d := n - cmdsBefore[c]; d > 0 {
+			r.Cmds[c] = d
+		}
 	}
 	last, err := lastEventTime(ctx, e.rdb)
 	if err != nil {
@@ -472,6 +494,33 @@ func (r bulkResult) rows(t *table) {
 	t.add("bulk", "drain rate, fraction of API limit (50×100 IDs/s)", fmt.Sprintf("%.0f IDs/s", drain),
 		ratio(drain/limit), "≥ 0.85", verdict(drain/limit >= 0.85))
 	t.add("bulk", "API calls; rejected for QPS (code 18)", fmt.Sprintf("%d; %d", r.Calls, r.Rejected), "", "", "")
+	var total int64
+	type cmdN struct {
+		name string
+		n    int64
+	}
+	var top []cmdN
+	for c, n := range r.Cmds {
+		total += n
+		top = append(top, cmdN{c, n})
+	}
+	slices.SortFunc(top, func(a, b cmdN) int { return cmpInt64(b.n, a.n) })
+	var parts []string
+	for _, c := range top[:min(len(top), 8)] {
+		parts = append(parts, fmt.Sprintf("%s %.2f", c.name, float64(c.n)/float64(r.IDs)))
+	}
+	t.add("bulk", "worker Redis commands per deleted ID (INFO commandstats, worker start → queue empty)",
+		fmt.Sprintf("%.2f", float64(total)/float64(r.IDs)), strings.Join(parts, ", "), "report (was about 6)", "")
+}
+
+func cmpInt64(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }
 
 func (r bulkResult) footprintRows(t *table) {

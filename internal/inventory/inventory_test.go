@@ -245,3 +245,41 @@ func TestParentsAndUsers(t *testing.T) {
 		t.Errorf("users by kind %v, services by protocol %v; want 6 services (3 of each), %d tasks", kinds, protocols, active)
 	}
 }
+
+// TestNamesOnlyFromV1: a model's name is kept for reads by name only when
+// V1's listing showed the model (V2 alone may list models V1 does not);
+// int IDs find it through their string form.
+func TestNamesOnlyFromV1(t *testing.T) {
+	b := setup(t, qianfantest.Generate{Models: 30, Seed: 4})
+	ctx := context.Background()
+	st := inventory.NewStore(redistest.Start(t).Client(t))
+	save := func(src inventory.Source) {
+		t.Helper()
+		seq, err := st.Stamp(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := inventory.Read(ctx, b.qc, src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Seq = seq
+		if err := st.Save(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := b.inv.Models[12]
+	ids := []modelid.ID{modelid.StringID(m.IDStr), modelid.IntID(m.ID)}
+	save(inventory.SourceV2)
+	if got, err := st.NamesOf(ctx, ids); err != nil || len(got) != 0 {
+		t.Fatalf("after a V2 listing: names %v (%v), want none", got, err)
+	}
+	save(inventory.SourceV2 | inventory.SourceV1)
+	got, err := st.NamesOf(ctx, ids)
+	if err != nil || got[ids[0]] != m.Name || got[ids[1]] != m.Name {
+		t.Fatalf("after a V1 listing: names %v (%v), want %q for both forms", got, err, m.Name)
+	}
+	if pages, err := st.ListingPages(ctx); err != nil || pages != 1 {
+		t.Errorf("listing pages %d (%v), want 1 for 30 models", pages, err)
+	}
+}

@@ -22,6 +22,8 @@ const (
 	keyPresentNew = "qfpurge:{inv}:present:new" // being written
 	keyMeta       = "qfpurge:{inv}:meta"        // the last snapshot's taken (unix ms) and decides
 	keyParents    = "qfpurge:{inv}:parents"     // a version's amv- ID → its model's am- ID
+	keyNames      = "qfpurge:{inv}:names"       // a model's am- ID → its name as last listed
+	keyProbes     = "qfpurge:{inv}:probes"      // reads spent settling lost answers by name, this window
 )
 
 // Store keeps in Redis what the fleet has seen: the int↔string pairs, which
@@ -41,6 +43,9 @@ func (st *Store) Save(ctx context.Context, s *Snapshot) error {
 		}
 	}
 	if err := st.LearnParents(ctx, s.Parents()); err != nil {
+		return err
+	}
+	if err := st.learnNames(ctx, s.Models); err != nil {
 		return err
 	}
 	if len(s.Decides) == 0 {
@@ -78,7 +83,7 @@ func (st *Store) Save(ctx context.Context, s *Snapshot) error {
 	} else {
 		pipe.Del(ctx, keyPresent)
 	}
-	pipe.HSet(ctx, keyMeta, "taken", s.Taken.UnixMilli(), "seq", s.Seq, "decides", strings.Join(forms, ","), "ids", len(keys))
+	pipe.HSet(ctx, keyMeta, "taken", s.Taken.UnixMilli(), "seq", s.Seq, "decides", strings.Join(forms, ","), "ids", len(keys), "models", len(s.Models))
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("inventory: save snapshot: %w", err)
 	}
@@ -113,6 +118,127 @@ func (st *Store) LearnParents(ctx context.Context, parents map[string]string) er
 		}
 	}
 	return nil
+}
+
+// learnNames records the name of each model V1's listing showed (it has
+// its int ID): a lost answer's filtered V1 listing asks for it (NamesOf).
+// A model only V2 showed gets none: whether V1 lists every model (imported
+// ones) is not documented, so its absence from V1 would prove nothing.
+func (st *Store) learnNames(ctx context.Context, ms []Model) error {
+	args := make([]any, 0, 20_000)
+	flush := func() error {
+		if len(args) == 0 {
+			return nil
+		}
+		err := st.rdb.HSet(ctx, keyNames, args...).Err()
+		args = args[:0]
+		if err != nil {
+			return fmt.Errorf("inventory: save names: %w", err)
+		}
+		return nil
+	}
+	for _, m := range ms {
+		if m.ID == "" || m.Name == "" || m.IntID == 0 {
+			continue
+		}
+		if args = append(args, m.ID, m.Name); len(args) >= 20_000 {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
+}
+
+// NamesOf returns the name a listing last showed for each model ID (int
+// IDs through their string form); an ID with none is absent from the map.
+func (st *Store) NamesOf(ctx context.Context, ids []modelid.ID) (map[modelid.ID]string, error) {
+	out := map[modelid.ID]string{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	strs := make([]string, len(ids))
+	var ints []modelid.ID
+	for i, id := range ids {
+		if id.Type() == modelid.IDString {
+			strs[i] = id.String()
+		} else {
+			ints = append(ints, id)
+		}
+	}
+	if len(ints) > 0 {
+		others, err := st.Other(ctx, modelid.KindModel, ints)
+		if err != nil {
+			return nil, err
+		}
+		for i, id := range ids {
+			if o, ok := others[id]; ok {
+				strs[i] = o.String()
+			}
+		}
+	}
+	var fields []string
+	for _, s := range strs {
+		if s != "" {
+			fields = append(fields, s)
+		}
+	}
+	if len(fields) == 0 {
+		return out, nil
+	}
+	vals, err := st.rdb.HMGet(ctx, keyNames, fields...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("inventory: read names: %w", err)
+	}
+	byStr := map[string]string{}
+	for i, v := range vals {
+		if n, ok := v.(string); ok && n != "" {
+			byStr[fields[i]] = n
+		}
+	}
+	for i, id := range ids {
+		if n, ok := byStr[strs[i]]; ok {
+			out[id] = n
+		}
+	}
+	return out, nil
+}
+
+// ListingPages estimates what a listing of the account costs: one call per
+// 100 models of the last snapshot (0 when none was saved).
+func (st *Store) ListingPages(ctx context.Context) (int, error) {
+	n, err := st.rdb.HGet(ctx, keyMeta, "models").Int()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("inventory: %w", err)
+	}
+	return (n + 99) / 100, nil
+}
+
+// spendScript adds ARGV[1] reads to the window's count unless that passes
+// ARGV[2]; the window starts with its first read and lasts ARGV[3] ms.
+var spendScript = redis.NewScript(`
+local n = redis.call('INCRBY', KEYS[1], ARGV[1])
+if n == tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+if n > tonumber(ARGV[2]) then
+  redis.call('DECRBY', KEYS[1], ARGV[1])
+  return 0
+end
+return 1
+`)
+
+// SpendProbe reserves reads for settling lost answers by name, across the
+// fleet: it reports false, reserving nothing, when the reads of the
+// current window (every batch's) would pass limit, a listing's cost, so a
+// listing serves them all instead.
+func (st *Store) SpendProbe(ctx context.Context, reads, limit int, window time.Duration) (bool, error) {
+	ok, err := spendScript.Run(ctx, st.rdb, []string{keyProbes}, reads, limit, window.Milliseconds()).Int()
+	if err != nil {
+		return false, fmt.Errorf("inventory: %w", err)
+	}
+	return ok == 1, nil
 }
 
 // Parents returns the model (am-) of each version (amv-) where a listing or

@@ -2,8 +2,10 @@ package ledger
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -71,7 +73,21 @@ type Call struct {
 	// listing to place the batch's int IDs (0: never): a listing stamped
 	// after it answers.
 	Asked int64
+	// Names holds, by ID text, the model names the evidence showed before
+	// the first call (a listing): what a lost answer's filtered listing
+	// asks for.
+	Names map[string]string
+	// Probe says how a batch in doubt is settled: ProbeByName (reads of its
+	// IDs by name) or ProbeListing (a listing of the account); "" not yet
+	// chosen.
+	Probe string
 }
+
+// The ways of settling a batch in doubt (Call.Probe).
+const (
+	ProbeByName  = "name"
+	ProbeListing = "listing"
+)
 
 // Doubted reports whether an answer of this batch was ever lost.
 func (c Call) Doubted() bool { return !c.Lost.IsZero() }
@@ -97,6 +113,10 @@ func callFrom(m map[string]string) Call {
 	c.Seen = parseIDList(m["seen"])
 	c.Asked, _ = strconv.ParseInt(m["asked"], 10, 64)
 	c.Done = parseIDList(m["done"])
+	c.Probe = m["probe"]
+	if raw := m["names"]; raw != "" {
+		_ = json.Unmarshal([]byte(raw), &c.Names) // unreadable: no names, a listing settles
+	}
 	return c
 }
 
@@ -206,9 +226,32 @@ func (l *Ledger) update(ctx context.Context, taskID string, st CallState, lost b
 }
 
 // NotePresent adds IDs a detail call or a listing showed to exist to the
-// batch's call record.
-func (l *Ledger) NotePresent(ctx context.Context, taskID string, ids []modelid.ID) error {
-	return l.note(ctx, taskID, "present", func(c Call) []modelid.ID { return c.Present }, ids)
+// batch's call record, with the names the listing showed (Call.Names; nil
+// for none).
+func (l *Ledger) NotePresent(ctx context.Context, taskID string, ids []modelid.ID, names map[modelid.ID]string) error {
+	return l.note(ctx, taskID, "present", func(c Call) []modelid.ID { return c.Present }, ids, func(c Call) []any {
+		if len(names) == 0 {
+			return nil
+		}
+		m := maps.Clone(c.Names)
+		if m == nil {
+			m = make(map[string]string, len(names))
+		}
+		for id, n := range names {
+			m[id.String()] = n
+		}
+		raw, _ := json.Marshal(m) // a map of strings always encodes
+		return []any{"names", string(raw)}
+	})
+}
+
+// NoteProbe records how the batch in doubt is settled (Call.Probe).
+func (l *Ledger) NoteProbe(ctx context.Context, taskID, how string) error {
+	pipe := l.rdb.TxPipeline()
+	pipe.HSet(ctx, keyCall+taskID, "probe", how)
+	pipe.PExpire(ctx, keyCall+taskID, l.cfg.TTL)
+	_, err := pipe.Exec(ctx)
+	return err
 }
 
 // NoteAsked records the stamp at which the batch asked for a listing
@@ -233,7 +276,7 @@ func (l *Ledger) NoteAbsent(ctx context.Context, taskID string, ids []modelid.ID
 	return l.note(ctx, taskID, "absent", func(c Call) []modelid.ID { return c.Absent }, ids)
 }
 
-func (l *Ledger) note(ctx context.Context, taskID, field string, had func(Call) []modelid.ID, ids []modelid.ID) error {
+func (l *Ledger) note(ctx context.Context, taskID, field string, had func(Call) []modelid.ID, ids []modelid.ID, more ...func(Call) []any) error {
 	c, err := l.Call(ctx, taskID)
 	if err != nil {
 		return err
@@ -245,7 +288,11 @@ func (l *Ledger) note(ctx context.Context, taskID, field string, had func(Call) 
 		}
 	}
 	pipe := l.rdb.TxPipeline()
-	pipe.HSet(ctx, keyCall+taskID, field, idList(all))
+	fields := []any{field, idList(all)}
+	for _, f := range more {
+		fields = append(fields, f(c)...)
+	}
+	pipe.HSet(ctx, keyCall+taskID, fields...)
 	pipe.PExpire(ctx, keyCall+taskID, l.cfg.TTL)
 	_, err = pipe.Exec(ctx)
 	return err

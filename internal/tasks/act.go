@@ -235,6 +235,22 @@ func (h *Handler) verify(ctx context.Context, b *batch, f Facts) error {
 	if err != nil {
 		return err
 	}
+	if rec.Probe == "" {
+		rec.Probe = ledger.ProbeListing
+		if ok, err := h.chooseProbe(ctx, b, rec); err != nil {
+			return err
+		} else if ok {
+			rec.Probe = ledger.ProbeByName
+		}
+		if err := h.ledger.NoteProbe(ctx, b.a.taskID, rec.Probe); err != nil {
+			return err
+		}
+	}
+	if rec.Probe == ledger.ProbeByName {
+		h.obs.Retry(b.p.Kind, "verify")
+		b.log.Warn("batch rejected after a lost answer: its IDs will be read by name to tell what the lost call deleted", "err", f.Err, "ids", len(b.ids))
+		return &ThrottleError{Wait: h.cfg.VerifyPoll, Err: fmt.Errorf("waiting to read the IDs by name after a lost answer: %w", f.Err)}
+	}
 	if err := h.inv.Want(ctx, b.a.taskID, b.p.Kind, b.ids, rec.LostSeq, h.now()); err != nil {
 		return err
 	}
@@ -251,9 +267,17 @@ func (h *Handler) verify(ctx context.Context, b *batch, f Facts) error {
 // (Payload.LostIn, Unsure), so their own answers decide. Only a recheck
 // batch that is itself settled as dead is dead-lettered here.
 func (h *Handler) settle(ctx context.Context, b *batch, f Facts) error {
-	pres, taken, err := h.inv.Check(ctx, b.p.Kind, b.ids, f.Call.LostSeq)
-	if err != nil {
-		return err
+	pres, taken, by := b.probed, b.probedAt, "reads by name"
+	if pres == nil {
+		var err error
+		if pres, taken, err = h.inv.Check(ctx, b.p.Kind, b.ids, f.Call.LostSeq); err != nil {
+			return err
+		}
+		by = "a listing"
+	}
+	listing := "the listing started "
+	if b.probed != nil {
+		listing = "a read by name (" + probeSource(b.p.Kind) + ") started "
 	}
 	evident, err := h.reread(ctx, b, pres, f.Call)
 	if err != nil {
@@ -275,11 +299,11 @@ func (h *Handler) settle(ctx context.Context, b *batch, f Facts) error {
 			outs = append(outs, o)
 		}
 	}
-	add(v.Deleted, ledger.StateDeleted, "shown to exist before the call, absent from the listing started "+when+": deleted")
+	add(v.Deleted, ledger.StateDeleted, "shown to exist before the call, absent from "+listing+when+": deleted")
 	add(v.Presumed, ledger.StatePresumed, "a call whose answer was lost most likely deleted it; no listing shows this ID form, so it could not be verified")
 	final := b.p.Split == "recheck"
 	if final {
-		add(v.Dead, ledger.StateDead, deadMessage(f.Call, when))
+		add(v.Dead, ledger.StateDead, deadMessage(f.Call, listing+when))
 	}
 	line := cmp.Or(b.p.LostIn, b.a.taskID)
 	if f.Call.API == string(fleet.V2) {
@@ -308,18 +332,18 @@ func (h *Handler) settle(ctx context.Context, b *batch, f Facts) error {
 	if err := h.inv.Settled(ctx, b.a.taskID, b.p.Kind); err != nil {
 		return err
 	}
-	b.log.Info("batch settled by a listing", "listing", when, "deleted", len(v.Deleted), "presumed", len(v.Presumed),
+	b.log.Info("batch settled by "+by, "listing", when, "deleted", len(v.Deleted), "presumed", len(v.Presumed),
 		"sent_again", len(v.Again), "rechecked", len(v.Dead), "resent", len(v.Resend))
 	b.res.Verified, b.res.Presumed = v.Deleted, v.Presumed
 	if final && len(v.Dead) > 0 {
 		b.res.Dead = v.Dead
-		b.log.Error("dead-lettered", "ids", idStrings(v.Dead), "code", f.Call.Code, "message", deadMessage(f.Call, when), "log_id", f.Call.LogID)
+		b.log.Error("dead-lettered", "ids", idStrings(v.Dead), "code", f.Call.Code, "message", deadMessage(f.Call, listing+when), "log_id", f.Call.LogID)
 	}
 	if err := h.end(ctx, b); err != nil {
 		return err
 	}
 	if final && len(v.Dead) > 0 {
-		return deadError{deadMessage(f.Call, when)}
+		return deadError{deadMessage(f.Call, listing+when)}
 	}
 	return nil
 }
@@ -369,8 +393,18 @@ func (h *Handler) presume(ctx context.Context, b *batch, f Facts) error {
 	return h.end(ctx, b)
 }
 
-func deadMessage(c ledger.Call, when string) string {
-	s := "not in the account: absent from the listing started " + when
+// probeSource names what a read by name of kind k reads.
+func probeSource(k modelid.Kind) string {
+	if k == modelid.KindVersion {
+		return "its model's detail, which lists all its versions"
+	}
+	return "the V1 listing filtered by its name"
+}
+
+// deadMessage says why a settled ID is dead; from is the read, "the
+// listing started <time>".
+func deadMessage(c ledger.Call, from string) string {
+	s := "not in the account: absent from " + from
 	if c.Message != "" {
 		s = c.Message + "; " + s
 	}

@@ -86,6 +86,14 @@ type HandlerConfig struct {
 	Observer Observer
 	// Clock defaults to the wall clock.
 	Clock fleet.Clock
+	// Finder, when set, settles a batch in doubt by reading its IDs by
+	// name (about one call per ID) when that costs less than a listing of
+	// the account; nil: always a listing.
+	Finder Finder
+	// ProbeAfter is how old a lost answer must be before its IDs are read
+	// by name: time for a lost call still in flight to land before the
+	// read. Defaults to 10s.
+	ProbeAfter time.Duration
 }
 
 // Handler processes TypeDelete and TypeDeleteBatch tasks. Each execution
@@ -120,6 +128,9 @@ func NewHandler(del Deleter, q Enqueuer, l *ledger.Ledger, inv *inventory.Store,
 	}
 	if cfg.PausePoll <= 0 {
 		cfg.PausePoll = 10 * time.Second
+	}
+	if cfg.ProbeAfter <= 0 {
+		cfg.ProbeAfter = 10 * time.Second
 	}
 	cfg.Clock = fleet.Or(cfg.Clock)
 	h := &Handler{del: del, q: q, ledger: l, inv: inv, cfg: cfg, log: cfg.Logger, obs: cfg.Observer, now: cfg.Clock.Now}
@@ -161,6 +172,10 @@ type batch struct {
 	canary bool           // this call tests the credentials of a paused fleet
 	api    fleet.APIMode  // the API this execution deletes through
 	call   ledger.Call    // the batch's call record as this execution found it
+	// probed is the presence of each ID as reads by name showed it, started
+	// at probedAt (nil: settled by a listing).
+	probed   []inventory.Presence
+	probedAt time.Time
 }
 
 func (h *Handler) process(ctx context.Context, t *asynq.Task, a attempt) error {
@@ -307,6 +322,11 @@ func (h *Handler) precheck(ctx context.Context, b *batch) (*Facts, error) {
 		_, _, err := h.inv.Check(ctx, b.p.Kind, b.ids, call.LostSeq)
 		switch {
 		case errors.Is(err, inventory.ErrNoSnapshot):
+			if call.Probe == ledger.ProbeByName {
+				if err := h.probe(ctx, b, f); err != nil {
+					return nil, err
+				}
+			}
 		case err != nil:
 			return nil, err
 		default:
@@ -631,8 +651,22 @@ func (h *Handler) notePresent(ctx context.Context, b *batch) error {
 	if len(present) == 0 {
 		return nil
 	}
+	names, err := h.names(ctx, b, present)
+	if err != nil {
+		return err
+	}
 	b.call.Present = append(b.call.Present, present...)
-	return h.ledger.NotePresent(ctx, b.a.taskID, present)
+	return h.ledger.NotePresent(ctx, b.a.taskID, present, names)
+}
+
+// names returns the names the listings showed for the present models of
+// the batch: evidence a lost answer's reads by name need (nil without a
+// Finder, or for versions, which are read through their model).
+func (h *Handler) names(ctx context.Context, b *batch, present []modelid.ID) (map[modelid.ID]string, error) {
+	if h.cfg.Finder == nil || b.p.Kind != modelid.KindModel {
+		return nil, nil
+	}
+	return h.inv.NamesOf(ctx, present)
 }
 
 // goneAsOther records as deleted the IDs of ids whose other form (the int

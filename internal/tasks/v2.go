@@ -164,7 +164,11 @@ func (h *Handler) v2Evidence(ctx context.Context, b *batch, call ledger.Call) er
 	if len(present) == 0 {
 		return nil
 	}
-	return h.ledger.NotePresent(ctx, b.a.taskID, present)
+	names, err := h.names(ctx, b, present)
+	if err != nil {
+		return err
+	}
+	return h.ledger.NotePresent(ctx, b.a.taskID, present, names)
 }
 
 // v2Call deletes one ID and records its outcome when it has one.

@@ -123,7 +123,8 @@ func New(rdb redis.UniversalClient, cfg Config) (*Worker, error) {
 	w.inUse = inuse.New(rdb, qc, inuse.Config{MaxAge: cfg.InUseMaxAge})
 	handler := tasks.NewHandler(tasks.QianfanDeleter{Client: qc}, asynq.NewClientFromRedisClient(rdb), w.ledger, inventory.NewStore(rdb),
 		tasks.HandlerConfig{BatchSize: cfg.BatchSize, Options: opts, Logger: w.log, Observer: w.metrics,
-			Guard: w.inUse, Pause: w.pause, PausePoll: max(cfg.PauseProbe/3, time.Second), API: w.mode, Clock: cfg.Clock})
+			Guard: w.inUse, Pause: w.pause, PausePoll: max(cfg.PauseProbe/3, time.Second), API: w.mode, Clock: cfg.Clock,
+			Finder: tasks.QianfanFinder{Client: qc}})
 	w.prod, err = enqueue.New(rdb, enqueue.Config{BatchSize: cfg.BatchSize, MaxRetry: cfg.MaxRetry, Retention: cfg.Retention})
 	if err != nil {
 		return nil, err

@@ -64,6 +64,11 @@ type Assumptions struct {
 	// aiModelVersionId as strings (as the Go and Java SDK types say) rather
 	// than numbers (as the detail page says). Defaults to false (numbers).
 	V1ServiceIDsAsStrings bool `json:"v1_service_ids_as_strings"`
+	// V1NameFilterPrefix: user/list's nameFilter lists the models whose name
+	// starts with it. Defaults to false: whose name contains it. Either way
+	// a model named exactly the filter is listed, which is all a client may
+	// rely on.
+	V1NameFilterPrefix bool `json:"v1_name_filter_prefix"`
 
 	// V2DescribeNotFound answers DescribeModelSet, DescribeModel and
 	// DescribeService for an unknown ID. Defaults to HTTP 404 NoSuchKey,

@@ -194,6 +194,11 @@ type Faults struct {
 	// answers HTTP 500 InternalError, so a walk fails after its first N-1
 	// pages.
 	FailPages map[string]int `json:"fail_pages,omitempty"`
+	// DropDeletes bounds dropped answers exactly: the answer of every
+	// DropEvery-th delete call that deletes (default every one) is dropped,
+	// DropDeletes times in all, whatever the rates roll.
+	DropDeletes int `json:"drop_deletes,omitempty"`
+	DropEvery   int `json:"drop_every,omitempty"`
 }
 
 // Stats are the fake's counters.
@@ -216,6 +221,9 @@ type Stats struct {
 	InUseDeletes int `json:"in_use_deletes"`
 	// FailedPages counts listing pages failed by Faults.FailPages.
 	FailedPages int `json:"failed_pages"`
+	// NameFiltered counts V1 user/list calls that carried a nameFilter
+	// (also counted in Endpoints).
+	NameFiltered int `json:"name_filtered"`
 }
 
 // Server is the fake; it is an http.Handler and safe for concurrent use.
@@ -241,6 +249,8 @@ type Server struct {
 	v2Off      bool
 	v1OffAfter int
 	v2OffAfter int
+	deletesOK  int // delete calls that deleted, for Faults.DropEvery
+	dropped    int // answers dropped for Faults.DropDeletes
 }
 
 // Permission is what an access key's IAM policy allows.
@@ -293,6 +303,7 @@ func (s *Server) SetFaults(f Faults) {
 
 func (s *Server) setFaultsLocked(f Faults) {
 	s.faults = f
+	s.deletesOK, s.dropped = 0, 0
 	s.rng = rand.New(rand.NewPCG(uint64(f.Seed), 0x9e3779b97f4a7c15))
 }
 
@@ -585,6 +596,13 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, op operation) 
 	var fail Answer // copied under the lock: failed may point into s.asm
 	if failed != nil {
 		fail = *failed
+	}
+	if failed == nil && op.write && s.faults.DropDeletes > s.dropped {
+		s.deletesOK++
+		if s.deletesOK%max(s.faults.DropEvery, 1) == 0 {
+			s.dropped++
+			f.drop = true
+		}
 	}
 	s.mu.Unlock()
 	if failed != nil {

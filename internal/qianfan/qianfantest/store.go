@@ -19,6 +19,9 @@ type store struct {
 	// byStr is models sorted by string ID, kept until models change: a
 	// large account is listed in thousands of pages.
 	byStr []*smodel
+	// byTime is the listed models newest first (V1's unfiltered order),
+	// kept like byStr.
+	byTime []*smodel
 	// intOf remembers the int ID of every string ID ever held, so that a
 	// service keeps naming a model that was deleted under it.
 	intOf map[string]int64
@@ -47,7 +50,7 @@ func newStore(inv *Inventory) *store {
 			st.intOf[v.IDStr] = v.ID
 		}
 		st.models = append(st.models, sm)
-		st.byStr = nil
+		st.byStr, st.byTime = nil, nil
 		st.modelInt[m.ID], st.modelStr[m.IDStr] = sm, sm
 		st.intOf[m.IDStr] = m.ID
 	}
@@ -145,7 +148,7 @@ func (st *store) versionInUse(sv *sversion) bool {
 // deleteModel removes the model and its versions, which it returns.
 func (st *store) deleteModel(sm *smodel) []*sversion {
 	st.models = slices.DeleteFunc(st.models, func(x *smodel) bool { return x == sm })
-	st.byStr = nil
+	st.byStr, st.byTime = nil, nil
 	delete(st.modelInt, sm.m.ID)
 	delete(st.modelStr, sm.m.IDStr)
 	gone := sm.versions
@@ -177,13 +180,17 @@ func (sm *smodel) latest() *sversion {
 // v1Order lists models the way user/list does by default: newest first.
 // Offset pages over this order shift when a model is deleted mid-walk, as
 // in any offset query.
-func (st *store) v1Order(nameFilter string, types []int, asc bool) []*smodel {
+func (st *store) v1Order(nameFilter string, prefix bool, types []int, asc bool) []*smodel {
+	plain := nameFilter == "" && len(types) == 0 && !asc
+	if plain && st.byTime != nil {
+		return st.byTime
+	}
 	var out []*smodel
 	for _, sm := range st.models {
 		if sm.m.Unlisted {
 			continue
 		}
-		if nameFilter != "" && !strings.Contains(sm.m.Name, nameFilter) {
+		if nameFilter != "" && !(strings.Contains(sm.m.Name, nameFilter) && (!prefix || strings.HasPrefix(sm.m.Name, nameFilter))) {
 			continue
 		}
 		if len(types) > 0 && !slices.Contains(types, sm.m.Type) {
@@ -198,6 +205,9 @@ func (st *store) v1Order(nameFilter string, types []int, asc bool) []*smodel {
 		}
 		return c
 	})
+	if plain {
+		st.byTime = out
+	}
 	return out
 }
 

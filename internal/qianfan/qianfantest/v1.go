@@ -142,7 +142,10 @@ func (s *Server) v1ModelList(body []byte) (any, *Answer) {
 		}
 		req.PageSize = s.asm.V1MaxPageSize
 	}
-	all := s.inv.v1Order(req.NameFilter, req.ModelType, req.Order == "asc")
+	if req.NameFilter != "" {
+		s.stats.NameFiltered++
+	}
+	all := s.inv.v1Order(req.NameFilter, s.asm.V1NameFilterPrefix, req.ModelType, req.Order == "asc")
 	items := []map[string]any{}
 	for i := (req.PageNo - 1) * req.PageSize; i < len(all) && len(items) < req.PageSize; i++ {
 		sm := all[i]
