@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/qfpurge/qfpurge/internal/apimode"
 	"github.com/qfpurge/qfpurge/internal/fleet"
@@ -20,6 +22,7 @@ import (
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/pause"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
+	"github.com/qfpurge/qfpurge/internal/tracing"
 )
 
 // Enqueuer is the part of *asynq.Client the handler needs.
@@ -88,6 +91,9 @@ type HandlerConfig struct {
 	Observer Observer
 	// Clock defaults to the wall clock.
 	Clock fleet.Clock
+	// TracerProvider starts a span per execution (see startSpan); nil
+	// traces nothing.
+	TracerProvider trace.TracerProvider
 }
 
 // Handler processes TypeDelete and TypeDeleteBatch tasks. Each execution
@@ -110,6 +116,7 @@ type Handler struct {
 	log    *slog.Logger
 	obs    Observer
 	now    func() time.Time
+	tr     trace.Tracer
 }
 
 // NewHandler returns a Handler.
@@ -124,7 +131,8 @@ func NewHandler(del Deleter, q Enqueuer, l *ledger.Ledger, inv *inventory.Store,
 		cfg.PausePoll = 10 * time.Second
 	}
 	cfg.Clock = fleet.Or(cfg.Clock)
-	h := &Handler{del: del, q: q, ledger: l, inv: inv, cfg: cfg, log: cfg.Logger, obs: cfg.Observer, now: cfg.Clock.Now}
+	h := &Handler{del: del, q: q, ledger: l, inv: inv, cfg: cfg, log: cfg.Logger, obs: cfg.Observer, now: cfg.Clock.Now,
+		tr: tracing.Tracer(cfg.TracerProvider)}
 	if h.log == nil {
 		h.log = slog.Default()
 	}
@@ -147,7 +155,10 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	a.taskID, _ = asynq.GetTaskID(ctx)
 	a.retried, _ = asynq.GetRetryCount(ctx)
 	a.maxRetry, _ = asynq.GetMaxRetry(ctx)
-	return h.process(ctx, t, a)
+	ctx, span := h.startSpan(ctx, t, a)
+	err := h.process(ctx, t, a)
+	span.end(err)
+	return err
 }
 
 // batch is one execution's batch and what it has learnt so far.
@@ -223,6 +234,7 @@ func (h *Handler) process(ctx context.Context, t *asynq.Task, a attempt) error {
 	if b.api, err = h.effective(ctx); err != nil {
 		return err
 	}
+	trace.SpanFromContext(ctx).SetAttributes(attribute.String("qfpurge.api", string(b.api)))
 	defer h.releaseCanary(ctx, b)
 	f, err := h.gather(ctx, b)
 	if err != nil || f == nil {
@@ -690,6 +702,7 @@ func (h *Handler) goneAsOther(ctx context.Context, b *batch, ids []modelid.ID, g
 	if err != nil {
 		return nil, err
 	}
+	traceOutcomes(ctx, written)
 	out := map[modelid.ID]bool{}
 	for _, o := range written {
 		out[o.ID] = true

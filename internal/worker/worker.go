@@ -43,6 +43,8 @@ import (
 	"github.com/qfpurge/qfpurge/internal/qianfan"
 	"github.com/qfpurge/qfpurge/internal/schedule"
 	"github.com/qfpurge/qfpurge/internal/tasks"
+	"github.com/qfpurge/qfpurge/internal/tracing"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/net/netutil"
 )
 
@@ -83,16 +85,32 @@ type Worker struct {
 
 	stopSweep context.CancelFunc
 	bg        sync.WaitGroup
+
+	tracing *tracing.Provider // nil when off or given by Config.TracerProvider
+	tp      trace.TracerProvider
 }
 
 // New checks cfg and builds a worker on rdb, which the caller keeps owning.
 // Nothing runs until Start.
-func New(rdb redis.UniversalClient, cfg Config) (*Worker, error) {
+func New(rdb redis.UniversalClient, cfg Config) (_ *Worker, err error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	w := &Worker{cfg: cfg, rdb: rdb, log: cfg.Logger}
+	w := &Worker{cfg: cfg, rdb: rdb, log: cfg.Logger, tp: cfg.TracerProvider}
+	if w.tp == nil {
+		if w.tracing, err = tracing.Setup(context.Background(), tracing.Config{Endpoint: cfg.OTLPEndpoint}); err != nil {
+			return nil, fmt.Errorf("--otlp-endpoint: %w", err)
+		}
+		if w.tracing != nil {
+			w.tp = w.tracing.TracerProvider()
+			defer func() {
+				if err != nil {
+					_ = w.tracing.Shutdown(context.Background())
+				}
+			}()
+		}
+	}
 	w.insp = asynq.NewInspectorFromRedisClient(rdb)
 	w.metrics = monitor.NewMetrics(rdb, w.insp, w.log.With("component", "metrics"))
 	w.warnGauge = warningGauge()
@@ -120,8 +138,9 @@ func New(rdb redis.UniversalClient, cfg Config) (*Worker, error) {
 	w.inUse = inuse.New(rdb, qc, inuse.Config{MaxAge: cfg.InUseMaxAge})
 	handler := tasks.NewHandler(tasks.QianfanDeleter{Client: qc}, asynq.NewClientFromRedisClient(rdb), w.ledger, inventory.NewStore(rdb),
 		tasks.HandlerConfig{BatchSize: cfg.BatchSize, Options: opts, Logger: w.log, Observer: w.metrics,
-			Guard: w.inUse, Pause: w.pause, PausePoll: max(cfg.PauseProbe/3, time.Second), API: w.mode})
-	w.prod, err = enqueue.New(rdb, enqueue.Config{BatchSize: cfg.BatchSize, MaxRetry: cfg.MaxRetry, Retention: cfg.Retention})
+			Guard: w.inUse, Pause: w.pause, PausePoll: max(cfg.PauseProbe/3, time.Second), API: w.mode, TracerProvider: w.tp})
+	w.prod, err = enqueue.New(rdb, enqueue.Config{BatchSize: cfg.BatchSize, MaxRetry: cfg.MaxRetry, Retention: cfg.Retention,
+		TracerProvider: w.tp})
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +195,8 @@ const idleCheck = 200 * time.Millisecond
 
 func (w *Worker) qianfanClient() (*qianfan.Client, error) {
 	c := w.cfg
-	opts := []qianfan.Option{qianfan.WithBaseURL(c.BaseURL), qianfan.WithLogger(w.log.With("component", "qianfan"))}
+	opts := []qianfan.Option{qianfan.WithBaseURL(c.BaseURL), qianfan.WithLogger(w.log.With("component", "qianfan")),
+		qianfan.WithTracerProvider(w.tp)}
 	if c.QPS > 0 {
 		// A budget for the whole fleet sharing this Redis.
 		l, err := fleetlimit.New(w.rdb, fleetlimit.Config{QPS: c.QPS, Key: fleetlimit.Key(c.BaseURL, c.AccessKey), Observe: w.metrics.LimiterWait})
@@ -195,6 +215,8 @@ func (w *Worker) buildAPI() error {
 		MaxBodyBytes: w.cfg.API.MaxBody,
 		PendingTTL:   w.cfg.LedgerTTL,
 		Logger:       w.log.With("component", "httpapi"),
+		// Nil when tracing is off: then no traceparent header is read.
+		TracerProvider: w.tp,
 	}, httpapi.Deps{Redis: w.rdb, Ledger: w.ledger, DeadLetters: deadletter.NewStore(w.rdb), Producer: w.prod, Archive: w.insp,
 		Rules: &httpapi.Rules{Lookup: w.rule, Submitter: w.rules}, Runs: w.rules.Store(), DryRun: w.inUse.DryRun,
 		Attribute: func(r *enqueue.Request, by string, _ []string) { r.RequestedBy = by }})
@@ -431,6 +453,13 @@ func (w *Worker) Shutdown() {
 			w.log.Warn("could not leave the fleet; others stop counting this worker within a minute", "err", err)
 		}
 		w.joined = false
+	}
+	// Last, so the spans of the batches that just finished go too.
+	if w.tracing != nil {
+		if err := w.tracing.Shutdown(context.Background()); err != nil {
+			w.log.Warn("could not send the last spans to the OTLP endpoint", "err", err)
+		}
+		w.tracing = nil
 	}
 }
 
