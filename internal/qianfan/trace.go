@@ -10,8 +10,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// traceScope names the client's tracer (the module's, as package tracing's
-// Scope; qianfan imports no other qfpurge package).
+// traceScope names the client's tracer: package tracing's Scope, written
+// out so the client does not import the exporter with it.
 const traceScope = "github.com/qfpurge/qfpurge"
 
 // WithTracerProvider traces every HTTP attempt of a call made under a
