@@ -13,11 +13,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
@@ -60,9 +62,13 @@ type Config struct {
 	ServiceName string
 	// Version is service.version.
 	Version string
-	// Getenv defaults to os.Getenv. (The exporter reads its own variables
-	// from the process environment.)
+	// Getenv defaults to os.Getenv. (The exporter reads its other
+	// variables, such as the headers, from the process environment.)
 	Getenv func(string) string
+	// Logger, when set, receives the exporter's errors (a collector out of
+	// reach) instead of the standard logger: OpenTelemetry's error handler
+	// is the process's, so only a program's main sets it.
+	Logger *slog.Logger
 }
 
 func (c Config) getenv(k string) string {
@@ -91,8 +97,11 @@ func (c Config) check() error {
 			return fmt.Errorf("%s=%q: qfpurge sends OTLP over HTTP (http/protobuf or http/json; a collector listens on port 4318 for it)", k, p)
 		}
 	}
-	if c.Endpoint != "" {
-		u, err := url.Parse(c.Endpoint)
+	for _, e := range []string{c.Endpoint, c.getenv(EnvTracesEndpoint), c.getenv(EnvEndpoint)} {
+		if e == "" {
+			continue
+		}
+		u, err := url.Parse(e)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return errors.New("the OTLP endpoint must be a URL such as http://collector:4318 (not shown: it may hold a secret)")
 		}
@@ -114,9 +123,16 @@ func Setup(ctx context.Context, c Config) (*Provider, error) {
 	if err := c.check(); err != nil {
 		return nil, err
 	}
+	// The endpoint as Getenv sees it (the exporter would read the process's
+	// environment itself): the flag, the traces URL as is, or the base URL.
 	var opts []otlptracehttp.Option
-	if c.Endpoint != "" {
+	switch {
+	case c.Endpoint != "":
 		opts = append(opts, otlptracehttp.WithEndpointURL(strings.TrimSuffix(c.Endpoint, "/")+"/v1/traces"))
+	case c.getenv(EnvTracesEndpoint) != "":
+		opts = append(opts, otlptracehttp.WithEndpointURL(c.getenv(EnvTracesEndpoint)))
+	default:
+		opts = append(opts, otlptracehttp.WithEndpointURL(strings.TrimSuffix(c.getenv(EnvEndpoint), "/")+"/v1/traces"))
 	}
 	exp, err := otlptracehttp.New(ctx, opts...)
 	if err != nil {
@@ -136,6 +152,10 @@ func Setup(ctx context.Context, c Config) (*Provider, error) {
 	res, err := resource.New(ctx, resource.WithTelemetrySDK(), resource.WithAttributes(attrs...), resource.WithFromEnv())
 	if err != nil && res == nil {
 		res = resource.NewSchemaless(attrs...)
+	}
+	if c.Logger != nil {
+		log := c.Logger
+		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Warn("tracing: could not send spans", "err", err) }))
 	}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
 	return &Provider{tp: tp}, nil
