@@ -67,12 +67,14 @@ func (h *Handler) startSpan(ctx context.Context, t *asynq.Task, a attempt) (cont
 // for.
 func originLinks(p Payload) []trace.Link {
 	os := p.Origins
+	var in map[modelid.ID]bool
 	if len(os) == 0 {
-		os = []Origin{{Key: p.Key, RequestedBy: p.RequestedBy, Traceparent: p.Traceparent, Tracestate: p.Tracestate, IDs: p.IDs}}
-	}
-	in := map[modelid.ID]bool{}
-	for _, id := range p.IDs {
-		in[id] = true
+		os = []Origin{{Key: p.Key, RequestedBy: p.RequestedBy, Traceparent: p.Traceparent, Tracestate: p.Tracestate}}
+	} else {
+		in = make(map[modelid.ID]bool, len(p.IDs))
+		for _, id := range p.IDs {
+			in[id] = true
+		}
 	}
 	var links []trace.Link
 	at := map[trace.SpanID]int{}
@@ -81,10 +83,13 @@ func originLinks(p Payload) []trace.Link {
 		if !ok {
 			continue
 		}
-		n := 0
-		for _, id := range o.IDs {
-			if in[id] {
-				n++
+		n := len(p.IDs) // one request: every ID is its
+		if in != nil {
+			n = 0
+			for _, id := range o.IDs {
+				if in[id] {
+					n++
+				}
 			}
 		}
 		if n == 0 {
