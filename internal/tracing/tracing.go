@@ -137,7 +137,7 @@ func Setup(ctx context.Context, c Config) (*Provider, error) {
 	exp, err := otlptracehttp.New(ctx, opts...)
 	if err != nil {
 		// The exporter's errors may quote the endpoint; keep them out.
-		return nil, errors.New("tracing: cannot set up the OTLP exporter; check the OTLP endpoint and OTEL_EXPORTER_OTLP_* settings")
+		return nil, errors.New("cannot set up the OTLP exporter; check the OTLP endpoint and OTEL_EXPORTER_OTLP_* settings")
 	}
 	name := c.ServiceName
 	if name == "" {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,9 +15,12 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/qfpurge/qfpurge/internal/asynqlayout"
 	"github.com/qfpurge/qfpurge/internal/modelid"
+	"github.com/qfpurge/qfpurge/internal/qianfan"
 	"github.com/qfpurge/qfpurge/internal/tasks"
 	"github.com/qfpurge/qfpurge/internal/worker"
 	"github.com/qfpurge/qfpurge/internal/worker/workertest"
@@ -234,4 +239,58 @@ func (c apiClient) callWith(method, path, token, body string, hdr map[string]str
 		c.t.Fatal(err)
 	}
 	return resp.StatusCode, b
+}
+
+// TestTracesReachTheCollector: with --otlp-endpoint the worker exports its
+// spans over OTLP/HTTP, and Shutdown sends what is still buffered.
+func TestTracesReachTheCollector(t *testing.T) {
+	t.Parallel()
+	var (
+		mu    sync.Mutex
+		names = map[string]bool{}
+	)
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var req collectortrace.ExportTraceServiceRequest
+		if r.URL.Path != "/v1/traces" || proto.Unmarshal(body, &req) != nil {
+			t.Errorf("collector got %s %s", r.Method, r.URL.Path)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, rs := range req.ResourceSpans {
+			for _, ss := range rs.ScopeSpans {
+				for _, s := range ss.Spans {
+					names[s.Name] = true
+				}
+			}
+		}
+	}))
+	defer collector.Close()
+	fc, all, _ := workertest.Account(5, 0)
+	e := workertest.New(t, fc)
+	w, _ := e.Start(t, func(c *worker.Config) {
+		c.OTLPEndpoint = collector.URL
+		c.API = worker.APIConfig{Addr: "127.0.0.1:0", Tokens: []string{apiToken, apiToken2}}
+	})
+	c := apiClient{t: t, base: "http://" + w.APIAddr()}
+	var ids []modelid.ID
+	for _, id := range all {
+		if id.Type() == modelid.IDString {
+			ids = append(ids, id)
+		}
+	}
+	postTraced(t, c, ids)
+	// The batch's span ends right after its outcomes are written.
+	workertest.Eventually(t, apiTimeout, "the batch's execution to end", func() bool {
+		infos, err := asynq.NewInspectorFromRedisClient(e.RDB).ListCompletedTasks(asynqlayout.Queue)
+		return err == nil && len(infos) > 0
+	})
+	w.Shutdown()
+	mu.Lock()
+	defer mu.Unlock()
+	for _, want := range []string{"POST /v1/deletions", "qfpurge.enqueue", "qfpurge.batch", "qianfan " + qianfan.PathBatchDeleteModels} {
+		if !names[want] {
+			t.Errorf("the collector has no %q span: %v", want, names)
+		}
+	}
 }

@@ -100,7 +100,7 @@ func New(rdb redis.UniversalClient, cfg Config) (_ *Worker, err error) {
 	w := &Worker{cfg: cfg, rdb: rdb, log: cfg.Logger, tp: cfg.TracerProvider}
 	if w.tp == nil {
 		if w.tracing, err = tracing.Setup(context.Background(), tracing.Config{Endpoint: cfg.OTLPEndpoint, Logger: w.log.With("component", "tracing")}); err != nil {
-			return nil, fmt.Errorf("--otlp-endpoint: %w", err)
+			return nil, fmt.Errorf("tracing: %w", err)
 		}
 		if w.tracing != nil {
 			w.tp = w.tracing.TracerProvider()
