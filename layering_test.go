@@ -9,7 +9,7 @@ import (
 // floors are the README's layout table, lowest first: a package may import
 // from its own floor and the ones below, never from above.
 var floors = [][]string{
-	{"internal/modelid", "internal/retry", "internal/asynqlayout", "internal/redisconn", "internal/cli", "internal/authtoken", "internal/redistest", "internal/maintenance"},
+	{"internal/modelid", "internal/retry", "internal/asynqlayout", "internal/redisconn", "internal/cli", "internal/authtoken", "internal/redistest", "internal/maintenance", "internal/tracing"},
 	{"internal/qianfan", "internal/qianfan/qianfantest", "internal/fleet"},
 	{"internal/ledger", "internal/inventory", "internal/inuse", "internal/deadletter"},
 	{"internal/tasks", "internal/enqueue"},

@@ -259,6 +259,11 @@ func TestChartMinimal(t *testing.T) {
 	if len(m.services) != 1 || m.services[0].Name != "qfpurge-monitor" || len(m.pdbs) != 1 {
 		t.Fatalf("want the monitor Service and a PodDisruptionBudget, got %d Services, %d PDBs", len(m.services), len(m.pdbs))
 	}
+	for _, name := range []string{"QFPURGE_OTLP_ENDPOINT", "OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_HEADERS"} {
+		if _, ok := envValue(c, name); ok {
+			t.Errorf("tracing is off by default, yet %s is set", name)
+		}
+	}
 	hosts, _ := envValue(c, "QFPURGE_MONITOR_HOSTS")
 	if !strings.Contains(hosts, "qfpurge-monitor.qfpurge.svc.cluster.local") {
 		t.Errorf("QFPURGE_MONITOR_HOSTS %q lacks the monitor Service's name: the status page through it would answer 421", hosts)
@@ -321,6 +326,17 @@ func TestChartAllOptions(t *testing.T) {
 	hosts, _ := envValue(c, "QFPURGE_MONITOR_HOSTS")
 	if !strings.HasPrefix(hosts, "qfpurge.example.com,qfpurge-monitor,") {
 		t.Errorf("QFPURGE_MONITOR_HOSTS %q", hosts)
+	}
+	// Tracing: the endpoint and name as values, the collector's headers
+	// (they may hold a token) from a Secret.
+	if v, _ := envValue(c, "QFPURGE_OTLP_ENDPOINT"); v != "http://otel-collector.observability:4318" {
+		t.Errorf("QFPURGE_OTLP_ENDPOINT %q", v)
+	}
+	if v, _ := envValue(c, "OTEL_SERVICE_NAME"); v != "qfpurge-example" {
+		t.Errorf("OTEL_SERVICE_NAME %q", v)
+	}
+	if name, key := secretRef(t, c, "OTEL_EXPORTER_OTLP_HEADERS"); name != "otlp-headers" || key != "headers" {
+		t.Errorf("OTEL_EXPORTER_OTLP_HEADERS from %s/%s", name, key)
 	}
 
 	// The schedule: a ConfigMap mounted as a directory, and a valid schedule.

@@ -21,6 +21,7 @@ package producer
 import (
 	"context"
 	"errors"
+	"go.opentelemetry.io/otel/trace"
 	"io"
 	"time"
 
@@ -188,6 +189,11 @@ type Config struct {
 	MaxRetry  int
 	Timeout   time.Duration
 	Retention time.Duration
+	// TracerProvider starts Enqueue's span; nil uses OpenTelemetry's
+	// global provider, a no-op unless the program set one. Each task
+	// carries the W3C trace context of the span current when its request
+	// came, so a worker's batch span links to it.
+	TracerProvider trace.TracerProvider
 }
 
 // Producer enqueues deletions. It is safe for concurrent use.

@@ -19,10 +19,15 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/qfpurge/qfpurge/internal/asynqlayout"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/tasks"
+	"github.com/qfpurge/qfpurge/internal/tracing"
 )
 
 // DefaultShards is the number of groups per kind and ID type.
@@ -46,6 +51,12 @@ type Config struct {
 	MaxRetry  int
 	Timeout   time.Duration
 	Retention time.Duration
+	// TracerProvider starts Enqueue's span; nil uses OpenTelemetry's
+	// global provider, a no-op unless the program set one. Each task
+	// carries the W3C trace context of the span current when its request
+	// came (Enqueue's own, or the caller's for a Stream), so a worker's
+	// batch span links to it; without a span nothing is carried.
+	TracerProvider trace.TracerProvider
 }
 
 func (c Config) withDefaults() Config {
@@ -74,6 +85,7 @@ type Producer struct {
 	insp *asynq.Inspector
 	cfg  Config
 	opt  tasks.Options
+	tr   trace.Tracer
 	// queueListed is set once the queue's name is in asynqlayout.Queues.
 	queueListed atomic.Bool
 }
@@ -85,7 +97,12 @@ func New(rdb redis.UniversalClient, cfg Config) (*Producer, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	tp := cfg.TracerProvider
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
 	return &Producer{
+		tr:   tp.Tracer(tracing.Scope),
 		rdb:  rdb,
 		insp: asynq.NewInspectorFromRedisClient(rdb),
 		cfg:  cfg,
@@ -131,6 +148,10 @@ type Request struct {
 	// schedule entry); it is recorded with every outcome, event and dead
 	// letter, with Key.
 	RequestedBy string
+
+	// traceparent and tracestate are the request's trace context, taken
+	// from the context of its first ID.
+	traceparent, tracestate string
 }
 
 // Batch is one enqueued task.
@@ -190,7 +211,9 @@ func Validate(r Request) error {
 // Redis failure part-way, the receipt lists what was enqueued before it;
 // enqueuing the rest again is safe because workers skip IDs they already
 // deleted.
-func (p *Producer) Enqueue(ctx context.Context, r Request) (Receipt, error) {
+func (p *Producer) Enqueue(ctx context.Context, r Request) (rc Receipt, err error) {
+	ctx, span := p.tr.Start(ctx, "qfpurge.enqueue", trace.WithSpanKind(trace.SpanKindProducer))
+	defer func() { endSpan(span, r, rc, err) }()
 	if err := Validate(r); err != nil {
 		return Receipt{}, err
 	}
@@ -244,6 +267,7 @@ type Stream struct {
 	rc      Receipt
 	done    int
 	claimed bool // the key's digest is recorded or checked
+	traced  bool // the request's trace context is taken
 }
 
 // Stream starts a streamed request; r.IDs must be empty.
@@ -296,6 +320,10 @@ func typeIndex(id modelid.ID) int {
 func (s *Stream) Add(ctx context.Context, id modelid.ID) error {
 	if s.err != nil {
 		return s.err
+	}
+	if !s.traced {
+		s.traced = true
+		s.r.traceparent, s.r.tracestate = tracing.Inject(ctx)
 	}
 	if err := id.ValidateFor(s.r.Kind); err != nil {
 		return &modelid.InvalidIDsError{Invalid: []modelid.InvalidID{{Index: s.rc.IDs + s.rc.Duplicates, Text: id.String(), Reason: err.Error()}}}
@@ -433,4 +461,30 @@ func (p *Producer) existing(b Batch, id string) Batch {
 		b.IDs = len(pl.IDs)
 	}
 	return b
+}
+
+// endSpan ends Enqueue's span with what the request enqueued. Only counts,
+// the kind, the key and the requester's name: never IDs.
+func endSpan(span trace.Span, r Request, rc Receipt, err error) {
+	if span.IsRecording() {
+		span.SetAttributes(
+			attribute.String("qfpurge.kind", string(r.Kind)),
+			attribute.Int("qfpurge.ids", rc.IDs),
+			attribute.Int("qfpurge.duplicates", rc.Duplicates),
+			attribute.Int("qfpurge.tasks", rc.Tasks),
+		)
+		if r.Key != "" {
+			span.SetAttributes(attribute.String("qfpurge.request.key", r.Key))
+		}
+		if r.RequestedBy != "" {
+			span.SetAttributes(attribute.String("qfpurge.requested_by", r.RequestedBy))
+		}
+		if r.Run != "" {
+			span.SetAttributes(attribute.String("qfpurge.run", r.Run))
+		}
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+	}
+	span.End()
 }

@@ -152,7 +152,7 @@ func (p *Producer) send(ctx context.Context, ws []write) {
 }
 
 // appendPayload appends the JSON of tasks.Payload{Kind, IDs, Run, Rule,
-// DeleteInUse, RequestedBy, Key} exactly as encoding/json writes it, without reflection: a
+// DeleteInUse, RequestedBy, Key, Traceparent, Tracestate} exactly as encoding/json writes it, without reflection: a
 // large input spends a good part of its time here.
 func appendPayload(b []byte, r Request, ids []modelid.ID) []byte {
 	b = append(b, `{"kind":`...)
@@ -187,6 +187,14 @@ func appendPayload(b []byte, r Request, ids []modelid.ID) []byte {
 	if r.Key != "" {
 		b = append(b, `,"key":`...)
 		b = appendJSONString(b, r.Key)
+	}
+	if r.traceparent != "" {
+		b = append(b, `,"traceparent":`...)
+		b = appendJSONString(b, r.traceparent)
+	}
+	if r.tracestate != "" {
+		b = append(b, `,"tracestate":`...)
+		b = appendJSONString(b, r.tracestate)
 	}
 	return append(b, '}')
 }

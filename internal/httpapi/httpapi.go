@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/qfpurge/qfpurge/internal/authtoken"
 	"github.com/qfpurge/qfpurge/internal/deadletter"
@@ -43,6 +44,7 @@ import (
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/policy"
+	"github.com/qfpurge/qfpurge/internal/tracing"
 )
 
 // TokensEnv is the environment variable the worker reads Config.Tokens from:
@@ -83,6 +85,11 @@ type Config struct {
 	Events EventsConfig
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// TracerProvider, when set, traces every request as a server span,
+	// continuing a W3C traceparent header; the deletions it enqueues carry
+	// that span's context to the workers. Nil traces nothing and reads no
+	// trace header.
+	TracerProvider trace.TracerProvider
 }
 
 func (c Config) withDefaults() Config {
@@ -191,6 +198,7 @@ type API struct {
 	handler http.Handler
 	routes  []string
 	log     *slog.Logger
+	tr      trace.Tracer // nil: no spans
 }
 
 // New returns the API, or ErrNoTokens when cfg has no token.
@@ -212,6 +220,9 @@ func New(cfg Config, d Deps) (*API, error) {
 	}
 	a := &API{cfg: cfg, d: d, mux: http.NewServeMux(), probe: http.NewServeMux(), log: cfg.Logger, tokens: reg,
 		closing: make(chan struct{}), streams: make(chan struct{}, cfg.Events.MaxStreams)}
+	if cfg.TracerProvider != nil {
+		a.tr = tracing.Tracer(cfg.TracerProvider)
+	}
 	a.handle("POST /v1/deletions", a.postDeletions, "")
 	a.handle("GET /v1/deletions/{id}", a.getDeletion, "")
 	a.handle("GET /v1/events", a.events, "")
@@ -276,7 +287,9 @@ func (a *API) Routes() []string { return append([]string(nil), a.routes...) }
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+	r, span := a.startSpan(r)
 	a.handler.ServeHTTP(sw, r)
+	endSpan(span, r, sw)
 	// Method, path and status only: headers carry the token.
 	a.log.Info("http request", "method", r.Method, "path", r.URL.Path, "status", sw.status,
 		"duration", time.Since(start), "remote", r.RemoteAddr, "token", sw.token)

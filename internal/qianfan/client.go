@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 
 	"github.com/qfpurge/qfpurge/internal/retry"
@@ -217,6 +218,7 @@ type Client struct {
 	log            *slog.Logger
 	now            func() time.Time
 	expireSeconds  int
+	tr             trace.Tracer // nil: no spans
 }
 
 // New returns a Client. It fails on an empty access or secret key or a bad base URL.
@@ -328,9 +330,11 @@ func (c *Client) call(ctx context.Context, ep endpoint, reqBody, out any) (Resul
 		return Result{}, fmt.Errorf("qianfan: encoding request: %w", err)
 	}
 	log := c.log.With("endpoint", ep.String())
+	nIDs := 0
 	if ids, ok := reqBody.(map[string]IDs); ok {
 		for _, v := range ids {
 			log = log.With("batch_size", v.Len())
+			nIDs = v.Len()
 		}
 	}
 	start := time.Now()
@@ -350,7 +354,9 @@ func (c *Client) call(ctx context.Context, ep endpoint, reqBody, out any) (Resul
 			return fail(newTransportError(ctx, err))
 		}
 		attempts++
-		logID, e, sent := c.attempt(ctx, ep, body, out)
+		actx, span := c.startAttempt(ctx, ep, attempts, nIDs)
+		logID, e, sent := c.attempt(actx, ep, body, out)
+		endAttempt(span, ep, logID, e, sent)
 		if e == nil {
 			log.Debug("qianfan call ok", "log_id", logID, "attempts", attempts)
 			return Result{LogID: logID, Attempts: attempts, Ambiguous: ambiguous}, nil
@@ -438,6 +444,7 @@ func (c *Client) attempt(ctx context.Context, ep endpoint, body []byte, out any)
 		return "", newTransportError(ctx, err), wrote.Load()
 	}
 	defer resp.Body.Close()
+	traceStatus(ctx, resp.StatusCode)
 	logID, e = newResponseError(resp, out)
 	if e != nil && ep.action == "" && e.Code == 0 && e.ErrorCode == "" && isGoneStatus(e.HTTPStatus) {
 		// A V1 path is one operation: a "not found" for it that carries no

@@ -451,6 +451,7 @@ func (h *Handler) write(ctx context.Context, b *batch, outs []ledger.Outcome) er
 	if err != nil {
 		return err
 	}
+	traceOutcomes(ctx, written)
 	n := map[ledger.State]int{}
 	for _, o := range written {
 		n[o.State]++
@@ -469,7 +470,8 @@ func (h *Handler) end(ctx context.Context, b *batch) error {
 	return h.finish(ctx, b)
 }
 
-func (h *Handler) finish(_ context.Context, b *batch) error {
+func (h *Handler) finish(ctx context.Context, b *batch) error {
+	traceResult(ctx, b.res)
 	b.res.At = h.now().UTC().Format(time.RFC3339)
 	data, err := json.Marshal(b.res)
 	if err != nil {
@@ -519,7 +521,8 @@ func (h *Handler) enqueueChildren(ctx context.Context, parent string, p Payload,
 		id := ChildTaskID(parent, why, i)
 		task, err := NewBatchTask(Payload{Kind: p.Kind, IDs: c, Parent: parent, Split: why, Run: p.Run, Rule: p.Rule,
 			DeleteInUse: p.DeleteInUse, LostIn: p.LostIn, Unsure: p.Unsure,
-			RequestedBy: p.RequestedBy, Key: p.Key, Origins: p.Origins, Asked: p.Asked}, h.cfg.Options)
+			RequestedBy: p.RequestedBy, Key: p.Key, Traceparent: p.Traceparent, Tracestate: p.Tracestate,
+			Origins: p.Origins, Asked: p.Asked}, h.cfg.Options)
 		if err != nil {
 			return nil, err
 		}

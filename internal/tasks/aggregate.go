@@ -46,10 +46,13 @@ func (a *Aggregator) Aggregate(group string, ts []*asynq.Task) (out *asynq.Task)
 		if len(jp.Origins) > 0 {
 			origins = append(origins, jp.Origins...)
 		} else {
-			origins = append(origins, Origin{Key: jp.Key, RequestedBy: jp.RequestedBy, IDs: jp.IDs})
+			origins = append(origins, Origin{Key: jp.Key, RequestedBy: jp.RequestedBy,
+				Traceparent: jp.Traceparent, Tracestate: jp.Tracestate, IDs: jp.IDs})
 		}
 	}
-	p.Key, p.RequestedBy, p.Origins = mergeOrigins(origins)
+	var one Origin
+	one, p.Origins = mergeOrigins(origins)
+	p.Key, p.RequestedBy, p.Traceparent, p.Tracestate = one.Key, one.RequestedBy, one.Traceparent, one.Tracestate
 	if p.Kind == "" {
 		p.Kind = cmpKind(kind)
 	}
@@ -63,25 +66,29 @@ func (a *Aggregator) Aggregate(group string, ts []*asynq.Task) (out *asynq.Task)
 	return t
 }
 
-// mergeOrigins keeps who asked for each ID of a merged batch: one key and
-// name when every job shares them, else each job's.
-func mergeOrigins(os []Origin) (key, by string, out []Origin) {
+// mergeOrigins keeps who asked for each ID of a merged batch, and each
+// request's trace context: one origin (its IDs left out) when every job
+// shares them, else each job's.
+func mergeOrigins(os []Origin) (one Origin, out []Origin) {
 	if len(os) == 0 {
-		return "", "", nil
+		return Origin{}, nil
 	}
 	same := true
 	for _, o := range os[1:] {
-		same = same && o.Key == os[0].Key && o.RequestedBy == os[0].RequestedBy
+		same = same && o.Key == os[0].Key && o.RequestedBy == os[0].RequestedBy &&
+			o.Traceparent == os[0].Traceparent && o.Tracestate == os[0].Tracestate
 	}
 	if same {
-		return os[0].Key, os[0].RequestedBy, nil
+		one = os[0]
+		one.IDs = nil
+		return one, nil
 	}
 	for _, o := range os {
-		if o.Key != "" || o.RequestedBy != "" {
+		if o.Key != "" || o.RequestedBy != "" || o.Traceparent != "" {
 			out = append(out, o)
 		}
 	}
-	return "", "", out
+	return Origin{}, out
 }
 
 func cmpKind(k modelid.Kind) modelid.Kind {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/qfpurge/qfpurge/internal/fleet"
 	"github.com/qfpurge/qfpurge/internal/inuse"
@@ -18,6 +20,7 @@ import (
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
+	"github.com/qfpurge/qfpurge/internal/tracing"
 )
 
 // Enqueuer is the part of *asynq.Client the handler needs.
@@ -94,6 +97,9 @@ type HandlerConfig struct {
 	// by name: time for a lost call still in flight to land before the
 	// read. Defaults to 10s.
 	ProbeAfter time.Duration
+	// TracerProvider starts a span per execution (see startSpan); nil
+	// traces nothing.
+	TracerProvider trace.TracerProvider
 }
 
 // Handler processes TypeDelete and TypeDeleteBatch tasks. Each execution
@@ -116,6 +122,7 @@ type Handler struct {
 	log    *slog.Logger
 	obs    Observer
 	now    func() time.Time
+	tr     trace.Tracer
 }
 
 // NewHandler returns a Handler.
@@ -133,7 +140,8 @@ func NewHandler(del Deleter, q Enqueuer, l *ledger.Ledger, inv *inventory.Store,
 		cfg.ProbeAfter = 10 * time.Second
 	}
 	cfg.Clock = fleet.Or(cfg.Clock)
-	h := &Handler{del: del, q: q, ledger: l, inv: inv, cfg: cfg, log: cfg.Logger, obs: cfg.Observer, now: cfg.Clock.Now}
+	h := &Handler{del: del, q: q, ledger: l, inv: inv, cfg: cfg, log: cfg.Logger, obs: cfg.Observer, now: cfg.Clock.Now,
+		tr: tracing.Tracer(cfg.TracerProvider)}
 	if h.log == nil {
 		h.log = slog.Default()
 	}
@@ -156,7 +164,10 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	a.taskID, _ = asynq.GetTaskID(ctx)
 	a.retried, _ = asynq.GetRetryCount(ctx)
 	a.maxRetry, _ = asynq.GetMaxRetry(ctx)
-	return h.process(ctx, t, a)
+	ctx, span := h.startSpan(ctx, t, a)
+	err := h.process(ctx, t, a)
+	span.end(err)
+	return err
 }
 
 // batch is one execution's batch and what it has learnt so far.
@@ -236,6 +247,7 @@ func (h *Handler) process(ctx context.Context, t *asynq.Task, a attempt) error {
 	if b.api, err = h.effective(ctx); err != nil {
 		return err
 	}
+	trace.SpanFromContext(ctx).SetAttributes(attribute.String("qfpurge.api", string(b.api)))
 	defer h.releaseCanary(ctx, b)
 	f, err := h.gather(ctx, b)
 	if err != nil || f == nil {
@@ -722,6 +734,7 @@ func (h *Handler) goneAsOther(ctx context.Context, b *batch, ids []modelid.ID, g
 	if err != nil {
 		return nil, err
 	}
+	traceOutcomes(ctx, written)
 	out := map[modelid.ID]bool{}
 	for _, o := range written {
 		out[o.ID] = true

@@ -72,8 +72,13 @@ type Payload struct {
 	// schedule entry) and Key the request (its idempotency key), for every
 	// ID of the batch; Origins replaces both when the aggregator merged
 	// jobs of several requests.
-	RequestedBy string   `json:"requested_by,omitempty"`
-	Key         string   `json:"key,omitempty"`
+	RequestedBy string `json:"requested_by,omitempty"`
+	Key         string `json:"key,omitempty"`
+	// Traceparent and Tracestate are the W3C trace context of the traced
+	// request (package tracing) the batch's IDs came from; Origins carry
+	// each request's when the aggregator merged several.
+	Traceparent string   `json:"traceparent,omitempty"`
+	Tracestate  string   `json:"tracestate,omitempty"`
 	Origins     []Origin `json:"origins,omitempty"`
 	// Asked is the order stamp after which a listing placed this batch's
 	// int IDs for the in-use check (its parent's ask): a listing stamped
@@ -209,10 +214,13 @@ func Shard(id modelid.ID, shards int) int {
 	return int(h.Sum32() % uint32(shards))
 }
 
-// Origin is who asked for some IDs of a merged batch, and under which key.
+// Origin is who asked for some IDs of a merged batch, under which key, and
+// the request's trace context when it was traced.
 type Origin struct {
 	Key         string       `json:"key,omitempty"`
 	RequestedBy string       `json:"requested_by,omitempty"`
+	Traceparent string       `json:"traceparent,omitempty"`
+	Tracestate  string       `json:"tracestate,omitempty"`
 	IDs         []modelid.ID `json:"model_ids"`
 }
 

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/qfpurge/qfpurge/internal/fleet"
 	"github.com/qfpurge/qfpurge/internal/httpapi"
 	"github.com/qfpurge/qfpurge/internal/maintenance"
@@ -109,6 +111,15 @@ type Config struct {
 	Schedule string
 	// ScheduleSync is how often Schedule is read again. Defaults to 30s.
 	ScheduleSync time.Duration
+
+	// OTLPEndpoint turns tracing on (package tracing): the collector's
+	// OTLP/HTTP base URL, as OTEL_EXPORTER_OTLP_ENDPOINT, which it wins
+	// over. Empty leaves it to the OTEL_* environment; with neither, tracing
+	// is off.
+	OTLPEndpoint string
+	// TracerProvider, when set, is traced to instead (tests); the caller
+	// shuts it down.
+	TracerProvider trace.TracerProvider
 
 	// Logger defaults to slog.Default(); LogLevel is what Asynq's own logs
 	// are filtered at. Defaults to info.
@@ -318,6 +329,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("demo", c.Demo),
 		slog.String("schedule", c.Schedule),
 		slog.Duration("schedule_sync", c.ScheduleSync),
+		slog.String("otlp_endpoint", redactURL(c.OTLPEndpoint)),
 		slog.String("log_level", c.LogLevel.String()),
 	)
 }
@@ -325,6 +337,9 @@ func (c Config) LogValue() slog.Value {
 // redactURL shows a URL without user info; one that cannot be parsed is not
 // shown at all.
 func redactURL(s string) string {
+	if s == "" {
+		return ""
+	}
 	u, err := url.Parse(s)
 	if err != nil {
 		return "(not a URL, not shown)"

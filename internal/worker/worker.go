@@ -42,6 +42,8 @@ import (
 	"github.com/qfpurge/qfpurge/internal/qianfan"
 	"github.com/qfpurge/qfpurge/internal/schedule"
 	"github.com/qfpurge/qfpurge/internal/tasks"
+	"github.com/qfpurge/qfpurge/internal/tracing"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/net/netutil"
 )
 
@@ -83,16 +85,32 @@ type Worker struct {
 	// stopped in one place (Start, Shutdown).
 	services maintenance.Group
 	bg       sync.WaitGroup
+
+	tracing *tracing.Provider // nil when off or given by Config.TracerProvider
+	tp      trace.TracerProvider
 }
 
 // New checks cfg and builds a worker on rdb, which the caller keeps owning.
 // Nothing runs until Start.
-func New(rdb redis.UniversalClient, cfg Config) (*Worker, error) {
+func New(rdb redis.UniversalClient, cfg Config) (_ *Worker, err error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	w := &Worker{cfg: cfg, rdb: rdb, log: cfg.Logger}
+	w := &Worker{cfg: cfg, rdb: rdb, log: cfg.Logger, tp: cfg.TracerProvider}
+	if w.tp == nil {
+		if w.tracing, err = tracing.Setup(context.Background(), tracing.Config{Endpoint: cfg.OTLPEndpoint, Logger: w.log.With("component", "tracing")}); err != nil {
+			return nil, fmt.Errorf("tracing: %w", err)
+		}
+		if w.tracing != nil {
+			w.tp = w.tracing.TracerProvider()
+			defer func() {
+				if err != nil {
+					_ = w.tracing.Shutdown(context.Background())
+				}
+			}()
+		}
+	}
 	w.insp = asynq.NewInspectorFromRedisClient(rdb)
 	w.metrics = monitor.NewMetrics(rdb, w.insp, w.log.With("component", "metrics"))
 	w.warnGauge = warningGauge()
@@ -124,8 +142,9 @@ func New(rdb redis.UniversalClient, cfg Config) (*Worker, error) {
 	handler := tasks.NewHandler(tasks.QianfanDeleter{Client: qc}, asynq.NewClientFromRedisClient(rdb), w.ledger, inventory.NewStore(rdb),
 		tasks.HandlerConfig{BatchSize: cfg.BatchSize, Options: opts, Logger: w.log, Observer: w.metrics,
 			Guard: w.inUse, Pause: w.pause, PausePoll: max(cfg.PauseProbe/3, time.Second), API: w.mode, Clock: cfg.Clock,
-			Finder: tasks.QianfanFinder{Client: qc}})
-	w.prod, err = enqueue.New(rdb, enqueue.Config{BatchSize: cfg.BatchSize, MaxRetry: cfg.MaxRetry, Retention: cfg.Retention})
+			Finder: tasks.QianfanFinder{Client: qc}, TracerProvider: w.tp})
+	w.prod, err = enqueue.New(rdb, enqueue.Config{BatchSize: cfg.BatchSize, MaxRetry: cfg.MaxRetry, Retention: cfg.Retention,
+		TracerProvider: w.tp})
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +199,8 @@ const idleCheck = 200 * time.Millisecond
 
 func (w *Worker) qianfanClient() (*qianfan.Client, error) {
 	c := w.cfg
-	opts := []qianfan.Option{qianfan.WithBaseURL(c.BaseURL), qianfan.WithLogger(w.log.With("component", "qianfan"))}
+	opts := []qianfan.Option{qianfan.WithBaseURL(c.BaseURL), qianfan.WithLogger(w.log.With("component", "qianfan")),
+		qianfan.WithTracerProvider(w.tp)}
 	if c.QPS > 0 {
 		// A budget for the whole fleet sharing this Redis.
 		l, err := fleet.NewLimiter(w.rdb, fleet.LimitConfig{QPS: c.QPS, Key: fleet.LimitKey(c.BaseURL, c.AccessKey), Observe: w.metrics.LimiterWait})
@@ -199,6 +219,8 @@ func (w *Worker) buildAPI() error {
 		MaxBodyBytes: w.cfg.API.MaxBody,
 		PendingTTL:   w.cfg.LedgerTTL,
 		Logger:       w.log.With("component", "httpapi"),
+		// Nil when tracing is off: then no traceparent header is read.
+		TracerProvider: w.tp,
 	}, httpapi.Deps{Redis: w.rdb, Ledger: w.ledger, DeadLetters: deadletter.NewStore(w.rdb), Producer: w.prod, Archive: w.insp,
 		Rules: &httpapi.Rules{Lookup: w.rule, Submitter: w.rules}, Runs: w.rules.Store(), DryRun: w.inUse.DryRun,
 		Attribute: func(r *enqueue.Request, by string, _ []string) { r.RequestedBy = by }})
@@ -408,6 +430,13 @@ func (w *Worker) Shutdown() {
 	// then the loops, and leaving the fleet last.
 	w.services.Stop()
 	w.bg.Wait()
+	// Last, so the spans of the batches that just finished go too.
+	if w.tracing != nil {
+		if err := w.tracing.Shutdown(context.Background()); err != nil {
+			w.log.Warn("could not send the last spans to the OTLP endpoint", "err", err)
+		}
+		w.tracing = nil
+	}
 }
 
 // newScheduler loads and checks the schedule file; it runs once started.

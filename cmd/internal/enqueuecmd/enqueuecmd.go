@@ -163,7 +163,12 @@ func enqueueIDs(ctx context.Context, o options, argIDs []string, stdin io.Reader
 		return fmt.Errorf("%w (is REDIS_URL right, and is a worker or Redis running?)", err)
 	}
 	defer rdb.Close()
-	p, err := enqueue.New(rdb, enqueue.Config{BatchSize: o.batchSize, Shards: o.shards})
+	ctx, endTrace, tp, err := startTrace(ctx, o.getenv)
+	if err != nil {
+		return cli.Usage(err)
+	}
+	defer func() { endTrace(err) }()
+	p, err := enqueue.New(rdb, enqueue.Config{BatchSize: o.batchSize, Shards: o.shards, TracerProvider: tp})
 	if err != nil {
 		return cli.Usage(err)
 	}

@@ -220,7 +220,12 @@ func TestEnqueueCommand(t *testing.T) {
 		}
 		defer f.Close()
 		var out, errb bytes.Buffer
-		err = run(context.Background(), []string{"-f", "-"}, func(string) string { return srv.URL() }, f, &out, &errb)
+		err = run(context.Background(), []string{"-f", "-"}, func(k string) string {
+			if k == "REDIS_URL" {
+				return srv.URL()
+			}
+			return ""
+		}, f, &out, &errb)
 		if err != nil || !strings.Contains(out.String(), "enqueued 3 model IDs") {
 			t.Fatalf("%v: %s %s", err, out.String(), errb.String())
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"strings"
 	"time"
 
@@ -17,8 +18,19 @@ import (
 	"github.com/qfpurge/qfpurge/internal/qianfan"
 	"github.com/qfpurge/qfpurge/internal/redisconn"
 	"github.com/qfpurge/qfpurge/internal/tasks"
+	"github.com/qfpurge/qfpurge/internal/tracing"
 	"github.com/qfpurge/qfpurge/internal/worker"
 )
+
+// redactURL shows a URL without its user info; one that cannot be parsed
+// is not shown.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(not a URL, not shown)"
+	}
+	return u.Redacted()
+}
 
 // Environment variables the worker reads besides its flags' (QFPURGE_<FLAG>).
 // Credentials come only from the environment, never from flags (which other
@@ -66,7 +78,9 @@ the environment over the file, the file over the defaults. Further environment:
   QIANFAN_BASE_URL          Qianfan's API root
   QFPURGE_MONITOR_TOKEN, or QFPURGE_MONITOR_USER and QFPURGE_MONITOR_PASSWORD
                             the monitor's credentials (required beyond loopback)
-  QFPURGE_API_TOKENS        the HTTP API's bearer tokens, name:token entries, comma-separated`
+  QFPURGE_API_TOKENS        the HTTP API's bearer tokens, name:token entries, comma-separated
+  OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_HEADERS, OTEL_SERVICE_NAME, ...
+                            OpenTelemetry's standard settings: traces go out only when an endpoint is set`
 
 // flags are the worker's flags as parsed: the options, and the values
 // turned into the configuration once every source has had its say.
@@ -119,6 +133,8 @@ func (fl *flags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&fl.monitorHosts, "monitor-hosts", "", "further host names the monitor answers to, comma-separated, e.g. a reverse proxy's; IP addresses, localhost and this machine's name always work")
 	fs.StringVar(&c.Schedule, "schedule", "", "YAML `FILE` of scheduled purges; see docs/schedule.md; off when empty")
 	fs.DurationVar(&c.ScheduleSync, "schedule-sync", 30*time.Second, "how often the --schedule file is read again for changes")
+	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", "", "send traces over OTLP/HTTP to this collector `URL` (e.g. http://otel-collector:4318; spans go to its /v1/traces); off when empty and "+
+		tracing.EnvEndpoint+" and "+tracing.EnvTracesEndpoint+" are unset")
 	fs.StringVar(&fl.level, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	fs.SortFlags = false
@@ -156,8 +172,11 @@ func (fl *flags) resolve(fs *pflag.FlagSet, getenv func(string) string, stderr i
 // password masked, and which credentials the environment holds.
 func printConfig(w io.Writer, fs *pflag.FlagSet, getenv func(string) string) error {
 	err := sources(getenv).PrintConfig(w, fs, func(name, v string) string {
-		if name == "redis-url" && v != "" {
+		switch {
+		case name == "redis-url" && v != "":
 			return redisconn.Redact(v)
+		case name == "otlp-endpoint" && v != "":
+			return redactURL(v)
 		}
 		return v
 	})
@@ -166,7 +185,7 @@ func printConfig(w io.Writer, fs *pflag.FlagSet, getenv func(string) string) err
 	}
 	fmt.Fprintln(w, "# from the environment only:")
 	fmt.Fprintf(w, "# %s: %s\n", envAccessKey, cmp.Or(getenv(envAccessKey), "(unset)"))
-	for _, name := range []string{envSecretKey, envMonitorToken, envMonitorUser, envMonitorPassword, httpapi.TokensEnv} {
+	for _, name := range []string{envSecretKey, envMonitorToken, envMonitorUser, envMonitorPassword, httpapi.TokensEnv, tracing.EnvHeaders, tracing.EnvTracesHeaders} {
 		state := "(unset)"
 		if getenv(name) != "" {
 			state = "(set, masked)"
