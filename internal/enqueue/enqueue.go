@@ -131,6 +131,11 @@ type Request struct {
 	// schedule entry); it is recorded with every outcome, event and dead
 	// letter, with Key.
 	RequestedBy string
+	// NameScope, when set, are globs (path.Match) a model's name must match
+	// (a version's: its model's): workers check each ID against them right
+	// before its call and record the others refused, never sending them.
+	// An API token's names set it.
+	NameScope []string
 }
 
 // Batch is one enqueued task.

@@ -152,7 +152,7 @@ func (p *Producer) send(ctx context.Context, ws []write) {
 }
 
 // appendPayload appends the JSON of tasks.Payload{Kind, IDs, Run, Rule,
-// DeleteInUse, RequestedBy, Key} exactly as encoding/json writes it, without reflection: a
+// DeleteInUse, RequestedBy, Key, Names} exactly as encoding/json writes it, without reflection: a
 // large input spends a good part of its time here.
 func appendPayload(b []byte, r Request, ids []modelid.ID) []byte {
 	b = append(b, `{"kind":`...)
@@ -187,6 +187,16 @@ func appendPayload(b []byte, r Request, ids []modelid.ID) []byte {
 	if r.Key != "" {
 		b = append(b, `,"key":`...)
 		b = appendJSONString(b, r.Key)
+	}
+	if len(r.NameScope) > 0 {
+		b = append(b, `,"names":[`...)
+		for i, g := range r.NameScope {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, g)
+		}
+		b = append(b, ']')
 	}
 	return append(b, '}')
 }

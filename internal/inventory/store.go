@@ -22,6 +22,7 @@ const (
 	keyPresentNew = "qfpurge:{inv}:present:new" // being written
 	keyMeta       = "qfpurge:{inv}:meta"        // the last snapshot's taken (unix ms) and decides
 	keyParents    = "qfpurge:{inv}:parents"     // a version's amv- ID → its model's am- ID
+	keyNames      = "qfpurge:{inv}:names"       // a model's am- ID → its name, as the last listing showing it gave it
 )
 
 // Store keeps in Redis what the fleet has seen: the int↔string pairs, which
@@ -41,6 +42,9 @@ func (st *Store) Save(ctx context.Context, s *Snapshot) error {
 		}
 	}
 	if err := st.LearnParents(ctx, s.Parents()); err != nil {
+		return err
+	}
+	if err := st.saveNames(ctx, s.Models); err != nil {
 		return err
 	}
 	if len(s.Decides) == 0 {
@@ -129,6 +133,87 @@ func (st *Store) Parents(ctx context.Context, versions []string) (map[string]str
 	for i, v := range vals {
 		if m, ok := v.(string); ok && m != "" {
 			out[versions[i]] = m
+		}
+	}
+	return out, nil
+}
+
+// saveNames records the models' names as the listing gave them.
+func (st *Store) saveNames(ctx context.Context, ms []Model) error {
+	args := make([]any, 0, 2*len(ms))
+	for _, m := range ms {
+		if m.ID != "" && m.Name != "" {
+			args = append(args, m.ID, m.Name)
+		}
+	}
+	for lo := 0; lo < len(args); lo += 20_000 {
+		if err := st.rdb.HSet(ctx, keyNames, args[lo:min(lo+20_000, len(args))]...).Err(); err != nil {
+			return fmt.Errorf("inventory: save names: %w", err)
+		}
+	}
+	return nil
+}
+
+// Names returns the name of each of ids of kind k as a listing showed it:
+// a model's own, a version's model's. An int ID is named through its
+// string form and a version through its model, both as listings taught
+// them; an ID with no name known is absent from the map.
+func (st *Store) Names(ctx context.Context, k modelid.Kind, ids []modelid.ID) (map[modelid.ID]string, error) {
+	out := map[modelid.ID]string{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	others, err := st.Other(ctx, k, ids)
+	if err != nil {
+		return nil, err
+	}
+	strs := make([]string, len(ids)) // am- or amv- forms
+	for i, id := range ids {
+		if id.Type() == modelid.IDString {
+			strs[i] = id.String()
+		} else if o, ok := others[id]; ok {
+			strs[i] = o.String()
+		}
+	}
+	models := strs
+	if k == modelid.KindVersion {
+		var vs []string
+		for _, s := range strs {
+			if s != "" {
+				vs = append(vs, s)
+			}
+		}
+		parents, err := st.Parents(ctx, vs)
+		if err != nil {
+			return nil, err
+		}
+		models = make([]string, len(strs))
+		for i, s := range strs {
+			models[i] = parents[s]
+		}
+	}
+	var fields []string
+	for _, m := range models {
+		if m != "" {
+			fields = append(fields, m)
+		}
+	}
+	if len(fields) == 0 {
+		return out, nil
+	}
+	vals, err := st.rdb.HMGet(ctx, keyNames, fields...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("inventory: read names: %w", err)
+	}
+	byModel := map[string]string{}
+	for i, v := range vals {
+		if n, ok := v.(string); ok && n != "" {
+			byModel[fields[i]] = n
+		}
+	}
+	for i, m := range models {
+		if n, ok := byModel[m]; ok && m != "" {
+			out[ids[i]] = n
 		}
 	}
 	return out, nil

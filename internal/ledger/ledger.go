@@ -216,7 +216,7 @@ return 1
 `)
 
 // allStates lists every state a record can hold, the empty one first.
-var allStates = []State{"", StatePending, StateDeleted, StatePresumed, StateProtected, StateDead, StateCancelled}
+var allStates = []State{"", StatePending, StateDeleted, StatePresumed, StateProtected, StateDead, StateCancelled, StateRefused}
 
 // from lists, for the script, the states that may become next.
 func from(next State) string {

@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"log/slog"
+	"slices"
 
 	"github.com/hibiken/asynq"
 
@@ -46,10 +47,10 @@ func (a *Aggregator) Aggregate(group string, ts []*asynq.Task) (out *asynq.Task)
 		if len(jp.Origins) > 0 {
 			origins = append(origins, jp.Origins...)
 		} else {
-			origins = append(origins, Origin{Key: jp.Key, RequestedBy: jp.RequestedBy, IDs: jp.IDs})
+			origins = append(origins, Origin{Key: jp.Key, RequestedBy: jp.RequestedBy, Names: jp.Names, IDs: jp.IDs})
 		}
 	}
-	p.Key, p.RequestedBy, p.Origins = mergeOrigins(origins)
+	p.Key, p.RequestedBy, p.Names, p.Origins = mergeOrigins(origins)
 	if p.Kind == "" {
 		p.Kind = cmpKind(kind)
 	}
@@ -63,25 +64,25 @@ func (a *Aggregator) Aggregate(group string, ts []*asynq.Task) (out *asynq.Task)
 	return t
 }
 
-// mergeOrigins keeps who asked for each ID of a merged batch: one key and
-// name when every job shares them, else each job's.
-func mergeOrigins(os []Origin) (key, by string, out []Origin) {
+// mergeOrigins keeps who asked for each ID of a merged batch: one key,
+// name and name scope when every job shares them, else each job's.
+func mergeOrigins(os []Origin) (key, by string, names []string, out []Origin) {
 	if len(os) == 0 {
-		return "", "", nil
+		return "", "", nil, nil
 	}
 	same := true
 	for _, o := range os[1:] {
-		same = same && o.Key == os[0].Key && o.RequestedBy == os[0].RequestedBy
+		same = same && o.Key == os[0].Key && o.RequestedBy == os[0].RequestedBy && slices.Equal(o.Names, os[0].Names)
 	}
 	if same {
-		return os[0].Key, os[0].RequestedBy, nil
+		return os[0].Key, os[0].RequestedBy, os[0].Names, nil
 	}
 	for _, o := range os {
-		if o.Key != "" || o.RequestedBy != "" {
+		if o.Key != "" || o.RequestedBy != "" || len(o.Names) > 0 {
 			out = append(out, o)
 		}
 	}
-	return "", "", out
+	return "", "", nil, out
 }
 
 func cmpKind(k modelid.Kind) modelid.Kind {

@@ -46,8 +46,8 @@ type Observer interface {
 	// (IDs a listing showed still present after a lost answer).
 	Split(k modelid.Kind, why string)
 	// Retry reports a batch handed back to Asynq; why is "transient",
-	// "unknown", "throttled", "verify" (waiting for a listing), "hold" or
-	// "paused".
+	// "unknown", "throttled", "verify" (waiting for a listing), "in-use",
+	// "names" (waiting for a listing to learn names), "hold" or "paused".
 	Retry(k modelid.Kind, why string)
 	// Fleet reports a change of the whole fleet: "paused", "resumed".
 	Fleet(event string)
@@ -322,6 +322,14 @@ func (h *Handler) precheck(ctx context.Context, b *batch) (*Facts, error) {
 	if f.Paused, err = h.paused(ctx, b); err != nil || f.Paused {
 		return f, err
 	}
+	// The asker's name scope binds even with delete_in_use.
+	if err := h.scope(ctx, b); err != nil {
+		return nil, err
+	}
+	if len(b.ids) == 0 {
+		return nil, h.end(ctx, b)
+	}
+	f.N = len(b.ids)
 	if !b.p.DeleteInUse {
 		if err := h.guard(ctx, b); err != nil {
 			if qianfan.Classify(err) != qianfan.ClassUnknown {

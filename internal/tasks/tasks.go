@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -72,9 +73,13 @@ type Payload struct {
 	// schedule entry) and Key the request (its idempotency key), for every
 	// ID of the batch; Origins replaces both when the aggregator merged
 	// jobs of several requests.
-	RequestedBy string   `json:"requested_by,omitempty"`
-	Key         string   `json:"key,omitempty"`
-	Origins     []Origin `json:"origins,omitempty"`
+	RequestedBy string `json:"requested_by,omitempty"`
+	Key         string `json:"key,omitempty"`
+	// Names are the name globs (path.Match) of the asker's scope, for every
+	// ID of the batch (an API token's names): the handler sends only IDs
+	// whose model's name matches one, and refuses the rest.
+	Names   []string `json:"names,omitempty"`
+	Origins []Origin `json:"origins,omitempty"`
 	// Asked is the order stamp after which a listing placed this batch's
 	// int IDs for the in-use check (its parent's ask): a listing stamped
 	// later answers for the split batches too, without asking again.
@@ -209,10 +214,12 @@ func Shard(id modelid.ID, shards int) int {
 	return int(h.Sum32() % uint32(shards))
 }
 
-// Origin is who asked for some IDs of a merged batch, and under which key.
+// Origin is who asked for some IDs of a merged batch, under which key and
+// within which name scope.
 type Origin struct {
 	Key         string       `json:"key,omitempty"`
 	RequestedBy string       `json:"requested_by,omitempty"`
+	Names       []string     `json:"names,omitempty"`
 	IDs         []modelid.ID `json:"model_ids"`
 }
 
@@ -226,4 +233,15 @@ func (p Payload) OriginOf(id modelid.ID) (key, requestedBy string) {
 		}
 	}
 	return p.Key, p.RequestedBy
+}
+
+// NamesOf returns the name globs that bound id's deletion; nil means any
+// name.
+func (p Payload) NamesOf(id modelid.ID) []string {
+	for _, o := range p.Origins {
+		if slices.Contains(o.IDs, id) {
+			return o.Names
+		}
+	}
+	return p.Names
 }
