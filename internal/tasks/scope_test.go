@@ -149,3 +149,38 @@ func TestHandlerNamesVersionsByTheirModel(t *testing.T) {
 		t.Errorf("records %+v; want the ci model's version deleted, the prod one refused naming prod-b", recs)
 	}
 }
+
+// TestHandlerCancelledByID: an ID cancelled by ID while it waits is taken
+// out before the call and recorded cancelled, never sent; its batch's
+// other ID is deleted; an ID already settled is reported with its state
+// and not marked. The mark is spent: the ID enqueued again is deleted.
+func TestHandlerCancelledByID(t *testing.T) {
+	acct := newAccount(ids(1, 2)...)
+	b := setup(t, acct)
+	ctx := context.Background()
+	if _, err := b.ledger.Write(ctx, []ledger.Outcome{{Kind: modelid.KindModel, ID: modelid.IntID(9), State: ledger.StateDeleted}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.ledger.CancelIDs(ctx, modelid.KindModel, ids(2, 9), "alice@ops")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got[0].Marked || got[1].Marked || got[1].State != ledger.StateDeleted {
+		t.Errorf("CancelIDs: %+v; want 2 marked, 9 reported deleted", got)
+	}
+	b.drain(t, newBatch(t, ids(1, 2)), "t4", nil)
+	if diff := cmp.Diff([]ledger.State{ledger.StateDeleted, ledger.StateCancelled}, b.states(t, ids(1, 2))); diff != "" {
+		t.Errorf("states (-want +got):\n%s", diff)
+	}
+	if acct.sent(modelid.IntID(2)) {
+		t.Error("the ID cancelled by ID was sent")
+	}
+	r, _, _ := b.ledger.Lookup(ctx, modelid.KindModel, modelid.IntID(2))
+	if !strings.Contains(r.Message, "cancelled by alice@ops (by ID)") {
+		t.Errorf("cancelled record %+v", r)
+	}
+	b.drain(t, newBatch(t, ids(2)), "t5", nil)
+	if st := b.states(t, ids(2))[0]; st != ledger.StateDeleted || !acct.sent(modelid.IntID(2)) {
+		t.Errorf("enqueued again after its cancel: %s; want deleted (the mark is spent)", st)
+	}
+}
