@@ -238,17 +238,18 @@ const DedupeWindow = 1 << 20
 // all-or-nothing, check every ID first (modelid.Scanner, Validate), as
 // cmd/enqueue does in a first pass over its input.
 type Stream struct {
-	p       *Producer
-	r       Request
-	delayed bool
-	pending [2][]modelid.ID // by type: int, string
-	n       [2]int          // batches enqueued, by type: the key's numbering
-	seen    *window
-	queued  []write // prepared, not yet sent
-	err     error   // the first failed write; the Stream takes nothing more
-	rc      Receipt
-	done    int
-	claimed bool // the key's digest is recorded or checked
+	p        *Producer
+	r        Request
+	delayed  bool
+	pending  [2][]modelid.ID // by type: int, string
+	n        [2]int          // batches enqueued, by type: the key's numbering
+	seen     *window
+	queued   []write // prepared, not yet sent
+	err      error   // the first failed write; the Stream takes nothing more
+	rc       Receipt
+	done     int
+	claimed  bool // the key's digest is recorded or checked
+	recorded bool // the request is recorded for ReadRequest
 }
 
 // Stream starts a streamed request; r.IDs must be empty.
@@ -376,6 +377,7 @@ func (s *Stream) send(ctx context.Context) error {
 		s.claimed = true
 	}
 	s.p.send(ctx, ws)
+	var took []*write
 	for i := range ws {
 		w := &ws[i]
 		b, err := s.p.outcome(w)
@@ -385,6 +387,7 @@ func (s *Stream) send(ctx context.Context) error {
 			}
 			continue
 		}
+		took = append(took, w)
 		s.rc.Tasks++
 		if s.r.OnBatch != nil {
 			s.r.OnBatch(b)
@@ -395,6 +398,9 @@ func (s *Stream) send(ctx context.Context) error {
 		if s.r.Progress != nil {
 			s.r.Progress(s.done)
 		}
+	}
+	if err := s.record(ctx, took); err != nil && s.err == nil {
+		s.err = err
 	}
 	s.p.cutGroups(ctx, ws)
 	clear(ws)

@@ -69,6 +69,7 @@ type write struct {
 	b      Batch
 	keyed  bool // its task ID comes from Request.Key: a conflict is a repeat
 	n      int  // its number among the request's batches of its ID type
+	ids    []modelid.ID
 	cmd    *redis.Cmd
 }
 
@@ -77,7 +78,7 @@ type write struct {
 // keys. ready says it skips aggregation; n numbers it for Request.Key.
 func (p *Producer) prepare(r Request, ids []modelid.ID, ready bool, n int, now time.Time) write {
 	typ := ids[0].Type()
-	w := write{b: Batch{IDType: string(typ), IDs: len(ids)}, n: n}
+	w := write{b: Batch{IDType: string(typ), IDs: len(ids)}, n: n, ids: ids}
 	id := ""
 	if r.Key != "" {
 		id, w.keyed = taskID(r.Key, typ, n), true
