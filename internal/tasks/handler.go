@@ -275,8 +275,16 @@ func (h *Handler) dropCancelled(ctx context.Context, b *batch, byID map[modelid.
 	if err := h.write(ctx, b, outs); err != nil {
 		return err
 	}
-	if err := h.ledger.ClearCancelIDs(ctx, b.p.Kind, marked); err != nil {
-		return err
+	if len(marked) > 0 {
+		// Settled for this batch before the mark is spent: a later
+		// execution (after a wait) must not send them.
+		if err := h.ledger.NoteDone(ctx, b.a.taskID, marked); err != nil {
+			return err
+		}
+		b.call.Done = append(b.call.Done, marked...)
+		if err := h.ledger.ClearCancelIDs(ctx, b.p.Kind, marked); err != nil {
+			return err
+		}
 	}
 	b.log.Info("cancelled before the call", "ids", len(outs))
 	b.ids = keep

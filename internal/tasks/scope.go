@@ -83,6 +83,11 @@ func (h *Handler) scope(ctx context.Context, b *batch) error {
 	if err := h.write(ctx, b, outs); err != nil {
 		return err
 	}
+	// A later execution of this batch keeps them refused.
+	if err := h.ledger.NoteDone(ctx, b.a.taskID, b.res.Refused); err != nil {
+		return err
+	}
+	b.call.Done = append(b.call.Done, b.res.Refused...)
 	b.log.Warn("not deleted: outside the asker's name scope", "ids", idStrings(b.res.Refused), "why", outs[0].Message)
 	keep := b.ids[:0:0]
 	for _, id := range b.ids {

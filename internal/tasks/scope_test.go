@@ -2,6 +2,8 @@ package tasks
 
 import (
 	"context"
+	"fmt"
+	"sync/atomic"
 	"slices"
 	"strings"
 	"testing"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/qfpurge/qfpurge/internal/inuse"
 	"github.com/qfpurge/qfpurge/internal/inventory"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
@@ -156,7 +159,10 @@ func TestHandlerNamesVersionsByTheirModel(t *testing.T) {
 // and not marked. The mark is spent: the ID enqueued again is deleted.
 func TestHandlerCancelledByID(t *testing.T) {
 	acct := newAccount(ids(1, 2)...)
-	b := setup(t, acct)
+	// The in-use view cannot tell at first: the batch waits after the
+	// cancelled ID is recorded, and its next execution must not send it.
+	g := &onceCannotTell{}
+	b := setup(t, acct, func(c *HandlerConfig) { c.Guard = g })
 	ctx := context.Background()
 	if _, err := b.ledger.Write(ctx, []ledger.Outcome{{Kind: modelid.KindModel, ID: modelid.IntID(9), State: ledger.StateDeleted}}); err != nil {
 		t.Fatal(err)
@@ -168,7 +174,9 @@ func TestHandlerCancelledByID(t *testing.T) {
 	if !got[0].Marked || got[1].Marked || got[1].State != ledger.StateDeleted {
 		t.Errorf("CancelIDs: %+v; want 2 marked, 9 reported deleted", got)
 	}
-	b.drain(t, newBatch(t, ids(1, 2)), "t4", nil)
+	if res := b.drain(t, newBatch(t, ids(1, 2)), "t4", nil); res.waits != 1 {
+		t.Errorf("drain: %+v; want one wait for the in-use view", res)
+	}
 	if diff := cmp.Diff([]ledger.State{ledger.StateDeleted, ledger.StateCancelled}, b.states(t, ids(1, 2))); diff != "" {
 		t.Errorf("states (-want +got):\n%s", diff)
 	}
@@ -183,4 +191,15 @@ func TestHandlerCancelledByID(t *testing.T) {
 	if st := b.states(t, ids(2))[0]; st != ledger.StateDeleted || !acct.sent(modelid.IntID(2)) {
 		t.Errorf("enqueued again after its cancel: %s; want deleted (the mark is spent)", st)
 	}
+}
+
+// onceCannotTell is an in-use view that cannot tell on its first check,
+// then finds everything free.
+type onceCannotTell struct{ n atomic.Int32 }
+
+func (o *onceCannotTell) Check(ctx context.Context, k modelid.Kind, list []modelid.ID) ([]inuse.Result, error) {
+	if o.n.Add(1) == 1 {
+		return nil, fmt.Errorf("%w: a page failed", inuse.ErrCannotTell)
+	}
+	return guard{}.Check(ctx, k, list)
 }
