@@ -3,9 +3,9 @@ package tasks
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
