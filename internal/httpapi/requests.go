@@ -56,7 +56,8 @@ type cancelIDResponse struct {
 	// it cancelled before any call (unless a call already carries it).
 	Cancelled bool `json:"cancelled"`
 	// State is the outcome it already had otherwise: it was sent, or
-	// settled, before the cancel.
+	// settled, before the cancel. With cancelled, it is pending (enqueued
+	// through this API) or absent (no record yet).
 	State   string `json:"state,omitempty"`
 	Message string `json:"message"`
 }
@@ -90,6 +91,9 @@ func (a *API) cancelDeletion(w http.ResponseWriter, r *http.Request) {
 	resp := cancelIDResponse{Kind: k, ID: id, IDType: string(id.Type()), Cancelled: c.Marked, State: string(c.State)}
 	if c.Marked {
 		resp.Message = "recorded cancelled when its batch comes up, before any call; if a call already carries it, that call's outcome stands"
+		if c.State == "" {
+			resp.Message += "; the ledger holds nothing of it yet: if no batch holds it, the mark lapses after the ledger's TTL"
+		}
 	} else {
 		resp.Message = "already " + string(c.State) + ": it was sent (or settled) before the cancel; nothing changed"
 		if c.State == ledger.StateCancelled {

@@ -415,7 +415,9 @@ type CancelledID struct {
 	// it cancelled before any call (unless a call already carries it).
 	Marked bool `json:"marked"`
 	// State is the outcome it already had when not Marked (deleted, dead,
-	// protected, ...): it was sent, or settled, before the cancel.
+	// protected, ...): it was sent, or settled, before the cancel. When
+	// Marked it is pending (enqueued through the API) or empty (no record:
+	// enqueued otherwise, or not at all).
 	State State `json:"state,omitempty"`
 }
 
@@ -434,9 +436,8 @@ func (l *Ledger) CancelIDs(ctx context.Context, k modelid.Kind, ids []modelid.ID
 	out := make([]CancelledID, len(ids))
 	pipe := l.rdb.Pipeline()
 	for i, id := range ids {
-		out[i] = CancelledID{ID: id}
+		out[i] = CancelledID{ID: id, State: st[i]}
 		if st[i].Final() {
-			out[i].State = st[i]
 			continue
 		}
 		out[i].Marked = true

@@ -197,7 +197,11 @@ Nobody else's work is paused or touched.`,
 				}
 				for _, g := range got {
 					if g.Marked {
-						fmt.Fprintf(out, "%s %s: cancelled: it will be recorded cancelled when its batch comes up, before any call\n", k, g.ID)
+						note := ""
+						if g.State == "" {
+							note = " (the ledger holds nothing of it yet: if no batch holds it, the mark lapses after 30 days)"
+						}
+						fmt.Fprintf(out, "%s %s: cancelled: it will be recorded cancelled when its batch comes up, before any call%s\n", k, g.ID, note)
 						continue
 					}
 					fmt.Fprintf(out, "%s %s: already %s (sent or settled before the cancel); nothing changed\n", k, g.ID, g.State)
