@@ -73,19 +73,18 @@ type Record struct {
 	By            string       `json:"by,omitempty"`
 	Tick          time.Time    `json:"tick,omitzero"`
 	OverrideLimit bool         `json:"override_limit,omitempty"`
-	// Names are the name scope of the token that asked for the run.
-	Names      []string  `json:"names,omitempty"`
-	Status     Status    `json:"status"`
-	Created    time.Time `json:"created"`
-	Updated    time.Time `json:"updated"`
-	Inventory  time.Time `json:"inventory_taken,omitzero"`
-	Protection bool      `json:"protection"`
-	Limit      Limit     `json:"limit"`
-	Blocked    string    `json:"blocked,omitempty"`
-	Error      string    `json:"error,omitempty"`
-	Totals     Totals    `json:"totals"`
-	Batches    int       `json:"batches,omitempty"`
-	Attempts   int       `json:"attempts"`
+	Names         []string     `json:"names,omitempty"` // the name scope of the token that asked
+	Status        Status       `json:"status"`
+	Created       time.Time    `json:"created"`
+	Updated       time.Time    `json:"updated"`
+	Inventory     time.Time    `json:"inventory_taken,omitzero"`
+	Protection    bool         `json:"protection"`
+	Limit         Limit        `json:"limit"`
+	Blocked       string       `json:"blocked,omitempty"`
+	Error         string       `json:"error,omitempty"`
+	Totals        Totals       `json:"totals"`
+	Batches       int          `json:"batches,omitempty"`
+	Attempts      int          `json:"attempts"`
 	// Spec is the rule the run applied.
 	Spec Rule `json:"spec"`
 }
