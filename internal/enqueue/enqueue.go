@@ -238,18 +238,18 @@ const DedupeWindow = 1 << 20
 // all-or-nothing, check every ID first (modelid.Scanner, Validate), as
 // cmd/enqueue does in a first pass over its input.
 type Stream struct {
-	p        *Producer
-	r        Request
-	delayed  bool
-	pending  [2][]modelid.ID // by type: int, string
-	n        [2]int          // batches enqueued, by type: the key's numbering
-	seen     *window
-	queued   []write // prepared, not yet sent
-	err      error   // the first failed write; the Stream takes nothing more
-	rc       Receipt
-	done     int
-	claimed  bool // the key's digest is recorded or checked
-	recorded bool // the request is recorded for ReadRequest
+	p       *Producer
+	r       Request
+	delayed bool
+	pending [2][]modelid.ID // by type: int, string
+	n       [2]int          // batches enqueued, by type: the key's numbering
+	seen    *window
+	queued  []write // prepared, not yet sent
+	err     error   // the first failed write; the Stream takes nothing more
+	rc      Receipt
+	done    int
+	claimed bool // the key's digest is recorded or checked
+	noted   bool // the request is recorded for ReadRequest
 }
 
 // Stream starts a streamed request; r.IDs must be empty.

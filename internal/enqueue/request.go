@@ -35,7 +35,7 @@ func (s *Stream) record(ctx context.Context, ws []*write) error {
 	}
 	head, ids := keyReqPrefix+s.r.Key, keyReqPrefix+s.r.Key+reqIDsSuffix
 	pipe := s.p.rdb.Pipeline()
-	if !s.recorded {
+	if !s.noted {
 		pipe.HSetNX(ctx, head, "at", time.Now().UnixMilli())
 		pipe.HSetNX(ctx, head, "kind", string(s.r.Kind))
 		if s.r.RequestedBy != "" {
@@ -65,7 +65,7 @@ func (s *Stream) record(ctx context.Context, ws []*write) error {
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("record request %q: %w", s.r.Key, err)
 	}
-	s.recorded = true
+	s.noted = true
 	return nil
 }
 
