@@ -12,8 +12,14 @@ import (
 
 // BenchmarkStream streams 1,000,000 distinct int IDs (10,000 ready batches)
 // into a real redis-server and reports IDs per second. Redis is flushed
-// between iterations, outside the timer.
+// between iterations, outside the timer. keyed gives the request a key, so
+// it is also recorded for GET /v1/requests/{key}.
 func BenchmarkStream(b *testing.B) {
+	b.Run("unkeyed", func(b *testing.B) { benchStream(b, "") })
+	b.Run("keyed", func(b *testing.B) { benchStream(b, "bench") })
+}
+
+func benchStream(b *testing.B, key string) {
 	const n = 1_000_000
 	rdb := redistest.Start(b).Client(b)
 	ctx := context.Background()
@@ -29,7 +35,7 @@ func BenchmarkStream(b *testing.B) {
 		}
 		b.StartTimer()
 		start := time.Now()
-		s, err := p.Stream(enqueue.Request{Kind: modelid.KindModel, OnBatch: func(enqueue.Batch) {}})
+		s, err := p.Stream(enqueue.Request{Kind: modelid.KindModel, Key: key, OnBatch: func(enqueue.Batch) {}})
 		if err != nil {
 			b.Fatal(err)
 		}

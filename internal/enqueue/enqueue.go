@@ -148,6 +148,11 @@ type Request struct {
 	// schedule entry); it is recorded with every outcome, event and dead
 	// letter, with Key.
 	RequestedBy string
+	// NameScope, when set, are globs (path.Match) a model's name must match
+	// (a version's: its model's): workers check each ID against them right
+	// before its call and record the others refused, never sending them.
+	// An API token's names set it.
+	NameScope []string
 
 	// traceparent and tracestate are the request's trace context, taken
 	// from the context of its first ID.
@@ -268,6 +273,7 @@ type Stream struct {
 	done    int
 	claimed bool // the key's digest is recorded or checked
 	traced  bool // the request's trace context is taken
+	noted   bool // the request is recorded for ReadRequest
 }
 
 // Stream starts a streamed request; r.IDs must be empty.
@@ -399,6 +405,7 @@ func (s *Stream) send(ctx context.Context) error {
 		s.claimed = true
 	}
 	s.p.send(ctx, ws)
+	var took []*write
 	for i := range ws {
 		w := &ws[i]
 		b, err := s.p.outcome(w)
@@ -408,6 +415,7 @@ func (s *Stream) send(ctx context.Context) error {
 			}
 			continue
 		}
+		took = append(took, w)
 		s.rc.Tasks++
 		if s.r.OnBatch != nil {
 			s.r.OnBatch(b)
@@ -418,6 +426,9 @@ func (s *Stream) send(ctx context.Context) error {
 		if s.r.Progress != nil {
 			s.r.Progress(s.done)
 		}
+	}
+	if err := s.record(ctx, took); err != nil && s.err == nil {
+		s.err = err
 	}
 	s.p.cutGroups(ctx, ws)
 	clear(ws)

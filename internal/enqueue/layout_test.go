@@ -56,6 +56,7 @@ func TestTasksAreAsynqs(t *testing.T) {
 		{Kind: modelid.KindVersion, IDs: append(ints(5000, 120), strs("amv-d", 3)...), ProcessAt: later},
 		{Kind: modelid.KindVersion, IDs: strs("amv-r", 3), Key: "run:r1", Run: "r1", Rule: "ci \"nightly\" <&>", DeleteInUse: true},
 		{Kind: modelid.KindModel, IDs: ints(9000, 1)},
+		{Kind: modelid.KindModel, IDs: strs("am-n", 2), Key: "scoped", RequestedBy: "ci", NameScope: []string{"ci-*", "q\"t"}},
 	}
 	start := time.Now()
 	var batches []enqueue.Batch
@@ -101,8 +102,8 @@ func TestTasksAreAsynqs(t *testing.T) {
 	}
 	end := time.Now()
 
-	if len(batches) != 11 {
-		t.Errorf("%d tasks, want 11 (3+1 int and 1 string for keyed, 2 for 150 ints, 2+1 delayed, 1 run, 1 single)", len(batches))
+	if len(batches) != 12 {
+		t.Errorf("%d tasks, want 12 (3+1 int and 1 string for keyed, 2 for 150 ints, 2+1 delayed, 1 run, 1 single, 1 scoped)", len(batches))
 	}
 	want, got := dump(t, theirs, start, end), dump(t, ours, start, end)
 	if diff := cmp.Diff(want, got); diff != "" {

@@ -69,6 +69,7 @@ type write struct {
 	b      Batch
 	keyed  bool // its task ID comes from Request.Key: a conflict is a repeat
 	n      int  // its number among the request's batches of its ID type
+	ids    []modelid.ID
 	cmd    *redis.Cmd
 }
 
@@ -77,7 +78,7 @@ type write struct {
 // keys. ready says it skips aggregation; n numbers it for Request.Key.
 func (p *Producer) prepare(r Request, ids []modelid.ID, ready bool, n int, now time.Time) write {
 	typ := ids[0].Type()
-	w := write{b: Batch{IDType: string(typ), IDs: len(ids)}, n: n}
+	w := write{b: Batch{IDType: string(typ), IDs: len(ids)}, n: n, ids: ids}
 	id := ""
 	if r.Key != "" {
 		id, w.keyed = taskID(r.Key, typ, n), true
@@ -152,7 +153,7 @@ func (p *Producer) send(ctx context.Context, ws []write) {
 }
 
 // appendPayload appends the JSON of tasks.Payload{Kind, IDs, Run, Rule,
-// DeleteInUse, RequestedBy, Key, Traceparent, Tracestate} exactly as encoding/json writes it, without reflection: a
+// DeleteInUse, RequestedBy, Key, Names, Traceparent, Tracestate} exactly as encoding/json writes it, without reflection: a
 // large input spends a good part of its time here.
 func appendPayload(b []byte, r Request, ids []modelid.ID) []byte {
 	b = append(b, `{"kind":`...)
@@ -187,6 +188,16 @@ func appendPayload(b []byte, r Request, ids []modelid.ID) []byte {
 	if r.Key != "" {
 		b = append(b, `,"key":`...)
 		b = appendJSONString(b, r.Key)
+	}
+	if len(r.NameScope) > 0 {
+		b = append(b, `,"names":[`...)
+		for i, g := range r.NameScope {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, g)
+		}
+		b = append(b, ']')
 	}
 	if r.traceparent != "" {
 		b = append(b, `,"traceparent":`...)

@@ -277,6 +277,10 @@ type cancelResponse struct {
 	// Already: the request had been cancelled before.
 	Already bool   `json:"already,omitempty"`
 	Message string `json:"message"`
+	// Request is the request's status right after the cancel, when it is
+	// recorded: IDs in a final state were sent (or settled) before it;
+	// pending ones end cancelled when their batch comes up.
+	Request *enqueue.RequestStatus `json:"request,omitempty"`
 }
 
 // cancelRequest cancels a request by its key: its IDs that no call has
@@ -295,6 +299,10 @@ func (a *API) cancelRequest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.log.Info("request cancelled", "key", key, "by", principal(r).Name, "already", !first)
-	writeJSON(w, http.StatusOK, cancelResponse{Key: key, Cancelled: true, Already: !first,
-		Message: "IDs of this request that no call has carried yet are recorded cancelled when their batch comes up; IDs already sent keep their outcome"})
+	resp := cancelResponse{Key: key, Cancelled: true, Already: !first,
+		Message: "IDs of this request that no call has carried yet are recorded cancelled when their batch comes up; IDs already sent keep their outcome"}
+	if st, err := enqueue.ReadRequest(ctx, a.d.Redis, a.d.Ledger, key, 0); err == nil {
+		resp.Request = &st
+	}
+	writeJSON(w, http.StatusOK, resp)
 }

@@ -2,8 +2,11 @@
 // when --api-addr is set, for producers not written in Go:
 //
 //	POST /v1/deletions               enqueue deletions (202 with the producer's receipt)
-//	GET  /v1/deletions/{id}          state of one ID: pending, deleted, presumed, protected, dead or unknown
+//	GET  /v1/deletions/{id}          state of one ID: pending, deleted, presumed, protected, dead, cancelled, refused or unknown
+//	DELETE /v1/deletions/{id}        cancel one ID wherever it waits (right cancel)
 //	GET  /v1/events                  outcome events as server-sent events, resumable with Last-Event-ID
+//	GET  /v1/requests/{key}          a keyed request: who asked, when, its IDs counted by state
+//	DELETE /v1/requests/{key}        cancel a request's IDs not sent yet (right cancel)
 //	GET  /v1/deadletters             list dead letters, paged
 //	POST /v1/deadletters/requeue     requeue dead letters (some, or all)
 //	POST /v1/deadletters/purge       forget dead letters (some, or all) without requeuing
@@ -226,6 +229,8 @@ func New(cfg Config, d Deps) (*API, error) {
 	a.handle("POST /v1/deletions", a.postDeletions, "")
 	a.handle("GET /v1/deletions/{id}", a.getDeletion, "")
 	a.handle("GET /v1/events", a.events, "")
+	a.handle("DELETE /v1/deletions/{id}", a.cancelDeletion, authtoken.RightCancel)
+	a.handle("GET /v1/requests/{key}", a.getRequest, "")
 	a.handle("DELETE /v1/requests/{key}", a.cancelRequest, authtoken.RightCancel)
 	a.handle("GET /v1/deadletters", a.listDeadLetters, "")
 	a.handle("POST /v1/deadletters/requeue", a.requeue, authtoken.RightDeadLetters)

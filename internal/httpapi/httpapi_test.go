@@ -451,7 +451,7 @@ func TestMethodsAndRoutes(t *testing.T) {
 		allow        string
 	}{
 		{"GET", "/v1/deletions", 405, "POST"},
-		{"DELETE", "/v1/deletions/585", 405, "GET, HEAD"},
+		{"PUT", "/v1/deletions/585", 405, "GET, HEAD, DELETE"},
 		{"PUT", "/v1/deadletters/requeue", 405, "POST"},
 		{"GET", "/v1/nothing", 404, ""},
 		{"POST", "/", 404, ""},

@@ -53,7 +53,7 @@ func (a *API) submitRule(w http.ResponseWriter, r *http.Request, mode policy.Mod
 	ctx, cancel := requestContext(r)
 	defer cancel()
 	rec, err := a.d.Rules.Submitter.Submit(ctx, rule, policy.Options{Mode: mode, Trigger: "api", By: principal(r).Name + "@" + r.RemoteAddr,
-		OverrideLimit: body.OverrideLimit})
+		OverrideLimit: body.OverrideLimit, Names: principal(r).Scope.Names})
 	if err != nil {
 		a.log.Error("rule run not queued", "rule", name, "mode", mode, "err", err)
 		writeError(w, http.StatusInternalServerError, "not queued: "+err.Error(), nil)

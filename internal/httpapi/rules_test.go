@@ -5,12 +5,16 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/qfpurge/qfpurge/internal/deadletter"
+	"github.com/qfpurge/qfpurge/internal/enqueue"
 	"github.com/qfpurge/qfpurge/internal/inventory"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
@@ -122,5 +126,60 @@ func TestRuleRoutesWithoutRules(t *testing.T) {
 	}
 	if w := b.do(t, "GET", "/v1/runs", tokenOld, ""); w.Code != http.StatusNotFound {
 		t.Errorf("runs off: %d %s", w.Code, w.Body)
+	}
+}
+
+// captured keeps the requests a rule run enqueues.
+type captured struct {
+	mu   sync.Mutex
+	reqs []enqueue.Request
+}
+
+func (c *captured) Enqueue(_ context.Context, r enqueue.Request) (enqueue.Receipt, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reqs = append(c.reqs, r)
+	return enqueue.Receipt{IDs: len(r.IDs)}, nil
+}
+
+// TestRuleRunCarriesTheTokensNames: a run asked for by a token with names
+// carries them to its enqueued deletions, which workers check at call
+// time; a run without a scope carries none.
+func TestRuleRunCarriesTheTokensNames(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Start(t).Client(t)
+	rule := policy.Rule{Name: "tmp", Kind: modelid.KindModel, Delete: []policy.Selector{{Names: []string{"tmp-*"}}},
+		Limit: policy.Limit{Share: 1}, DeleteInUse: true}
+	enq := &captured{}
+	runner := policy.NewRunner(rdb, memSource{}, enq, policy.Config{Logger: slog.New(slog.DiscardHandler)})
+	sub := &submitted{}
+	file := filepath.Join(t.TempDir(), "tokens.yaml")
+	doc := "tokens:\n  - name: ci-rules\n    token_sha256: \"" + sumOf(tokenCI) + "\"\n    names: [\"ci-*\"]\n    may: [rules]\n" +
+		"  - name: ops\n    token_sha256: \"" + sumOf(tokenOps) + "\"\n    may: [rules]\n"
+	if err := os.WriteFile(file, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	api, err := New(Config{TokensFile: file, Logger: slog.New(slog.DiscardHandler)}, Deps{
+		Redis: rdb, Ledger: ledger.New(rdb, ledger.Config{}), DeadLetters: deadletter.NewStore(rdb), Producer: nopEnqueuer{},
+		Rules: &Rules{Lookup: func(name string) (policy.Rule, bool) { return rule, name == "tmp" }, Submitter: sub},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := testBundle{api: api, rdb: rdb, logs: &bytes.Buffer{}}
+	for _, tok := range []string{tokenCI, tokenOps} {
+		if w := b.do(t, "POST", "/v1/rules/tmp/run", tok, ""); w.Code != http.StatusAccepted {
+			t.Fatalf("run: %d %s", w.Code, w.Body)
+		}
+	}
+	if len(sub.opts) != 2 || !slices.Equal(sub.opts[0].Names, []string{"ci-*"}) || sub.opts[1].Names != nil {
+		t.Fatalf("submitted %+v; want ci-rules's run with [ci-*], ops's with none", sub.opts)
+	}
+	// The run as a worker executes it.
+	if _, _, err := runner.Execute(context.Background(), rule, sub.opts[0]); err != nil {
+		t.Fatal(err)
+	}
+	if len(enq.reqs) != 1 || !slices.Equal(enq.reqs[0].NameScope, []string{"ci-*"}) || len(enq.reqs[0].IDs) != 2 {
+		t.Errorf("enqueued %+v; want the run's two IDs with the name scope [ci-*]", enq.reqs)
 	}
 }

@@ -22,7 +22,8 @@ const (
 	keyPresentNew = "qfpurge:{inv}:present:new" // being written
 	keyMeta       = "qfpurge:{inv}:meta"        // the last snapshot's taken (unix ms) and decides
 	keyParents    = "qfpurge:{inv}:parents"     // a version's amv- ID → its model's am- ID
-	keyNames      = "qfpurge:{inv}:names"       // a model's am- ID → its name as last listed
+	keyNames      = "qfpurge:{inv}:names"       // a model's am- ID → its name, as the last listing showing it gave it
+	keyV1Names    = "qfpurge:{inv}:v1names"     // the same, only for models V1's listing showed (NamesOf)
 	keyProbes     = "qfpurge:{inv}:probes"      // reads spent settling lost answers by name, this window
 )
 
@@ -46,6 +47,9 @@ func (st *Store) Save(ctx context.Context, s *Snapshot) error {
 		return err
 	}
 	if err := st.learnNames(ctx, s.Models); err != nil {
+		return err
+	}
+	if err := st.saveNames(ctx, s.Models); err != nil {
 		return err
 	}
 	if len(s.Decides) == 0 {
@@ -130,7 +134,7 @@ func (st *Store) learnNames(ctx context.Context, ms []Model) error {
 		if len(args) == 0 {
 			return nil
 		}
-		err := st.rdb.HSet(ctx, keyNames, args...).Err()
+		err := st.rdb.HSet(ctx, keyV1Names, args...).Err()
 		args = args[:0]
 		if err != nil {
 			return fmt.Errorf("inventory: save names: %w", err)
@@ -186,7 +190,7 @@ func (st *Store) NamesOf(ctx context.Context, ids []modelid.ID) (map[modelid.ID]
 	if len(fields) == 0 {
 		return out, nil
 	}
-	vals, err := st.rdb.HMGet(ctx, keyNames, fields...).Result()
+	vals, err := st.rdb.HMGet(ctx, keyV1Names, fields...).Result()
 	if err != nil {
 		return nil, fmt.Errorf("inventory: read names: %w", err)
 	}
@@ -255,6 +259,87 @@ func (st *Store) Parents(ctx context.Context, versions []string) (map[string]str
 	for i, v := range vals {
 		if m, ok := v.(string); ok && m != "" {
 			out[versions[i]] = m
+		}
+	}
+	return out, nil
+}
+
+// saveNames records the models' names as the listing gave them.
+func (st *Store) saveNames(ctx context.Context, ms []Model) error {
+	args := make([]any, 0, 2*len(ms))
+	for _, m := range ms {
+		if m.ID != "" && m.Name != "" {
+			args = append(args, m.ID, m.Name)
+		}
+	}
+	for lo := 0; lo < len(args); lo += 20_000 {
+		if err := st.rdb.HSet(ctx, keyNames, args[lo:min(lo+20_000, len(args))]...).Err(); err != nil {
+			return fmt.Errorf("inventory: save names: %w", err)
+		}
+	}
+	return nil
+}
+
+// Names returns the name of each of ids of kind k as a listing showed it:
+// a model's own, a version's model's. An int ID is named through its
+// string form and a version through its model, both as listings taught
+// them; an ID with no name known is absent from the map.
+func (st *Store) Names(ctx context.Context, k modelid.Kind, ids []modelid.ID) (map[modelid.ID]string, error) {
+	out := map[modelid.ID]string{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	others, err := st.Other(ctx, k, ids)
+	if err != nil {
+		return nil, err
+	}
+	strs := make([]string, len(ids)) // am- or amv- forms
+	for i, id := range ids {
+		if id.Type() == modelid.IDString {
+			strs[i] = id.String()
+		} else if o, ok := others[id]; ok {
+			strs[i] = o.String()
+		}
+	}
+	models := strs
+	if k == modelid.KindVersion {
+		var vs []string
+		for _, s := range strs {
+			if s != "" {
+				vs = append(vs, s)
+			}
+		}
+		parents, err := st.Parents(ctx, vs)
+		if err != nil {
+			return nil, err
+		}
+		models = make([]string, len(strs))
+		for i, s := range strs {
+			models[i] = parents[s]
+		}
+	}
+	var fields []string
+	for _, m := range models {
+		if m != "" {
+			fields = append(fields, m)
+		}
+	}
+	if len(fields) == 0 {
+		return out, nil
+	}
+	vals, err := st.rdb.HMGet(ctx, keyNames, fields...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("inventory: read names: %w", err)
+	}
+	byModel := map[string]string{}
+	for i, v := range vals {
+		if n, ok := v.(string); ok && n != "" {
+			byModel[fields[i]] = n
+		}
+	}
+	for i, m := range models {
+		if n, ok := byModel[m]; ok && m != "" {
+			out[ids[i]] = n
 		}
 	}
 	return out, nil

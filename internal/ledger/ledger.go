@@ -216,7 +216,7 @@ return 1
 `)
 
 // allStates lists every state a record can hold, the empty one first.
-var allStates = []State{"", StatePending, StateDeleted, StatePresumed, StateProtected, StateDead, StateCancelled}
+var allStates = []State{"", StatePending, StateDeleted, StatePresumed, StateProtected, StateDead, StateCancelled, StateRefused}
 
 // from lists, for the script, the states that may become next.
 func from(next State) string {
@@ -398,4 +398,95 @@ func (l *Ledger) Cancelled(ctx context.Context, keys []string) (map[string]strin
 		}
 	}
 	return out, nil
+}
+
+// keyCancelID marks one ID as cancelled (by who asked), whatever request
+// holds it: qfpurge:cancel-id:<kind>:<id type>:<id>.
+const keyCancelID = "qfpurge:cancel-id:"
+
+func cancelIDKey(k modelid.Kind, id modelid.ID) string {
+	return keyCancelID + string(k) + ":" + string(id.Type()) + ":" + id.String()
+}
+
+// CancelledID is what cancelling one ID found.
+type CancelledID struct {
+	ID modelid.ID `json:"id"`
+	// Marked: the ID had no final outcome; the batch holding it records
+	// it cancelled before any call (unless a call already carries it).
+	Marked bool `json:"marked"`
+	// State is the outcome it already had when not Marked (deleted, dead,
+	// protected, ...): it was sent, or settled, before the cancel. When
+	// Marked it is pending (enqueued through the API) or empty (no record:
+	// enqueued otherwise, or not at all).
+	State State `json:"state,omitempty"`
+}
+
+// CancelIDs marks each of ids that has no final outcome as cancelled by
+// by, for as long as outcomes are kept; IDs already settled are reported
+// with their state and left alone. Two round trips.
+func (l *Ledger) CancelIDs(ctx context.Context, k modelid.Kind, ids []modelid.ID, by string) ([]CancelledID, error) {
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = idKey(k, id)
+	}
+	st, err := l.states(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]CancelledID, len(ids))
+	pipe := l.rdb.Pipeline()
+	for i, id := range ids {
+		out[i] = CancelledID{ID: id, State: st[i]}
+		if st[i].Final() {
+			continue
+		}
+		out[i].Marked = true
+		pipe.Set(ctx, cancelIDKey(k, id), by, l.cfg.TTL)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("ledger: cancel IDs: %w", err)
+	}
+	return out, nil
+}
+
+// Before reads, for a batch before its call, which of ids need no further
+// call (State.Gone) and which were cancelled by ID (mapped to who
+// cancelled them), with one round trip.
+func (l *Ledger) Before(ctx context.Context, k modelid.Kind, ids []modelid.ID) (gone map[modelid.ID]bool, cancelled map[modelid.ID]string, err error) {
+	pipe := l.rdb.Pipeline()
+	sts := make([]*redis.StringCmd, len(ids))
+	marks := make([]*redis.StringCmd, len(ids))
+	for i, id := range ids {
+		sts[i] = pipe.HGet(ctx, idKey(k, id), "state")
+		marks[i] = pipe.Get(ctx, cancelIDKey(k, id))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, nil, fmt.Errorf("ledger: %w", err)
+	}
+	gone, cancelled = map[modelid.ID]bool{}, map[modelid.ID]string{}
+	for i, id := range ids {
+		if State(sts[i].Val()).Gone() {
+			gone[id] = true
+		}
+		if by, err := marks[i].Result(); err == nil {
+			cancelled[id] = by
+		}
+	}
+	return gone, cancelled, nil
+}
+
+// ClearCancelIDs drops the cancel marks of ids once their cancelled outcome
+// is written, so enqueuing them again later deletes them.
+func (l *Ledger) ClearCancelIDs(ctx context.Context, k modelid.Kind, ids []modelid.ID) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	pipe := l.rdb.Pipeline()
+	for _, id := range ids {
+		pipe.Del(ctx, cancelIDKey(k, id))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("ledger: clear cancel marks: %w", err)
+	}
+	return nil
 }

@@ -60,13 +60,16 @@ func TestMarkPendingKeepsNewOutcomes(t *testing.T) {
 }
 
 func TestStateTransitions(t *testing.T) {
-	all := []State{"", StatePending, StateDeleted, StatePresumed, StateDead}
+	all := []State{"", StatePending, StateDeleted, StatePresumed, StateDead, StateProtected, StateCancelled, StateRefused}
 	allowed := map[State][]State{
-		"":            all[1:],
-		StatePending:  all[1:],
-		StateDead:     all[1:],
-		StatePresumed: {StateDeleted, StatePresumed},
-		StateDeleted:  {StateDeleted},
+		"":             all[1:],
+		StatePending:   all[1:],
+		StateDead:      all[1:],
+		StateProtected: all[1:],
+		StateCancelled: all[1:],
+		StateRefused:   all[1:],
+		StatePresumed:  {StateDeleted, StatePresumed},
+		StateDeleted:   {StateDeleted},
 	}
 	for _, from := range all {
 		for _, to := range all[1:] {

@@ -21,6 +21,11 @@ const (
 	StateDead State = "dead"
 	// StateCancelled: its request was cancelled before a call carried it.
 	StateCancelled State = "cancelled"
+	// StateRefused: not sent, because its model's name is outside the name
+	// scope of whoever asked (an API token's names), or could not be
+	// learned from a listing to be checked. Like dead, it may be enqueued
+	// again.
+	StateRefused State = "refused"
 )
 
 // Gone reports whether the ID needs no further call.
@@ -28,13 +33,13 @@ func (s State) Gone() bool { return s == StateDeleted || s == StatePresumed }
 
 // Final reports whether the ID's handling has ended (no batch holds it).
 func (s State) Final() bool {
-	return s.Gone() || s == StateDead || s == StateProtected || s == StateCancelled
+	return s.Gone() || s == StateDead || s == StateProtected || s == StateCancelled || s == StateRefused
 }
 
 // CanBecome reports whether a record in state s may be overwritten with
-// next. Deleted is final; presumed may only be confirmed as deleted; dead and
-// pending may become anything (a dead ID can be requeued, and a later run
-// may delete it).
+// next. Deleted is final; presumed may only be confirmed as deleted; every
+// other state (pending, dead, protected, cancelled, refused) may become
+// anything (a dead ID can be requeued, and a later request may delete it).
 func (s State) CanBecome(next State) bool {
 	switch s {
 	case StateDeleted:

@@ -77,7 +77,7 @@ func NewMetrics(rdb redis.UniversalClient, insp *asynq.Inspector, log *slog.Logg
 		}, []string{"kind", "reason"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "qfpurge_batch_retries_total",
-			Help: `Batches handed back to Asynq, by kind and reason: "transient", "throttled", "unknown", "gone", "verify" (waiting for a listing after a lost answer) or "hold".`,
+			Help: `Batches handed back to Asynq, by kind and reason: "transient", "throttled", "unknown", "gone", "verify" (waiting for a listing after a lost answer), "in-use" (waiting for the in-use check), "names" (waiting for a listing to learn names for a token's name scope) or "hold".`,
 		}, []string{"kind", "reason"}),
 		waits: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "qfpurge_fleet_limiter_wait_seconds",

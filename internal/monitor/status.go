@@ -87,7 +87,7 @@ type fleetEvent struct {
 }
 
 // idStates are the per-ID outcomes, in the order shown.
-var idStates = []ledger.State{ledger.StateDeleted, ledger.StatePresumed, ledger.StateDead, ledger.StateProtected}
+var idStates = []ledger.State{ledger.StateDeleted, ledger.StatePresumed, ledger.StateDead, ledger.StateProtected, ledger.StateCancelled, ledger.StateRefused}
 
 //go:embed status.html
 var statusHTML string

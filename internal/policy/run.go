@@ -91,6 +91,9 @@ type Options struct {
 	Tick    time.Time
 	// OverrideLimit runs a plan over the rule's limit (manual runs only).
 	OverrideLimit bool
+	// Names are the name scope of whoever asked (an API token's names):
+	// workers refuse the run's deletions whose name is outside them.
+	Names []string
 }
 
 var runIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,159}$`)
@@ -114,7 +117,7 @@ func TickRunID(rule string, tick time.Time) string {
 func (r *Runner) newRecord(rule Rule, o Options, status Status) Record {
 	now := r.cfg.Now()
 	return Record{ID: o.ID, Rule: rule.Name, Kind: rule.Kind, Mode: o.Mode, Trigger: o.Trigger, By: o.By, Tick: o.Tick,
-		OverrideLimit: o.OverrideLimit, Status: status, Created: now, Updated: now, Protection: !rule.DeleteInUse,
+		OverrideLimit: o.OverrideLimit, Names: o.Names, Status: status, Created: now, Updated: now, Protection: !rule.DeleteInUse,
 		Limit: rule.Limit.withDefaults(), Spec: rule}
 }
 
@@ -243,7 +246,7 @@ func (r *Runner) enqueue(ctx context.Context, rec Record, ids []modelid.ID) (Rec
 		}
 	}
 	req := enqueue.Request{Kind: rec.Kind, IDs: ids, Key: "run:" + rec.ID, Run: rec.ID, Rule: rec.Rule,
-		DeleteInUse: !rec.Protection, RequestedBy: "rule:" + rec.Rule}
+		DeleteInUse: !rec.Protection, RequestedBy: "rule:" + rec.Rule, NameScope: rec.Names}
 	rc, err := r.prod.Enqueue(ctx, req)
 	if err != nil {
 		rec.Error = fmt.Sprintf("enqueue stopped after %d batches (they will run; the rest follows when the run is retried): %v", len(rc.Batches), err)

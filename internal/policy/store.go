@@ -73,6 +73,7 @@ type Record struct {
 	By            string       `json:"by,omitempty"`
 	Tick          time.Time    `json:"tick,omitzero"`
 	OverrideLimit bool         `json:"override_limit,omitempty"`
+	Names         []string     `json:"names,omitempty"` // the name scope of the token that asked
 	Status        Status       `json:"status"`
 	Created       time.Time    `json:"created"`
 	Updated       time.Time    `json:"updated"`

@@ -28,6 +28,7 @@ type taskPayload struct {
 	By            string    `json:"by,omitempty"`
 	Tick          time.Time `json:"tick,omitzero"`
 	OverrideLimit bool      `json:"override_limit,omitempty"`
+	Names         []string  `json:"names,omitempty"`
 }
 
 // taskTimeout bounds one execution: 50,000 models at 10 calls/s is about
@@ -51,7 +52,7 @@ func (r *Runner) Submit(ctx context.Context, rule Rule, o Options) (Record, erro
 		return r.store.Get(ctx, o.ID)
 	}
 	b, err := json.Marshal(taskPayload{Run: o.ID, Spec: rule, Mode: o.Mode, Trigger: o.Trigger, By: o.By, Tick: o.Tick,
-		OverrideLimit: o.OverrideLimit})
+		OverrideLimit: o.OverrideLimit, Names: o.Names})
 	if err != nil {
 		return rec, err
 	}
@@ -77,7 +78,7 @@ func (r *Runner) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("rule run %s: rule %q: %s: %w", p.Run, p.Spec.Name, ps[0].Msg, asynq.SkipRetry)
 	}
 	rec, _, err := r.Execute(ctx, p.Spec, Options{ID: p.Run, Mode: p.Mode, Trigger: p.Trigger, By: p.By, Tick: p.Tick,
-		OverrideLimit: p.OverrideLimit})
+		OverrideLimit: p.OverrideLimit, Names: p.Names})
 	if err != nil {
 		return fmt.Errorf("rule run %s (%s): %w", p.Run, p.Spec.Name, err)
 	}

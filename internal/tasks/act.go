@@ -31,6 +31,7 @@ type Result struct {
 	Presumed       []modelid.ID `json:"presumed_deleted,omitempty"`
 	Dead           []modelid.ID `json:"dead,omitempty"`
 	Protected      []modelid.ID `json:"protected,omitempty"`
+	Refused        []modelid.ID `json:"refused,omitempty"`
 	SplitInto      []string     `json:"split_into,omitempty"`
 	Reason         string       `json:"reason,omitempty"`
 	LogID          string       `json:"log_id,omitempty"`
@@ -521,7 +522,7 @@ func (h *Handler) enqueueChildren(ctx context.Context, parent string, p Payload,
 		id := ChildTaskID(parent, why, i)
 		task, err := NewBatchTask(Payload{Kind: p.Kind, IDs: c, Parent: parent, Split: why, Run: p.Run, Rule: p.Rule,
 			DeleteInUse: p.DeleteInUse, LostIn: p.LostIn, Unsure: p.Unsure,
-			RequestedBy: p.RequestedBy, Key: p.Key, Traceparent: p.Traceparent, Tracestate: p.Tracestate,
+			RequestedBy: p.RequestedBy, Key: p.Key, Names: p.Names, Traceparent: p.Traceparent, Tracestate: p.Tracestate,
 			Origins: p.Origins, Asked: p.Asked}, h.cfg.Options)
 		if err != nil {
 			return nil, err

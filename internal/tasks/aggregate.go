@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"log/slog"
+	"slices"
 
 	"github.com/hibiken/asynq"
 
@@ -46,13 +47,13 @@ func (a *Aggregator) Aggregate(group string, ts []*asynq.Task) (out *asynq.Task)
 		if len(jp.Origins) > 0 {
 			origins = append(origins, jp.Origins...)
 		} else {
-			origins = append(origins, Origin{Key: jp.Key, RequestedBy: jp.RequestedBy,
+			origins = append(origins, Origin{Key: jp.Key, RequestedBy: jp.RequestedBy, Names: jp.Names,
 				Traceparent: jp.Traceparent, Tracestate: jp.Tracestate, IDs: jp.IDs})
 		}
 	}
 	var one Origin
 	one, p.Origins = mergeOrigins(origins)
-	p.Key, p.RequestedBy, p.Traceparent, p.Tracestate = one.Key, one.RequestedBy, one.Traceparent, one.Tracestate
+	p.Key, p.RequestedBy, p.Names, p.Traceparent, p.Tracestate = one.Key, one.RequestedBy, one.Names, one.Traceparent, one.Tracestate
 	if p.Kind == "" {
 		p.Kind = cmpKind(kind)
 	}
@@ -66,16 +67,16 @@ func (a *Aggregator) Aggregate(group string, ts []*asynq.Task) (out *asynq.Task)
 	return t
 }
 
-// mergeOrigins keeps who asked for each ID of a merged batch, and each
-// request's trace context: one origin (its IDs left out) when every job
-// shares them, else each job's.
+// mergeOrigins keeps who asked for each ID of a merged batch, within which
+// name scope, and each request's trace context: one origin (its IDs left
+// out) when every job shares them, else each job's.
 func mergeOrigins(os []Origin) (one Origin, out []Origin) {
 	if len(os) == 0 {
 		return Origin{}, nil
 	}
 	same := true
 	for _, o := range os[1:] {
-		same = same && o.Key == os[0].Key && o.RequestedBy == os[0].RequestedBy &&
+		same = same && o.Key == os[0].Key && o.RequestedBy == os[0].RequestedBy && slices.Equal(o.Names, os[0].Names) &&
 			o.Traceparent == os[0].Traceparent && o.Tracestate == os[0].Tracestate
 	}
 	if same {
@@ -84,7 +85,7 @@ func mergeOrigins(os []Origin) (one Origin, out []Origin) {
 		return one, nil
 	}
 	for _, o := range os {
-		if o.Key != "" || o.RequestedBy != "" || o.Traceparent != "" {
+		if o.Key != "" || o.RequestedBy != "" || len(o.Names) > 0 || o.Traceparent != "" {
 			out = append(out, o)
 		}
 	}

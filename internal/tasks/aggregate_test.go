@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"encoding/json"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -71,5 +72,38 @@ func TestAggregatorMergesAndKeepsUnreadable(t *testing.T) {
 	}
 	if got := a.Aggregate("model/int/00", nil); got == nil {
 		t.Error("Aggregate of no tasks returned nil")
+	}
+}
+
+// TestAggregatorKeepsEachJobsScope: jobs of two tokens merged into one
+// batch keep each one's name scope; jobs of one token keep it whole.
+func TestAggregatorKeepsEachJobsScope(t *testing.T) {
+	a := &Aggregator{}
+	job := func(by string, names []string, ids ...modelid.ID) *asynq.Task {
+		b, _ := json.Marshal(Payload{Kind: modelid.KindModel, IDs: ids, RequestedBy: by, Key: by + "-key", Names: names})
+		return asynq.NewTask(TypeDelete, b)
+	}
+	p, err := DecodePayload(a.Aggregate("model/int/00", []*asynq.Task{
+		job("ci", []string{"ci-*"}, modelid.IntID(1)),
+		job("ops", nil, modelid.IntID(2)),
+	}).Payload())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.NamesOf(modelid.IntID(1)); !slices.Equal(got, []string{"ci-*"}) {
+		t.Errorf("ci's ID scope %q, want [ci-*]", got)
+	}
+	if got := p.NamesOf(modelid.IntID(2)); got != nil {
+		t.Errorf("ops's ID scope %q, want none", got)
+	}
+	p, err = DecodePayload(a.Aggregate("model/int/00", []*asynq.Task{
+		job("ci", []string{"ci-*"}, modelid.IntID(1)),
+		job("ci", []string{"ci-*"}, modelid.IntID(2)),
+	}).Payload())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(p.Names, []string{"ci-*"}) || len(p.Origins) != 0 {
+		t.Errorf("one token's jobs: names %q, origins %+v; want [ci-*] on the batch", p.Names, p.Origins)
 	}
 }

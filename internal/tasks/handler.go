@@ -47,8 +47,8 @@ type Observer interface {
 	// (IDs a listing showed still present after a lost answer).
 	Split(k modelid.Kind, why string)
 	// Retry reports a batch handed back to Asynq; why is "transient",
-	// "unknown", "throttled", "verify" (waiting for a listing), "hold" or
-	// "paused".
+	// "unknown", "throttled", "verify" (waiting for a listing), "in-use",
+	// "names" (waiting for a listing to learn names), "hold" or "paused".
 	Retry(k modelid.Kind, why string)
 	// Fleet reports a change of the whole fleet: "paused", "resumed".
 	Fleet(event string)
@@ -214,7 +214,7 @@ func (h *Handler) process(ctx context.Context, t *asynq.Task, a attempt) error {
 	if p.Run != "" {
 		b.log = b.log.With("run", p.Run, "rule", p.Rule)
 	}
-	gone, err := h.ledger.Gone(ctx, p.Kind, ids)
+	gone, byID, err := h.ledger.Before(ctx, p.Kind, ids)
 	if err != nil {
 		return err
 	}
@@ -238,7 +238,7 @@ func (h *Handler) process(ctx context.Context, t *asynq.Task, a attempt) error {
 			b.ids = append(b.ids, id)
 		}
 	}
-	if err := h.dropCancelled(ctx, b); err != nil {
+	if err := h.dropCancelled(ctx, b, byID); err != nil {
 		return err
 	}
 	if len(b.ids) == 0 {
@@ -257,37 +257,59 @@ func (h *Handler) process(ctx context.Context, t *asynq.Task, a attempt) error {
 }
 
 // dropCancelled takes out of the batch, before any call, the IDs whose
-// request was cancelled, recording them cancelled: wherever they waited
-// (scheduled, in a group, queued, retrying), no call carries them now.
-func (h *Handler) dropCancelled(ctx context.Context, b *batch) error {
+// request was cancelled (by its key) or which were cancelled themselves
+// (byID: by ID, to who cancelled), recording them cancelled: wherever they
+// waited (scheduled, in a group, queued, retrying), no call carries them
+// now.
+func (h *Handler) dropCancelled(ctx context.Context, b *batch, byID map[modelid.ID]string) error {
 	keys := map[string]bool{}
 	for _, id := range b.ids {
 		if k, _ := b.p.OriginOf(id); k != "" {
 			keys[k] = true
 		}
 	}
-	if len(keys) == 0 {
+	if len(keys) == 0 && len(byID) == 0 {
 		return nil
 	}
 	cancelled, err := h.ledger.Cancelled(ctx, slices.Collect(maps.Keys(keys)))
-	if err != nil || len(cancelled) == 0 {
+	if err != nil {
 		return err
 	}
 	var outs []ledger.Outcome
+	var marked []modelid.ID
 	keep := b.ids[:0:0]
 	for _, id := range b.ids {
 		k, _ := b.p.OriginOf(id)
-		by, ok := cancelled[k]
-		if !ok {
+		o := h.outcome(b, id, ledger.StateCancelled, nil)
+		if by, ok := cancelled[k]; ok {
+			o.Message = "not deleted: request " + k + " was cancelled by " + by + " before a call carried it"
+		} else if by, ok := byID[id]; ok {
+			o.Message = "not deleted: cancelled by " + by + " (by ID) before a call carried it"
+		} else {
 			keep = append(keep, id)
 			continue
 		}
-		o := h.outcome(b, id, ledger.StateCancelled, nil)
-		o.Message = "not deleted: request " + k + " was cancelled by " + by + " before a call carried it"
+		if _, ok := byID[id]; ok {
+			marked = append(marked, id)
+		}
 		outs = append(outs, o)
+	}
+	if len(outs) == 0 {
+		return nil
 	}
 	if err := h.write(ctx, b, outs); err != nil {
 		return err
+	}
+	if len(marked) > 0 {
+		// Settled for this batch before the mark is spent: a later
+		// execution (after a wait) must not send them.
+		if err := h.ledger.NoteDone(ctx, b.a.taskID, marked); err != nil {
+			return err
+		}
+		b.call.Done = append(b.call.Done, marked...)
+		if err := h.ledger.ClearCancelIDs(ctx, b.p.Kind, marked); err != nil {
+			return err
+		}
 	}
 	b.log.Info("cancelled before the call", "ids", len(outs))
 	b.ids = keep
@@ -352,6 +374,14 @@ func (h *Handler) precheck(ctx context.Context, b *batch) (*Facts, error) {
 	if f.Paused, err = h.paused(ctx, b); err != nil || f.Paused {
 		return f, err
 	}
+	// The asker's name scope binds even with delete_in_use.
+	if err := h.scope(ctx, b); err != nil {
+		return nil, err
+	}
+	if len(b.ids) == 0 {
+		return nil, h.end(ctx, b)
+	}
+	f.N = len(b.ids)
 	if !b.p.DeleteInUse {
 		if err := h.guard(ctx, b); err != nil {
 			if qianfan.Classify(err) != qianfan.ClassUnknown {

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -74,6 +75,10 @@ type Payload struct {
 	// jobs of several requests.
 	RequestedBy string `json:"requested_by,omitempty"`
 	Key         string `json:"key,omitempty"`
+	// Names are the name globs (path.Match) of the asker's scope, for every
+	// ID of the batch (an API token's names): the handler sends only IDs
+	// whose model's name matches one, and refuses the rest.
+	Names []string `json:"names,omitempty"`
 	// Traceparent and Tracestate are the W3C trace context of the traced
 	// request (package tracing) the batch's IDs came from; Origins carry
 	// each request's when the aggregator merged several.
@@ -214,11 +219,13 @@ func Shard(id modelid.ID, shards int) int {
 	return int(h.Sum32() % uint32(shards))
 }
 
-// Origin is who asked for some IDs of a merged batch, under which key, and
-// the request's trace context when it was traced.
+// Origin is who asked for some IDs of a merged batch, under which key,
+// within which name scope, and the request's trace context when it was
+// traced.
 type Origin struct {
 	Key         string       `json:"key,omitempty"`
 	RequestedBy string       `json:"requested_by,omitempty"`
+	Names       []string     `json:"names,omitempty"`
 	Traceparent string       `json:"traceparent,omitempty"`
 	Tracestate  string       `json:"tracestate,omitempty"`
 	IDs         []modelid.ID `json:"model_ids"`
@@ -234,4 +241,15 @@ func (p Payload) OriginOf(id modelid.ID) (key, requestedBy string) {
 		}
 	}
 	return p.Key, p.RequestedBy
+}
+
+// NamesOf returns the name globs that bound id's deletion; nil means any
+// name.
+func (p Payload) NamesOf(id modelid.ID) []string {
+	for _, o := range p.Origins {
+		if slices.Contains(o.IDs, id) {
+			return o.Names
+		}
+	}
+	return p.Names
 }

@@ -223,7 +223,7 @@ func (w *Worker) buildAPI() error {
 		TracerProvider: w.tp,
 	}, httpapi.Deps{Redis: w.rdb, Ledger: w.ledger, DeadLetters: deadletter.NewStore(w.rdb), Producer: w.prod, Archive: w.insp,
 		Rules: &httpapi.Rules{Lookup: w.rule, Submitter: w.rules}, Runs: w.rules.Store(), DryRun: w.inUse.DryRun,
-		Attribute: func(r *enqueue.Request, by string, _ []string) { r.RequestedBy = by }})
+		Attribute: func(r *enqueue.Request, by string, names []string) { r.RequestedBy, r.NameScope = by, names }})
 	if err != nil {
 		return err
 	}
