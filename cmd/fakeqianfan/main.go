@@ -82,7 +82,7 @@ type options struct {
 	accessKey string
 	// readAccessKey is the read-only key, "" when none.
 	readAccessKey string
-	invalid   int // how many IDs -invalid names
+	invalid       int // how many IDs -invalid names
 }
 
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (options, error) {

@@ -185,6 +185,18 @@ func (w *Worker) qianfanClient() (*qianfan.Client, error) {
 		}
 		opts = append(opts, qianfan.WithLimiter(l))
 	}
+	if c.ReadAccessKey != "" {
+		// Reads sign with the read-only pair and spend its own budget.
+		var rl qianfan.Limiter
+		if c.ReadQPS > 0 {
+			l, err := fleetlimit.New(w.rdb, fleetlimit.Config{QPS: c.ReadQPS, Key: fleetlimit.Key(c.BaseURL, c.ReadAccessKey), Observe: w.metrics.LimiterWait})
+			if err != nil {
+				return nil, err
+			}
+			rl = l
+		}
+		opts = append(opts, qianfan.WithReadKey(qianfan.Credentials{AccessKey: c.ReadAccessKey, SecretKey: c.ReadSecretKey}, rl))
+	}
 	return qianfan.New(qianfan.Credentials{AccessKey: c.AccessKey, SecretKey: c.SecretKey}, append(opts, c.QianfanOptions...)...)
 }
 
@@ -315,7 +327,13 @@ func (w *Worker) preflight() error {
 	err := w.probe(ctx)
 	switch {
 	case err == nil:
-		w.log.Info("credentials checked: Qianfan answered a signed read call")
+		if w.qc.HasReadKey() {
+			// The full key signs deletions only: the first one tests it,
+			// and a refusal pauses the fleet naming it.
+			w.log.Info("read-only pair checked: Qianfan answered a read call it signed; QIANFAN_ACCESS_KEY signs only deletions, and the first one tests it")
+		} else {
+			w.log.Info("credentials checked: Qianfan answered a signed read call")
+		}
 		if st, _ := w.pause.Status(ctx); st.State == pause.Paused && !st.Manual {
 			// A restart with new credentials: let one delete call test them.
 			if err := w.pause.Probe(ctx); err == nil {
@@ -324,7 +342,7 @@ func (w *Worker) preflight() error {
 		}
 		return nil
 	case qianfan.IsRequestError(err):
-		return fmt.Errorf("%w: %s (%v)", ErrCredentials, qianfan.CredentialProblemOf(err), err)
+		return fmt.Errorf("%w: %s (%v)", ErrCredentials, cmp.Or(qianfan.CredentialTextOf(err), qianfan.CredentialProblemOf(err).String()), err)
 	}
 	w.log.Warn("could not check the credentials before starting; starting anyway (a refused call will pause deletions)", "err", err)
 	return nil
