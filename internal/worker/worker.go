@@ -117,7 +117,13 @@ func New(rdb redis.UniversalClient, cfg Config) (*Worker, error) {
 	w.member = memberName()
 	w.pause = pause.NewStore(rdb)
 	w.prober = pause.NewProber(w.pause, pause.ProberConfig{Every: cfg.PauseProbe, Probe: w.probe, Logger: w.log.With("component", "pause")})
-	w.inUse = inuse.New(rdb, qc, inuse.Config{MaxAge: cfg.InUseMaxAge})
+	iu := inuse.Config{MaxAge: cfg.InUseMaxAge}
+	if qc.HasReadKey() {
+		// Reads spend the read pair's budget, not the deletions': list
+		// again half-way, so batches do not wait for a listing at MaxAge.
+		iu.RefreshAhead = cfg.InUseMaxAge / 2
+	}
+	w.inUse = inuse.New(rdb, qc, iu)
 	handler := tasks.NewHandler(tasks.QianfanDeleter{Client: qc}, asynq.NewClientFromRedisClient(rdb), w.ledger, inventory.NewStore(rdb),
 		tasks.HandlerConfig{BatchSize: cfg.BatchSize, Options: opts, Logger: w.log, Observer: w.metrics,
 			Guard: w.inUse, Pause: w.pause, PausePoll: max(cfg.PauseProbe/3, time.Second), API: w.mode})
