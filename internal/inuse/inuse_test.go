@@ -279,9 +279,9 @@ func TestRefreshAhead(t *testing.T) {
 	}
 	// A listing ahead that fails: the view listed a second ago still answers.
 	e.clock.Advance(time.Second)
-	e.fake.SetFaults(qianfantest.Faults{FailPages: map[string]int{"DescribeServices": 1}})
+	e.fake.SetFaults(qianfantest.Faults{Rate503: 1})
 	want(t, check(t, v, modelid.KindModel, "am-a"), "am-a", InUse, "svco-late")
-	if e.fake.Stats().FailedPages == 0 {
+	if e.fake.Stats().Calls[qianfantest.Outcome503] == 0 {
 		t.Error("no listing was tried ahead")
 	}
 }
