@@ -100,8 +100,9 @@ type Config struct {
 	Wait, Poll time.Duration
 	// RefreshAhead, when positive, makes a check that finds the view at
 	// least this old, though still fresh, list again itself under the lock
-	// while the fleet's other checks go on with the current view: the fleet
-	// does not stall at MaxAge for a listing, at the price of more reads.
+	// while the fleet's other checks go on with the current view: when a
+	// listing takes less than MaxAge-RefreshAhead, the fleet does not wait
+	// for one at MaxAge, at the price of more reads.
 	// Worth it when reads have a budget of their own (a read-only key
 	// pair). Default 0: off, a view is listed again only once stale.
 	RefreshAhead time.Duration
