@@ -253,6 +253,9 @@ func TestChartMinimal(t *testing.T) {
 	if _, ok := envValue(c, "QFPURGE_API_TOKENS"); ok || slices.ContainsFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--api-addr") }) {
 		t.Error("the API is on by default")
 	}
+	if _, ok := envValue(c, "QIANFAN_READ_ACCESS_KEY"); ok || slices.ContainsFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--read-qps") }) {
+		t.Error("the read-only pair is on by default")
+	}
 	if len(m.secrets) != 0 || len(m.configMaps) != 0 {
 		t.Errorf("%d Secrets and %d ConfigMaps rendered with an existing Secret and no schedule, want none", len(m.secrets), len(m.configMaps))
 	}
@@ -280,7 +283,7 @@ func TestChartAllOptions(t *testing.T) {
 	}
 	for _, want := range []string{"--monitor-readonly", "--api-addr=0.0.0.0:9091", "--api-max-body=2097152", "--qps=50",
 		"--schedule=/etc/qfpurge/schedule.yaml", "--schedule-sync=30s", "--qianfan-api=v1",
-		"--qianfan-base-url=https://qianfan.example.com", "--inventory-every=1h", "--inventory-versions"} {
+		"--qianfan-base-url=https://qianfan.example.com", "--inventory-every=1h", "--inventory-versions", "--read-qps=20"} {
 		if !slices.Contains(c.Args, want) {
 			t.Errorf("args %q lack %s", c.Args, want)
 		}
@@ -290,6 +293,8 @@ func TestChartAllOptions(t *testing.T) {
 	refs := map[string][2]string{
 		"QIANFAN_ACCESS_KEY":       {"qfpurge", "QIANFAN_ACCESS_KEY"},
 		"QIANFAN_SECRET_KEY":       {"qfpurge", "QIANFAN_SECRET_KEY"},
+		"QIANFAN_READ_ACCESS_KEY":  {"qfpurge", "QIANFAN_READ_ACCESS_KEY"},
+		"QIANFAN_READ_SECRET_KEY":  {"qfpurge", "QIANFAN_READ_SECRET_KEY"},
 		"QFPURGE_MONITOR_TOKEN":    {"qfpurge", "QFPURGE_MONITOR_TOKEN"},
 		"QFPURGE_MONITOR_USER":     {"qfpurge", "QFPURGE_MONITOR_USER"},
 		"QFPURGE_MONITOR_PASSWORD": {"qfpurge", "QFPURGE_MONITOR_PASSWORD"},
@@ -310,7 +315,7 @@ func TestChartAllOptions(t *testing.T) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	if want := []string{"QFPURGE_MONITOR_PASSWORD", "QFPURGE_MONITOR_TOKEN", "QFPURGE_MONITOR_USER", "QIANFAN_ACCESS_KEY", "QIANFAN_SECRET_KEY"}; !slices.Equal(keys, want) {
+	if want := []string{"QFPURGE_MONITOR_PASSWORD", "QFPURGE_MONITOR_TOKEN", "QFPURGE_MONITOR_USER", "QIANFAN_ACCESS_KEY", "QIANFAN_READ_ACCESS_KEY", "QIANFAN_READ_SECRET_KEY", "QIANFAN_SECRET_KEY"}; !slices.Equal(keys, want) {
 		t.Errorf("the chart's Secret holds %q, want %q", keys, want)
 	}
 	if sec.StringData["QIANFAN_SECRET_KEY"] != "example-secret-key" {

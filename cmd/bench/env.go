@@ -281,6 +281,10 @@ type fakeConfig struct {
 	Invalid []string // "i:<n>" or "s:<text>"
 	// Inventory, when set, is the account the fake holds (inventory mode).
 	Inventory *qianfantest.Inventory
+	// ReadKey: the fake also holds the read-only pair benchReadAK.
+	ReadKey bool
+	// QPSPerKey: the cap counts each access key apart.
+	QPSPerKey bool
 }
 
 // fake is a running fake Qianfan child.
@@ -294,6 +298,12 @@ type fake struct {
 // its "listening on" line.
 func (e *env) startFake(ctx context.Context, name string, c fakeConfig) (*fake, error) {
 	args := []string{"-addr", "127.0.0.1:0", "-qps", strconv.Itoa(c.QPS), "-latency", c.Latency.String()}
+	if c.ReadKey {
+		args = append(args, "-read-key")
+	}
+	if c.QPSPerKey {
+		args = append(args, "-qps-per-key")
+	}
 	if len(c.Invalid) > 0 {
 		f := filepath.Join(e.dir, name+"-invalid.txt")
 		if err := os.WriteFile(f, []byte(strings.Join(c.Invalid, "\n")+"\n"), 0o644); err != nil {
@@ -397,6 +407,8 @@ type workerConfig struct {
 	BatchSize   int
 	Concurrency int
 	Extra       []string
+	// ReadKey: the worker reads with the read-only pair benchReadAK.
+	ReadKey bool
 }
 
 // startWorker starts cmd/worker against the env's Redis and fake.
@@ -409,12 +421,16 @@ func (e *env) startWorker(name string, f *fake, c workerConfig) (*proc, error) {
 	}
 	args = append(args, e.addrFlag...)
 	args = append(args, c.Extra...)
-	return e.start(name, []string{
+	environ := []string{
 		"REDIS_URL=" + e.redis.URL(),
 		"QIANFAN_ACCESS_KEY=" + qianfantest.DefaultAccessKey,
 		"QIANFAN_SECRET_KEY=" + qianfantest.DefaultSecretKey,
 		"QIANFAN_BASE_URL=" + f.URL,
-	}, nil, e.worker, args...)
+	}
+	if c.ReadKey {
+		environ = append(environ, "QIANFAN_READ_ACCESS_KEY="+benchReadAK, "QIANFAN_READ_SECRET_KEY="+benchReadSK)
+	}
+	return e.start(name, environ, nil, e.worker, args...)
 }
 
 // queueEmpty reports whether nothing of queue waits, runs, retries or sits

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -26,10 +27,15 @@ type protectRun struct {
 	DeleteInUse bool
 	Cold        bool          // no listing of the account before the drain
 	MaxAge      time.Duration // the worker's --in-use-max-age; 0 keeps its default
+	ReadPair    bool          // the worker reads with a read-only pair, --read-qps as --qps
+	PerKey      bool          // the fake's cap counts each access key apart (else one window)
 	Drain       time.Duration // first enqueue → last event
 	FromFirst   time.Duration // first event → last event
 	Deletes     int           // delete calls
 	Reads       int           // read calls made from the enqueue on
+	FullReads   int           // of them, signed by the full key
+	PairDeletes int           // delete calls signed by the read pair (refused)
+	Throttled   int           // calls answered "over the QPS cap" (18, RequestLimitExceeded)
 	InUse       int           // purged IDs in use at the start (from the inventory)
 	Protected   int           // purged IDs the ledger records protected
 	InUseGone   int           // in-use IDs the fake deleted
@@ -86,7 +92,7 @@ func protectAccount(c protectConfig) (inv *qianfantest.Inventory, ids []modelid.
 // the check and a view five times older than the default may be.
 func runProtect(ctx context.Context, e *env, c protectConfig) (protectResult, error) {
 	r := protectResult{Cfg: c}
-	for _, v := range []protectRun{{}, {DeleteInUse: true}, {Cold: true}, {MaxAge: 10 * time.Second}} {
+	for _, v := range []protectRun{{}, {DeleteInUse: true}, {ReadPair: true, PerKey: true}, {ReadPair: true}, {Cold: true}, {MaxAge: 10 * time.Second}} {
 		run, err := runProtectOnce(ctx, e, c, v, &r)
 		if err != nil {
 			return r, err
@@ -107,7 +113,7 @@ func runProtectOnce(ctx context.Context, e *env, c protectConfig, run protectRun
 	inv, ids, inUse := protectAccount(c)
 	r.Account, run.InUse = len(inv.Models), len(inUse)
 	name := run.name()
-	f, err := e.startFake(ctx, name+"-fake", fakeConfig{QPS: bulkQPS, Latency: fakeLatency, Inventory: inv})
+	f, err := e.startFake(ctx, name+"-fake", fakeConfig{QPS: bulkQPS, Latency: fakeLatency, Inventory: inv, ReadKey: run.ReadPair, QPSPerKey: run.PerKey})
 	if err != nil {
 		return run, err
 	}
@@ -118,6 +124,10 @@ func runProtectOnce(ctx context.Context, e *env, c protectConfig, run protectRun
 	}
 	if run.MaxAge > 0 {
 		wc.Extra = append(wc.Extra, "--in-use-max-age", run.MaxAge.String())
+	}
+	if run.ReadPair {
+		wc.ReadKey = true
+		wc.Extra = append(wc.Extra, "--read-qps", strconv.Itoa(bulkQPS))
 	}
 	w, err := e.startWorker(name+"-worker", f, wc)
 	if err != nil {
@@ -170,6 +180,11 @@ func runProtectOnce(ctx context.Context, e *env, c protectConfig, run protectRun
 		return run, err
 	}
 	run.Deletes, run.Reads = st.Deletes-before.Deletes, st.Reads-before.Reads
+	if run.ReadPair {
+		run.FullReads = st.Keys[qianfantest.DefaultAccessKey].Reads - before.Keys[qianfantest.DefaultAccessKey].Reads
+		run.PairDeletes = st.Keys[benchReadAK].Deletes - before.Keys[benchReadAK].Deletes
+	}
+	run.Throttled = st.Calls["18"] + st.Calls["RequestLimitExceeded"] - before.Calls["18"] - before.Calls["RequestLimitExceeded"]
 	run.ServiceRuns = st.InUseDeletes
 	keys := make([]string, len(ids))
 	for i, id := range ids {
@@ -208,6 +223,10 @@ func (run protectRun) name() string {
 		return "protect-off"
 	case run.MaxAge > 0:
 		return "protect-on-age-" + run.MaxAge.String()
+	case run.ReadPair && run.PerKey:
+		return "protect-on-readpair-perkey"
+	case run.ReadPair:
+		return "protect-on-readpair-onewindow"
 	}
 	return "protect-on"
 }
@@ -238,7 +257,15 @@ func (r protectResult) rows(t *table) {
 		from := float64(c.IDs) / (run.FromFirst + time.Second/bulkQPS).Seconds()
 		t.add(name, "drain rate from the first event (+1 call interval)", fmt.Sprintf("%.0f IDs/s", from), ratio(from/limit), "", "")
 		t.add(name, "calls: delete; read (from the enqueue); reads per 100 IDs", fmt.Sprintf("%d; %d; %.2f", run.Deletes, run.Reads,
-			100*float64(run.Reads)/float64(c.IDs)), "", "", "")
+			100*float64(run.Reads)/float64(c.IDs)), fmt.Sprintf("answered over the QPS cap: %d", run.Throttled), "", "")
+		if run.ReadPair {
+			window := "one window for all keys"
+			if run.PerKey {
+				window = "a window per access key"
+			}
+			t.add(name, "read pair: reads signed by the full key; deletes signed by the read pair", fmt.Sprintf("%d; %d", run.FullReads, run.PairDeletes),
+				"fake's cap: "+window, "0; 0", verdict(run.FullReads == 0 && run.PairDeletes == 0))
+		}
 		t.add(name, "in-use IDs enqueued: protected / deleted", fmt.Sprintf("%d: %d / %d", run.InUse, run.Protected, run.InUseGone),
 			fmt.Sprintf("the fake's own count of in-use deletions: %d", run.ServiceRuns),
 			fmt.Sprintf("%d / %d", wantProtected, wantInUseGone), verdict(ok))

@@ -117,6 +117,8 @@ func runFake(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	latency := fs.Duration("latency", 0, "latency of every call")
 	invalidFile := fs.String("invalid-file", "", "file of IDs that do not exist, one per line as i:<n> or s:<text>")
 	inventoryFile := fs.String("inventory", "", "JSON inventory the fake holds (inventory mode)")
+	readKey := fs.Bool("read-key", false, "also accept the bench's read-only pair (benchReadAK), which lists but may not delete")
+	qpsPerKey := fs.Bool("qps-per-key", false, "-qps caps each access key apart (Assumptions.QPSPerAccessKey); default one window for all calls")
 	if err := fs.Parse(args); err != nil {
 		return cli.Usage(err)
 	}
@@ -134,7 +136,12 @@ func runFake(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			invalid = append(invalid, id)
 		}
 	}
-	cfg := qianfantest.Config{QPS: *qps, MaxIDs: *maxIDs, Faults: qianfantest.Faults{Latency: *latency}}
+	cfg := qianfantest.Config{QPS: *qps, MaxIDs: *maxIDs, Faults: qianfantest.Faults{Latency: *latency},
+		Assumptions: qianfantest.Assumptions{QPSPerAccessKey: *qpsPerKey}}
+	if *readKey {
+		cfg.Credentials = map[string]string{qianfantest.DefaultAccessKey: qianfantest.DefaultSecretKey, benchReadAK: benchReadSK}
+		cfg.Permissions = map[string]qianfantest.Permission{benchReadAK: qianfantest.PermRead}
+	}
 	if len(invalid) > 0 {
 		cfg.Invalid = qianfantest.InvalidIDs(invalid...)
 	}
@@ -189,6 +196,10 @@ func runFake(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 // runBaselineWorker runs one of the two baselines until ctx is done. Both
+// benchReadAK and benchReadSK are the read-only pair of the protect
+// scenario's read-pair drains.
+const benchReadAK, benchReadSK = "bench-read-ak", "bench-read-sk"
+
 // call Qianfan through the same signed client with the same QPS cap as the
 // real worker; only what is batched, and how, differs.
 func runBaselineWorker(ctx context.Context, role string, args []string, stderr io.Writer) error {

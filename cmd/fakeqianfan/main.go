@@ -63,7 +63,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cfg.Inventory != nil {
 		models = len(cfg.Inventory.Models)
 	}
-	log.Info("fake qianfan starting", "addr", ln.Addr().String(), "access_key", o.accessKey, "secret_key", "****",
+	log.Info("fake qianfan starting", "addr", ln.Addr().String(), "access_key", o.accessKey, "secret_key", "****", "read_access_key", o.readAccessKey,
 		"qps", cfg.QPS, "max_ids", cfg.MaxIDs, "invalid", o.invalid, "faults", fmt.Sprintf("%+v", cfg.Faults),
 		"models", models, "v1_off_after", cfg.V1OffAfter, "v2_off_after", cfg.V2OffAfter,
 		"assumptions", fmt.Sprintf("%+v", cfg.Assumptions))
@@ -80,7 +80,9 @@ type options struct {
 	addr      string
 	dumpFile  string
 	accessKey string
-	invalid   int // how many IDs -invalid names
+	// readAccessKey is the read-only key, "" when none.
+	readAccessKey string
+	invalid       int // how many IDs -invalid names
 }
 
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
@@ -89,6 +91,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	addr := fs.String("addr", "127.0.0.1:8300", "listen address")
 	ak := fs.String("access-key", orDefault(getenv("QIANFAN_ACCESS_KEY"), qianfantest.DefaultAccessKey), "accepted access key (env QIANFAN_ACCESS_KEY)")
 	sk := fs.String("secret-key", orDefault(getenv("QIANFAN_SECRET_KEY"), qianfantest.DefaultSecretKey), "its secret key (env QIANFAN_SECRET_KEY)")
+	rak := fs.String("read-access-key", getenv("QIANFAN_READ_ACCESS_KEY"), "also accept this access key, read-only: it lists, and every delete it signs answers 403 (env QIANFAN_READ_ACCESS_KEY)")
+	rsk := fs.String("read-secret-key", getenv("QIANFAN_READ_SECRET_KEY"), "its secret key (env QIANFAN_READ_SECRET_KEY)")
 	cfg := qianfantest.Config{}
 	fs.IntVar(&cfg.QPS, "qps", 0, "answer error_code 18 above this many calls per second (0 = off)")
 	fs.IntVar(&cfg.MaxIDs, "max-ids", 0, "answer 500001 for longer lists (0 = unlimited)")
@@ -109,6 +113,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	invFile := fs.String("inventory", "", "load the inventory from this JSON `file` (format: package fakeqianfan, type Inventory)")
 	dumpFile := fs.String("dump-inventory", "", "write the starting inventory to this JSON `file`")
 	asmFile := fs.String("assumptions", "", "read undocumented-behaviour switches from this JSON `file` (type Assumptions); the flags below override it")
+	qpsPerKey := fs.Bool("qps-per-key", false, "-qps caps each access key's calls apart (default: one window for every call, whichever key signs it)")
 	refuseInUse := fs.Bool("refuse-in-use", false, "refuse to delete a model or version a service runs (default: delete it, breaking the service)")
 	partial := fs.Bool("v1-partial-batch", false, "a rejected V1 batch first deletes the IDs before the bad one (default: nothing)")
 	maxPage := fs.Int("v1-max-page-size", 0, "largest V1 pageSize honoured; larger is cut (0 = 100)")
@@ -125,6 +130,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 		return options{}, err
 	}
 	asm.RefuseInUse = asm.RefuseInUse || *refuseInUse
+	asm.QPSPerAccessKey = asm.QPSPerAccessKey || *qpsPerKey
 	asm.V1PartialBatch = asm.V1PartialBatch || *partial
 	asm.V2AcceptsIntIDs = asm.V2AcceptsIntIDs || *intIDs
 	if *maxPage > 0 {
@@ -148,9 +154,16 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 		return options{}, err
 	}
 	cfg.Credentials = map[string]string{*ak: *sk}
+	if (*rak == "") != (*rsk == "") || (*rak != "" && *rak == *ak) {
+		return options{}, errors.New("-read-access-key and -read-secret-key go together, and name another key than -access-key")
+	}
+	if *rak != "" {
+		cfg.Credentials[*rak] = *rsk
+		cfg.Permissions = map[string]qianfantest.Permission{*rak: qianfantest.PermRead}
+	}
 	ids := parseIDs(*invalid)
 	cfg.Invalid = qianfantest.InvalidIDs(ids...)
-	return options{cfg: cfg, addr: *addr, dumpFile: *dumpFile, accessKey: *ak, invalid: len(ids)}, nil
+	return options{cfg: cfg, addr: *addr, dumpFile: *dumpFile, accessKey: *ak, readAccessKey: *rak, invalid: len(ids)}, nil
 }
 
 // parseIDs reads -invalid: numbers are int IDs, the rest string IDs.

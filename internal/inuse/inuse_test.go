@@ -253,6 +253,39 @@ func TestFreshness(t *testing.T) {
 	}
 }
 
+// TestRefreshAhead: with RefreshAhead, a check finding the view past it
+// but still fresh lists again and answers from what it listed; before it,
+// nothing is listed; a failed listing ahead leaves the current view
+// answering until it is stale.
+func TestRefreshAhead(t *testing.T) {
+	t.Parallel()
+	e := setup(t, account())
+	v := e.view(Config{RefreshAhead: time.Second}) // MaxAge 2s
+	want(t, check(t, v, modelid.KindModel, "am-a"), "am-a", Free, "")
+	first := e.listings()
+	e.clock.Advance(999 * time.Millisecond)
+	want(t, check(t, v, modelid.KindModel, "am-a"), "am-a", Free, "")
+	if n := e.listings(); n != first {
+		t.Errorf("listed before RefreshAhead: %d listings", n)
+	}
+	if err := e.fake.AddService(qianfantest.Service{ID: 9, IDStr: "svco-late", Name: "late", Status: "Deploying",
+		Model: "am-a", Version: "amv-a1", ProtocolVersion: 2}); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(time.Millisecond)
+	want(t, check(t, v, modelid.KindModel, "am-a"), "am-a", InUse, "service late (svco-late, protocol v2, Deploying)")
+	if n := e.listings(); n != first+2 {
+		t.Errorf("%d listings at RefreshAhead, want %d", n, first+2)
+	}
+	// A listing ahead that fails: the view listed a second ago still answers.
+	e.clock.Advance(time.Second)
+	e.fake.SetFaults(qianfantest.Faults{Rate503: 1})
+	want(t, check(t, v, modelid.KindModel, "am-a"), "am-a", InUse, "svco-late")
+	if e.fake.Stats().Calls[qianfantest.Outcome503] == 0 {
+		t.Error("no listing was tried ahead")
+	}
+}
+
 func TestIntIDs(t *testing.T) {
 	t.Parallel()
 	inv := account()

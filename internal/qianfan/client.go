@@ -192,6 +192,28 @@ func WithLimiter(l Limiter) Option {
 	}
 }
 
+// WithReadKey makes a read-only key pair sign every read (listings and
+// describe calls), each waiting on limiters (the read pair's own budget)
+// instead of WithLimiter's; the client's own key pair then signs only
+// deletions. With a read pair, New accepts empty main credentials: such a
+// client reads and refuses every deletion before any call (ErrNoDeleteKey),
+// so a preview built on it cannot delete.
+func WithReadKey(creds Credentials, limiters ...Limiter) Option {
+	return func(c *Client) {
+		c.read = &creds
+		c.readLimiters = nil
+		for _, l := range limiters {
+			if l != nil {
+				c.readLimiters = append(c.readLimiters, l)
+			}
+		}
+	}
+}
+
+// ErrNoDeleteKey is returned, before any HTTP call, by a deletion on a
+// client that holds only a read-only key pair.
+var ErrNoDeleteKey = errors.New("qianfan: this client holds only the read-only key pair; deleting needs QIANFAN_ACCESS_KEY and QIANFAN_SECRET_KEY")
+
 // WithLogger sets the logger. Defaults to discarding logs.
 func WithLogger(l *slog.Logger) Option { return func(c *Client) { c.log = l } }
 
@@ -215,6 +237,8 @@ type Client struct {
 	policy         retry.Policy
 	qps            *rate.Limiter
 	limiters       []Limiter
+	read           *Credentials // signs reads when set (WithReadKey)
+	readLimiters   []Limiter
 	log            *slog.Logger
 	now            func() time.Time
 	expireSeconds  int
@@ -223,9 +247,6 @@ type Client struct {
 
 // New returns a Client. It fails on an empty access or secret key or a bad base URL.
 func New(creds Credentials, opts ...Option) (*Client, error) {
-	if creds.AccessKey == "" || creds.SecretKey == "" {
-		return nil, errors.New("qianfan: access key and secret key are required")
-	}
 	c := &Client{
 		creds:          creds,
 		baseURL:        DefaultBaseURL,
@@ -235,6 +256,17 @@ func New(creds Credentials, opts ...Option) (*Client, error) {
 	}
 	for _, o := range opts {
 		o(c)
+	}
+	switch {
+	case c.read != nil && (c.read.AccessKey == "" || c.read.SecretKey == ""):
+		return nil, errors.New("qianfan: the read-only pair needs both its access key and its secret key")
+	case c.read == nil && (creds.AccessKey == "" || creds.SecretKey == ""):
+		return nil, errors.New("qianfan: access key and secret key are required")
+	case c.read != nil && (creds.AccessKey == "") != (creds.SecretKey == ""):
+		return nil, errors.New("qianfan: the access key and the secret key go together")
+	case c.read != nil && creds.AccessKey != "" && creds.AccessKey == c.read.AccessKey:
+		// One key cannot be both: least privilege needs two.
+		return nil, errors.New("qianfan: the read-only pair must be another access key than the one that deletes")
 	}
 	if !c.maxElapsedSet {
 		c.maxElapsed = 2 * time.Minute
@@ -325,6 +357,9 @@ func (c *Client) DeleteModel(ctx context.Context, modelID string) (Result, error
 // success, a non-retryable error, a done ctx or the MaxElapsed budget. On
 // success the answer's result is decoded into out (when out is not nil).
 func (c *Client) call(ctx context.Context, ep endpoint, reqBody, out any) (Result, error) {
+	if ep.write && c.creds.AccessKey == "" {
+		return Result{}, ErrNoDeleteKey
+	}
 	body, err := json.Marshal(reqBody)
 	if err != nil {
 		return Result{}, fmt.Errorf("qianfan: encoding request: %w", err)
@@ -344,13 +379,14 @@ func (c *Client) call(ctx context.Context, ep endpoint, reqBody, out any) (Resul
 	var ambiguous bool
 	fail := func(e *Error) (Result, error) {
 		e.Attempts, e.Ambiguous, e.Endpoint = attempts, ambiguous, ep.String()
+		e.ReadKey = c.readKey(ep)
 		return Result{Attempts: attempts, Ambiguous: ambiguous}, e
 	}
 	for {
 		if ctx.Err() != nil {
 			return fail(newTransportError(ctx, ctx.Err()))
 		}
-		if err := c.waitLimiters(ctx); err != nil {
+		if err := c.waitLimiters(ctx, ep); err != nil {
 			return fail(newTransportError(ctx, err))
 		}
 		attempts++
@@ -396,13 +432,24 @@ func (c *Client) call(ctx context.Context, ep endpoint, reqBody, out any) (Resul
 	}
 }
 
-func (c *Client) waitLimiters(ctx context.Context) error {
+// readKey reports whether the read-only pair signs ep.
+func (c *Client) readKey(ep endpoint) bool { return c.read != nil && !ep.write }
+
+// HasReadKey reports whether a read-only pair signs this client's reads.
+func (c *Client) HasReadKey() bool { return c.read != nil }
+
+func (c *Client) waitLimiters(ctx context.Context, ep endpoint) error {
 	if c.qps != nil {
 		if err := c.qps.Wait(ctx); err != nil {
 			return err
 		}
 	}
-	for _, l := range c.limiters {
+	limiters := c.limiters
+	if c.readKey(ep) {
+		// The read pair's own budget: reads never spend the deletions'.
+		limiters = c.readLimiters
+	}
+	for _, l := range limiters {
 		if err := l.Wait(ctx); err != nil {
 			return err
 		}
@@ -434,7 +481,11 @@ func (c *Client) attempt(ctx context.Context, ep endpoint, body []byte, out any)
 	date := c.now().UTC().Truncate(time.Second)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Bce-Date", date.Format(time.RFC3339))
-	req.Header.Set("Authorization", signRequest(c.creds, http.MethodPost, u.Path, params, map[string]string{
+	creds := c.creds
+	if c.readKey(ep) {
+		creds = *c.read
+	}
+	req.Header.Set("Authorization", signRequest(creds, http.MethodPost, u.Path, params, map[string]string{
 		"host":         req.Host,
 		"content-type": "application/json",
 		"x-bce-date":   date.Format(time.RFC3339),

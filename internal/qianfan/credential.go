@@ -87,3 +87,38 @@ func CredentialProblemOf(err error) CredentialProblem {
 	}
 	return 0
 }
+
+// CredentialText describes e's credential problem as CredentialProblem's
+// String does, naming the key pair that signed the call: the read-only
+// pair's variables when it signed (see WithReadKey). "" when e is not a
+// credential problem.
+func (e *Error) CredentialText() string {
+	p := e.Credential()
+	if p == 0 {
+		return ""
+	}
+	if !e.ReadKey {
+		return p.String()
+	}
+	switch p {
+	case CredentialUnknownKey:
+		return "unknown access key: check QIANFAN_READ_ACCESS_KEY (the read-only pair), and that the key was not deleted or disabled"
+	case CredentialSignatureMismatch:
+		return "signature mismatch: check QIANFAN_READ_SECRET_KEY belongs to QIANFAN_READ_ACCESS_KEY (the read-only pair)"
+	case CredentialNoPermission:
+		return "no permission: the read-only pair's (QIANFAN_READ_ACCESS_KEY) IAM policy must allow reading Qianfan models, services and batch inference tasks"
+	case CredentialRejected:
+		return "credentials rejected (HTTP 401 without a reason) for the read-only pair QIANFAN_READ_ACCESS_KEY"
+	}
+	return p.String() + " (the read-only pair QIANFAN_READ_ACCESS_KEY signed the call)"
+}
+
+// CredentialTextOf is CredentialText for any error; "" when err is not a
+// credential problem.
+func CredentialTextOf(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.CredentialText()
+	}
+	return ""
+}

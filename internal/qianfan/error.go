@@ -39,6 +39,8 @@ type Error struct {
 
 	Attempts  int  // HTTP attempts made by the call
 	Ambiguous bool // see Result.Ambiguous
+	// ReadKey: the read-only key pair signed the call (see WithReadKey).
+	ReadKey bool
 
 	Err error // transport cause or context error, if any
 
@@ -73,6 +75,9 @@ func (e *Error) Error() string {
 	}
 	if e.Ambiguous {
 		b.WriteString(" [ambiguous: an earlier attempt may have been applied]")
+	}
+	if e.ReadKey {
+		b.WriteString(" [signed with the read-only key QIANFAN_READ_ACCESS_KEY]")
 	}
 	return b.String()
 }

@@ -157,7 +157,7 @@ func (h *Handler) pause(ctx context.Context, b *batch, f Facts) error {
 	why := f.Err.Error()
 	if b.answer != nil {
 		if p := b.answer.Credential(); p != 0 {
-			why = p.String() + " (" + b.answer.Error() + ")"
+			why = b.answer.CredentialText() + " (" + b.answer.Error() + ")"
 		}
 	}
 	first, err := h.cfg.Pause.Pause(ctx, why)

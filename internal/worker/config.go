@@ -24,6 +24,17 @@ type Config struct {
 	// secret never reaches logs, Redis or errors.
 	AccessKey string
 	SecretKey string
+	// ReadAccessKey and ReadSecretKey are an optional read-only pair (an
+	// IAM policy that lists but cannot delete): when set it signs every
+	// read (listings, in-use views, detail reads, verification, rule plans,
+	// dry runs) and the pair above signs only deletions. Both or neither.
+	ReadAccessKey string
+	ReadSecretKey string
+	// ReadQPS is the read pair's own budget across the fleet, per base URL
+	// and read access key. Defaults to QPS (Baidu's SDK limits per
+	// credential; Baidu documents no console-API limit). Unused without a
+	// read pair.
+	ReadQPS float64
 	// BaseURL is Qianfan's API root. Defaults to qianfan.DefaultBaseURL.
 	BaseURL string
 	// QPS is the most API calls per second across every worker sharing the
@@ -189,6 +200,9 @@ func (c Config) withDefaults() Config {
 	if c.QianfanAPI == "" {
 		c.QianfanAPI = fleet.Auto
 	}
+	if c.ReadQPS == 0 {
+		c.ReadQPS = c.QPS
+	}
 	if c.Concurrency == 0 {
 		c.Concurrency = 10
 	}
@@ -231,6 +245,15 @@ func (c Config) Validate() error {
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if c.AccessKey == "" || c.SecretKey == "" {
 		add("QIANFAN_ACCESS_KEY and QIANFAN_SECRET_KEY must be set (or try --demo, which runs against a fake Qianfan)")
+	}
+	switch {
+	case (c.ReadAccessKey == "") != (c.ReadSecretKey == ""):
+		add("QIANFAN_READ_ACCESS_KEY and QIANFAN_READ_SECRET_KEY go together: set both (a read-only pair) or neither")
+	case c.ReadAccessKey != "" && c.ReadAccessKey == c.AccessKey:
+		add("QIANFAN_READ_ACCESS_KEY must be another key than QIANFAN_ACCESS_KEY: a read-only pair is a key of its own")
+	}
+	if c.ReadQPS < 0 {
+		add("--read-qps %g must not be negative", c.ReadQPS)
 	}
 	if c.Concurrency < 1 {
 		add("--concurrency %d must be at least 1", c.Concurrency)
@@ -292,9 +315,12 @@ func (c Config) monitorConfig() monitor.Config {
 // LogValue is the whole resolved config with secrets masked, logged once at
 // start.
 func (c Config) LogValue() slog.Value {
-	secret := "unset"
+	secret, readSecret := "unset", "unset"
 	if c.SecretKey != "" {
 		secret = "set (masked)"
+	}
+	if c.ReadSecretKey != "" {
+		readSecret = "set (masked)"
 	}
 	return slog.GroupValue(
 		slog.String("qianfan_base_url", redactURL(c.BaseURL)),
@@ -303,7 +329,10 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("inventory_every", c.InventoryEvery),
 		slog.Bool("inventory_versions", c.InventoryVersions),
 		slog.String("secret_key", secret),
+		slog.String("read_access_key", c.ReadAccessKey),
+		slog.String("read_secret_key", readSecret),
 		slog.Float64("qps", c.QPS),
+		slog.Float64("read_qps", c.ReadQPS),
 		slog.Int("concurrency", c.Concurrency),
 		slog.Int("batch_size", c.BatchSize),
 		slog.Duration("batch_wait", c.BatchWait),

@@ -138,7 +138,13 @@ func New(rdb redis.UniversalClient, cfg Config) (_ *Worker, err error) {
 	w.pause = fleet.NewPauseStore(rdb).WithClock(cfg.Clock)
 	w.prober = fleet.NewProber(w.pause, fleet.ProberConfig{Every: cfg.PauseProbe, Probe: w.probe, Logger: w.log.With("component", "pause"),
 		Clock: cfg.Clock, Ticker: cfg.Ticker})
-	w.inUse = inuse.New(rdb, qc, inuse.Config{MaxAge: cfg.InUseMaxAge})
+	iu := inuse.Config{MaxAge: cfg.InUseMaxAge}
+	if qc.HasReadKey() {
+		// Reads spend the read pair's budget, not the deletions': list
+		// again half-way, so batches do not wait for a listing at MaxAge.
+		iu.RefreshAhead = cfg.InUseMaxAge / 2
+	}
+	w.inUse = inuse.New(rdb, qc, iu)
 	handler := tasks.NewHandler(tasks.QianfanDeleter{Client: qc}, asynq.NewClientFromRedisClient(rdb), w.ledger, inventory.NewStore(rdb),
 		tasks.HandlerConfig{BatchSize: cfg.BatchSize, Options: opts, Logger: w.log, Observer: w.metrics,
 			Guard: w.inUse, Pause: w.pause, PausePoll: max(cfg.PauseProbe/3, time.Second), API: w.mode, Clock: cfg.Clock,
@@ -208,6 +214,18 @@ func (w *Worker) qianfanClient() (*qianfan.Client, error) {
 			return nil, err
 		}
 		opts = append(opts, qianfan.WithLimiter(l))
+	}
+	if c.ReadAccessKey != "" {
+		// Reads sign with the read-only pair and spend its own budget.
+		var rl qianfan.Limiter
+		if c.ReadQPS > 0 {
+			l, err := fleet.NewLimiter(w.rdb, fleet.LimitConfig{QPS: c.ReadQPS, Key: fleet.LimitKey(c.BaseURL, c.ReadAccessKey), Observe: w.metrics.LimiterWait})
+			if err != nil {
+				return nil, err
+			}
+			rl = l
+		}
+		opts = append(opts, qianfan.WithReadKey(qianfan.Credentials{AccessKey: c.ReadAccessKey, SecretKey: c.ReadSecretKey}, rl))
 	}
 	return qianfan.New(qianfan.Credentials{AccessKey: c.AccessKey, SecretKey: c.SecretKey}, append(opts, c.QianfanOptions...)...)
 }
@@ -325,7 +343,13 @@ func (w *Worker) preflight() error {
 	err := w.probe(ctx)
 	switch {
 	case err == nil:
-		w.log.Info("credentials checked: Qianfan answered a signed read call")
+		if w.qc.HasReadKey() {
+			// The full key signs deletions only: the first one tests it,
+			// and a refusal pauses the fleet naming it.
+			w.log.Info("read-only pair checked: Qianfan answered a read call it signed; QIANFAN_ACCESS_KEY signs only deletions, and the first one tests it")
+		} else {
+			w.log.Info("credentials checked: Qianfan answered a signed read call")
+		}
 		if st, _ := w.pause.Status(ctx); st.State == fleet.Paused && !st.Manual {
 			// A restart with new credentials: let one delete call test them.
 			if err := w.pause.Probe(ctx); err == nil {
@@ -334,7 +358,7 @@ func (w *Worker) preflight() error {
 		}
 		return nil
 	case qianfan.IsRequestError(err):
-		return fmt.Errorf("%w: %s (%v)", ErrCredentials, qianfan.CredentialProblemOf(err), err)
+		return fmt.Errorf("%w: %s (%v)", ErrCredentials, cmp.Or(qianfan.CredentialTextOf(err), qianfan.CredentialProblemOf(err).String()), err)
 	}
 	w.log.Warn("could not check the credentials before starting; starting anyway (a refused call will pause deletions)", "err", err)
 	return nil

@@ -11,8 +11,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/qfpurge/qfpurge/cmd/internal/qfclient"
 	"github.com/qfpurge/qfpurge/internal/cli"
-	"github.com/qfpurge/qfpurge/internal/fleet"
 	"github.com/qfpurge/qfpurge/internal/inuse"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
@@ -26,12 +26,8 @@ const maxDryRun = 100_000
 // same in-use view and listings the workers use, read with the read-only
 // key pair when one is set, so a dry run cannot delete.
 func dryRun(ctx context.Context, o options, getenv func(string) string, kind modelid.Kind, args []string, in *input, stdout io.Writer) error {
-	ak, sk := getenv("QIANFAN_READ_ACCESS_KEY"), getenv("QIANFAN_READ_SECRET_KEY")
-	if ak == "" || sk == "" {
-		ak, sk = getenv("QIANFAN_ACCESS_KEY"), getenv("QIANFAN_SECRET_KEY")
-	}
-	if ak == "" || sk == "" {
-		return cli.Usagef("--dry-run reads the account: set QIANFAN_READ_ACCESS_KEY and QIANFAN_READ_SECRET_KEY (a read-only pair), or QIANFAN_ACCESS_KEY and QIANFAN_SECRET_KEY")
+	if err := qfclient.Check(getenv, "--dry-run"); err != nil {
+		return err
 	}
 	ids, err := collect(args, in, kind)
 	if err != nil {
@@ -43,24 +39,26 @@ func dryRun(ctx context.Context, o options, getenv func(string) string, kind mod
 	}
 	defer rdb.Close()
 	baseURL := cmp.Or(getenv("QIANFAN_BASE_URL"), qianfan.DefaultBaseURL)
-	opts := []qianfan.Option{qianfan.WithBaseURL(baseURL)}
-	// Under the fleet's budget: the same key as the workers' for this pair.
+	// Under the fleet's budget for the key that signs: the read pair's
+	// (QFPURGE_READ_QPS, else QFPURGE_QPS, as the workers), or the full one's.
 	qps := 10.0
-	if s := getenv("QFPURGE_QPS"); s != "" {
-		if qps, err = strconv.ParseFloat(s, 64); err != nil || qps < 0 {
-			return cli.Usagef("QFPURGE_QPS %q: want a number of calls per second", s)
+	for _, name := range []string{"QFPURGE_QPS", "QFPURGE_READ_QPS"} {
+		if name == "QFPURGE_READ_QPS" && getenv("QIANFAN_READ_ACCESS_KEY") == "" {
+			continue
+		}
+		if s := getenv(name); s != "" {
+			v, err := strconv.ParseFloat(s, 64)
+			if err != nil || v < 0 {
+				return cli.Usagef("%s %q: want a number of calls per second", name, s)
+			}
+			if v > 0 || name == "QFPURGE_QPS" {
+				qps = v
+			}
 		}
 	}
-	if qps > 0 {
-		l, err := fleet.NewLimiter(rdb, fleet.LimitConfig{QPS: qps, Key: fleet.LimitKey(baseURL, ak)})
-		if err != nil {
-			return err
-		}
-		opts = append(opts, qianfan.WithLimiter(l))
-	}
-	qc, err := qianfan.New(qianfan.Credentials{AccessKey: ak, SecretKey: sk}, opts...)
+	qc, err := qfclient.Reader(rdb, getenv, baseURL, qps, "--dry-run")
 	if err != nil {
-		return cli.Usage(err)
+		return err
 	}
 	answers, err := inuse.New(rdb, qc, inuse.Config{}).DryRun(ctx, kind, ids)
 	if err != nil {

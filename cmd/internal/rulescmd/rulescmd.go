@@ -31,9 +31,9 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/qfpurge/qfpurge/cmd/internal/qfclient"
 	"github.com/qfpurge/qfpurge/internal/cli"
 	"github.com/qfpurge/qfpurge/internal/enqueue"
-	"github.com/qfpurge/qfpurge/internal/fleet"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/policy"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
@@ -68,14 +68,16 @@ func New(getenv func(string) string) *cobra.Command {
 environment (flags override):
   QFPURGE_SCHEDULE               the schedule file (--schedule)
   REDIS_URL                      the workers' Redis (--redis-url); required for preview, run and runs
-  QIANFAN_ACCESS_KEY, QIANFAN_SECRET_KEY   for preview and run (the secret is never printed)
+  QIANFAN_READ_ACCESS_KEY, QIANFAN_READ_SECRET_KEY   a read-only pair: enough for preview and run
+                                 (a run only enqueues; the workers delete)
+  QIANFAN_ACCESS_KEY, QIANFAN_SECRET_KEY   used when no read-only pair is set (secrets never printed)
   QIANFAN_BASE_URL               Qianfan's API root (--qianfan-base-url)`,
 	})
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&g.schedule, "schedule", "", "schedule `FILE` holding the rules (default $QFPURGE_SCHEDULE)")
 	pf.StringVar(&g.redisURL, "redis-url", "", "Redis `URL` (default $REDIS_URL)")
 	pf.StringVar(&g.baseURL, "qianfan-base-url", "", "Qianfan's API root (default $QIANFAN_BASE_URL, else "+qianfan.DefaultBaseURL+")")
-	pf.Float64Var(&g.qps, "qps", 10, "most API calls per second, shared with the workers on the same Redis and access key; 0 for none")
+	pf.Float64Var(&g.qps, "qps", 10, "most API calls per second, shared with the workers on the same Redis and access key (the read-only pair's when set); 0 for none")
 	pf.IntVar(&g.batchSize, "batch-size", tasks.DefaultBatchSize, "IDs per batch; keep equal to the workers' --batch-size")
 	pf.IntVar(&g.concurrency, "concurrency", 4, "detail calls a plan makes at once (the QPS budget still paces them)")
 	// resolved reads the environment for what the flags left unset (a flag
@@ -237,29 +239,22 @@ func findRule(g globals, name string) (*policy.Rule, error) {
 
 // newRunner opens Redis and a Qianfan client under the fleet's QPS budget.
 func newRunner(ctx context.Context, g globals, getenv func(string) string, stderr io.Writer) (*policy.Runner, func(), error) {
-	ak, sk := getenv("QIANFAN_ACCESS_KEY"), getenv("QIANFAN_SECRET_KEY")
-	if ak == "" || sk == "" {
-		return nil, nil, cli.Usagef("QIANFAN_ACCESS_KEY and QIANFAN_SECRET_KEY must be set")
-	}
 	if g.qps < 0 || g.batchSize < 1 || g.concurrency < 1 {
 		return nil, nil, cli.Usagef("--qps must not be negative, --batch-size and --concurrency must be at least 1")
+	}
+	if err := qfclient.Check(getenv, "rules preview and rules run"); err != nil {
+		return nil, nil, err
 	}
 	rdb, err := cli.ConnectRedis(ctx, g.redisURL)
 	if err != nil {
 		return nil, nil, err
 	}
 	fail := func(err error) (*policy.Runner, func(), error) { rdb.Close(); return nil, nil, err }
-	opts := []qianfan.Option{qianfan.WithBaseURL(g.baseURL)}
-	if g.qps > 0 {
-		l, err := fleet.NewLimiter(rdb, fleet.LimitConfig{QPS: g.qps, Key: fleet.LimitKey(g.baseURL, ak)})
-		if err != nil {
-			return fail(err)
-		}
-		opts = append(opts, qianfan.WithLimiter(l))
-	}
-	qc, err := qianfan.New(qianfan.Credentials{AccessKey: ak, SecretKey: sk}, opts...)
+	// Plans only read (a run enqueues for the workers, which delete): the
+	// read-only pair is enough, and with it this client cannot delete.
+	qc, err := qfclient.Reader(rdb, getenv, g.baseURL, g.qps, "rules preview and rules run")
 	if err != nil {
-		return fail(cli.Usage(err))
+		return fail(err)
 	}
 	prod, err := enqueue.New(rdb, enqueue.Config{BatchSize: g.batchSize})
 	if err != nil {

@@ -163,7 +163,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
 		{[]string{"preview"}, "preview takes one rule name"},
 		{[]string{"preview", "nope"}, `no rule entry named "nope"`},
-		{[]string{"preview", "r"}, "QIANFAN_ACCESS_KEY and QIANFAN_SECRET_KEY must be set"},
+		{[]string{"preview", "r"}, "set QIANFAN_READ_ACCESS_KEY and QIANFAN_READ_SECRET_KEY (a read-only pair is enough), or QIANFAN_ACCESS_KEY and QIANFAN_SECRET_KEY"},
 		{[]string{"--schedule", bad, "list"}, `:5: rule "r": delete #1: older_than: bad age "3"`},
 		{[]string{"--schedule", "", "list"}, "no schedule file"},
 		{[]string{"runs", "show", "../x"}, "bad run ID"},
@@ -257,4 +257,36 @@ func TestProgressLines(t *testing.T) {
 // run is the command as qfpurge runs it, with the given environment.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	return cli.RunIO(ctx, New(getenv), args, nil, stdout, stderr)
+}
+
+// TestReadPairIsEnough: with only a read-only pair in the environment,
+// rules preview and rules run work, every call is signed by that pair, and
+// none of them deletes.
+func TestReadPairIsEnough(t *testing.T) {
+	t.Parallel()
+	path := writeSchedule(t, "schedules:\n  - name: exp\n    cron: '@daily'\n    kind: model\n    delete: {name: 'exp-*'}\n    limit: {share: 100%}\n")
+	srv := redistest.Start(t)
+	fake := qianfantest.New(qianfantest.Config{
+		Inventory:   qianfantest.NewInventory(qianfantest.Generate{Models: 50, Versions: 2, Services: 3, Seed: 6}, time.Now()),
+		Credentials: map[string]string{qianfantest.DefaultAccessKey: qianfantest.DefaultSecretKey, "read-ak": "read-sk"},
+		Permissions: map[string]qianfantest.Permission{"read-ak": qianfantest.PermRead},
+	})
+	hs := httptest.NewServer(fake)
+	t.Cleanup(hs.Close)
+	r := rig{fake: fake, env: map[string]string{
+		"REDIS_URL": srv.URL(), "QFPURGE_SCHEDULE": path, "QIANFAN_BASE_URL": hs.URL,
+		"QIANFAN_READ_ACCESS_KEY": "read-ak", "QIANFAN_READ_SECRET_KEY": "read-sk",
+	}}
+	for _, cmd := range []string{"preview", "run"} {
+		if out, err := r.rules(t, cmd, "exp"); err != nil || (cmd == "run" && !strings.Contains(out, "enqueued")) {
+			t.Fatalf("%s with the read pair only: %v\n%s", cmd, err, out)
+		}
+	}
+	st := fake.Stats()
+	if k := st.Keys["read-ak"]; k.Reads == 0 || k.Deletes != 0 || k.Denied != 0 {
+		t.Errorf("read pair: %+v, want reads only", k)
+	}
+	if k, ok := st.Keys[qianfantest.DefaultAccessKey]; ok || st.Deletes != 0 {
+		t.Errorf("full key: %+v; deletes %d", k, st.Deletes)
+	}
 }

@@ -39,6 +39,8 @@ const (
 	envRedisURL        = "REDIS_URL"
 	envAccessKey       = "QIANFAN_ACCESS_KEY"
 	envSecretKey       = "QIANFAN_SECRET_KEY"
+	envReadAccessKey   = "QIANFAN_READ_ACCESS_KEY"
+	envReadSecretKey   = "QIANFAN_READ_SECRET_KEY"
 	envBaseURL         = "QIANFAN_BASE_URL"
 	envMonitorToken    = "QFPURGE_MONITOR_TOKEN"
 	envMonitorUser     = "QFPURGE_MONITOR_USER"
@@ -75,6 +77,9 @@ the environment over the file, the file over the defaults. Further environment:
   REDIS_URL                 redis://[user:pass@]host:port/db, rediss://, redis+sentinel://, redis+cluster://
                             (QFPURGE_REDIS_URL wins if both are set)
   QIANFAN_ACCESS_KEY, QIANFAN_SECRET_KEY   required (the secret is never logged)
+  QIANFAN_READ_ACCESS_KEY, QIANFAN_READ_SECRET_KEY
+                            optional read-only pair: it signs every read (listings, in-use checks,
+                            verification, rule plans, dry runs), the pair above only deletions
   QIANFAN_BASE_URL          Qianfan's API root
   QFPURGE_MONITOR_TOKEN, or QFPURGE_MONITOR_USER and QFPURGE_MONITOR_PASSWORD
                             the monitor's credentials (required beyond loopback)
@@ -114,6 +119,7 @@ func (fl *flags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.BatchWait, "batch-wait", 2*time.Second, "aggregation grace period: a group is batched once no job arrived for this long (whole seconds, at least 1s)")
 	fs.DurationVar(&c.BatchMaxWait, "batch-max-wait", 10*time.Second, "longest a job waits in its group before its batch is formed")
 	fs.Float64Var(&c.QPS, "qps", 10, "most API calls per second across every worker sharing this Redis (per Qianfan endpoint and access key); 0 for no cap")
+	fs.Float64Var(&c.ReadQPS, "read-qps", 0, "with a read-only pair (QIANFAN_READ_ACCESS_KEY), its own budget of read calls per second across every worker (per endpoint and read key); 0: the same as --qps")
 	fs.IntVar(&c.MaxRetry, "max-retry", 12, "failed attempts before a batch is dead-lettered (throttling does not count)")
 	fs.DurationVar(&c.Retention, "retention", 7*24*time.Hour, "how long completed batches stay visible in the monitor")
 	fs.DurationVar(&c.LedgerTTL, "ledger-ttl", 30*24*time.Hour, "how long each ID's outcome is remembered")
@@ -150,6 +156,7 @@ func (fl *flags) resolve(fs *pflag.FlagSet, getenv func(string) string, stderr i
 	o := fl.o
 	c := &o.worker
 	c.AccessKey, c.SecretKey = getenv(envAccessKey), getenv(envSecretKey)
+	c.ReadAccessKey, c.ReadSecretKey = getenv(envReadAccessKey), getenv(envReadSecretKey)
 	c.API.Tokens = httpapi.ParseTokens(getenv(httpapi.TokensEnv))
 	c.Monitor.Token, c.Monitor.User, c.Monitor.Password = getenv(envMonitorToken), getenv(envMonitorUser), getenv(envMonitorPassword)
 	c.Monitor.Hosts = nil
@@ -185,7 +192,8 @@ func printConfig(w io.Writer, fs *pflag.FlagSet, getenv func(string) string) err
 	}
 	fmt.Fprintln(w, "# from the environment only:")
 	fmt.Fprintf(w, "# %s: %s\n", envAccessKey, cmp.Or(getenv(envAccessKey), "(unset)"))
-	for _, name := range []string{envSecretKey, envMonitorToken, envMonitorUser, envMonitorPassword, httpapi.TokensEnv, tracing.EnvHeaders, tracing.EnvTracesHeaders} {
+	fmt.Fprintf(w, "# %s: %s\n", envReadAccessKey, cmp.Or(getenv(envReadAccessKey), "(unset)"))
+	for _, name := range []string{envSecretKey, envReadSecretKey, envMonitorToken, envMonitorUser, envMonitorPassword, httpapi.TokensEnv, tracing.EnvHeaders, tracing.EnvTracesHeaders} {
 		state := "(unset)"
 		if getenv(name) != "" {
 			state = "(set, masked)"

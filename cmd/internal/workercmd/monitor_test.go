@@ -218,6 +218,7 @@ func TestPrintConfig(t *testing.T) {
 		"REDIS_URL": "redis://:s3cret-pw@r:6379/0", "QIANFAN_ACCESS_KEY": "ak-visible", "QIANFAN_SECRET_KEY": "s3cret-sk",
 		"QFPURGE_API_TOKENS": "s3cret-token", "QFPURGE_CONCURRENCY": "6", "QFPURGE_BATCH_WAIT": "5s",
 		"QFPURGE_OTLP_ENDPOINT": "http://otel:s3cret-otlp@collector:4318", "OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer s3cret-otlp",
+		"QIANFAN_READ_ACCESS_KEY": "rak-visible", "QIANFAN_READ_SECRET_KEY": "s3cret-read-sk", "QFPURGE_READ_QPS": "7",
 	}
 	getenv := func(k string) string { return env[k] }
 	var out, errb strings.Builder
@@ -240,6 +241,7 @@ func TestPrintConfig(t *testing.T) {
 		"# QIANFAN_ACCESS_KEY: ak-visible\n", "# QIANFAN_SECRET_KEY: (set, masked)\n", "# QFPURGE_API_TOKENS: (set, masked)\n",
 		"# QFPURGE_MONITOR_TOKEN: (unset)\n",
 		"otlp-endpoint: http://otel:xxxxx@collector:4318\n", "# OTEL_EXPORTER_OTLP_HEADERS: (set, masked)\n",
+		"read-qps: 7\n", "# QIANFAN_READ_ACCESS_KEY: rak-visible\n", "# QIANFAN_READ_SECRET_KEY: (set, masked)\n",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("no %q in:\n%s", want, got)

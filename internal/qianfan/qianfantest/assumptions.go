@@ -116,6 +116,14 @@ type Assumptions struct {
 	// InvalidParameter.
 	InUseV2 Answer `json:"in_use_v2"`
 
+	// QPSPerAccessKey: Config.QPS caps each access key's calls in a window
+	// of its own, as Baidu's Python SDK keys its optional rate limiter (per
+	// credential and URL). Baidu documents no console-API rate limit, so
+	// this is a guess either way. Defaults to false: one window counts
+	// every call of the account, whichever key signs it (a read-only pair
+	// then buys no budget of its own).
+	QPSPerAccessKey bool `json:"qps_per_access_key"`
+
 	// V1Gone answers every V1 call once V1 is off. Defaults to HTTP 200
 	// error_code 3 "Unsupported openapi method", what Baidu's AI gateway
 	// answers for a path it does not serve.

@@ -587,3 +587,54 @@ func TestV1OffAfterCountsFromNow(t *testing.T) {
 		t.Errorf("the third V1 call after arming was served: %+v", a)
 	}
 }
+
+// TestReadOnlyCredential: a second key held read-only lists but is refused
+// on every delete, and the fake counts each key's calls apart.
+func TestReadOnlyCredential(t *testing.T) {
+	t.Parallel()
+	const rak, rsk = "read-ak", "read-sk"
+	b := setupInventory(t, Generate{Models: 3, Seed: 9}, Config{Credentials: map[string]string{DefaultAccessKey: DefaultSecretKey, rak: rsk}})
+	b.fake.SetPermission(rak, PermRead)
+	m := b.inv.Models
+	asRead := func(path, body string) answer {
+		return send(t, baiduSigned(t, b.srv.URL, path, body, rak, rsk, testNow, nil))
+	}
+	asRead(pathList, `{}`).result(t)
+	asRead(pathSets, `{}`).result(t)
+	for _, del := range []struct{ path, body string }{
+		{modelPath, fmt.Sprintf(`{"modelIDs":[%d]}`, m[0].ID)},
+		{"/v2/model?Action=DeleteModelSet", fmt.Sprintf(`{"modelSetId":%q}`, m[0].IDStr)},
+	} {
+		if a := asRead(del.path, del.body); a.status != 403 || a.body["code"] != "AccessDenied" {
+			t.Errorf("read-only delete %s: %+v", del.path, a)
+		}
+	}
+	if !b.fake.Exists(KindModel, m[0].ID) {
+		t.Error("the read-only key deleted")
+	}
+	b.post(t, modelPath, fmt.Sprintf(`{"modelIDs":[%d]}`, m[1].ID)).result(t)
+	st := b.fake.Stats()
+	if diff := cmp.Diff(map[string]KeyCalls{rak: {Reads: 2, Deletes: 2, Denied: 2}, DefaultAccessKey: {Deletes: 1}}, st.Keys); diff != "" {
+		t.Errorf("calls by key (-want +got):\n%s", diff)
+	}
+}
+
+// TestQPSWindowPerKey: by default one window counts every key's calls;
+// with QPSPerAccessKey each key has its own.
+func TestQPSWindowPerKey(t *testing.T) {
+	t.Parallel()
+	const rak, rsk = "read-ak", "read-sk"
+	for _, perKey := range []bool{false, true} {
+		b := setupInventory(t, Generate{Models: 2, Seed: 9}, Config{QPS: 2, Credentials: map[string]string{DefaultAccessKey: DefaultSecretKey, rak: rsk},
+			Assumptions: Assumptions{QPSPerAccessKey: perKey}})
+		b.post(t, pathList, `{}`).result(t)
+		b.post(t, pathList, `{}`).result(t)
+		a := send(t, baiduSigned(t, b.srv.URL, pathList, `{}`, rak, rsk, testNow, nil))
+		if throttled := a.body["error_code"] == float64(18); throttled == perKey {
+			t.Errorf("per key %v: the other key's third call in the window answered %+v", perKey, a)
+		}
+		if a := b.post(t, pathList, `{}`); a.body["error_code"] != float64(18) {
+			t.Errorf("per key %v: the first key's third call in the window answered %+v", perKey, a)
+		}
+	}
+}

@@ -45,6 +45,8 @@
 //	RefuseInUse            false: deleting what a service runs succeeds
 //	                       (Stats.InUseDeletes counts it); InUseV1 500001,
 //	                       InUseV2 HTTP 400 InvalidParameter when true
+//	QPSPerAccessKey        false: Config.QPS caps all calls in one window,
+//	                       whichever access key signs them
 //	V1Gone                 HTTP 200 error_code 3 "Unsupported openapi method"
 //	V2Gone                 HTTP 404, empty body
 //
@@ -108,6 +110,11 @@ type Config struct {
 	// Credentials maps access key to secret key. Defaults to
 	// {DefaultAccessKey: DefaultSecretKey}.
 	Credentials map[string]string
+	// Permissions are keys' starting permissions (SetPermission changes
+	// them); a key not named has PermFull. A read-only pair is a key with
+	// PermRead: it lists and describes, and every delete it signs answers
+	// 403 AccessDenied.
+	Permissions map[string]Permission
 	// Invalid reports IDs that do not exist in open-world mode (deleting
 	// them answers 500001). id is an int64 or a string. Every other ID
 	// exists until deleted. InvalidIDs builds one from a list. Ignored with
@@ -127,8 +134,9 @@ type Config struct {
 	// MaxIDs: a longer list answers 500001. Defaults to 0, unlimited.
 	MaxIDs int
 	// QPS: more than QPS calls in any one-second window answer error_code
-	// 18 (V2: Assumptions.V2Throttled). Calls rejected with 401 or 403 do
-	// not count. Defaults to 0, off.
+	// 18 (V2: Assumptions.V2Throttled); one window for the account, or one
+	// per access key (Assumptions.QPSPerAccessKey). Calls rejected with 401
+	// or 403 do not count. Defaults to 0, off.
 	QPS int
 	// MaxSkew is how far the signing timestamp and x-bce-date may be from
 	// Now. Defaults to 15 minutes.
@@ -224,6 +232,16 @@ type Stats struct {
 	// NameFiltered counts V1 user/list calls that carried a nameFilter
 	// (also counted in Endpoints).
 	NameFiltered int `json:"name_filtered"`
+	// Keys counts every API call by the access key its Authorization
+	// header names ("" when none), whatever its outcome.
+	Keys map[string]KeyCalls `json:"keys"`
+}
+
+// KeyCalls are one access key's calls.
+type KeyCalls struct {
+	Reads   int `json:"reads"`   // list and describe calls
+	Deletes int `json:"deletes"` // delete calls
+	Denied  int `json:"denied"`  // calls answered 403: the key may not make them
 }
 
 // Server is the fake; it is an http.Handler and safe for concurrent use.
@@ -237,7 +255,7 @@ type Server struct {
 	faults     Faults
 	rng        *rand.Rand
 	deleted    map[string]map[string]int // kind -> idKey -> times deleted
-	calls      []time.Time               // recent accepted calls, for the QPS window
+	calls      map[string][]time.Time    // recent accepted calls by window (see Assumptions.QPSPerAccessKey)
 	stats      Stats
 	logID      int64
 	creds      map[string]string
@@ -268,6 +286,9 @@ func New(cfg Config) *Server {
 	if len(cfg.Credentials) == 0 {
 		cfg.Credentials = map[string]string{DefaultAccessKey: DefaultSecretKey}
 	}
+	if cfg.Permissions == nil {
+		cfg.Permissions = map[string]Permission{}
+	}
 	if cfg.MaxSkew <= 0 {
 		cfg.MaxSkew = 15 * time.Minute
 	}
@@ -278,11 +299,12 @@ func New(cfg Config) *Server {
 		cfg:        cfg,
 		asm:        cfg.Assumptions.withDefaults(),
 		deleted:    map[string]map[string]int{KindModel: {}, KindVersion: {}},
-		stats:      Stats{Calls: map[string]int{}, Endpoints: map[string]int{}},
+		stats:      Stats{Calls: map[string]int{}, Endpoints: map[string]int{}, Keys: map[string]KeyCalls{}},
+		calls:      map[string][]time.Time{},
 		logID:      2443985831,
 		creds:      maps.Clone(cfg.Credentials),
 		revoked:    map[string]bool{},
-		perms:      map[string]Permission{},
+		perms:      maps.Clone(cfg.Permissions),
 		v1OffAfter: cfg.V1OffAfter,
 		v2OffAfter: cfg.V2OffAfter,
 	}
@@ -372,6 +394,7 @@ func (s *Server) Stats() Stats {
 	defer s.mu.Unlock()
 	st := s.stats
 	st.Calls = maps.Clone(s.stats.Calls)
+	st.Keys = maps.Clone(s.stats.Keys)
 	st.Endpoints = maps.Clone(s.stats.Endpoints)
 	return st
 }
@@ -563,7 +586,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, op operation) 
 	if err != nil {
 		return // the client went away
 	}
-	if a, gone := s.admitEndpoint(op); gone {
+	if a, gone := s.admitEndpoint(op, accessKeyOf(r)); gone {
 		s.answer(w, a, OutcomeGone)
 		return
 	}
@@ -579,7 +602,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, op operation) 
 		}
 		return
 	}
-	if !s.admit() {
+	if !s.admit(accessKeyOf(r)) {
 		if op.v2 {
 			s.answer(w, s.Assumptions().V2Throttled, "")
 		} else {
@@ -655,15 +678,19 @@ func (s *Server) preFaults(w http.ResponseWriter, r *http.Request, op operation,
 }
 
 // admitEndpoint counts the call and reports whether its API is switched off.
-func (s *Server) admitEndpoint(op operation) (Answer, bool) {
+func (s *Server) admitEndpoint(op operation, ak string) (Answer, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stats.Endpoints[op.name]++
+	kc := s.stats.Keys[ak]
 	if op.write {
 		s.stats.Deletes++
+		kc.Deletes++
 	} else {
 		s.stats.Reads++
+		kc.Reads++
 	}
+	s.stats.Keys[ak] = kc
 	if op.v2 {
 		s.v2Calls++
 		return s.asm.V2Gone, s.v2Off || (s.v2OffAfter > 0 && s.v2Calls > s.v2OffAfter)
@@ -688,6 +715,11 @@ func (s *Server) authorize(r *http.Request, op operation) (Answer, string, bool)
 		return Answer{Status: http.StatusUnauthorized, Code: ae.code, Message: ae.msg}, OutcomeAuth, false
 	}
 	if perm == PermNone || (perm == PermRead && op.write) {
+		s.mu.Lock()
+		kc := s.stats.Keys[ak]
+		kc.Denied++
+		s.stats.Keys[ak] = kc
+		s.mu.Unlock()
 		return Answer{Status: http.StatusForbidden, Code: "AccessDenied", Message: "Access denied."}, OutcomeDenied, false
 	}
 	return Answer{}, "", true
@@ -700,25 +732,31 @@ func (s *Server) answer(w http.ResponseWriter, a Answer, outcome string) {
 	a.write(w, s.nextLogID())
 }
 
-// admit applies the QPS cap over a sliding one-second window.
-func (s *Server) admit() bool {
+// admit applies the QPS cap over a sliding one-second window: one window
+// for every call, or one per access key (Assumptions.QPSPerAccessKey).
+func (s *Server) admit(ak string) bool {
 	if s.cfg.QPS <= 0 {
 		return true
 	}
 	now := s.cfg.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	keep := s.calls[:0]
-	for _, t := range s.calls {
+	window := ""
+	if s.asm.QPSPerAccessKey {
+		window = ak
+	}
+	calls := s.calls[window]
+	keep := calls[:0]
+	for _, t := range calls {
 		if now.Sub(t) < time.Second {
 			keep = append(keep, t)
 		}
 	}
-	s.calls = keep
-	if len(s.calls) >= s.cfg.QPS {
+	if len(keep) >= s.cfg.QPS {
+		s.calls[window] = keep
 		return false
 	}
-	s.calls = append(s.calls, now)
+	s.calls[window] = append(keep, now)
 	return true
 }
 

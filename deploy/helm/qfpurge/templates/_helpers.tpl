@@ -53,6 +53,10 @@ Arguments: list $ section "what to set" inlineGiven.
 {{- include "qfpurge.sectionSecret" (list . .Values.qianfan "qianfan (QIANFAN_ACCESS_KEY, QIANFAN_SECRET_KEY)" (and .Values.qianfan.accessKey .Values.qianfan.secretKey)) -}}
 {{- end -}}
 
+{{- define "qfpurge.qianfanReadSecret" -}}
+{{- include "qfpurge.sectionSecret" (list . .Values.qianfan.read "qianfan.read (QIANFAN_READ_ACCESS_KEY, QIANFAN_READ_SECRET_KEY)" (and .Values.qianfan.read.accessKey .Values.qianfan.read.secretKey)) -}}
+{{- end -}}
+
 {{- define "qfpurge.redisSecret" -}}
 {{- include "qfpurge.sectionSecret" (list . .Values.redis "redis (REDIS_URL)" .Values.redis.url) -}}
 {{- end -}}
@@ -75,7 +79,7 @@ Arguments: list $ section "what to set" inlineGiven.
 {{/* Whether the chart must create its own Secret. */}}
 {{- define "qfpurge.createSecret" -}}
 {{- $name := include "qfpurge.secretName" . -}}
-{{- if or (eq (include "qfpurge.qianfanSecret" .) $name) (eq (include "qfpurge.redisSecret" .) $name) (eq (include "qfpurge.monitorSecret" .) $name) (and .Values.api.enabled (eq (include "qfpurge.apiSecret" .) $name)) -}}
+{{- if or (eq (include "qfpurge.qianfanSecret" .) $name) (eq (include "qfpurge.redisSecret" .) $name) (eq (include "qfpurge.monitorSecret" .) $name) (and .Values.api.enabled (eq (include "qfpurge.apiSecret" .) $name)) (and .Values.qianfan.read.enabled (eq (include "qfpurge.qianfanReadSecret" .) $name)) -}}
 true
 {{- end -}}
 {{- end -}}
