@@ -158,16 +158,19 @@ func Parse(data []byte, path string) ([]Entry, error) {
 	var entries []Entry
 	seen := map[string]int{}
 	for _, n := range list.Content {
+		// Names are checked on invalid entries too, so one pass reports
+		// every problem of the file.
 		e, ok := p.entry(n)
-		if !ok {
-			continue
+		if e.Name != "" {
+			if first, dup := seen[e.Name]; dup {
+				p.add(e.Line, "duplicate name %q (first at line %d)", e.Name, first)
+				continue
+			}
+			seen[e.Name] = e.Line
 		}
-		if first, dup := seen[e.Name]; dup {
-			p.add(e.Line, "duplicate name %q (first at line %d)", e.Name, first)
-			continue
+		if ok {
+			entries = append(entries, e)
 		}
-		seen[e.Name] = e.Line
-		entries = append(entries, e)
 	}
 	if len(p.errs) > 0 {
 		return nil, errors.Join(p.errs...)

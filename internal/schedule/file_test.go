@@ -125,6 +125,8 @@ func TestParseErrors(t *testing.T) {
 			[]string{`3: entry "a": time zone given twice`}},
 		{"duplicate name", head + "  - name: a\n    cron: '@daily'\n    kind: model\n    ids: [1]\n  - name: a\n    cron: '@daily'\n    kind: model\n    ids: [2]\n",
 			[]string{`6: duplicate name "a" (first at line 2)`}},
+		{"duplicate of an invalid entry", head + "  - name: a\n    cron: '@daily'\n    kind: modle\n    ids: [1]\n  - name: a\n    cron: '@daily'\n    kind: model\n    ids: [2]\n",
+			[]string{`4: entry "a": bad kind "modle"`, `6: duplicate name "a" (first at line 2)`}},
 		{"bad kind", head + "  - name: a\n    cron: '@daily'\n    kind: models\n    ids: [1]\n",
 			[]string{`4: entry "a": bad kind "models"`}},
 		{"no kind", head + "  - name: a\n    cron: '@daily'\n    ids: [1]\n",

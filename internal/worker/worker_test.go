@@ -426,7 +426,10 @@ func TestAPIEndToEnd(t *testing.T) {
 //	go test -run '^$' -bench FleetQPS -benchtime 1x ./internal/worker
 func BenchmarkFleetQPS(b *testing.B) {
 	for range b.N {
-		e := workertest.New(b, qianfantest.Config{QPS: 5})
+		// An account the in-use check can list: an open-world fake answers
+		// no listing, and every batch would wait for one.
+		inv := qianfantest.NewInventory(qianfantest.Generate{Models: 3000, Seed: 42}, time.Now())
+		e := workertest.New(b, qianfantest.Config{QPS: 5, Inventory: inv})
 		for range 2 {
 			e.Start(b, func(c *worker.Config) { c.QPS = 5; c.Logger = (&workertest.Log{}).Logger() })
 		}
@@ -434,9 +437,9 @@ func BenchmarkFleetQPS(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		ids := make([]modelid.ID, 3000)
-		for i := range ids {
-			ids[i] = modelid.IntID(int64(100000 + i))
+		ids := make([]modelid.ID, len(inv.Models))
+		for i, m := range inv.Models {
+			ids[i] = modelid.IntID(m.ID)
 		}
 		start := time.Now()
 		if _, err := p.Enqueue(context.Background(), enqueue.Request{Kind: modelid.KindModel, IDs: ids}); err != nil {

@@ -256,6 +256,11 @@ func TestCompose(t *testing.T) {
 					if i := slices.Index(fake.Command, "-addr"); i < 0 || !strings.HasSuffix(fake.Command[i+1], ":"+base.Port()) {
 						t.Errorf("--qianfan-base-url %s: service %s does not listen on port %s (%q)", cfg.BaseURL, base.Hostname(), base.Port(), fake.Command)
 					}
+					// An open-world fake answers no listing, so the in-use
+					// check cannot tell and every batch waits for good.
+					if !slices.Contains(fake.Command, "-models") && !slices.Contains(fake.Command, "-inventory") {
+						t.Errorf("service %s has no inventory (-models or -inventory): the worker's in-use check needs complete listings (%q)", base.Hostname(), fake.Command)
+					}
 				}
 			}
 			if svc.StopGracePeriod != "" {
