@@ -163,12 +163,20 @@ func steps(ctx context.Context, env *env, sc scale, seed uint64, want func(strin
 	var burst burstResult
 	return []step{
 		{[]string{"burst", "baseline"}, func() (_ rower, err error) {
-			if burst, err = runBurst(ctx, env, sc, 1); err != nil || !want("burst") {
+			if burst, err = runBurst(ctx, env, sc, 1, false); err != nil || !want("burst") {
 				return nil, err
 			}
-			return burst, nil
+			read, err := runBurst(ctx, env, sc, 1, true)
+			return rowsFunc(func(t *table) { burst.rows(t); read.rows(t) }), err
 		}},
-		{[]string{"burst2"}, func() (rower, error) { return runBurst(ctx, env, sc, 2) }},
+		{[]string{"burst2"}, func() (rower, error) {
+			one, err := runBurst(ctx, env, sc, 2, false)
+			if err != nil {
+				return nil, err
+			}
+			read, err := runBurst(ctx, env, sc, 2, true)
+			return rowsFunc(func(t *table) { one.rows(t); read.rows(t) }), err
+		}},
 		{[]string{"baseline"}, func() (rower, error) { return runBaselines(ctx, env, sc, burst.idsPerSec()) }},
 		{[]string{"bulk", "footprint"}, func() (rower, error) {
 			r, err := runBulk(ctx, env, sc)
