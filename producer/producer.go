@@ -220,7 +220,9 @@ type Request struct {
 	// Key, when set, makes the request idempotent: enqueuing the same key
 	// again adds nothing while its tasks are still known. The same key
 	// with other IDs or kind is refused (ErrKeyConflict) before anything is
-	// enqueued.
+	// enqueued. Without one the request gets a new key (req-<time>-<random>,
+	// in Receipt.Key) to follow and cancel it by, which makes nothing
+	// idempotent.
 	Key string
 	// Digest is Digest.Sum of the request's IDs. Enqueue computes it; a
 	// keyed Stream needs it from the caller's first pass over its input,
@@ -272,11 +274,16 @@ type Batch struct {
 
 // Receipt says what a request enqueued.
 type Receipt struct {
-	Kind       Kind `json:"kind"`
-	IDs        int  `json:"ids"`
-	IntIDs     int  `json:"int_ids"`
-	StringIDs  int  `json:"string_ids"`
-	Duplicates int  `json:"duplicates"`
+	Kind Kind `json:"kind"`
+	// Key is the request's key, given or generated (KeyGenerated): qfpurge
+	// requests show KEY and GET /v1/requests/{key} follow it, qfpurge
+	// requests cancel KEY and DELETE /v1/requests/{key} cancel it.
+	Key          string `json:"key"`
+	KeyGenerated bool   `json:"key_generated,omitempty"`
+	IDs          int    `json:"ids"`
+	IntIDs       int    `json:"int_ids"`
+	StringIDs    int    `json:"string_ids"`
+	Duplicates   int    `json:"duplicates"`
 	// Batches are the tasks, unless Request.OnBatch took them.
 	Batches []Batch `json:"batches"`
 	// Tasks counts the tasks (equal to len(Batches) without OnBatch).
@@ -284,7 +291,7 @@ type Receipt struct {
 }
 
 func receipt(rc enqueue.Receipt) Receipt {
-	out := Receipt{Kind: Kind(rc.Kind), IDs: rc.IDs, IntIDs: rc.IntIDs, StringIDs: rc.StringIDs,
+	out := Receipt{Kind: Kind(rc.Kind), Key: rc.Key, KeyGenerated: rc.KeyGenerated, IDs: rc.IDs, IntIDs: rc.IntIDs, StringIDs: rc.StringIDs,
 		Duplicates: rc.Duplicates, Tasks: rc.Tasks}
 	for _, b := range rc.Batches {
 		out.Batches = append(out.Batches, Batch(b))

@@ -25,8 +25,9 @@ func TestEnqueueAndStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rc.Kind != producer.KindModel || rc.IDs != 3 || rc.IntIDs != 2 || rc.StringIDs != 1 || rc.Duplicates != 1 || rc.Tasks != len(batches) || len(batches) == 0 {
-		t.Errorf("receipt %+v with %d batches", rc, len(batches))
+	if rc.Kind != producer.KindModel || rc.IDs != 3 || rc.IntIDs != 2 || rc.StringIDs != 1 || rc.Duplicates != 1 || rc.Tasks != len(batches) || len(batches) == 0 ||
+		!strings.HasPrefix(rc.Key, "req-") || !rc.KeyGenerated {
+		t.Errorf("receipt %+v with %d batches (a request given no key gets one)", rc, len(batches))
 	}
 
 	_, err = p.Enqueue(ctx, producer.Request{Kind: producer.KindModel, IDs: []producer.ID{producer.IntID(1), producer.StringID("amv-v")}})
@@ -60,7 +61,7 @@ func TestEnqueueAndStream(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if rc, err := s.Close(ctx); err != nil || rc.IDs != 2 {
+	if rc, err := s.Close(ctx); err != nil || rc.IDs != 2 || rc.Key != "k1" || rc.KeyGenerated {
 		t.Fatalf("stream: %+v, %v", rc, err)
 	}
 	// The same key with other IDs is refused.

@@ -12,8 +12,9 @@ import (
 
 // BenchmarkStream streams 1,000,000 distinct int IDs (10,000 ready batches)
 // into a real redis-server and reports IDs per second. Redis is flushed
-// between iterations, outside the timer. keyed gives the request a key, so
-// it is also recorded for GET /v1/requests/{key}.
+// between iterations, outside the timer. unkeyed gives the request no key
+// (it gets a generated one), keyed gives it one; both are recorded for
+// GET /v1/requests/{key}, keyed ones with keyed task IDs.
 func BenchmarkStream(b *testing.B) {
 	b.Run("unkeyed", func(b *testing.B) { benchStream(b, "") })
 	b.Run("keyed", func(b *testing.B) { benchStream(b, "bench") })

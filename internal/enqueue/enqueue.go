@@ -10,6 +10,7 @@
 package enqueue
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -120,7 +121,9 @@ type Request struct {
 	// Key, when set, makes the request idempotent: enqueuing the same key
 	// again adds nothing while its tasks are still known to Asynq. The
 	// same key with other IDs or kind is refused (ErrKeyConflict)
-	// before anything is enqueued.
+	// before anything is enqueued. Without one the request gets a new key
+	// (NewKey, returned in Receipt.Key) to follow and cancel it by; that
+	// key makes nothing idempotent.
 	Key string
 	// Digest is Digest.Sum of the request's IDs. Enqueue computes it; a
 	// keyed Stream needs it from the caller's first pass over its input,
@@ -157,6 +160,8 @@ type Request struct {
 	// traceparent and tracestate are the request's trace context, taken
 	// from the context of its first ID.
 	traceparent, tracestate string
+	// generated: Key was made for the request, not given.
+	generated bool
 }
 
 // Batch is one enqueued task.
@@ -177,11 +182,15 @@ type Batch struct {
 
 // Receipt says what a request enqueued.
 type Receipt struct {
-	Kind       modelid.Kind `json:"kind"`
-	IDs        int          `json:"ids"`
-	IntIDs     int          `json:"int_ids"`
-	StringIDs  int          `json:"string_ids"`
-	Duplicates int          `json:"duplicates"`
+	Kind modelid.Kind `json:"kind"`
+	// Key is the request's key, given or generated (KeyGenerated): it
+	// follows the request (ReadRequest) and cancels it.
+	Key          string `json:"key"`
+	KeyGenerated bool   `json:"key_generated,omitempty"`
+	IDs          int    `json:"ids"`
+	IntIDs       int    `json:"int_ids"`
+	StringIDs    int    `json:"string_ids"`
+	Duplicates   int    `json:"duplicates"`
 	// Batches are the tasks, unless Request.OnBatch took them.
 	Batches []Batch `json:"batches"`
 	// Tasks counts the tasks (equal to len(Batches) without OnBatch).
@@ -305,8 +314,11 @@ func (p *Producer) stream(r Request, dedupe bool) (*Stream, error) {
 	if grace > 0 && r.ProcessAt.Before(now.Add(grace)) {
 		r.ProcessAt = now.Add(grace)
 	}
+	if r.Key == "" {
+		r.Key, r.generated = NewKey(now), true
+	}
 	s := &Stream{p: p, r: r, delayed: r.ProcessAt.After(now)}
-	s.rc.Kind = r.Kind
+	s.rc.Kind, s.rc.Key, s.rc.KeyGenerated = r.Kind, r.Key, r.generated
 	if dedupe {
 		s.seen = newWindow(DedupeWindow)
 	}
@@ -484,8 +496,8 @@ func endSpan(span trace.Span, r Request, rc Receipt, err error) {
 			attribute.Int("qfpurge.duplicates", rc.Duplicates),
 			attribute.Int("qfpurge.tasks", rc.Tasks),
 		)
-		if r.Key != "" {
-			span.SetAttributes(attribute.String("qfpurge.request.key", r.Key))
+		if k := cmp.Or(rc.Key, r.Key); k != "" {
+			span.SetAttributes(attribute.String("qfpurge.request.key", k))
 		}
 		if r.RequestedBy != "" {
 			span.SetAttributes(attribute.String("qfpurge.requested_by", r.RequestedBy))

@@ -2,11 +2,13 @@ package enqueue
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -68,10 +70,38 @@ func (d *Digest) Sum(r Request) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// GeneratedKeyPrefix starts every generated request key.
+const GeneratedKeyPrefix = "req-"
+
+// NewKey returns a fresh key for a request given none, so every request
+// can be followed and cancelled: req-<UTC time>-<128 random bits>, e.g.
+// req-20261207T044435Z-p3xk…, never holding a '/'. The time only helps a
+// reader; the random part alone keeps keys apart.
+func NewKey(now time.Time) string {
+	return GeneratedKeyPrefix + now.UTC().Format("20060102T150405Z") + "-" + strings.ToLower(rand.Text())
+}
+
+// generatedClaim is what a generated key's claim holds instead of a
+// digest: a request later given that key (copied from a receipt) with
+// its own digest is refused, never merged into this one.
+const generatedClaim = "generated"
+
 // claimKey records r's digest under its key, or checks it against the
 // digest already there: the same key with the same request is the same
-// request; with another, a KeyConflictError.
+// request; with another, a KeyConflictError. A generated key is reserved,
+// not checked against anything: it is new.
 func claimKey(ctx context.Context, rdb redis.UniversalClient, r Request) error {
+	if r.generated {
+		ok, err := rdb.SetNX(ctx, keyRequest+r.Key, generatedClaim, keyTTL).Result()
+		if err != nil {
+			return fmt.Errorf("record request key: %w", err)
+		}
+		if !ok {
+			// 128 random bits: only a key given earlier on purpose meets it.
+			return fmt.Errorf("generated request key %q is already in use; enqueue again for a new one", r.Key)
+		}
+		return nil
+	}
 	if r.Key == "" || r.Digest == "" {
 		return nil
 	}

@@ -14,7 +14,8 @@ import (
 	"github.com/qfpurge/qfpurge/internal/modelid"
 )
 
-// A keyed request is recorded so it can be followed (ReadRequest): a
+// Every request is recorded under its key, given or generated, so it can
+// be followed (ReadRequest): a
 // hash of who asked, when, the kind and the time asked for, and a hash
 // of its IDs, one field per enqueued batch ("int/0": "1,2,3"), so a
 // repeat of the request writes the same fields again.
@@ -23,7 +24,7 @@ const (
 	reqIDsSuffix = ":ids"
 )
 
-// record notes the batches ws of a keyed request (and, the first time, the
+// record notes the batches ws of the request (and, the first time, the
 // request itself) for ReadRequest. One round trip.
 func (s *Stream) record(ctx context.Context, ws []*write) error {
 	if s.r.Key == "" || len(ws) == 0 {
@@ -38,6 +39,9 @@ func (s *Stream) record(ctx context.Context, ws []*write) error {
 	if !s.noted {
 		pipe.HSetNX(ctx, head, "at", time.Now().UnixMilli())
 		pipe.HSetNX(ctx, head, "kind", string(s.r.Kind))
+		if s.r.generated {
+			pipe.HSetNX(ctx, head, "generated", "1")
+		}
 		if s.r.RequestedBy != "" {
 			pipe.HSetNX(ctx, head, "by", s.r.RequestedBy)
 		}
@@ -51,14 +55,19 @@ func (s *Stream) record(ctx context.Context, ws []*write) error {
 	}
 	fields := make([]any, 0, 2*len(ws))
 	for _, w := range ws {
-		var b strings.Builder
+		// Every request is recorded: no string per ID.
+		b := make([]byte, 0, 12*len(w.ids))
 		for i, id := range w.ids {
 			if i > 0 {
-				b.WriteByte(',')
+				b = append(b, ',')
 			}
-			b.WriteString(id.String())
+			if n, ok := id.Int(); ok {
+				b = strconv.AppendInt(b, n, 10)
+			} else {
+				b = append(b, id.String()...)
+			}
 		}
-		fields = append(fields, w.b.IDType+"/"+strconv.Itoa(w.n), b.String())
+		fields = append(fields, w.b.IDType+"/"+strconv.Itoa(w.n), b)
 	}
 	pipe.HSet(ctx, ids, fields...)
 	pipe.Expire(ctx, ids, ttl)
@@ -70,21 +79,23 @@ func (s *Stream) record(ctx context.Context, ws []*write) error {
 }
 
 // ErrNoRequest: no request with that key is recorded (never made, made
-// without a key, or older than its record's 30 days).
+// before every request got a key, or older than its record's 30 days).
 var ErrNoRequest = errors.New("no request with that key is recorded")
 
 // RequestStates are the states a request's IDs are counted in, in order.
 var RequestStates = []ledger.State{ledger.StatePending, ledger.StateDeleted, ledger.StatePresumed, ledger.StateDead,
 	ledger.StateProtected, ledger.StateCancelled, ledger.StateRefused}
 
-// RequestStatus is what is known of one keyed request.
+// RequestStatus is what is known of one request.
 type RequestStatus struct {
-	Key         string       `json:"key"`
-	RequestedBy string       `json:"requested_by,omitempty"`
-	At          time.Time    `json:"at"`
-	Kind        modelid.Kind `json:"kind"`
-	ProcessAt   time.Time    `json:"process_at,omitzero"`
-	Run         string       `json:"run,omitempty"`
+	Key string `json:"key"`
+	// KeyGenerated: the key was generated for a request given none.
+	KeyGenerated bool         `json:"key_generated,omitempty"`
+	RequestedBy  string       `json:"requested_by,omitempty"`
+	At           time.Time    `json:"at"`
+	Kind         modelid.Kind `json:"kind"`
+	ProcessAt    time.Time    `json:"process_at,omitzero"`
+	Run          string       `json:"run,omitempty"`
 	// IDs counts the request's distinct IDs; States counts them by state
 	// (every state of RequestStates, zeros included).
 	IDs    int            `json:"ids"`
@@ -111,7 +122,7 @@ func ReadRequest(ctx context.Context, rdb redis.UniversalClient, l *ledger.Ledge
 	if len(m) == 0 {
 		return RequestStatus{}, ErrNoRequest
 	}
-	st := RequestStatus{Key: key, RequestedBy: m["by"], Kind: modelid.Kind(m["kind"]), Run: m["run"], States: map[string]int{}}
+	st := RequestStatus{Key: key, KeyGenerated: m["generated"] == "1", RequestedBy: m["by"], Kind: modelid.Kind(m["kind"]), Run: m["run"], States: map[string]int{}}
 	if ms, err := strconv.ParseInt(m["at"], 10, 64); err == nil {
 		st.At = time.UnixMilli(ms).UTC()
 	}

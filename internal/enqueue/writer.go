@@ -80,9 +80,11 @@ func (p *Producer) prepare(r Request, ids []modelid.ID, ready bool, n int, now t
 	typ := ids[0].Type()
 	w := write{b: Batch{IDType: string(typ), IDs: len(ids)}, n: n, ids: ids}
 	id := ""
-	if r.Key != "" {
+	if r.Key != "" && !r.generated {
 		id, w.keyed = taskID(r.Key, typ, n), true
 	} else {
+		// A generated key makes nothing idempotent: random task IDs, which
+		// asynqmon can delete one by one (it cannot when they hold '/').
 		id = uuid.NewString()
 	}
 	w.b.TaskID = id

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"time"
 	"unicode"
 
@@ -37,9 +38,14 @@ const maxKeyLen = 200
 // deletionResponse is the 202 answer: the producer's receipt, flattened.
 type deletionResponse struct {
 	enqueue.Receipt
+	// Follow is the request's path: GET follows it, DELETE cancels it.
+	Follow string `json:"follow"`
 	// Warning is set when the IDs were enqueued but not marked pending.
 	Warning string `json:"warning,omitempty"`
 }
+
+// requestPath is where a request is followed (GET) and cancelled (DELETE).
+func requestPath(key string) string { return "/v1/requests/" + url.PathEscape(key) }
 
 func (a *API) postDeletions(w http.ResponseWriter, r *http.Request) {
 	started := a.cfg.Now()
@@ -87,11 +93,11 @@ func (a *API) postDeletions(w http.ResponseWriter, r *http.Request) {
 		}{"enqueue failed part-way (sending the same request again is safe): " + err.Error(), rc})
 		return
 	}
-	resp := deletionResponse{Receipt: rc}
+	resp := deletionResponse{Receipt: rc, Follow: requestPath(rc.Key)}
 	if pe.warn != nil {
 		resp.Warning = "enqueued, but the IDs could not be marked pending: " + pe.warn.Error()
 	}
-	a.log.Info("deletions enqueued", "kind", rc.Kind, "ids", rc.IDs, "batches", len(rc.Batches), "requested_by", p.Name)
+	a.log.Info("deletions enqueued", "kind", rc.Kind, "ids", rc.IDs, "batches", len(rc.Batches), "requested_by", p.Name, "key", rc.Key)
 	writeJSON(w, http.StatusAccepted, resp)
 }
 

@@ -5,7 +5,7 @@
 //	GET  /v1/deletions/{id}          state of one ID: pending, deleted, presumed, protected, dead, cancelled, refused or unknown
 //	DELETE /v1/deletions/{id}        cancel one ID wherever it waits (right cancel)
 //	GET  /v1/events                  outcome events as server-sent events, resumable with Last-Event-ID
-//	GET  /v1/requests/{key}          a keyed request: who asked, when, its IDs counted by state
+//	GET  /v1/requests/{key}          a request by its key (given or generated): who asked, when, its IDs counted by state
 //	DELETE /v1/requests/{key}        cancel a request's IDs not sent yet (right cancel)
 //	GET  /v1/deadletters             list dead letters, paged
 //	POST /v1/deadletters/requeue     requeue dead letters (some, or all)

@@ -15,7 +15,7 @@ import (
 // maxListIDs is the most IDs of each state GET /v1/requests/{key} lists.
 const maxListIDs = 10_000
 
-// getRequest answers who asked for a keyed request, when, and how many of
+// getRequest answers who asked for a request, when, and how many of
 // its IDs are in each state; ?ids=N lists up to N IDs of each state.
 func (a *API) getRequest(w http.ResponseWriter, r *http.Request) {
 	key := r.PathValue("key")
@@ -37,7 +37,7 @@ func (a *API) getRequest(w http.ResponseWriter, r *http.Request) {
 	st, err := enqueue.ReadRequest(ctx, a.d.Redis, a.d.Ledger, key, list)
 	switch {
 	case errors.Is(err, enqueue.ErrNoRequest):
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no request %q is recorded (requests are recorded when made with a key, for 30 days)", key), nil)
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no request %q is recorded (requests are recorded under their receipt's key, given or generated, for 30 days)", key), nil)
 		return
 	case err != nil:
 		a.log.Error("reading a request failed", "key", key, "err", err)

@@ -66,3 +66,31 @@ func TestCancelDeletionRoute(t *testing.T) {
 		t.Errorf("a version ID as a model: %d %s", w.Code, w.Body)
 	}
 }
+
+// TestRequestWithoutKey: a request given no key is answered with a key
+// generated for it and the path to follow it, which counts its IDs; two
+// such requests never share a key.
+func TestRequestWithoutKey(t *testing.T) {
+	b := setup(t)
+	var keys []string
+	for range 2 {
+		w := b.do(t, "POST", "/v1/deletions", tokenOld, `{"model_ids":[585,586,"am-x1"]}`)
+		rc := decode[deletionResponse](t, w)
+		if w.Code != http.StatusAccepted || !strings.HasPrefix(rc.Key, "req-") || !rc.KeyGenerated || rc.Follow != "/v1/requests/"+rc.Key {
+			t.Fatalf("enqueue without a key: %d %s", w.Code, w.Body)
+		}
+		w = b.do(t, "GET", rc.Follow, tokenOld, "")
+		st := decode[enqueue.RequestStatus](t, w)
+		if w.Code != http.StatusOK || st.Key != rc.Key || !st.KeyGenerated || st.IDs != 3 || st.States["pending"] != 3 {
+			t.Errorf("GET %s: %d %s", rc.Follow, w.Code, w.Body)
+		}
+		keys = append(keys, rc.Key)
+	}
+	if keys[0] == keys[1] {
+		t.Errorf("two requests without a key share %q", keys[0])
+	}
+	w := b.do(t, "POST", "/v1/deletions", tokenOld, `{"model_ids":[587],"key":"mine"}`)
+	if rc := decode[deletionResponse](t, w); rc.Key != "mine" || rc.KeyGenerated || rc.Follow != "/v1/requests/mine" {
+		t.Errorf("a given key: %d %s", w.Code, w.Body)
+	}
+}

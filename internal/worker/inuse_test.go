@@ -236,14 +236,15 @@ func TestScheduledIDsAreCheckedToo(t *testing.T) {
 
 // TestCancelBeforeTheCall: a request cancelled by its key while its IDs
 // wait (small jobs in a group, a ready batch in the queue, a delayed
-// batch) is never sent: each ID ends cancelled, with 0 deletions at the
-// fake; another request is untouched.
+// batch, a request given no key cancelled by the key generated for it) is
+// never sent: each ID ends cancelled, with 0 deletions at the fake;
+// another request is untouched.
 func TestCancelBeforeTheCall(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end to end: a few seconds")
 	}
 	t.Parallel()
-	e := workertest.New(t, qianfantest.Config{Inventory: workertest.Models("am-g1", "am-g2", "am-q1", "am-q2", "am-q3", "am-d1", "am-other")})
+	e := workertest.New(t, qianfantest.Config{Inventory: workertest.Models("am-g1", "am-g2", "am-q1", "am-q2", "am-q3", "am-d1", "am-n1", "am-n2", "am-other")})
 	const token = "cancel-token-0123456789"
 	ctx := context.Background()
 	p, err := enqueue.New(e.RDB, enqueue.Config{BatchSize: 3})
@@ -268,6 +269,10 @@ func TestCancelBeforeTheCall(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	unkeyed, err := p.Enqueue(ctx, enqueue.Request{Kind: modelid.KindModel, IDs: sid("am-n1", "am-n2")})
+	if err != nil || !unkeyed.KeyGenerated {
+		t.Fatalf("a request without a key: %+v, %v", unkeyed, err)
+	}
 	// Paused by hand, so no batch is called before the cancels land.
 	ps := fleet.NewPauseStore(e.RDB)
 	if _, err := ps.PauseManual(ctx, "test: cancel first"); err != nil {
@@ -278,7 +283,7 @@ func TestCancelBeforeTheCall(t *testing.T) {
 	})
 	api := apiClient{t: t, base: "http://" + w.APIAddr()}
 	// The API for two, the ledger (as the CLI does) for the third.
-	for _, key := range []string{"grouped", "queued"} {
+	for _, key := range []string{"grouped", "queued", unkeyed.Key} {
 		if code, _, b := api.call("DELETE", "/v1/requests/"+key, token, ""); code != http.StatusOK {
 			t.Fatalf("cancel %s: %d %s", key, code, b)
 		}
@@ -289,9 +294,9 @@ func TestCancelBeforeTheCall(t *testing.T) {
 	if _, err := ps.Resume(ctx); err != nil {
 		t.Fatal(err)
 	}
-	all := sid("am-g1", "am-g2", "am-q1", "am-q2", "am-q3", "am-d1", "am-other")
+	all := sid("am-g1", "am-g2", "am-q1", "am-q2", "am-q3", "am-d1", "am-n1", "am-n2", "am-other")
 	waitFinal(t, e, modelid.KindModel, all...)
-	for _, id := range all[:6] {
+	for _, id := range all[:8] {
 		if r := record(t, e, modelid.KindModel, id); r.State != ledger.StateCancelled || !strings.Contains(r.Message, "cancelled by") {
 			t.Errorf("%s: %s %q, want cancelled", id, r.State, r.Message)
 		}

@@ -75,7 +75,7 @@ func (o *options) register(fs *pflag.FlagSet) {
 	fs.StringVar(&o.redisURL, "redis-url", "", "Redis `URL` (default $REDIS_URL)")
 	fs.IntVar(&o.batchSize, "batch-size", tasks.DefaultBatchSize, "most IDs per API call; keep equal to the workers' --batch-size")
 	fs.IntVar(&o.shards, "shards", enqueue.DefaultShards, fmt.Sprintf("groups per kind and ID type for small jobs (1-%d)", tasks.MaxShards))
-	fs.StringVar(&o.key, "key", "", "idempotency key: enqueuing the same request again adds nothing; the key with other IDs is refused")
+	fs.StringVar(&o.key, "key", "", "idempotency key: enqueuing the same request again adds nothing; the key with other IDs is refused (without it a req-… key is generated, to follow and cancel by)")
 	fs.StringVar(&o.as, "as", "", "who asks, recorded with every outcome (default user@host)")
 	fs.BoolVar(&o.deleteInUse, "delete-in-use", false, "delete these IDs even where a service or batch inference task uses them (recorded with each outcome)")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "delete nothing: say per ID what a run would do now (exists, in use and by what, already gone, cannot tell); needs QIANFAN_* keys (a read-only pair is enough)")
@@ -188,6 +188,7 @@ func enqueueIDs(ctx context.Context, o options, argIDs []string, stdin io.Reader
 	if err != nil {
 		return cli.Usage(err)
 	}
+	out.key, out.generated = s.Receipt().Key, s.Receipt().KeyGenerated
 	err = feed(ctx, s, argIDs, in, kind)
 	if err == nil {
 		_, err = s.Close(ctx)
@@ -355,14 +356,15 @@ func newBar(mode string, total int, stderr io.Writer) *progressbar.ProgressBar {
 // JSON array element (the receipt stays valid JSON on a failure part-way,
 // with an "error" member); else a summary and the first tasks.
 type report struct {
-	w      io.Writer
-	key    string
-	asJSON bool
-	kind   modelid.Kind
-	n      int
-	shown  []enqueue.Batch
-	count  map[string]int
-	at     map[time.Time]bool
+	w         io.Writer
+	key       string
+	generated bool // key was generated for the request
+	asJSON    bool
+	kind      modelid.Kind
+	n         int
+	shown     []enqueue.Batch
+	count     map[string]int
+	at        map[time.Time]bool
 }
 
 const textShown = 10
@@ -375,7 +377,8 @@ func (r *report) batch(b enqueue.Batch) {
 	r.n++
 	if r.asJSON {
 		if r.n == 1 {
-			fmt.Fprintf(r.w, "{\n  \"kind\": %q,\n  \"batches\": [\n    ", r.kind)
+			r.jsonHead()
+			fmt.Fprint(r.w, "\n    ")
 		} else {
 			fmt.Fprint(r.w, ",\n    ")
 		}
@@ -401,10 +404,30 @@ func (r *report) batch(b enqueue.Batch) {
 	}
 }
 
+// jsonHead opens the JSON receipt: kind, key, and the batches' array.
+func (r *report) jsonHead() {
+	k, _ := json.Marshal(r.key)
+	fmt.Fprintf(r.w, "{\n  \"kind\": %q,\n  \"key\": %s,\n", r.kind, k)
+	if r.generated {
+		fmt.Fprint(r.w, "  \"key_generated\": true,\n")
+	}
+	fmt.Fprint(r.w, "  \"batches\": [")
+}
+
+// follow says how to follow and cancel the request.
+func (r *report) follow() {
+	what := "request key"
+	if r.generated {
+		what = "request key (generated)"
+	}
+	fmt.Fprintf(r.w, "%s %s: follow with \"qfpurge requests show %s\", cancel with \"qfpurge requests cancel %s\"\n",
+		what, r.key, r.key, r.key)
+}
+
 func (r *report) finish(rc enqueue.Receipt, err error, took time.Duration) {
 	if r.asJSON {
 		if r.n == 0 {
-			fmt.Fprintf(r.w, "{\n  \"kind\": %q,\n  \"batches\": [", r.kind)
+			r.jsonHead()
 		} else {
 			fmt.Fprint(r.w, "\n  ")
 		}
@@ -441,6 +464,7 @@ func (r *report) finish(rc enqueue.Receipt, err error, took time.Duration) {
 		// The key was used before: this run added nothing.
 		fmt.Fprintf(r.w, "nothing enqueued: key %q was used before (%s already enqueued under this key)\n", r.key,
 			modelid.Plural(n, "task", "tasks"))
+		r.follow()
 		r.printShown(rc)
 		return
 	}
@@ -452,6 +476,7 @@ func (r *report) finish(rc enqueue.Receipt, err error, took time.Duration) {
 		verb, modelid.Plural(rc.IDs, string(r.kind)+" ID", string(r.kind)+" IDs"), rc.IntIDs, rc.StringIDs,
 		modelid.Plural(rc.Duplicates, "duplicate", "duplicates"), modelid.Plural(rc.Tasks, "task", "tasks"),
 		strings.Join(parts, ", "), took.Round(time.Millisecond))
+	r.follow()
 	r.printShown(rc)
 }
 

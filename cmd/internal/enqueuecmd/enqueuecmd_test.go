@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/qfpurge/qfpurge/internal/asynqlayout"
 	"github.com/qfpurge/qfpurge/internal/cli"
+	"github.com/qfpurge/qfpurge/internal/enqueue"
+	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/redistest"
 	"github.com/qfpurge/qfpurge/internal/tasks"
@@ -207,8 +210,29 @@ func TestEnqueueCommand(t *testing.T) {
 		if err := json.Unmarshal([]byte(r.stdout), &rc); err != nil {
 			t.Fatalf("--json output: %v\n%s", err, r.stdout)
 		}
-		if rc.Kind != producer.KindVersion || rc.IntIDs != 1 || rc.StringIDs != 2 || len(rc.Batches) != 2 || rc.Tasks != 2 || rc.Batches[0].TaskID == "" {
+		if rc.Kind != producer.KindVersion || rc.IntIDs != 1 || rc.StringIDs != 2 || len(rc.Batches) != 2 || rc.Tasks != 2 || rc.Batches[0].TaskID == "" ||
+			!strings.HasPrefix(rc.Key, "req-") || !rc.KeyGenerated {
 			t.Errorf("receipt %+v", rc)
+		}
+	})
+
+	t.Run("a request without a key gets one to follow it by", func(t *testing.T) {
+		reset()
+		var keys []string
+		for range 2 {
+			r := runEnqueue(t, srv.URL(), "", "585", "am-a")
+			m := regexp.MustCompile(`(?m)^request key \(generated\) (req-\S+): follow with "qfpurge requests show (\S+)", cancel with "qfpurge requests cancel (\S+)"$`).FindStringSubmatch(r.stdout)
+			if r.code != 0 || m == nil || m[2] != m[1] || m[3] != m[1] {
+				t.Fatalf("exit %d: %q", r.code, r.stdout)
+			}
+			st, err := enqueue.ReadRequest(context.Background(), rdb, ledger.New(rdb, ledger.Config{}), m[1], 0)
+			if err != nil || st.IDs != 2 || st.States["pending"] != 2 || st.RequestedBy == "" {
+				t.Errorf("request %s: %+v, %v", m[1], st, err)
+			}
+			keys = append(keys, m[1])
+		}
+		if keys[0] == keys[1] {
+			t.Errorf("two requests share key %q", keys[0])
 		}
 	})
 
@@ -243,7 +267,8 @@ func TestEnqueueCommand(t *testing.T) {
 			t.Fatalf("exit %d: %s", r.code, r.stderr)
 		}
 		if !strings.Contains(r.stdout, "enqueued 250 model IDs (250 int, 0 string; 1 duplicate dropped) as 3 tasks: 2 batches ready now, 1 job waiting to be batched") ||
-			!strings.Contains(r.stdout, "task bulk/int/0  int    100 IDs  ready now") {
+			!strings.Contains(r.stdout, "task bulk/int/0  int    100 IDs  ready now") ||
+			!strings.Contains(r.stdout, "\nrequest key bulk: follow with \"qfpurge requests show bulk\"") {
 			t.Errorf("output %q", r.stdout)
 		}
 		r = runEnqueue(t, srv.URL(), in.String(), "-f", "-", "--key", "bulk")

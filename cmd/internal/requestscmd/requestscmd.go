@@ -27,7 +27,9 @@ func New(getenv func(string) string) *cobra.Command {
 		Use:   "requests COMMAND",
 		Short: "Follow a request of deletions by its key, or cancel it (or single IDs)",
 		Long: `Acts on requests of deletions by their key (enqueue --key, the API's key,
-schedule:<entry>:<tick>, run:<run ID>), or on single IDs.
+schedule:<entry>:<tick>, run:<run ID>, or the req-<time>-<random> key
+generated for a request given none and printed in its receipt), or on
+single IDs.
 
 Environment: REDIS_URL, required unless --redis-url is given.`,
 	})
@@ -43,14 +45,15 @@ func showCmd(url func() string) *cobra.Command {
 	show := &cobra.Command{
 		Use:   "show KEY",
 		Short: "Who asked, when, and how many of the request's IDs are in each state",
-		Long: `Shows a keyed request: who asked (requested_by), when, its kind and the
+		Long: `Shows a request by its key: who asked (requested_by), when, its kind and the
 time it asked for, whether it was cancelled, and how many of its IDs are
 pending, deleted, presumed, dead, protected, cancelled or refused. An ID's
 state is its ledger record's; one recorded by another request before this
 one was made counts pending (this request has not reached it yet), unless
 it was deleted. --ids N lists up to N IDs of each state.
 
-Requests made without a key are not recorded; records are kept 30 days.`,
+A request given no key gets one (req-<time>-<random>), printed by enqueue
+and returned by the API; records are kept 30 days.`,
 		Args: cli.Args(func(args []string) error {
 			if len(args) != 1 || args[0] == "" {
 				return errors.New("show takes one request key")
@@ -68,7 +71,7 @@ Requests made without a key are not recorded; records are kept 30 days.`,
 			defer rdb.Close()
 			st, err := enqueue.ReadRequest(c.Context(), rdb, ledger.New(rdb, ledger.Config{}), args[0], list)
 			if errors.Is(err, enqueue.ErrNoRequest) {
-				return fmt.Errorf("request %q: %w (only requests made with a key are recorded, for 30 days)", args[0], err)
+				return fmt.Errorf("request %q: %w (requests are recorded for 30 days, under the key their receipt shows)", args[0], err)
 			}
 			if err != nil {
 				return err
@@ -90,7 +93,11 @@ Requests made without a key are not recorded; records are kept 30 days.`,
 // printStatus writes st as a table.
 func printStatus(w io.Writer, st enqueue.RequestStatus) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "request\t%s\n", st.Key)
+	if st.KeyGenerated {
+		fmt.Fprintf(tw, "request\t%s (key generated)\n", st.Key)
+	} else {
+		fmt.Fprintf(tw, "request\t%s\n", st.Key)
+	}
 	fmt.Fprintf(tw, "requested by\t%s\n", cmp.Or(st.RequestedBy, "(not named)"))
 	fmt.Fprintf(tw, "at\t%s\n", st.At.Format(time.RFC3339))
 	fmt.Fprintf(tw, "kind\t%s\n", st.Kind)
