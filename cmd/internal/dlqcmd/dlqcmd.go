@@ -176,6 +176,9 @@ func requeue(ctx context.Context, rdb redis.UniversalClient, store *deadletter.S
 		return err
 	}
 	fmt.Fprintf(stdout, "requeued %s (%s removed)\n", modelid.Plural(res.Requeued, "dead letter", "dead letters"), modelid.Plural(res.ArchivedDeleted, "archived task", "archived tasks"))
+	for _, rc := range res.Receipts {
+		fmt.Fprintf(stdout, "  %s: request key %s (follow with \"qfpurge requests show %s\")\n", rc.Kind, rc.Key, rc.Key)
+	}
 	for _, s := range res.Skipped {
 		fmt.Fprintf(stdout, "  left %s: %s\n", s.EntryID, s.Reason)
 	}

@@ -70,7 +70,8 @@ func TestDLQCommands(t *testing.T) {
 		t.Errorf("export wrote %d lines, want 3:\n%s", n, out)
 	}
 
-	if out, err := dlq("requeue", listed[0].EntryID); err != nil || !strings.Contains(out, "requeued 1 dead letter (0 archived tasks removed)") {
+	if out, err := dlq("requeue", listed[0].EntryID); err != nil || !strings.Contains(out, "requeued 1 dead letter (0 archived tasks removed)") ||
+		!strings.Contains(out, ": request key req-") {
 		t.Fatalf("requeue: %v\n%s", err, out)
 	}
 	if out, _ := dlq("count"); strings.TrimSpace(out) != "2" {
