@@ -1,6 +1,8 @@
 package inventory
 
 import (
+	"golang.org/x/sync/errgroup"
+
 	"context"
 	"fmt"
 	"strconv"
@@ -91,12 +93,19 @@ func WalkModels(ctx context.Context, c *qianfan.Client, fn func([]Model) error) 
 
 // ReadServices lists every custom service (V2).
 func ReadServices(ctx context.Context, c *qianfan.Client) ([]Service, error) {
-	svcs, err := c.WalkServices(ctx, 100)
-	if err != nil {
-		return nil, err
-	}
-	tasks, err := c.WalkBatchInferenceTasks(ctx, 100, qianfan.TaskActiveStates...)
-	if err != nil {
+	// Services and tasks are walked at once (see WalkServices).
+	var svcs []qianfan.V2Service
+	var tasks []qianfan.BatchTask
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		svcs, err = c.WalkServices(gctx, 100)
+		return err
+	})
+	g.Go(func() (err error) {
+		tasks, err = c.WalkBatchInferenceTasks(gctx, 100, qianfan.TaskActiveStates...)
+		return err
+	})
+	if err := g.Wait(); err != nil {
 		return nil, err
 	}
 	out := make([]Service, 0, len(svcs)+len(tasks))

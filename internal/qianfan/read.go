@@ -1,6 +1,8 @@
 package qianfan
 
 import (
+	"golang.org/x/sync/errgroup"
+
 	"cmp"
 	"context"
 	"errors"
@@ -230,28 +232,34 @@ var ServiceProtocolVersions = []int{1, 2}
 // Each service's ProtocolVersion is that of the walk that listed it; a
 // service listed by both walks is kept once, with the first.
 func (c *Client) WalkServices(ctx context.Context, maxKeys int) ([]V2Service, error) {
-	var all []V2Service
-	seen := map[string]bool{}
-	for _, pv := range ServiceProtocolVersions {
-		what := fmt.Sprintf("V2 services (protocolVersion %d)", pv)
-		err := walkMarker(ctx, what, func(marker string) ([]V2Service, PageInfo, error) {
-			p, _, err := c.DescribeServices(ctx, ServicesRequest{Marker: marker, MaxKeys: maxKeys, ProtocolVersion: pv})
-			return p.Services, p.PageInfo, err
-		}, func(s V2Service) string { return s.ServiceID }, func(page []V2Service) error {
-			for _, s := range page {
-				if !seen[s.ServiceID] {
-					seen[s.ServiceID] = true
-					all = append(all, s)
-				}
-			}
-			return nil
+	// The protocol versions are walked at once: a fresh in-use view is
+	// waited on by every batch, and each walk is a chain of round trips.
+	pages := make([][]V2Service, len(ServiceProtocolVersions))
+	g, gctx := errgroup.WithContext(ctx)
+	for i, pv := range ServiceProtocolVersions {
+		g.Go(func() error {
+			what := fmt.Sprintf("V2 services (protocolVersion %d)", pv)
+			return walkMarker(gctx, what, func(marker string) ([]V2Service, PageInfo, error) {
+				p, _, err := c.DescribeServices(gctx, ServicesRequest{Marker: marker, MaxKeys: maxKeys, ProtocolVersion: pv})
+				return p.Services, p.PageInfo, err
+			}, func(s V2Service) string { return s.ServiceID }, func(page []V2Service) error {
+				pages[i] = append(pages[i], page...)
+				return nil
+			})
 		})
-		if err != nil {
-			return nil, err
-		}
 	}
-	if all == nil {
-		all = []V2Service{}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	all := []V2Service{}
+	seen := map[string]bool{}
+	for _, ps := range pages {
+		for _, s := range ps {
+			if !seen[s.ServiceID] {
+				seen[s.ServiceID] = true
+				all = append(all, s)
+			}
+		}
 	}
 	return all, nil
 }
