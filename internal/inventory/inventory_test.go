@@ -271,11 +271,11 @@ func TestNamesOnlyFromV1(t *testing.T) {
 	m := b.inv.Models[12]
 	ids := []modelid.ID{modelid.StringID(m.IDStr), modelid.IntID(m.ID)}
 	save(inventory.SourceV2)
-	if got, err := st.NamesOf(ctx, ids); err != nil || len(got) != 0 {
+	if got, err := st.V1Names(ctx, ids); err != nil || len(got) != 0 {
 		t.Fatalf("after a V2 listing: names %v (%v), want none", got, err)
 	}
 	save(inventory.SourceV2 | inventory.SourceV1)
-	got, err := st.NamesOf(ctx, ids)
+	got, err := st.V1Names(ctx, ids)
 	if err != nil || got[ids[0]] != m.Name || got[ids[1]] != m.Name {
 		t.Fatalf("after a V1 listing: names %v (%v), want %q for both forms", got, err, m.Name)
 	}

@@ -23,7 +23,7 @@ const (
 	keyMeta       = "qfpurge:{inv}:meta"        // the last snapshot's taken (unix ms) and decides
 	keyParents    = "qfpurge:{inv}:parents"     // a version's amv- ID → its model's am- ID
 	keyNames      = "qfpurge:{inv}:names"       // a model's am- ID → its name, as the last listing showing it gave it
-	keyV1Names    = "qfpurge:{inv}:v1names"     // the same, only for models V1's listing showed (NamesOf)
+	keyV1Names    = "qfpurge:{inv}:v1names"     // the same, only for models V1's listing showed (V1Names)
 	keyProbes     = "qfpurge:{inv}:probes"      // reads spent settling lost answers by name, this window
 )
 
@@ -125,7 +125,7 @@ func (st *Store) LearnParents(ctx context.Context, parents map[string]string) er
 }
 
 // learnNames records the name of each model V1's listing showed (it has
-// its int ID): a lost answer's filtered V1 listing asks for it (NamesOf).
+// its int ID): a lost answer's filtered V1 listing asks for it (V1Names).
 // A model only V2 showed gets none: whether V1 lists every model (imported
 // ones) is not documented, so its absence from V1 would prove nothing.
 func (st *Store) learnNames(ctx context.Context, ms []Model) error {
@@ -154,58 +154,10 @@ func (st *Store) learnNames(ctx context.Context, ms []Model) error {
 	return flush()
 }
 
-// NamesOf returns the name a listing last showed for each model ID (int
+// V1Names returns the name V1's listing last showed for each model ID (int
 // IDs through their string form); an ID with none is absent from the map.
-func (st *Store) NamesOf(ctx context.Context, ids []modelid.ID) (map[modelid.ID]string, error) {
-	out := map[modelid.ID]string{}
-	if len(ids) == 0 {
-		return out, nil
-	}
-	strs := make([]string, len(ids))
-	var ints []modelid.ID
-	for i, id := range ids {
-		if id.Type() == modelid.IDString {
-			strs[i] = id.String()
-		} else {
-			ints = append(ints, id)
-		}
-	}
-	if len(ints) > 0 {
-		others, err := st.Other(ctx, modelid.KindModel, ints)
-		if err != nil {
-			return nil, err
-		}
-		for i, id := range ids {
-			if o, ok := others[id]; ok {
-				strs[i] = o.String()
-			}
-		}
-	}
-	var fields []string
-	for _, s := range strs {
-		if s != "" {
-			fields = append(fields, s)
-		}
-	}
-	if len(fields) == 0 {
-		return out, nil
-	}
-	vals, err := st.rdb.HMGet(ctx, keyV1Names, fields...).Result()
-	if err != nil {
-		return nil, fmt.Errorf("inventory: read names: %w", err)
-	}
-	byStr := map[string]string{}
-	for i, v := range vals {
-		if n, ok := v.(string); ok && n != "" {
-			byStr[fields[i]] = n
-		}
-	}
-	for i, id := range ids {
-		if n, ok := byStr[strs[i]]; ok {
-			out[id] = n
-		}
-	}
-	return out, nil
+func (st *Store) V1Names(ctx context.Context, ids []modelid.ID) (map[modelid.ID]string, error) {
+	return st.namesIn(ctx, keyV1Names, modelid.KindModel, ids)
 }
 
 // ListingPages estimates what a listing of the account costs: one call per
@@ -285,11 +237,23 @@ func (st *Store) saveNames(ctx context.Context, ms []Model) error {
 // string form and a version through its model, both as listings taught
 // them; an ID with no name known is absent from the map.
 func (st *Store) Names(ctx context.Context, k modelid.Kind, ids []modelid.ID) (map[modelid.ID]string, error) {
+	return st.namesIn(ctx, keyNames, k, ids)
+}
+
+// namesIn looks ids of kind k up in the name table hash (keyNames or
+// keyV1Names), both keyed by the model's am- ID.
+func (st *Store) namesIn(ctx context.Context, hash string, k modelid.Kind, ids []modelid.ID) (map[modelid.ID]string, error) {
 	out := map[modelid.ID]string{}
 	if len(ids) == 0 {
 		return out, nil
 	}
-	others, err := st.Other(ctx, k, ids)
+	var ints []modelid.ID
+	for _, id := range ids {
+		if id.Type() == modelid.IDInt {
+			ints = append(ints, id)
+		}
+	}
+	others, err := st.Other(ctx, k, ints)
 	if err != nil {
 		return nil, err
 	}
@@ -327,7 +291,7 @@ func (st *Store) Names(ctx context.Context, k modelid.Kind, ids []modelid.ID) (m
 	if len(fields) == 0 {
 		return out, nil
 	}
-	vals, err := st.rdb.HMGet(ctx, keyNames, fields...).Result()
+	vals, err := st.rdb.HMGet(ctx, hash, fields...).Result()
 	if err != nil {
 		return nil, fmt.Errorf("inventory: read names: %w", err)
 	}

@@ -708,7 +708,7 @@ func (h *Handler) names(ctx context.Context, b *batch, present []modelid.ID) (ma
 	if h.cfg.Finder == nil || b.p.Kind != modelid.KindModel {
 		return nil, nil
 	}
-	return h.inv.NamesOf(ctx, present)
+	return h.inv.V1Names(ctx, present)
 }
 
 // goneAsOther records as deleted the IDs of ids whose other form (the int
