@@ -438,3 +438,50 @@ func TestLostAnswerNameMatchingManyFallsBack(t *testing.T) {
 		t.Errorf("%d filtered listing pages, want 1", n)
 	}
 }
+
+// TestLostV2AnswerWithV1RemovedFallsBackToAListing: V1 answers like a
+// removed route (a bare 404 with the gateway's header) once the V2 call's
+// answer is lost, so the read by name cannot decide; its silence never
+// reads as "gone". A V2 listing settles the batch instead.
+func TestLostV2AnswerWithV1RemovedFallsBackToAListing(t *testing.T) {
+	asm := qianfantest.Assumptions{V1Gone: qianfantest.GoneForms()["404-route-removed"]}
+	fb := setupFake(t, 1000, 1, asm, map[int]string{1: "drop"}, func(c *HandlerConfig, rdb *redis.Client) {
+		c.API = fleet.NewAPIModeStore(rdb, fleet.V2)
+	})
+	fb.fake.SetV1Off(true)
+	batch := []modelid.ID{modelid.StringID(fb.inv.Models[500].IDStr), modelid.StringID(fb.inv.Models[501].IDStr),
+		modelid.StringID(fb.inv.Models[502].IDStr)}
+	before := fb.fake.Stats()
+	listings := 0
+	res := fb.drain(t, newBatch(t, batch), "p", func() {
+		fb.clock.add(6 * time.Second)
+		if fb.wanted(t) == 0 {
+			return
+		}
+		ctx := context.Background()
+		seq, err := fb.bundle.inv.Stamp(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := inventory.Read(ctx, fb.qc, inventory.SourceV2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Seq = seq
+		if err := fb.bundle.inv.Save(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		listings++
+	})
+	if len(res.archived) != 0 || listings != 1 {
+		t.Fatalf("archived %v, %d listings; want none archived, one V2 listing", res.archived, listings)
+	}
+	for i, r := range fb.recs(t, modelid.KindModel, batch) {
+		if r.State != ledger.StateDeleted || (i == 1) == r.Verified.IsZero() {
+			t.Errorf("%s: %s, verified %v; want deleted, verified only for the lost one", r.ID, r.State, r.Verified)
+		}
+	}
+	if n := fb.fake.Stats().Endpoints[pathUserList] - before.Endpoints[pathUserList]; n > 1 {
+		t.Errorf("%d V1 listings tried, want at most the one read by name", n)
+	}
+}
