@@ -5,17 +5,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"time"
 
-	"github.com/hibiken/asynq"
-
 	"github.com/qfpurge/qfpurge/internal/fleet"
-	"github.com/qfpurge/qfpurge/internal/inventory"
 	"github.com/qfpurge/qfpurge/internal/ledger"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/qianfan"
@@ -39,51 +34,32 @@ type Result struct {
 	At             string       `json:"at"`
 }
 
-// outcome is the one place an outcome is built: the batch's kind, task,
-// attempt, rule run and API, and the answer's code, message and log_id when
-// there is one.
-func (h *Handler) outcome(b *batch, id modelid.ID, st ledger.State, answer *qianfan.Error) ledger.Outcome {
-	o := ledger.Outcome{Kind: b.p.Kind, ID: id, State: st, LogID: b.res.LogID, TaskID: b.a.taskID,
-		Attempts: b.a.retried + 1, Run: b.p.Run, API: string(cmp.Or(b.api, fleet.V1)), DeleteInUse: b.p.DeleteInUse, At: h.now()}
-	o.Key, o.RequestedBy = b.p.OriginOf(id)
-	if answer != nil {
-		o.Code, o.Message = answerCode(answer), answer.Message
-		if answer.LogID != "" {
-			o.LogID = answer.LogID
-		}
-	}
-	return o
-}
-
-// outcomes builds one outcome per ID.
-func (h *Handler) outcomes(b *batch, ids []modelid.ID, st ledger.State, answer *qianfan.Error) []ledger.Outcome {
-	outs := make([]ledger.Outcome, len(ids))
-	for i, id := range ids {
-		outs[i] = h.outcome(b, id, st, answer)
-	}
-	return outs
-}
-
-// act applies the decision for f.
+// act turns the decision for f into the report: what to record, what to
+// split off, how the execution ends. Its only I/O besides the report's is
+// the batch's call record and the fleet's state (pause, API mode).
 func (h *Handler) act(ctx context.Context, b *batch, f Facts) error {
-	a := Decide(f)
-	if b.canary && f.Called && a != ActPause {
+	d := Decide(f)
+	if b.canary && f.Called && d.Action != ActPause {
 		// Qianfan took the call (whatever it said of the IDs): the
 		// credentials work again.
-		if err := h.resume(ctx); err != nil {
+		if err := h.resume(ctx, b); err != nil {
 			return err
 		}
-		b.canary = false
 	}
-	switch a {
+	r := &b.rep
+	switch d.Action {
 	case ActDelete:
-		return h.deleted(ctx, b, f)
+		h.deleted(b, f)
 	case ActRetry:
 		return h.retry(ctx, b, f)
 	case ActThrottle:
 		return h.throttle(ctx, b, f)
 	case ActBisect:
-		return h.bisect(ctx, b)
+		half := len(b.ids) / 2
+		r.splitOff(b.p, [][]modelid.ID{b.ids[:half], b.ids[half:]}, "bisect")
+		b.log.Warn("batch rejected, bisecting", "reason", reason(b.answer, nil), "ids", len(b.ids))
+		r.res.Reason = reason(b.answer, nil)
+		r.finish()
 	case ActDeadLetter:
 		return h.deadLetter(ctx, b, f.Err, b.ids)
 	case ActVerify:
@@ -95,52 +71,49 @@ func (h *Handler) act(ctx context.Context, b *batch, f Facts) error {
 		return h.verify(ctx, b, f)
 	case ActWait:
 		h.obs.Retry(b.p.Kind, "verify")
-		return &ThrottleError{Wait: h.cfg.VerifyPoll, Err: errors.New("waiting for a listing to tell whether a lost call deleted these IDs")}
+		r.waitFor(h.cfg.VerifyPoll, errors.New("waiting for a listing to tell whether a lost call deleted these IDs"))
 	case ActSettle:
-		return h.settle(ctx, b, f)
+		return h.settle(ctx, b, f, d.Verdict)
 	case ActHold:
 		h.obs.Retry(b.p.Kind, "hold")
-		return &ThrottleError{Wait: 2 * time.Second, Err: errors.New("a listing is under way and asks for no deletions meanwhile")}
+		r.waitFor(2*time.Second, errors.New("a listing is under way and asks for no deletions meanwhile"))
 	case ActPause:
 		return h.pause(ctx, b, f)
 	case ActSwitch:
 		return h.switchToV2(ctx, b, f)
 	case ActPresume:
-		return h.presume(ctx, b, f)
+		h.presume(b, f)
 	case ActPaused:
 		h.obs.Retry(b.p.Kind, "paused")
-		return &ThrottleError{Wait: h.cfg.PausePoll, Err: errors.New("deletions are paused for the whole fleet (see qfpurge pause status)")}
+		r.waitFor(h.cfg.PausePoll, errors.New("deletions are paused for the whole fleet (see qfpurge pause status)"))
 	default:
-		return fmt.Errorf("no action for %v", a)
+		return fmt.Errorf("no action for %v", d.Action)
 	}
+	return nil
 }
 
 // deleted records a successful call.
-func (h *Handler) deleted(ctx context.Context, b *batch, f Facts) error {
-	if err := h.write(ctx, b, h.outcomes(b, b.ids, ledger.StateDeleted, nil)); err != nil {
-		return err
-	}
-	if b.p.LostIn != "" {
-		// A batch of a lost call's line went through: that call deleted
-		// nothing, so its other IDs refused alone are really refused.
-		if err := h.ledger.NoteThrough(ctx, b.p.LostIn); err != nil {
-			return err
-		}
-	}
-	b.log.Info("batch deleted", "ids", len(b.ids), "attempts", b.res.Attempts, "lost_answers_before", f.Call.Doubted())
-	b.res.Deleted = b.ids
-	return h.end(ctx, b)
+func (h *Handler) deleted(b *batch, f Facts) {
+	b.rep.record(h.outcomes(b, b.ids, ledger.StateDeleted, nil)...)
+	// A batch of a lost call's line went through: that call deleted
+	// nothing.
+	b.rep.through = b.p.LostIn
+	b.log.Info("batch deleted", "ids", len(b.ids), "attempts", b.rep.res.Attempts, "lost_answers_before", f.Call.Doubted())
+	b.rep.res.Deleted = b.ids
+	b.rep.finish()
 }
 
 // resume ends a pause after the canary call went through.
-func (h *Handler) resume(ctx context.Context) error {
+func (h *Handler) resume(ctx context.Context, b *batch) error {
+	b.canary = false
 	was, err := h.cfg.Pause.Resume(ctx)
 	if err != nil || !was {
 		return err
 	}
 	h.obs.Fleet("resumed")
 	h.log.Warn("deletions resumed for the whole fleet: a call with the credentials went through")
-	return h.ledger.FleetEvent(ctx, "resumed", "a delete call with the credentials went through")
+	b.rep.events = append(b.rep.events, fleetEvent{"resumed", "a delete call with the credentials went through"})
+	return nil
 }
 
 // pause stops the fleet's deletions after a refused request; the batch
@@ -152,7 +125,8 @@ func (h *Handler) pause(ctx context.Context, b *batch, f Facts) error {
 	h.obs.Retry(b.p.Kind, "paused")
 	if h.cfg.Pause == nil {
 		b.log.Error("request refused; retrying (no fleet pause configured)", "err", f.Err)
-		return &ThrottleError{Wait: h.cfg.PausePoll, Err: f.Err}
+		b.rep.waitFor(h.cfg.PausePoll, f.Err)
+		return nil
 	}
 	why := f.Err.Error()
 	if b.answer != nil {
@@ -169,15 +143,14 @@ func (h *Handler) pause(ctx context.Context, b *batch, f Facts) error {
 		h.obs.Fleet("paused")
 		b.log.Error("DELETIONS PAUSED for the whole fleet: Qianfan refused the request for a reason that is not the IDs'; batches stay queued with their retries unspent",
 			"reason", why, "resume", "fix it; a probe resumes the fleet by itself, or: qfpurge pause lift")
-		if err := h.ledger.FleetEvent(ctx, "paused", why); err != nil {
-			return err
-		}
+		b.rep.events = append(b.rep.events, fleetEvent{"paused", why})
 	case b.canary:
 		b.log.Warn("the credentials test call was refused again; deletions stay paused", "reason", why)
 	default:
 		b.log.Debug("request refused while the fleet is pausing", "err", f.Err)
 	}
-	return &ThrottleError{Wait: h.cfg.PausePoll, Err: fmt.Errorf("deletions paused: %s", why)}
+	b.rep.waitFor(h.cfg.PausePoll, fmt.Errorf("deletions paused: %s", why))
+	return nil
 }
 
 // retry hands the batch back to Asynq, using up a retry.
@@ -195,7 +168,8 @@ func (h *Handler) retry(ctx context.Context, b *batch, f Facts) error {
 	}
 	h.obs.Retry(b.p.Kind, why)
 	b.log.Warn("batch failed, Asynq will retry", "err", f.Err, "class", why, "ids", len(b.ids))
-	return f.Err
+	b.rep.retryWith(f.Err)
+	return nil
 }
 
 // throttle hands the batch back to Asynq later, using up no retry.
@@ -205,27 +179,14 @@ func (h *Handler) throttle(ctx context.Context, b *batch, f Facts) error {
 	}
 	h.obs.Retry(b.p.Kind, "throttled")
 	b.log.Warn("batch throttled", "err", f.Err)
-	return &ThrottleError{Wait: throttleWait(f.Err), Err: f.Err}
-}
-
-// bisect splits a rejected batch: one of its IDs was missing when the call
-// was answered, and halving finds it in about 2·log2(n) calls.
-func (h *Handler) bisect(ctx context.Context, b *batch) error {
-	half := len(b.ids) / 2
-	children, err := h.enqueueChildren(ctx, b.a.taskID, b.p, [][]modelid.ID{b.ids[:half], b.ids[half:]}, "bisect")
-	if err != nil {
-		return err
-	}
-	h.obs.Split(b.p.Kind, "bisect")
-	b.log.Warn("batch rejected, bisecting", "reason", reason(b.answer, nil), "ids", len(b.ids))
-	b.res.SplitInto, b.res.Reason = children, reason(b.answer, nil)
-	return h.end(ctx, b)
+	b.rep.waitFor(throttleWait(f.Err), f.Err)
+	return nil
 }
 
 // verify parks a batch rejected after a lost answer until a listing taken
-// afterwards can tell which IDs the lost call deleted.
+// afterwards (or reads by name) can tell which IDs the lost call deleted.
 func (h *Handler) verify(ctx context.Context, b *batch, f Facts) error {
-	code, msg, logID := 0, "", b.res.LogID
+	code, msg, logID := 0, "", b.rep.res.LogID
 	if b.answer != nil {
 		code, msg = answerCode(b.answer), b.answer.Message
 	}
@@ -247,57 +208,45 @@ func (h *Handler) verify(ctx context.Context, b *batch, f Facts) error {
 			return err
 		}
 	}
+	h.obs.Retry(b.p.Kind, "verify")
 	if rec.Probe == ledger.ProbeByName {
-		h.obs.Retry(b.p.Kind, "verify")
 		b.log.Warn("batch rejected after a lost answer: its IDs will be read by name to tell what the lost call deleted", "err", f.Err, "ids", len(b.ids))
-		return &ThrottleError{Wait: h.cfg.VerifyPoll, Err: fmt.Errorf("waiting to read the IDs by name after a lost answer: %w", f.Err)}
+		b.rep.waitFor(h.cfg.VerifyPoll, fmt.Errorf("waiting to read the IDs by name after a lost answer: %w", f.Err))
+		return nil
 	}
 	if err := h.inv.Want(ctx, b.a.taskID, b.p.Kind, b.ids, rec.LostSeq, h.now()); err != nil {
 		return err
 	}
-	h.obs.Retry(b.p.Kind, "verify")
 	b.log.Warn("batch rejected after a lost answer: waiting for a listing to tell what the lost call deleted", "err", f.Err, "ids", len(b.ids))
-	return &ThrottleError{Wait: h.cfg.VerifyPoll, Err: fmt.Errorf("waiting for a listing after a lost answer: %w", f.Err)}
+	b.rep.waitFor(h.cfg.VerifyPoll, fmt.Errorf("waiting for a listing after a lost answer: %w", f.Err))
+	return nil
 }
 
-// settle decides each ID from the listing (Settle) and records it. IDs
-// still present are sent again; IDs that look never to have existed are
-// sent once more in a batch of their own ("recheck"), whose plain rejection
-// then dead-letters them like any bad ID, archived task included; IDs
-// nothing can decide are sent again ("resend") with the lost call's line
-// (Payload.LostIn, Unsure), so their own answers decide. Only a recheck
-// batch that is itself settled as dead is dead-lettered here.
-func (h *Handler) settle(ctx context.Context, b *batch, f Facts) error {
-	pres, taken, by := b.probed, b.probedAt, "reads by name"
-	if pres == nil {
-		var err error
-		if pres, taken, err = h.inv.Check(ctx, b.p.Kind, b.ids, f.Call.LostSeq); err != nil {
-			return err
-		}
-		by = "a listing"
+// settle records each ID as the read after the lost answer decided it
+// (v). IDs still present are sent again; IDs that look never to have
+// existed are sent once more in a batch of their own ("recheck"), whose
+// plain rejection then dead-letters them like any bad ID, archived task
+// included; IDs nothing can decide are sent again ("resend") with the lost
+// call's line (Payload.LostIn, Unsure), so their own answers decide. Only
+// a recheck batch that is itself settled as dead is dead-lettered here.
+func (h *Handler) settle(ctx context.Context, b *batch, f Facts, v Verdict) error {
+	by, listing := "a listing", "the listing started "
+	if b.probed {
+		by, listing = "reads by name", "a read by name ("+probeSource(b.p.Kind)+") started "
 	}
-	listing := "the listing started "
-	if b.probed != nil {
-		listing = "a read by name (" + probeSource(b.p.Kind) + ") started "
-	}
-	evident, err := h.reread(ctx, b, pres, f.Call)
-	if err != nil {
-		return err
-	}
-	v := Settle(b.ids, pres, evident, f.Call.Absent, f.Call.API != string(fleet.V2))
-	when := taken.UTC().Format(time.RFC3339)
-	var outs []ledger.Outcome
+	when := b.readAt.UTC().Format(time.RFC3339)
+	r := &b.rep
 	add := func(ids []modelid.ID, st ledger.State, msg string) {
 		for _, id := range ids {
 			o := h.outcome(b, id, st, nil)
 			o.LogID, o.Message = f.Call.LogID, msg
 			if st == ledger.StateDeleted {
-				o.Verified = taken
+				o.Verified = b.readAt
 			}
 			if st == ledger.StateDead {
 				o.Code = f.Call.Code
 			}
-			outs = append(outs, o)
+			r.record(o)
 		}
 	}
 	add(v.Deleted, ledger.StateDeleted, "shown to exist before the call, absent from "+listing+when+": deleted")
@@ -320,78 +269,37 @@ func (h *Handler) settle(ctx context.Context, b *batch, f Facts) error {
 		}
 		p := b.p
 		p.LostIn, p.Unsure = line, c.unsure || b.p.Unsure
-		children, err := h.enqueueChildren(ctx, b.a.taskID, p, [][]modelid.ID{c.ids}, c.why)
-		if err != nil {
-			return err
-		}
-		h.obs.Split(b.p.Kind, c.why)
-		b.res.SplitInto = append(b.res.SplitInto, children...)
-	}
-	if err := h.write(ctx, b, outs); err != nil {
-		return err
+		r.splitOff(p, [][]modelid.ID{c.ids}, c.why)
 	}
 	if err := h.inv.Settled(ctx, b.a.taskID, b.p.Kind); err != nil {
 		return err
 	}
 	b.log.Info("batch settled by "+by, "listing", when, "deleted", len(v.Deleted), "presumed", len(v.Presumed),
 		"sent_again", len(v.Again), "rechecked", len(v.Dead), "resent", len(v.Resend))
-	b.res.Verified, b.res.Presumed = v.Deleted, v.Presumed
+	r.res.Verified, r.res.Presumed = v.Deleted, v.Presumed
 	if final && len(v.Dead) > 0 {
-		b.res.Dead = v.Dead
+		r.res.Dead = v.Dead
 		b.log.Error("dead-lettered", "ids", idStrings(v.Dead), "code", f.Call.Code, "message", deadMessage(f.Call, listing+when), "log_id", f.Call.LogID)
+		r.archive(deadMessage(f.Call, listing+when))
+		return nil
 	}
-	if err := h.end(ctx, b); err != nil {
-		return err
-	}
-	if final && len(v.Dead) > 0 {
-		return deadError{deadMessage(f.Call, listing+when)}
-	}
+	r.finish()
 	return nil
-}
-
-// reread asks a detail call, after the loss, about each ID that a detail
-// call showed before the first call and the listing does not show: a
-// listing need not return every model, so its absence proves nothing for
-// them. Found, the ID is present (pres is updated); not found, it existed
-// and is gone: evident. It returns the IDs whose absence proves deletion.
-func (h *Handler) reread(ctx context.Context, b *batch, pres []inventory.Presence, call ledger.Call) ([]modelid.ID, error) {
-	evident := slices.Clone(call.Present)
-	for i, id := range b.ids {
-		if pres[i] == inventory.Present || slices.Contains(call.Present, id) || !slices.Contains(call.Seen, id) {
-			continue
-		}
-		start := h.now()
-		found, _, err := h.del.Describe(ctx, b.p.Kind, id)
-		h.obs.Call(b.p.Kind, id.Type(), describeOutcome(found, err), 1, h.now().Sub(start))
-		if err != nil {
-			h.obs.Retry(b.p.Kind, "verify")
-			return nil, &ThrottleError{Wait: h.cfg.VerifyPoll, Err: fmt.Errorf("reading %s again to settle a lost answer: %w", id, err)}
-		}
-		if found {
-			pres[i] = inventory.Present
-			continue
-		}
-		pres[i] = inventory.Absent
-		evident = append(evident, id)
-	}
-	return evident, nil
 }
 
 // presume records a batch refused alone after a lost answer that nothing
 // could settle: no listing showed it, and no batch of the lost call's line
 // went through to show the call deleted nothing.
-func (h *Handler) presume(ctx context.Context, b *batch, f Facts) error {
+func (h *Handler) presume(b *batch, f Facts) {
 	outs := h.outcomes(b, b.ids, ledger.StatePresumed, b.answer)
 	for i := range outs {
 		outs[i].Message = "a call whose answer was lost may have deleted it: sent again it was refused (" + reason(b.answer, f.Err) +
 			"), no listing showed it, and no other ID of that call went through; nothing can tell"
 	}
-	if err := h.write(ctx, b, outs); err != nil {
-		return err
-	}
+	b.rep.record(outs...)
 	b.log.Warn("presumed deleted: refused after a lost answer that nothing can settle", "ids", idStrings(b.ids))
-	b.res.Presumed, b.res.Reason = b.ids, reason(b.answer, f.Err)
-	return h.end(ctx, b)
+	b.rep.res.Presumed, b.rep.res.Reason = b.ids, reason(b.answer, f.Err)
+	b.rep.finish()
 }
 
 // probeSource names what a read by name of kind k reads.
@@ -427,7 +335,8 @@ func (h *Handler) deadLetter(ctx context.Context, b *batch, cause error, ids []m
 		}
 	}
 	if len(dead) == 0 {
-		return h.end(ctx, b)
+		b.rep.finish()
+		return nil
 	}
 	outs := h.outcomes(b, dead, ledger.StateDead, b.answer)
 	for i := range outs {
@@ -435,104 +344,32 @@ func (h *Handler) deadLetter(ctx context.Context, b *batch, cause error, ids []m
 			outs[i].Message = reason(b.answer, cause)
 		}
 	}
-	if err := h.write(ctx, b, outs); err != nil {
-		return err // retried; the dead letters are written next time
-	}
+	b.rep.record(outs...)
 	b.log.Error("dead-lettered", "ids", idStrings(dead), "code", outs[0].Code, "message", outs[0].Message, "attempts", b.a.retried+1)
-	b.res.Dead, b.res.Reason = dead, reason(b.answer, cause)
-	if err := h.end(ctx, b); err != nil {
-		return err
-	}
-	return deadError{reason(b.answer, cause)}
-}
-
-// write records outcomes and counts those written.
-func (h *Handler) write(ctx context.Context, b *batch, outs []ledger.Outcome) error {
-	written, err := h.ledger.Write(ctx, outs)
-	if err != nil {
-		return err
-	}
-	traceOutcomes(ctx, written)
-	n := map[ledger.State]int{}
-	for _, o := range written {
-		n[o.State]++
-	}
-	for st, c := range n {
-		h.obs.Outcome(b.p.Kind, b.ids[0].Type(), st, c)
-	}
-	return nil
-}
-
-// end drops the call record and writes the task's result.
-func (h *Handler) end(ctx context.Context, b *batch) error {
-	if err := h.ledger.EndCall(ctx, b.a.taskID); err != nil {
-		return err
-	}
-	return h.finish(ctx, b)
-}
-
-func (h *Handler) finish(ctx context.Context, b *batch) error {
-	traceResult(ctx, b.res)
-	b.res.At = h.now().UTC().Format(time.RFC3339)
-	data, err := json.Marshal(b.res)
-	if err != nil {
-		return err
-	}
-	if w := b.t.ResultWriter(); w != nil {
-		if _, err := w.Write(data); err != nil {
-			h.log.Warn("could not write task result", "err", err)
-		}
-	}
+	b.rep.res.Dead, b.rep.res.Reason = dead, reason(b.answer, cause)
+	b.rep.archive(reason(b.answer, cause))
 	return nil
 }
 
 // unreadable dead-letters a payload nobody can act on, keeping its text.
-func (h *Handler) unreadable(ctx context.Context, taskID, raw string, cause error) error {
+func (h *Handler) unreadable(b *batch, raw string, cause error) {
 	if len(raw) > 512 {
 		raw = raw[:512] + "…"
 	}
-	h.log.Error("unreadable task payload dead-lettered", "task_id", taskID, "err", cause)
-	o := ledger.Outcome{Kind: "", ID: modelid.StringID("unreadable"), State: ledger.StateDead, Message: cause.Error() + ": " + raw, TaskID: taskID, Attempts: 1}
-	if _, err := h.ledger.Write(ctx, []ledger.Outcome{o}); err != nil {
-		return err
-	}
-	return deadError{cause.Error()}
+	h.log.Error("unreadable task payload dead-lettered", "task_id", b.a.taskID, "err", cause)
+	o := h.outcome(b, modelid.StringID("unreadable"), ledger.StateDead, nil)
+	o.Message = cause.Error() + ": " + raw
+	b.rep.record(o)
 }
 
 // fanOut splits a batch that is too big or mixes ID types into ready
 // batches, without calling the API.
-func (h *Handler) fanOut(ctx context.Context, t *asynq.Task, taskID string, p Payload, ints, strs []modelid.ID) error {
+func (h *Handler) fanOut(b *batch, ints, strs []modelid.ID) {
 	chunks := append(modelid.Chunk(ints, h.cfg.BatchSize), modelid.Chunk(strs, h.cfg.BatchSize)...)
-	children, err := h.enqueueChildren(ctx, taskID, p, chunks, "oversize")
-	if err != nil {
-		return err
-	}
-	h.obs.Split(p.Kind, "oversize")
-	h.log.Info("batch split before calling", "task_id", taskID, "kind", p.Kind, "ids", len(ints)+len(strs), "batches", len(children))
-	return h.finish(ctx, &batch{t: t, res: Result{Kind: p.Kind, SplitInto: children, Reason: "over the batch size or mixed ID types"}})
-}
-
-// enqueueChildren enqueues chunks as batches whose task IDs derive from the
-// parent's, so a parent delivered twice enqueues each child once. A child's
-// ID starts with a hash of its parent and position, so children differ in
-// the first characters asynqmon shows.
-func (h *Handler) enqueueChildren(ctx context.Context, parent string, p Payload, chunks [][]modelid.ID, why string) ([]string, error) {
-	var ids []string
-	for i, c := range chunks {
-		id := ChildTaskID(parent, why, i)
-		task, err := NewBatchTask(Payload{Kind: p.Kind, IDs: c, Parent: parent, Split: why, Run: p.Run, Rule: p.Rule,
-			DeleteInUse: p.DeleteInUse, LostIn: p.LostIn, Unsure: p.Unsure,
-			RequestedBy: p.RequestedBy, Key: p.Key, Names: p.Names, Traceparent: p.Traceparent, Tracestate: p.Tracestate,
-			Origins: p.Origins, Asked: p.Asked}, h.cfg.Options)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := h.q.EnqueueContext(ctx, task, asynq.TaskID(id)); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-			return nil, fmt.Errorf("enqueue split batch %s: %w", id, err)
-		}
-		ids = append(ids, id)
-	}
-	return ids, nil
+	b.rep.splitOff(b.p, chunks, "oversize")
+	b.log.Info("batch split before calling", "ids", len(ints)+len(strs), "batches", len(chunks))
+	b.rep.res.Reason = "over the batch size or mixed ID types"
+	b.rep.finish()
 }
 
 // ChildTaskID is the task ID of the i-th batch split from parent for why.

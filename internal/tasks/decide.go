@@ -20,9 +20,9 @@ const (
 	ActThrottle                     // hand back to Asynq later; uses no retry
 	ActBisect                       // split in two and enqueue the halves
 	ActDeadLetter                   // dead-letter every ID of the batch
-	ActVerify                       // rejected after a lost answer: wait for a listing
+	ActVerify                       // rejected after a lost answer (or V2's unreadable "not found"): wait for a listing
 	ActWait                         // waiting for a listing, none newer yet
-	ActSettle                       // a listing answered: settle each ID
+	ActSettle                       // a listing answered: settle each ID (Decision.Verdict)
 	ActHold                         // a listing holds deletions: wait without calling
 	ActPause                        // credentials or permission refused: pause the fleet
 	ActPaused                       // the fleet is paused: wait without calling
@@ -94,15 +94,49 @@ type Facts struct {
 	// Unsure: the batch descends from a lost answer no listing could
 	// settle (Payload.Unsure); Through: a batch of that line went through.
 	Unsure, Through bool
+	// One: the call was V2's, of one ID (V2 deletes one ID per call);
+	// Recheck: that ID is sent once more after a listing showed it absent
+	// and the lost call deleted nothing.
+	One, Recheck bool
+	// Read is what a listing or reads by name taken after the lost answer
+	// showed of the batch in doubt (Listed).
+	Read Read
 }
 
-// Decide maps facts to an action. It is the one place where what Qianfan
-// answered becomes what the queue does; see the README's table.
-func Decide(f Facts) Action {
+// Read is what settles a batch in doubt: Presence[i] answers IDs[i];
+// Evident holds the IDs known to have existed before the first call (a
+// listing or a detail call showed them), Absent those shown not to exist
+// by an answer no lost call explains (ledger.Call.Absent); Atomic says the
+// lost call was one V1 batchDelete of all of IDs, which Qianfan applies
+// whole or not at all (V2 deletes one ID per call).
+type Read struct {
+	IDs      []modelid.ID
+	Presence []inventory.Presence
+	Evident  []modelid.ID
+	Absent   []modelid.ID
+	Atomic   bool
+}
+
+// Decision is what Decide chose: the action, and for ActSettle each ID's
+// verdict.
+type Decision struct {
+	Action  Action
+	Verdict Verdict
+}
+
+// Decide maps facts to a decision. It is the one place where what Qianfan
+// answered becomes what the queue does, for a V1 batch, for each of V2's
+// calls of one ID, and for each ID of a batch a listing settles; see the
+// README's table. It does no I/O.
+func Decide(f Facts) Decision {
+	if f.Call.State == ledger.CallInDoubt && f.Listed {
+		return Decision{Action: ActSettle, Verdict: settle(f.Read)}
+	}
+	return Decision{Action: decide(f)}
+}
+
+func decide(f Facts) Action {
 	if f.Call.State == ledger.CallInDoubt {
-		if f.Listed {
-			return ActSettle
-		}
 		return ActWait
 	}
 	if !f.Called {
@@ -113,6 +147,9 @@ func Decide(f Facts) Action {
 	}
 	if f.Err == nil {
 		return ActDelete
+	}
+	if f.One {
+		return decideOne(f)
 	}
 	doubt := f.Lost || f.Call.Doubted()
 	switch qianfan.Classify(f.Err) {
@@ -161,6 +198,35 @@ func Decide(f Facts) Action {
 	return ActDeadLetter
 }
 
+// decideOne decides one V2 call's failure: ActVerify waits for a listing
+// (a lost answer, or an unreadable "no"), ActRetry leaves the ID to the
+// task's retry. V2 answers each ID alone, so nothing is bisected.
+func decideOne(f Facts) Action {
+	c := qianfan.Classify(f.Err)
+	switch c {
+	case qianfan.ClassThrottled:
+		return ActThrottle
+	case qianfan.ClassRequest, qianfan.ClassGone:
+		// Nothing to switch to: V2 refused or gone pauses the fleet.
+		return ActPause
+	case qianfan.ClassInvalidIDs, qianfan.ClassUnknown:
+		// V2's "not found" is not documented: it may mean a lost call
+		// deleted the ID, or that it never existed. A listing decides
+		// after a loss; after a listing, an ID the lost call may have
+		// deleted is presumed deleted, never dead.
+		switch {
+		case f.Lost:
+			return ActVerify
+		case f.Unsure:
+			return ActPresume
+		case c == qianfan.ClassInvalidIDs, f.Recheck:
+			return ActDeadLetter
+		}
+		return ActVerify
+	}
+	return ActRetry
+}
+
 // Verdict is how a listing settles a batch that was rejected after a lost
 // answer.
 type Verdict struct {
@@ -171,13 +237,8 @@ type Verdict struct {
 	Resend   []modelid.ID // nothing tells: sent again, their own answers decide
 }
 
-// Settle decides each ID of a batch rejected after a lost answer from a
-// listing taken afterwards: presence[i] answers ids[i], and evident holds
-// IDs known to have existed before the first call (a listing or a detail
-// call showed them), absent IDs shown not to exist by an answer no lost
-// call explains (Call.Absent). atomic says the lost call was one V1 batchDelete of
-// all of ids, which Qianfan applies whole or not at all; V2 deletes one ID
-// per call.
+// settle decides each ID of a batch rejected after a lost answer from a
+// read taken afterwards (see Read).
 //
 // Absence proves deletion only for an ID shown to exist before: a listing
 // may not return every model, and an ID that never existed is absent too.
@@ -191,11 +252,11 @@ type Verdict struct {
 //     refusal dead-letters it) and an undecided one is sent again.
 //   - Otherwise nothing tells: the ID is sent again (Resend), and what
 //     Qianfan then deletes is deleted.
-func Settle(ids []modelid.ID, presence []inventory.Presence, evident, absent []modelid.ID, atomic bool) Verdict {
+func settle(r Read) Verdict {
 	var v Verdict
-	anyPresent := atomic && slices.Contains(presence, inventory.Present)
-	for i, id := range ids {
-		p, ev := presence[i], slices.Contains(evident, id)
+	anyPresent := r.Atomic && slices.Contains(r.Presence, inventory.Present)
+	for i, id := range r.IDs {
+		p, ev := r.Presence[i], slices.Contains(r.Evident, id)
 		switch {
 		case p == inventory.Present:
 			v.Again = append(v.Again, id)
@@ -203,7 +264,7 @@ func Settle(ids []modelid.ID, presence []inventory.Presence, evident, absent []m
 			v.Deleted = append(v.Deleted, id)
 		case p == inventory.Undecided && ev:
 			v.Presumed = append(v.Presumed, id)
-		case slices.Contains(absent, id), anyPresent && p == inventory.Absent:
+		case slices.Contains(r.Absent, id), anyPresent && p == inventory.Absent:
 			v.Dead = append(v.Dead, id)
 		case anyPresent:
 			v.Again = append(v.Again, id)

@@ -20,6 +20,7 @@ func TestDecide(t *testing.T) {
 	doubt := ledger.Call{State: ledger.CallInDoubt, Lost: time.Unix(100, 0)}
 	called := func(err error) Facts { return Facts{N: 5, Called: true, Err: err, MaxRetry: 3} }
 	with := func(f Facts, mod func(*Facts)) Facts { mod(&f); return f }
+	covered := map[Action]bool{} // ActSettle: TestSettle
 	for _, tt := range []struct {
 		name string
 		f    Facts
@@ -63,10 +64,16 @@ func TestDecide(t *testing.T) {
 		{"the fleet is paused", Facts{N: 5, Paused: true}, ActPaused},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := Decide(tt.f); got != tt.want {
+			if got := Decide(tt.f).Action; got != tt.want {
 				t.Errorf("Decide(%+v) = %v, want %v", tt.f, got, tt.want)
 			}
 		})
+		covered[tt.want] = true
+	}
+	for a := ActDelete; a <= ActPresume; a++ {
+		if a != ActSettle && !covered[a] {
+			t.Errorf("no row of the table decides %v", a)
+		}
 	}
 }
 
@@ -117,39 +124,52 @@ func TestSettle(t *testing.T) {
 			Verdict{Again: ids(1), Deleted: ids(2), Resend: ids(3, 5), Presumed: ids(4)}, nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			got := Settle(tt.ids, tt.presence, tt.evident, tt.absent, !tt.v2)
-			if diff := cmp.Diff(tt.want, got, cmp.AllowUnexported(modelid.ID{})); diff != "" {
-				t.Errorf("Settle (-want +got):\n%s", diff)
+			f := Facts{N: len(tt.ids), Call: ledger.Call{State: ledger.CallInDoubt, Lost: time.Unix(100, 0)}, Listed: true,
+				Read: Read{IDs: tt.ids, Presence: tt.presence, Evident: tt.evident, Absent: tt.absent, Atomic: !tt.v2}}
+			got := Decide(f)
+			if got.Action != ActSettle {
+				t.Fatalf("Decide = %v, want %v", got.Action, ActSettle)
+			}
+			if diff := cmp.Diff(tt.want, got.Verdict, cmp.AllowUnexported(modelid.ID{})); diff != "" {
+				t.Errorf("Decide's verdict (-want +got):\n%s", diff)
 			}
 		})
 	}
 }
 
-func TestDecideOne(t *testing.T) {
+// TestDecideOneV2Call: V2 deletes one ID per call, and Decide decides
+// each call's answer (Facts.One).
+func TestDecideOneV2Call(t *testing.T) {
 	notFound := &qianfan.Error{HTTPStatus: 404, ErrorCode: "NoSuchKey"}
 	for _, tt := range []struct {
 		name                  string
 		err                   error
 		lost, recheck, unsure bool
-		want                  OneAction
+		want                  Action
 	}{
-		{"deleted", nil, false, false, false, OneDeleted},
-		{"deleted after a lost answer", nil, true, false, false, OneDeleted},
-		{"invalid parameter", &qianfan.Error{HTTPStatus: 400, ErrorCode: "InvalidParameter"}, false, false, false, OneDead},
-		{"invalid parameter after a lost answer", &qianfan.Error{HTTPStatus: 400, ErrorCode: "InvalidParameter"}, true, false, false, OneDoubt},
-		{"not found: a listing decides", notFound, false, false, false, OneDoubt},
-		{"not found on a recheck: dead", notFound, false, true, false, OneDead},
-		{"not found on a recheck after a lost answer", notFound, true, true, false, OneDoubt},
+		{"deleted", nil, false, false, false, ActDelete},
+		{"deleted after a lost answer", nil, true, false, false, ActDelete},
+		{"invalid parameter", &qianfan.Error{HTTPStatus: 400, ErrorCode: "InvalidParameter"}, false, false, false, ActDeadLetter},
+		{"invalid parameter after a lost answer", &qianfan.Error{HTTPStatus: 400, ErrorCode: "InvalidParameter"}, true, false, false, ActVerify},
+		{"not found: a listing decides", notFound, false, false, false, ActVerify},
+		{"not found on a recheck: dead", notFound, false, true, false, ActDeadLetter},
+		{"not found on a recheck after a lost answer", notFound, true, true, false, ActVerify},
 		// A lost answer a listing could not settle: never dead.
-		{"not found when resent after a lost answer: presumed", notFound, false, false, true, OnePresumed},
-		{"not found when resent, its own answer lost again", notFound, true, false, true, OneDoubt},
-		{"throttled", &qianfan.Error{HTTPStatus: 429, ErrorCode: "RequestLimitExceeded"}, false, false, false, OneThrottle},
-		{"access denied pauses", &qianfan.Error{HTTPStatus: 403, ErrorCode: "AccessDenied"}, false, false, false, OnePause},
-		{"V2 gone too pauses", &qianfan.Error{HTTPStatus: 404}, false, false, false, OnePause},
-		{"transient", &qianfan.Error{HTTPStatus: 500, ErrorCode: "InternalError"}, false, false, false, OneRetry},
+		{"not found when resent after a lost answer: presumed", notFound, false, false, true, ActPresume},
+		{"not found when resent, its own answer lost again", notFound, true, false, true, ActVerify},
+		{"throttled", &qianfan.Error{HTTPStatus: 429, ErrorCode: "RequestLimitExceeded"}, false, false, false, ActThrottle},
+		{"access denied pauses", &qianfan.Error{HTTPStatus: 403, ErrorCode: "AccessDenied"}, false, false, false, ActPause},
+		{"V2 gone too pauses", &qianfan.Error{HTTPStatus: 404}, false, false, false, ActPause},
+		{"transient", &qianfan.Error{HTTPStatus: 500, ErrorCode: "InternalError"}, false, false, false, ActRetry},
+		// Its retries are the task's: a V2 call never dead-letters for them.
+		{"transient, retries used up", &qianfan.Error{HTTPStatus: 500, ErrorCode: "InternalError"}, false, false, false, ActRetry},
 	} {
-		if got := DecideOne(tt.err, tt.lost, tt.recheck, tt.unsure); got != tt.want {
-			t.Errorf("%s: DecideOne = %v, want %v", tt.name, got, tt.want)
+		f := Facts{N: 1, Called: true, Err: tt.err, Lost: tt.lost, One: true, Recheck: tt.recheck, Unsure: tt.unsure, MaxRetry: 3}
+		if tt.name == "transient, retries used up" {
+			f.Retried = 3
+		}
+		if got := Decide(f).Action; got != tt.want {
+			t.Errorf("%s: Decide = %v, want %v", tt.name, got, tt.want)
 		}
 	}
 }

@@ -695,6 +695,16 @@ func TestHandlerProtectsWhatIsInUse(t *testing.T) {
 	if _, waits := errors.AsType[*ThrottleError](err); !waits || b2.acct.callCount() != 0 {
 		t.Errorf("cannot tell: %v, %d calls; want a wait and no call", err, b2.acct.callCount())
 	}
+	// A listing that failed with a transient answer cannot tell either:
+	// the batch waits, with its retries used up, and nothing is dead.
+	b5 := setup(t, newAccount(ids(9)...), func(c *HandlerConfig) { c.Guard = cannotTell{&qianfan.Error{HTTPStatus: 503}} })
+	err = b5.h.process(context.Background(), newBatch(t, ids(9)), attempt{taskID: "t", retried: 3, maxRetry: 3})
+	if _, waits := errors.AsType[*ThrottleError](err); !waits || b5.acct.callCount() != 0 {
+		t.Errorf("cannot tell (503): %v, %d calls; want a wait and no call", err, b5.acct.callCount())
+	}
+	if st := b5.states(t, ids(9)); st[0] != "" {
+		t.Errorf("cannot tell (503): recorded %v, want nothing", st[0])
+	}
 	// Listings refused for credentials pause the fleet like a refused delete.
 	b3 := setup(t, newAccount(ids(8)...), func(c *HandlerConfig) {
 		c.Guard = cannotTell{&qianfan.Error{HTTPStatus: 403, GatewayCode: "AccessDenied"}}

@@ -156,30 +156,28 @@ func distinct(ss []string) map[string]bool {
 	return out
 }
 
-// probe settles a batch in doubt by reading its IDs by name, once its lost
-// call is old enough (ProbeAfter) to have landed if it was in flight. When
-// the reads decide every ID, f.Listed is set and b holds the answer;
-// otherwise a listing of the account is asked for, as without a Finder.
-func (h *Handler) probe(ctx context.Context, b *batch, f *Facts) error {
-	call := f.Call
+// probe reads the IDs of a batch in doubt by name, once its lost call is
+// old enough (ProbeAfter) to have landed if it was in flight. When the
+// reads decide every ID it returns each one's presence and when the reads
+// started; otherwise nil, asking for a listing of the account, as without
+// a Finder.
+func (h *Handler) probe(ctx context.Context, b *batch, call ledger.Call) ([]inventory.Presence, time.Time, error) {
 	if !call.Lost.IsZero() && h.now().Sub(call.Lost) < h.cfg.ProbeAfter {
-		return nil
+		return nil, time.Time{}, nil
 	}
 	pres, taken, err := h.probeRead(ctx, b, call)
 	if err != nil {
 		if qianfan.Classify(err) == qianfan.ClassThrottled {
 			h.obs.Retry(b.p.Kind, "throttled")
-			return &ThrottleError{Wait: throttleWait(err), Err: fmt.Errorf("reading IDs by name after a lost answer: %w", err)}
+			return nil, time.Time{}, &ThrottleError{Wait: throttleWait(err), Err: fmt.Errorf("reading IDs by name after a lost answer: %w", err)}
 		}
 		b.log.Warn("reading the IDs by name could not settle the lost answer; asking for a listing", "err", err)
 		if err := h.ledger.NoteProbe(ctx, b.a.taskID, ledger.ProbeListing); err != nil {
-			return err
+			return nil, time.Time{}, err
 		}
-		return h.inv.Want(ctx, b.a.taskID, b.p.Kind, b.ids, call.LostSeq, h.now())
+		return nil, time.Time{}, h.inv.Want(ctx, b.a.taskID, b.p.Kind, b.ids, call.LostSeq, h.now())
 	}
-	b.probed, b.probedAt = pres, taken
-	f.Listed = true
-	return nil
+	return pres, taken, nil
 }
 
 // errUndecided: a read by name could not decide an ID.

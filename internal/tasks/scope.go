@@ -75,20 +75,14 @@ func (h *Handler) scope(ctx context.Context, b *batch) error {
 		o.Message = "not deleted: " + why
 		outs = append(outs, o)
 		refused[id] = true
-		b.res.Refused = append(b.res.Refused, id)
+		b.rep.res.Refused = append(b.rep.res.Refused, id)
 	}
 	if len(outs) == 0 {
 		return nil
 	}
-	if err := h.write(ctx, b, outs); err != nil {
-		return err
-	}
 	// A later execution of this batch keeps them refused.
-	if err := h.ledger.NoteDone(ctx, b.a.taskID, b.res.Refused); err != nil {
-		return err
-	}
-	b.call.Done = append(b.call.Done, b.res.Refused...)
-	b.log.Warn("not deleted: outside the asker's name scope", "ids", idStrings(b.res.Refused), "why", outs[0].Message)
+	b.rep.settled(outs...)
+	b.log.Warn("not deleted: outside the asker's name scope", "ids", idStrings(b.rep.res.Refused), "why", outs[0].Message)
 	keep := b.ids[:0:0]
 	for _, id := range b.ids {
 		if !refused[id] {

@@ -13,51 +13,6 @@ import (
 	"github.com/qfpurge/qfpurge/internal/qianfan"
 )
 
-// OneAction is what one ID's V2 call leads to.
-type OneAction int
-
-// The actions DecideOne chooses from.
-const (
-	OneDeleted  OneAction = iota + 1 // record it deleted
-	OneDead                          // Qianfan refused this ID: dead-letter it
-	OneDoubt                         // a lost answer or an unreadable "no": a listing decides
-	OneRetry                         // transient: the task's retry calls it again
-	OneThrottle                      // stop the batch, wait without using a retry
-	OnePause                         // credentials, permission or V2 gone: pause the fleet
-	OnePresumed                      // refused after a lost answer nothing can settle: presumed deleted
-)
-
-// DecideOne maps one V2 call's answer to its action; lost says an answer
-// for this ID (or the task's calls) was lost before, recheck that a listing
-// already showed the ID absent and the lost call deleted nothing, unsure
-// that a listing could not tell whether the lost call deleted it.
-func DecideOne(err error, lost, recheck, unsure bool) OneAction {
-	if err == nil {
-		return OneDeleted
-	}
-	switch qianfan.Classify(err) {
-	case qianfan.ClassThrottled:
-		return OneThrottle
-	case qianfan.ClassRequest, qianfan.ClassGone:
-		return OnePause
-	case qianfan.ClassInvalidIDs, qianfan.ClassUnknown:
-		// V2's "not found" is not documented: it may mean a lost call
-		// deleted the ID, or that it never existed. A listing decides
-		// after a loss; after a listing, an ID the lost call may have
-		// deleted is presumed deleted, never dead.
-		switch {
-		case lost:
-			return OneDoubt
-		case unsure:
-			return OnePresumed
-		case qianfan.Classify(err) == qianfan.ClassInvalidIDs, recheck:
-			return OneDead
-		}
-		return OneDoubt
-	}
-	return OneRetry
-}
-
 // auto reports whether this batch may switch the fleet to V2.
 func (h *Handler) auto(b *batch) bool {
 	return h.cfg.API != nil && h.cfg.API.Configured() == fleet.Auto && b.api == fleet.V1
@@ -86,9 +41,7 @@ func (h *Handler) switchToV2(ctx context.Context, b *batch, f Facts) error {
 		h.obs.Fleet("switched")
 		b.log.Error("SWITCHED TO V2 for the whole fleet: Qianfan's V1 batchDelete is gone; every batch now deletes one ID per call through V2",
 			"reason", reason)
-		if err := h.ledger.FleetEvent(ctx, "switched", reason); err != nil {
-			return err
-		}
+		b.rep.events = append(b.rep.events, fleetEvent{"switched", reason})
 	}
 	b.api = fleet.V2
 	call, err := h.ledger.Call(ctx, b.a.taskID)
@@ -110,11 +63,12 @@ func (h *Handler) confirmGone(ctx context.Context) bool {
 // without one. call is the batch's call record.
 func (h *Handler) processV2(ctx context.Context, b *batch, call ledger.Call) error {
 	targets, err := h.v2Targets(ctx, b)
-	if err != nil || len(b.ids) == 0 {
-		if err == nil {
-			err = h.end(ctx, b)
-		}
+	if err != nil {
 		return err
+	}
+	if len(b.ids) == 0 {
+		b.rep.finish()
+		return nil
 	}
 	if err := h.v2Evidence(ctx, b, call); err != nil {
 		return err
@@ -130,9 +84,9 @@ func (h *Handler) processV2(ctx context.Context, b *batch, call ledger.Call) err
 			return err
 		}
 		switch act {
-		case OneThrottle, OnePause:
+		case ActThrottle, ActPause:
 			b.ids = append(append(r.retry, r.doubt...), b.ids[i:]...)
-			if act == OneThrottle {
+			if act == ActThrottle {
 				return h.throttle(ctx, b, Facts{Err: r.err, Lost: r.lost})
 			}
 			return h.pause(ctx, b, Facts{Err: r.err, Lost: r.lost})
@@ -171,8 +125,9 @@ func (h *Handler) v2Evidence(ctx context.Context, b *batch, call ledger.Call) er
 	return h.ledger.NotePresent(ctx, b.a.taskID, present, names)
 }
 
-// v2Call deletes one ID and records its outcome when it has one.
-func (h *Handler) v2Call(ctx context.Context, b *batch, r *v2Run, id modelid.ID, target string) (OneAction, error) {
+// v2Call deletes one ID and records its outcome when it has one, at once:
+// each ID's outcome is written on its own (flush).
+func (h *Handler) v2Call(ctx context.Context, b *batch, r *v2Run, id modelid.ID, target string) (Action, error) {
 	start := h.now()
 	res, err := h.del.DeleteOne(ctx, b.p.Kind, target)
 	if ctx.Err() != nil {
@@ -184,26 +139,26 @@ func (h *Handler) v2Call(ctx context.Context, b *batch, r *v2Run, id modelid.ID,
 		b.answer = qe
 	}
 	idLost := r.lost || res.Ambiguous || (qe != nil && qe.Ambiguous)
-	act := DecideOne(err, idLost, b.p.Split == "recheck", b.p.Unsure)
+	act := Decide(Facts{N: 1, Called: true, Err: err, Lost: idLost, One: true, Recheck: b.p.Split == "recheck", Unsure: b.p.Unsure}).Action
 	var out ledger.Outcome
 	switch act {
-	case OneDeleted:
+	case ActDelete:
 		out = h.outcome(b, id, ledger.StateDeleted, nil)
 		out.LogID = res.LogID
-		b.res.Deleted = append(b.res.Deleted, id)
-	case OnePresumed:
+		b.rep.res.Deleted = append(b.rep.res.Deleted, id)
+	case ActPresume:
 		out = h.outcome(b, id, ledger.StatePresumed, qe)
 		out.Message = "a call whose answer was lost may have deleted it: sent again it was refused (" + qe.Error() +
 			"), and no listing showed it; nothing can tell"
-		b.res.Presumed = append(b.res.Presumed, id)
-	case OneDead:
+		b.rep.res.Presumed = append(b.rep.res.Presumed, id)
+	case ActDeadLetter:
 		out = h.outcome(b, id, ledger.StateDead, qe)
 		if qianfan.Classify(err) == qianfan.ClassUnknown {
 			out.Message = qe.Error() + "; absent from the listing after a lost answer while other IDs of the call were present"
 		}
-		b.res.Dead = append(b.res.Dead, id)
+		b.rep.res.Dead = append(b.rep.res.Dead, id)
 		b.log.Error("dead-lettered", "ids", []string{id.String()}, "code", out.Code, "message", out.Message, "log_id", out.LogID, "api", "v2")
-	case OneDoubt:
+	case ActVerify:
 		r.doubt = append(r.doubt, id)
 		if !idLost {
 			// "Not found" with no lost answer behind it: no call of ours
@@ -213,27 +168,26 @@ func (h *Handler) v2Call(ctx context.Context, b *batch, r *v2Run, id modelid.ID,
 			}
 		}
 		return act, nil
-	case OneRetry:
+	case ActRetry:
 		r.retry, r.err = append(r.retry, id), err
 		return act, nil
 	default:
 		r.err = err
 		return act, nil
 	}
-	if err := h.write(ctx, b, []ledger.Outcome{out}); err != nil {
-		return 0, err
+	b.rep.settled(out)
+	if act == ActDelete && b.canary {
+		if err := h.resume(ctx, b); err != nil {
+			return 0, err
+		}
 	}
-	if err := h.ledger.NoteDone(ctx, b.a.taskID, []modelid.ID{id}); err != nil {
+	if _, err := h.flush(ctx, b); err != nil {
 		return 0, err
-	}
-	if act == OneDeleted && b.canary {
-		b.canary = false
-		return act, h.resume(ctx)
 	}
 	return act, nil
 }
 
-// v2End settles the execution: IDs in doubt wait for a listing, IDs that
+// v2End ends the execution: IDs in doubt wait for a listing, IDs that
 // failed transiently are retried, and a batch with nothing left ends.
 func (h *Handler) v2End(ctx context.Context, b *batch, r v2Run) error {
 	switch {
@@ -244,13 +198,13 @@ func (h *Handler) v2End(ctx context.Context, b *batch, r v2Run) error {
 		b.ids = r.retry
 		return h.retry(ctx, b, Facts{Err: r.err, Lost: r.lost})
 	}
-	b.log.Info("batch done through V2", "deleted", len(b.res.Deleted), "dead", len(b.res.Dead))
-	if err := h.end(ctx, b); err != nil {
-		return err
+	res := &b.rep.res
+	b.log.Info("batch done through V2", "deleted", len(res.Deleted), "dead", len(res.Dead))
+	if len(res.Dead) > 0 && len(res.Deleted) == 0 {
+		b.rep.archive(reason(b.answer, nil))
+		return nil
 	}
-	if len(b.res.Dead) > 0 && len(b.res.Deleted) == 0 {
-		return deadError{reason(b.answer, nil)}
-	}
+	b.rep.finish()
 	return nil
 }
 
@@ -286,20 +240,11 @@ func (h *Handler) v2Targets(ctx context.Context, b *batch) ([]string, error) {
 		dead = append(dead, o)
 	}
 	if len(dead) > 0 {
-		if err := h.write(ctx, b, dead); err != nil {
-			return nil, err
-		}
-		ids := make([]modelid.ID, len(dead))
-		for i, o := range dead {
-			ids[i] = o.ID
-		}
-		if err := h.ledger.NoteDone(ctx, b.a.taskID, ids); err != nil {
-			return nil, err
-		}
+		b.rep.settled(dead...)
 		for _, o := range dead {
-			b.res.Dead = append(b.res.Dead, o.ID)
+			b.rep.res.Dead = append(b.rep.res.Dead, o.ID)
 		}
-		b.log.Error("dead-lettered: int IDs with no known string form cannot be deleted through V2", "ids", idStrings(b.res.Dead))
+		b.log.Error("dead-lettered: int IDs with no known string form cannot be deleted through V2", "ids", idStrings(b.rep.res.Dead))
 	}
 	b.ids = keep
 	return targets, nil
