@@ -86,6 +86,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	window := fs.Duration("window", 0, "baseline window; defaults to 90s (30s with -quick)")
 	keep := fs.Bool("keep", false, "keep the work directory (process logs) after the run")
 	batchWait := fs.Duration("batch-wait", 2*time.Second, "the workers' --batch-wait (the worker's default is 2s; the trickle target follows it)")
+	protectIDs := fs.Int("protect-ids", 0, "IDs the protect scenario drains (the account holds twice as many); defaults to 20,000 (4,000 with -quick)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -98,6 +99,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if *window > 0 {
 		sc.Window = *window
+	}
+	if *protectIDs < 0 {
+		return cli.Usagef("-protect-ids %d: want a positive count", *protectIDs)
+	}
+	if *protectIDs > 0 {
+		sc.Protect.IDs = *protectIDs
 	}
 	var picked []string
 	for _, s := range strings.Split(*scen, ",") {

@@ -269,6 +269,12 @@ func (r burstResult) rows(t *table) {
 	t.add(name, "enqueue time (16 producers)", dur(r.EnqueueFor), fmt.Sprintf("%.0f jobs/s", float64(r.IDs)/r.EnqueueFor.Seconds()), "", "")
 	t.add(name, "API calls during the drain (all outcomes)", itoa(r.Calls), "", "", "")
 	t.add(name, "of them reads (the in-use view) and deletes", fmt.Sprintf("%d + %d", r.Reads, r.Deletes), "", "", "")
+	if !r.ReadPair && r.Reads+r.Deletes > 0 {
+		// One key: the view's reads come out of the same cap, so the
+		// deletions can have at most this share of it.
+		share := float64(r.Deletes) / float64(r.Reads+r.Deletes)
+		t.add(name, "deletes' share of the calls: the ceiling of the drain rate when reads share the cap", fmt.Sprintf("%.3f", share), "", "", "")
+	}
 	mean := float64(r.Deleted) / float64(max(r.OKCalls, 1))
 	t.add(name, "mean IDs per delete call", fmt.Sprintf("%.1f", mean), ratio(mean/batchSize), "≥ 95", verdict(mean >= 95))
 	t.add(name, "calls rejected for QPS (code 18), worker --qps 20", itoa(r.Rejected), "", "0", verdict(r.Rejected == 0))
