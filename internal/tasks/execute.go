@@ -129,8 +129,15 @@ func (h *Handler) precheck(ctx context.Context, b *batch) (*Facts, error) {
 		if err != nil {
 			return nil, err
 		}
+		absent := call.Absent
+		if b.p.Split == "recheck" {
+			// A read taken before this batch's first call showed its IDs
+			// missing, and no lost call of ours deleted them: its own lost
+			// call cannot have deleted them either.
+			absent = b.ids
+		}
 		f.Listed, b.readAt = true, taken
-		f.Read = Read{IDs: b.ids, Presence: pres, Evident: evident, Absent: call.Absent, Atomic: call.API != string(fleet.V2)}
+		f.Read = Read{IDs: b.ids, Presence: pres, Evident: evident, Absent: absent, Atomic: call.API != string(fleet.V2)}
 		return f, nil
 	}
 	if f.Held, err = h.inv.Held(ctx); err != nil || f.Held {
