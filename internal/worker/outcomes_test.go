@@ -68,6 +68,9 @@ func TestMixedFleetRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = w.Start()
+	if err == nil {
+		w.Shutdown() // started when it should not have: stop it, so the test fails cleanly
+	}
 	if !errors.Is(err, fleet.ErrAPIConflict) || !strings.Contains(err.Error(), "v1") || !strings.Contains(err.Error(), "v2") {
 		t.Fatalf("a v2 worker beside a v1 worker: %v; want a refusal naming both settings", err)
 	}

@@ -278,6 +278,21 @@ func TestEnqueueCommand(t *testing.T) {
 		}
 	})
 
+	t.Run("a key reused for other IDs exits 2 and enqueues nothing", func(t *testing.T) {
+		reset()
+		if r := runEnqueue(t, srv.URL(), "", "--key", "k7", "1", "2"); r.code != 0 {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+		before := size()
+		r := runEnqueue(t, srv.URL(), "", "--key", "k7", "3", "4")
+		if r.code != 2 || !strings.Contains(r.stderr, `idempotency key "k7" already used for a different request`) {
+			t.Errorf("exit %d, stderr %q; want 2 naming the key", r.code, r.stderr)
+		}
+		if size() != before || strings.Contains(strings.Join(queued(t, insp), " "), "model:3") {
+			t.Errorf("the conflicting request enqueued something: %d tasks (was %d), queued %v", size(), before, queued(t, insp))
+		}
+	})
+
 	t.Run("delayed", func(t *testing.T) {
 		reset()
 		r := runEnqueue(t, srv.URL(), "", "--in", "1h", "77")
