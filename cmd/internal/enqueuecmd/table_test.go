@@ -4,8 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unicode"
 
+	"github.com/qfpurge/qfpurge/internal/cli"
 	"github.com/qfpurge/qfpurge/internal/inuse"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 )
@@ -24,24 +24,11 @@ func TestDryRunTableWideNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(b.String(), "\n")
-	want := hanWidth(lines[0][:strings.Index(lines[0], "TYPE")])
+	want := cli.DisplayWidth(lines[0][:strings.Index(lines[0], "TYPE")])
 	for i, typ := range []string{"ernie", "llama", "glm"} {
 		l := lines[i+1]
-		if got := hanWidth(l[:strings.Index(l, typ)]); got != want {
+		if got := cli.DisplayWidth(l[:strings.Index(l, typ)]); got != want {
 			t.Errorf("row %d: TYPE at display column %d, want %d:\n%s", i+1, got, want, b.String())
 		}
 	}
-}
-
-// hanWidth is the display width of text whose only wide characters are
-// Chinese ones, measured apart from the code under test.
-func hanWidth(s string) int {
-	n := 0
-	for _, r := range s {
-		n++
-		if unicode.Is(unicode.Han, r) {
-			n++
-		}
-	}
-	return n
 }

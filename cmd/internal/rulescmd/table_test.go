@@ -4,8 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unicode"
 
+	"github.com/qfpurge/qfpurge/internal/cli"
 	"github.com/qfpurge/qfpurge/internal/policy"
 )
 
@@ -21,23 +21,10 @@ func TestItemsTableWideNames(t *testing.T) {
 	var b strings.Builder
 	printItems(&b, policy.Record{Kind: "model"}, items, false)
 	lines := strings.Split(b.String(), "\n")
-	want := hanWidth(lines[0][:strings.Index(lines[0], "CREATED")])
+	want := cli.DisplayWidth(lines[0][:strings.Index(lines[0], "CREATED")])
 	for i, l := range lines[1:4] {
-		if got := hanWidth(l[:strings.Index(l, "2026-03-04")]); got != want {
+		if got := cli.DisplayWidth(l[:strings.Index(l, "2026-03-04")]); got != want {
 			t.Errorf("row %d: CREATED at display column %d, want %d:\n%s", i+1, got, want, b.String())
 		}
 	}
-}
-
-// hanWidth is the display width of text whose only wide characters are
-// Chinese ones, measured apart from the code under test.
-func hanWidth(s string) int {
-	n := 0
-	for _, r := range s {
-		n++
-		if unicode.Is(unicode.Han, r) {
-			n++
-		}
-	}
-	return n
 }
