@@ -4,6 +4,8 @@
 # credentials come from the environment at run time (see .env.example).
 #
 #   docker build -t qfpurge .                                   # the image compose runs
+#   docker build --build-arg QFPURGE_REVISION="$(git rev-parse HEAD)" -t qfpurge .
+#                          # `qfpurge version` names that commit (.git stays out of the context)
 #   docker build --target fakeqianfan -t qfpurge-fakeqianfan .  # the demo's fake Qianfan
 
 FROM golang:1.26 AS build
@@ -12,7 +14,11 @@ ENV CGO_ENABLED=0
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN go build -trimpath -ldflags="-s -w" -o /out/ ./cmd/qfpurge
+# .git is not in the build context, so Go records no revision: the build
+# argument stamps it (qfpurge version shows "unknown" without it).
+ARG QFPURGE_REVISION=""
+ARG QFPURGE_REVISION_TIME=""
+RUN go build -trimpath -ldflags="-s -w -X github.com/qfpurge/qfpurge/cmd/internal/app.revision=${QFPURGE_REVISION} -X github.com/qfpurge/qfpurge/cmd/internal/app.revisionTime=${QFPURGE_REVISION_TIME}" -o /out/ ./cmd/qfpurge
 
 # The fake Qianfan is a developer tool: built only for the fakeqianfan target.
 FROM build AS build-fake

@@ -5,6 +5,7 @@
 package app
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"maps"
@@ -108,11 +109,24 @@ func versionCommand() *cobra.Command {
 	}
 }
 
+// revision and revisionTime are the VCS revision and its commit time as a
+// build stamps them with -ldflags "-X", for builds where Go records no VCS
+// information (-buildvcs=false, or no .git in the build context, as in the
+// Dockerfile, which passes its QFPURGE_REVISION build argument here).
+var revision, revisionTime string
+
 // Version describes this build: the module version, the VCS revision and
 // its time (and whether the tree had changes), and the Go version.
 func Version() string {
-	v, rev, at, modified := "(devel)", "unknown", "unknown", ""
-	if bi, ok := debug.ReadBuildInfo(); ok {
+	bi, _ := debug.ReadBuildInfo()
+	return version(bi, revision, revisionTime)
+}
+
+// version renders bi's settings: the revision Go recorded comes first, the
+// one the build stamped (rev, at) only when Go recorded none.
+func version(bi *debug.BuildInfo, stampedRev, stampedAt string) string {
+	v, rev, at, modified := "(devel)", "", "", ""
+	if bi != nil {
 		if bi.Main.Version != "" {
 			v = bi.Main.Version
 		}
@@ -129,5 +143,9 @@ func Version() string {
 			}
 		}
 	}
-	return fmt.Sprintf("qfpurge %s\nrevision %s%s\nbuilt from a tree of %s\n%s %s/%s\n", v, rev, modified, at, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	if rev == "" {
+		rev, at = stampedRev, stampedAt
+	}
+	return fmt.Sprintf("qfpurge %s\nrevision %s%s\nbuilt from a tree of %s\n%s %s/%s\n",
+		v, cmp.Or(rev, "unknown"), modified, cmp.Or(at, "unknown"), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }

@@ -6,7 +6,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -92,6 +94,67 @@ func TestVersion(t *testing.T) {
 	}
 	if strings.Contains(lines[2], "unknown") {
 		t.Errorf("no commit time: %q", lines[2])
+	}
+}
+
+// TestVersionFallback: the revision Go records wins; a revision stamped
+// with -ldflags -X is shown only when Go recorded none; else "unknown".
+func TestVersionFallback(t *testing.T) {
+	vcs := &debug.BuildInfo{Main: debug.Module{Version: "v1.2.3"}, Settings: []debug.BuildSetting{
+		{Key: "vcs.revision", Value: "aaaa"}, {Key: "vcs.time", Value: "2026-01-02T03:04:05Z"}, {Key: "vcs.modified", Value: "true"}}}
+	novcs := &debug.BuildInfo{Main: debug.Module{Version: "v1.2.3"}, Settings: []debug.BuildSetting{{Key: "-buildvcs", Value: "false"}}}
+	for _, tc := range []struct {
+		name          string
+		bi            *debug.BuildInfo
+		rev, at       string
+		wantRev, when string
+	}{
+		{"recorded wins over stamped", vcs, "bbbb", "2025-01-01T00:00:00Z", "revision aaaa (modified)", "built from a tree of 2026-01-02T03:04:05Z"},
+		{"recorded alone", vcs, "", "", "revision aaaa (modified)", "built from a tree of 2026-01-02T03:04:05Z"},
+		{"stamped when none recorded", novcs, "bbbb", "2025-01-01T00:00:00Z", "revision bbbb", "built from a tree of 2025-01-01T00:00:00Z"},
+		{"stamped without a time", novcs, "bbbb", "", "revision bbbb", "built from a tree of unknown"},
+		{"no build info, stamped", nil, "bbbb", "", "revision bbbb", "built from a tree of unknown"},
+		{"neither", novcs, "", "", "revision unknown", "built from a tree of unknown"},
+	} {
+		lines := strings.Split(version(tc.bi, tc.rev, tc.at), "\n")
+		if len(lines) != 5 || lines[1] != tc.wantRev || lines[2] != tc.when {
+			t.Errorf("%s: %q, want %q and %q", tc.name, lines, tc.wantRev, tc.when)
+		}
+	}
+}
+
+// dockerRevisionX is the Dockerfile's -X stamping of its QFPURGE_REVISION
+// build argument.
+var dockerRevisionX = regexp.MustCompile(`-X ([^ "=]+)=\$\{QFPURGE_REVISION\}`)
+
+// TestVersionStampedInDocker: built as the Dockerfile builds it, without
+// VCS information, the binary shows the revision its build argument
+// stamped; the symbol the Dockerfile names is the one Version reads.
+func TestVersionStampedInDocker(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	df, err := os.ReadFile("../../../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := dockerRevisionX.FindSubmatch(df)
+	if m == nil {
+		t.Fatal("the Dockerfile does not stamp ${QFPURGE_REVISION} with -ldflags -X")
+	}
+	bin := filepath.Join(t.TempDir(), "qfpurge")
+	const rev = "0123456789abcdef0123456789abcdef01234567"
+	build := exec.Command("go", "build", "-buildvcs=false", "-trimpath", "-ldflags=-s -w -X "+string(m[1])+"="+rev,
+		"-o", bin, "github.com/qfpurge/qfpurge/cmd/qfpurge")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "\nrevision "+rev+"\n") {
+		t.Errorf("version printed:\n%s\nwant revision %s", out, rev)
 	}
 }
 

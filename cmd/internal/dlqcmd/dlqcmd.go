@@ -24,7 +24,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -221,7 +220,7 @@ func listEntries(ctx context.Context, w io.Writer, store *deadletter.Store, dls 
 		fmt.Fprintf(w, "no dead letters here (%d in all)\n", total)
 		return nil
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	tw := cli.NewTable(w)
 	fmt.Fprintln(tw, "ENTRY\tTIME\tKIND\tID\tREASON\tATTEMPTS\tTASK")
 	for _, d := range dls {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", d.EntryID, d.At.Format(time.RFC3339), d.Kind, d.ID, d.Reason(), d.Attempts, d.TaskID)

@@ -8,7 +8,6 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/qfpurge/qfpurge/cmd/internal/qfclient"
@@ -113,7 +112,7 @@ var would = map[inuse.Outcome]string{
 
 // printAnswers writes a table and a count per outcome.
 func printAnswers(w io.Writer, answers []inuse.Answer) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	tw := cli.NewTable(w)
 	fmt.Fprintln(tw, "ID\tA RUN NOW WOULD\tNAME\tTYPE\tCREATED\tWHY")
 	count := map[inuse.Outcome]int{}
 	for _, a := range answers {

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -92,7 +91,7 @@ and returned by the API; records are kept 30 days.`,
 
 // printStatus writes st as a table.
 func printStatus(w io.Writer, st enqueue.RequestStatus) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	tw := cli.NewTable(w)
 	if st.KeyGenerated {
 		fmt.Fprintf(tw, "request\t%s (key generated)\n", st.Key)
 	} else {

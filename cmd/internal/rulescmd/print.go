@@ -9,9 +9,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
+	"github.com/qfpurge/qfpurge/internal/cli"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/policy"
 	"github.com/qfpurge/qfpurge/internal/schedule"
@@ -41,7 +41,7 @@ func stamp(t time.Time) string {
 }
 
 func printEntries(w io.Writer, entries []schedule.Entry) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	tw := cli.NewTable(w)
 	fmt.Fprintln(tw, "NAME\tKIND\tCRON\tLIMIT\tPROTECTION\tLINE")
 	for _, e := range entries {
 		prot := "on"
@@ -107,7 +107,7 @@ func printPlan(w io.Writer, rec policy.Record, p *policy.Plan, onlySummary bool)
 }
 
 func printItems(w io.Writer, rec policy.Record, items []policy.ItemOutcome, outcomes bool) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	tw := cli.NewTable(w)
 	head := "ACTION\tID\tNAME\t"
 	if rec.Kind == "version" {
 		head += "VERSION\tRANK\t"
@@ -153,7 +153,7 @@ func outcomeText(it policy.ItemOutcome) string {
 }
 
 func printRuns(w io.Writer, runs []policy.Record) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	tw := cli.NewTable(w)
 	fmt.Fprintln(tw, "RUN\tRULE\tMODE\tTRIGGER\tSTATUS\tCREATED\tDELETE\tKEEP\tPROTECT\tNOTE")
 	for _, r := range runs {
 		note := r.Error

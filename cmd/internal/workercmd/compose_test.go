@@ -409,6 +409,7 @@ func TestDockerfile(t *testing.T) {
 	}
 	var stages []*stage
 	byName := map[string]*stage{}
+	args := map[string]bool{} // build arguments the Dockerfile declares
 	for line := range strings.Lines(df) {
 		line = strings.TrimSpace(line)
 		f := strings.Fields(line)
@@ -438,6 +439,10 @@ func TestDockerfile(t *testing.T) {
 				}
 			}
 		case strings.HasPrefix(line, "ENV ") || strings.HasPrefix(line, "ARG "):
+			if f[0] == "ARG" {
+				name, _, _ := strings.Cut(f[1], "=")
+				args[name] = true
+			}
 			up := strings.ToUpper(line)
 			for _, s := range []string{"SECRET", "PASSWORD", "TOKEN", "ACCESS_KEY"} {
 				if strings.Contains(up, s) {
@@ -468,6 +473,7 @@ func TestDockerfile(t *testing.T) {
 		t.Errorf("the default image holds %v, want qfpurge alone", final.copied)
 	}
 	c := loadCompose(t)
+	envExample := loadEnvExample(t)
 	for name, svc := range c.Services {
 		if !svc.ours() || len(svc.Command) == 0 {
 			continue
@@ -482,6 +488,25 @@ func TestDockerfile(t *testing.T) {
 		}
 		if !slices.Contains(st.copied, svc.Command[0]) {
 			t.Errorf("service %s runs %s, which its image does not hold (%v)", name, svc.Command[0], st.copied)
+		}
+		// The revision qfpurge version names reaches the build (no .git
+		// in the context), from a variable .env.example documents.
+		if svc.Build != nil && st == final {
+			b, _ := svc.Build.(map[string]any)
+			bargs, _ := b["args"].(map[string]any)
+			if bargs["QFPURGE_REVISION"] == nil {
+				t.Errorf("service %s builds qfpurge without the QFPURGE_REVISION build argument", name)
+			}
+			for k, v := range bargs {
+				if !args[k] {
+					t.Errorf("service %s passes build argument %s, which the Dockerfile does not declare", name, k)
+				}
+				for _, m := range varRE.FindAllStringSubmatch(fmt.Sprint(v), -1) {
+					if _, ok := envExample[m[1]]; !ok {
+						t.Errorf("service %s's build argument %s uses ${%s}, which .env.example does not document", name, k, m[1])
+					}
+				}
+			}
 		}
 	}
 	// The build context must not carry local secrets into the image.

@@ -178,11 +178,18 @@ func (fl *flags) resolve(fs *pflag.FlagSet, getenv func(string) string, stderr i
 // printConfig writes the resolved flags as a config file, with the Redis
 // password masked, and which credentials the environment holds.
 func printConfig(w io.Writer, fs *pflag.FlagSet, getenv func(string) string) error {
+	demo := fs.Lookup("demo").Value.String() == "true"
 	err := sources(getenv).PrintConfig(w, fs, func(name, v string) string {
 		switch {
 		case name == "redis-url" && v != "":
 			return redisconn.Redact(v)
 		case name == "otlp-endpoint" && v != "":
+			return redactURL(v)
+		case name == "qianfan-base-url" && v == "" && !demo:
+			// What the client calls when none is set (the demo's fake
+			// gets its address only when it starts).
+			return qianfan.DefaultBaseURL
+		case name == "qianfan-base-url" && v != "":
 			return redactURL(v)
 		}
 		return v

@@ -17,6 +17,7 @@ import (
 	"github.com/qfpurge/qfpurge/internal/enqueue"
 	"github.com/qfpurge/qfpurge/internal/modelid"
 	"github.com/qfpurge/qfpurge/internal/monitor"
+	"github.com/qfpurge/qfpurge/internal/qianfan"
 	"github.com/qfpurge/qfpurge/internal/qianfan/qianfantest"
 	"github.com/qfpurge/qfpurge/internal/redistest"
 	"github.com/qfpurge/qfpurge/internal/worker/workertest"
@@ -242,6 +243,7 @@ func TestPrintConfig(t *testing.T) {
 		"# QFPURGE_MONITOR_TOKEN: (unset)\n",
 		"otlp-endpoint: http://otel:xxxxx@collector:4318\n", "# OTEL_EXPORTER_OTLP_HEADERS: (set, masked)\n",
 		"read-qps: 7\n", "# QIANFAN_READ_ACCESS_KEY: rak-visible\n", "# QIANFAN_READ_SECRET_KEY: (set, masked)\n",
+		"qianfan-base-url: " + qianfan.DefaultBaseURL + "\n", // none set: the one the client calls
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("no %q in:\n%s", want, got)
@@ -262,6 +264,34 @@ func TestPrintConfig(t *testing.T) {
 	// Without any Redis, --print-config still prints.
 	if err := run(context.Background(), []string{"--print-config"}, func(string) string { return "" }, io.Discard, io.Discard); err != nil {
 		t.Errorf("--print-config without Redis: %v", err)
+	}
+}
+
+// TestPrintConfigBaseURL: --print-config shows the Qianfan base URL the
+// worker calls: the default when none is set, else the one set (its
+// password masked); with --demo, whose fake gets its address on start, none.
+func TestPrintConfigBaseURL(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"unset", nil, nil, "qianfan-base-url: " + qianfan.DefaultBaseURL + "\n"},
+		{"environment", nil, map[string]string{"QIANFAN_BASE_URL": "http://127.0.0.1:8300"}, "qianfan-base-url: http://127.0.0.1:8300\n"},
+		{"flag with a password", []string{"--qianfan-base-url", "https://u:s3cret@proxy.example.com"}, nil, "qianfan-base-url: https://u:xxxxx@proxy.example.com\n"},
+		{"demo", []string{"--demo"}, nil, `qianfan-base-url: ""` + "\n"},
+	} {
+		var out, errb strings.Builder
+		err := run(context.Background(), append(tc.args, "--print-config"), func(k string) string { return tc.env[k] }, &out, &errb)
+		if err != nil {
+			t.Errorf("%s: %v\n%s", tc.name, err, errb.String())
+			continue
+		}
+		if !strings.Contains(out.String(), tc.want) || strings.Contains(out.String(), "s3cret") {
+			t.Errorf("%s: want %q, no password, in:\n%s", tc.name, tc.want, out.String())
+		}
 	}
 }
 
