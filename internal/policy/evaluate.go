@@ -287,10 +287,19 @@ func Evaluate(r *Rule, snap *inventory.Snapshot, details map[string][]inventory.
 // listing: it keeps the services and the plan's items, not the models.
 type evaluation struct {
 	r      *Rule
-	p      Plan
+	p      Plan // its Items are the chunk being filled
 	usedBy map[string][]*inventory.Service
 	now    time.Time
+	// full are the filled chunks of items, joined by finish: a plan of a
+	// large account has 100,000s of items, and a slice grown by append
+	// holds up to a quarter more than it uses and, while it grows, both
+	// its old and new arrays.
+	full [][]Item
+	n    int // items in full
 }
+
+// itemChunk is how many items a chunk holds (about 700 KiB).
+const itemChunk = 4096
 
 func newEvaluation(r *Rule, taken time.Time, services []inventory.Service, now time.Time) (*evaluation, error) {
 	if err := r.ready(); err != nil {
@@ -334,11 +343,24 @@ func (e *evaluation) add(m *inventory.Model, detail []inventory.Version) {
 		it := &e.p.Items[i]
 		it.Reason, it.Type = unique.Make(it.Reason).Value(), unique.Make(it.Type).Value()
 	}
+	if len(e.p.Items) >= itemChunk {
+		e.full = append(e.full, e.p.Items)
+		e.n += len(e.p.Items)
+		e.p.Items = make([]Item, 0, itemChunk)
+	}
 }
 
-// finish applies the limit and returns the plan.
+// finish applies the limit and returns the plan, its items in one slice.
 func (e *evaluation) finish() Plan {
 	e.p.Blocked = e.p.Limit.check(e.r.Kind, e.p.Totals)
+	if len(e.full) > 0 {
+		items := make([]Item, 0, e.n+len(e.p.Items))
+		for i, c := range e.full {
+			items = append(items, c...)
+			e.full[i] = nil
+		}
+		e.p.Items, e.full, e.n = append(items, e.p.Items...), nil, 0
+	}
 	return e.p
 }
 
