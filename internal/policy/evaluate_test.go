@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -370,5 +371,41 @@ limit: {count: 5, share: 50%}
 	}
 	if diff := cmp.Diff(p1, p2); diff != "" {
 		t.Errorf("plans differ after a JSON round trip (-before +after)\n%s", diff)
+	}
+}
+
+// TestEvaluateManyItemsKeepOrder plans more items than one chunk holds
+// (itemChunk): the plan lists every one once, in listing order.
+func TestEvaluateManyItemsKeepOrder(t *testing.T) {
+	t.Parallel()
+	r := parseRule(t, modelid.KindModel, "delete: {name: \"exp-*\"}\nkeep: {name: \"*-keep\"}\nlimit: {share: 100%}")
+	snap := &inventory.Snapshot{Taken: now}
+	var want []string
+	for i := range 3*itemChunk + 5 {
+		m := inventory.Model{ID: fmt.Sprintf("am-%06d", i), Name: fmt.Sprintf("exp-%d", i), Type: "LLM", Created: daysAgo(i % 400)}
+		switch {
+		case i%5 == 0:
+			m.Name = fmt.Sprintf("other-%d", i)
+		case i%3 == 0:
+			m.Name += "-keep"
+			want = append(want, m.ID+" keep")
+		default:
+			want = append(want, m.ID+" delete")
+		}
+		snap.Models = append(snap.Models, m)
+	}
+	p, err := Evaluate(&r, snap, nil, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, it := range p.Items {
+		got = append(got, it.ID+" "+string(it.Action))
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("items (-want +got):\n%s", diff)
+	}
+	if p.Totals.Matched != len(want) || p.Totals.Considered != len(snap.Models) {
+		t.Errorf("totals %+v, want %d matched of %d", p.Totals, len(want), len(snap.Models))
 	}
 }

@@ -32,7 +32,7 @@ func TestMain(m *testing.M) {
 }
 
 // rule reads a rule entry's fields from YAML.
-func rule(t *testing.T, name string, kind modelid.Kind, src string) policy.Rule {
+func rule(t testing.TB, name string, kind modelid.Kind, src string) policy.Rule {
 	t.Helper()
 	var doc yaml.Node
 	if err := yaml.Unmarshal([]byte(src), &doc); err != nil {

@@ -285,7 +285,7 @@ func (c *Client) WalkBatchInferenceTasks(ctx context.Context, maxKeys int, runSt
 // walkMarker follows a V2 marker listing to its end, handing each page to
 // fn without the items earlier pages held.
 func walkMarker[T any](ctx context.Context, what string, page func(marker string) ([]T, PageInfo, error), id func(T) string, fn func([]T) error) error {
-	seenItem := map[string]struct{}{}
+	var seenItem idSet
 	seenMarker := map[string]bool{"": true}
 	marker := ""
 	for n := 1; ; n++ {
@@ -301,8 +301,7 @@ func walkMarker[T any](ctx context.Context, what string, page func(marker string
 		}
 		fresh := items[:0:0]
 		for _, it := range items {
-			if k := id(it); !has(seenItem, k) {
-				seenItem[k] = struct{}{}
+			if seenItem.add(id(it)) {
 				fresh = append(fresh, it)
 			}
 		}
@@ -321,9 +320,4 @@ func walkMarker[T any](ctx context.Context, what string, page func(marker string
 		seenMarker[info.NextMarker] = true
 		marker = info.NextMarker
 	}
-}
-
-func has(set map[string]struct{}, k string) bool {
-	_, ok := set[k]
-	return ok
 }
