@@ -25,11 +25,16 @@ type store struct {
 	// intOf remembers the int ID of every string ID ever held, so that a
 	// service keeps naming a model that was deleted under it.
 	intOf map[string]int64
+	// gone counts deleted models still in models, byStr and byTime:
+	// removing each at once cost a pass over the account per deleted ID
+	// (a 100-ID call took 70 ms at 200,000 models); readers compact first.
+	gone int
 }
 
 type smodel struct {
 	m        Model // m.Versions is unused: versions holds them
 	versions []*sversion
+	gone     bool
 }
 
 type sversion struct {
@@ -64,6 +69,7 @@ func newStore(inv *Inventory) *store {
 }
 
 func (st *store) snapshot() *Inventory {
+	st.compact()
 	inv := &Inventory{Models: make([]Model, 0, len(st.models)), Services: make([]Service, 0, len(st.services))}
 	for _, sm := range st.models {
 		m := sm.m
@@ -147,8 +153,11 @@ func (st *store) versionInUse(sv *sversion) bool {
 
 // deleteModel removes the model and its versions, which it returns.
 func (st *store) deleteModel(sm *smodel) []*sversion {
-	st.models = slices.DeleteFunc(st.models, func(x *smodel) bool { return x == sm })
-	st.byStr, st.byTime = nil, nil
+	if sm.gone {
+		return nil
+	}
+	sm.gone = true
+	st.gone++
 	delete(st.modelInt, sm.m.ID)
 	delete(st.modelStr, sm.m.IDStr)
 	gone := sm.versions
@@ -158,6 +167,29 @@ func (st *store) deleteModel(sm *smodel) []*sversion {
 	}
 	sm.versions = nil
 	return gone
+}
+
+// compact drops deleted models from models and from the sorted orders,
+// which stay sorted: one pass for all deletions since the last read.
+func (st *store) compact() {
+	if st.gone == 0 {
+		return
+	}
+	isGone := func(sm *smodel) bool { return sm.gone }
+	st.models = slices.DeleteFunc(st.models, isGone)
+	if st.byStr != nil {
+		st.byStr = slices.DeleteFunc(st.byStr, isGone)
+	}
+	if st.byTime != nil {
+		st.byTime = slices.DeleteFunc(st.byTime, isGone)
+	}
+	st.gone = 0
+}
+
+// liveModels is every model held, deleted ones dropped.
+func (st *store) liveModels() []*smodel {
+	st.compact()
+	return st.models
 }
 
 func (st *store) deleteVersion(sv *sversion) {
@@ -181,6 +213,7 @@ func (sm *smodel) latest() *sversion {
 // Offset pages over this order shift when a model is deleted mid-walk, as
 // in any offset query.
 func (st *store) v1Order(nameFilter string, prefix bool, types []int, asc bool) []*smodel {
+	st.compact()
 	plain := nameFilter == "" && len(types) == 0 && !asc
 	if plain && st.byTime != nil {
 		return st.byTime
@@ -215,6 +248,7 @@ func (st *store) v1Order(nameFilter string, prefix bool, types []int, asc bool) 
 // stable when models are deleted between them. The slice is shared: read it
 // only.
 func (st *store) v2Order() []*smodel {
+	st.compact()
 	if st.byStr == nil {
 		st.byStr = slices.DeleteFunc(slices.Clone(st.models), func(sm *smodel) bool { return sm.m.Unlisted })
 		slices.SortFunc(st.byStr, func(a, b *smodel) int { return strings.Compare(a.m.IDStr, b.m.IDStr) })

@@ -125,7 +125,7 @@ func (s *Server) v2ModelSet(body []byte) (any, *Answer) {
 	}
 	var sm *smodel
 	if req.ModelSetName != "" {
-		for _, m := range s.inv.models {
+		for _, m := range s.inv.liveModels() {
 			if m.m.Name == req.ModelSetName {
 				sm = m
 			}
