@@ -161,7 +161,10 @@ func runProtectOnce(ctx context.Context, e *env, c protectConfig, run protectRun
 		return run, err
 	}
 	insp := asynq.NewInspectorFromRedisClient(e.rdb)
-	werr := waitFor(ctx, 4*time.Minute, 100*time.Millisecond, func() (bool, error) { return settled(ctx, e.rdb, insp, w, ids) })
+	// Four minutes per 20,000 IDs: a cold drain first lists the whole
+	// account (twice the IDs) out of the same budget.
+	wait := 4 * time.Minute * time.Duration(max(1, (len(ids)+19_999)/20_000))
+	werr := waitFor(ctx, wait, 100*time.Millisecond, func() (bool, error) { return settled(ctx, e.rdb, insp, w, ids) })
 	if ctx.Err() != nil {
 		return run, ctx.Err()
 	}
