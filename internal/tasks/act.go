@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -35,8 +36,10 @@ type Result struct {
 }
 
 // act turns the decision for f into the report: what to record, what to
-// split off, how the execution ends. Its only I/O besides the report's is
-// the batch's call record and the fleet's state (pause, API mode).
+// split off, how the execution ends. Some actions still read or call on
+// their way: a wait for a listing asks the inventory for one, a settle
+// reads by name, a switch to V2 runs the V2 calls, and a retry probes V1
+// before calling it gone.
 func (h *Handler) act(ctx context.Context, b *batch, f Facts) error {
 	d := Decide(f)
 	if b.canary && f.Called && d.Action != ActPause {
@@ -268,7 +271,14 @@ func (h *Handler) settle(ctx context.Context, b *batch, f Facts, v Verdict) erro
 			continue
 		}
 		p := b.p
-		p.LostIn, p.Unsure = line, c.unsure || b.p.Unsure
+		p.LostIn, p.Unsure, p.Missing = line, c.unsure || b.p.Unsure, nil
+		if c.why == "recheck" {
+			for _, id := range c.ids {
+				if slices.Contains(f.Call.Absent, id) {
+					p.Missing = append(p.Missing, id)
+				}
+			}
+		}
 		r.splitOff(p, [][]modelid.ID{c.ids}, c.why)
 	}
 	if err := h.inv.Settled(ctx, b.a.taskID, b.p.Kind); err != nil {
@@ -358,7 +368,8 @@ func (h *Handler) unreadable(b *batch, raw string, cause error) {
 	}
 	h.log.Error("unreadable task payload dead-lettered", "task_id", b.a.taskID, "err", cause)
 	o := h.outcome(b, modelid.StringID("unreadable"), ledger.StateDead, nil)
-	o.Message = cause.Error() + ": " + raw
+	// Not an ID of the batch's kind, and never sent.
+	o.Kind, o.API, o.Message = "", "", cause.Error()+": "+raw
 	b.rep.record(o)
 }
 

@@ -18,9 +18,11 @@ import (
 )
 
 // The execute step of the batch handler (see Handler): what an execution
-// reads and calls before it decides. It writes only the batch's call
-// record (ahead of each call) and asks the inventory for listings; what
-// it learns for the ledger goes into the report.
+// reads and calls before it decides. It writes the batch's call record
+// (ahead of each call), asks the inventory for listings and learns ID
+// pairs; what it learns for the ledger goes into the report, which it
+// flushes early only where a later call must not repeat a recorded end
+// (an ID deleted under its other form).
 
 // dropCancelled takes out of the batch, before any call, the IDs whose
 // request was cancelled (by its key) or which were cancelled themselves
@@ -131,10 +133,10 @@ func (h *Handler) precheck(ctx context.Context, b *batch) (*Facts, error) {
 		}
 		absent := call.Absent
 		if b.p.Split == "recheck" {
-			// A read taken before this batch's first call showed its IDs
-			// missing, and no lost call of ours deleted them: its own lost
-			// call cannot have deleted them either.
-			absent = b.ids
+			// A recheck batch makes no detail read of its own: the
+			// evidence that its IDs never existed is what a detail call
+			// showed before the lost call, not a listing's absence.
+			absent = append(slices.Clip(absent), b.p.Missing...)
 		}
 		f.Listed, b.readAt = true, taken
 		f.Read = Read{IDs: b.ids, Presence: pres, Evident: evident, Absent: absent, Atomic: call.API != string(fleet.V2)}
@@ -212,8 +214,15 @@ func (h *Handler) callV1(ctx context.Context, b *batch, f *Facts) (*Facts, error
 	// A recheck batch is already known absent: nothing to show.
 	if call.State == "" && b.p.Split != "recheck" {
 		if err := h.notePresent(ctx, b); err != nil {
-			if qianfan.Classify(err) == qianfan.ClassUnknown {
+			switch qianfan.Classify(err) {
+			case qianfan.ClassUnknown:
 				return nil, err
+			case qianfan.ClassTransient:
+				// A read cut short tells nothing about the IDs: wait,
+				// never spending a retry (or dead-lettering) for IDs not
+				// yet sent.
+				h.obs.Retry(b.p.Kind, "detail")
+				return nil, &ThrottleError{Wait: h.cfg.VerifyPoll, Err: fmt.Errorf("reading the batch's IDs before its call: %w", err)}
 			}
 			// The read's answer decides as a delete call's would: a refused
 			// credential pauses the fleet, a quota waits, a gone V1

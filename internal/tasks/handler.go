@@ -200,8 +200,8 @@ func (h *Handler) process(ctx context.Context, t *asynq.Task, a attempt) error {
 	return h.report(ctx, b, h.execute(ctx, b))
 }
 
-// execute runs the batch up to its decision (act), leaving in b.rep what
-// to write. It returns an error when it stops before deciding: a
+// execute runs the batch through its decision and act, leaving in b.rep
+// what to write. It returns an error when it stops before deciding: a
 // ThrottleError to wait, anything else to retry.
 func (h *Handler) execute(ctx context.Context, b *batch) error {
 	p, err := DecodePayload(b.t.Payload())

@@ -940,3 +940,71 @@ func TestHandlerAutoSwitchesToV2(t *testing.T) {
 		t.Errorf("%d V2 calls, want 3", acct.v2calls)
 	}
 }
+
+// TestHandlerLostRecheckAnswerUnlistedIsNotDead: a recheck batch holding a
+// model that exists but no listing returns (no detail call showed it
+// missing) deletes it and loses the answer: a listing's absence is no
+// evidence it never existed, so it is not dead-lettered.
+func TestHandlerLostRecheckAnswerUnlistedIsNotDead(t *testing.T) {
+	acct := newAccount(ids(5)...)
+	acct.fault = func(n int) string { return map[int]string{0: "drop"}[n] }
+	b := setup(t, acct)
+	tk := newBatch(t, ids(5), func(p *Payload) { p.Split, p.Parent, p.LostIn = "recheck", "p0", "p0" })
+	res := b.drain(t, tk, "p0-recheck", func() {
+		seq, err := b.inv.Stamp(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		empty := &inventory.Snapshot{Taken: time.Now(), Seq: seq, Decides: []inventory.Form{{Kind: modelid.KindModel, Type: modelid.IDInt}}}
+		if err := b.inv.Save(context.Background(), empty); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if st := b.states(t, ids(5)); st[0] == ledger.StateDead || len(b.deadLetters(t)) != 0 || len(res.archived) != 0 {
+		t.Errorf("state %v, %d dead letters, archived %v; an existing model must not be dead", st, len(b.deadLetters(t)), res.archived)
+	}
+}
+
+// TestHandlerDetailReadCutShortWaits: the detail read before a small
+// batch's call fails with a transient answer on the last attempt: the
+// batch waits without a call, and nothing is recorded or dead-lettered.
+func TestHandlerDetailReadCutShortWaits(t *testing.T) {
+	acct := newAccount(ids(6)...)
+	b := setup(t, acct)
+	b.h.del = describeFails{acct}
+	err := b.h.process(context.Background(), newBatch(t, ids(6)), attempt{taskID: "t", retried: 3, maxRetry: 3})
+	if _, waits := errors.AsType[*ThrottleError](err); !waits || acct.callCount() != 0 {
+		t.Errorf("detail read 503: %v, %d calls; want a wait and no call", err, acct.callCount())
+	}
+	if st := b.states(t, ids(6)); st[0] != "" || len(b.deadLetters(t)) != 0 {
+		t.Errorf("detail read 503: recorded %v, %d dead letters; want nothing", st[0], len(b.deadLetters(t)))
+	}
+}
+
+type describeFails struct{ *account }
+
+func (describeFails) Describe(context.Context, modelid.Kind, modelid.ID) (bool, modelid.ID, error) {
+	return false, modelid.ID{}, &qianfan.Error{HTTPStatus: 503, Message: "Service Unavailable"}
+}
+
+// TestHandlerRejectedJobOfAGroup: a job of a group that could not be read
+// is recorded dead under no kind (it names no ID of the batch's kind),
+// and the group's readable IDs go on.
+func TestHandlerRejectedJobOfAGroup(t *testing.T) {
+	acct := newAccount(ids(1)...)
+	b := setup(t, acct)
+	tk := newBatch(t, ids(1), func(p *Payload) { p.Rejected = []string{"{not json"} })
+	if err := b.h.process(context.Background(), tk, attempt{taskID: "t", maxRetry: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if st := b.states(t, ids(1)); st[0] != ledger.StateDeleted {
+		t.Errorf("the readable ID: %v, want deleted", st)
+	}
+	recs, err := b.ledger.LookupMany(context.Background(), "", []modelid.ID{modelid.StringID("unreadable")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if recs[0].State != ledger.StateDead || recs[0].API != "" || !strings.Contains(recs[0].Message, "{not json") {
+		t.Errorf("the unreadable job: %+v, want dead under no kind, no API, its text kept", recs[0])
+	}
+}

@@ -64,9 +64,6 @@ type split struct {
 
 type fleetEvent struct{ event, reason string }
 
-// ended reports whether the execution has chosen its ending.
-func (r *report) ended() bool { return r.end != endNone }
-
 // finish ends the execution: the task completes.
 func (r *report) finish() { r.end = endDone }
 
@@ -138,14 +135,18 @@ func (h *Handler) flush(ctx context.Context, b *batch) ([]ledger.Outcome, error)
 			return nil, err
 		}
 		traceOutcomes(ctx, written)
-		n := map[ledger.State]int{}
+		type key struct {
+			st ledger.State
+			t  modelid.IDType
+		}
+		n := map[key]int{}
 		for _, o := range written {
 			if o.Kind != "" { // an unreadable payload has no kind to count under
-				n[o.State]++
+				n[key{o.State, o.ID.Type()}]++
 			}
 		}
-		for st, c := range n {
-			h.obs.Outcome(b.p.Kind, r.outs[0].ID.Type(), st, c)
+		for k, c := range n {
+			h.obs.Outcome(b.p.Kind, k.t, k.st, c)
 		}
 		r.outs = nil
 	}
@@ -251,7 +252,7 @@ func (h *Handler) enqueueChildren(ctx context.Context, parent string, p Payload,
 	for i, c := range chunks {
 		id := ChildTaskID(parent, why, i)
 		task, err := NewBatchTask(Payload{Kind: p.Kind, IDs: c, Parent: parent, Split: why, Run: p.Run, Rule: p.Rule,
-			DeleteInUse: p.DeleteInUse, LostIn: p.LostIn, Unsure: p.Unsure,
+			DeleteInUse: p.DeleteInUse, LostIn: p.LostIn, Unsure: p.Unsure, Missing: p.Missing,
 			RequestedBy: p.RequestedBy, Key: p.Key, Names: p.Names, Traceparent: p.Traceparent, Tracestate: p.Tracestate,
 			Origins: p.Origins, Asked: p.Asked}, h.cfg.Options)
 		if err != nil {

@@ -69,6 +69,11 @@ type Payload struct {
 	// IDs, so an ID refused on its own is dead only if a batch of the same
 	// line went through; otherwise it is presumed deleted.
 	Unsure bool `json:"unsure,omitempty"`
+	// Missing holds the IDs of a recheck batch that a detail call showed
+	// missing before the lost call: a recheck batch makes no detail read
+	// of its own, and a listing's absence is no such evidence (a listing
+	// may miss a model).
+	Missing []modelid.ID `json:"missing,omitempty"`
 	// RequestedBy names who asked (an API token's name, enqueue --as, a
 	// schedule entry) and Key the request (its idempotency key), for every
 	// ID of the batch; Origins replaces both when the aggregator merged
